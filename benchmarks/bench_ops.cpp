@@ -1,0 +1,209 @@
+// Memory-bound op benchmarks: each op family on the CPU and (in a CUDA build,
+// when a device is usable) on CUDA, float32, at 1M / 16M / 64M elements (the
+// CPU stops at 16M). Every case reports bytes_per_second counting the minimum
+// traffic the op needs (inputs read once, output written once), so the
+// "copy/*" cases at the same size are the bandwidth ceiling to compare with:
+// see benchmarks/README.md for the targets and how to compute the fraction.
+//
+// Names: <op>/<device>/<elements>/{real_time|manual_time}.
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bench_util.h"
+
+namespace {
+
+namespace tb = tandem_bench;
+using tandem::Device;
+using tandem::Tensor;
+
+constexpr int64_t kFloatBytes = 4;
+
+// The body of one case: given the state (range(0) = element count) and the
+// device, sets up inputs, times the op with tb::run_on and returns the bytes
+// moved per call.
+using Body = std::function<int64_t(benchmark::State&, Device)>;
+
+tandem::TensorOptions f32(Device d) { return tandem::dtype(tandem::kFloat32).device(d); }
+
+Tensor random_input(const tandem::Shape& shape, Device d) {
+  tandem::Generator gen(2024);
+  return tandem::randn(shape, f32(d), &gen);
+}
+
+void register_op(const std::string& name, const Body& body) {
+  auto wrap = [body](Device device) {
+    return [body, device](benchmark::State& state) {
+      tb::guarded(state, [&] {
+        if (device.is_cuda() && !tb::require_cuda(state)) return;
+        const int64_t bytes = body(state, device);
+        state.SetBytesProcessed(state.iterations() * bytes);
+      });
+    };
+  };
+  benchmark::RegisterBenchmark((name + "/cpu").c_str(), wrap(tb::cpu_device()))
+      ->Arg(int64_t{1} << 20)
+      ->Arg(int64_t{1} << 24)
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+#if TANDEM_WITH_CUDA
+  benchmark::RegisterBenchmark((name + "/cuda").c_str(), wrap(tb::cuda_device()))
+      ->Arg(int64_t{1} << 20)
+      ->Arg(int64_t{1} << 24)
+      ->Arg(int64_t{1} << 26)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+#endif
+}
+
+// [n] viewed as [n / cols, cols].
+tandem::Shape rows_of(int64_t n, int64_t cols) { return {n / cols, cols}; }
+
+void register_all() {
+  // ---- Copy baselines -------------------------------------------------------
+  // The raw copy: std::memcpy on the CPU, cudaMemcpyAsync device-to-device.
+  register_op("copy_raw", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor src = random_input({n}, d);
+    Tensor dst = tandem::empty({n}, f32(d));
+    const size_t bytes = src.nbytes();
+    if (d.is_cpu()) {
+      tb::run_on(state, d, [&] {
+        std::memcpy(dst.raw_data(), src.raw_data(), bytes);
+        benchmark::ClobberMemory();
+      });
+    } else {
+#if TANDEM_WITH_CUDA
+      tb::run_on(state, d, [&] {
+        tb::check_cuda(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), bytes,
+                                       cudaMemcpyDeviceToDevice, tb::current_stream()),
+                       "cudaMemcpyAsync");
+      });
+#endif
+    }
+    return 2 * n * kFloatBytes;
+  });
+  // The library's copy into an existing tensor (Tensor::copy_).
+  register_op("copy", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor src = random_input({n}, d);
+    Tensor dst = tandem::empty({n}, f32(d));
+    tb::run_on(state, d, [&] { dst.copy_(src); });
+    return 2 * n * kFloatBytes;
+  });
+  // clone(): copy plus an allocation (from the cache on CUDA).
+  register_op("clone", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor src = random_input({n}, d);
+    Tensor out;
+    tb::run_on(state, d, [&] { out = src.clone(); });
+    return 2 * n * kFloatBytes;
+  });
+
+  // ---- Elementwise ----------------------------------------------------------
+  register_op("relu", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor x = random_input({n}, d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::relu(x); });
+    return 2 * n * kFloatBytes;
+  });
+  register_op("sigmoid", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor x = random_input({n}, d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::sigmoid(x); });
+    return 2 * n * kFloatBytes;
+  });
+  register_op("add_same", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor a = random_input({n}, d);
+    Tensor b = random_input({n}, d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::add(a, b); });
+    return 3 * n * kFloatBytes;
+  });
+  // [R, 1024] + [1024]: a bias added to every row.
+  register_op("add_bcast_row", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor a = random_input(rows_of(n, 1024), d);
+    Tensor b = random_input({1024}, d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::add(a, b); });
+    return 2 * n * kFloatBytes;
+  });
+  // [R, 1024] + [R, 1]: one value per row, broadcast along it.
+  register_op("add_bcast_col", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor a = random_input(rows_of(n, 1024), d);
+    Tensor b = random_input({n / 1024, 1}, d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::add(a, b); });
+    return 2 * n * kFloatBytes;
+  });
+
+  // ---- Reductions -----------------------------------------------------------
+  register_op("sum_all", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor x = random_input({n}, d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::sum(x); });
+    return n * kFloatBytes;
+  });
+  // [R, 1024] summed over dim 1 (along rows) and dim 0 (down columns).
+  register_op("sum_dim1", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor x = random_input(rows_of(n, 1024), d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::sum(x, 1); });
+    return n * kFloatBytes;
+  });
+  register_op("sum_dim0", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor x = random_input(rows_of(n, 1024), d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::sum(x, 0); });
+    return n * kFloatBytes;
+  });
+
+  // ---- Softmax over rows of [n / 1000, 1000] (ImageNet-sized logits) ------------
+  register_op("softmax_rows", [](benchmark::State& state, Device d) {
+    const int64_t rows = state.range(0) / 1000;
+    Tensor x = random_input({rows, 1000}, d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::softmax(x, 1); });
+    return 2 * rows * 1000 * kFloatBytes;
+  });
+  register_op("log_softmax_rows", [](benchmark::State& state, Device d) {
+    const int64_t rows = state.range(0) / 1000;
+    Tensor x = random_input({rows, 1000}, d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::log_softmax(x, 1); });
+    return 2 * rows * 1000 * kFloatBytes;
+  });
+
+  // ---- Dropout (p = 0.1) ----------------------------------------------------
+  // The mask alone: n floats written.
+  register_op("dropout_mask", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    tandem::Generator gen(7);
+    Tensor m;
+    tb::run_on(state, d, [&] { m = tandem::dropout_mask({n}, 0.1, f32(d), &gen); });
+    return n * kFloatBytes;
+  });
+  // dropout(x): at least x read and the output written.
+  register_op("dropout", [](benchmark::State& state, Device d) {
+    const int64_t n = state.range(0);
+    Tensor x = random_input({n}, d);
+    tandem::Generator gen(7);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::dropout(x, 0.1, true, &gen); });
+    return 2 * n * kFloatBytes;
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return tandem_bench::bench_main(argc, argv, register_all); }

@@ -1,0 +1,68 @@
+// The CUDA runtime as tandem exposes it: device queries, streams, the caching
+// allocator's statistics, and switches. Every function exists in a CPU-only
+// build too: is_available() is false there and the rest either report zero
+// devices or throw a tandem::Error saying CUDA support was not built.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace tandem {
+namespace cuda {
+
+// True when tandem was built with CUDA and at least one device is visible.
+bool is_available();
+bool is_built();  // built with TANDEM_CUDA
+int device_count();
+std::string device_name(int device = 0);
+void synchronize(int device = -1);  // -1: the current device
+
+// The caching allocator: freed blocks are kept for reuse, so a steady training
+// loop makes no cudaMalloc/cudaFree calls.
+struct MemoryStats {
+  size_t allocated_bytes = 0;       // held by live tensors (rounded sizes)
+  size_t peak_allocated_bytes = 0;  // max of allocated_bytes since reset
+  size_t reserved_bytes = 0;        // obtained from cudaMalloc (in use + cached)
+  size_t cached_bytes = 0;          // reserved but free
+  uint64_t num_device_allocs = 0;   // real cudaMalloc calls
+  uint64_t num_device_frees = 0;    // real cudaFree calls
+  uint64_t num_alloc_requests = 0;  // tensor allocations served
+};
+MemoryStats memory_stats(int device = 0);
+void reset_peak_memory_stats(int device = 0);
+// Returns every cached (unused) block to the driver.
+void empty_cache();
+
+// An opaque CUDA stream handle (cudaStream_t) and the per-device current stream
+// that every tandem launch and library call uses.
+class Stream {
+ public:
+  explicit Stream(void* handle = nullptr, int device = 0) : handle_(handle), device_(device) {}
+  void* handle() const { return handle_; }
+  int device() const { return device_; }
+  void synchronize() const;
+
+ private:
+  void* handle_;
+  int device_;
+};
+Stream current_stream(int device = -1);
+void set_current_stream(const Stream& stream);
+// Creates a new non-blocking stream (owned by tandem until process exit).
+Stream new_stream(int device = -1);
+
+// TF32 tensor-core math in float32 GEMMs (cuBLAS). Off by default, so float32
+// matmul keeps full float32 precision; turn on for speed.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
+// Synchronise after every kernel launch and library call and check for errors,
+// to pin an asynchronous fault to its op. Also on when the environment variable
+// TANDEM_SYNC_DEBUG=1 is set or the library was configured with
+// -DTANDEM_SYNC_DEBUG=ON.
+void set_sync_debug(bool on);
+bool sync_debug();
+
+}  // namespace cuda
+}  // namespace tandem

@@ -1,0 +1,283 @@
+// Tensor: a dense, contiguous, row-major array on the CPU or a CUDA device.
+// Storage is shared: reshape/view/flatten/squeeze/unsqueeze and slicing along
+// dim 0 return tensors that alias the same memory; permute/transpose copy.
+// Host <-> device copies happen only in to(), item(), copy_() across devices and
+// printing.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "tandem/device.h"
+#include "tandem/dtype.h"
+#include "tandem/error.h"
+
+namespace tandem {
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& s);  // "[64, 3072]"
+int64_t shape_numel(const Shape& s);
+
+class Generator;
+
+// Options in libtorch's style: zeros({2, 3}, dtype(kFloat64).device(kCUDA)).
+struct TensorOptions {
+  TensorOptions() = default;
+  TensorOptions(DType t) : dtype_(t) {}        // NOLINT(google-explicit-constructor)
+  TensorOptions(Device d) : device_(d) {}      // NOLINT(google-explicit-constructor)
+  TensorOptions(DeviceType d) : device_(d) {}  // NOLINT(google-explicit-constructor)
+
+  TensorOptions dtype(DType t) const {
+    TensorOptions o = *this;
+    o.dtype_ = t;
+    return o;
+  }
+  TensorOptions device(Device d) const {
+    TensorOptions o = *this;
+    o.device_ = d;
+    return o;
+  }
+  TensorOptions device(DeviceType t, int index) const { return device(Device(t, index)); }
+  // Page-locked host memory (CPU tensors only), for asynchronous copies.
+  TensorOptions pinned_memory(bool pinned) const {
+    TensorOptions o = *this;
+    o.pinned_ = pinned;
+    return o;
+  }
+
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+  bool pinned_memory() const { return pinned_; }
+
+ private:
+  DType dtype_ = kFloat32;
+  Device device_ = Device(kCPU);
+  bool pinned_ = false;
+};
+
+inline TensorOptions dtype(DType t) { return TensorOptions().dtype(t); }
+inline TensorOptions device(Device d) { return TensorOptions().device(d); }
+
+// A block of memory on one device; freed (or returned to a cache) when the last
+// tensor that uses it goes away.
+class Storage {
+ public:
+  Storage(std::shared_ptr<void> data, size_t nbytes, Device device, bool pinned = false)
+      : data_(std::move(data)), nbytes_(nbytes), device_(device), pinned_(pinned) {}
+  void* data() const { return data_.get(); }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+  bool pinned() const { return pinned_; }
+
+  // Allocates nbytes on `device` (CPU: 64-byte aligned; CUDA: caching allocator).
+  static std::shared_ptr<Storage> allocate(size_t nbytes, Device device, bool pinned = false);
+
+ private:
+  std::shared_ptr<void> data_;
+  size_t nbytes_;
+  Device device_;
+  bool pinned_;
+};
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  int64_t offset = 0;  // in elements
+  Shape sizes;
+  DType dtype = kFloat32;
+  // Autograd state is attached here by the autograd layer (later issue).
+};
+
+class Tensor {
+ public:
+  Tensor() = default;  // undefined tensor
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& sizes() const;
+  int64_t size(int64_t dim) const;  // negative dims count from the end
+  int64_t dim() const { return static_cast<int64_t>(sizes().size()); }
+  int64_t numel() const;
+  DType dtype() const;
+  Device device() const;
+  bool is_cuda() const { return device().is_cuda(); }
+  bool is_cpu() const { return device().is_cpu(); }
+  bool is_pinned() const;
+  size_t element_size() const { return tandem::element_size(dtype()); }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * element_size(); }
+  bool is_contiguous() const { return true; }
+
+  // Typed pointer to the first element; T must match dtype(). For a CUDA tensor
+  // this is a device pointer.
+  template <typename T>
+  T* data_ptr() const {
+    check_dtype_for_access(dtype_of<T>::value);
+    return static_cast<T*>(raw_data());
+  }
+  void* raw_data() const;
+
+  // The value of a one-element tensor, converted to T (copies from the device).
+  template <typename T>
+  T item() const {
+    if constexpr (std::is_floating_point<T>::value) {
+      return static_cast<T>(item_double());
+    } else {
+      return static_cast<T>(item_int64());  // exact beyond 2^53
+    }
+  }
+
+  // Copies (never aliases) to another device and/or dtype; returns *this when
+  // nothing changes, like libtorch.
+  Tensor to(Device device) const;
+  Tensor to(DeviceType device) const { return to(Device(device)); }
+  Tensor to(DType dtype) const;
+  Tensor to(Device device, DType dtype) const;
+  Tensor cpu() const { return to(Device(kCPU)); }
+  Tensor cuda(int index = 0) const { return to(Device(kCUDA, index)); }
+  Tensor clone() const;
+  // Copies src into this tensor (same numel; src broadcast if it has one
+  // element); converts dtype and moves across devices as needed.
+  Tensor& copy_(const Tensor& src);
+  Tensor& fill_(double value);
+  Tensor& zero_() { return fill_(0.0); }
+
+  // Views that share storage.
+  Tensor view(const Shape& shape) const;  // one -1 allowed
+  Tensor reshape(const Shape& shape) const { return view(shape); }
+  Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
+  Tensor squeeze() const;
+  Tensor squeeze(int64_t dim) const;
+  Tensor unsqueeze(int64_t dim) const;
+  Tensor slice(int64_t start, int64_t end) const;  // rows [start, end) of dim 0
+  Tensor narrow(int64_t dim, int64_t start, int64_t length) const;  // dim 0 only
+  Tensor select(int64_t dim, int64_t index) const;                  // dim 0 only
+  Tensor operator[](int64_t index) const { return select(0, index); }
+
+  // Copies with a new layout.
+  Tensor permute(const Shape& dims) const;
+  Tensor transpose(int64_t dim0, int64_t dim1) const;
+  Tensor t() const;  // 2-D transpose
+  Tensor contiguous() const { return *this; }
+
+  // Method forms of common ops (see ops.h).
+  Tensor sum() const;
+  Tensor sum(int64_t dim, bool keepdim = false) const;
+  Tensor mean() const;
+  Tensor mean(int64_t dim, bool keepdim = false) const;
+  Tensor max() const;
+  Tensor min() const;
+  Tensor argmax() const;
+  Tensor argmax(int64_t dim, bool keepdim = false) const;
+  Tensor matmul(const Tensor& other) const;
+  Tensor relu() const;
+  Tensor sigmoid() const;
+  Tensor tanh() const;
+  Tensor exp() const;
+  Tensor log() const;
+  Tensor sqrt() const;
+  Tensor square() const;
+  Tensor abs() const;
+  Tensor neg() const;
+  Tensor pow(double exponent) const;
+  Tensor clamp(double lo, double hi) const;
+
+  // In-place arithmetic (the forms optimizers use); `this` keeps its shape and
+  // `other` must broadcast to it.
+  Tensor& add_(const Tensor& other, double alpha = 1.0);
+  Tensor& sub_(const Tensor& other, double alpha = 1.0);
+  Tensor& mul_(const Tensor& other);
+  Tensor& div_(const Tensor& other);
+  Tensor& add_(double value);
+  Tensor& sub_(double value);
+  Tensor& mul_(double value);
+  Tensor& div_(double value);
+  Tensor& clamp_(double lo, double hi);
+  Tensor& sqrt_();
+  Tensor& relu_();
+  // this += value * t1 * t2 ; this += value * t1 / t2
+  Tensor& addcmul_(const Tensor& t1, const Tensor& t2, double value = 1.0);
+  Tensor& addcdiv_(const Tensor& t1, const Tensor& t2, double value = 1.0);
+
+  std::string to_string() const;  // like PyTorch's repr
+  // True when both tensors are the same object (not value equality).
+  bool is_same(const Tensor& other) const { return impl_ == other.impl_; }
+  const std::shared_ptr<TensorImpl>& impl() const { return impl_; }
+
+ private:
+  const TensorImpl& checked_impl() const;
+  void check_dtype_for_access(DType requested) const;
+  double item_double() const;
+  int64_t item_int64() const;
+
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// ---- Factories -----------------------------------------------------------
+Tensor empty(const Shape& shape, const TensorOptions& options = {});
+Tensor zeros(const Shape& shape, const TensorOptions& options = {});
+Tensor ones(const Shape& shape, const TensorOptions& options = {});
+Tensor full(const Shape& shape, double value, const TensorOptions& options = {});
+Tensor empty_like(const Tensor& t);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor full_like(const Tensor& t, double value);
+// [start, end) with `step`; default dtype int64 as in libtorch when all of
+// start/end/step are integral, else float32 (pass options to choose).
+Tensor arange(double end, const TensorOptions& options = kInt64);
+Tensor arange(double start, double end, double step = 1.0,
+              const TensorOptions& options = kInt64);
+// A tensor holding a copy of host values; the dtype is T's unless options say
+// otherwise (then the values are converted).
+template <typename T>
+Tensor from_vector(const std::vector<T>& values, const Shape& shape,
+                   const TensorOptions& options = TensorOptions(dtype_of<T>::value));
+template <typename T>
+Tensor from_vector(const std::vector<T>& values) {
+  return from_vector(values, Shape{static_cast<int64_t>(values.size())});
+}
+// Copies `shape`'s numel elements of `src_dtype` from a host buffer.
+Tensor from_blob(const void* data, const Shape& shape, DType src_dtype,
+                 const TensorOptions& options);
+template <typename T>
+std::vector<T> to_vector(const Tensor& t);  // copies to the host; T must match dtype
+
+// Uniform on [0, 1), standard normal, integers in [low, high).
+Tensor rand(const Shape& shape, const TensorOptions& options = {}, Generator* gen = nullptr);
+Tensor randn(const Shape& shape, const TensorOptions& options = {}, Generator* gen = nullptr);
+Tensor randint(int64_t low, int64_t high, const Shape& shape,
+               const TensorOptions& options = kInt64, Generator* gen = nullptr);
+Tensor uniform(const Shape& shape, double lo, double hi, const TensorOptions& options = {},
+               Generator* gen = nullptr);
+Tensor normal(const Shape& shape, double mean, double std, const TensorOptions& options = {},
+              Generator* gen = nullptr);
+
+// ---- Operators -------------------------------------------------------------
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator+(const Tensor& a, double b);
+Tensor operator-(const Tensor& a, double b);
+Tensor operator*(const Tensor& a, double b);
+Tensor operator/(const Tensor& a, double b);
+Tensor operator+(double a, const Tensor& b);
+Tensor operator-(double a, const Tensor& b);
+Tensor operator*(double a, const Tensor& b);
+Tensor operator/(double a, const Tensor& b);
+Tensor operator-(const Tensor& a);
+Tensor& operator+=(Tensor& a, const Tensor& b);
+Tensor& operator-=(Tensor& a, const Tensor& b);
+Tensor& operator*=(Tensor& a, const Tensor& b);
+Tensor& operator/=(Tensor& a, const Tensor& b);
+Tensor& operator+=(Tensor& a, double b);
+Tensor& operator-=(Tensor& a, double b);
+Tensor& operator*=(Tensor& a, double b);
+Tensor& operator/=(Tensor& a, double b);
+
+}  // namespace tandem

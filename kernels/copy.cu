@@ -1,0 +1,291 @@
+// Copies and fills: cuda::copy_convert, cuda::fill, cuda::arange, cuda::copy_2d,
+// cuda::permute.
+//
+// Layout: all tensors contiguous (row-major).
+//   - copy_convert: same dtype -> cudaMemcpyAsync; otherwise a grid-stride
+//     kernel applying convert_value (cuda_utils.h): static_cast, except that
+//     floating -> integer truncates, saturates and maps NaN to 0, exactly as
+//     the CPU backend does.
+//   - fill: all-zero bit patterns -> cudaMemsetAsync; otherwise a kernel with
+//     16-byte stores when the pointer is aligned. The value is converted on the
+//     host with scalar_to (integers through int64, as on the CPU).
+//   - arange: out[i] = convert_value<T>(start + i * step), computed in double
+//     with explicitly rounded multiply and add (no FMA contraction), as on the CPU.
+//   - copy_2d: cudaMemcpy2DAsync (pitched copy of rows into a column range).
+//   - permute: output dims are merged where the input is contiguous across them;
+//     what remains is a plain copy, a (batched) 2-D transpose through 32x32
+//     shared-memory tiles, or a general gather over at most 16 merged dims.
+//     Elements move as raw 1-, 4- or 8-byte words.
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "core/backend.h"
+#include "cuda/cuda_utils.h"
+
+namespace tandem {
+namespace cuda {
+namespace {
+
+constexpr int kPermuteMaxDims = 16;
+constexpr int kTile = 32;
+constexpr int kTileRows = 8;  // threads per tile column; each copies kTile / kTileRows rows
+
+// ---- Kernels ----------------------------------------------------------------------------
+
+template <typename S, typename D>
+__global__ void convert_kernel(const S* src, D* dst, int64_t n) {
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += nthreads) {
+    dst[i] = convert_value<D>(src[i]);
+  }
+}
+
+// The first n_vec * kVec elements as 16-byte vectors (n_vec == 0 if misaligned).
+template <typename T>
+__global__ void fill_kernel(T* out, int64_t n, int64_t n_vec, T value) {
+  constexpr int kVec = vec16<T>();
+  using Vec = AlignedVec<T, kVec>;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  Vec v;
+#pragma unroll
+  for (int e = 0; e < kVec; ++e) v.val[e] = value;
+  Vec* out_vec = reinterpret_cast<Vec*>(out);
+  for (int64_t j = tid; j < n_vec; j += nthreads) out_vec[j] = v;
+  for (int64_t i = n_vec * kVec + tid; i < n; i += nthreads) out[i] = value;
+}
+
+template <typename T>
+__global__ void arange_kernel(T* out, int64_t n, double start, double step) {
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += nthreads) {
+    out[i] = convert_value<T>(__dadd_rn(start, __dmul_rn(static_cast<double>(i), step)));
+  }
+}
+
+// x viewed as [batch, rows, cols], out as [batch, cols, rows].
+template <typename W>
+__global__ void transpose_tiled_kernel(const W* x, W* out, int64_t batch, int64_t rows,
+                                       int64_t cols) {
+  __shared__ W tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed read
+  const int64_t tiles_r = ceil_div<int64_t>(rows, kTile);
+  const int64_t tiles_c = ceil_div<int64_t>(cols, kTile);
+  const int64_t tiles = batch * tiles_r * tiles_c;
+  const int tx = static_cast<int>(threadIdx.x);
+  const int ty = static_cast<int>(threadIdx.y);
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int64_t tc = t % tiles_c;
+    const int64_t tr = (t / tiles_c) % tiles_r;
+    const int64_t b = t / (tiles_c * tiles_r);
+    const W* xb = x + b * rows * cols;
+    W* ob = out + b * rows * cols;
+    const int64_t c = tc * kTile + tx;
+#pragma unroll
+    for (int k = 0; k < kTile; k += kTileRows) {
+      const int64_t r = tr * kTile + ty + k;
+      if (r < rows && c < cols) tile[ty + k][tx] = xb[r * cols + c];
+    }
+    __syncthreads();
+    const int64_t r_out = tr * kTile + tx;
+#pragma unroll
+    for (int k = 0; k < kTile; k += kTileRows) {
+      const int64_t c_out = tc * kTile + ty + k;
+      if (c_out < cols && r_out < rows) ob[c_out * rows + r_out] = tile[tx][ty + k];
+    }
+    __syncthreads();  // the tile is refilled by the next iteration
+  }
+}
+
+struct PermuteGeometry {
+  int ndim;
+  int64_t sizes[kPermuteMaxDims];    // output dims, innermost first
+  int64_t strides[kPermuteMaxDims];  // input stride of each output dim
+};
+
+template <typename W>
+__global__ void permute_kernel(const W* x, W* out, int64_t n, PermuteGeometry g) {
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += nthreads) {
+    int64_t rem = e;
+    int64_t offset = 0;
+    for (int d = 0; d < g.ndim; ++d) {
+      offset += (rem % g.sizes[d]) * g.strides[d];
+      rem /= g.sizes[d];
+    }
+    out[e] = x[offset];
+  }
+}
+
+// ---- Host --------------------------------------------------------------------------------------
+
+template <typename F>
+void dispatch_word(size_t bytes, const char* name, const F& f) {
+  switch (bytes) {
+    case 1:
+      f(uint8_t{});
+      return;
+    case 4:
+      f(uint32_t{});
+      return;
+    case 8:
+      f(uint64_t{});
+      return;
+    default:
+      TANDEM_FAIL(name, " (cuda): unsupported element size ", bytes);
+  }
+}
+
+template <typename S>
+void convert_from(const S* src, Tensor& dst, int64_t n) {
+  TANDEM_DISPATCH_ALL(dst.dtype(), "copy_convert (cuda)", [&] {
+    constexpr int kBlock = kBlockSize;
+    const int grid = grid_for(n, kBlock, kBlock);
+    convert_kernel<S, scalar_t>
+        <<<grid, kBlock, 0, current_cuda_stream()>>>(src, dst.data_ptr<scalar_t>(), n);
+    TANDEM_CUDA_CHECK_LAUNCH(convert_kernel<S, scalar_t>);
+  });
+}
+
+}  // namespace
+
+void copy_convert(const Tensor& src, Tensor& dst) {
+  const int64_t n = src.numel();
+  TANDEM_CHECK(dst.numel() == n, "copy_convert (cuda): ", n, " elements into ", dst.numel());
+  if (n == 0) return;
+  if (src.dtype() == dst.dtype()) {
+    if (src.raw_data() == dst.raw_data()) return;
+    TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), src.nbytes(),
+                                      cudaMemcpyDeviceToDevice, current_cuda_stream()));
+    return;
+  }
+  TANDEM_DISPATCH_ALL(src.dtype(), "copy_convert (cuda)",
+                      [&] { convert_from<scalar_t>(src.data_ptr<scalar_t>(), dst, n); });
+}
+
+void fill(Tensor& out, double value) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_cuda_stream();
+  TANDEM_DISPATCH_ALL(out.dtype(), "fill (cuda)", [&] {
+    const scalar_t v = scalar_to<scalar_t>(value);
+    const scalar_t zero{};
+    if (std::memcmp(&v, &zero, sizeof(v)) == 0) {
+      TANDEM_CUDA_CHECK(cudaMemsetAsync(out.raw_data(), 0, out.nbytes(), stream));
+      return;
+    }
+    scalar_t* p = out.data_ptr<scalar_t>();
+    constexpr int kVec = vec16<scalar_t>();
+    constexpr int kBlock = kBlockSize;
+    const int64_t n_vec = is_aligned_to(p, 16) ? n / kVec : 0;
+    const int grid = grid_for(n_vec > 0 ? n_vec : n, kBlock, kBlock);
+    fill_kernel<scalar_t><<<grid, kBlock, 0, stream>>>(p, n, n_vec, v);
+    TANDEM_CUDA_CHECK_LAUNCH(fill_kernel<scalar_t>);
+  });
+}
+
+void arange(Tensor& out, double start, double step) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  TANDEM_DISPATCH_ALL(out.dtype(), "arange (cuda)", [&] {
+    constexpr int kBlock = kBlockSize;
+    const int grid = grid_for(n, kBlock, kBlock);
+    arange_kernel<scalar_t>
+        <<<grid, kBlock, 0, current_cuda_stream()>>>(out.data_ptr<scalar_t>(), n, start, step);
+    TANDEM_CUDA_CHECK_LAUNCH(arange_kernel<scalar_t>);
+  });
+}
+
+void copy_2d(const Tensor& src, Tensor& dst, int64_t rows, int64_t src_cols, int64_t dst_cols,
+             int64_t col_offset) {
+  TANDEM_CHECK(src.dtype() == dst.dtype(), "copy_2d (cuda): dtypes differ (",
+               dtype_name(src.dtype()), " vs ", dtype_name(dst.dtype()), ")");
+  TANDEM_CHECK(rows >= 0 && src_cols >= 0 && col_offset >= 0 && col_offset + src_cols <= dst_cols,
+               "copy_2d (cuda): columns [", col_offset, ", ", col_offset + src_cols,
+               ") do not fit in ", dst_cols);
+  if (rows == 0 || src_cols == 0) return;
+  const size_t es = src.element_size();
+  cudaStream_t stream = current_cuda_stream();
+  char* dst_base = static_cast<char*>(dst.raw_data()) + static_cast<size_t>(col_offset) * es;
+  const size_t width = static_cast<size_t>(src_cols) * es;
+  const size_t dpitch = static_cast<size_t>(dst_cols) * es;
+  if (rows == 1 || src_cols == dst_cols) {
+    TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst_base, src.raw_data(), width * static_cast<size_t>(rows),
+                                      cudaMemcpyDeviceToDevice, stream));
+    return;
+  }
+  TANDEM_CUDA_CHECK(cudaMemcpy2DAsync(dst_base, dpitch, src.raw_data(), width, width,
+                                      static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, stream));
+}
+
+void permute(const Tensor& x, Tensor& out, const Shape& perm) {
+  const Shape& in_sizes = x.sizes();
+  const size_t nd = in_sizes.size();
+  TANDEM_CHECK(perm.size() == nd, "permute (cuda): ", perm.size(), " dims for a tensor of ", nd);
+  const int64_t n = x.numel();
+  if (n == 0) return;
+  std::vector<int64_t> in_strides(nd, 1);
+  for (size_t d = nd; d-- > 1;) in_strides[d - 1] = in_strides[d] * in_sizes[d];
+
+  // Output dims (outermost first) with their input strides; size-1 dims dropped,
+  // neighbours merged where the input is contiguous across them.
+  std::vector<int64_t> sizes, strides;
+  for (size_t i = 0; i < nd; ++i) {
+    const auto p = static_cast<size_t>(perm[i]);
+    TANDEM_CHECK(perm[i] >= 0 && p < nd, "permute (cuda): bad dim ", perm[i]);
+    if (in_sizes[p] == 1) continue;
+    if (!sizes.empty() && strides.back() == in_strides[p] * in_sizes[p]) {
+      sizes.back() *= in_sizes[p];
+      strides.back() = in_strides[p];
+    } else {
+      sizes.push_back(in_sizes[p]);
+      strides.push_back(in_strides[p]);
+    }
+  }
+  cudaStream_t stream = current_cuda_stream();
+  const size_t k = sizes.size();
+  if (k <= 1) {  // the order of elements does not change
+    TANDEM_CUDA_CHECK(cudaMemcpyAsync(out.raw_data(), x.raw_data(), x.nbytes(),
+                                      cudaMemcpyDeviceToDevice, stream));
+    return;
+  }
+  // Batched 2-D transpose: the last two output dims are (C, stride 1), (R, stride C).
+  const bool transpose = strides[k - 2] == 1 && strides[k - 1] == sizes[k - 2] &&
+                         (k == 2 || (k == 3 && strides[0] == sizes[1] * sizes[2]));
+  const int64_t cols = sizes[k - 2];
+  const int64_t rows = sizes[k - 1];
+  dispatch_word(x.element_size(), "permute", [&](auto word) {
+    using W = decltype(word);
+    const W* xp = static_cast<const W*>(x.raw_data());
+    W* op = static_cast<W*>(out.raw_data());
+    if (transpose && rows >= 16 && cols >= 16) {
+      const int64_t batch = k == 3 ? sizes[0] : 1;
+      const int64_t tiles = batch * ceil_div<int64_t>(rows, kTile) * ceil_div<int64_t>(cols, kTile);
+      const dim3 block(kTile, kTileRows);
+      const int grid = grid_for(tiles, 1, kTile * kTileRows);
+      transpose_tiled_kernel<W><<<grid, block, 0, stream>>>(xp, op, batch, rows, cols);
+      TANDEM_CUDA_CHECK_LAUNCH(transpose_tiled_kernel<W>);
+      return;
+    }
+    TANDEM_CHECK(k <= static_cast<size_t>(kPermuteMaxDims), "permute (cuda): ", k,
+                 " dims after merging contiguous ones; at most ", kPermuteMaxDims,
+                 " are supported");
+    PermuteGeometry g{};
+    g.ndim = static_cast<int>(k);
+    for (size_t j = 0; j < k; ++j) {
+      g.sizes[j] = sizes[k - 1 - j];
+      g.strides[j] = strides[k - 1 - j];
+    }
+    constexpr int kBlock = kBlockSize;
+    const int grid = grid_for(n, kBlock, kBlock);
+    permute_kernel<W><<<grid, kBlock, 0, stream>>>(xp, op, n, g);
+    TANDEM_CUDA_CHECK_LAUNCH(permute_kernel<W>);
+  });
+}
+
+}  // namespace cuda
+}  // namespace tandem

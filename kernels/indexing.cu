@@ -1,0 +1,176 @@
+// Indexing kernels: cuda::index_select, cuda::gather, cuda::one_hot.
+//
+// Layout: x viewed as [outer, dim_size, inner] (contiguous); indices are int32 or
+// int64. Elements are moved as raw 1-, 4- or 8-byte words, so one kernel serves
+// every dtype of that size.
+//   - index_select: out [outer, m, inner] = x[:, index[j], :]. Rows of at least
+//     kRowKernelMin elements use a block-per-row kernel (one index lookup and
+//     division per row, coalesced copy of the row); shorter rows use a flat
+//     kernel over output elements.
+//   - gather: out[o][j][i] = x[o][index[o][j][i]][i], flat over output elements.
+//   - one_hot: out [numel(labels), C] is zeroed with cudaMemsetAsync, then one
+//     thread per label writes the 1.
+// DIFFERENCE FROM THE CPU: an index outside [0, dim_size) (negative included)
+// throws on the CPU; here it reads nothing and writes 0 (index_select, gather)
+// or leaves the one_hot row all zero. Checking would need a device-to-host sync.
+#include <cstdint>
+
+#include "core/backend.h"
+#include "cuda/cuda_utils.h"
+
+namespace tandem {
+namespace cuda {
+namespace {
+
+// ---- Kernels ------------------------------------------------------------------------------
+
+template <typename W, typename I>
+__global__ void index_select_flat_kernel(const W* x, const I* index, W* out, int64_t total,
+                                         int64_t m, int64_t dim_size, int64_t inner) {
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += nthreads) {
+    const int64_t i = e % inner;
+    const int64_t row = e / inner;
+    const int64_t j = row % m;
+    const int64_t o = row / m;
+    const int64_t idx = static_cast<int64_t>(index[j]);
+    out[e] = (idx >= 0 && idx < dim_size) ? x[(o * dim_size + idx) * inner + i] : W(0);
+  }
+}
+
+// One block per output row (o, j) at a time; threads stride over the row.
+template <typename W, typename I>
+__global__ void index_select_rows_kernel(const W* x, const I* index, W* out, int64_t rows,
+                                         int64_t m, int64_t dim_size, int64_t inner) {
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const int64_t j = row % m;
+    const int64_t o = row / m;
+    const int64_t idx = static_cast<int64_t>(index[j]);
+    W* dst = out + row * inner;
+    if (idx >= 0 && idx < dim_size) {
+      const W* src = x + (o * dim_size + idx) * inner;
+      for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) dst[i] = src[i];
+    } else {
+      for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) dst[i] = W(0);
+    }
+  }
+}
+
+template <typename W, typename I>
+__global__ void gather_kernel(const W* x, const I* index, W* out, int64_t total, int64_t x_dim,
+                              int64_t idx_dim, int64_t inner) {
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += nthreads) {
+    const int64_t i = e % inner;
+    const int64_t o = e / (idx_dim * inner);
+    const int64_t idx = static_cast<int64_t>(index[e]);
+    out[e] = (idx >= 0 && idx < x_dim) ? x[(o * x_dim + idx) * inner + i] : W(0);
+  }
+}
+
+template <typename T, typename I>
+__global__ void one_hot_kernel(const I* labels, T* out, int64_t n, int64_t num_classes) {
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < n;
+       r += nthreads) {
+    const int64_t label = static_cast<int64_t>(labels[r]);
+    if (label >= 0 && label < num_classes) out[r * num_classes + label] = T(1);
+  }
+}
+
+// ---- Host launchers
+// ------------------------------------------------------------------------------
+
+constexpr int64_t kRowKernelMin = 128;
+
+// Calls f(W{}) with W the unsigned word of `bytes` bytes.
+template <typename F>
+void dispatch_word(size_t bytes, const char* name, const F& f) {
+  switch (bytes) {
+    case 1:
+      f(uint8_t{});
+      return;
+    case 4:
+      f(uint32_t{});
+      return;
+    case 8:
+      f(uint64_t{});
+      return;
+    default:
+      TANDEM_FAIL(name, " (cuda): unsupported element size ", bytes);
+  }
+}
+
+}  // namespace
+
+void index_select(const Tensor& x, const Tensor& index, Tensor& out, int64_t outer,
+                  int64_t dim_size, int64_t inner) {
+  const int64_t m = index.numel();
+  const int64_t rows = outer * m;
+  if (rows == 0 || inner == 0) return;
+  cudaStream_t stream = current_cuda_stream();
+  dispatch_word(x.element_size(), "index_select", [&](auto word) {
+    using W = decltype(word);
+    const W* xp = static_cast<const W*>(x.raw_data());
+    W* op = static_cast<W*>(out.raw_data());
+    TANDEM_DISPATCH_INDEX(index.dtype(), "index_select (cuda)", [&] {
+      const scalar_t* ip = index.data_ptr<scalar_t>();
+      if (inner >= kRowKernelMin) {
+        constexpr int kBlock = 128;
+        const int grid = grid_for(rows, 1, kBlock);
+        index_select_rows_kernel<W, scalar_t>
+            <<<grid, kBlock, 0, stream>>>(xp, ip, op, rows, m, dim_size, inner);
+        TANDEM_CUDA_CHECK_LAUNCH(index_select_rows_kernel<W, scalar_t>);
+      } else {
+        constexpr int kBlock = kBlockSize;
+        const int64_t total = rows * inner;
+        const int grid = grid_for(total, kBlock, kBlock);
+        index_select_flat_kernel<W, scalar_t>
+            <<<grid, kBlock, 0, stream>>>(xp, ip, op, total, m, dim_size, inner);
+        TANDEM_CUDA_CHECK_LAUNCH(index_select_flat_kernel<W, scalar_t>);
+      }
+    });
+  });
+}
+
+void gather(const Tensor& x, const Tensor& index, Tensor& out, int64_t outer, int64_t x_dim,
+            int64_t idx_dim, int64_t inner) {
+  const int64_t total = outer * idx_dim * inner;
+  if (total == 0) return;
+  cudaStream_t stream = current_cuda_stream();
+  dispatch_word(x.element_size(), "gather", [&](auto word) {
+    using W = decltype(word);
+    const W* xp = static_cast<const W*>(x.raw_data());
+    W* op = static_cast<W*>(out.raw_data());
+    TANDEM_DISPATCH_INDEX(index.dtype(), "gather (cuda)", [&] {
+      constexpr int kBlock = kBlockSize;
+      const int grid = grid_for(total, kBlock, kBlock);
+      gather_kernel<W, scalar_t><<<grid, kBlock, 0, stream>>>(xp, index.data_ptr<scalar_t>(), op,
+                                                              total, x_dim, idx_dim, inner);
+      TANDEM_CUDA_CHECK_LAUNCH(gather_kernel<W, scalar_t>);
+    });
+  });
+}
+
+void one_hot(const Tensor& labels, Tensor& out, int64_t num_classes) {
+  const int64_t n = labels.numel();
+  if (n == 0 || num_classes == 0) return;
+  cudaStream_t stream = current_cuda_stream();
+  TANDEM_CUDA_CHECK(cudaMemsetAsync(out.raw_data(), 0, out.nbytes(), stream));
+  TANDEM_DISPATCH_ALL(out.dtype(), "one_hot (cuda)", [&] {
+    using T = scalar_t;
+    T* op = out.data_ptr<T>();
+    TANDEM_DISPATCH_INDEX(labels.dtype(), "one_hot (cuda)", [&] {
+      constexpr int kBlock = kBlockSize;
+      const int grid = grid_for(n, kBlock, kBlock);
+      one_hot_kernel<T, scalar_t>
+          <<<grid, kBlock, 0, stream>>>(labels.data_ptr<scalar_t>(), op, n, num_classes);
+      TANDEM_CUDA_CHECK_LAUNCH(one_hot_kernel<T, scalar_t>);
+    });
+  });
+}
+
+}  // namespace cuda
+}  // namespace tandem

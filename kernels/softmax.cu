@@ -1,0 +1,228 @@
+// Softmax and log-softmax over one dim: cuda::softmax.
+//
+// x (contiguous, float32/float64) is viewed as [outer, n, inner]; each of the
+// outer * inner vectors of length n is normalised:
+//   m = max_j x_j,  s = sum_j exp(x_j - m)
+//   softmax: exp(x_j - m) / s      log_softmax: (x_j - m) - log(s)
+// (the max is subtracted first, so exp never overflows; a row of -inf gives NaN,
+// as on the CPU). The max and exp(x - m) are computed in the input type; the sum
+// is accumulated in double (tree order, not the CPU's sequential one) and the
+// output is formed in double from 1/s or log(s) and rounded once, so float32
+// results stay within a few ulp of the CPU's all-double reference.
+// Kernels:
+//   - inner == 1, 16 < n <= 1024: one warp per row, the row held in registers
+//     (one read of x, one write of out);
+//   - inner == 1, n > 1024: one block per row, three passes over the row (the
+//     second and third mostly hit L2);
+//   - inner > 1, or n <= 16: one thread per (outer, inner) column, coalesced
+//     across inner.
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "core/backend.h"
+#include "cuda/cuda_utils.h"
+
+namespace tandem {
+namespace cuda {
+namespace {
+
+__device__ __forceinline__ float exp_(float x) { return expf(x); }
+__device__ __forceinline__ double exp_(double x) { return exp(x); }
+
+template <typename T>
+struct MaxFn {
+  __device__ __forceinline__ T operator()(T a, T b) const { return b > a ? b : a; }
+};
+struct SumFn {
+  __device__ __forceinline__ double operator()(double a, double b) const { return a + b; }
+};
+
+// The per-row normaliser: 1/s for softmax, log(s) for log-softmax.
+template <SoftmaxKind kind>
+__device__ __forceinline__ double row_norm(double sum) {
+  if constexpr (kind == SoftmaxKind::Softmax) {
+    return 1.0 / sum;
+  } else {
+    return log(sum);
+  }
+}
+
+// out = exp(x - m) / s  or  (x - m) - log(s), from x, m and row_norm.
+template <typename T, SoftmaxKind kind>
+__device__ __forceinline__ T softmax_output(T x, T max, double norm) {
+  if constexpr (kind == SoftmaxKind::Softmax) {
+    return static_cast<T>(static_cast<double>(exp_(x - max)) * norm);
+  } else {
+    return static_cast<T>((static_cast<double>(x) - static_cast<double>(max)) - norm);
+  }
+}
+
+// Reduces v over the block; every thread gets the result. `scratch` holds one
+// value per warp plus the broadcast slot; `identity` fills the unused lanes.
+template <int kBlock, typename T, typename Combine>
+__device__ __forceinline__ T block_allreduce(T v, Combine combine, T identity, T* scratch) {
+  constexpr int kWarps = kBlock / kWarpSize;
+  const int lane = static_cast<int>(threadIdx.x % kWarpSize);
+  const int warp = static_cast<int>(threadIdx.x / kWarpSize);
+  v = warp_allreduce(v, combine);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    T w = lane < kWarps ? scratch[lane] : identity;
+    w = warp_allreduce(w, combine);
+    if (lane == 0) scratch[kWarps] = w;
+  }
+  __syncthreads();
+  const T result = scratch[kWarps];
+  __syncthreads();  // scratch is reused by the next call
+  return result;
+}
+
+// ---- Kernels ------------------------------------------------------------------------------------
+
+// One warp per row of length n <= 32 * kItems; each lane keeps kItems values.
+template <typename T, SoftmaxKind kind, int kItems>
+__global__ void softmax_rows_warp_kernel(const T* x, T* out, int64_t rows, int n) {
+  const int lane = static_cast<int>(threadIdx.x % kWarpSize);
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarpSize;
+  const int64_t nwarps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarpSize;
+  for (int64_t row = warp; row < rows; row += nwarps) {
+    const T* xr = x + row * n;
+    T* outr = out + row * n;
+    T v[kItems];
+    T max = -std::numeric_limits<T>::infinity();
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {
+      const int j = lane + k * kWarpSize;
+      if (j < n) {
+        v[k] = xr[j];
+        max = v[k] > max ? v[k] : max;
+      }
+    }
+    max = warp_allreduce(max, MaxFn<T>());
+    double sum = 0.0;
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {
+      const int j = lane + k * kWarpSize;
+      if (j < n) {
+        const T e = exp_(v[k] - max);
+        sum += static_cast<double>(e);
+        if constexpr (kind == SoftmaxKind::Softmax) v[k] = e;  // keep exp(x - m), not x
+      }
+    }
+    sum = warp_allreduce(sum, SumFn());
+    const double norm = row_norm<kind>(sum);
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {
+      const int j = lane + k * kWarpSize;
+      if (j < n) {
+        if constexpr (kind == SoftmaxKind::Softmax) {
+          outr[j] = static_cast<T>(static_cast<double>(v[k]) * norm);
+        } else {
+          outr[j] = static_cast<T>((static_cast<double>(v[k]) - static_cast<double>(max)) - norm);
+        }
+      }
+    }
+  }
+}
+
+// One block per row (long rows): max pass, sum pass, write pass.
+template <typename T, SoftmaxKind kind, int kBlock>
+__global__ void __launch_bounds__(kBlock)
+    softmax_rows_block_kernel(const T* x, T* out, int64_t rows, int64_t n) {
+  __shared__ T max_scratch[kBlock / kWarpSize + 1];
+  __shared__ double sum_scratch[kBlock / kWarpSize + 1];
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const T* xr = x + row * n;
+    T* outr = out + row * n;
+    T max = -std::numeric_limits<T>::infinity();
+    for (int64_t j = threadIdx.x; j < n; j += kBlock) max = xr[j] > max ? xr[j] : max;
+    max =
+        block_allreduce<kBlock>(max, MaxFn<T>(), -std::numeric_limits<T>::infinity(), max_scratch);
+    double sum = 0.0;
+    for (int64_t j = threadIdx.x; j < n; j += kBlock) sum += static_cast<double>(exp_(xr[j] - max));
+    sum = block_allreduce<kBlock>(sum, SumFn(), 0.0, sum_scratch);
+    const double norm = row_norm<kind>(sum);
+    for (int64_t j = threadIdx.x; j < n; j += kBlock) {
+      outr[j] = softmax_output<T, kind>(xr[j], max, norm);
+    }
+  }
+}
+
+// One thread per (outer, inner) column; consecutive threads take consecutive i.
+template <typename T, SoftmaxKind kind>
+__global__ void softmax_cols_kernel(const T* x, T* out, int64_t outer, int64_t n, int64_t inner) {
+  const int64_t columns = outer * inner;
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < columns;
+       c += nthreads) {
+    const int64_t o = c / inner;
+    const int64_t i = c % inner;
+    const T* xc = x + o * n * inner + i;
+    T* outc = out + o * n * inner + i;
+    T max = -std::numeric_limits<T>::infinity();
+    for (int64_t j = 0; j < n; ++j) max = xc[j * inner] > max ? xc[j * inner] : max;
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; ++j) sum += static_cast<double>(exp_(xc[j * inner] - max));
+    const double norm = row_norm<kind>(sum);
+    for (int64_t j = 0; j < n; ++j) {
+      outc[j * inner] = softmax_output<T, kind>(xc[j * inner], max, norm);
+    }
+  }
+}
+
+// ---- Host launchers
+// -------------------------------------------------------------------------------
+
+constexpr int64_t kThreadRowMax = 16;  // rows up to this long: a thread per row
+constexpr int kSmallWarpItems = 8;     // n <= 256
+constexpr int kLargeWarpItems = 32;    // n <= 1024
+
+template <typename T, SoftmaxKind kind, int kItems>
+void launch_rows_warp(const T* x, T* out, int64_t rows, int64_t n) {
+  constexpr int kBlock = kBlockSize;
+  const int grid = grid_for(rows * kWarpSize, kBlock, kBlock);
+  softmax_rows_warp_kernel<T, kind, kItems>
+      <<<grid, kBlock, 0, current_cuda_stream()>>>(x, out, rows, static_cast<int>(n));
+  TANDEM_CUDA_CHECK_LAUNCH(softmax_rows_warp_kernel<T, kind, kItems>);
+}
+
+template <typename T, SoftmaxKind kind>
+void softmax_typed(const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t inner) {
+  const T* xp = x.data_ptr<T>();
+  T* op = out.data_ptr<T>();
+  cudaStream_t stream = current_cuda_stream();
+  if (inner == 1 && n > kThreadRowMax && n <= kWarpSize * kSmallWarpItems) {
+    launch_rows_warp<T, kind, kSmallWarpItems>(xp, op, outer, n);
+  } else if (inner == 1 && n > kThreadRowMax && n <= kWarpSize * kLargeWarpItems) {
+    launch_rows_warp<T, kind, kLargeWarpItems>(xp, op, outer, n);
+  } else if (inner == 1 && n > kThreadRowMax) {
+    constexpr int kBlock = 512;
+    const int grid = grid_for(outer, 1, kBlock);
+    softmax_rows_block_kernel<T, kind, kBlock><<<grid, kBlock, 0, stream>>>(xp, op, outer, n);
+    TANDEM_CUDA_CHECK_LAUNCH(softmax_rows_block_kernel<T, kind, kBlock>);
+  } else {
+    constexpr int kBlock = kBlockSize;
+    const int grid = grid_for(outer * inner, kBlock, kBlock);
+    softmax_cols_kernel<T, kind><<<grid, kBlock, 0, stream>>>(xp, op, outer, n, inner);
+    TANDEM_CUDA_CHECK_LAUNCH(softmax_cols_kernel<T, kind>);
+  }
+}
+
+}  // namespace
+
+void softmax(SoftmaxKind kind, const Tensor& x, Tensor& out, int64_t outer, int64_t n,
+             int64_t inner) {
+  TANDEM_CHECK(n >= 1, "softmax (cuda): empty dim");
+  TANDEM_DISPATCH_FLOATING(x.dtype(), "softmax (cuda)", [&] {
+    if (kind == SoftmaxKind::Softmax) {
+      softmax_typed<scalar_t, SoftmaxKind::Softmax>(x, out, outer, n, inner);
+    } else {
+      softmax_typed<scalar_t, SoftmaxKind::LogSoftmax>(x, out, outer, n, inner);
+    }
+  });
+}
+
+}  // namespace cuda
+}  // namespace tandem

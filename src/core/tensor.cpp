@@ -1,0 +1,322 @@
+// Tensor: metadata queries, views that share storage, copies between devices
+// and dtypes.
+#include "tandem/tensor.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/tensor_internal.h"
+#include "ops/dispatch.h"
+#include "tandem/ops.h"
+
+namespace tandem {
+
+std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(s[i]);
+  }
+  return out + "]";
+}
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+namespace detail {
+
+Tensor make_tensor(std::shared_ptr<Storage> storage, int64_t offset, Shape sizes, DType dtype) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::move(storage);
+  impl->offset = offset;
+  impl->sizes = std::move(sizes);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor alias_with_shape(const Tensor& t, Shape sizes) {
+  const TensorImpl& impl = *t.impl();
+  return make_tensor(impl.storage, impl.offset, std::move(sizes), impl.dtype);
+}
+
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
+  if (nbytes == 0) return;
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memcpy(dst, src, nbytes);
+  } else if (dst_device.is_cuda() && src_device.is_cpu()) {
+    cuda::detail::copy_host_to_device(dst, src, nbytes, dst_device.index(), false);
+  } else if (dst_device.is_cpu() && src_device.is_cuda()) {
+    cuda::detail::copy_device_to_host(dst, src, nbytes, src_device.index());
+  } else {
+    cuda::detail::copy_device_to_device(dst, dst_device.index(), src, src_device.index(), nbytes);
+  }
+}
+
+std::string describe(const Tensor& t) {
+  if (!t.defined()) return "undefined tensor";
+  return str_cat(dtype_name(t.dtype()), shape_str(t.sizes()), " on ", t.device().str());
+}
+
+void check_defined(const char* op, const Tensor& t, const char* arg) {
+  TANDEM_CHECK(t.defined(), op, ": ", arg, " is an undefined tensor");
+}
+
+void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
+  TANDEM_CHECK(a.device() == b.device(), op, ": expected tensors on the same device, got ",
+               describe(a), " and ", describe(b), " (move one with .to(device))");
+}
+
+void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
+  TANDEM_CHECK(a.dtype() == b.dtype(), op, ": expected tensors of the same dtype, got ",
+               describe(a), " and ", describe(b), " (convert one with .to(dtype))");
+}
+
+void check_floating(const char* op, const Tensor& t) {
+  TANDEM_CHECK(is_floating(t.dtype()), op, ": dtype ", dtype_name(t.dtype()),
+               " is not supported (expected float32 or float64)");
+}
+
+void check_index_dtype(const char* op, const Tensor& t) {
+  TANDEM_CHECK(t.dtype() == kInt64 || t.dtype() == kInt32, op, ": index dtype ",
+               dtype_name(t.dtype()), " is not supported (expected int64 or int32)");
+}
+
+int64_t normalize_dim(const char* op, int64_t dim, int64_t ndim) {
+  const int64_t lo = ndim == 0 ? -1 : -ndim;
+  const int64_t hi = ndim == 0 ? 0 : ndim - 1;
+  TANDEM_CHECK(dim >= lo && dim <= hi, op, ": dim ", dim, " is out of range for a tensor of ",
+               ndim, " dims");
+  return dim < 0 ? dim + std::max<int64_t>(ndim, 1) : dim;
+}
+
+int64_t prod(const Shape& sizes, int64_t begin, int64_t end) {
+  int64_t n = 1;
+  for (int64_t i = begin; i < end; ++i) n *= sizes[static_cast<size_t>(i)];
+  return n;
+}
+
+}  // namespace detail
+
+using detail::alias_with_shape;
+using detail::make_tensor;
+
+const TensorImpl& Tensor::checked_impl() const {
+  TANDEM_CHECK(impl_ != nullptr, "Tensor: the tensor is undefined (default-constructed)");
+  return *impl_;
+}
+
+const Shape& Tensor::sizes() const { return checked_impl().sizes; }
+
+int64_t Tensor::size(int64_t d) const {
+  const int64_t nd = dim();
+  TANDEM_CHECK(nd > 0, "size: a 0-dim tensor has no dims");
+  return sizes()[static_cast<size_t>(detail::normalize_dim("size", d, nd))];
+}
+
+int64_t Tensor::numel() const { return shape_numel(sizes()); }
+DType Tensor::dtype() const { return checked_impl().dtype; }
+Device Tensor::device() const { return checked_impl().storage->device(); }
+bool Tensor::is_pinned() const { return checked_impl().storage->pinned(); }
+
+void* Tensor::raw_data() const {
+  const TensorImpl& impl = checked_impl();
+  char* base = static_cast<char*>(impl.storage->data());
+  if (base == nullptr) return nullptr;
+  return base + impl.offset * static_cast<int64_t>(tandem::element_size(impl.dtype));
+}
+
+void Tensor::check_dtype_for_access(DType requested) const {
+  TANDEM_CHECK(dtype() == requested, "data_ptr: tensor has dtype ", dtype_name(dtype()), " but ",
+               dtype_name(requested), " was requested");
+}
+
+double Tensor::item_double() const {
+  TANDEM_CHECK(numel() == 1, "item: the tensor has ", numel(), " elements, expected 1");
+  const Tensor host = to(Device(kCPU), kFloat64);
+  return *static_cast<const double*>(host.raw_data());
+}
+
+int64_t Tensor::item_int64() const {
+  TANDEM_CHECK(numel() == 1, "item: the tensor has ", numel(), " elements, expected 1");
+  const Tensor host = to(Device(kCPU), kInt64);
+  return *static_cast<const int64_t*>(host.raw_data());
+}
+
+Tensor Tensor::to(Device target) const {
+  const TensorImpl& impl = checked_impl();
+  if (target == device()) return *this;
+  Tensor out = empty(sizes(), TensorOptions(impl.dtype).device(target));
+  detail::copy_bytes(out.raw_data(), target, raw_data(), device(), nbytes());
+  return out;
+}
+
+Tensor Tensor::to(DType target) const {
+  if (target == dtype()) return *this;
+  Tensor out = empty(sizes(), TensorOptions(target).device(device()));
+  if (numel() > 0) TANDEM_BACKEND_CALL(device(), copy_convert, *this, out);
+  return out;
+}
+
+Tensor Tensor::to(Device target_device, DType target_dtype) const {
+  // Convert where the data is smaller, so fewer bytes cross the bus.
+  if (tandem::element_size(target_dtype) < element_size()) return to(target_dtype).to(target_device);
+  return to(target_device).to(target_dtype);
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = empty(sizes(), TensorOptions(dtype()).device(device()));
+  detail::copy_bytes(out.raw_data(), device(), raw_data(), device(), nbytes());
+  return out;
+}
+
+Tensor& Tensor::copy_(const Tensor& src) {
+  detail::check_defined("copy_", *this, "destination");
+  detail::check_defined("copy_", src, "source");
+  if (src.numel() == 1 && numel() != 1) return fill_(src.item<double>());
+  TANDEM_CHECK(src.numel() == numel(), "copy_: source ", detail::describe(src),
+               " does not match destination ", detail::describe(*this));
+  if (is_same(src) || numel() == 0) return *this;
+  const Tensor converted = src.to(device(), dtype());
+  detail::copy_bytes(raw_data(), device(), converted.raw_data(), device(), nbytes());
+  return *this;
+}
+
+Tensor& Tensor::fill_(double value) {
+  checked_impl();
+  if (numel() > 0) TANDEM_BACKEND_CALL(device(), fill, *this, value);
+  return *this;
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+  const int64_t n = numel();
+  Shape out = shape;
+  int64_t known = 1, infer = -1;
+  bool ok = true;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == -1) {
+      ok = ok && infer < 0;
+      infer = static_cast<int64_t>(i);
+    } else {
+      ok = ok && out[i] >= 0;
+      known *= out[i];
+    }
+  }
+  if (ok && infer >= 0) {
+    ok = known != 0 && n % known == 0;
+    if (ok) out[static_cast<size_t>(infer)] = n / known;
+  }
+  TANDEM_CHECK(ok && shape_numel(out) == n, "view: shape ", shape_str(shape),
+               " is invalid for a tensor of ", n, " elements");
+  return alias_with_shape(*this, out);
+}
+
+Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
+  const int64_t nd = dim();
+  if (nd == 0) return view({1});
+  const int64_t s = detail::normalize_dim("flatten", start_dim, nd);
+  const int64_t e = detail::normalize_dim("flatten", end_dim, nd);
+  TANDEM_CHECK(s <= e, "flatten: start_dim ", start_dim, " comes after end_dim ", end_dim);
+  Shape out(sizes().begin(), sizes().begin() + s);
+  out.push_back(detail::prod(sizes(), s, e + 1));
+  out.insert(out.end(), sizes().begin() + e + 1, sizes().end());
+  return alias_with_shape(*this, out);
+}
+
+Tensor Tensor::squeeze() const {
+  Shape out;
+  for (int64_t d : sizes())
+    if (d != 1) out.push_back(d);
+  return alias_with_shape(*this, out);
+}
+
+Tensor Tensor::squeeze(int64_t d) const {
+  const int64_t nd = dim();
+  if (nd == 0) return *this;
+  const int64_t k = detail::normalize_dim("squeeze", d, nd);
+  if (sizes()[static_cast<size_t>(k)] != 1) return *this;
+  Shape out = sizes();
+  out.erase(out.begin() + k);
+  return alias_with_shape(*this, out);
+}
+
+Tensor Tensor::unsqueeze(int64_t d) const {
+  const int64_t k = detail::normalize_dim("unsqueeze", d, dim() + 1);
+  Shape out = sizes();
+  out.insert(out.begin() + k, 1);
+  return alias_with_shape(*this, out);
+}
+
+Tensor Tensor::slice(int64_t start, int64_t end) const {
+  TANDEM_CHECK(dim() > 0, "slice: cannot slice a 0-dim tensor");
+  const int64_t n = sizes()[0];
+  TANDEM_CHECK(start >= 0 && start <= end && end <= n, "slice: rows [", start, ", ", end,
+               ") are out of range for dim 0 of size ", n);
+  Shape out = sizes();
+  out[0] = end - start;
+  const TensorImpl& impl = *impl_;
+  return make_tensor(impl.storage, impl.offset + start * detail::prod(sizes(), 1, dim()), out,
+                     impl.dtype);
+}
+
+Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+  TANDEM_CHECK(dim() > 0 && detail::normalize_dim("narrow", d, dim()) == 0,
+               "narrow: only dim 0 can be narrowed without a copy (got dim ", d,
+               "); use index_select for other dims");
+  const int64_t n = sizes()[0];
+  TANDEM_CHECK(start >= 0 && length >= 0 && start + length <= n, "narrow: start ", start,
+               " and length ", length, " are out of range for dim 0 of size ", n);
+  return slice(start, start + length);
+}
+
+Tensor Tensor::select(int64_t d, int64_t index) const {
+  TANDEM_CHECK(dim() > 0 && detail::normalize_dim("select", d, dim()) == 0,
+               "select: only dim 0 can be selected without a copy (got dim ", d,
+               "); use index_select for other dims");
+  const int64_t n = sizes()[0];
+  TANDEM_CHECK(index >= -n && index < n, "select: index ", index,
+               " is out of range for dim 0 of size ", n);
+  if (index < 0) index += n;
+  Tensor row = slice(index, index + 1);
+  return alias_with_shape(row, Shape(sizes().begin() + 1, sizes().end()));
+}
+
+Tensor Tensor::permute(const Shape& dims) const {
+  const int64_t nd = dim();
+  TANDEM_CHECK(static_cast<int64_t>(dims.size()) == nd, "permute: dims ", shape_str(dims),
+               " do not match a tensor of ", nd, " dims ", shape_str(sizes()));
+  Shape perm(dims.size());
+  std::vector<bool> seen(dims.size(), false);
+  Shape out(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) {
+    TANDEM_CHECK(dims[i] >= -nd && dims[i] < nd, "permute: dim ", dims[i], " in ",
+                 shape_str(dims), " is out of range for a tensor of ", nd, " dims");
+    const int64_t k = dims[i] < 0 ? dims[i] + nd : dims[i];
+    TANDEM_CHECK(!seen[static_cast<size_t>(k)], "permute: dim ", k, " appears twice in ",
+                 shape_str(dims));
+    seen[static_cast<size_t>(k)] = true;
+    perm[i] = k;
+    out[i] = sizes()[static_cast<size_t>(k)];
+  }
+  Tensor result = empty(out, TensorOptions(dtype()).device(device()));
+  if (numel() > 0) TANDEM_BACKEND_CALL(device(), permute, *this, result, perm);
+  return result;
+}
+
+Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
+  const int64_t nd = dim();
+  Shape perm(static_cast<size_t>(nd));
+  for (int64_t i = 0; i < nd; ++i) perm[static_cast<size_t>(i)] = i;
+  std::swap(perm[static_cast<size_t>(detail::normalize_dim("transpose", dim0, nd))],
+            perm[static_cast<size_t>(detail::normalize_dim("transpose", dim1, nd))]);
+  return permute(perm);
+}
+
+Tensor Tensor::t() const {
+  TANDEM_CHECK(dim() <= 2, "t: expected a tensor of at most 2 dims, got ", shape_str(sizes()));
+  return dim() < 2 ? *this : transpose(0, 1);
+}
+
+}  // namespace tandem

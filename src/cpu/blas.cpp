@@ -1,0 +1,88 @@
+// CPU GEMM through OpenBLAS: row-major cblas_sgemm / cblas_dgemm, one call per
+// matrix of the batch (element strides; stride 0 repeats a matrix).
+// OpenBLAS threads each call itself, so batches run one after another, except
+// for many small products: those run in parallel over the batch, each call
+// below OpenBLAS's own threading threshold (so it stays single-threaded; the
+// pthreads build warns and may stall if it starts threads inside an OpenMP loop).
+// cblas.h uses C99 _Complex, which clang's -Wpedantic flags when the header is
+// not on a system include path.
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wc99-extensions"
+#endif
+#include <cblas.h>
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
+
+#include <algorithm>
+#include <limits>
+
+#include "cpu/cpu_utils.h"
+
+namespace tandem {
+namespace cpu {
+
+namespace {
+
+// OpenBLAS uses one thread for m * n * k below 65536 * 4; stay well under it.
+constexpr int64_t kSmallGemmWork = 65536;
+constexpr int64_t kMinParallelBatch = 4;
+
+CBLAS_TRANSPOSE cblas_op(Transpose t) { return t == Transpose::Yes ? CblasTrans : CblasNoTrans; }
+
+blasint checked_blasint(int64_t v, const char* what) {
+  TANDEM_CHECK(v >= 0 && v <= std::numeric_limits<blasint>::max(), "matmul: ", what, " = ", v,
+               " does not fit the integer sizes BLAS takes");
+  return static_cast<blasint>(v);
+}
+
+struct BlasArgs {
+  CBLAS_TRANSPOSE ta, tb;
+  blasint m, n, k, lda, ldb, ldc;
+};
+
+void gemm_one(const BlasArgs& g, float alpha, const float* a, const float* b, float beta,
+              float* c) {
+  cblas_sgemm(CblasRowMajor, g.ta, g.tb, g.m, g.n, g.k, alpha, a, g.lda, b, g.ldb, beta, c, g.ldc);
+}
+void gemm_one(const BlasArgs& g, double alpha, const double* a, const double* b, double beta,
+              double* c) {
+  cblas_dgemm(CblasRowMajor, g.ta, g.tb, g.m, g.n, g.k, alpha, a, g.lda, b, g.ldb, beta, c, g.ldc);
+}
+
+}  // namespace
+
+void gemm(Transpose ta, Transpose tb, const GemmShape& s, double alpha, const Tensor& a,
+          const Tensor& b, double beta, Tensor& c) {
+  TANDEM_CHECK(a.dtype() == b.dtype() && a.dtype() == c.dtype(),
+               "matmul: operands must share a dtype, got ", dtype_name(a.dtype()), ", ",
+               dtype_name(b.dtype()), " and ", dtype_name(c.dtype()));
+  if (s.batch == 0 || s.m == 0 || s.n == 0) return;
+  // Leading dimensions are the stored row lengths: A is [m, k] or (transposed)
+  // [k, m]; B is [k, n] or [n, k]. BLAS wants them >= 1 even for empty matrices.
+  BlasArgs g{cblas_op(ta), cblas_op(tb), checked_blasint(s.m, "m"), checked_blasint(s.n, "n"),
+             checked_blasint(s.k, "k"),
+             checked_blasint(std::max<int64_t>(1, ta == Transpose::No ? s.k : s.m), "lda"),
+             checked_blasint(std::max<int64_t>(1, tb == Transpose::No ? s.n : s.k), "ldb"),
+             checked_blasint(std::max<int64_t>(1, s.n), "ldc")};
+  const bool parallel_batch = s.batch >= kMinParallelBatch && s.stride_c != 0 &&
+                              s.m * s.n * s.k <= kSmallGemmWork;
+  TANDEM_DISPATCH_FLOATING(a.dtype(), "matmul", [&] {
+    const scalar_t* pa = a.data_ptr<scalar_t>();
+    const scalar_t* pb = b.data_ptr<scalar_t>();
+    scalar_t* pc = c.data_ptr<scalar_t>();
+    const auto alpha_t = static_cast<scalar_t>(alpha), beta_t = static_cast<scalar_t>(beta);
+    const auto one = [&](int64_t i) {
+      gemm_one(g, alpha_t, pa + i * s.stride_a, pb + i * s.stride_b, beta_t, pc + i * s.stride_c);
+    };
+    if (parallel_batch) {
+      util::parallel_for(s.batch, s.m * s.n * s.k, one);
+    } else {
+      for (int64_t i = 0; i < s.batch; ++i) one(i);
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace tandem

@@ -1,0 +1,122 @@
+// CPU copies and fills: copy_convert, fill, arange, copy_2d (cat/stack) and
+// permute. All tensors are contiguous; copy_2d and permute move elements as raw
+// words, so they serve every dtype. Conversion rules are in cpu_utils.h.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu/cpu_utils.h"
+
+namespace tandem {
+namespace cpu {
+
+namespace {
+
+using util::parallel_for;
+
+template <typename S>
+void convert_from(const S* src, Tensor& dst, int64_t n) {
+  TANDEM_DISPATCH_ALL(dst.dtype(), "copy_convert", [&] {
+    scalar_t* d = dst.data_ptr<scalar_t>();
+    parallel_for(n, 1, [&](int64_t i) { d[i] = util::convert<scalar_t>(src[i]); });
+  });
+}
+
+}  // namespace
+
+void copy_convert(const Tensor& src, Tensor& dst) {
+  const int64_t n = src.numel();
+  TANDEM_CHECK(dst.numel() == n, "copy_convert: ", n, " elements into ", dst.numel());
+  if (src.dtype() == dst.dtype()) {
+    if (src.raw_data() != dst.raw_data()) std::memcpy(dst.raw_data(), src.raw_data(), src.nbytes());
+    return;
+  }
+  TANDEM_DISPATCH_ALL(src.dtype(), "copy_convert",
+                      [&] { convert_from<scalar_t>(src.data_ptr<scalar_t>(), dst, n); });
+}
+
+void fill(Tensor& out, double value) {
+  const int64_t n = out.numel();
+  TANDEM_DISPATCH_ALL(out.dtype(), "fill", [&] {
+    scalar_t* p = out.data_ptr<scalar_t>();
+    const scalar_t v = util::scalar_to<scalar_t>(value);
+    parallel_for(n, 1, [&](int64_t i) { p[i] = v; });
+  });
+}
+
+void arange(Tensor& out, double start, double step) {
+  const int64_t n = out.numel();
+  TANDEM_DISPATCH_ALL(out.dtype(), "arange", [&] {
+    scalar_t* p = out.data_ptr<scalar_t>();
+    // start + i * step in double (not an accumulated sum, which drifts).
+    parallel_for(n, 1, [&](int64_t i) {
+      p[i] = util::convert<scalar_t>(start + static_cast<double>(i) * step);
+    });
+  });
+}
+
+void copy_2d(const Tensor& src, Tensor& dst, int64_t rows, int64_t src_cols, int64_t dst_cols,
+             int64_t col_offset) {
+  TANDEM_CHECK(src.dtype() == dst.dtype(), "copy_2d: dtypes differ (", dtype_name(src.dtype()),
+               " vs ", dtype_name(dst.dtype()), ")");
+  TANDEM_CHECK(rows >= 0 && src_cols >= 0 && col_offset >= 0 && col_offset + src_cols <= dst_cols,
+               "copy_2d: columns [", col_offset, ", ", col_offset + src_cols, ") do not fit in ",
+               dst_cols);
+  const auto es = static_cast<int64_t>(src.element_size());
+  const auto* s = static_cast<const char*>(src.raw_data());
+  auto* d = static_cast<char*>(dst.raw_data()) + col_offset * es;
+  const auto row_bytes = static_cast<size_t>(src_cols * es);
+  parallel_for(rows, src_cols, [&](int64_t r) {
+    std::memcpy(d + r * dst_cols * es, s + r * src_cols * es, row_bytes);
+  });
+}
+
+void permute(const Tensor& x, Tensor& out, const Shape& perm) {
+  const Shape& in_sizes = x.sizes();
+  const size_t nd = in_sizes.size();
+  TANDEM_CHECK(perm.size() == nd, "permute: ", perm.size(), " dims for a tensor of ", nd);
+  std::vector<int64_t> in_strides(nd, 1);
+  for (size_t d = nd; d-- > 1;) in_strides[d - 1] = in_strides[d] * in_sizes[d];
+
+  // Output dims (outermost first) with their input strides; size-1 dims are
+  // dropped and neighbours merged where the input is contiguous across them,
+  // so e.g. [B, H, S, D] -> [B, S, H, D] becomes a 3-D walk with D-long runs.
+  std::vector<int64_t> sizes, strides;
+  for (size_t i = 0; i < nd; ++i) {
+    const auto p = static_cast<size_t>(perm[i]);
+    TANDEM_CHECK(perm[i] >= 0 && p < nd, "permute: bad dim ", perm[i]);
+    if (in_sizes[p] == 1) continue;
+    if (!sizes.empty() && strides.back() == in_strides[p] * in_sizes[p]) {
+      sizes.back() *= in_sizes[p];
+      strides.back() = in_strides[p];
+    } else {
+      sizes.push_back(in_sizes[p]);
+      strides.push_back(in_strides[p]);
+    }
+  }
+  if (sizes.size() <= 1) {  // the order of elements does not change
+    if (x.raw_data() != out.raw_data()) std::memcpy(out.raw_data(), x.raw_data(), x.nbytes());
+    return;
+  }
+  const size_t k = sizes.size();
+  const int64_t len = sizes[k - 1], in_step = strides[k - 1];
+  const int64_t rows = x.numel() / len;
+  util::visit_word(x.element_size(), "permute", [&](auto word) {
+    using W = decltype(word);
+    const W* src = static_cast<const W*>(x.raw_data());
+    W* dst = static_cast<W*>(out.raw_data());
+    parallel_for(rows, len, [&](int64_t r) {
+      // Input offset of output row r: its coordinates over the outer dims.
+      int64_t rem = r, off = 0;
+      for (size_t d = k - 1; d-- > 0;) {
+        off += (rem % sizes[d]) * strides[d];
+        rem /= sizes[d];
+      }
+      W* o = dst + r * len;
+      for (int64_t j = 0; j < len; ++j) o[j] = src[off + j * in_step];
+    });
+  });
+}
+
+}  // namespace cpu
+}  // namespace tandem

@@ -1,0 +1,226 @@
+// CUDA helpers shared by src/cuda/*.cpp and kernels/*.cu (CUDA builds only):
+//   - TANDEM_CUDA_CHECK(stmt): one checking macro for cudaError_t, cublasStatus_t
+//     and cudnnStatus_t; throws tandem::Error with the statement text.
+//   - TANDEM_CUDA_CHECK_LAUNCH(kernel): after every launch (and library call);
+//     with cuda::sync_debug() on it also synchronises the current stream, so an
+//     asynchronous fault is reported at the kernel that caused it.
+//   - launch helpers (ceil_div, kBlockSize, grid_for), the current stream, the
+//     per-thread cuBLAS handle, a RAII device workspace from the caching
+//     allocator (CUB temporary storage);
+//   - under nvcc: small device helpers (aligned vectors, warp shuffles).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include "cuda/runtime.h"
+#include "tandem/cuda.h"
+#include "tandem/error.h"
+
+namespace tandem {
+namespace cuda {
+namespace detail {
+
+// ---- Error checking ---------------------------------------------------------------
+
+[[noreturn]] void throw_status(cudaError_t status, const char* stmt, const char* file, int line);
+[[noreturn]] void throw_status(cublasStatus_t status, const char* stmt, const char* file, int line);
+[[noreturn]] void throw_status(cudnnStatus_t status, const char* stmt, const char* file, int line);
+
+inline void check_status(cudaError_t status, const char* stmt, const char* file, int line) {
+  if (status != cudaSuccess) throw_status(status, stmt, file, line);
+}
+inline void check_status(cublasStatus_t status, const char* stmt, const char* file, int line) {
+  if (status != CUBLAS_STATUS_SUCCESS) throw_status(status, stmt, file, line);
+}
+inline void check_status(cudnnStatus_t status, const char* stmt, const char* file, int line) {
+  if (status != CUDNN_STATUS_SUCCESS) throw_status(status, stmt, file, line);
+}
+
+// cudaGetLastError after a launch; with sync_debug() also synchronises the
+// current stream and reports a fault as coming from `what`.
+void check_launch(const char* what, const char* file, int line);
+
+// ---- Devices and streams ----------------------------------------------------------
+
+// Number of visible devices (0 when there is no driver or device; never throws).
+int visible_device_count();
+// Throws "cuda: no CUDA device is available (...)" or "cuda: device 3 requested
+// but only 1 CUDA device(s) are visible".
+void check_device_index(int device);
+// The calling thread's current device (throws when no device is available).
+int current_device();
+// The current stream of `device` (tandem's lazily created non-blocking stream
+// unless set_current_stream chose another).
+cudaStream_t stream_for_device(int device);
+// Streaming multiprocessors of the current device (cached).
+int multiprocessor_count();
+
+// CUDA runtime/driver, cuBLAS and cuDNN versions in one line, for bring-up logs.
+std::string runtime_versions();
+
+// ---- cuBLAS -----------------------------------------------------------------------
+
+// The calling thread's cuBLAS handle for the current device (created lazily,
+// returned to a pool when the thread exits). Each call binds it to the current
+// stream and sets the math mode from allow_tf32().
+cublasHandle_t current_cublas_handle();
+
+// ---- Workspace ----------------------------------------------------------------------
+
+// Scratch device memory from the caching allocator on the current device. The
+// memory goes back to the pool (not to the driver) when this object dies; the
+// pool hands it out again only for work on the same stream, so it is safe to
+// drop the workspace right after enqueueing the kernels that use it.
+class DeviceWorkspace {
+ public:
+  explicit DeviceWorkspace(size_t nbytes)
+      : nbytes_(nbytes), mem_(allocate_device(nbytes, current_device())) {}
+  DeviceWorkspace(const DeviceWorkspace&) = delete;
+  DeviceWorkspace& operator=(const DeviceWorkspace&) = delete;
+  DeviceWorkspace(DeviceWorkspace&&) = default;
+  DeviceWorkspace& operator=(DeviceWorkspace&&) = default;
+  ~DeviceWorkspace() = default;
+
+  void* data() const { return mem_.get(); }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(mem_.get());
+  }
+  size_t size() const { return nbytes_; }
+
+ private:
+  size_t nbytes_;
+  std::shared_ptr<void> mem_;
+};
+
+}  // namespace detail
+
+// The stream every tandem kernel, copy and library call of the current device
+// is enqueued on.
+inline cudaStream_t current_cuda_stream() {
+  return detail::stream_for_device(detail::current_device());
+}
+
+// ---- Launch configuration --------------------------------------------------------------
+
+// Default threads per block; a launcher names its own `constexpr int kBlock`
+// (usually this) so that the number is visible where the kernel is launched.
+constexpr int kBlockSize = 256;
+// Grid-stride kernels are launched with at most this many waves of resident
+// blocks; more blocks only add scheduling overhead.
+constexpr int kMaxWaves = 4;
+
+template <typename T>
+constexpr __host__ __device__ T ceil_div(T a, T b) {
+  return (a + b - 1) / b;
+}
+
+// Blocks for `work_per_block`-sized pieces of `work` (>= 1, capped at a few waves
+// of full occupancy on the current device).
+inline int grid_for(int64_t work, int64_t work_per_block, int block) {
+  const int64_t max_blocks =
+      static_cast<int64_t>(detail::multiprocessor_count()) * (2048 / block) * kMaxWaves;
+  int64_t blocks = ceil_div<int64_t>(work, work_per_block);
+  if (blocks > max_blocks) blocks = max_blocks;
+  if (blocks < 1) blocks = 1;
+  return static_cast<int>(blocks);
+}
+
+}  // namespace cuda
+}  // namespace tandem
+
+#define TANDEM_CUDA_CHECK(stmt) \
+  ::tandem::cuda::detail::check_status((stmt), #stmt, __FILE__, __LINE__)
+
+// TANDEM_CUDA_CHECK_LAUNCH(my_kernel<float>) right after my_kernel<<<...>>>(...).
+#define TANDEM_CUDA_CHECK_LAUNCH(...) \
+  ::tandem::cuda::detail::check_launch(#__VA_ARGS__, __FILE__, __LINE__)
+
+// ---- Device helpers (nvcc only) -------------------------------------------------------
+#if defined(__CUDACC__)
+namespace tandem {
+namespace cuda {
+
+constexpr int kWarpSize = 32;
+constexpr unsigned kFullWarpMask = 0xffffffffu;
+
+// N elements of T loaded/stored as one (up to 16-byte) memory transaction.
+template <typename T, int N>
+struct alignas(sizeof(T) * N) AlignedVec {
+  T val[N];
+};
+
+// Value conversion shared by copy_convert, fill, arange and scalar arguments, the
+// same as the CPU backend's (src/cpu/cpu_utils.h): a static_cast, except that
+// floating -> integer truncates, saturates at D's range and maps NaN to 0 (a C++
+// cast of those values is undefined; the GPU's cvt to 8-bit would wrap).
+template <typename D, typename S>
+__host__ __device__ __forceinline__ D convert_value(S v) {
+  if constexpr (std::is_floating_point<S>::value && !std::is_floating_point<D>::value) {
+    if (v != v) return D(0);
+    // double(max) of int64 is 2^63, one past the range, so >= catches it.
+    if (static_cast<double>(v) >= static_cast<double>(std::numeric_limits<D>::max())) {
+      return std::numeric_limits<D>::max();
+    }
+    if (static_cast<double>(v) <= static_cast<double>(std::numeric_limits<D>::min())) {
+      return std::numeric_limits<D>::min();
+    }
+    return static_cast<D>(v);
+  } else {
+    return static_cast<D>(v);
+  }
+}
+
+// A double argument (fill value, scalar operand, alpha) as T: integers go
+// through int64, so -1 wraps to 255 in uint8 (as on the CPU).
+template <typename T>
+inline T scalar_to(double v) {
+  if constexpr (std::is_floating_point<T>::value) {
+    return static_cast<T>(v);
+  } else {
+    return static_cast<T>(convert_value<int64_t>(v));
+  }
+}
+
+inline bool is_aligned_to(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+// Elements of T per 16-byte vector.
+template <typename T>
+constexpr int vec16() {
+  return static_cast<int>(16 / sizeof(T));
+}
+
+// __shfl_xor_sync for every accumulator type tandem reduces (sub-word types go
+// through int).
+template <typename T>
+__device__ __forceinline__ T shfl_xor(T v, int lane_mask) {
+  if constexpr (sizeof(T) < 4) {
+    return static_cast<T>(__shfl_xor_sync(kFullWarpMask, static_cast<int>(v), lane_mask));
+  } else {
+    return __shfl_xor_sync(kFullWarpMask, v, lane_mask);
+  }
+}
+
+// Butterfly reduction: every lane ends with combine() over the warp. `combine`
+// must be associative and commutative.
+template <typename T, typename Combine>
+__device__ __forceinline__ T warp_allreduce(T v, Combine combine) {
+#pragma unroll
+  for (int m = kWarpSize / 2; m > 0; m /= 2) v = combine(v, shfl_xor(v, m));
+  return v;
+}
+
+}  // namespace cuda
+}  // namespace tandem
+#endif  // __CUDACC__

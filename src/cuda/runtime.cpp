@@ -1,0 +1,349 @@
+// The CUDA runtime as tandem uses it: device queries, current streams, switches
+// (TF32, sync debug), the error-checking functions behind TANDEM_CUDA_CHECK,
+// per-thread cuBLAS handles, DeviceGuard and version reporting.
+//
+// Process-wide state is created on first use and deliberately never destroyed
+// (streams, handles): destroying CUDA objects from static destructors races with
+// the runtime's own teardown at exit.
+#include "cuda/runtime.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_utils.h"
+#include "tandem/cuda.h"
+#include "tandem/error.h"
+
+namespace tandem {
+namespace cuda {
+namespace detail {
+
+using tandem::detail::str_cat;
+
+namespace {
+
+// Devices beyond this are not supported (a fixed table keeps the hot paths
+// lock-free).
+constexpr int kMaxDevices = 64;
+
+struct DeviceCount {
+  int count = 0;
+  std::string error;  // why there are none (cudaGetDeviceCount's error string)
+};
+
+const DeviceCount& device_count_info() {
+  static const DeviceCount info = [] {
+    DeviceCount d;
+    int n = 0;
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();  // not sticky; clear it so later checks start clean
+      d.count = 0;
+      d.error = cudaGetErrorString(err);
+    } else {
+      d.count = n < kMaxDevices ? n : kMaxDevices;
+      if (n == 0) d.error = cudaGetErrorString(cudaErrorNoDevice);
+    }
+    return d;
+  }();
+  return info;
+}
+
+std::string status_text(const char* kind, const char* name, const char* text, const char* stmt) {
+  return str_cat(kind, " error: ", text, " (", name, ") in `", stmt, "`");
+}
+
+// ---- Current streams ----------------------------------------------------------------
+
+struct StreamTable {
+  std::array<std::atomic<cudaStream_t>, kMaxDevices> current{};   // null: use the default
+  std::array<std::atomic<cudaStream_t>, kMaxDevices> defaults{};  // created lazily
+  std::mutex create_mutex;
+  std::vector<cudaStream_t> owned;  // streams made by new_stream (kept until exit)
+};
+
+StreamTable& streams() {
+  static StreamTable* table = new StreamTable();  // never destroyed, see the top
+  return *table;
+}
+
+cudaStream_t default_stream(int device) {
+  StreamTable& t = streams();
+  cudaStream_t s = t.defaults[static_cast<size_t>(device)].load(std::memory_order_acquire);
+  if (s != nullptr) return s;
+  std::lock_guard<std::mutex> lock(t.create_mutex);
+  s = t.defaults[static_cast<size_t>(device)].load(std::memory_order_acquire);
+  if (s == nullptr) {
+    DeviceGuard guard(device);
+    TANDEM_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    t.defaults[static_cast<size_t>(device)].store(s, std::memory_order_release);
+  }
+  return s;
+}
+
+// ---- Switches -------------------------------------------------------------------------
+
+bool initial_sync_debug() {
+#if defined(TANDEM_SYNC_DEBUG_DEFAULT)
+  bool on = TANDEM_SYNC_DEBUG_DEFAULT != 0;
+#else
+  bool on = false;
+#endif
+  if (const char* env = std::getenv("TANDEM_SYNC_DEBUG")) {
+    on = std::strcmp(env, "") != 0 && std::strcmp(env, "0") != 0;
+  }
+  return on;
+}
+
+std::atomic<bool>& sync_debug_flag() {
+  static std::atomic<bool> flag{initial_sync_debug()};
+  return flag;
+}
+
+std::atomic<bool>& allow_tf32_flag() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+// ---- cuBLAS handles -------------------------------------------------------------------
+
+struct CublasHandlePool {
+  std::mutex mutex;
+  std::array<std::vector<cublasHandle_t>, kMaxDevices> free_handles;
+};
+
+CublasHandlePool& cublas_pool() {
+  static CublasHandlePool* pool = new CublasHandlePool();  // never destroyed
+  return *pool;
+}
+
+// One handle per device for this thread; handed back to the pool (not
+// destroyed) when the thread exits, so short-lived threads do not leak handles.
+struct ThreadCublasHandles {
+  std::array<cublasHandle_t, kMaxDevices> by_device{};
+  ThreadCublasHandles() = default;
+  ThreadCublasHandles(const ThreadCublasHandles&) = delete;
+  ThreadCublasHandles& operator=(const ThreadCublasHandles&) = delete;
+  ~ThreadCublasHandles() {
+    CublasHandlePool& pool = cublas_pool();
+    std::lock_guard<std::mutex> lock(pool.mutex);
+    for (size_t d = 0; d < by_device.size(); ++d) {
+      if (by_device[d] != nullptr) pool.free_handles[d].push_back(by_device[d]);
+    }
+  }
+};
+
+}  // namespace
+
+// ---- Error functions behind TANDEM_CUDA_CHECK ---------------------------------------------
+
+void throw_status(cudaError_t status, const char* stmt, const char* file, int line) {
+  (void)cudaGetLastError();  // clear a non-sticky error so the next call starts clean
+  const std::string msg =
+      status_text("CUDA", cudaGetErrorName(status), cudaGetErrorString(status), stmt);
+  if (status == cudaErrorMemoryAllocation) throw OutOfMemoryError(msg, file, line);
+  tandem::detail::throw_error(msg, file, line);
+}
+
+void throw_status(cublasStatus_t status, const char* stmt, const char* file, int line) {
+  const std::string msg =
+      status_text("cuBLAS", cublasGetStatusName(status), cublasGetStatusString(status), stmt);
+  if (status == CUBLAS_STATUS_ALLOC_FAILED) throw OutOfMemoryError(msg, file, line);
+  tandem::detail::throw_error(msg, file, line);
+}
+
+void throw_status(cudnnStatus_t status, const char* stmt, const char* file, int line) {
+  char detail_text[512] = {0};
+  cudnnGetLastErrorString(detail_text, sizeof(detail_text));
+  std::string msg = str_cat("cuDNN error: ", cudnnGetErrorString(status), " (",
+                            static_cast<int>(status), ") in `", stmt, "`");
+  if (detail_text[0] != '\0') msg += str_cat(": ", detail_text);
+  tandem::detail::throw_error(msg, file, line);
+}
+
+void check_launch(const char* what, const char* file, int line) {
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    tandem::detail::throw_error(str_cat("CUDA error launching ", what, ": ",
+                                        cudaGetErrorString(err), " (", cudaGetErrorName(err), ")"),
+                                file, line);
+  }
+  if (sync_debug()) {
+    err = cudaStreamSynchronize(current_cuda_stream());
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      tandem::detail::throw_error(
+          str_cat("CUDA error in ", what, " (reported by sync debug after the launch): ",
+                  cudaGetErrorString(err), " (", cudaGetErrorName(err), ")"),
+          file, line);
+    }
+  }
+}
+
+// ---- Devices ----------------------------------------------------------------------------------
+
+int visible_device_count() { return device_count_info().count; }
+
+void check_device_index(int device) {
+  const DeviceCount& info = device_count_info();
+  TANDEM_CHECK(info.count > 0,
+               "cuda: no CUDA device is available (cudaGetDeviceCount: ", info.error,
+               "); use CPU tensors or run on a machine with a GPU");
+  TANDEM_CHECK(device >= 0 && device < info.count, "cuda: device ", device, " requested but only ",
+               info.count, " CUDA device(s) are visible");
+}
+
+int current_device() {
+  check_device_index(0);  // throws the clear "no device" error first
+  int device = 0;
+  TANDEM_CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
+cudaStream_t stream_for_device(int device) {
+  cudaStream_t s = streams().current[static_cast<size_t>(device)].load(std::memory_order_acquire);
+  return s != nullptr ? s : default_stream(device);
+}
+
+int multiprocessor_count() {
+  static std::array<std::atomic<int>, kMaxDevices> cache{};
+  const int device = current_device();
+  int n = cache[static_cast<size_t>(device)].load(std::memory_order_relaxed);
+  if (n == 0) {
+    TANDEM_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+    if (n < 1) n = 1;
+    cache[static_cast<size_t>(device)].store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
+std::string runtime_versions() {
+  auto dotted = [](int v) { return str_cat(v / 1000, ".", (v % 1000) / 10); };
+  int runtime = 0, driver = 0;
+  const cudaError_t rt_err = cudaRuntimeGetVersion(&runtime);
+  const cudaError_t drv_err = cudaDriverGetVersion(&driver);  // 0 when no driver is installed
+  if (rt_err != cudaSuccess || drv_err != cudaSuccess) (void)cudaGetLastError();
+  int blas_major = 0, blas_minor = 0, blas_patch = 0;
+  const bool blas_ok = cublasGetProperty(MAJOR_VERSION, &blas_major) == CUBLAS_STATUS_SUCCESS &&
+                       cublasGetProperty(MINOR_VERSION, &blas_minor) == CUBLAS_STATUS_SUCCESS &&
+                       cublasGetProperty(PATCH_LEVEL, &blas_patch) == CUBLAS_STATUS_SUCCESS;
+  const std::string blas =
+      blas_ok ? str_cat(blas_major, ".", blas_minor, ".", blas_patch) : std::string("unknown");
+  const size_t dnn = cudnnGetVersion();  // major*10000 + minor*100 + patch (cuDNN 9)
+  return str_cat("CUDA runtime ", rt_err == cudaSuccess ? dotted(runtime) : std::string("unknown"),
+                 ", driver ", driver == 0 ? std::string("none") : dotted(driver), ", cuBLAS ", blas,
+                 ", cuDNN ", dnn / 10000, ".", (dnn % 10000) / 100, ".", dnn % 100,
+                 " (built against ", CUDNN_MAJOR, ".", CUDNN_MINOR, ".", CUDNN_PATCHLEVEL,
+                 "), devices visible: ", visible_device_count());
+}
+
+cublasHandle_t current_cublas_handle() {
+  thread_local ThreadCublasHandles handles;
+  const int device = current_device();
+  cublasHandle_t& h = handles.by_device[static_cast<size_t>(device)];
+  if (h == nullptr) {
+    CublasHandlePool& pool = cublas_pool();
+    {
+      std::lock_guard<std::mutex> lock(pool.mutex);
+      auto& free_list = pool.free_handles[static_cast<size_t>(device)];
+      if (!free_list.empty()) {
+        h = free_list.back();
+        free_list.pop_back();
+      }
+    }
+    if (h == nullptr) TANDEM_CUDA_CHECK(cublasCreate(&h));  // on the current device
+  }
+  TANDEM_CUDA_CHECK(cublasSetStream(h, stream_for_device(device)));
+  TANDEM_CUDA_CHECK(
+      cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  return h;
+}
+
+// ---- DeviceGuard
+// ---------------------------------------------------------------------------------
+
+DeviceGuard::DeviceGuard(int device) {
+  check_device_index(device);
+  int previous = 0;
+  TANDEM_CUDA_CHECK(cudaGetDevice(&previous));
+  if (previous != device) TANDEM_CUDA_CHECK(cudaSetDevice(device));
+  previous_ = previous;
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (previous_ < 0) return;
+  int now = previous_;
+  if (cudaGetDevice(&now) == cudaSuccess && now != previous_) {
+    if (cudaSetDevice(previous_) != cudaSuccess) (void)cudaGetLastError();  // no throwing here
+  }
+}
+
+}  // namespace detail
+
+// ---- Public API (include/tandem/cuda.h)
+// ----------------------------------------------------------------
+
+bool is_built() { return true; }
+bool is_available() { return detail::visible_device_count() > 0; }
+int device_count() { return detail::visible_device_count(); }
+
+std::string device_name(int device) {
+  detail::check_device_index(device);
+  cudaDeviceProp prop{};
+  TANDEM_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return std::string(prop.name);
+}
+
+void synchronize(int device) {
+  const int d = device < 0 ? detail::current_device() : device;
+  detail::DeviceGuard guard(d);
+  TANDEM_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+void Stream::synchronize() const {
+  detail::DeviceGuard guard(device_);
+  TANDEM_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(handle_)));
+}
+
+Stream current_stream(int device) {
+  const int d = device < 0 ? detail::current_device() : device;
+  detail::check_device_index(d);
+  return Stream(detail::stream_for_device(d), d);
+}
+
+// A Stream with a null handle selects tandem's default stream of that device
+// again (not CUDA's legacy stream 0, which would serialise with everything).
+void set_current_stream(const Stream& stream) {
+  detail::check_device_index(stream.device());
+  detail::streams().current[static_cast<size_t>(stream.device())].store(
+      static_cast<cudaStream_t>(stream.handle()), std::memory_order_release);
+}
+
+Stream new_stream(int device) {
+  const int d = device < 0 ? detail::current_device() : device;
+  detail::DeviceGuard guard(d);
+  cudaStream_t s = nullptr;
+  TANDEM_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  detail::StreamTable& t = detail::streams();
+  std::lock_guard<std::mutex> lock(t.create_mutex);
+  t.owned.push_back(s);
+  return Stream(s, d);
+}
+
+void set_allow_tf32(bool allow) { detail::allow_tf32_flag().store(allow); }
+bool allow_tf32() { return detail::allow_tf32_flag().load(); }
+
+void set_sync_debug(bool on) { detail::sync_debug_flag().store(on); }
+bool sync_debug() { return detail::sync_debug_flag().load(std::memory_order_relaxed); }
+
+}  // namespace cuda
+}  // namespace tandem

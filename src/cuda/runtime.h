@@ -1,0 +1,42 @@
+// The CUDA runtime services the core needs, callable from plain C++ (no CUDA
+// headers here). Defined in src/cuda/*.cpp when the CUDA backend is built and in
+// src/core/cuda_stub.cpp otherwise, where each one throws a tandem::Error
+// saying CUDA support was not built.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+namespace tandem {
+namespace cuda {
+namespace detail {
+
+// Device memory from the caching allocator; the deleter returns it to the cache.
+// Throws OutOfMemoryError naming the request, bytes in use and cached.
+std::shared_ptr<void> allocate_device(size_t nbytes, int device);
+// Page-locked host memory (cached too).
+std::shared_ptr<void> allocate_pinned(size_t nbytes);
+
+// Copies on the device's current stream. Host -> device returns once the source
+// may be reused (pageable sources are staged through pinned buffers); device ->
+// host returns when the data has arrived.
+void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device, bool src_pinned);
+void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device);
+void copy_device_to_device(void* dst, int dst_device, const void* src, int src_device,
+                           size_t nbytes);
+
+// Makes `device` current for its lifetime (cudaSetDevice), restoring the previous.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace tandem

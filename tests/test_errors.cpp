@@ -1,0 +1,333 @@
+// Every error a user can reach: the exception type (tandem::Error) and the
+// message text. Messages start with the op name and a colon; the tests check
+// stable substrings (the op name and the key values), not whole sentences,
+// except where an exact message is part of the spec (matmul).
+#include <gtest/gtest.h>
+#include <tandem/tandem.h>
+
+#include <functional>
+#include <initializer_list>
+#include <string>
+
+#include "test_util.h"
+
+namespace {
+
+using tandem::Shape;
+using tandem::Tensor;
+
+// Runs fn, which must throw tandem::Error whose message contains every one of
+// `substrings`. Reports the caller's line on failure.
+void expect_error(const std::function<void()>& fn, std::initializer_list<const char*> substrings,
+                  const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  try {
+    fn();
+  } catch (const tandem::Error& e) {
+    const std::string msg = e.message();
+    const std::string what = e.what();
+    for (const char* s : substrings) {
+      if (msg.find(s) == std::string::npos) {
+        ADD_FAILURE_AT(file, line) << "the message does not contain \"" << s << "\"\n  message: " << msg;
+      }
+    }
+    if (what.find(msg) == std::string::npos) {
+      ADD_FAILURE_AT(file, line) << "what() does not contain message(): " << what;
+    }
+    return;
+  } catch (const std::exception& e) {
+    ADD_FAILURE_AT(file, line) << "threw a std::exception that is not tandem::Error: " << e.what();
+    return;
+  } catch (...) {
+    ADD_FAILURE_AT(file, line) << "threw something that is not a std::exception";
+    return;
+  }
+  ADD_FAILURE_AT(file, line) << "no exception was thrown";
+}
+void expect_error(const std::function<void()>& fn, const char* substring,
+                  const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  expect_error(fn, {substring}, file, line);
+}
+
+Tensor f32(const Shape& s) { return tt::random_tensor(s, tandem::kFloat32); }
+
+// ---- Shapes ---------------------------------------------------------------------------
+
+TEST(ErrorTest, MatmulShapeMismatchExactMessage) {
+  Tensor a = tandem::zeros({64, 3072}), b = tandem::zeros({1024, 10});
+  expect_error([&] { tandem::matmul(a, b); }, "matmul: shapes [64, 3072] and [1024, 10] cannot be multiplied");
+  try {
+    tandem::matmul(a, b);
+  } catch (const tandem::Error& e) {
+    EXPECT_EQ(e.message(), "matmul: shapes [64, 3072] and [1024, 10] cannot be multiplied");
+  }
+  expect_error([&] { a.matmul(b); }, "matmul: shapes [64, 3072] and [1024, 10]");
+}
+
+TEST(ErrorTest, OtherMatrixProductMismatches) {
+  expect_error([] { tandem::matmul(f32({3}), f32({4})); }, {"matmul", "[3]", "[4]"});
+  expect_error([] { tandem::matmul(f32({2, 3}), f32({4})); }, {"matmul", "[2, 3]", "[4]"});
+  expect_error([] { tandem::matmul(f32({2, 3, 4}), f32({3, 4, 5})); }, {"matmul", "[2, 3, 4]", "[3, 4, 5]"});
+  expect_error([] { tandem::mm(f32({2, 3}), f32({4, 5})); }, {"mm", "[2, 3]", "[4, 5]"});
+  expect_error([] { tandem::mm(f32({2, 3, 4}), f32({4, 5})); }, "mm");
+  expect_error([] { tandem::bmm(f32({2, 3, 4}), f32({3, 4, 5})); }, {"bmm", "[2, 3, 4]", "[3, 4, 5]"});
+  expect_error([] { tandem::bmm(f32({3, 4}), f32({4, 5})); }, "bmm");
+  expect_error([] { tandem::linear(f32({5, 33}), f32({7, 32})); }, {"linear", "33"});
+  expect_error([] { tandem::linear(f32({5, 33}), f32({7, 33}), f32({6})); }, {"linear", "[6]"});
+}
+
+TEST(ErrorTest, BroadcastMismatchNamesTheOpAndShapes) {
+  Tensor a = f32({2, 3}), b = f32({4});
+  expect_error([&] { tandem::add(a, b); }, {"add: ", "[2, 3]", "[4]", "broadcast"});
+  expect_error([&] { (void)(a + b); }, {"add", "[2, 3]", "[4]"});
+  expect_error([&] { tandem::mul(a, b); }, {"mul: ", "[2, 3]", "[4]"});
+  expect_error([&] { tandem::maximum(a, b); }, {"maximum: ", "[2, 3]", "[4]"});
+  expect_error([&] { tandem::lt(a, b); }, {"lt: ", "[2, 3]", "[4]"});
+  expect_error([&] { tandem::binary(tandem::BinaryOp::Sub, a, b); }, {"sub: ", "[2, 3]", "[4]"});
+  expect_error([] { tandem::broadcast_shapes({3, 1, 5}, {4, 6}, "myop"); }, {"myop: ", "[3, 1, 5]", "[4, 6]"});
+  expect_error([&] { tandem::where(tandem::ones({5}, tandem::kUInt8), a, a); }, {"where", "[5]"});
+}
+
+TEST(ErrorTest, InPlaceOtherMustBroadcastToSelf) {
+  Tensor x = f32({3});
+  expect_error([&] { x.add_(f32({2, 3})); }, {"add", "[2, 3]", "[3]"});
+  expect_error([&] { x.mul_(f32({4})); }, {"mul", "[4]", "[3]"});
+  expect_error([&] { x += f32({2, 3}); }, "add");
+  expect_error([&] { x.addcmul_(f32({4}), f32({4})); }, {"[4]", "[3]"});
+}
+
+// ---- dtypes ---------------------------------------------------------------------------
+
+TEST(ErrorTest, DtypeMismatch) {
+  Tensor a = f32({3}), b = tt::random_tensor({3}, tandem::kFloat64);
+  expect_error([&] { tandem::add(a, b); }, {"add: ", "float32", "float64"});
+  expect_error([&] { tandem::mm(f32({2, 2}), tt::random_tensor({2, 2}, tandem::kFloat64)); },
+               {"mm", "float32", "float64"});
+  expect_error([&] { tandem::cat({a, b}); }, {"cat", "float32", "float64"});
+  expect_error([&] { tandem::where(tandem::ones({3}, tandem::kUInt8), a, b); }, {"where", "float32", "float64"});
+  expect_error([&] { a.add_(b); }, {"add", "float32", "float64"});
+}
+
+TEST(ErrorTest, UnsupportedDtype) {
+  Tensor i64 = tandem::zeros({3}, tandem::kInt64);
+  expect_error([&] { tandem::relu(i64); }, "relu: dtype int64 is not supported (expected float32 or float64)");
+  expect_error([&] { tandem::exp(tandem::zeros({3}, tandem::kInt32)); }, {"exp: ", "int32"});
+  expect_error([&] { tandem::pow(i64, 2.0); }, {"pow: ", "int64"});
+  expect_error([&] { tandem::mean(i64); }, {"mean", "int64"});
+  expect_error([&] { tandem::var(i64); }, {"var", "int64"});
+  expect_error([&] { tandem::softmax(i64, 0); }, {"softmax", "int64"});
+  expect_error([&] { tandem::log_softmax(i64, 0); }, {"log_softmax", "int64"});
+  expect_error([&] { tandem::matmul(tandem::zeros({2, 2}, tandem::kInt64), tandem::zeros({2, 2}, tandem::kInt64)); },
+               "int64");
+  expect_error([&] { tandem::rand({3}, tandem::kInt64); }, "int64");
+  expect_error([&] { tandem::dropout(i64, 0.5); }, {"dropout", "int64"});
+  expect_error([&] { tandem::index_select(f32({4}), 0, f32({2})); }, {"index_select", "float32"});
+  expect_error([&] { tandem::gather(f32({2, 2}), 1, f32({2, 2})); }, {"gather", "float32"});
+  expect_error([&] { tandem::one_hot(f32({2}), 3); }, {"one_hot", "float32"});
+  expect_error([&] { tandem::where(f32({3}), f32({3}), f32({3})); }, {"where", "float32"});
+}
+
+// ---- dims -----------------------------------------------------------------------------
+
+TEST(ErrorTest, DimOutOfRange) {
+  Tensor x = f32({2, 3});
+  expect_error([&] { tandem::sum(x, 3); }, "sum: dim 3 is out of range for a tensor of 2 dims");
+  expect_error([&] { tandem::sum(x, -3); }, {"sum: ", "-3"});
+  expect_error([&] { x.sum(2); }, {"sum: ", "dim 2"});
+  expect_error([&] { tandem::mean(x, 2); }, {"mean: ", "dim 2"});
+  expect_error([&] { tandem::max(x, 5); }, {"max: ", "dim 5"});
+  expect_error([&] { tandem::argmax(x, 2, true); }, {"argmax: ", "dim 2"});
+  expect_error([&] { tandem::var(x, int64_t{2}); }, {"var: ", "dim 2"});
+  expect_error([&] { tandem::softmax(x, 2); }, {"softmax: ", "dim 2"});
+  expect_error([&] { tandem::log_softmax(x, -3); }, {"log_softmax: ", "-3"});
+  expect_error([&] { tandem::cat({x, x}, 2); }, {"cat: ", "dim 2"});
+  expect_error([&] { tandem::stack({x, x}, 4); }, {"stack: ", "dim 4"});
+  expect_error([&] { tandem::index_select(x, 2, tandem::zeros({1}, tandem::kInt64)); }, {"index_select: ", "dim 2"});
+  expect_error([&] { tandem::gather(x, 2, tandem::zeros({2, 3}, tandem::kInt64)); }, {"gather: ", "dim 2"});
+  expect_error([&] { x.unsqueeze(4); }, {"unsqueeze: ", "dim 4"});
+  expect_error([&] { x.squeeze(2); }, {"squeeze: ", "dim 2"});
+  expect_error([&] { x.transpose(0, 2); }, {"transpose: ", "dim 2"});
+  expect_error([&] { x.flatten(0, 2); }, {"flatten: ", "dim 2"});
+  expect_error([&] { x.size(2); }, {"size", "dim 2"});
+}
+
+TEST(ErrorTest, BadPermutation) {
+  Tensor x = f32({2, 3});
+  expect_error([&] { x.permute({0, 0}); }, {"permute: ", "[0, 0]"});
+  expect_error([&] { x.permute({0}); }, {"permute: ", "[0]"});
+  expect_error([&] { x.permute({0, 2}); }, {"permute: ", "[0, 2]"});
+}
+
+// ---- views ------------------------------------------------------------------------------
+
+TEST(ErrorTest, BadView) {
+  Tensor x = f32({3, 4});
+  expect_error([&] { x.view({5, -1}); }, "view: shape [5, -1] is invalid for a tensor of 12 elements");
+  expect_error([&] { x.view({-1, -1}); }, {"view: ", "[-1, -1]"});
+  expect_error([&] { x.view({5, 3}); }, {"view: ", "[5, 3]", "12"});
+  expect_error([&] { x.reshape({13}); }, {"view", "[13]", "12"});
+  expect_error([&] { x.view({-2, 6}); }, {"view: ", "[-2, 6]"});
+}
+
+TEST(ErrorTest, BadSliceSelectNarrow) {
+  Tensor x = f32({3, 4});
+  expect_error([&] { x.select(0, 3); }, {"select: ", "3"});
+  expect_error([&] { (void)x[5]; }, {"select: ", "5"});
+  expect_error([&] { x.select(1, 0); }, {"select: ", "dim"});
+  expect_error([&] { x.narrow(0, 2, 2); }, "narrow: ");
+  expect_error([&] { x.narrow(1, 0, 2); }, {"narrow: ", "dim"});
+  expect_error([&] { tandem::zeros({}).select(0, 0); }, "select: ");
+}
+
+// ---- item / data_ptr ----------------------------------------------------------------------
+
+TEST(ErrorTest, ItemNeedsOneElement) {
+  expect_error([] { f32({2, 3}).item<float>(); }, "item: the tensor has 6 elements, expected 1");
+  expect_error([] { f32({0}).item<float>(); }, {"item: ", "0 elements"});
+}
+
+TEST(ErrorTest, DataPtrWithTheWrongType) {
+  expect_error([] { f32({2}).data_ptr<double>(); }, "data_ptr: tensor has dtype float32 but float64 was requested");
+  expect_error([] { tandem::zeros({2}, tandem::kInt32).data_ptr<int64_t>(); },
+               {"data_ptr: ", "int32", "int64"});
+  expect_error([] { tandem::zeros({2}, tandem::kUInt8).data_ptr<float>(); }, {"data_ptr: ", "uint8", "float32"});
+  expect_error([] { tandem::to_vector<double>(f32({2})); }, {"float32", "float64"});
+}
+
+// ---- indices ----------------------------------------------------------------------------
+
+TEST(ErrorTest, IndexOutOfRange) {
+  Tensor x = f32({5, 2});
+  expect_error([&] { tandem::index_select(x, 0, tandem::from_vector(std::vector<int64_t>{1, 7})); },
+               "index_select: index 7 is out of range for dimension of size 5");
+  expect_error([&] { tandem::index_select(x, 0, tandem::from_vector(std::vector<int32_t>{-1})); },
+               {"index_select: ", "-1", "5"});
+  expect_error([&] { tandem::index_select(x, 1, tandem::from_vector(std::vector<int64_t>{2})); },
+               {"index_select: ", "2"});
+  expect_error([&] { tandem::index_select(x, 0, tandem::zeros({2, 2}, tandem::kInt64)); }, "index_select: ");
+  expect_error([&] { tandem::gather(x, 1, tandem::full({5, 1}, 2, tandem::kInt64)); }, {"gather: ", "2"});
+  expect_error([&] { tandem::gather(x, 1, tandem::zeros({5}, tandem::kInt64)); }, "gather: ");
+  expect_error([&] { tandem::gather(x, 1, tandem::zeros({4, 1}, tandem::kInt64)); }, "gather: ");
+  expect_error([] { tandem::one_hot(tandem::from_vector(std::vector<int64_t>{0, 3}), 3); }, {"one_hot: ", "3"});
+  expect_error([] { tandem::one_hot(tandem::from_vector(std::vector<int64_t>{-1}), 3); }, {"one_hot: ", "-1"});
+  expect_error([] { tandem::one_hot(tandem::from_vector(std::vector<int64_t>{0}), 0); }, "one_hot: ");
+}
+
+// ---- cat / stack -------------------------------------------------------------------------
+
+TEST(ErrorTest, CatAndStack) {
+  expect_error([] { tandem::cat({f32({2, 3}), f32({2, 4})}, 0); }, {"cat: ", "[2, 3]", "[2, 4]"});
+  expect_error([] { tandem::cat({f32({2, 3}), f32({2, 3, 1})}, 0); }, "cat: ");
+  expect_error([] { tandem::cat({}, 0); }, "cat: expected a non-empty list of tensors");
+  expect_error([] { tandem::cat(std::vector<Tensor>{}); }, "cat: expected a non-empty list of tensors");
+  expect_error([] { tandem::stack({f32({2, 3}), f32({3, 2})}); }, {"stack: ", "[2, 3]", "[3, 2]"});
+  expect_error([] { tandem::stack(std::vector<Tensor>{}); }, {"stack: ", "non-empty"});
+}
+
+// ---- random ----------------------------------------------------------------------------
+
+TEST(ErrorTest, DropoutProbabilityOutOfRange) {
+  Tensor x = f32({4});
+  expect_error([&] { tandem::dropout(x, 1.5); }, "dropout: p must be in [0, 1], got 1.5");
+  expect_error([&] { tandem::dropout(x, -0.25); }, {"dropout", "p must be in [0, 1]", "-0.25"});
+  expect_error([&] { tandem::dropout(x, 1.5, false); }, {"dropout", "1.5"});
+  expect_error([] { tandem::dropout_mask({4}, 2.0); }, {"dropout", "p must be in [0, 1]", "2"});
+  expect_error([] { tandem::dropout_mask({4}, -1.0); }, {"dropout", "-1"});
+}
+
+TEST(ErrorTest, RandintEmptyRange) {
+  expect_error([] { tandem::randint(5, 5, {3}); }, "randint: low (5) must be less than high (5)");
+  expect_error([] { tandem::randint(7, 3, {3}); }, "randint: low (7) must be less than high (3)");
+}
+
+// ---- undefined tensors -------------------------------------------------------------------
+
+TEST(ErrorTest, UndefinedTensorReachesAnOp) {
+  Tensor u, x = f32({3});
+  expect_error([&] { tandem::relu(u); }, "relu");
+  expect_error([&] { tandem::add(u, x); }, "add");
+  expect_error([&] { tandem::add(x, u); }, "add");
+  expect_error([&] { tandem::sum(u); }, "sum");
+  expect_error([&] { tandem::softmax(u, 0); }, "softmax");
+  expect_error([&] { tandem::matmul(u, x); }, "matmul");
+  expect_error([&] { tandem::cat({x, u}); }, "cat");
+  expect_error([&] { tandem::index_select(x, 0, u); }, "index_select");
+  expect_error([&] { tandem::where(u, x, x); }, "where");
+  expect_error([&] { tandem::dropout(u, 0.5); }, "dropout");
+  expect_error([&] { x.add_(u); }, "add");
+  expect_error([&] { x.copy_(u); }, "copy_");
+  expect_error([&] { (void)u.sizes(); }, "undefined");
+  expect_error([&] { (void)u.numel(); }, "undefined");
+  expect_error([&] { u.clone(); }, "undefined");
+}
+
+// ---- copies, factories, devices -------------------------------------------------------------
+
+TEST(ErrorTest, CopyNumelMismatch) {
+  Tensor d = f32({3, 2});
+  expect_error([&] { d.copy_(f32({5})); }, {"copy_: ", "[5]", "[3, 2]"});
+  expect_error([&] { d.copy_(f32({0})); }, "copy_: ");
+}
+
+TEST(ErrorTest, BadFactoryArguments) {
+  expect_error([] { tandem::zeros({2, -1}); }, "-1");
+  expect_error([] { tandem::arange(0, 10, 0); }, "arange: ");
+  expect_error([] { tandem::arange(0, 10, -1); }, "arange: ");
+  expect_error([] { tandem::from_vector(std::vector<float>{1, 2, 3}, {2, 2}); }, {"from_vector: ", "[2, 2]", "3"});
+  expect_error([] { tandem::Device("gpu:0"); }, "gpu:0");
+  expect_error([] { tandem::Device("cuda:x"); }, "cuda:x");
+}
+
+TEST(ErrorTest, MaxOfEmpty) {
+  expect_error([] { tandem::max(tandem::empty({0})); }, "max: ");
+  expect_error([] { tandem::argmin(tandem::empty({0})); }, "argmin: ");
+  expect_error([] { tandem::max(tandem::empty({3, 0}), 1); }, "max: ");
+}
+
+TEST(ErrorTest, CudaTensorWithoutADevice) {
+  if (tandem::cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
+  const char* expected =
+      tandem::cuda::is_built() ? "no CUDA device" : "built without CUDA support";
+  expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA)); }, {"CUDA", expected});
+  expect_error([] { tandem::zeros({2}).to(tandem::kCUDA); }, {"CUDA", expected});
+  expect_error([] { tandem::zeros({2}).cuda(); }, "CUDA");
+  expect_error([] { tandem::rand({2}, tandem::Device(tandem::kCUDA)); }, "CUDA");
+  expect_error([] { tandem::empty({2}, tandem::TensorOptions().pinned_memory(true)); }, "CUDA");
+  EXPECT_EQ(tandem::cuda::device_count(), 0);
+}
+
+TEST(ErrorTest, DeviceMismatch) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  Tensor c = tt::random_tensor({3}, tandem::kFloat32).cuda();
+  Tensor h = f32({3});
+  expect_error([&] { tandem::add(c, h); }, {"add: ", "cpu", "cuda:0"});
+  expect_error([&] { tandem::matmul(c.view({1, 3}), h.view({3, 1})); }, {"matmul", "cpu", "cuda"});
+  expect_error([&] { tandem::cat({c, h}); }, {"cat", "cpu", "cuda"});
+  expect_error([&] { tandem::index_select(c, 0, tandem::zeros({1}, tandem::kInt64)); },
+               {"index_select", "cpu", "cuda"});
+  expect_error([&] { c.add_(h); }, {"add", "cpu", "cuda"});
+  expect_error([&] { tandem::where(tandem::ones({3}, tandem::kUInt8), c, c); }, {"where", "cpu", "cuda"});
+  expect_error([&] { (void)c.data_ptr<double>(); }, "data_ptr: ");
+  expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA, 64)); }, "64");
+}
+
+// ---- the message carries file:line in what() ---------------------------------------
+
+TEST(ErrorTest, WhatIncludesLocation) {
+  try {
+    tandem::sum(f32({2, 3}), 3);
+    FAIL() << "no exception";
+  } catch (const tandem::Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind(e.message(), 0), 0u) << what;
+    EXPECT_NE(what.find(":"), std::string::npos) << what;
+  }
+  try {
+    TANDEM_CHECK(1 + 1 == 3, "mytest: ", 42, " is not ", 7);
+    FAIL() << "no exception";
+  } catch (const tandem::Error& e) {
+    EXPECT_EQ(e.message(), "mytest: 42 is not 7");
+    EXPECT_NE(std::string(e.what()).find("test_errors.cpp"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace

@@ -1,0 +1,665 @@
+// Elementwise ops on the CPU against naive float64 references: every op of the
+// X-macro lists in op_list.h (unary, parameterised unary, arithmetic binary,
+// comparisons), scalar forms, broadcasting, operators, in-place forms and where.
+// A new op added to op_list.h fails to compile here (-Wswitch -Werror) until a
+// reference is written for it, and is then tested automatically.
+#include <gtest/gtest.h>
+#include <tandem/tandem.h>
+
+#include <array>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "op_cases.h"
+#include "test_util.h"
+
+namespace {
+
+using tandem::BinaryOp;
+using tandem::DType;
+using tandem::ScalarSide;
+using tandem::Shape;
+using tandem::Tensor;
+using tandem::UnaryOp;
+using tt::expect_close;
+using tt::Ref;
+
+// Shapes every elementwise op runs on: 0-d, size 1, odd sizes, empty, large.
+const std::vector<Shape>& elementwise_shapes() {
+  static const std::vector<Shape> shapes = {{}, {1}, {7}, {33}, {3, 7, 5}, {0}, {2, 0, 3}, {1000003}};
+  return shapes;
+}
+// The same without the 1e6-element case, for dtypes other than float32 and
+// int64 (the kernels are dtype templates; this keeps the suite fast).
+std::vector<Shape> shapes_for(DType dt) {
+  if (dt == tandem::kFloat32 || dt == tandem::kInt64) return elementwise_shapes();
+  auto v = elementwise_shapes();
+  v.pop_back();
+  return v;
+}
+
+// ---- Unary ----------------------------------------------------------------------
+
+using tt::unary_cases;
+using tt::UnaryCase;
+
+double ref_unary(UnaryOp op, double x, double p0, double p1) {
+  switch (op) {
+    case UnaryOp::Relu:
+      return x > 0.0 ? x : 0.0;
+    case UnaryOp::Sigmoid:
+      return 1.0 / (1.0 + std::exp(-x));
+    case UnaryOp::Tanh:
+      return std::tanh(x);
+    case UnaryOp::Exp:
+      return std::exp(x);
+    case UnaryOp::Log:
+      return std::log(x);
+    case UnaryOp::Sqrt:
+      return std::sqrt(x);
+    case UnaryOp::Rsqrt:
+      return 1.0 / std::sqrt(x);
+    case UnaryOp::Neg:
+      return -x;
+    case UnaryOp::Abs:
+      return std::fabs(x);
+    case UnaryOp::Square:
+      return x * x;
+    case UnaryOp::Pow:
+      return std::pow(x, p0);
+    case UnaryOp::Clamp:
+      return std::min(std::max(x, p0), p1);
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+// Input range per op: inside the op's domain, away from kinks.
+std::vector<double> unary_inputs(UnaryOp op, int64_t n) {
+  switch (op) {
+    case UnaryOp::Log:
+    case UnaryOp::Sqrt:
+    case UnaryOp::Rsqrt:
+      return tt::uniform_values(n, 0.05, 20.0);
+    case UnaryOp::Exp:
+      return tt::uniform_values(n, -20.0, 20.0);
+    case UnaryOp::Relu:
+    case UnaryOp::Abs:
+      return tt::away_from(tt::uniform_values(n, -8.0, 8.0), {0.0}, 1e-3);
+    default:
+      return tt::uniform_values(n, -8.0, 8.0);
+  }
+}
+
+Ref ref_unary_tensor(UnaryOp op, const Tensor& x, double p0 = 0.0, double p1 = 0.0) {
+  Ref r{x.sizes(), tt::to_doubles(x)};
+  for (auto& v : r.values) v = ref_unary(op, v, p0, p1);
+  return r;
+}
+
+class UnaryOpTest : public ::testing::TestWithParam<std::tuple<size_t, DType>> {};
+
+TEST_P(UnaryOpTest, MatchesReference) {
+  const UnaryCase& c = unary_cases()[std::get<0>(GetParam())];
+  const DType dt = std::get<1>(GetParam());
+  EXPECT_STREQ(tandem::op_name(c.op), c.name);
+  for (const Shape& shape : shapes_for(dt)) {
+    SCOPED_TRACE("shape " + tt::str(shape));
+    Tensor x = tt::make_tensor(unary_inputs(c.op, tt::numel_of(shape)), shape, dt);
+    const auto xv = tt::to_doubles(x);
+    const Ref ref = ref_unary_tensor(c.op, x);
+    Tensor y = c.fn(x);
+    EXPECT_EQ(y.dtype(), dt);
+    expect_close(y, ref, tt::default_tol(dt));
+    expect_close(tandem::unary(c.op, x), ref, tt::default_tol(dt));
+    EXPECT_EQ(tt::to_doubles(x), xv) << "the input must not change";
+    if (x.numel() > 0) {
+      EXPECT_NE(y.raw_data(), x.raw_data());
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllUnaryOps, UnaryOpTest,
+    ::testing::Combine(::testing::Range<size_t>(0, unary_cases().size()),
+                       ::testing::Values(tandem::kFloat32, tandem::kFloat64)),
+    [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
+      return std::string(unary_cases()[std::get<0>(param_info.param)].name) + "_" +
+             tandem::dtype_name(std::get<1>(param_info.param));
+    });
+
+TEST(UnaryMethodTest, MethodFormsMatchFreeFunctions) {
+  Tensor x = tt::random_tensor({4, 9}, tandem::kFloat64, 0.1, 3.0);
+  tt::expect_equal(x.relu(), tandem::relu(x));
+  tt::expect_equal(x.sigmoid(), tandem::sigmoid(x));
+  tt::expect_equal(x.tanh(), tandem::tanh(x));
+  tt::expect_equal(x.exp(), tandem::exp(x));
+  tt::expect_equal(x.log(), tandem::log(x));
+  tt::expect_equal(x.sqrt(), tandem::sqrt(x));
+  tt::expect_equal(x.square(), tandem::square(x));
+  tt::expect_equal(x.abs(), tandem::abs(x));
+  tt::expect_equal(x.neg(), tandem::neg(x));
+  tt::expect_equal(x.pow(1.5), tandem::pow(x, 1.5));
+  tt::expect_equal(x.clamp(0.5, 2.0), tandem::clamp(x, 0.5, 2.0));
+}
+
+// ---- Parameterised unary: pow, clamp --------------------------------------------------
+
+class ParamUnaryTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(ParamUnaryTest, Pow) {
+  const DType dt = GetParam();
+  EXPECT_STREQ(tandem::op_name(UnaryOp::Pow), "pow");
+  // Integral exponents work for negative bases too.
+  for (double p : {0.0, 1.0, 2.0, 3.0, -1.0, -2.0}) {
+    SCOPED_TRACE("exponent " + std::to_string(p));
+    for (const Shape& shape : shapes_for(dt)) {
+      Tensor x = tt::make_tensor(
+          tt::away_from(tt::uniform_values(tt::numel_of(shape), -3.0, 3.0), {0.0}, 0.1), shape, dt);
+      const Ref ref = ref_unary_tensor(UnaryOp::Pow, x, p);
+      expect_close(tandem::pow(x, p), ref, tt::default_tol(dt));
+      expect_close(tandem::unary(UnaryOp::Pow, x, p), ref, tt::default_tol(dt));
+    }
+  }
+  for (double p : {0.5, 2.5, -0.5, 1.0 / 3.0}) {
+    SCOPED_TRACE("exponent " + std::to_string(p));
+    Tensor x = tt::random_tensor({3, 7, 5}, dt, 0.05, 4.0);
+    expect_close(tandem::pow(x, p), ref_unary_tensor(UnaryOp::Pow, x, p), tt::default_tol(dt));
+  }
+}
+
+TEST_P(ParamUnaryTest, Clamp) {
+  const DType dt = GetParam();
+  EXPECT_STREQ(tandem::op_name(UnaryOp::Clamp), "clamp");
+  const std::vector<std::pair<double, double>> bounds = {{-0.5, 0.5}, {0.0, 1e9}, {-0.25, -0.25}, {-9.0, 9.0}};
+  for (const auto& b : bounds) {
+    SCOPED_TRACE("clamp(" + std::to_string(b.first) + ", " + std::to_string(b.second) + ")");
+    for (const Shape& shape : shapes_for(dt)) {
+      Tensor x = tt::random_tensor(shape, dt, -2.0, 2.0);
+      const Ref ref = ref_unary_tensor(UnaryOp::Clamp, x, b.first, b.second);
+      expect_close(tandem::clamp(x, b.first, b.second), ref, tt::exact());
+      expect_close(tandem::unary(UnaryOp::Clamp, x, b.first, b.second), ref, tt::exact());
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Floating, ParamUnaryTest,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64),
+                         [](const ::testing::TestParamInfo<DType>& param_info) {
+                           return std::string(tandem::dtype_name(param_info.param));
+                         });
+
+// ---- Binary ---------------------------------------------------------------------------
+
+using tt::binary_cases;
+using tt::BinaryCase;
+using tt::call_named;
+using tt::call_named_scalar;
+
+double ref_binary(BinaryOp op, double a, double b, double alpha, bool integral) {
+  switch (op) {
+    case BinaryOp::Add:
+      return a + alpha * b;
+    case BinaryOp::Sub:
+      return a - alpha * b;
+    case BinaryOp::Mul:
+      return a * b;
+    case BinaryOp::Div:
+      return integral ? std::trunc(a / b) : a / b;
+    case BinaryOp::Maximum:
+      return std::max(a, b);
+    case BinaryOp::Minimum:
+      return std::min(a, b);
+    case BinaryOp::Eq:
+      return a == b;
+    case BinaryOp::Ne:
+      return a != b;
+    case BinaryOp::Lt:
+      return a < b;
+    case BinaryOp::Le:
+      return a <= b;
+    case BinaryOp::Gt:
+      return a > b;
+    case BinaryOp::Ge:
+      return a >= b;
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+// Inputs per dtype and op: no integer overflow, no division by zero, positive
+// operands for integer division (truncation and flooring agree), and a small
+// set of values for comparisons so that ties are common.
+struct BinaryInputs {
+  Tensor a, b;
+};
+BinaryInputs binary_inputs(BinaryOp op, DType dt, const Shape& sa, const Shape& sb) {
+  const int64_t na = tt::numel_of(sa), nb = tt::numel_of(sb);
+  if (tandem::is_comparison(op)) {
+    if (tandem::is_floating(dt)) {
+      auto grid = [](int64_t n) {
+        auto v = tt::int_values(n, -4, 4);
+        for (auto& x : v) x *= 0.25;
+        return v;
+      };
+      return {tt::make_tensor(grid(na), sa, dt), tt::make_tensor(grid(nb), sb, dt)};
+    }
+    return {tt::random_tensor(sa, dt, 0, 4), tt::random_tensor(sb, dt, 0, 4)};
+  }
+  if (dt == tandem::kUInt8) return {tt::random_tensor(sa, dt, 8, 15), tt::random_tensor(sb, dt, 1, 4)};
+  if (!tandem::is_floating(dt)) {
+    if (op == BinaryOp::Div) return {tt::random_tensor(sa, dt, 0, 100), tt::random_tensor(sb, dt, 1, 9)};
+    return {tt::random_tensor(sa, dt, -50, 50), tt::random_tensor(sb, dt, -50, 50)};
+  }
+  if (op == BinaryOp::Div) return {tt::random_tensor(sa, dt, -2, 2), tt::random_nonzero(sb, dt, 0.25, 2.0)};
+  return {tt::random_tensor(sa, dt, -2, 2), tt::random_tensor(sb, dt, -2, 2)};
+}
+
+Ref ref_binary_tensor(BinaryOp op, const Tensor& a, const Tensor& b, double alpha) {
+  Shape out;
+  EXPECT_TRUE(tt::broadcast_ref(a.sizes(), b.sizes(), &out));
+  const auto av = tt::to_doubles(a), bv = tt::to_doubles(b);
+  const bool integral = !tandem::is_floating(a.dtype());
+  Ref r{out, std::vector<double>(static_cast<size_t>(tt::numel_of(out)))};
+  const bool a_full = a.sizes() == out, b_full = b.sizes() == out;
+  for (int64_t i = 0; i < tt::numel_of(out); ++i) {
+    if (a_full && (b_full || bv.size() == 1)) {  // fast path for the large cases
+      r.values[i] = ref_binary(op, av[i], bv[b_full ? i : 0], alpha, integral);
+      continue;
+    }
+    const auto idx = tt::unravel(i, out);
+    r.values[i] = ref_binary(op, av[tt::broadcast_index(idx, a.sizes())],
+                             bv[tt::broadcast_index(idx, b.sizes())], alpha, integral);
+  }
+  return r;
+}
+
+DType binary_result_dtype(BinaryOp op, DType in) { return tandem::is_comparison(op) ? tandem::kUInt8 : in; }
+
+const std::vector<std::pair<Shape, Shape>>& binary_shape_pairs(DType dt) {
+  static const std::vector<std::pair<Shape, Shape>> small = {
+      {{7}, {7}},       {{}, {}},         {{1}, {1}},        {{3, 7, 5}, {3, 7, 5}},
+      {{33}, {1}},      {{1}, {33}},      {{3, 1, 5}, {4, 5}}, {{4, 5}, {3, 1, 5}},
+      {{2, 1}, {1, 3}}, {{}, {2, 3}},     {{2, 3}, {}},      {{5}, {3, 5}},
+      {{0}, {0}},       {{0, 3}, {3}},    {{2, 0, 3}, {1}}};
+  static std::vector<std::pair<Shape, Shape>> with_large = [] {
+    auto v = small;
+    v.push_back({{1000003}, {1000003}});
+    v.push_back({{1000003}, {}});
+    return v;
+  }();
+  // The 1e6-element cases run for one floating and one integer dtype to keep
+  // the suite fast; the kernels are dtype templates.
+  return (dt == tandem::kFloat32 || dt == tandem::kInt64) ? with_large : small;
+}
+
+class BinaryOpTest : public ::testing::TestWithParam<std::tuple<size_t, DType>> {};
+
+TEST_P(BinaryOpTest, MatchesReferenceWithBroadcasting) {
+  const BinaryCase& c = binary_cases()[std::get<0>(GetParam())];
+  const DType dt = std::get<1>(GetParam());
+  EXPECT_STREQ(tandem::op_name(c.op), c.name);
+  EXPECT_EQ(tandem::is_comparison(c.op), c.op >= BinaryOp::Eq);
+  const tt::Tol tol = tt::default_tol(dt);
+  for (const auto& shapes : binary_shape_pairs(dt)) {
+    SCOPED_TRACE("shapes " + tt::str(shapes.first) + " and " + tt::str(shapes.second));
+    const BinaryInputs in = binary_inputs(c.op, dt, shapes.first, shapes.second);
+    const Ref ref = ref_binary_tensor(c.op, in.a, in.b, 1.0);
+    Tensor y = call_named(c.op, in.a, in.b);
+    EXPECT_EQ(y.dtype(), binary_result_dtype(c.op, dt));
+    expect_close(y, ref, tol);
+    Tensor g = tandem::binary(c.op, in.a, in.b);
+    EXPECT_EQ(g.dtype(), binary_result_dtype(c.op, dt));
+    expect_close(g, ref, tol);
+    Shape bs;
+    ASSERT_TRUE(tt::broadcast_ref(shapes.first, shapes.second, &bs));
+    EXPECT_EQ(tandem::broadcast_shapes(shapes.first, shapes.second, c.name), bs);
+  }
+}
+
+TEST_P(BinaryOpTest, AlphaScalesTheSecondOperand) {
+  const BinaryCase& c = binary_cases()[std::get<0>(GetParam())];
+  const DType dt = std::get<1>(GetParam());
+  if (c.op != BinaryOp::Add && c.op != BinaryOp::Sub) {
+    GTEST_SKIP() << "alpha applies to add and sub only";
+  }
+  const double alpha = tandem::is_floating(dt) ? -0.5 : 2.0;
+  for (const auto& shapes : std::vector<std::pair<Shape, Shape>>{{{7}, {7}}, {{3, 1, 5}, {4, 5}}}) {
+    const BinaryInputs in = binary_inputs(c.op, dt, shapes.first, shapes.second);
+    const Ref ref = ref_binary_tensor(c.op, in.a, in.b, alpha);
+    expect_close(tandem::binary(c.op, in.a, in.b, alpha), ref, tt::default_tol(dt));
+    expect_close(c.op == BinaryOp::Add ? tandem::add(in.a, in.b, alpha) : tandem::sub(in.a, in.b, alpha),
+                 ref, tt::default_tol(dt));
+  }
+}
+
+TEST_P(BinaryOpTest, ScalarOnEitherSide) {
+  const BinaryCase& c = binary_cases()[std::get<0>(GetParam())];
+  const DType dt = std::get<1>(GetParam());
+  const bool integral = !tandem::is_floating(dt);
+  // Scalars exactly representable in every dtype; operand ranges keep uint8 in
+  // range and integer division on positive values.
+  double s_right = 0.75, s_left = -1.5;
+  double lo = -2.0, hi = 2.0;
+  if (tandem::is_comparison(c.op)) {
+    s_right = s_left = integral ? 2.0 : 0.25;
+  } else if (dt == tandem::kUInt8) {
+    s_right = 2.0, s_left = 16.0, lo = 2.0, hi = 15.0;
+  } else if (integral) {
+    s_right = 3.0, s_left = 7.0;
+    lo = c.op == BinaryOp::Div ? 1.0 : -50.0;
+    hi = c.op == BinaryOp::Div ? 100.0 : 50.0;
+  }
+  for (const Shape& shape : shapes_for(dt)) {
+    SCOPED_TRACE("shape " + tt::str(shape));
+    Tensor a;
+    if (tandem::is_comparison(c.op)) {
+      a = binary_inputs(c.op, dt, shape, {}).a;
+    } else if (!integral && c.op == BinaryOp::Div) {
+      a = tt::random_nonzero(shape, dt, 0.25, 2.0);  // s / a needs a != 0
+    } else {
+      a = tt::random_tensor(shape, dt, lo, hi);
+    }
+    const auto av = tt::to_doubles(a);
+    Ref right{shape, av}, left{shape, av};
+    for (size_t i = 0; i < av.size(); ++i) {
+      right.values[i] = ref_binary(c.op, av[i], s_right, 1.0, integral);
+      left.values[i] = ref_binary(c.op, s_left, av[i], 1.0, integral);
+    }
+    const tt::Tol tol = tt::default_tol(dt);
+    const DType out_dt = binary_result_dtype(c.op, dt);
+    Tensor r1 = tandem::binary_scalar(c.op, a, s_right);
+    EXPECT_EQ(r1.dtype(), out_dt);
+    expect_close(r1, right, tol);
+    expect_close(tandem::binary_scalar(c.op, a, s_right, ScalarSide::Right), right, tol);
+    expect_close(call_named_scalar(c.op, a, s_right), right, tol);
+    Tensor l1 = tandem::binary_scalar(c.op, a, s_left, ScalarSide::Left);
+    EXPECT_EQ(l1.dtype(), out_dt);
+    expect_close(l1, left, tol);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllBinaryOps, BinaryOpTest,
+    ::testing::Combine(::testing::Range<size_t>(0, binary_cases().size()),
+                       ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt32,
+                                         tandem::kInt64, tandem::kUInt8)),
+    [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
+      return std::string(binary_cases()[std::get<0>(param_info.param)].name) + "_" +
+             tandem::dtype_name(std::get<1>(param_info.param));
+    });
+
+TEST(BinaryTest, ScalarIsConvertedToTheTensorDtype) {
+  // 0.1 is rounded to float32 before it is compared with float32 elements.
+  Tensor x = tandem::full({3}, 0.1, tandem::kFloat32);
+  EXPECT_EQ(tt::to_doubles(tandem::eq(x, 0.1)), (std::vector<double>{1, 1, 1}));
+  Tensor i = tandem::from_vector(std::vector<int64_t>{1, 2, 3});
+  Tensor r = tandem::add(i, 2.0);
+  EXPECT_EQ(r.dtype(), tandem::kInt64);
+  EXPECT_EQ(tandem::to_vector<int64_t>(r), (std::vector<int64_t>{3, 4, 5}));
+}
+
+TEST(BinaryTest, BroadcastShapes) {
+  EXPECT_EQ(tandem::broadcast_shapes({3, 1, 5}, {4, 5}, "t"), (Shape{3, 4, 5}));
+  EXPECT_EQ(tandem::broadcast_shapes({}, {2, 3}, "t"), (Shape{2, 3}));
+  EXPECT_EQ(tandem::broadcast_shapes({2, 1}, {1, 3}, "t"), (Shape{2, 3}));
+  EXPECT_EQ(tandem::broadcast_shapes({0, 1}, {1, 4}, "t"), (Shape{0, 4}));
+  EXPECT_EQ(tandem::broadcast_shapes({1}, {0}, "t"), (Shape{0}));
+}
+
+TEST(BinaryTest, LargeValuesAndSpecials) {
+  // Inf and NaN propagate as in IEEE arithmetic.
+  const double inf = std::numeric_limits<double>::infinity();
+  Tensor a = tandem::from_vector(std::vector<double>{inf, -inf, 1.0, 0.0});
+  Tensor b = tandem::from_vector(std::vector<double>{1.0, 1.0, 0.0, 0.0});
+  const auto q = tt::to_doubles(tandem::div(a, b));
+  EXPECT_EQ(q[0], inf);
+  EXPECT_EQ(q[1], -inf);
+  EXPECT_EQ(q[2], inf);
+  EXPECT_TRUE(std::isnan(q[3]));
+}
+
+// ---- Operators ------------------------------------------------------------------------
+
+TEST(OperatorTest, OperatorsMatchReferences) {
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    const tt::Tol tol = tt::default_tol(dt);
+    Tensor a = tt::random_tensor({3, 1, 5}, dt, -2, 2);
+    Tensor b = tt::random_nonzero({4, 5}, dt, 0.25, 2.0);
+    expect_close(a + b, ref_binary_tensor(BinaryOp::Add, a, b, 1.0), tol);
+    expect_close(a - b, ref_binary_tensor(BinaryOp::Sub, a, b, 1.0), tol);
+    expect_close(a * b, ref_binary_tensor(BinaryOp::Mul, a, b, 1.0), tol);
+    expect_close(a / b, ref_binary_tensor(BinaryOp::Div, a, b, 1.0), tol);
+    const auto bv = tt::to_doubles(b);
+    auto map = [&](auto f) {
+      Ref r{b.sizes(), bv};
+      for (auto& v : r.values) v = f(v);
+      return r;
+    };
+    expect_close(b + 1.5, map([](double v) { return v + 1.5; }), tol);
+    expect_close(b - 1.5, map([](double v) { return v - 1.5; }), tol);
+    expect_close(b * 1.5, map([](double v) { return v * 1.5; }), tol);
+    expect_close(b / 1.5, map([](double v) { return v / 1.5; }), tol);
+    expect_close(1.5 + b, map([](double v) { return 1.5 + v; }), tol);
+    expect_close(1.5 - b, map([](double v) { return 1.5 - v; }), tol);
+    expect_close(1.5 * b, map([](double v) { return 1.5 * v; }), tol);
+    expect_close(1.5 / b, map([](double v) { return 1.5 / v; }), tol);
+    expect_close(-b, map([](double v) { return -v; }), tol);
+  }
+  Tensor i = tt::random_tensor({6}, tandem::kInt32, -20, 20);
+  Tensor j = tt::random_tensor({6}, tandem::kInt32, -20, 20);
+  expect_close(i + j, ref_binary_tensor(BinaryOp::Add, i, j, 1.0), tt::exact());
+  expect_close(i * j, ref_binary_tensor(BinaryOp::Mul, i, j, 1.0), tt::exact());
+  expect_close(-i, ref_binary_tensor(BinaryOp::Mul, i, tandem::full({1}, -1, tandem::kInt32), 1.0),
+               tt::exact());
+}
+
+TEST(OperatorTest, CompoundAssignmentIsInPlace) {
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    const tt::Tol tol = tt::default_tol(dt);
+    Tensor x = tt::random_tensor({4, 5}, dt, -2, 2);
+    Tensor y = tt::random_nonzero({5}, dt, 0.5, 2.0);
+    void* p = x.raw_data();
+    Ref ref{x.sizes(), tt::to_doubles(x)};
+    const auto yv = tt::to_doubles(y);
+    x += y;
+    for (size_t k = 0; k < 20; ++k) ref.values[k] += yv[k % 5];
+    x -= 0.5;
+    for (auto& v : ref.values) v -= 0.5;
+    x *= y;
+    for (size_t k = 0; k < 20; ++k) ref.values[k] *= yv[k % 5];
+    x /= 4.0;
+    for (auto& v : ref.values) v /= 4.0;
+    x += 1.0;
+    for (auto& v : ref.values) v += 1.0;
+    x -= y;
+    for (size_t k = 0; k < 20; ++k) ref.values[k] -= yv[k % 5];
+    x *= 3.0;
+    for (auto& v : ref.values) v *= 3.0;
+    x /= y;
+    for (size_t k = 0; k < 20; ++k) ref.values[k] /= yv[k % 5];
+    EXPECT_EQ(x.raw_data(), p);
+    // Several float32 roundings in sequence.
+    expect_close(x, ref, tt::scaled(tol, 4.0));
+    Tensor& r = (x += y);
+    EXPECT_EQ(&r, &x);
+  }
+}
+
+// ---- In-place forms --------------------------------------------------------------------
+
+class InPlaceTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(InPlaceTest, TensorOperandsWithBroadcasting) {
+  const DType dt = GetParam();
+  const tt::Tol tol = tt::default_tol(dt);
+  for (const Shape& other_shape : std::vector<Shape>{{3, 4, 5}, {4, 5}, {1, 5}, {1}, {}}) {
+    SCOPED_TRACE("other " + tt::str(other_shape));
+    const Shape shape{3, 4, 5};
+    Tensor o = tt::random_nonzero(other_shape, dt, 0.5, 2.0);
+    auto check = [&](BinaryOp op, double alpha, auto apply) {
+      Tensor x = tt::random_tensor(shape, dt, -2, 2);
+      const Ref ref = ref_binary_tensor(op, x, o, alpha);
+      void* p = x.raw_data();
+      Tensor& r = apply(x);
+      EXPECT_EQ(&r, &x);
+      EXPECT_EQ(x.raw_data(), p);
+      EXPECT_EQ(x.sizes(), shape);
+      expect_close(x, ref, tol);
+    };
+    check(BinaryOp::Add, 1.0, [&](Tensor& x) -> Tensor& { return x.add_(o); });
+    check(BinaryOp::Add, -2.5, [&](Tensor& x) -> Tensor& { return x.add_(o, -2.5); });
+    check(BinaryOp::Sub, 1.0, [&](Tensor& x) -> Tensor& { return x.sub_(o); });
+    check(BinaryOp::Sub, 0.5, [&](Tensor& x) -> Tensor& { return x.sub_(o, 0.5); });
+    check(BinaryOp::Mul, 1.0, [&](Tensor& x) -> Tensor& { return x.mul_(o); });
+    check(BinaryOp::Div, 1.0, [&](Tensor& x) -> Tensor& { return x.div_(o); });
+  }
+}
+
+TEST_P(InPlaceTest, ScalarOperandsAndUnary) {
+  const DType dt = GetParam();
+  const tt::Tol tol = tt::default_tol(dt);
+  auto check = [&](double lo, double hi, auto f, auto apply) {
+    Tensor x = tt::random_tensor({7, 33}, dt, lo, hi);
+    Ref ref{x.sizes(), tt::to_doubles(x)};
+    for (auto& v : ref.values) v = f(v);
+    void* p = x.raw_data();
+    Tensor& r = apply(x);
+    EXPECT_EQ(&r, &x);
+    EXPECT_EQ(x.raw_data(), p);
+    expect_close(x, ref, tol);
+  };
+  check(-2, 2, [](double v) { return v + 1.25; }, [](Tensor& x) -> Tensor& { return x.add_(1.25); });
+  check(-2, 2, [](double v) { return v - 1.25; }, [](Tensor& x) -> Tensor& { return x.sub_(1.25); });
+  check(-2, 2, [](double v) { return v * -3.0; }, [](Tensor& x) -> Tensor& { return x.mul_(-3.0); });
+  check(-2, 2, [](double v) { return v / 8.0; }, [](Tensor& x) -> Tensor& { return x.div_(8.0); });
+  check(-2, 2, [](double v) { return std::min(std::max(v, -0.5), 0.25); },
+        [](Tensor& x) -> Tensor& { return x.clamp_(-0.5, 0.25); });
+  check(0.01, 9, [](double v) { return std::sqrt(v); }, [](Tensor& x) -> Tensor& { return x.sqrt_(); });
+  check(-2, 2, [](double v) { return v > 0 ? v : 0.0; }, [](Tensor& x) -> Tensor& { return x.relu_(); });
+}
+
+TEST_P(InPlaceTest, AddcmulAddcdiv) {
+  const DType dt = GetParam();
+  // Two roundings per element in float32 (product, then sum).
+  const tt::Tol tol = tt::scaled(tt::default_tol(dt), 2.0);
+  for (const Shape& tshape : std::vector<Shape>{{6, 5}, {5}}) {
+    SCOPED_TRACE("t1/t2 shape " + tt::str(tshape));
+    for (double value : {1.0, -0.3}) {
+      Tensor t1 = tt::random_tensor(tshape, dt, -2, 2);
+      Tensor t2 = tt::random_nonzero(tshape, dt, 0.5, 2.0);
+      const auto v1 = tt::to_doubles(t1), v2 = tt::to_doubles(t2);
+      const size_t m = v1.size();
+      {
+        Tensor x = tt::random_tensor({6, 5}, dt, -2, 2);
+        Ref ref{x.sizes(), tt::to_doubles(x)};
+        for (size_t k = 0; k < ref.values.size(); ++k) ref.values[k] += value * v1[k % m] * v2[k % m];
+        void* p = x.raw_data();
+        Tensor& r = value == 1.0 ? x.addcmul_(t1, t2) : x.addcmul_(t1, t2, value);
+        EXPECT_EQ(&r, &x);
+        EXPECT_EQ(x.raw_data(), p);
+        expect_close(x, ref, tol);
+      }
+      {
+        Tensor x = tt::random_tensor({6, 5}, dt, -2, 2);
+        Ref ref{x.sizes(), tt::to_doubles(x)};
+        for (size_t k = 0; k < ref.values.size(); ++k) ref.values[k] += value * v1[k % m] / v2[k % m];
+        Tensor& r = value == 1.0 ? x.addcdiv_(t1, t2) : x.addcdiv_(t1, t2, value);
+        EXPECT_EQ(&r, &x);
+        expect_close(x, ref, tol);
+      }
+    }
+  }
+}
+
+TEST_P(InPlaceTest, InPlaceOnASliceChangesOnlyThoseRows) {
+  const DType dt = GetParam();
+  Tensor base = tt::random_tensor({5, 4}, dt, -2, 2);
+  Ref ref{base.sizes(), tt::to_doubles(base)};
+  Tensor rows = base.slice(1, 3);
+  Tensor o = tt::random_tensor({4}, dt, -2, 2);
+  const auto ov = tt::to_doubles(o);
+  rows.add_(o);
+  for (int k = 4; k < 12; ++k) ref.values[k] += ov[k % 4];
+  rows.mul_(2.0);
+  for (int k = 4; k < 12; ++k) ref.values[k] *= 2.0;
+  expect_close(base, ref, tt::default_tol(dt));
+}
+
+TEST_P(InPlaceTest, LargeInPlace) {
+  const DType dt = GetParam();
+  Tensor x = tt::random_tensor({1000003}, dt, -2, 2);
+  Tensor y = tt::random_tensor({1000003}, dt, -2, 2);
+  const Ref ref = ref_binary_tensor(BinaryOp::Add, x, y, 0.5);
+  x.add_(y, 0.5);
+  expect_close(x, ref, tt::default_tol(dt));
+}
+
+INSTANTIATE_TEST_SUITE_P(Floating, InPlaceTest, ::testing::Values(tandem::kFloat32, tandem::kFloat64),
+                         [](const ::testing::TestParamInfo<DType>& param_info) {
+                           return std::string(tandem::dtype_name(param_info.param));
+                         });
+
+TEST(InPlaceIntTest, IntegerInPlaceArithmetic) {
+  for (DType dt : {tandem::kInt32, tandem::kInt64}) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    Tensor x = tt::random_tensor({3, 4}, dt, -100, 100);
+    Tensor o = tt::random_tensor({4}, dt, -100, 100);
+    Ref ref = ref_binary_tensor(BinaryOp::Add, x, o, 1.0);
+    x.add_(o);
+    expect_close(x, ref, tt::exact());
+    ref = ref_binary_tensor(BinaryOp::Mul, x, o, 1.0);
+    x.mul_(o);
+    expect_close(x, ref, tt::exact());
+    for (auto& v : ref.values) v -= 7;
+    x.sub_(7.0);
+    expect_close(x, ref, tt::exact());
+  }
+}
+
+// ---- where ------------------------------------------------------------------------
+
+TEST(WhereTest, SelectsWithBroadcasting) {
+  for (DType dt : {tandem::kFloat32, tandem::kFloat64, tandem::kInt64}) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    const std::vector<std::array<Shape, 3>> cases = {
+        {Shape{7}, Shape{7}, Shape{7}},      {Shape{3, 1}, Shape{3, 4}, Shape{4}},
+        {Shape{1}, Shape{2, 3}, Shape{2, 3}}, {Shape{2, 3}, Shape{}, Shape{1, 3}},
+        {Shape{0}, Shape{0}, Shape{1}},      {Shape{1000003}, Shape{1000003}, Shape{1000003}}};
+    for (const auto& sh : cases) {
+      SCOPED_TRACE(tt::str(sh[0]) + " " + tt::str(sh[1]) + " " + tt::str(sh[2]));
+      Tensor cond = tt::random_tensor(sh[0], tandem::kUInt8, 0, 1);
+      Tensor a = tt::random_tensor(sh[1], dt, -9, 9);
+      Tensor b = tt::random_tensor(sh[2], dt, -9, 9);
+      Shape ab, out;
+      ASSERT_TRUE(tt::broadcast_ref(sh[1], sh[2], &ab));
+      ASSERT_TRUE(tt::broadcast_ref(sh[0], ab, &out));
+      const auto cv = tt::to_doubles(cond), av = tt::to_doubles(a), bv = tt::to_doubles(b);
+      Ref ref{out, std::vector<double>(static_cast<size_t>(tt::numel_of(out)))};
+      Ref ref_s = ref;
+      for (int64_t i = 0; i < tt::numel_of(out); ++i) {
+        const auto idx = tt::unravel(i, out);
+        const bool c = cv[tt::broadcast_index(idx, sh[0])] != 0;
+        ref.values[i] = c ? av[tt::broadcast_index(idx, sh[1])] : bv[tt::broadcast_index(idx, sh[2])];
+        ref_s.values[i] = c ? av[tt::broadcast_index(idx, sh[1])] : -4.0;
+      }
+      Tensor w = tandem::where(cond, a, b);
+      EXPECT_EQ(w.dtype(), dt);
+      expect_close(w, ref, tt::exact());
+      // The scalar form broadcasts cond with a only.
+      Shape out_s;
+      ASSERT_TRUE(tt::broadcast_ref(sh[0], sh[1], &out_s));
+      if (out_s == out) expect_close(tandem::where(cond, a, -4.0), ref_s, tt::exact());
+    }
+  }
+}
+
+TEST(WhereTest, MaskFromComparison) {
+  Tensor x = tt::random_tensor({33}, tandem::kFloat32, -1, 1);
+  Tensor relu_via_where = tandem::where(tandem::gt(x, 0.0), x, 0.0);
+  tt::expect_equal(relu_via_where, tandem::relu(x));
+}
+
+}  // namespace

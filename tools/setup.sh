@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs the system packages tandem needs to build, test and benchmark on
+# Debian 12 / Ubuntu. Idempotent: when everything is already installed it only
+# asks dpkg and exits, without touching the network.
+#
+# The CUDA toolkit is not installed here: the library builds CPU-only without
+# it, and with it (at /usr/local/cuda or on PATH) the CUDA backend is built too.
+set -euo pipefail
+
+packages=(
+  cmake
+  ninja-build
+  g++
+  pkg-config
+  libopenblas-dev
+  libgtest-dev
+  libgmock-dev
+  libbenchmark-dev
+  libjpeg62-turbo-dev  # image decoding for the data pipeline
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  if [[ "$status" != "installed" ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} system packages are installed"
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup: missing packages (${missing[*]}) and no apt-get on this system;" \
+    "install their equivalents by hand" >&2
+  exit 1
+fi
+
+sudo=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "setup: need root (or sudo) to install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "setup: done"

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The project's test command (what CI runs through .ci/run).
+#
+#   tools/test.sh              setup, then two builds, each built and tested:
+#                                build/ci   CUDA AUTO, sm_90 only (preset "ci")
+#                                build/cpu  CPU-only, TANDEM_CUDA=OFF (preset "cpu")
+#   tools/test.sh --cpu-only   only the CPU-only build
+#   tools/test.sh --gpu        build/gpu (TANDEM_CUDA=ON, the machine's own GPU
+#                              architecture) instead of build/ci; a skipped test
+#                              counts as a failure there, since the GPU must be used
+#   tools/test.sh --asan       also build/asan (CPU-only, ASan + UBSan, Debug)
+#   tools/test.sh --no-setup   do not run tools/setup.sh first
+#
+# Environment: JOBS (default: nproc) for build and ctest parallelism.
+# Exits non-zero if any configure, build or test step fails; every build is
+# still attempted so that one report covers them all.
+set -euo pipefail
+
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+run_setup=1
+cuda_preset=ci
+run_cuda=1
+run_asan=0
+for arg in "$@"; do
+  case "$arg" in
+    --cpu-only) run_cuda=0 ;;
+    --gpu) cuda_preset=gpu ;;
+    --asan) run_asan=1 ;;
+    --no-setup) run_setup=0 ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    *)
+      echo "test.sh: unknown option '$arg'" >&2
+      usage >&2
+      exit 2
+      ;;
+  esac
+done
+if [[ $run_cuda -eq 0 && $cuda_preset == gpu ]]; then
+  echo "test.sh: --gpu and --cpu-only contradict each other" >&2
+  exit 2
+fi
+
+jobs="${JOBS:-$(nproc)}"
+
+if [[ $run_setup -eq 1 ]]; then
+  "$root/tools/setup.sh"
+fi
+
+presets=()
+[[ $run_cuda -eq 1 ]] && presets+=("$cuda_preset")
+presets+=(cpu)
+[[ $run_asan -eq 1 ]] && presets+=(asan)
+
+declare -A result
+total_tests=0
+total_failed=0
+total_skipped=0
+overall=0
+
+# Reads an attribute of the <testsuite> element of a ctest JUnit file.
+junit_attr() {
+  sed -n "s/^[[:space:]]*$1=\"\\([0-9]*\\)\".*/\\1/p" "$2" | head -n 1
+}
+
+for preset in "${presets[@]}"; do
+  echo
+  echo "==== [$preset] configure, build, test (build/$preset, -j$jobs) ===="
+  start=$SECONDS
+  junit="$root/build/$preset/ctest-junit.xml"
+  status=ok
+  if ! cmake --preset "$preset"; then
+    status="configure FAILED"
+  elif ! cmake --build --preset "$preset" -j "$jobs"; then
+    status="build FAILED"
+  else
+    rm -f "$junit"
+    test_env=()
+    # TANDEM_REQUIRE_CUDA=1 asks GPU test cases to fail rather than skip when no
+    # device is usable; the skip count below catches any that do not read it.
+    [[ $preset == gpu ]] && test_env=(env TANDEM_REQUIRE_CUDA=1)
+    if ! "${test_env[@]}" ctest --preset "$preset" -j "$jobs" --output-junit "$junit"; then
+      status="tests FAILED"
+    fi
+    if [[ -f "$junit" ]]; then
+      n=$(junit_attr tests "$junit")
+      f=$(junit_attr failures "$junit")
+      s=$(junit_attr skipped "$junit")
+      total_tests=$((total_tests + ${n:-0}))
+      total_failed=$((total_failed + ${f:-0}))
+      total_skipped=$((total_skipped + ${s:-0}))
+      if [[ $preset == gpu && ${s:-0} -gt 0 && $status == ok ]]; then
+        status="tests SKIPPED on a GPU build (${s} skipped)"
+      fi
+      status="$status (${n:-?} tests, ${f:-?} failed, ${s:-?} skipped)"
+    fi
+  fi
+  [[ $status == ok* ]] || overall=1
+  result[$preset]="$status, $((SECONDS - start)) s"
+done
+
+echo
+echo "==== test.sh summary ===="
+for preset in "${presets[@]}"; do
+  printf '  %-5s %s\n' "$preset" "${result[$preset]}"
+done
+if [[ $overall -ne 0 ]]; then
+  echo "test.sh: FAILED"
+else
+  echo "test.sh: all builds and tests passed"
+fi
+echo "total: $((total_tests - total_failed - total_skipped)) passed, ${total_failed} failed, ${total_skipped} skipped"
+exit "$overall"
