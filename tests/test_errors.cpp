@@ -157,6 +157,48 @@ TEST(ErrorTest, BadPermutation) {
   expect_error([&] { x.permute({0, 2}); }, {"permute: ", "[0, 2]"});
 }
 
+TEST(ErrorTest, ZeroDimTensorsStillValidateDims) {
+  Tensor s = tandem::full({}, 1.0);
+  expect_error([&] { tandem::sum(s, 3); }, {"sum: ", "dim 3"});
+  expect_error([&] { tandem::argmax(s, -2); }, {"argmax: ", "-2"});
+  expect_error([&] { tandem::softmax(s, 1); }, {"softmax: ", "dim 1"});
+  expect_error([&] { s.size(0); }, "size: ");
+  expect_error([&] { tandem::cat({s, s}); }, {"cat: ", "zero-dimensional"});
+}
+
+TEST(ErrorTest, MiscShapeErrors) {
+  expect_error([] { f32({2, 3, 4}).t(); }, {"t: ", "[2, 3, 4]"});
+  expect_error([] { f32({2, 3, 4}).flatten(2, 1); }, "flatten: ");
+  expect_error([] { tandem::matmul(tandem::full({}, 1.0), f32({3})); }, "matmul: ");
+  expect_error([] { tandem::linear(f32({2, 3}), f32({3})); }, {"linear: ", "weight"});
+}
+
+// ---- values -------------------------------------------------------------------------------
+
+TEST(ErrorTest, BadScalarArguments) {
+  Tensor x = f32({3});
+  expect_error([&] { tandem::clamp(x, 1.0, 0.0); }, "clamp: lo (1) must not exceed hi (0)");
+  expect_error([&] { x.clamp(2.0, -2.0); }, {"clamp", "lo (2)", "hi (-2)"});
+  expect_error([&] { x.clamp_(1.0, 0.0); }, {"clamp_: ", "lo (1)"});
+  expect_error([] { tandem::uniform({3}, 5.0, 1.0); }, {"uniform: ", "5", "1"});
+  expect_error([] { tandem::uniform({3}, 0.0, INFINITY); }, "uniform: ");
+  expect_error([] { tandem::normal({3}, 0.0, -1.0); }, {"normal: ", "-1"});
+  expect_error([] { tandem::randint(0, 10, {3}, tandem::kFloat32); }, {"randint: ", "float32"});
+  expect_error([] { tandem::randn({3}, tandem::kInt32); }, "int32");
+}
+
+TEST(ErrorTest, IntegerDivisionByZero) {
+  Tensor a = tandem::from_vector(std::vector<int64_t>{4, 5, 6});
+  Tensor b = tandem::from_vector(std::vector<int64_t>{1, 0, 2});
+  expect_error([&] { tandem::div(a, b); }, {"div", "division by zero"});
+  expect_error([&] { tandem::div(a, 0.0); }, {"div", "division by zero"});
+  expect_error([&] { a.div_(b); }, {"div", "division by zero"});
+  expect_error([&] { tandem::binary_scalar(tandem::BinaryOp::Div, b, 3.0, tandem::ScalarSide::Left); },
+               {"div", "division by zero"});
+  // Floating division by zero is IEEE, not an error.
+  EXPECT_NO_THROW(tandem::div(f32({3}), tandem::zeros({3})));
+}
+
 // ---- views ------------------------------------------------------------------------------
 
 TEST(ErrorTest, BadView) {
@@ -173,6 +215,9 @@ TEST(ErrorTest, BadSliceSelectNarrow) {
   expect_error([&] { x.select(0, 3); }, {"select: ", "3"});
   expect_error([&] { (void)x[5]; }, {"select: ", "5"});
   expect_error([&] { x.select(1, 0); }, {"select: ", "dim"});
+  expect_error([&] { x.slice(2, 5); }, {"slice: ", "5"});
+  expect_error([&] { x.slice(2, 1); }, "slice: ");
+  expect_error([&] { x.slice(-1, 2); }, "slice: ");
   expect_error([&] { x.narrow(0, 2, 2); }, "narrow: ");
   expect_error([&] { x.narrow(1, 0, 2); }, {"narrow: ", "dim"});
   expect_error([&] { tandem::zeros({}).select(0, 0); }, "select: ");
@@ -273,6 +318,7 @@ TEST(ErrorTest, BadFactoryArguments) {
   expect_error([] { tandem::arange(0, 10, 0); }, "arange: ");
   expect_error([] { tandem::arange(0, 10, -1); }, "arange: ");
   expect_error([] { tandem::from_vector(std::vector<float>{1, 2, 3}, {2, 2}); }, {"from_vector: ", "[2, 2]", "3"});
+  expect_error([] { tandem::from_blob(nullptr, {2}, tandem::kFloat32, tandem::kFloat32); }, "from_blob: ");
   expect_error([] { tandem::Device("gpu:0"); }, "gpu:0");
   expect_error([] { tandem::Device("cuda:x"); }, "cuda:x");
 }
@@ -308,6 +354,8 @@ TEST(ErrorTest, DeviceMismatch) {
   expect_error([&] { tandem::where(tandem::ones({3}, tandem::kUInt8), c, c); }, {"where", "cpu", "cuda"});
   expect_error([&] { (void)c.data_ptr<double>(); }, "data_ptr: ");
   expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA, 64)); }, "64");
+  expect_error([] { tandem::empty({2}, tandem::TensorOptions().device(tandem::kCUDA).pinned_memory(true)); },
+               {"pinned_memory", "CPU"});
 }
 
 // ---- the message carries file:line in what() ---------------------------------------

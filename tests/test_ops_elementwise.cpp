@@ -317,22 +317,6 @@ TEST_P(BinaryOpTest, MatchesReferenceWithBroadcasting) {
   }
 }
 
-TEST_P(BinaryOpTest, AlphaScalesTheSecondOperand) {
-  const BinaryCase& c = binary_cases()[std::get<0>(GetParam())];
-  const DType dt = std::get<1>(GetParam());
-  if (c.op != BinaryOp::Add && c.op != BinaryOp::Sub) {
-    GTEST_SKIP() << "alpha applies to add and sub only";
-  }
-  const double alpha = tandem::is_floating(dt) ? -0.5 : 2.0;
-  for (const auto& shapes : std::vector<std::pair<Shape, Shape>>{{{7}, {7}}, {{3, 1, 5}, {4, 5}}}) {
-    const BinaryInputs in = binary_inputs(c.op, dt, shapes.first, shapes.second);
-    const Ref ref = ref_binary_tensor(c.op, in.a, in.b, alpha);
-    expect_close(tandem::binary(c.op, in.a, in.b, alpha), ref, tt::default_tol(dt));
-    expect_close(c.op == BinaryOp::Add ? tandem::add(in.a, in.b, alpha) : tandem::sub(in.a, in.b, alpha),
-                 ref, tt::default_tol(dt));
-  }
-}
-
 TEST_P(BinaryOpTest, ScalarOnEitherSide) {
   const BinaryCase& c = binary_cases()[std::get<0>(GetParam())];
   const DType dt = std::get<1>(GetParam());
@@ -389,6 +373,23 @@ INSTANTIATE_TEST_SUITE_P(
              tandem::dtype_name(std::get<1>(param_info.param));
     });
 
+// alpha applies to add and sub only: a + alpha * b, a - alpha * b.
+TEST(BinaryTest, AlphaScalesTheSecondOperand) {
+  for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub}) {
+    for (DType dt : tt::all_dtypes()) {
+      SCOPED_TRACE(std::string(tandem::op_name(op)) + " " + tandem::dtype_name(dt));
+      const double alpha = tandem::is_floating(dt) ? -0.5 : 2.0;
+      for (const auto& shapes : std::vector<std::pair<Shape, Shape>>{{{7}, {7}}, {{3, 1, 5}, {4, 5}}}) {
+        const BinaryInputs in = binary_inputs(op, dt, shapes.first, shapes.second);
+        const Ref ref = ref_binary_tensor(op, in.a, in.b, alpha);
+        expect_close(tandem::binary(op, in.a, in.b, alpha), ref, tt::default_tol(dt));
+        expect_close(op == BinaryOp::Add ? tandem::add(in.a, in.b, alpha) : tandem::sub(in.a, in.b, alpha), ref,
+                     tt::default_tol(dt));
+      }
+    }
+  }
+}
+
 TEST(BinaryTest, ScalarIsConvertedToTheTensorDtype) {
   // 0.1 is rounded to float32 before it is compared with float32 elements.
   Tensor x = tandem::full({3}, 0.1, tandem::kFloat32);
@@ -397,6 +398,29 @@ TEST(BinaryTest, ScalarIsConvertedToTheTensorDtype) {
   Tensor r = tandem::add(i, 2.0);
   EXPECT_EQ(r.dtype(), tandem::kInt64);
   EXPECT_EQ(tandem::to_vector<int64_t>(r), (std::vector<int64_t>{3, 4, 5}));
+}
+
+TEST(BinaryTest, FractionalScalarIsConvertedForIntegerTensors) {
+  // "the scalar is converted to the tensor's dtype": 2.5 becomes 2 for int64.
+  Tensor i = tandem::from_vector(std::vector<int64_t>{1, 2, 3});
+  EXPECT_EQ(tandem::to_vector<int64_t>(tandem::add(i, 2.5)), (std::vector<int64_t>{3, 4, 5}));
+  EXPECT_EQ(tandem::to_vector<int64_t>(tandem::mul(i, 2.9)), (std::vector<int64_t>{2, 4, 6}));
+}
+
+TEST(BinaryTest, OperandsMayAliasTheOutput) {
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    Tensor x = tt::random_tensor({7, 33}, dt, -2, 2);
+    Ref sq{x.sizes(), tt::to_doubles(x)};
+    for (auto& v : sq.values) v *= v;
+    expect_close(tandem::mul(x, x), sq, tt::default_tol(dt));
+    x.mul_(x);
+    expect_close(x, sq, tt::default_tol(dt));
+    Ref tr = sq;
+    for (auto& v : tr.values) v *= 3.0;
+    x.add_(x, 2.0);
+    expect_close(x, tr, tt::default_tol(dt));
+  }
 }
 
 TEST(BinaryTest, BroadcastShapes) {
@@ -417,6 +441,69 @@ TEST(BinaryTest, LargeValuesAndSpecials) {
   EXPECT_EQ(q[1], -inf);
   EXPECT_EQ(q[2], inf);
   EXPECT_TRUE(std::isnan(q[3]));
+}
+
+// ---- Ops on views with a storage offset ------------------------------------------------
+
+TEST(OffsetViewTest, OpsReadViewsAtTheirOffset) {
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    const tt::Tol tol = tt::default_tol(dt);
+    Tensor base = tt::random_tensor({9, 8}, dt, 0.1, 2);
+    Tensor a = base.slice(3, 7);  // rows 3..6: offset 24 elements
+    Tensor b = base.slice(1, 5);
+    Tensor ac = a.clone(), bc = b.clone();
+    tt::expect_equal(tandem::sqrt(a), tandem::sqrt(ac));
+    tt::expect_equal(tandem::add(a, b), tandem::add(ac, bc));
+    tt::expect_equal(tandem::mul(a, base[0]), tandem::mul(ac, base[0].clone()));
+    tt::expect_equal(tandem::where(tandem::gt(a, 1.0), a, b), tandem::where(tandem::gt(ac, 1.0), ac, bc));
+    expect_close(tandem::sum(a, 0), tandem::sum(ac, 0), tol);
+    expect_close(tandem::sum(a), tandem::sum(ac), tol);
+    tt::expect_equal(tandem::argmax(a, 1), tandem::argmax(ac, 1));
+    expect_close(tandem::softmax(a, 1), tandem::softmax(ac, 1), tol);
+    expect_close(tandem::var(a, int64_t{0}), tandem::var(ac, int64_t{0}), tol);
+    expect_close(tandem::matmul(a, b.t()), tandem::matmul(ac, bc.t()), tol);
+    expect_close(tandem::mm(a.slice(1, 3), base.slice(0, 8)), tandem::mm(ac.slice(1, 3).clone(), base.slice(0, 8).clone()), tol);
+    Tensor idx = tandem::from_vector(std::vector<int64_t>{3, 0, 3});
+    tt::expect_equal(tandem::index_select(a, 0, idx), tandem::index_select(ac, 0, idx));
+    tt::expect_equal(tandem::index_select(a, 1, idx), tandem::index_select(ac, 1, idx));
+    Tensor gidx = tandem::zeros({4, 2}, tandem::kInt64).add_(5.0);
+    tt::expect_equal(tandem::gather(a, 1, gidx), tandem::gather(ac, 1, gidx));
+    tt::expect_equal(tandem::cat({a, b}, 1), tandem::cat({ac, bc}, 1));
+    tt::expect_equal(tandem::stack({a, b}, 2), tandem::stack({ac, bc}, 2));
+    tt::expect_equal(a.permute({1, 0}), ac.permute({1, 0}));
+    tt::expect_equal(a.to(tandem::kInt32), ac.to(tandem::kInt32));
+    Tensor lab = tandem::from_vector(std::vector<int64_t>{0, 2, 1, 3, 2}).slice(2, 5);
+    tt::expect_equal(tandem::one_hot(lab, 4), tandem::one_hot(lab.clone(), 4));
+  }
+}
+
+// ---- Extreme values ------------------------------------------------------------------------
+
+TEST(UnaryTest, ExtremeInputsStayWellDefined) {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    Tensor big = tt::make_tensor({-1e4, -100.0, 100.0, 1e4}, {4}, dt);
+    EXPECT_EQ(tt::to_doubles(tandem::sigmoid(big))[0], 0.0);
+    EXPECT_EQ(tt::to_doubles(tandem::sigmoid(big))[3], 1.0);
+    for (double v : tt::to_doubles(tandem::sigmoid(big))) EXPECT_TRUE(std::isfinite(v));
+    EXPECT_EQ(tt::to_doubles(tandem::tanh(big)), (std::vector<double>{-1.0, -1.0, 1.0, 1.0}));
+    EXPECT_EQ(tt::to_doubles(tandem::exp(big))[0], 0.0);
+    EXPECT_EQ(tt::to_doubles(tandem::exp(big))[3], inf);
+    Tensor special = tt::make_tensor({0.0, -1.0, inf}, {3}, dt);
+    const auto l = tt::to_doubles(tandem::log(special));
+    EXPECT_EQ(l[0], -inf);
+    EXPECT_TRUE(std::isnan(l[1]));
+    EXPECT_EQ(l[2], inf);
+    const auto r = tt::to_doubles(tandem::rsqrt(special));
+    EXPECT_EQ(r[0], inf);
+    EXPECT_TRUE(std::isnan(r[1]));
+    EXPECT_EQ(r[2], 0.0);
+    EXPECT_TRUE(std::isnan(tt::to_doubles(tandem::sqrt(special))[1]));
+    EXPECT_EQ(tt::to_doubles(tandem::relu(tt::make_tensor({-inf, inf}, {2}, dt))),
+              (std::vector<double>{0.0, inf}));
+  }
 }
 
 // ---- Operators ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Tensor basics: factories and options, queries, views that share storage,
 // layout copies, dtype conversion, copy_/fill_/item, host round trips, arange,
 // empty tensors and printing.
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
@@ -187,6 +188,8 @@ TEST(FactoryTest, Arange) {
   EXPECT_EQ(tandem::to_vector<double>(f), (std::vector<double>{0, 1, 2, 3}));
   Tensor g = tandem::arange(0, 10, 3, tandem::kInt32);  // ceil(10 / 3) elements
   EXPECT_EQ(tandem::to_vector<int32_t>(g), (std::vector<int32_t>{0, 3, 6, 9}));
+  EXPECT_EQ(tandem::arange(0, 1, 0.1, tandem::kFloat64).numel(), 10);
+  EXPECT_EQ(tandem::arange(1, 2.5, 0.5, tandem::kFloat32).numel(), 3);
   EXPECT_EQ(tandem::arange(3, 3).numel(), 0);
   EXPECT_EQ(tandem::arange(0).numel(), 0);
   Tensor big = tandem::arange(1000003);
@@ -444,9 +447,7 @@ TEST(CopyTest, CopySameAndConvertingDtype) {
   tt::poison(dst32);
   dst32.copy_(src);
   EXPECT_EQ(dst32.sizes(), (Shape{15}));
-  std::vector<double> rounded(sv.size());
-  for (size_t i = 0; i < sv.size(); ++i) rounded[i] = static_cast<float>(sv[i]);
-  expect_close(dst32, tt::Ref{{15}, rounded}, tt::exact());
+  expect_close(dst32, tt::Ref{{15}, tt::round_to_float(sv)}, tt::exact());
 
   Tensor ints = tt::random_tensor({15}, tandem::kInt32, -1000, 1000);
   Tensor dstd = tandem::empty({3, 5}, tandem::kFloat64);
@@ -461,6 +462,25 @@ TEST(CopyTest, OneElementSourceBroadcasts) {
   expect_close(dst, tt::Ref{{4, 6}, std::vector<double>(24, -3.5)}, tt::exact());
   dst.copy_(tandem::full({}, 2.0, tandem::kInt64));
   expect_close(dst, tt::Ref{{4, 6}, std::vector<double>(24, 2.0)}, tt::exact());
+}
+
+TEST(CopyTest, OneElementBroadcastKeepsInt64Exact) {
+  const int64_t big = (1LL << 53) + 1;  // not representable as a double
+  Tensor dst = tandem::zeros({3}, tandem::kInt64);
+  dst.copy_(tandem::from_vector(std::vector<int64_t>{big}));
+  EXPECT_EQ(tandem::to_vector<int64_t>(dst), std::vector<int64_t>(3, big));
+}
+
+TEST(CopyTest, OverlappingSlicesOfOneTensor) {
+  // dst and src share storage and overlap: either a clean tandem::Error or the
+  // values src had before the copy (memmove semantics), never a smear.
+  Tensor x = tandem::arange(10, tandem::kFloat32).view({10, 1});
+  try {
+    x.slice(1, 10).copy_(x.slice(0, 9));
+  } catch (const tandem::Error&) {
+    return;
+  }
+  EXPECT_EQ(tandem::to_vector<float>(x), (std::vector<float>{0, 0, 1, 2, 3, 4, 5, 6, 7, 8}));
 }
 
 TEST(CopyTest, CopyIntoASliceWritesTheBase) {
@@ -502,6 +522,60 @@ TEST(ItemTest, ItemConverts) {
   EXPECT_EQ(tandem::from_vector(std::vector<int64_t>{big}).item<int64_t>(), big);
   Tensor x = tt::random_tensor({5}, tandem::kFloat64);
   EXPECT_EQ(x[3].item<double>(), tt::to_doubles(x)[3]);
+}
+
+TEST(OffsetViewTest, ClonesConversionsAndLayoutOfSlices) {
+  Tensor x = tt::random_tensor({6, 5}, tandem::kFloat64);
+  const auto xv = tt::to_doubles(x);
+  const std::vector<double> rows(xv.begin() + 10, xv.begin() + 25);  // rows 2..4
+  Tensor s = x.slice(2, 5);
+  Tensor c = s.clone();
+  EXPECT_EQ(c.sizes(), (Shape{3, 5}));
+  EXPECT_EQ(tt::to_doubles(c), rows);
+  EXPECT_EQ(c.nbytes(), 15 * sizeof(double));
+  EXPECT_EQ(tt::to_doubles(s.to(tandem::kFloat32)), tt::round_to_float(rows));
+  std::vector<double> rt(15);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 5; ++j) rt[static_cast<size_t>(j * 3 + i)] = rows[static_cast<size_t>(i * 5 + j)];
+  tt::expect_close(s.t(), tt::Ref{{5, 3}, rt}, tt::exact());
+  tt::expect_close(s.permute({1, 0}), tt::Ref{{5, 3}, rt}, tt::exact());
+  EXPECT_EQ(s[1].view({5, 1})[3].item<double>(), xv[18]);
+}
+
+// ---- The test helpers themselves: they must be able to fail ---------------------------
+
+TEST(TestUtilTest, ExpectCloseCatchesMismatches) {
+  Tensor a = tandem::from_vector(std::vector<double>{1.0, 2.0, 3.0});
+  Tensor b = tandem::from_vector(std::vector<double>{1.0, 2.5, 3.0});
+  EXPECT_NONFATAL_FAILURE(tt::expect_close(a, b, tt::default_tol(tandem::kFloat64)), "max |error| 0.5");
+  EXPECT_NONFATAL_FAILURE(tt::expect_close(a, b, tt::default_tol(tandem::kFloat64)), "at [1]");
+  EXPECT_NONFATAL_FAILURE(tt::expect_close(a, a.view({3, 1}), tt::exact()), "shape [3]");
+  Tensor n = tandem::from_vector(std::vector<double>{1.0, NAN, 3.0});
+  EXPECT_NONFATAL_FAILURE(tt::expect_close(n, a, tt::exact()), "1 of 3 values differ");
+  EXPECT_NONFATAL_FAILURE(tt::expect_equal(a, a.to(tandem::kFloat32)), "dtype");
+  tt::expect_close(n, n, tt::exact());  // NaN matches NaN
+  // Within tolerance: |a - b| <= atol + rtol * |ref|.
+  Tensor c = tandem::from_vector(std::vector<double>{1.0 + 1e-6, 2.0, 3.0});
+  tt::expect_close(c, a, tt::Tol{0.0, 1.1e-6});
+  EXPECT_NONFATAL_FAILURE(tt::expect_close(c, a, tt::Tol{0.0, 0.9e-6}), "differ");
+  tt::expect_close(c, a, tt::Tol{1.1e-6, 0.0});
+}
+
+TEST(TestUtilTest, ReferenceHelpers) {
+  Shape out;
+  EXPECT_TRUE(tt::broadcast_ref({3, 1, 5}, {4, 5}, &out));
+  EXPECT_EQ(out, (Shape{3, 4, 5}));
+  EXPECT_FALSE(tt::broadcast_ref({2, 3}, {4}, &out));
+  EXPECT_EQ(tt::broadcast_index({2, 3, 4}, {4, 5}), 3 * 5 + 4);
+  EXPECT_EQ(tt::broadcast_index({2, 3, 4}, {1, 5}), 4);
+  EXPECT_EQ(tt::unravel(23, {2, 3, 4}), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_DOUBLE_EQ(tt::nmse({1.0, 2.0}, {1.0, 2.0}), 0.0);
+  EXPECT_DOUBLE_EQ(tt::nmse({2.0, 0.0}, {1.0, 0.0}), 1.0);
+  const auto v = tt::away_from({0.0, 1e-5, -1e-5, 0.5}, {0.0}, 1e-3);
+  EXPECT_EQ(v, (std::vector<double>{1e-3, 1e-3, -1e-3, 0.5}));
+  Tensor p = tandem::zeros({4});
+  tt::poison(p);
+  for (double x : tt::to_doubles(p)) EXPECT_TRUE(std::isnan(x));
 }
 
 // ---- Empty tensors ----------------------------------------------------------------
@@ -558,6 +632,27 @@ TEST(PrintTest, NonDefaultDtypesNameTheDtype) {
 
   const std::string f = printed(tandem::from_vector(std::vector<float>{1.5f}));
   EXPECT_EQ(f.find("dtype"), std::string::npos) << "float32 is the default dtype: " << f;
+}
+
+TEST(PrintTest, MorePyTorchStyleStrings) {
+  EXPECT_EQ(printed(tandem::full({}, 2.5)), "tensor(2.5000)");
+  EXPECT_EQ(printed(tandem::from_vector(std::vector<float>{1.0f, 2.0f, 3.0f})), "tensor([1., 2., 3.])");
+  EXPECT_EQ(printed(tandem::from_vector(std::vector<float>{1.5f, -2.25f})), "tensor([ 1.5000, -2.2500])");
+  EXPECT_EQ(printed(tandem::empty({0})), "tensor([])");
+  EXPECT_EQ(printed(tandem::from_vector(std::vector<int64_t>{3, -10, 7})), "tensor([  3, -10,   7])");
+  EXPECT_EQ(printed(tandem::from_vector(std::vector<uint8_t>{0, 255})), "tensor([  0, 255], dtype=uint8)");
+}
+
+TEST(PrintTest, SlicesPrintTheirOwnRows) {
+  Tensor x = tandem::arange(6, tandem::kFloat32).view({3, 2});
+  EXPECT_EQ(printed(x.slice(1, 3)), "tensor([[2., 3.],\n        [4., 5.]])");
+}
+
+TEST(PrintTest, LargeIntegersPrintExactly) {
+  // 2^53 + 1 is not representable as a double; printing must not round it.
+  const int64_t big = (1LL << 53) + 1;
+  const std::string s = printed(tandem::from_vector(std::vector<int64_t>{big}));
+  EXPECT_NE(s.find("9007199254740993"), std::string::npos) << s;
 }
 
 TEST(PrintTest, ContentOfLargerTensors) {

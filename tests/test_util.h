@@ -122,6 +122,15 @@ inline Tensor make_tensor(const std::vector<double>& values, const Shape& shape,
   return Tensor();
 }
 
+// Each value rounded to float32 and back. Written through a float buffer on
+// purpose: GCC 12.2 at -O3 miscompiles the loop form
+//   out[i] = static_cast<float>(in[i]);   // out, in: double
+// (the vectorised epilogue drops the rounding for some elements).
+inline std::vector<double> round_to_float(const std::vector<double>& v) {
+  const std::vector<float> f(v.begin(), v.end());
+  return std::vector<double>(f.begin(), f.end());
+}
+
 inline int64_t numel_of(const Shape& s) {
   int64_t n = 1;
   for (int64_t d : s) n *= d;

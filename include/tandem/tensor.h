@@ -43,7 +43,9 @@ struct TensorOptions {
     return o;
   }
   TensorOptions device(DeviceType t, int index) const { return device(Device(t, index)); }
-  // Page-locked host memory (CPU tensors only), for asynchronous copies.
+  // Page-locked host memory (CPU tensors only). to(kCUDA) from a pinned tensor
+  // is asynchronous (like PyTorch's non_blocking): do not overwrite the source
+  // before cuda::synchronize() or a later copy back to the host.
   TensorOptions pinned_memory(bool pinned) const {
     TensorOptions o = *this;
     o.pinned_ = pinned;

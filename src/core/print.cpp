@@ -18,6 +18,10 @@ namespace {
 constexpr int64_t kSummaryThreshold = 1000;
 constexpr int64_t kEdgeItems = 3;
 
+// long double holds every int64 exactly (64-bit mantissa on x86-64), so
+// integer tensors print exactly; floats are formatted from double.
+using Value = long double;
+
 enum class FloatStyle { Integral, Fixed, Scientific };
 
 struct Formatter {
@@ -25,8 +29,9 @@ struct Formatter {
   FloatStyle style = FloatStyle::Fixed;
   size_t width = 1;
 
-  std::string raw(double v) const {
-    if (!floating) return std::to_string(static_cast<int64_t>(v));
+  std::string raw(Value value) const {
+    if (!floating) return std::to_string(static_cast<int64_t>(value));
+    const auto v = static_cast<double>(value);
     if (std::isnan(v)) return "nan";
     if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
     char buf[64];
@@ -37,7 +42,7 @@ struct Formatter {
     }
     return buf;
   }
-  std::string operator()(double v) const {
+  std::string operator()(Value v) const {
     std::string s = raw(v);
     return std::string(width > s.size() ? width - s.size() : 0, ' ') + s;
   }
@@ -56,8 +61,8 @@ std::vector<int64_t> shown(int64_t n, bool summarize) {
   return idx;
 }
 
-void collect(const std::vector<double>& v, const Shape& s, size_t d, int64_t base, bool summarize,
-             std::vector<double>* out) {
+void collect(const std::vector<Value>& v, const Shape& s, size_t d, int64_t base, bool summarize,
+             std::vector<Value>* out) {
   if (d == s.size()) {
     out->push_back(v[static_cast<size_t>(base)]);
     return;
@@ -68,7 +73,7 @@ void collect(const std::vector<double>& v, const Shape& s, size_t d, int64_t bas
     if (i >= 0) collect(v, s, d + 1, base + i * stride, summarize, out);
 }
 
-void emit(std::ostream& os, const std::vector<double>& v, const Shape& s, size_t d, int64_t base,
+void emit(std::ostream& os, const std::vector<Value>& v, const Shape& s, size_t d, int64_t base,
           bool summarize, const Formatter& fmt, size_t indent) {
   int64_t stride = 1;
   for (size_t k = d + 1; k < s.size(); ++k) stride *= s[k];
@@ -93,13 +98,14 @@ void emit(std::ostream& os, const std::vector<double>& v, const Shape& s, size_t
   os << ']';
 }
 
-Formatter make_formatter(const std::vector<double>& values, bool floating) {
+Formatter make_formatter(const std::vector<Value>& values, bool floating) {
   Formatter fmt;
   fmt.floating = floating;
   if (floating) {
     double max_abs = 0.0, min_abs = INFINITY;
     bool integral = true;
-    for (double x : values) {
+    for (Value value : values) {
+      const auto x = static_cast<double>(value);
       if (!std::isfinite(x)) continue;
       integral = integral && std::nearbyint(x) == x;
       max_abs = std::max(max_abs, std::fabs(x));
@@ -112,7 +118,7 @@ Formatter make_formatter(const std::vector<double>& values, bool floating) {
       fmt.style = FloatStyle::Scientific;
     }
   }
-  for (double x : values) fmt.width = std::max(fmt.width, fmt.raw(x).size());
+  for (Value x : values) fmt.width = std::max(fmt.width, fmt.raw(x).size());
   return fmt;
 }
 
@@ -121,11 +127,14 @@ Formatter make_formatter(const std::vector<double>& values, bool floating) {
 std::string Tensor::to_string() const {
   if (!defined()) return "tensor(undefined)";
   std::ostringstream os;
-  const Tensor host = to(Device(kCPU), kFloat64);
-  const double* p = static_cast<const double*>(host.raw_data());
-  const std::vector<double> v(p, p + numel());
+  std::vector<Value> v;
+  if (is_floating(dtype())) {
+    for (double x : to_vector<double>(to(Device(kCPU), kFloat64))) v.push_back(x);
+  } else {
+    for (int64_t x : to_vector<int64_t>(to(Device(kCPU), kInt64))) v.push_back(static_cast<Value>(x));
+  }
   const bool summarize = numel() > kSummaryThreshold;
-  std::vector<double> visible;
+  std::vector<Value> visible;
   if (dim() > 0) collect(v, sizes(), 0, 0, summarize, &visible);
   const Formatter fmt = make_formatter(dim() > 0 ? visible : v, is_floating(dtype()));
   os << "tensor(";

@@ -42,12 +42,13 @@ Tensor alias_with_shape(const Tensor& t, Shape sizes) {
   return make_tensor(impl.storage, impl.offset, std::move(sizes), impl.dtype);
 }
 
-void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes,
+                bool src_pinned) {
   if (nbytes == 0) return;
   if (dst_device.is_cpu() && src_device.is_cpu()) {
     std::memcpy(dst, src, nbytes);
   } else if (dst_device.is_cuda() && src_device.is_cpu()) {
-    cuda::detail::copy_host_to_device(dst, src, nbytes, dst_device.index(), false);
+    cuda::detail::copy_host_to_device(dst, src, nbytes, dst_device.index(), src_pinned);
   } else if (dst_device.is_cpu() && src_device.is_cuda()) {
     cuda::detail::copy_device_to_host(dst, src, nbytes, src_device.index());
   } else {
@@ -149,7 +150,7 @@ Tensor Tensor::to(Device target) const {
   const TensorImpl& impl = checked_impl();
   if (target == device()) return *this;
   Tensor out = empty(sizes(), TensorOptions(impl.dtype).device(target));
-  detail::copy_bytes(out.raw_data(), target, raw_data(), device(), nbytes());
+  detail::copy_bytes(out.raw_data(), target, raw_data(), device(), nbytes(), is_pinned());
   return out;
 }
 
@@ -175,11 +176,17 @@ Tensor Tensor::clone() const {
 Tensor& Tensor::copy_(const Tensor& src) {
   detail::check_defined("copy_", *this, "destination");
   detail::check_defined("copy_", src, "source");
-  if (src.numel() == 1 && numel() != 1) return fill_(src.item<double>());
-  TANDEM_CHECK(src.numel() == numel(), "copy_: source ", detail::describe(src),
-               " does not match destination ", detail::describe(*this));
+  TANDEM_CHECK(src.numel() == numel() || src.numel() == 1, "copy_: source ",
+               detail::describe(src), " does not match destination ", detail::describe(*this));
   if (is_same(src) || numel() == 0) return *this;
   const Tensor converted = src.to(device(), dtype());
+  if (src.numel() == 1 && numel() != 1) {
+    // Broadcast one value on the destination's device without a host round
+    // trip: minimum(v, v) == v exactly, for every dtype and for NaN.
+    const Tensor v = converted.view({});
+    TANDEM_BACKEND_CALL(device(), binary, BinaryOp::Minimum, v, v, *this, 1.0);
+    return *this;
+  }
   detail::copy_bytes(raw_data(), device(), converted.raw_data(), device(), nbytes());
   return *this;
 }

@@ -7,7 +7,8 @@
 //   - launch helpers (ceil_div, kBlockSize, grid_for), the current stream, the
 //     per-thread cuBLAS handle, a RAII device workspace from the caching
 //     allocator (CUB temporary storage);
-//   - under nvcc: small device helpers (aligned vectors, warp shuffles).
+//   - under nvcc: small device helpers (aligned vectors, warp shuffles, value
+//     conversions that match the CPU backend).
 #pragma once
 
 #include <cublas_v2.h>

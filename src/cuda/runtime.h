@@ -17,9 +17,11 @@ std::shared_ptr<void> allocate_device(size_t nbytes, int device);
 // Page-locked host memory (cached too).
 std::shared_ptr<void> allocate_pinned(size_t nbytes);
 
-// Copies on the device's current stream. Host -> device returns once the source
-// may be reused (pageable sources are staged through pinned buffers); device ->
-// host returns when the data has arrived.
+// Copies on the device's current stream. Host -> device from pageable memory
+// returns once the source may be reused (it is staged through pinned buffers);
+// from pinned memory it is asynchronous, like PyTorch's non_blocking: the
+// source must not be overwritten until the stream has reached the copy.
+// Device -> host returns when the data has arrived.
 void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device, bool src_pinned);
 void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device);
 void copy_device_to_device(void* dst, int dst_device, const void* src, int src_device,

@@ -45,8 +45,8 @@ Tensor reduce(ReduceOp op, const Tensor& x) {
 Tensor reduce(ReduceOp op, const Tensor& x, int64_t dim, bool keepdim) {
   const char* name = op_name(op);
   detail::check_defined(name, x);
-  if (x.dim() == 0) return reduce(op, x);
   const int64_t d = detail::normalize_dim(name, dim, x.dim());
+  if (x.dim() == 0) return reduce(op, x);
   Shape out_shape = x.sizes();
   if (keepdim) {
     out_shape[static_cast<size_t>(d)] = 1;
