@@ -15,7 +15,8 @@ constexpr DeviceType kCUDA = DeviceType::CUDA;
 class Device {
  public:
   // Implicit from a DeviceType so that `t.to(kCUDA)` reads like libtorch.
-  Device(DeviceType type = kCPU, int index = 0) : type_(type), index_(type == kCPU ? 0 : index) {}  // NOLINT
+  Device(DeviceType type = kCPU, int index = 0)
+      : type_(type), index_(type == kCPU ? 0 : index) {}  // NOLINT
   // Parses "cpu", "cuda", "cuda:1".
   explicit Device(const std::string& spec);
 

@@ -57,8 +57,12 @@ struct dtype_of<uint8_t> {
 template <typename F>
 void dispatch_floating(DType t, const char* name, F&& f) {
   switch (t) {
-    case DType::Float32: f(float{}); return;
-    case DType::Float64: f(double{}); return;
+    case DType::Float32:
+      f(float{});
+      return;
+    case DType::Float64:
+      f(double{});
+      return;
     default:
       detail::throw_error(detail::str_cat(name, ": dtype ", dtype_name(t),
                                           " is not supported (expected float32 or float64)"),
@@ -69,11 +73,21 @@ void dispatch_floating(DType t, const char* name, F&& f) {
 template <typename F>
 void dispatch_all(DType t, const char* name, F&& f) {
   switch (t) {
-    case DType::Float32: f(float{}); return;
-    case DType::Float64: f(double{}); return;
-    case DType::Int32: f(int32_t{}); return;
-    case DType::Int64: f(int64_t{}); return;
-    case DType::UInt8: f(uint8_t{}); return;
+    case DType::Float32:
+      f(float{});
+      return;
+    case DType::Float64:
+      f(double{});
+      return;
+    case DType::Int32:
+      f(int32_t{});
+      return;
+    case DType::Int64:
+      f(int64_t{});
+      return;
+    case DType::UInt8:
+      f(uint8_t{});
+      return;
   }
   detail::throw_error(detail::str_cat(name, ": unknown dtype"), __FILE__, __LINE__);
 }
@@ -81,8 +95,12 @@ void dispatch_all(DType t, const char* name, F&& f) {
 template <typename F>
 void dispatch_index(DType t, const char* name, F&& f) {
   switch (t) {
-    case DType::Int32: f(int32_t{}); return;
-    case DType::Int64: f(int64_t{}); return;
+    case DType::Int32:
+      f(int32_t{});
+      return;
+    case DType::Int64:
+      f(int64_t{});
+      return;
     default:
       detail::throw_error(detail::str_cat(name, ": index dtype ", dtype_name(t),
                                           " is not supported (expected int64 or int32)"),
@@ -100,38 +118,38 @@ void dispatch_index(DType t, const char* name, F&& f) {
   }
 
 // TANDEM_DISPATCH_FLOATING(dtype, "op", [&] { kernel<scalar_t>(...); });
-#define TANDEM_DISPATCH_FLOATING(DT, NAME, ...)                                       \
-  do {                                                                                \
-    switch (DT) {                                                                     \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Float32, float, __VA_ARGS__)                \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Float64, double, __VA_ARGS__)               \
-      default:                                                                        \
-        TANDEM_FAIL(NAME, ": dtype ", ::tandem::dtype_name(DT),                       \
-                    " is not supported (expected float32 or float64)");               \
-    }                                                                                 \
+#define TANDEM_DISPATCH_FLOATING(DT, NAME, ...)                         \
+  do {                                                                  \
+    switch (DT) {                                                       \
+      TANDEM_DTYPE_CASE_(::tandem::DType::Float32, float, __VA_ARGS__)  \
+      TANDEM_DTYPE_CASE_(::tandem::DType::Float64, double, __VA_ARGS__) \
+      default:                                                          \
+        TANDEM_FAIL(NAME, ": dtype ", ::tandem::dtype_name(DT),         \
+                    " is not supported (expected float32 or float64)"); \
+    }                                                                   \
   } while (0)
 
-#define TANDEM_DISPATCH_ALL(DT, NAME, ...)                                            \
-  do {                                                                                \
-    switch (DT) {                                                                     \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Float32, float, __VA_ARGS__)                \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Float64, double, __VA_ARGS__)               \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Int32, int32_t, __VA_ARGS__)                \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Int64, int64_t, __VA_ARGS__)                \
-      TANDEM_DTYPE_CASE_(::tandem::DType::UInt8, uint8_t, __VA_ARGS__)                \
-      default:                                                                        \
-        TANDEM_FAIL(NAME, ": unknown dtype");                                         \
-    }                                                                                 \
+#define TANDEM_DISPATCH_ALL(DT, NAME, ...)                              \
+  do {                                                                  \
+    switch (DT) {                                                       \
+      TANDEM_DTYPE_CASE_(::tandem::DType::Float32, float, __VA_ARGS__)  \
+      TANDEM_DTYPE_CASE_(::tandem::DType::Float64, double, __VA_ARGS__) \
+      TANDEM_DTYPE_CASE_(::tandem::DType::Int32, int32_t, __VA_ARGS__)  \
+      TANDEM_DTYPE_CASE_(::tandem::DType::Int64, int64_t, __VA_ARGS__)  \
+      TANDEM_DTYPE_CASE_(::tandem::DType::UInt8, uint8_t, __VA_ARGS__)  \
+      default:                                                          \
+        TANDEM_FAIL(NAME, ": unknown dtype");                           \
+    }                                                                   \
   } while (0)
 
 // Index dtypes (int32 / int64), e.g. for index_select, gather, one_hot.
-#define TANDEM_DISPATCH_INDEX(DT, NAME, ...)                                          \
-  do {                                                                                \
-    switch (DT) {                                                                     \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Int32, int32_t, __VA_ARGS__)                \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Int64, int64_t, __VA_ARGS__)                \
-      default:                                                                        \
-        TANDEM_FAIL(NAME, ": index dtype ", ::tandem::dtype_name(DT),                 \
-                    " is not supported (expected int64 or int32)");                   \
-    }                                                                                 \
+#define TANDEM_DISPATCH_INDEX(DT, NAME, ...)                           \
+  do {                                                                 \
+    switch (DT) {                                                      \
+      TANDEM_DTYPE_CASE_(::tandem::DType::Int32, int32_t, __VA_ARGS__) \
+      TANDEM_DTYPE_CASE_(::tandem::DType::Int64, int64_t, __VA_ARGS__) \
+      default:                                                         \
+        TANDEM_FAIL(NAME, ": index dtype ", ::tandem::dtype_name(DT),  \
+                    " is not supported (expected int64 or int32)");    \
+    }                                                                  \
   } while (0)

@@ -39,12 +39,11 @@ std::string str_cat(const Args&... args) {
 }  // namespace detail
 }  // namespace tandem
 
-#define TANDEM_CHECK(cond, ...)                                                        \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      ::tandem::detail::throw_error(::tandem::detail::str_cat(__VA_ARGS__), __FILE__, \
-                                    __LINE__);                                         \
-    }                                                                                  \
+#define TANDEM_CHECK(cond, ...)                                                                  \
+  do {                                                                                           \
+    if (!(cond)) {                                                                               \
+      ::tandem::detail::throw_error(::tandem::detail::str_cat(__VA_ARGS__), __FILE__, __LINE__); \
+    }                                                                                            \
   } while (0)
 
 #define TANDEM_FAIL(...) \

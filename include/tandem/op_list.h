@@ -57,7 +57,9 @@
 namespace tandem {
 
 #define TANDEM_ENUM_ENTRY_(name, Enum) Enum,
-enum class UnaryOp : int8_t { TANDEM_UNARY_OPS(TANDEM_ENUM_ENTRY_) TANDEM_PARAM_UNARY_OPS(TANDEM_ENUM_ENTRY_) };
+enum class UnaryOp : int8_t {
+  TANDEM_UNARY_OPS(TANDEM_ENUM_ENTRY_) TANDEM_PARAM_UNARY_OPS(TANDEM_ENUM_ENTRY_)
+};
 enum class BinaryOp : int8_t { TANDEM_BINARY_OPS(TANDEM_ENUM_ENTRY_) };
 enum class ReduceOp : int8_t { TANDEM_REDUCE_OPS(TANDEM_ENUM_ENTRY_) };
 #undef TANDEM_ENUM_ENTRY_

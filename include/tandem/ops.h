@@ -27,7 +27,7 @@ Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);
-#define TANDEM_DECLARE_COMPARE_(name, Enum) \
+#define TANDEM_DECLARE_COMPARE_(name, Enum)      \
   Tensor name(const Tensor& a, const Tensor& b); \
   Tensor name(const Tensor& a, double b);
 TANDEM_COMPARE_OPS(TANDEM_DECLARE_COMPARE_)

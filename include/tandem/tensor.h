@@ -154,7 +154,7 @@ class Tensor {
   Tensor squeeze() const;
   Tensor squeeze(int64_t dim) const;
   Tensor unsqueeze(int64_t dim) const;
-  Tensor slice(int64_t start, int64_t end) const;  // rows [start, end) of dim 0
+  Tensor slice(int64_t start, int64_t end) const;                   // rows [start, end) of dim 0
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;  // dim 0 only
   Tensor select(int64_t dim, int64_t index) const;                  // dim 0 only
   Tensor operator[](int64_t index) const { return select(0, index); }
@@ -232,8 +232,7 @@ Tensor full_like(const Tensor& t, double value);
 // [start, end) with `step`; default dtype int64 as in libtorch when all of
 // start/end/step are integral, else float32 (pass options to choose).
 Tensor arange(double end, const TensorOptions& options = kInt64);
-Tensor arange(double start, double end, double step = 1.0,
-              const TensorOptions& options = kInt64);
+Tensor arange(double start, double end, double step = 1.0, const TensorOptions& options = kInt64);
 // A tensor holding a copy of host values; the dtype is T's unless options say
 // otherwise (then the values are converted).
 template <typename T>
@@ -252,8 +251,8 @@ std::vector<T> to_vector(const Tensor& t);  // copies to the host; T must match 
 // Uniform on [0, 1), standard normal, integers in [low, high).
 Tensor rand(const Shape& shape, const TensorOptions& options = {}, Generator* gen = nullptr);
 Tensor randn(const Shape& shape, const TensorOptions& options = {}, Generator* gen = nullptr);
-Tensor randint(int64_t low, int64_t high, const Shape& shape,
-               const TensorOptions& options = kInt64, Generator* gen = nullptr);
+Tensor randint(int64_t low, int64_t high, const Shape& shape, const TensorOptions& options = kInt64,
+               Generator* gen = nullptr);
 Tensor uniform(const Shape& shape, double lo, double hi, const TensorOptions& options = {},
                Generator* gen = nullptr);
 Tensor normal(const Shape& shape, double mean, double std, const TensorOptions& options = {},

@@ -1,30 +1,41 @@
 // Names and sizes of dtypes, devices and ops.
+#include "tandem/dtype.h"
+
 #include <cstdlib>
 
 #include "tandem/device.h"
-#include "tandem/dtype.h"
 #include "tandem/op_list.h"
 
 namespace tandem {
 
 size_t element_size(DType t) {
   switch (t) {
-    case kFloat32: return 4;
-    case kFloat64: return 8;
-    case kInt32: return 4;
-    case kInt64: return 8;
-    case kUInt8: return 1;
+    case kFloat32:
+      return 4;
+    case kFloat64:
+      return 8;
+    case kInt32:
+      return 4;
+    case kInt64:
+      return 8;
+    case kUInt8:
+      return 1;
   }
   TANDEM_FAIL("element_size: unknown dtype");
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case kFloat32: return "float32";
-    case kFloat64: return "float64";
-    case kInt32: return "int32";
-    case kInt64: return "int64";
-    case kUInt8: return "uint8";
+    case kFloat32:
+      return "float32";
+    case kFloat64:
+      return "float64";
+    case kInt32:
+      return "int32";
+    case kInt64:
+      return "int64";
+    case kUInt8:
+      return "uint8";
   }
   return "unknown";
 }

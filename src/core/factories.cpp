@@ -41,8 +41,8 @@ Tensor arange(double end, const TensorOptions& options) { return arange(0.0, end
 
 Tensor arange(double start, double end, double step, const TensorOptions& options) {
   TANDEM_CHECK(step != 0.0 && std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
-               "arange: need finite start/end and a non-zero step, got start=", start, " end=",
-               end, " step=", step);
+               "arange: need finite start/end and a non-zero step, got start=", start, " end=", end,
+               " step=", step);
   TANDEM_CHECK((end - start) * step >= 0, "arange: step ", step, " does not go from ", start,
                " towards ", end);
   const auto n = static_cast<int64_t>(std::ceil((end - start) / step));
@@ -54,7 +54,7 @@ Tensor arange(double start, double end, double step, const TensorOptions& option
 Tensor from_blob(const void* data, const Shape& shape, DType src_dtype,
                  const TensorOptions& options) {
   Tensor host = empty(shape, TensorOptions(src_dtype).pinned_memory(options.pinned_memory() &&
-                                                                     options.device().is_cpu()));
+                                                                    options.device().is_cpu()));
   if (host.nbytes() > 0) {
     TANDEM_CHECK(data != nullptr, "from_blob: null data pointer for ", host.numel(), " elements");
     std::memcpy(host.raw_data(), data, host.nbytes());
@@ -63,10 +63,9 @@ Tensor from_blob(const void* data, const Shape& shape, DType src_dtype,
 }
 
 template <typename T>
-Tensor from_vector(const std::vector<T>& values, const Shape& shape,
-                   const TensorOptions& options) {
-  TANDEM_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-               values.size(), " values do not fill shape ", shape_str(shape));
+Tensor from_vector(const std::vector<T>& values, const Shape& shape, const TensorOptions& options) {
+  TANDEM_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+               "from_vector: ", values.size(), " values do not fill shape ", shape_str(shape));
   return from_blob(values.data(), shape, dtype_of<T>::value, options);
 }
 
@@ -81,7 +80,7 @@ std::vector<T> to_vector(const Tensor& t) {
   return out;
 }
 
-#define TANDEM_INSTANTIATE_(T)                                                           \
+#define TANDEM_INSTANTIATE_(T)                                                               \
   template Tensor from_vector<T>(const std::vector<T>&, const Shape&, const TensorOptions&); \
   template std::vector<T> to_vector<T>(const Tensor&);
 TANDEM_INSTANTIATE_(float)

@@ -57,8 +57,9 @@ TANDEM_HD Uint4 philox4x32_10(Uint4 c, uint32_t k0, uint32_t k1) {
 
 // tandem's use: counter (lo, hi, 0, 0) of a 64-bit counter, key = the seed.
 TANDEM_HD Uint4 philox4x32_10(uint64_t counter, uint64_t seed) {
-  return philox4x32_10(Uint4{static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0u, 0u},
-                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+  return philox4x32_10(
+      Uint4{static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0u, 0u},
+      static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 
 TANDEM_HD uint32_t lane(const Uint4& r, int i) {

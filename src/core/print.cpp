@@ -36,9 +36,15 @@ struct Formatter {
     if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
     char buf[64];
     switch (style) {
-      case FloatStyle::Integral: std::snprintf(buf, sizeof(buf), "%.0f.", v); break;
-      case FloatStyle::Fixed: std::snprintf(buf, sizeof(buf), "%.4f", v); break;
-      case FloatStyle::Scientific: std::snprintf(buf, sizeof(buf), "%.4e", v); break;
+      case FloatStyle::Integral:
+        std::snprintf(buf, sizeof(buf), "%.0f.", v);
+        break;
+      case FloatStyle::Fixed:
+        std::snprintf(buf, sizeof(buf), "%.4f", v);
+        break;
+      case FloatStyle::Scientific:
+        std::snprintf(buf, sizeof(buf), "%.4e", v);
+        break;
     }
     return buf;
   }
@@ -131,7 +137,8 @@ std::string Tensor::to_string() const {
   if (is_floating(dtype())) {
     for (double x : to_vector<double>(to(Device(kCPU), kFloat64))) v.push_back(x);
   } else {
-    for (int64_t x : to_vector<int64_t>(to(Device(kCPU), kInt64))) v.push_back(static_cast<Value>(x));
+    for (int64_t x : to_vector<int64_t>(to(Device(kCPU), kInt64)))
+      v.push_back(static_cast<Value>(x));
   }
   const bool summarize = numel() > kSummaryThreshold;
   std::vector<Value> visible;

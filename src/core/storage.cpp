@@ -10,8 +10,8 @@ namespace tandem {
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device, bool pinned) {
   if (device.is_cuda()) {
     TANDEM_CHECK(!pinned, "empty: pinned_memory applies to CPU tensors only");
-    return std::make_shared<Storage>(cuda::detail::allocate_device(nbytes, device.index()),
-                                     nbytes, device);
+    return std::make_shared<Storage>(cuda::detail::allocate_device(nbytes, device.index()), nbytes,
+                                     device);
   }
   if (nbytes == 0) return std::make_shared<Storage>(nullptr, 0, device, pinned);
   if (pinned) {
@@ -25,8 +25,8 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device, bool pi
         detail::str_cat("cpu: out of memory allocating ", nbytes, " bytes of host memory"),
         __FILE__, __LINE__);
   }
-  return std::make_shared<Storage>(std::shared_ptr<void>(p, [](void* q) { std::free(q); }),
-                                   nbytes, device);
+  return std::make_shared<Storage>(std::shared_ptr<void>(p, [](void* q) { std::free(q); }), nbytes,
+                                   device);
 }
 
 }  // namespace tandem

@@ -88,8 +88,8 @@ void check_index_dtype(const char* op, const Tensor& t) {
 int64_t normalize_dim(const char* op, int64_t dim, int64_t ndim) {
   const int64_t lo = ndim == 0 ? -1 : -ndim;
   const int64_t hi = ndim == 0 ? 0 : ndim - 1;
-  TANDEM_CHECK(dim >= lo && dim <= hi, op, ": dim ", dim, " is out of range for a tensor of ",
-               ndim, " dims");
+  TANDEM_CHECK(dim >= lo && dim <= hi, op, ": dim ", dim, " is out of range for a tensor of ", ndim,
+               " dims");
   return dim < 0 ? dim + std::max<int64_t>(ndim, 1) : dim;
 }
 
@@ -163,7 +163,8 @@ Tensor Tensor::to(DType target) const {
 
 Tensor Tensor::to(Device target_device, DType target_dtype) const {
   // Convert where the data is smaller, so fewer bytes cross the bus.
-  if (tandem::element_size(target_dtype) < element_size()) return to(target_dtype).to(target_device);
+  if (tandem::element_size(target_dtype) < element_size())
+    return to(target_dtype).to(target_device);
   return to(target_device).to(target_dtype);
 }
 
@@ -176,8 +177,8 @@ Tensor Tensor::clone() const {
 Tensor& Tensor::copy_(const Tensor& src) {
   detail::check_defined("copy_", *this, "destination");
   detail::check_defined("copy_", src, "source");
-  TANDEM_CHECK(src.numel() == numel() || src.numel() == 1, "copy_: source ",
-               detail::describe(src), " does not match destination ", detail::describe(*this));
+  TANDEM_CHECK(src.numel() == numel() || src.numel() == 1, "copy_: source ", detail::describe(src),
+               " does not match destination ", detail::describe(*this));
   if (is_same(src) || numel() == 0) return *this;
   const Tensor converted = src.to(device(), dtype());
   if (src.numel() == 1 && numel() != 1) {
@@ -298,8 +299,8 @@ Tensor Tensor::permute(const Shape& dims) const {
   std::vector<bool> seen(dims.size(), false);
   Shape out(dims.size());
   for (size_t i = 0; i < dims.size(); ++i) {
-    TANDEM_CHECK(dims[i] >= -nd && dims[i] < nd, "permute: dim ", dims[i], " in ",
-                 shape_str(dims), " is out of range for a tensor of ", nd, " dims");
+    TANDEM_CHECK(dims[i] >= -nd && dims[i] < nd, "permute: dim ", dims[i], " in ", shape_str(dims),
+                 " is out of range for a tensor of ", nd, " dims");
     const int64_t k = dims[i] < 0 ? dims[i] + nd : dims[i];
     TANDEM_CHECK(!seen[static_cast<size_t>(k)], "permute: dim ", k, " appears twice in ",
                  shape_str(dims));

@@ -37,8 +37,8 @@ void batched_gemm(const Tensor& a, const Tensor& b, Tensor& out, int64_t batch, 
 
 Tensor mm(const Tensor& a, const Tensor& b) {
   check_gemm_operands("mm", a, b);
-  TANDEM_CHECK(a.dim() == 2 && b.dim() == 2, "mm: expected 2-D tensors, got ",
-               shape_str(a.sizes()), " and ", shape_str(b.sizes()));
+  TANDEM_CHECK(a.dim() == 2 && b.dim() == 2, "mm: expected 2-D tensors, got ", shape_str(a.sizes()),
+               " and ", shape_str(b.sizes()));
   if (a.size(1) != b.size(0)) fail_shapes("mm", a, b);
   Tensor out = empty({a.size(0), b.size(1)}, TensorOptions(a.dtype()).device(a.device()));
   batched_gemm(a, b, out, 1, a.size(0), b.size(1), a.size(1), false, false);
@@ -71,8 +71,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const int64_t a_count = shape_numel(a_batch), b_count = shape_numel(b_batch);
   // Batch dims must match, or one side is a single matrix that is repeated.
   if (a_count > 1 && b_count > 1 && a_batch != b_batch) fail_shapes("matmul", a, b);
-  const Shape batch_shape = a_count > 1 ? a_batch : b_count > 1 ? b_batch
-                                        : broadcast_shapes(a_batch, b_batch, "matmul");
+  const Shape batch_shape = a_count > 1   ? a_batch
+                            : b_count > 1 ? b_batch
+                                          : broadcast_shapes(a_batch, b_batch, "matmul");
   const int64_t batch = shape_numel(batch_shape);
   Shape out_shape = batch_shape;
   if (!a_vec) out_shape.push_back(m);
@@ -94,9 +95,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_gemm_operands("linear", x, weight);
   TANDEM_CHECK(weight.dim() == 2, "linear: weight must be 2-D [out_features, in_features], got ",
                shape_str(weight.sizes()));
-  TANDEM_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ",
-               shape_str(x.sizes()), " has ", (x.dim() >= 1 ? x.size(-1) : 0),
-               " features but weight ", shape_str(weight.sizes()), " expects ", weight.size(1));
+  TANDEM_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", shape_str(x.sizes()),
+               " has ", (x.dim() >= 1 ? x.size(-1) : 0), " features but weight ",
+               shape_str(weight.sizes()), " expects ", weight.size(1));
   const int64_t in = weight.size(1), out_features = weight.size(0);
   const int64_t rows = x.numel() / std::max<int64_t>(in, 1);
   Shape out_shape(x.sizes().begin(), x.sizes().end() - 1);
@@ -107,8 +108,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     out.zero_();
   } else {
     const GemmShape shape{1, rows, out_features, in, 0, 0, 0};
-    TANDEM_BACKEND_CALL(x.device(), gemm, Transpose::No, Transpose::Yes, shape, 1.0, x, weight,
-                        0.0, out);
+    TANDEM_BACKEND_CALL(x.device(), gemm, Transpose::No, Transpose::Yes, shape, 1.0, x, weight, 0.0,
+                        out);
   }
   if (bias.defined()) {
     detail::check_same_device("linear", x, bias);

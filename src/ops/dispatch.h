@@ -12,22 +12,22 @@
 #include "tandem/tensor.h"
 
 #if defined(TANDEM_WITH_CUDA_BACKEND)
-#define TANDEM_BACKEND_CALL(DEVICE, FN, ...)                              \
-  do {                                                                    \
-    const ::tandem::Device tandem_dev_ = (DEVICE);                        \
-    if (tandem_dev_.is_cuda()) {                                          \
+#define TANDEM_BACKEND_CALL(DEVICE, FN, ...)                                  \
+  do {                                                                        \
+    const ::tandem::Device tandem_dev_ = (DEVICE);                            \
+    if (tandem_dev_.is_cuda()) {                                              \
       ::tandem::cuda::detail::DeviceGuard tandem_guard_(tandem_dev_.index()); \
-      ::tandem::cuda::FN(__VA_ARGS__);                                    \
-    } else {                                                              \
-      ::tandem::cpu::FN(__VA_ARGS__);                                     \
-    }                                                                     \
+      ::tandem::cuda::FN(__VA_ARGS__);                                        \
+    } else {                                                                  \
+      ::tandem::cpu::FN(__VA_ARGS__);                                         \
+    }                                                                         \
   } while (0)
 #else
 #define TANDEM_BACKEND_CALL(DEVICE, FN, ...)                                         \
   do {                                                                               \
     const ::tandem::Device tandem_dev_ = (DEVICE);                                   \
     TANDEM_CHECK(!tandem_dev_.is_cuda(), #FN,                                        \
-                 ": a CUDA tensor reached an op, but tandem was built without CUDA "  \
+                 ": a CUDA tensor reached an op, but tandem was built without CUDA " \
                  "support (configure with TANDEM_CUDA=ON)");                         \
     ::tandem::cpu::FN(__VA_ARGS__);                                                  \
   } while (0)

@@ -84,7 +84,7 @@ Tensor div(const Tensor& a, double b) { return binary_scalar(BinaryOp::Div, a, b
 Tensor maximum(const Tensor& a, double b) { return binary_scalar(BinaryOp::Maximum, a, b); }
 Tensor minimum(const Tensor& a, double b) { return binary_scalar(BinaryOp::Minimum, a, b); }
 
-#define TANDEM_DEFINE_COMPARE_(name, Enum)                                                \
+#define TANDEM_DEFINE_COMPARE_(name, Enum)                                               \
   Tensor name(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Enum, a, b); } \
   Tensor name(const Tensor& a, double b) { return binary_scalar(BinaryOp::Enum, a, b); }
 TANDEM_COMPARE_OPS(TANDEM_DEFINE_COMPARE_)
@@ -143,8 +143,8 @@ Tensor& binary_inplace(BinaryOp op, Tensor& self, const Tensor& other, double al
                        const char* name) {
   check_binary_args(name, self, other);
   TANDEM_CHECK(!is_comparison(op), name, ": comparisons cannot be computed in place");
-  TANDEM_CHECK(broadcast_shapes(self.sizes(), other.sizes(), name) == self.sizes(), name,
-               ": ", shape_str(other.sizes()), " cannot be broadcast to the destination shape ",
+  TANDEM_CHECK(broadcast_shapes(self.sizes(), other.sizes(), name) == self.sizes(), name, ": ",
+               shape_str(other.sizes()), " cannot be broadcast to the destination shape ",
                shape_str(self.sizes()));
   if (self.numel() > 0) TANDEM_BACKEND_CALL(self.device(), binary, op, self, other, self, alpha);
   return self;

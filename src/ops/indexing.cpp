@@ -24,8 +24,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     detail::check_same_dtype("cat", first, t);
     bool same = t.dim() == first.dim();
     for (int64_t k = 0; same && k < t.dim(); ++k) same = k == d || t.size(k) == first.size(k);
-    TANDEM_CHECK(same, "cat: tensor ", i, " has shape ", shape_str(t.sizes()),
-                 " but expected ", shape_str(first.sizes()), " except in dim ", d);
+    TANDEM_CHECK(same, "cat: tensor ", i, " has shape ", shape_str(t.sizes()), " but expected ",
+                 shape_str(first.sizes()), " except in dim ", d);
     out_shape[static_cast<size_t>(d)] += t.size(d);
   }
   Tensor out = empty(out_shape, TensorOptions(first.dtype()).device(first.device()));
@@ -34,7 +34,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   int64_t offset = 0;
   for (const Tensor& t : parts) {
     const int64_t cols = detail::prod(t.sizes(), d, t.dim());
-    if (t.numel() > 0) TANDEM_BACKEND_CALL(out.device(), copy_2d, t, out, rows, cols, dst_cols, offset);
+    if (t.numel() > 0)
+      TANDEM_BACKEND_CALL(out.device(), copy_2d, t, out, rows, cols, dst_cols, offset);
     offset += cols;
   }
   return out;
@@ -60,8 +61,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   detail::check_defined("index_select", index, "index");
   detail::check_same_device("index_select", x, index);
   detail::check_index_dtype("index_select", index);
-  TANDEM_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ",
-               shape_str(index.sizes()));
+  TANDEM_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", shape_str(index.sizes()));
   const Tensor input = x.dim() == 0 ? x.view({1}) : x;
   const int64_t d = detail::normalize_dim("index_select", dim, input.dim());
   Shape out_shape = input.sizes();
@@ -81,14 +81,12 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   detail::check_defined("gather", index, "index");
   detail::check_same_device("gather", x, index);
   detail::check_index_dtype("gather", index);
-  TANDEM_CHECK(x.dim() > 0 && index.dim() == x.dim(), "gather: index ",
-               shape_str(index.sizes()), " must have as many dims as the input ",
-               shape_str(x.sizes()));
+  TANDEM_CHECK(x.dim() > 0 && index.dim() == x.dim(), "gather: index ", shape_str(index.sizes()),
+               " must have as many dims as the input ", shape_str(x.sizes()));
   const int64_t d = detail::normalize_dim("gather", dim, x.dim());
   for (int64_t k = 0; k < x.dim(); ++k) {
-    TANDEM_CHECK(k == d || index.size(k) == x.size(k), "gather: index ",
-                 shape_str(index.sizes()), " and input ", shape_str(x.sizes()),
-                 " must match in every dim except dim ", d);
+    TANDEM_CHECK(k == d || index.size(k) == x.size(k), "gather: index ", shape_str(index.sizes()),
+                 " and input ", shape_str(x.sizes()), " must match in every dim except dim ", d);
   }
   Tensor out = empty(index.sizes(), TensorOptions(x.dtype()).device(x.device()));
   if (out.numel() == 0) return out;

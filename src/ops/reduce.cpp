@@ -14,9 +14,12 @@ namespace {
 DType reduce_dtype(ReduceOp op, DType in) {
   switch (op) {
     case ReduceOp::ArgMax:
-    case ReduceOp::ArgMin: return kInt64;
-    case ReduceOp::Sum: return (in == kInt32 || in == kUInt8) ? kInt64 : in;
-    default: return in;
+    case ReduceOp::ArgMin:
+      return kInt64;
+    case ReduceOp::Sum:
+      return (in == kInt32 || in == kUInt8) ? kInt64 : in;
+    default:
+      return in;
   }
 }
 
@@ -57,7 +60,7 @@ Tensor reduce(ReduceOp op, const Tensor& x, int64_t dim, bool keepdim) {
                      detail::prod(x.sizes(), d + 1, x.dim()), out_shape);
 }
 
-#define TANDEM_DEFINE_REDUCE_(name, Enum)                          \
+#define TANDEM_DEFINE_REDUCE_(name, Enum)                            \
   Tensor name(const Tensor& x) { return reduce(ReduceOp::Enum, x); } \
   Tensor name(const Tensor& x, int64_t dim, bool keepdim) {          \
     return reduce(ReduceOp::Enum, x, dim, keepdim);                  \
