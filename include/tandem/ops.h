@@ -65,6 +65,10 @@ Tensor argmin(const Tensor& x);
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor var(const Tensor& x, bool unbiased = true);
 Tensor var(const Tensor& x, int64_t dim, bool unbiased = true, bool keepdim = false);
+// Makes var(x, 0) mean "over dim 0" rather than an ambiguous call.
+inline Tensor var(const Tensor& x, int dim, bool unbiased = true, bool keepdim = false) {
+  return var(x, static_cast<int64_t>(dim), unbiased, keepdim);
+}
 Tensor reduce(ReduceOp op, const Tensor& x);
 Tensor reduce(ReduceOp op, const Tensor& x, int64_t dim, bool keepdim);
 

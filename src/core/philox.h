@@ -15,6 +15,10 @@
 //                             uniforms of the counter give elements 2c, 2c+1
 //   randint                 : element i -> counter offset + i/2, lanes as float64
 // counters_for() says how many counters an op of n elements reserves.
+// Dropout keeps element i iff uniform_float(i) >= float(p) (for float32 and
+// float64 masks alike) and writes 1/(1-p) there, 0 elsewhere.
+// Math functions are called as ::name so that tandem::sqrt(const Tensor&) and
+// friends never capture them.
 #pragma once
 
 #include <cmath>
@@ -104,17 +108,17 @@ TANDEM_HD float normal_float(uint64_t seed, uint64_t offset, uint64_t i) {
   const int pair = static_cast<int>((i % 4) / 2);
   const float u1 = 1.0f - to_unit_float(pair == 0 ? r.x : r.z);
   const float u2 = to_unit_float(pair == 0 ? r.y : r.w);
-  const float radius = sqrtf(-2.0f * logf(u1));
+  const float radius = ::sqrtf(-2.0f * ::logf(u1));
   const float theta = 6.2831853071795864769f * u2;
-  return (i % 2 == 0) ? radius * cosf(theta) : radius * sinf(theta);
+  return (i % 2 == 0) ? radius * ::cosf(theta) : radius * ::sinf(theta);
 }
 TANDEM_HD double normal_double(uint64_t seed, uint64_t offset, uint64_t i) {
   const Uint4 r = philox4x32_10(offset + i / 2, seed);
   const double u1 = 1.0 - to_unit_double(r.x, r.y);
   const double u2 = to_unit_double(r.z, r.w);
-  const double radius = sqrt(-2.0 * log(u1));
+  const double radius = ::sqrt(-2.0 * ::log(u1));
   const double theta = 6.283185307179586476925 * u2;
-  return (i % 2 == 0) ? radius * cos(theta) : radius * sin(theta);
+  return (i % 2 == 0) ? radius * ::cos(theta) : radius * ::sin(theta);
 }
 
 }  // namespace philox
