@@ -371,11 +371,18 @@ inline std::vector<Device> devices() {
 }  // namespace tt
 
 // Skips the current test, printing why, when no CUDA device can be used.
-#define TANDEM_SKIP_WITHOUT_CUDA()                                                  \
-  do {                                                                              \
-    if (!::tandem::cuda::is_available()) {                                          \
-      GTEST_SKIP() << "no CUDA device: " << ::tt::cuda_unavailable_reason();        \
-    }                                                                               \
+// With TANDEM_REQUIRE_CUDA=1 (tools/test.sh --gpu) a missing device is a
+// failure instead of a skip, so a GPU run cannot pass by skipping.
+#define TANDEM_SKIP_WITHOUT_CUDA()                                                    \
+  do {                                                                                \
+    if (!::tandem::cuda::is_available()) {                                            \
+      const char* tandem_require_ = std::getenv("TANDEM_REQUIRE_CUDA");               \
+      if (tandem_require_ != nullptr && std::string(tandem_require_) == "1") {        \
+        FAIL() << "TANDEM_REQUIRE_CUDA=1 but no CUDA device: "                        \
+               << ::tt::cuda_unavailable_reason();                                    \
+      }                                                                               \
+      GTEST_SKIP() << "no CUDA device: " << ::tt::cuda_unavailable_reason();          \
+    }                                                                                 \
   } while (0)
 
 // ---- float64 reference helpers -------------------------------------------------------
