@@ -110,46 +110,17 @@ void dispatch_index(DType t, const char* name, F&& f) {
 
 }  // namespace tandem
 
-#define TANDEM_DTYPE_CASE_(enum_value, type, ...) \
-  case enum_value: {                              \
-    using scalar_t = type;                        \
-    __VA_ARGS__();                                \
-    break;                                        \
-  }
-
-// TANDEM_DISPATCH_FLOATING(dtype, "op", [&] { kernel<scalar_t>(...); });
-#define TANDEM_DISPATCH_FLOATING(DT, NAME, ...)                         \
-  do {                                                                  \
-    switch (DT) {                                                       \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Float32, float, __VA_ARGS__)  \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Float64, double, __VA_ARGS__) \
-      default:                                                          \
-        TANDEM_FAIL(NAME, ": dtype ", ::tandem::dtype_name(DT),         \
-                    " is not supported (expected float32 or float64)"); \
-    }                                                                   \
-  } while (0)
-
-#define TANDEM_DISPATCH_ALL(DT, NAME, ...)                              \
-  do {                                                                  \
-    switch (DT) {                                                       \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Float32, float, __VA_ARGS__)  \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Float64, double, __VA_ARGS__) \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Int32, int32_t, __VA_ARGS__)  \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Int64, int64_t, __VA_ARGS__)  \
-      TANDEM_DTYPE_CASE_(::tandem::DType::UInt8, uint8_t, __VA_ARGS__)  \
-      default:                                                          \
-        TANDEM_FAIL(NAME, ": unknown dtype");                           \
-    }                                                                   \
-  } while (0)
-
+// Macro forms, for call sites that want `scalar_t` in scope without naming a
+// tag: TANDEM_DISPATCH_FLOATING(dtype, "op", [&] { kernel<scalar_t>(...); });
+// They expand to the functions above.
+#define TANDEM_DISPATCH_IMPL_(FN, DT, NAME, ...)       \
+  ::tandem::FN((DT), (NAME), [&](auto tandem_tag_) {   \
+    using scalar_t = decltype(tandem_tag_);            \
+    (__VA_ARGS__)();                                   \
+  })
+#define TANDEM_DISPATCH_FLOATING(DT, NAME, ...) \
+  TANDEM_DISPATCH_IMPL_(dispatch_floating, DT, NAME, __VA_ARGS__)
+#define TANDEM_DISPATCH_ALL(DT, NAME, ...) TANDEM_DISPATCH_IMPL_(dispatch_all, DT, NAME, __VA_ARGS__)
 // Index dtypes (int32 / int64), e.g. for index_select, gather, one_hot.
-#define TANDEM_DISPATCH_INDEX(DT, NAME, ...)                           \
-  do {                                                                 \
-    switch (DT) {                                                      \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Int32, int32_t, __VA_ARGS__) \
-      TANDEM_DTYPE_CASE_(::tandem::DType::Int64, int64_t, __VA_ARGS__) \
-      default:                                                         \
-        TANDEM_FAIL(NAME, ": index dtype ", ::tandem::dtype_name(DT),  \
-                    " is not supported (expected int64 or int32)");    \
-    }                                                                  \
-  } while (0)
+#define TANDEM_DISPATCH_INDEX(DT, NAME, ...) \
+  TANDEM_DISPATCH_IMPL_(dispatch_index, DT, NAME, __VA_ARGS__)
