@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "core/backend.h"
+#include "core/convert.h"
 
 namespace tandem {
 namespace cpu {
@@ -53,36 +54,12 @@ inline bool is_nan(T v) {
 
 // ---- Conversions ---------------------------------------------------------------
 
-// copy_convert semantics: a plain static_cast, except that floating -> integer
-// truncates toward zero, saturates at D's range and maps NaN to 0 (a C++ cast
-// of those values is undefined behaviour).
+// Conversions (core/convert.h, shared with CUDA).
 template <typename D, typename S>
 inline D convert(S v) {
-  if constexpr (kIsFloat<S> && !kIsFloat<D>) {
-    if (std::isnan(v)) return D(0);
-    // double(max) of int64 is 2^63, one past the range, so >= catches it.
-    if (static_cast<double>(v) >= static_cast<double>(std::numeric_limits<D>::max())) {
-      return std::numeric_limits<D>::max();
-    }
-    if (static_cast<double>(v) <= static_cast<double>(std::numeric_limits<D>::min())) {
-      return std::numeric_limits<D>::min();
-    }
-    return static_cast<D>(v);
-  } else {
-    return static_cast<D>(v);
-  }
+  return convert_value<D>(v);
 }
-
-// A double argument (fill value, scalar operand, alpha) as T: integers go
-// through int64 so that negative values wrap into uint8 as in the CUDA backend.
-template <typename T>
-inline T scalar_to(double v) {
-  if constexpr (kIsFloat<T>) {
-    return static_cast<T>(v);
-  } else {
-    return static_cast<T>(convert<int64_t>(v));
-  }
-}
+using ::tandem::scalar_to;
 
 // ---- Wrapping integer arithmetic -------------------------------------------------
 

@@ -22,6 +22,7 @@
 #include <string>
 #include <type_traits>
 
+#include "core/convert.h"
 #include "cuda/runtime.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"
@@ -160,37 +161,9 @@ struct alignas(sizeof(T) * N) AlignedVec {
   T val[N];
 };
 
-// Value conversion shared by copy_convert, fill, arange and scalar arguments, the
-// same as the CPU backend's (src/cpu/cpu_utils.h): a static_cast, except that
-// floating -> integer truncates, saturates at D's range and maps NaN to 0 (a C++
-// cast of those values is undefined; the GPU's cvt to 8-bit would wrap).
-template <typename D, typename S>
-__host__ __device__ __forceinline__ D convert_value(S v) {
-  if constexpr (std::is_floating_point<S>::value && !std::is_floating_point<D>::value) {
-    if (v != v) return D(0);
-    // double(max) of int64 is 2^63, one past the range, so >= catches it.
-    if (static_cast<double>(v) >= static_cast<double>(std::numeric_limits<D>::max())) {
-      return std::numeric_limits<D>::max();
-    }
-    if (static_cast<double>(v) <= static_cast<double>(std::numeric_limits<D>::min())) {
-      return std::numeric_limits<D>::min();
-    }
-    return static_cast<D>(v);
-  } else {
-    return static_cast<D>(v);
-  }
-}
-
-// A double argument (fill value, scalar operand, alpha) as T: integers go
-// through int64, so -1 wraps to 255 in uint8 (as on the CPU).
-template <typename T>
-inline T scalar_to(double v) {
-  if constexpr (std::is_floating_point<T>::value) {
-    return static_cast<T>(v);
-  } else {
-    return static_cast<T>(convert_value<int64_t>(v));
-  }
-}
+// Value conversions: core/convert.h (shared with the CPU backend).
+using ::tandem::convert_value;
+using ::tandem::scalar_to;
 
 inline bool is_aligned_to(const void* p, size_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
