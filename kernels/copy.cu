@@ -123,23 +123,6 @@ __global__ void permute_kernel(const W* x, W* out, int64_t n, PermuteGeometry g)
 
 // ---- Host --------------------------------------------------------------------------------------
 
-template <typename F>
-void dispatch_word(size_t bytes, const char* name, const F& f) {
-  switch (bytes) {
-    case 1:
-      f(uint8_t{});
-      return;
-    case 4:
-      f(uint32_t{});
-      return;
-    case 8:
-      f(uint64_t{});
-      return;
-    default:
-      TANDEM_FAIL(name, " (cuda): unsupported element size ", bytes);
-  }
-}
-
 template <typename S>
 void convert_from(const S* src, Tensor& dst, int64_t n) {
   TANDEM_DISPATCH_ALL(dst.dtype(), "copy_convert (cuda)", [&] {

@@ -85,24 +85,6 @@ __global__ void one_hot_kernel(const I* labels, T* out, int64_t n, int64_t num_c
 
 constexpr int64_t kRowKernelMin = 128;
 
-// Calls f(W{}) with W the unsigned word of `bytes` bytes.
-template <typename F>
-void dispatch_word(size_t bytes, const char* name, const F& f) {
-  switch (bytes) {
-    case 1:
-      f(uint8_t{});
-      return;
-    case 4:
-      f(uint32_t{});
-      return;
-    case 8:
-      f(uint64_t{});
-      return;
-    default:
-      TANDEM_FAIL(name, " (cuda): unsupported element size ", bytes);
-  }
-}
-
 }  // namespace
 
 void index_select(const Tensor& x, const Tensor& index, Tensor& out, int64_t outer,

@@ -46,7 +46,6 @@ using tandem::detail::str_cat;
 
 namespace {
 
-constexpr int kMaxDevices = 64;
 constexpr size_t kSmallLimit = size_t{1} << 20;  // below: 512 B granularity
 constexpr size_t kSmallRound = 512;
 constexpr size_t kLargeRound = size_t{2} << 20;    // at and above: 2 MiB granularity

@@ -31,6 +31,10 @@ namespace tandem {
 namespace cuda {
 namespace detail {
 
+// Devices beyond this are not supported: per-device state lives in fixed
+// tables, which keeps the hot paths lock-free.
+constexpr int kMaxDevices = 64;
+
 // ---- Error checking ---------------------------------------------------------------
 
 [[noreturn]] void throw_status(cudaError_t status, const char* stmt, const char* file, int line);
@@ -164,6 +168,25 @@ struct alignas(sizeof(T) * N) AlignedVec {
 // Value conversions: core/convert.h (shared with the CPU backend).
 using ::tandem::convert_value;
 using ::tandem::scalar_to;
+
+// Calls f(W{}) with W the unsigned word of `bytes` bytes: copies and gathers
+// move bits, so they need one instantiation per element size, not per dtype.
+template <typename F>
+void dispatch_word(size_t bytes, const char* name, const F& f) {
+  switch (bytes) {
+    case 1:
+      f(uint8_t{});
+      return;
+    case 4:
+      f(uint32_t{});
+      return;
+    case 8:
+      f(uint64_t{});
+      return;
+    default:
+      TANDEM_FAIL(name, " (cuda): unsupported element size ", bytes);
+  }
+}
 
 inline bool is_aligned_to(const void* p, size_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;

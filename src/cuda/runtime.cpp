@@ -31,10 +31,6 @@ using tandem::detail::str_cat;
 
 namespace {
 
-// Devices beyond this are not supported (a fixed table keeps the hot paths
-// lock-free).
-constexpr int kMaxDevices = 64;
-
 struct DeviceCount {
   int count = 0;
   std::string error;  // why there are none (cudaGetDeviceCount's error string)
