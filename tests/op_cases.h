@@ -33,7 +33,8 @@ inline const std::vector<BinaryCase>& binary_cases() {
 }
 
 // The named public function of each binary op, e.g. tandem::add(a, b).
-inline tandem::Tensor call_named(tandem::BinaryOp op, const tandem::Tensor& a, const tandem::Tensor& b) {
+inline tandem::Tensor call_named(tandem::BinaryOp op, const tandem::Tensor& a,
+                                 const tandem::Tensor& b) {
   switch (op) {
 #define TANDEM_TEST_CALL_(name, Enum) \
   case tandem::BinaryOp::Enum:        \
@@ -74,7 +75,8 @@ inline tandem::Tensor call_reduce_all(tandem::ReduceOp op, const tandem::Tensor&
   }
   return tandem::Tensor();
 }
-inline tandem::Tensor call_reduce_dim(tandem::ReduceOp op, const tandem::Tensor& x, int64_t dim, bool keepdim) {
+inline tandem::Tensor call_reduce_dim(tandem::ReduceOp op, const tandem::Tensor& x, int64_t dim,
+                                      bool keepdim) {
   switch (op) {
 #define TANDEM_TEST_CALL_(name, Enum) \
   case tandem::ReduceOp::Enum:        \

@@ -6,8 +6,6 @@
 // the reason printed, when no CUDA device is available.
 // core/philox.h comes first: its unqualified sqrt/log/cos/sin on doubles would
 // otherwise find tandem::sqrt(const Tensor&) etc. from ops.h (name hiding).
-#include "core/philox.h"
-
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
@@ -16,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/philox.h"
 #include "op_cases.h"
 #include "test_util.h"
 
@@ -35,8 +34,8 @@ const Device kGpu(tandem::kCUDA, 0);
 
 // A CUDA result checked against the CPU result: it must live on the GPU and
 // match within `tol`.
-void expect_parity(const Tensor& gpu, const Tensor& cpu, Tol tol, const char* file = __builtin_FILE(),
-                   int line = __builtin_LINE()) {
+void expect_parity(const Tensor& gpu, const Tensor& cpu, Tol tol,
+                   const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   if (!gpu.is_cuda()) {
     ADD_FAILURE_AT(file, line) << "the result of a CUDA op is on " << gpu.device().str();
     return;
@@ -158,12 +157,17 @@ TEST_F(CudaTest, FactoriesOnTheDevice) {
     EXPECT_TRUE(tandem::zeros_like(z).is_cuda());
     EXPECT_EQ(tandem::empty({0}, opts).numel(), 0);
   }
-  tt::expect_equal(tandem::arange(0, 100, 3, tandem::TensorOptions(tandem::kInt64).device(kGpu)).cpu(),
-                   tandem::arange(0, 100, 3));
-  tt::expect_equal(tandem::arange(1000003, tandem::TensorOptions(tandem::kFloat32).device(kGpu)).cpu(),
-                   tandem::arange(1000003, tandem::kFloat32));
+  tt::expect_equal(
+      tandem::arange(0, 100, 3, tandem::TensorOptions(tandem::kInt64).device(kGpu)).cpu(),
+      tandem::arange(0, 100, 3));
+  tt::expect_equal(
+      tandem::arange(1000003, tandem::TensorOptions(tandem::kFloat32).device(kGpu)).cpu(),
+      tandem::arange(1000003, tandem::kFloat32));
   Tensor h = tt::random_tensor({4, 5}, tandem::kFloat64);
-  tt::expect_equal(tandem::from_vector(tt::to_doubles(h), {4, 5}, tandem::TensorOptions(tandem::kFloat64).device(kGpu)).cpu(), h);
+  tt::expect_equal(tandem::from_vector(tt::to_doubles(h), {4, 5},
+                                       tandem::TensorOptions(tandem::kFloat64).device(kGpu))
+                       .cpu(),
+                   h);
 }
 
 TEST_F(CudaTest, RoundTripsEveryDtype) {
@@ -247,7 +251,8 @@ TEST_F(CudaTest, ViewsFillCloneItemAndLayoutOnTheDevice) {
   EXPECT_TRUE(c.is_cuda());
   EXPECT_NE(c.raw_data(), g.raw_data());
   tt::expect_equal(c.cpu(), x);
-  EXPECT_EQ(g[2][1].view({-1}).slice(3, 4).item<float>(), tandem::to_vector<float>(x)[2 * 12 + 1 * 4 + 3]);
+  EXPECT_EQ(g[2][1].view({-1}).slice(3, 4).item<float>(),
+            tandem::to_vector<float>(x)[2 * 12 + 1 * 4 + 3]);
   g.slice(1, 2).fill_(9.0);
   x.slice(1, 2).fill_(9.0);
   tt::expect_equal(g.cpu(), x);
@@ -265,7 +270,8 @@ TEST_F(CudaTest, PinnedMemory) {
   Tensor g = p.cuda();
   EXPECT_TRUE(g.is_cuda());
   tt::expect_equal(g.cpu(), src);
-  Tensor back = tandem::empty({1000003}, tandem::TensorOptions(tandem::kFloat32).pinned_memory(true));
+  Tensor back =
+      tandem::empty({1000003}, tandem::TensorOptions(tandem::kFloat32).pinned_memory(true));
   back.copy_(g);
   tandem::cuda::synchronize();
   tt::expect_equal(back, src);
@@ -290,14 +296,14 @@ TEST_P(UnaryParity, MatchesCpu) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllUnaryOps, UnaryParity,
-    ::testing::Combine(::testing::Range<size_t>(0, tt::unary_cases().size()),
-                       ::testing::Values(tandem::kFloat32, tandem::kFloat64)),
-    [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
-      return std::string(tt::unary_cases()[std::get<0>(param_info.param)].name) + "_" +
-             tandem::dtype_name(std::get<1>(param_info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(AllUnaryOps, UnaryParity,
+                         ::testing::Combine(::testing::Range<size_t>(0, tt::unary_cases().size()),
+                                            ::testing::Values(tandem::kFloat32, tandem::kFloat64)),
+                         [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
+                           return std::string(
+                                      tt::unary_cases()[std::get<0>(param_info.param)].name) +
+                                  "_" + tandem::dtype_name(std::get<1>(param_info.param));
+                         });
 
 class ParamUnaryParity : public CudaParamTest<DType> {};
 
@@ -307,18 +313,22 @@ TEST_P(ParamUnaryParity, PowAndClamp) {
     SCOPED_TRACE("shape " + tt::str(s));
     Tensor pos = tt::random_tensor(s, dt, 0.05, 4.0);
     Tensor any = tt::random_tensor(s, dt, -3.0, 3.0);
-    for (double p : {0.5, 2.5, -0.5}) expect_parity(tandem::pow(pos.cuda(), p), tandem::pow(pos, p), unary_tol(UnaryOp::Pow, dt));
+    for (double p : {0.5, 2.5, -0.5})
+      expect_parity(tandem::pow(pos.cuda(), p), tandem::pow(pos, p), unary_tol(UnaryOp::Pow, dt));
     for (double p : {2.0, 3.0, 0.0}) {
       expect_parity(tandem::pow(any.cuda(), p), tandem::pow(any, p), unary_tol(UnaryOp::Pow, dt));
-      expect_parity(tandem::unary(UnaryOp::Pow, any.cuda(), p), tandem::pow(any, p), unary_tol(UnaryOp::Pow, dt));
+      expect_parity(tandem::unary(UnaryOp::Pow, any.cuda(), p), tandem::pow(any, p),
+                    unary_tol(UnaryOp::Pow, dt));
     }
-    expect_parity(tandem::clamp(any.cuda(), -0.5, 0.25), tandem::clamp(any, -0.5, 0.25), tt::exact());
-    expect_parity(tandem::unary(UnaryOp::Clamp, any.cuda(), -1.0, 2.0), tandem::clamp(any, -1.0, 2.0), tt::exact());
+    expect_parity(tandem::clamp(any.cuda(), -0.5, 0.25), tandem::clamp(any, -0.5, 0.25),
+                  tt::exact());
+    expect_parity(tandem::unary(UnaryOp::Clamp, any.cuda(), -1.0, 2.0),
+                  tandem::clamp(any, -1.0, 2.0), tt::exact());
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Floating, ParamUnaryParity, ::testing::Values(tandem::kFloat32, tandem::kFloat64),
-                         dtype_param_name);
+INSTANTIATE_TEST_SUITE_P(Floating, ParamUnaryParity,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64), dtype_param_name);
 
 struct Operands {
   Tensor a, b;
@@ -336,12 +346,15 @@ Operands binary_operands(BinaryOp op, DType dt, const Shape& sa, const Shape& sb
     };
     return {grid(sa), grid(sb)};
   }
-  if (dt == tandem::kUInt8) return {tt::random_tensor(sa, dt, 8, 15), tt::random_tensor(sb, dt, 1, 4)};
+  if (dt == tandem::kUInt8)
+    return {tt::random_tensor(sa, dt, 8, 15), tt::random_tensor(sb, dt, 1, 4)};
   if (!tandem::is_floating(dt)) {
-    if (op == BinaryOp::Div) return {tt::random_tensor(sa, dt, 0, 100), tt::random_tensor(sb, dt, 1, 9)};
+    if (op == BinaryOp::Div)
+      return {tt::random_tensor(sa, dt, 0, 100), tt::random_tensor(sb, dt, 1, 9)};
     return {tt::random_tensor(sa, dt, -50, 50), tt::random_tensor(sb, dt, -50, 50)};
   }
-  if (op == BinaryOp::Div) return {tt::random_tensor(sa, dt, -2, 2), tt::random_nonzero(sb, dt, 0.25, 2.0)};
+  if (op == BinaryOp::Div)
+    return {tt::random_tensor(sa, dt, -2, 2), tt::random_nonzero(sb, dt, 0.25, 2.0)};
   return {tt::random_tensor(sa, dt, -2, 2), tt::random_tensor(sb, dt, -2, 2)};
 }
 
@@ -350,11 +363,21 @@ class BinaryParity : public CudaParamTest<std::tuple<size_t, DType>> {};
 TEST_P(BinaryParity, MatchesCpuWithBroadcasting) {
   const auto& c = tt::binary_cases()[std::get<0>(GetParam())];
   const DType dt = std::get<1>(GetParam());
-  const std::vector<std::pair<Shape, Shape>> pairs = {
-      {{7}, {7}},           {{}, {}},          {{1}, {1}},       {{3, 7, 5}, {3, 7, 5}},
-      {{3, 1, 5}, {4, 5}},  {{4, 5}, {3, 1, 5}}, {{2, 1}, {1, 3}}, {{}, {2, 3}},
-      {{2, 3}, {}},         {{33}, {1}},       {{0}, {0}},       {{0, 3}, {3}},
-      {{1000003}, {1000003}}, {{1000003}, {1}}, {{1000, 1}, {1, 1001}}};
+  const std::vector<std::pair<Shape, Shape>> pairs = {{{7}, {7}},
+                                                      {{}, {}},
+                                                      {{1}, {1}},
+                                                      {{3, 7, 5}, {3, 7, 5}},
+                                                      {{3, 1, 5}, {4, 5}},
+                                                      {{4, 5}, {3, 1, 5}},
+                                                      {{2, 1}, {1, 3}},
+                                                      {{}, {2, 3}},
+                                                      {{2, 3}, {}},
+                                                      {{33}, {1}},
+                                                      {{0}, {0}},
+                                                      {{0, 3}, {3}},
+                                                      {{1000003}, {1000003}},
+                                                      {{1000003}, {1}},
+                                                      {{1000, 1}, {1, 1001}}};
   for (const auto& sh : pairs) {
     SCOPED_TRACE(tt::str(sh.first) + " and " + tt::str(sh.second));
     const Operands in = binary_operands(c.op, dt, sh.first, sh.second);
@@ -362,7 +385,8 @@ TEST_P(BinaryParity, MatchesCpuWithBroadcasting) {
     Tensor cpu = tt::call_named(c.op, in.a, in.b);
     poison_output(cpu.sizes(), cpu.dtype());
     expect_parity(tt::call_named(c.op, ag, bg), cpu, tt::default_tol(dt));
-    expect_parity(tandem::binary(c.op, ag, bg, 2.0), tandem::binary(c.op, in.a, in.b, 2.0), tt::default_tol(dt));
+    expect_parity(tandem::binary(c.op, ag, bg, 2.0), tandem::binary(c.op, in.a, in.b, 2.0),
+                  tt::default_tol(dt));
   }
 }
 
@@ -383,7 +407,7 @@ TEST_P(BinaryParity, ScalarOnEitherSide) {
   for (const Shape& s : parity_shapes()) {
     SCOPED_TRACE("shape " + tt::str(s));
     Tensor a = (!integral && c.op == BinaryOp::Div) ? tt::random_nonzero(s, dt, 0.25, 2.0)
-                                                      : tt::random_tensor(s, dt, lo, hi);
+                                                    : tt::random_tensor(s, dt, lo, hi);
     if (tandem::is_comparison(c.op)) a = binary_operands(c.op, dt, s, {}).a;
     const Tensor ag = a.cuda();
     expect_parity(tandem::binary_scalar(c.op, ag, s_right), tandem::binary_scalar(c.op, a, s_right),
@@ -395,15 +419,16 @@ TEST_P(BinaryParity, ScalarOnEitherSide) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllBinaryOps, BinaryParity,
-    ::testing::Combine(::testing::Range<size_t>(0, tt::binary_cases().size()),
-                       ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt32, tandem::kInt64,
-                                         tandem::kUInt8)),
-    [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
-      return std::string(tt::binary_cases()[std::get<0>(param_info.param)].name) + "_" +
-             tandem::dtype_name(std::get<1>(param_info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(AllBinaryOps, BinaryParity,
+                         ::testing::Combine(::testing::Range<size_t>(0, tt::binary_cases().size()),
+                                            ::testing::Values(tandem::kFloat32, tandem::kFloat64,
+                                                              tandem::kInt32, tandem::kInt64,
+                                                              tandem::kUInt8)),
+                         [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
+                           return std::string(
+                                      tt::binary_cases()[std::get<0>(param_info.param)].name) +
+                                  "_" + tandem::dtype_name(std::get<1>(param_info.param));
+                         });
 
 class InPlaceParity : public CudaParamTest<DType> {};
 
@@ -444,8 +469,8 @@ TEST_P(InPlaceParity, AllInPlaceForms) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Floating, InPlaceParity, ::testing::Values(tandem::kFloat32, tandem::kFloat64),
-                         dtype_param_name);
+INSTANTIATE_TEST_SUITE_P(Floating, InPlaceParity,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64), dtype_param_name);
 
 TEST_F(CudaTest, WhereParity) {
   for (DType dt : {tandem::kFloat32, tandem::kFloat64, tandem::kInt64}) {
@@ -458,8 +483,10 @@ TEST_F(CudaTest, WhereParity) {
     for (const auto& sh : cases) {
       Tensor cond = tt::random_tensor(sh[0], tandem::kUInt8, 0, 1);
       Tensor a = tt::random_tensor(sh[1], dt, -9, 9), b = tt::random_tensor(sh[2], dt, -9, 9);
-      expect_parity(tandem::where(cond.cuda(), a.cuda(), b.cuda()), tandem::where(cond, a, b), tt::exact());
-      expect_parity(tandem::where(cond.cuda(), a.cuda(), 2.0), tandem::where(cond, a, 2.0), tt::exact());
+      expect_parity(tandem::where(cond.cuda(), a.cuda(), b.cuda()), tandem::where(cond, a, b),
+                    tt::exact());
+      expect_parity(tandem::where(cond.cuda(), a.cuda(), 2.0), tandem::where(cond, a, 2.0),
+                    tt::exact());
       expect_parity(tandem::gt(a.cuda(), 0.0), tandem::gt(a, 0.0), tt::exact());
     }
   }
@@ -472,7 +499,8 @@ TEST_F(CudaTest, WhereParity) {
 Tol reduce_parity_tol(ReduceOp op, DType dt, int64_t n) {
   if (!tandem::is_floating(dt)) return tt::exact();
   const Tol base = tt::default_tol(dt);
-  const double walk = 2.0 * tt::epsilon(dt) * std::sqrt(static_cast<double>(n)) * static_cast<double>(n);
+  const double walk =
+      2.0 * tt::epsilon(dt) * std::sqrt(static_cast<double>(n)) * static_cast<double>(n);
   if (op == ReduceOp::Sum) return {base.rtol, base.atol + walk};
   if (op == ReduceOp::Mean) return {base.rtol, base.atol + walk / static_cast<double>(n)};
   return tt::exact();  // max/min/argmax/argmin pick an element: exact
@@ -497,24 +525,30 @@ std::vector<std::tuple<size_t, DType>> reduce_params() {
 TEST_P(ReduceParity, AllAndEachDim) {
   const auto& c = tt::reduce_cases()[std::get<0>(GetParam())];
   const DType dt = std::get<1>(GetParam());
-  for (const Shape& s : std::vector<Shape>{{}, {7}, {1}, {3, 7, 5}, {1, 33}, {4, 1, 6}, {1000003}, {1000, 1001}, {3, 70000}}) {
+  for (const Shape& s : std::vector<Shape>{
+           {}, {7}, {1}, {3, 7, 5}, {1, 33}, {4, 1, 6}, {1000003}, {1000, 1001}, {3, 70000}}) {
     SCOPED_TRACE("shape " + tt::str(s));
     Tensor x = reduce_input(s, dt);
     Tensor xg = x.cuda();
-    expect_parity(tt::call_reduce_all(c.op, xg), tt::call_reduce_all(c.op, x), reduce_parity_tol(c.op, dt, x.numel()));
-    expect_parity(tandem::reduce(c.op, xg), tandem::reduce(c.op, x), reduce_parity_tol(c.op, dt, x.numel()));
+    expect_parity(tt::call_reduce_all(c.op, xg), tt::call_reduce_all(c.op, x),
+                  reduce_parity_tol(c.op, dt, x.numel()));
+    expect_parity(tandem::reduce(c.op, xg), tandem::reduce(c.op, x),
+                  reduce_parity_tol(c.op, dt, x.numel()));
     for (int64_t dim = x.dim() > 0 ? -1 : 0; dim < x.dim(); ++dim)
       for (bool keepdim : {false, true}) {
         SCOPED_TRACE("dim " + std::to_string(dim) + (keepdim ? " keepdim" : ""));
         Tensor cpu = tt::call_reduce_dim(c.op, x, dim, keepdim);
         poison_output(cpu.sizes(), cpu.dtype());
-        expect_parity(tt::call_reduce_dim(c.op, xg, dim, keepdim), cpu, reduce_parity_tol(c.op, dt, x.size(dim)));
+        expect_parity(tt::call_reduce_dim(c.op, xg, dim, keepdim), cpu,
+                      reduce_parity_tol(c.op, dt, x.size(dim)));
       }
   }
   // Empty inputs.
   Tensor e = tandem::empty({0, 3}, dt);
-  if (c.op == ReduceOp::Sum) expect_parity(tandem::sum(e.cuda(), 0), tandem::sum(e, 0), tt::exact());
-  expect_parity(tt::call_reduce_dim(c.op, e.cuda(), 1, false), tt::call_reduce_dim(c.op, e, 1, false), tt::exact());
+  if (c.op == ReduceOp::Sum)
+    expect_parity(tandem::sum(e.cuda(), 0), tandem::sum(e, 0), tt::exact());
+  expect_parity(tt::call_reduce_dim(c.op, e.cuda(), 1, false),
+                tt::call_reduce_dim(c.op, e, 1, false), tt::exact());
 }
 
 TEST_F(CudaTest, LargeSumsByNormalisedError) {
@@ -531,12 +565,12 @@ TEST_F(CudaTest, LargeSumsByNormalisedError) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllReduceOps, ReduceParity, ::testing::ValuesIn(reduce_params()),
-    [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
-      return std::string(tt::reduce_cases()[std::get<0>(param_info.param)].name) + "_" +
-             tandem::dtype_name(std::get<1>(param_info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(AllReduceOps, ReduceParity, ::testing::ValuesIn(reduce_params()),
+                         [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
+                           return std::string(
+                                      tt::reduce_cases()[std::get<0>(param_info.param)].name) +
+                                  "_" + tandem::dtype_name(std::get<1>(param_info.param));
+                         });
 
 class VarSoftmaxParity : public CudaParamTest<DType> {};
 
@@ -552,7 +586,8 @@ TEST_P(VarSoftmaxParity, Var) {
                     tt::with_atol(tol, dt == tandem::kFloat32 ? 1e-4 : 1e-10));
       for (int64_t dim = -1; dim < x.dim(); ++dim)
         for (bool keepdim : {false, true})
-          expect_parity(tandem::var(x.cuda(), dim, unbiased, keepdim), tandem::var(x, dim, unbiased, keepdim),
+          expect_parity(tandem::var(x.cuda(), dim, unbiased, keepdim),
+                        tandem::var(x, dim, unbiased, keepdim),
                         tt::with_atol(tol, dt == tandem::kFloat32 ? 1e-4 : 1e-10));
     }
   }
@@ -561,7 +596,8 @@ TEST_P(VarSoftmaxParity, Var) {
 TEST_P(VarSoftmaxParity, SoftmaxAndLogSoftmax) {
   const DType dt = GetParam();
   const Tol tol = tt::scaled(tt::default_tol(dt), 4.0);  // expf/logf on both sides
-  for (const Shape& s : std::vector<Shape>{{7}, {1}, {3, 7, 5}, {4, 33}, {2, 1, 3}, {0, 5}, {64, 1000}, {3, 4097}}) {
+  for (const Shape& s :
+       std::vector<Shape>{{7}, {1}, {3, 7, 5}, {4, 33}, {2, 1, 3}, {0, 5}, {64, 1000}, {3, 4097}}) {
     Tensor x = tt::random_tensor(s, dt, -5, 5);
     const Tensor xg = x.cuda();
     for (int64_t dim = -1; dim < x.dim(); ++dim) {
@@ -580,12 +616,13 @@ TEST_P(VarSoftmaxParity, SoftmaxAndLogSoftmax) {
   expect_parity(sg, tandem::softmax(big, 1), tol);
   expect_parity(lg, tandem::log_softmax(big, 1), tol);
   Tensor row = tt::random_tensor({1000003}, dt, -3, 3);
-  EXPECT_LT(tt::nmse(tt::to_doubles(tandem::softmax(row.cuda(), 0)), tt::to_doubles(tandem::softmax(row, 0))),
+  EXPECT_LT(tt::nmse(tt::to_doubles(tandem::softmax(row.cuda(), 0)),
+                     tt::to_doubles(tandem::softmax(row, 0))),
             dt == tandem::kFloat32 ? 1e-10 : 1e-24);
 }
 
-INSTANTIATE_TEST_SUITE_P(Floating, VarSoftmaxParity, ::testing::Values(tandem::kFloat32, tandem::kFloat64),
-                         dtype_param_name);
+INSTANTIATE_TEST_SUITE_P(Floating, VarSoftmaxParity,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64), dtype_param_name);
 
 // ---- Matrix products (cuBLAS) ------------------------------------------------------------
 
@@ -603,8 +640,8 @@ TEST_P(BlasParity, MmBmmMatmulLinear) {
   const DType dt = GetParam();
   ASSERT_FALSE(tandem::cuda::allow_tf32());
   const int64_t m = 7, k = 33, n = 5;
-  const std::vector<std::pair<Shape, Shape>> mm_cases = {{{m, k}, {k, n}}, {{1, 1}, {1, 1}}, {{65, 129}, {129, 67}},
-                                                         {{256, 512}, {512, 96}}};
+  const std::vector<std::pair<Shape, Shape>> mm_cases = {
+      {{m, k}, {k, n}}, {{1, 1}, {1, 1}}, {{65, 129}, {129, 67}}, {{256, 512}, {512, 96}}};
   for (const auto& c : mm_cases) {
     SCOPED_TRACE("mm " + tt::str(c.first) + " x " + tt::str(c.second));
     Tensor a = tt::random_tensor(c.first, dt), b = tt::random_tensor(c.second, dt);
@@ -614,22 +651,30 @@ TEST_P(BlasParity, MmBmmMatmulLinear) {
   }
   Tensor ba = tt::random_tensor({3, m, k}, dt), bb = tt::random_tensor({3, k, n}, dt);
   expect_parity(tandem::bmm(ba.cuda(), bb.cuda()), tandem::bmm(ba, bb), gemm_parity_tol(dt, k));
-  const std::vector<std::pair<Shape, Shape>> matmul_cases = {
-      {{k}, {k}},       {{m, k}, {k}},          {{k}, {k, n}},          {{m, k}, {k, n}},
-      {{3, m, k}, {k, n}}, {{2, 3, m, k}, {k, n}}, {{3, m, k}, {3, k, n}}, {{2, 3, m, k}, {2, 3, k, n}}};
+  const std::vector<std::pair<Shape, Shape>> matmul_cases = {{{k}, {k}},
+                                                             {{m, k}, {k}},
+                                                             {{k}, {k, n}},
+                                                             {{m, k}, {k, n}},
+                                                             {{3, m, k}, {k, n}},
+                                                             {{2, 3, m, k}, {k, n}},
+                                                             {{3, m, k}, {3, k, n}},
+                                                             {{2, 3, m, k}, {2, 3, k, n}}};
   for (const auto& c : matmul_cases) {
     SCOPED_TRACE("matmul " + tt::str(c.first) + " x " + tt::str(c.second));
     Tensor a = tt::random_tensor(c.first, dt), b = tt::random_tensor(c.second, dt);
     expect_parity(tandem::matmul(a.cuda(), b.cuda()), tandem::matmul(a, b), gemm_parity_tol(dt, k));
   }
-  Tensor x = tt::random_tensor({2, 9, k}, dt), w = tt::random_tensor({n, k}, dt), bias = tt::random_tensor({n}, dt);
+  Tensor x = tt::random_tensor({2, 9, k}, dt), w = tt::random_tensor({n, k}, dt),
+         bias = tt::random_tensor({n}, dt);
   expect_parity(tandem::linear(x.cuda(), w.cuda()), tandem::linear(x, w), gemm_parity_tol(dt, k));
-  expect_parity(tandem::linear(x.cuda(), w.cuda(), bias.cuda()), tandem::linear(x, w, bias), gemm_parity_tol(dt, k));
+  expect_parity(tandem::linear(x.cuda(), w.cuda(), bias.cuda()), tandem::linear(x, w, bias),
+                gemm_parity_tol(dt, k));
   // Empty operands.
   const auto opts = tandem::TensorOptions(dt).device(kGpu);
-  expect_parity(tandem::mm(tandem::empty({3, 0}, opts), tandem::empty({0, 4}, opts)), tandem::zeros({3, 4}, dt),
-                tt::exact());
-  EXPECT_EQ(tandem::bmm(tandem::empty({0, 2, 3}, opts), tandem::empty({0, 3, 4}, opts)).sizes(), (Shape{0, 2, 4}));
+  expect_parity(tandem::mm(tandem::empty({3, 0}, opts), tandem::empty({0, 4}, opts)),
+                tandem::zeros({3, 4}, dt), tt::exact());
+  EXPECT_EQ(tandem::bmm(tandem::empty({0, 2, 3}, opts), tandem::empty({0, 3, 4}, opts)).sizes(),
+            (Shape{0, 2, 4}));
 }
 
 TEST_F(CudaTest, Tf32GemmIsLessPreciseButClose) {
@@ -642,8 +687,8 @@ TEST_F(CudaTest, Tf32GemmIsLessPreciseButClose) {
   EXPECT_LT(tt::nmse(tt::to_doubles(fast), tt::to_doubles(tandem::mm(a, b))), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(Floating, BlasParity, ::testing::Values(tandem::kFloat32, tandem::kFloat64),
-                         dtype_param_name);
+INSTANTIATE_TEST_SUITE_P(Floating, BlasParity,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64), dtype_param_name);
 
 // ---- Shape and indexing ops -------------------------------------------------------------
 
@@ -669,7 +714,8 @@ TEST_P(IndexingParity, CatStack) {
     h.push_back(tt::random_tensor({2, 5, 4}, dt, -9, 9));
     g.push_back(h.back().cuda());
   }
-  for (int64_t dim : {0, 1, 2, 3, -1}) expect_parity(tandem::stack(g, dim), tandem::stack(h, dim), tt::exact());
+  for (int64_t dim : {0, 1, 2, 3, -1})
+    expect_parity(tandem::stack(g, dim), tandem::stack(h, dim), tt::exact());
   Tensor big = tt::random_tensor({1000003}, dt, -9, 9);
   expect_parity(tandem::cat({big.cuda(), big.cuda()}), tandem::cat({big, big}), tt::exact());
 }
@@ -688,8 +734,8 @@ TEST_P(IndexingParity, IndexSelectGatherOneHot) {
     }
     Tensor table = tt::random_tensor({50, 3}, dt, -9, 9);
     Tensor many = tt::make_tensor(tt::int_values(1000003, 0, 49), {1000003}, it);
-    expect_parity(tandem::index_select(table.cuda(), 0, many.cuda()), tandem::index_select(table, 0, many),
-                  tt::exact());
+    expect_parity(tandem::index_select(table.cuda(), 0, many.cuda()),
+                  tandem::index_select(table, 0, many), tt::exact());
     Tensor g2 = tt::random_tensor({4, 6}, dt, -9, 9);
     Tensor gi = tt::make_tensor(tt::int_values(12, 0, 5), {4, 3}, it);
     expect_parity(tandem::gather(g2.cuda(), 1, gi.cuda()), tandem::gather(g2, 1, gi), tt::exact());
@@ -697,7 +743,8 @@ TEST_P(IndexingParity, IndexSelectGatherOneHot) {
     expect_parity(tandem::gather(g2.cuda(), 0, g0.cuda()), tandem::gather(g2, 0, g0), tt::exact());
     Tensor labels = tt::make_tensor(tt::int_values(33, 0, 9), {3, 11}, it);
     expect_parity(tandem::one_hot(labels.cuda(), 10), tandem::one_hot(labels, 10), tt::exact());
-    expect_parity(tandem::one_hot(labels.cuda(), 10, dt), tandem::one_hot(labels, 10, dt), tt::exact());
+    expect_parity(tandem::one_hot(labels.cuda(), 10, dt), tandem::one_hot(labels, 10, dt),
+                  tt::exact());
   }
 }
 
@@ -717,8 +764,8 @@ TEST_F(CudaTest, OutOfRangeIndicesOnTheDeviceGiveZeros) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, IndexingParity,
-                         ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt32, tandem::kInt64,
-                                           tandem::kUInt8),
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt32,
+                                           tandem::kInt64, tandem::kUInt8),
                          dtype_param_name);
 
 // ---- RNG ----------------------------------------------------------------------------
@@ -742,7 +789,8 @@ TEST_F(CudaTest, RandIsBitIdenticalToTheCpu) {
   // Against the documented mapping directly, on the default generator.
   tandem::manual_seed(99);
   const auto v = tandem::to_vector<float>(tandem::rand({1001}, kGpu).cpu());
-  for (uint64_t i = 0; i < v.size(); ++i) ASSERT_EQ(v[i], tandem::philox::uniform_float(99, 0, i)) << i;
+  for (uint64_t i = 0; i < v.size(); ++i)
+    ASSERT_EQ(v[i], tandem::philox::uniform_float(99, 0, i)) << i;
 }
 
 TEST_F(CudaTest, DropoutMaskAndRandintAreBitIdentical) {
@@ -756,7 +804,8 @@ TEST_F(CudaTest, DropoutMaskAndRandintAreBitIdentical) {
       expect_parity(g, c, tt::exact());
       Tensor x = tt::random_tensor({4097}, dt);
       tandem::Generator dc(5), dg(5);
-      expect_parity(tandem::dropout(x.cuda(), p, true, &dg), tandem::dropout(x, p, true, &dc), tt::exact());
+      expect_parity(tandem::dropout(x.cuda(), p, true, &dg), tandem::dropout(x, p, true, &dc),
+                    tt::exact());
     }
   for (DType it : {tandem::kInt32, tandem::kInt64}) {
     tandem::Generator hc(3), hg(3);
@@ -778,7 +827,8 @@ TEST_F(CudaTest, RandnMatchesTheCpuWithinRounding) {
     // sqrt(-2 log u) amplifies the log's error near u = 1, hence the atol.
     expect_parity(g, c, dt == tandem::kFloat32 ? Tol{1e-5, 1e-5} : Tol{1e-12, 1e-12});
     expect_parity(tandem::normal({1001}, 3.0, 2.0, tandem::TensorOptions(dt).device(kGpu), &hg),
-                  tandem::normal({1001}, 3.0, 2.0, dt, &hc), dt == tandem::kFloat32 ? Tol{1e-5, 3e-5} : Tol{1e-12, 1e-12});
+                  tandem::normal({1001}, 3.0, 2.0, dt, &hc),
+                  dt == tandem::kFloat32 ? Tol{1e-5, 3e-5} : Tol{1e-12, 1e-12});
   }
 }
 
@@ -795,7 +845,8 @@ TEST_F(CudaTest, FreedBlocksAreReused) {
   }
   tandem::cuda::synchronize();
   const auto after = tandem::cuda::memory_stats();
-  EXPECT_EQ(after.num_device_allocs, before.num_device_allocs) << "same-size allocations must hit the cache";
+  EXPECT_EQ(after.num_device_allocs, before.num_device_allocs)
+      << "same-size allocations must hit the cache";
   EXPECT_GE(after.num_alloc_requests, before.num_alloc_requests + 5);
 }
 

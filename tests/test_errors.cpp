@@ -27,7 +27,8 @@ void expect_error(const std::function<void()>& fn, std::initializer_list<const c
     const std::string what = e.what();
     for (const char* s : substrings) {
       if (msg.find(s) == std::string::npos) {
-        ADD_FAILURE_AT(file, line) << "the message does not contain \"" << s << "\"\n  message: " << msg;
+        ADD_FAILURE_AT(file, line)
+            << "the message does not contain \"" << s << "\"\n  message: " << msg;
       }
     }
     if (what.find(msg) == std::string::npos) {
@@ -54,7 +55,8 @@ Tensor f32(const Shape& s) { return tt::random_tensor(s, tandem::kFloat32); }
 
 TEST(ErrorTest, MatmulShapeMismatchExactMessage) {
   Tensor a = tandem::zeros({64, 3072}), b = tandem::zeros({1024, 10});
-  expect_error([&] { tandem::matmul(a, b); }, "matmul: shapes [64, 3072] and [1024, 10] cannot be multiplied");
+  expect_error([&] { tandem::matmul(a, b); },
+               "matmul: shapes [64, 3072] and [1024, 10] cannot be multiplied");
   try {
     tandem::matmul(a, b);
   } catch (const tandem::Error& e) {
@@ -66,10 +68,18 @@ TEST(ErrorTest, MatmulShapeMismatchExactMessage) {
 TEST(ErrorTest, OtherMatrixProductMismatches) {
   expect_error([] { tandem::matmul(f32({3}), f32({4})); }, {"matmul", "[3]", "[4]"});
   expect_error([] { tandem::matmul(f32({2, 3}), f32({4})); }, {"matmul", "[2, 3]", "[4]"});
-  expect_error([] { tandem::matmul(f32({2, 3, 4}), f32({3, 4, 5})); }, {"matmul", "[2, 3, 4]", "[3, 4, 5]"});
+  expect_error(
+      [] {
+        tandem::matmul(f32({2, 3, 4}), f32({3, 4, 5}));
+      },
+      {"matmul", "[2, 3, 4]", "[3, 4, 5]"});
   expect_error([] { tandem::mm(f32({2, 3}), f32({4, 5})); }, {"mm", "[2, 3]", "[4, 5]"});
   expect_error([] { tandem::mm(f32({2, 3, 4}), f32({4, 5})); }, "mm");
-  expect_error([] { tandem::bmm(f32({2, 3, 4}), f32({3, 4, 5})); }, {"bmm", "[2, 3, 4]", "[3, 4, 5]"});
+  expect_error(
+      [] {
+        tandem::bmm(f32({2, 3, 4}), f32({3, 4, 5}));
+      },
+      {"bmm", "[2, 3, 4]", "[3, 4, 5]"});
   expect_error([] { tandem::bmm(f32({3, 4}), f32({4, 5})); }, "bmm");
   expect_error([] { tandem::linear(f32({5, 33}), f32({7, 32})); }, {"linear", "33"});
   expect_error([] { tandem::linear(f32({5, 33}), f32({7, 33}), f32({6})); }, {"linear", "[6]"});
@@ -83,7 +93,11 @@ TEST(ErrorTest, BroadcastMismatchNamesTheOpAndShapes) {
   expect_error([&] { tandem::maximum(a, b); }, {"maximum: ", "[2, 3]", "[4]"});
   expect_error([&] { tandem::lt(a, b); }, {"lt: ", "[2, 3]", "[4]"});
   expect_error([&] { tandem::binary(tandem::BinaryOp::Sub, a, b); }, {"sub: ", "[2, 3]", "[4]"});
-  expect_error([] { tandem::broadcast_shapes({3, 1, 5}, {4, 6}, "myop"); }, {"myop: ", "[3, 1, 5]", "[4, 6]"});
+  expect_error(
+      [] {
+        tandem::broadcast_shapes({3, 1, 5}, {4, 6}, "myop");
+      },
+      {"myop: ", "[3, 1, 5]", "[4, 6]"});
   expect_error([&] { tandem::where(tandem::ones({5}, tandem::kUInt8), a, a); }, {"where", "[5]"});
 }
 
@@ -100,24 +114,33 @@ TEST(ErrorTest, InPlaceOtherMustBroadcastToSelf) {
 TEST(ErrorTest, DtypeMismatch) {
   Tensor a = f32({3}), b = tt::random_tensor({3}, tandem::kFloat64);
   expect_error([&] { tandem::add(a, b); }, {"add: ", "float32", "float64"});
-  expect_error([&] { tandem::mm(f32({2, 2}), tt::random_tensor({2, 2}, tandem::kFloat64)); },
-               {"mm", "float32", "float64"});
+  expect_error(
+      [&] {
+        tandem::mm(f32({2, 2}), tt::random_tensor({2, 2}, tandem::kFloat64));
+      },
+      {"mm", "float32", "float64"});
   expect_error([&] { tandem::cat({a, b}); }, {"cat", "float32", "float64"});
-  expect_error([&] { tandem::where(tandem::ones({3}, tandem::kUInt8), a, b); }, {"where", "float32", "float64"});
+  expect_error([&] { tandem::where(tandem::ones({3}, tandem::kUInt8), a, b); },
+               {"where", "float32", "float64"});
   expect_error([&] { a.add_(b); }, {"add", "float32", "float64"});
 }
 
 TEST(ErrorTest, UnsupportedDtype) {
   Tensor i64 = tandem::zeros({3}, tandem::kInt64);
-  expect_error([&] { tandem::relu(i64); }, "relu: dtype int64 is not supported (expected float32 or float64)");
+  expect_error([&] { tandem::relu(i64); },
+               "relu: dtype int64 is not supported (expected float32 or float64)");
   expect_error([&] { tandem::exp(tandem::zeros({3}, tandem::kInt32)); }, {"exp: ", "int32"});
   expect_error([&] { tandem::pow(i64, 2.0); }, {"pow: ", "int64"});
   expect_error([&] { tandem::mean(i64); }, {"mean", "int64"});
   expect_error([&] { tandem::var(i64); }, {"var", "int64"});
   expect_error([&] { tandem::softmax(i64, 0); }, {"softmax", "int64"});
   expect_error([&] { tandem::log_softmax(i64, 0); }, {"log_softmax", "int64"});
-  expect_error([&] { tandem::matmul(tandem::zeros({2, 2}, tandem::kInt64), tandem::zeros({2, 2}, tandem::kInt64)); },
-               "int64");
+  expect_error(
+      [&] {
+        tandem::matmul(tandem::zeros({2, 2}, tandem::kInt64),
+                       tandem::zeros({2, 2}, tandem::kInt64));
+      },
+      "int64");
   expect_error([&] { tandem::rand({3}, tandem::kInt64); }, "int64");
   expect_error([&] { tandem::dropout(i64, 0.5); }, {"dropout", "int64"});
   expect_error([&] { tandem::index_select(f32({4}), 0, f32({2})); }, {"index_select", "float32"});
@@ -141,8 +164,13 @@ TEST(ErrorTest, DimOutOfRange) {
   expect_error([&] { tandem::log_softmax(x, -3); }, {"log_softmax: ", "-3"});
   expect_error([&] { tandem::cat({x, x}, 2); }, {"cat: ", "dim 2"});
   expect_error([&] { tandem::stack({x, x}, 4); }, {"stack: ", "dim 4"});
-  expect_error([&] { tandem::index_select(x, 2, tandem::zeros({1}, tandem::kInt64)); }, {"index_select: ", "dim 2"});
-  expect_error([&] { tandem::gather(x, 2, tandem::zeros({2, 3}, tandem::kInt64)); }, {"gather: ", "dim 2"});
+  expect_error([&] { tandem::index_select(x, 2, tandem::zeros({1}, tandem::kInt64)); },
+               {"index_select: ", "dim 2"});
+  expect_error(
+      [&] {
+        tandem::gather(x, 2, tandem::zeros({2, 3}, tandem::kInt64));
+      },
+      {"gather: ", "dim 2"});
   expect_error([&] { x.unsqueeze(4); }, {"unsqueeze: ", "dim 4"});
   expect_error([&] { x.squeeze(2); }, {"squeeze: ", "dim 2"});
   expect_error([&] { x.transpose(0, 2); }, {"transpose: ", "dim 2"});
@@ -193,8 +221,9 @@ TEST(ErrorTest, IntegerDivisionByZero) {
   expect_error([&] { tandem::div(a, b); }, {"div", "division by zero"});
   expect_error([&] { tandem::div(a, 0.0); }, {"div", "division by zero"});
   expect_error([&] { a.div_(b); }, {"div", "division by zero"});
-  expect_error([&] { tandem::binary_scalar(tandem::BinaryOp::Div, b, 3.0, tandem::ScalarSide::Left); },
-               {"div", "division by zero"});
+  expect_error(
+      [&] { tandem::binary_scalar(tandem::BinaryOp::Div, b, 3.0, tandem::ScalarSide::Left); },
+      {"div", "division by zero"});
   // Floating division by zero is IEEE, not an error.
   EXPECT_NO_THROW(tandem::div(f32({3}), tandem::zeros({3})));
 }
@@ -203,7 +232,11 @@ TEST(ErrorTest, IntegerDivisionByZero) {
 
 TEST(ErrorTest, BadView) {
   Tensor x = f32({3, 4});
-  expect_error([&] { x.view({5, -1}); }, "view: shape [5, -1] is invalid for a tensor of 12 elements");
+  expect_error(
+      [&] {
+        x.view({5, -1});
+      },
+      "view: shape [5, -1] is invalid for a tensor of 12 elements");
   expect_error([&] { x.view({-1, -1}); }, {"view: ", "[-1, -1]"});
   expect_error([&] { x.view({5, 3}); }, {"view: ", "[5, 3]", "12"});
   expect_error([&] { x.reshape({13}); }, {"view", "[13]", "12"});
@@ -231,10 +264,12 @@ TEST(ErrorTest, ItemNeedsOneElement) {
 }
 
 TEST(ErrorTest, DataPtrWithTheWrongType) {
-  expect_error([] { f32({2}).data_ptr<double>(); }, "data_ptr: tensor has dtype float32 but float64 was requested");
+  expect_error([] { f32({2}).data_ptr<double>(); },
+               "data_ptr: tensor has dtype float32 but float64 was requested");
   expect_error([] { tandem::zeros({2}, tandem::kInt32).data_ptr<int64_t>(); },
                {"data_ptr: ", "int32", "int64"});
-  expect_error([] { tandem::zeros({2}, tandem::kUInt8).data_ptr<float>(); }, {"data_ptr: ", "uint8", "float32"});
+  expect_error([] { tandem::zeros({2}, tandem::kUInt8).data_ptr<float>(); },
+               {"data_ptr: ", "uint8", "float32"});
   expect_error([] { tandem::to_vector<double>(f32({2})); }, {"float32", "float64"});
 }
 
@@ -242,19 +277,36 @@ TEST(ErrorTest, DataPtrWithTheWrongType) {
 
 TEST(ErrorTest, IndexOutOfRange) {
   Tensor x = f32({5, 2});
-  expect_error([&] { tandem::index_select(x, 0, tandem::from_vector(std::vector<int64_t>{1, 7})); },
-               "index_select: index 7 is out of range for dimension of size 5");
+  expect_error(
+      [&] {
+        tandem::index_select(x, 0, tandem::from_vector(std::vector<int64_t>{1, 7}));
+      },
+      "index_select: index 7 is out of range for dimension of size 5");
   expect_error([&] { tandem::index_select(x, 0, tandem::from_vector(std::vector<int32_t>{-1})); },
                {"index_select: ", "-1", "5"});
   expect_error([&] { tandem::index_select(x, 1, tandem::from_vector(std::vector<int64_t>{2})); },
                {"index_select: ", "2"});
-  expect_error([&] { tandem::index_select(x, 0, tandem::zeros({2, 2}, tandem::kInt64)); }, "index_select: ");
-  expect_error([&] { tandem::gather(x, 1, tandem::full({5, 1}, 2, tandem::kInt64)); }, {"gather: ", "2"});
+  expect_error(
+      [&] {
+        tandem::index_select(x, 0, tandem::zeros({2, 2}, tandem::kInt64));
+      },
+      "index_select: ");
+  expect_error(
+      [&] {
+        tandem::gather(x, 1, tandem::full({5, 1}, 2, tandem::kInt64));
+      },
+      {"gather: ", "2"});
   expect_error([&] { tandem::gather(x, 1, tandem::zeros({5}, tandem::kInt64)); }, "gather: ");
   expect_error([&] { tandem::gather(x, 1, tandem::zeros({4, 1}, tandem::kInt64)); }, "gather: ");
-  expect_error([] { tandem::one_hot(tandem::from_vector(std::vector<int64_t>{0, 3}), 3); }, {"one_hot: ", "3"});
-  expect_error([] { tandem::one_hot(tandem::from_vector(std::vector<int64_t>{-1}), 3); }, {"one_hot: ", "-1"});
-  expect_error([] { tandem::one_hot(tandem::from_vector(std::vector<int64_t>{0}), 0); }, "one_hot: ");
+  expect_error(
+      [] {
+        tandem::one_hot(tandem::from_vector(std::vector<int64_t>{0, 3}), 3);
+      },
+      {"one_hot: ", "3"});
+  expect_error([] { tandem::one_hot(tandem::from_vector(std::vector<int64_t>{-1}), 3); },
+               {"one_hot: ", "-1"});
+  expect_error([] { tandem::one_hot(tandem::from_vector(std::vector<int64_t>{0}), 0); },
+               "one_hot: ");
 }
 
 // ---- cat / stack -------------------------------------------------------------------------
@@ -263,7 +315,8 @@ TEST(ErrorTest, CatAndStack) {
   expect_error([] { tandem::cat({f32({2, 3}), f32({2, 4})}, 0); }, {"cat: ", "[2, 3]", "[2, 4]"});
   expect_error([] { tandem::cat({f32({2, 3}), f32({2, 3, 1})}, 0); }, "cat: ");
   expect_error([] { tandem::cat({}, 0); }, "cat: expected a non-empty list of tensors");
-  expect_error([] { tandem::cat(std::vector<Tensor>{}); }, "cat: expected a non-empty list of tensors");
+  expect_error([] { tandem::cat(std::vector<Tensor>{}); },
+               "cat: expected a non-empty list of tensors");
   expect_error([] { tandem::stack({f32({2, 3}), f32({3, 2})}); }, {"stack: ", "[2, 3]", "[3, 2]"});
   expect_error([] { tandem::stack(std::vector<Tensor>{}); }, {"stack: ", "non-empty"});
 }
@@ -317,8 +370,13 @@ TEST(ErrorTest, BadFactoryArguments) {
   expect_error([] { tandem::zeros({2, -1}); }, "-1");
   expect_error([] { tandem::arange(0, 10, 0); }, "arange: ");
   expect_error([] { tandem::arange(0, 10, -1); }, "arange: ");
-  expect_error([] { tandem::from_vector(std::vector<float>{1, 2, 3}, {2, 2}); }, {"from_vector: ", "[2, 2]", "3"});
-  expect_error([] { tandem::from_blob(nullptr, {2}, tandem::kFloat32, tandem::kFloat32); }, "from_blob: ");
+  expect_error(
+      [] {
+        tandem::from_vector(std::vector<float>{1, 2, 3}, {2, 2});
+      },
+      {"from_vector: ", "[2, 2]", "3"});
+  expect_error([] { tandem::from_blob(nullptr, {2}, tandem::kFloat32, tandem::kFloat32); },
+               "from_blob: ");
   expect_error([] { tandem::Device("gpu:0"); }, "gpu:0");
   expect_error([] { tandem::Device("cuda:x"); }, "cuda:x");
 }
@@ -331,8 +389,7 @@ TEST(ErrorTest, MaxOfEmpty) {
 
 TEST(ErrorTest, CudaTensorWithoutADevice) {
   if (tandem::cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
-  const char* expected =
-      tandem::cuda::is_built() ? "no CUDA device" : "built without CUDA support";
+  const char* expected = tandem::cuda::is_built() ? "no CUDA device" : "built without CUDA support";
   expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA)); }, {"CUDA", expected});
   expect_error([] { tandem::zeros({2}).to(tandem::kCUDA); }, {"CUDA", expected});
   expect_error([] { tandem::zeros({2}).cuda(); }, "CUDA");
@@ -351,11 +408,13 @@ TEST(ErrorTest, DeviceMismatch) {
   expect_error([&] { tandem::index_select(c, 0, tandem::zeros({1}, tandem::kInt64)); },
                {"index_select", "cpu", "cuda"});
   expect_error([&] { c.add_(h); }, {"add", "cpu", "cuda"});
-  expect_error([&] { tandem::where(tandem::ones({3}, tandem::kUInt8), c, c); }, {"where", "cpu", "cuda"});
+  expect_error([&] { tandem::where(tandem::ones({3}, tandem::kUInt8), c, c); },
+               {"where", "cpu", "cuda"});
   expect_error([&] { (void)c.data_ptr<double>(); }, "data_ptr: ");
   expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA, 64)); }, "64");
-  expect_error([] { tandem::empty({2}, tandem::TensorOptions().device(tandem::kCUDA).pinned_memory(true)); },
-               {"pinned_memory", "CPU"});
+  expect_error(
+      [] { tandem::empty({2}, tandem::TensorOptions().device(tandem::kCUDA).pinned_memory(true)); },
+      {"pinned_memory", "CPU"});
 }
 
 // ---- the message carries file:line in what() ---------------------------------------

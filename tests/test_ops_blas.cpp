@@ -27,7 +27,8 @@ std::vector<double> naive_gemm(const std::vector<double>& a, const std::vector<d
       for (int64_t j = 0; j < n; ++j) {
         double s = 0.0;
         for (int64_t l = 0; l < k; ++l)
-          s += a[static_cast<size_t>(p * stride_a + i * k + l)] * b[static_cast<size_t>(p * stride_b + l * n + j)];
+          s += a[static_cast<size_t>(p * stride_a + i * k + l)] *
+               b[static_cast<size_t>(p * stride_b + l * n + j)];
         c[static_cast<size_t>((p * m + i) * n + j)] = s;
       }
   return c;
@@ -46,7 +47,8 @@ Ref ref_matmul(const Tensor& a, const Tensor& b) {
   const int64_t batch = tt::numel_of(batch_shape);
   const bool b_shared = sb.size() == 2;
   Ref r;
-  r.values = naive_gemm(tt::to_doubles(a), tt::to_doubles(b), batch, m, k, n, m * k, b_shared ? 0 : k * n);
+  r.values =
+      naive_gemm(tt::to_doubles(a), tt::to_doubles(b), batch, m, k, n, m * k, b_shared ? 0 : k * n);
   r.shape = batch_shape;
   if (!a_vec) r.shape.push_back(m);
   if (!b_vec) r.shape.push_back(n);
@@ -74,7 +76,8 @@ class BlasTest : public ::testing::TestWithParam<DType> {};
 TEST_P(BlasTest, Mm) {
   const DType dt = GetParam();
   for (const MNK& s : sizes()) {
-    SCOPED_TRACE("m k n = " + std::to_string(s.m) + " " + std::to_string(s.k) + " " + std::to_string(s.n));
+    SCOPED_TRACE("m k n = " + std::to_string(s.m) + " " + std::to_string(s.k) + " " +
+                 std::to_string(s.n));
     Tensor a = tt::random_tensor({s.m, s.k}, dt);
     Tensor b = tt::random_tensor({s.k, s.n}, dt);
     const auto av = tt::to_doubles(a), bv = tt::to_doubles(b);
@@ -119,13 +122,13 @@ TEST_P(BlasTest, MatmulEveryRankCombination) {
     Shape a, b, out;
   };
   const std::vector<Case> cases = {
-      {{k}, {k}, {}},                                   // dot
-      {{m, k}, {k}, {m}},                               // matrix-vector
-      {{k}, {k, n}, {n}},                               // vector-matrix
-      {{m, k}, {k, n}, {m, n}},                         // matrix-matrix
-      {{B, m, k}, {k, n}, {B, m, n}},                   // N-D x 2-D
-      {{B1, B2, m, k}, {k, n}, {B1, B2, m, n}},         // N-D x 2-D, two batch dims
-      {{B, m, k}, {B, k, n}, {B, m, n}},                // batched, equal batch dims
+      {{k}, {k}, {}},                                    // dot
+      {{m, k}, {k}, {m}},                                // matrix-vector
+      {{k}, {k, n}, {n}},                                // vector-matrix
+      {{m, k}, {k, n}, {m, n}},                          // matrix-matrix
+      {{B, m, k}, {k, n}, {B, m, n}},                    // N-D x 2-D
+      {{B1, B2, m, k}, {k, n}, {B1, B2, m, n}},          // N-D x 2-D, two batch dims
+      {{B, m, k}, {B, k, n}, {B, m, n}},                 // batched, equal batch dims
       {{B1, B2, m, k}, {B1, B2, k, n}, {B1, B2, m, n}},  // batched, two batch dims
       {{1}, {1}, {}},
       {{1, 1}, {1, 1}, {1, 1}},
@@ -157,7 +160,8 @@ TEST_P(BlasTest, LinearWithAndWithoutBias) {
     const auto wv = tt::to_doubles(w);
     std::vector<double> wt(wv.size());
     for (int64_t o = 0; o < out; ++o)
-      for (int64_t i = 0; i < in; ++i) wt[static_cast<size_t>(i * out + o)] = wv[static_cast<size_t>(o * in + i)];
+      for (int64_t i = 0; i < in; ++i)
+        wt[static_cast<size_t>(i * out + o)] = wv[static_cast<size_t>(o * in + i)];
     const int64_t rows = x.numel() / in;
     Ref ref;
     ref.values = naive_gemm(tt::to_doubles(x), wt, 1, rows, in, out, 0, 0);
@@ -166,7 +170,8 @@ TEST_P(BlasTest, LinearWithAndWithoutBias) {
     expect_close(tandem::linear(x, w), ref, gemm_tol(dt, in));
     expect_close(tandem::linear(x, w, Tensor()), ref, gemm_tol(dt, in));
     const auto bv = tt::to_doubles(bias);
-    for (size_t i = 0; i < ref.values.size(); ++i) ref.values[i] += bv[i % static_cast<size_t>(out)];
+    for (size_t i = 0; i < ref.values.size(); ++i)
+      ref.values[i] += bv[i % static_cast<size_t>(out)];
     expect_close(tandem::linear(x, w, bias), ref, gemm_tol(dt, in));
   }
 }
@@ -176,8 +181,10 @@ TEST_P(BlasTest, EmptyOperands) {
   // k = 0: the product is all zeros.
   expect_close(tandem::mm(tandem::empty({3, 0}, dt), tandem::empty({0, 4}, dt)),
                Ref{{3, 4}, std::vector<double>(12, 0.0)}, tt::exact());
-  EXPECT_EQ(tandem::mm(tandem::empty({0, 5}, dt), tt::random_tensor({5, 4}, dt)).sizes(), (Shape{0, 4}));
-  EXPECT_EQ(tandem::mm(tt::random_tensor({2, 5}, dt), tandem::empty({5, 0}, dt)).sizes(), (Shape{2, 0}));
+  EXPECT_EQ(tandem::mm(tandem::empty({0, 5}, dt), tt::random_tensor({5, 4}, dt)).sizes(),
+            (Shape{0, 4}));
+  EXPECT_EQ(tandem::mm(tt::random_tensor({2, 5}, dt), tandem::empty({5, 0}, dt)).sizes(),
+            (Shape{2, 0}));
   EXPECT_EQ(tandem::bmm(tandem::empty({0, 2, 3}, dt), tandem::empty({0, 3, 4}, dt)).sizes(),
             (Shape{0, 2, 4}));
   EXPECT_EQ(tandem::matmul(tandem::empty({0, 2, 3}, dt), tt::random_tensor({3, 4}, dt)).sizes(),

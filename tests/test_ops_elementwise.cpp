@@ -28,7 +28,8 @@ using tt::Ref;
 
 // Shapes every elementwise op runs on: 0-d, size 1, odd sizes, empty, large.
 const std::vector<Shape>& elementwise_shapes() {
-  static const std::vector<Shape> shapes = {{}, {1}, {7}, {33}, {3, 7, 5}, {0}, {2, 0, 3}, {1000003}};
+  static const std::vector<Shape> shapes = {{},        {1}, {7},       {33},
+                                            {3, 7, 5}, {0}, {2, 0, 3}, {1000003}};
   return shapes;
 }
 // The same without the 1e6-element case, for dtypes other than float32 and
@@ -120,14 +121,13 @@ TEST_P(UnaryOpTest, MatchesReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllUnaryOps, UnaryOpTest,
-    ::testing::Combine(::testing::Range<size_t>(0, unary_cases().size()),
-                       ::testing::Values(tandem::kFloat32, tandem::kFloat64)),
-    [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
-      return std::string(unary_cases()[std::get<0>(param_info.param)].name) + "_" +
-             tandem::dtype_name(std::get<1>(param_info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(AllUnaryOps, UnaryOpTest,
+                         ::testing::Combine(::testing::Range<size_t>(0, unary_cases().size()),
+                                            ::testing::Values(tandem::kFloat32, tandem::kFloat64)),
+                         [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
+                           return std::string(unary_cases()[std::get<0>(param_info.param)].name) +
+                                  "_" + tandem::dtype_name(std::get<1>(param_info.param));
+                         });
 
 TEST(UnaryMethodTest, MethodFormsMatchFreeFunctions) {
   Tensor x = tt::random_tensor({4, 9}, tandem::kFloat64, 0.1, 3.0);
@@ -172,7 +172,8 @@ TEST_P(ParamUnaryTest, Pow) {
 TEST_P(ParamUnaryTest, Clamp) {
   const DType dt = GetParam();
   EXPECT_STREQ(tandem::op_name(UnaryOp::Clamp), "clamp");
-  const std::vector<std::pair<double, double>> bounds = {{-0.5, 0.5}, {0.0, 1e9}, {-0.25, -0.25}, {-9.0, 9.0}};
+  const std::vector<std::pair<double, double>> bounds = {
+      {-0.5, 0.5}, {0.0, 1e9}, {-0.25, -0.25}, {-9.0, 9.0}};
   for (const auto& b : bounds) {
     SCOPED_TRACE("clamp(" + std::to_string(b.first) + ", " + std::to_string(b.second) + ")");
     for (const Shape& shape : shapes_for(dt)) {
@@ -246,12 +247,15 @@ BinaryInputs binary_inputs(BinaryOp op, DType dt, const Shape& sa, const Shape& 
     }
     return {tt::random_tensor(sa, dt, 0, 4), tt::random_tensor(sb, dt, 0, 4)};
   }
-  if (dt == tandem::kUInt8) return {tt::random_tensor(sa, dt, 8, 15), tt::random_tensor(sb, dt, 1, 4)};
+  if (dt == tandem::kUInt8)
+    return {tt::random_tensor(sa, dt, 8, 15), tt::random_tensor(sb, dt, 1, 4)};
   if (!tandem::is_floating(dt)) {
-    if (op == BinaryOp::Div) return {tt::random_tensor(sa, dt, 0, 100), tt::random_tensor(sb, dt, 1, 9)};
+    if (op == BinaryOp::Div)
+      return {tt::random_tensor(sa, dt, 0, 100), tt::random_tensor(sb, dt, 1, 9)};
     return {tt::random_tensor(sa, dt, -50, 50), tt::random_tensor(sb, dt, -50, 50)};
   }
-  if (op == BinaryOp::Div) return {tt::random_tensor(sa, dt, -2, 2), tt::random_nonzero(sb, dt, 0.25, 2.0)};
+  if (op == BinaryOp::Div)
+    return {tt::random_tensor(sa, dt, -2, 2), tt::random_nonzero(sb, dt, 0.25, 2.0)};
   return {tt::random_tensor(sa, dt, -2, 2), tt::random_tensor(sb, dt, -2, 2)};
 }
 
@@ -274,14 +278,16 @@ Ref ref_binary_tensor(BinaryOp op, const Tensor& a, const Tensor& b, double alph
   return r;
 }
 
-DType binary_result_dtype(BinaryOp op, DType in) { return tandem::is_comparison(op) ? tandem::kUInt8 : in; }
+DType binary_result_dtype(BinaryOp op, DType in) {
+  return tandem::is_comparison(op) ? tandem::kUInt8 : in;
+}
 
 const std::vector<std::pair<Shape, Shape>>& binary_shape_pairs(DType dt) {
   static const std::vector<std::pair<Shape, Shape>> small = {
-      {{7}, {7}},       {{}, {}},         {{1}, {1}},        {{3, 7, 5}, {3, 7, 5}},
-      {{33}, {1}},      {{1}, {33}},      {{3, 1, 5}, {4, 5}}, {{4, 5}, {3, 1, 5}},
-      {{2, 1}, {1, 3}}, {{}, {2, 3}},     {{2, 3}, {}},      {{5}, {3, 5}},
-      {{0}, {0}},       {{0, 3}, {3}},    {{2, 0, 3}, {1}}};
+      {{7}, {7}},       {{}, {}},      {{1}, {1}},          {{3, 7, 5}, {3, 7, 5}},
+      {{33}, {1}},      {{1}, {33}},   {{3, 1, 5}, {4, 5}}, {{4, 5}, {3, 1, 5}},
+      {{2, 1}, {1, 3}}, {{}, {2, 3}},  {{2, 3}, {}},        {{5}, {3, 5}},
+      {{0}, {0}},       {{0, 3}, {3}}, {{2, 0, 3}, {1}}};
   static std::vector<std::pair<Shape, Shape>> with_large = [] {
     auto v = small;
     v.push_back({{1000003}, {1000003}});
@@ -363,15 +369,15 @@ TEST_P(BinaryOpTest, ScalarOnEitherSide) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllBinaryOps, BinaryOpTest,
-    ::testing::Combine(::testing::Range<size_t>(0, binary_cases().size()),
-                       ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt32,
-                                         tandem::kInt64, tandem::kUInt8)),
-    [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
-      return std::string(binary_cases()[std::get<0>(param_info.param)].name) + "_" +
-             tandem::dtype_name(std::get<1>(param_info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(AllBinaryOps, BinaryOpTest,
+                         ::testing::Combine(::testing::Range<size_t>(0, binary_cases().size()),
+                                            ::testing::Values(tandem::kFloat32, tandem::kFloat64,
+                                                              tandem::kInt32, tandem::kInt64,
+                                                              tandem::kUInt8)),
+                         [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
+                           return std::string(binary_cases()[std::get<0>(param_info.param)].name) +
+                                  "_" + tandem::dtype_name(std::get<1>(param_info.param));
+                         });
 
 // alpha applies to add and sub only: a + alpha * b, a - alpha * b.
 TEST(BinaryTest, AlphaScalesTheSecondOperand) {
@@ -379,12 +385,14 @@ TEST(BinaryTest, AlphaScalesTheSecondOperand) {
     for (DType dt : tt::all_dtypes()) {
       SCOPED_TRACE(std::string(tandem::op_name(op)) + " " + tandem::dtype_name(dt));
       const double alpha = tandem::is_floating(dt) ? -0.5 : 2.0;
-      for (const auto& shapes : std::vector<std::pair<Shape, Shape>>{{{7}, {7}}, {{3, 1, 5}, {4, 5}}}) {
+      for (const auto& shapes :
+           std::vector<std::pair<Shape, Shape>>{{{7}, {7}}, {{3, 1, 5}, {4, 5}}}) {
         const BinaryInputs in = binary_inputs(op, dt, shapes.first, shapes.second);
         const Ref ref = ref_binary_tensor(op, in.a, in.b, alpha);
         expect_close(tandem::binary(op, in.a, in.b, alpha), ref, tt::default_tol(dt));
-        expect_close(op == BinaryOp::Add ? tandem::add(in.a, in.b, alpha) : tandem::sub(in.a, in.b, alpha), ref,
-                     tt::default_tol(dt));
+        expect_close(
+            op == BinaryOp::Add ? tandem::add(in.a, in.b, alpha) : tandem::sub(in.a, in.b, alpha),
+            ref, tt::default_tol(dt));
       }
     }
   }
@@ -456,14 +464,16 @@ TEST(OffsetViewTest, OpsReadViewsAtTheirOffset) {
     tt::expect_equal(tandem::sqrt(a), tandem::sqrt(ac));
     tt::expect_equal(tandem::add(a, b), tandem::add(ac, bc));
     tt::expect_equal(tandem::mul(a, base[0]), tandem::mul(ac, base[0].clone()));
-    tt::expect_equal(tandem::where(tandem::gt(a, 1.0), a, b), tandem::where(tandem::gt(ac, 1.0), ac, bc));
+    tt::expect_equal(tandem::where(tandem::gt(a, 1.0), a, b),
+                     tandem::where(tandem::gt(ac, 1.0), ac, bc));
     expect_close(tandem::sum(a, 0), tandem::sum(ac, 0), tol);
     expect_close(tandem::sum(a), tandem::sum(ac), tol);
     tt::expect_equal(tandem::argmax(a, 1), tandem::argmax(ac, 1));
     expect_close(tandem::softmax(a, 1), tandem::softmax(ac, 1), tol);
     expect_close(tandem::var(a, int64_t{0}), tandem::var(ac, int64_t{0}), tol);
     expect_close(tandem::matmul(a, b.t()), tandem::matmul(ac, bc.t()), tol);
-    expect_close(tandem::mm(a.slice(1, 3), base.slice(0, 8)), tandem::mm(ac.slice(1, 3).clone(), base.slice(0, 8).clone()), tol);
+    expect_close(tandem::mm(a.slice(1, 3), base.slice(0, 8)),
+                 tandem::mm(ac.slice(1, 3).clone(), base.slice(0, 8).clone()), tol);
     Tensor idx = tandem::from_vector(std::vector<int64_t>{3, 0, 3});
     tt::expect_equal(tandem::index_select(a, 0, idx), tandem::index_select(ac, 0, idx));
     tt::expect_equal(tandem::index_select(a, 1, idx), tandem::index_select(ac, 1, idx));
@@ -618,14 +628,23 @@ TEST_P(InPlaceTest, ScalarOperandsAndUnary) {
     EXPECT_EQ(x.raw_data(), p);
     expect_close(x, ref, tol);
   };
-  check(-2, 2, [](double v) { return v + 1.25; }, [](Tensor& x) -> Tensor& { return x.add_(1.25); });
-  check(-2, 2, [](double v) { return v - 1.25; }, [](Tensor& x) -> Tensor& { return x.sub_(1.25); });
-  check(-2, 2, [](double v) { return v * -3.0; }, [](Tensor& x) -> Tensor& { return x.mul_(-3.0); });
-  check(-2, 2, [](double v) { return v / 8.0; }, [](Tensor& x) -> Tensor& { return x.div_(8.0); });
-  check(-2, 2, [](double v) { return std::min(std::max(v, -0.5), 0.25); },
-        [](Tensor& x) -> Tensor& { return x.clamp_(-0.5, 0.25); });
-  check(0.01, 9, [](double v) { return std::sqrt(v); }, [](Tensor& x) -> Tensor& { return x.sqrt_(); });
-  check(-2, 2, [](double v) { return v > 0 ? v : 0.0; }, [](Tensor& x) -> Tensor& { return x.relu_(); });
+  check(
+      -2, 2, [](double v) { return v + 1.25; }, [](Tensor& x) -> Tensor& { return x.add_(1.25); });
+  check(
+      -2, 2, [](double v) { return v - 1.25; }, [](Tensor& x) -> Tensor& { return x.sub_(1.25); });
+  check(
+      -2, 2, [](double v) { return v * -3.0; }, [](Tensor& x) -> Tensor& { return x.mul_(-3.0); });
+  check(
+      -2, 2, [](double v) { return v / 8.0; }, [](Tensor& x) -> Tensor& { return x.div_(8.0); });
+  check(
+      -2, 2, [](double v) { return std::min(std::max(v, -0.5), 0.25); },
+      [](Tensor& x) -> Tensor& { return x.clamp_(-0.5, 0.25); });
+  check(
+      0.01, 9, [](double v) { return std::sqrt(v); },
+      [](Tensor& x) -> Tensor& { return x.sqrt_(); });
+  check(
+      -2, 2, [](double v) { return v > 0 ? v : 0.0; },
+      [](Tensor& x) -> Tensor& { return x.relu_(); });
 }
 
 TEST_P(InPlaceTest, AddcmulAddcdiv) {
@@ -642,7 +661,8 @@ TEST_P(InPlaceTest, AddcmulAddcdiv) {
       {
         Tensor x = tt::random_tensor({6, 5}, dt, -2, 2);
         Ref ref{x.sizes(), tt::to_doubles(x)};
-        for (size_t k = 0; k < ref.values.size(); ++k) ref.values[k] += value * v1[k % m] * v2[k % m];
+        for (size_t k = 0; k < ref.values.size(); ++k)
+          ref.values[k] += value * v1[k % m] * v2[k % m];
         void* p = x.raw_data();
         Tensor& r = value == 1.0 ? x.addcmul_(t1, t2) : x.addcmul_(t1, t2, value);
         EXPECT_EQ(&r, &x);
@@ -652,7 +672,8 @@ TEST_P(InPlaceTest, AddcmulAddcdiv) {
       {
         Tensor x = tt::random_tensor({6, 5}, dt, -2, 2);
         Ref ref{x.sizes(), tt::to_doubles(x)};
-        for (size_t k = 0; k < ref.values.size(); ++k) ref.values[k] += value * v1[k % m] / v2[k % m];
+        for (size_t k = 0; k < ref.values.size(); ++k)
+          ref.values[k] += value * v1[k % m] / v2[k % m];
         Tensor& r = value == 1.0 ? x.addcdiv_(t1, t2) : x.addcdiv_(t1, t2, value);
         EXPECT_EQ(&r, &x);
         expect_close(x, ref, tol);
@@ -684,7 +705,8 @@ TEST_P(InPlaceTest, LargeInPlace) {
   expect_close(x, ref, tt::default_tol(dt));
 }
 
-INSTANTIATE_TEST_SUITE_P(Floating, InPlaceTest, ::testing::Values(tandem::kFloat32, tandem::kFloat64),
+INSTANTIATE_TEST_SUITE_P(Floating, InPlaceTest,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64),
                          [](const ::testing::TestParamInfo<DType>& param_info) {
                            return std::string(tandem::dtype_name(param_info.param));
                          });
@@ -712,9 +734,9 @@ TEST(WhereTest, SelectsWithBroadcasting) {
   for (DType dt : {tandem::kFloat32, tandem::kFloat64, tandem::kInt64}) {
     SCOPED_TRACE(tandem::dtype_name(dt));
     const std::vector<std::array<Shape, 3>> cases = {
-        {Shape{7}, Shape{7}, Shape{7}},      {Shape{3, 1}, Shape{3, 4}, Shape{4}},
+        {Shape{7}, Shape{7}, Shape{7}},       {Shape{3, 1}, Shape{3, 4}, Shape{4}},
         {Shape{1}, Shape{2, 3}, Shape{2, 3}}, {Shape{2, 3}, Shape{}, Shape{1, 3}},
-        {Shape{0}, Shape{0}, Shape{1}},      {Shape{1000003}, Shape{1000003}, Shape{1000003}}};
+        {Shape{0}, Shape{0}, Shape{1}},       {Shape{1000003}, Shape{1000003}, Shape{1000003}}};
     for (const auto& sh : cases) {
       SCOPED_TRACE(tt::str(sh[0]) + " " + tt::str(sh[1]) + " " + tt::str(sh[2]));
       Tensor cond = tt::random_tensor(sh[0], tandem::kUInt8, 0, 1);
@@ -729,7 +751,8 @@ TEST(WhereTest, SelectsWithBroadcasting) {
       for (int64_t i = 0; i < tt::numel_of(out); ++i) {
         const auto idx = tt::unravel(i, out);
         const bool c = cv[tt::broadcast_index(idx, sh[0])] != 0;
-        ref.values[i] = c ? av[tt::broadcast_index(idx, sh[1])] : bv[tt::broadcast_index(idx, sh[2])];
+        ref.values[i] =
+            c ? av[tt::broadcast_index(idx, sh[1])] : bv[tt::broadcast_index(idx, sh[2])];
         ref_s.values[i] = c ? av[tt::broadcast_index(idx, sh[1])] : -4.0;
       }
       Tensor w = tandem::where(cond, a, b);

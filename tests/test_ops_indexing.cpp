@@ -88,8 +88,8 @@ TEST_P(CatStackTest, StackOnEachDim) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CatStackTest,
-                         ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt32, tandem::kInt64,
-                                           tandem::kUInt8),
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt32,
+                                           tandem::kInt64, tandem::kUInt8),
                          [](const ::testing::TestParamInfo<DType>& param_info) {
                            return std::string(tandem::dtype_name(param_info.param));
                          });
@@ -122,8 +122,8 @@ TEST_P(IndexSelectTest, Dims) {
     int64_t dim;
     int64_t count;
   };
-  const std::vector<Case> cases = {{{5, 7}, 0, 4},    {{5, 7}, 1, 9},     {{3, 5, 4}, 1, 6},
-                                   {{3, 5, 4}, -1, 2}, {{33}, 0, 33},     {{5, 7}, 0, 0},
+  const std::vector<Case> cases = {{{5, 7}, 0, 4},     {{5, 7}, 1, 9}, {{3, 5, 4}, 1, 6},
+                                   {{3, 5, 4}, -1, 2}, {{33}, 0, 33},  {{5, 7}, 0, 0},
                                    {{1, 1}, 1, 3},     {{6, 2}, 0, 1}};
   for (const Case& c : cases) {
     SCOPED_TRACE("x " + tt::str(c.x) + " dim " + std::to_string(c.dim));
@@ -142,14 +142,14 @@ TEST_P(IndexSelectTest, Dims) {
                ref_index_select(table, 0, idx), tt::exact());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Dtypes, IndexSelectTest,
-    ::testing::Combine(::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt64),
-                       ::testing::Values(tandem::kInt32, tandem::kInt64)),
-    [](const ::testing::TestParamInfo<std::tuple<DType, DType>>& param_info) {
-      return std::string(tandem::dtype_name(std::get<0>(param_info.param))) + "_index_" +
-             tandem::dtype_name(std::get<1>(param_info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Dtypes, IndexSelectTest,
+                         ::testing::Combine(::testing::Values(tandem::kFloat32, tandem::kFloat64,
+                                                              tandem::kInt64),
+                                            ::testing::Values(tandem::kInt32, tandem::kInt64)),
+                         [](const ::testing::TestParamInfo<std::tuple<DType, DType>>& param_info) {
+                           return std::string(tandem::dtype_name(std::get<0>(param_info.param))) +
+                                  "_index_" + tandem::dtype_name(std::get<1>(param_info.param));
+                         });
 
 // ---- gather --------------------------------------------------------------------------
 
@@ -163,8 +163,9 @@ TEST_P(GatherTest, GathersAlongDim) {
     int64_t dim;
     int64_t idx_len;
   };
-  const std::vector<Case> cases = {{{4, 6}, 1, 3}, {{4, 6}, 1, 1}, {{4, 6}, 0, 2}, {{3, 5, 4}, 1, 7},
-                                   {{3, 5, 4}, -1, 2}, {{7, 1}, 1, 1}, {{33, 10}, 1, 1}};
+  const std::vector<Case> cases = {{{4, 6}, 1, 3},    {{4, 6}, 1, 1},     {{4, 6}, 0, 2},
+                                   {{3, 5, 4}, 1, 7}, {{3, 5, 4}, -1, 2}, {{7, 1}, 1, 1},
+                                   {{33, 10}, 1, 1}};
   for (const Case& c : cases) {
     SCOPED_TRACE("x " + tt::str(c.x) + " dim " + std::to_string(c.dim));
     Tensor x = tt::random_tensor(c.x, dt, -9, 9);
@@ -182,7 +183,8 @@ TEST_P(GatherTest, GathersAlongDim) {
       for (int64_t j = 0; j < c.idx_len; ++j)
         for (int64_t i = 0; i < inner; ++i) {
           const size_t at = static_cast<size_t>((o * c.idx_len + j) * inner + i);
-          ref.values[at] = xv[static_cast<size_t>((o * n + static_cast<int64_t>(idx[at])) * inner + i)];
+          ref.values[at] =
+              xv[static_cast<size_t>((o * n + static_cast<int64_t>(idx[at])) * inner + i)];
         }
     Tensor y = tandem::gather(x, c.dim, index);
     EXPECT_EQ(y.dtype(), dt);
@@ -198,18 +200,19 @@ TEST(GatherTest2, PicksTargetLogProbabilities) {
   Tensor picked = tandem::gather(logits, 1, target);
   const auto lv = tt::to_doubles(logits);
   Ref ref{{5, 1}, {}};
-  for (int i = 0; i < 5; ++i) ref.values.push_back(lv[static_cast<size_t>(i * 10 + static_cast<int>(t[i]))]);
+  for (int i = 0; i < 5; ++i)
+    ref.values.push_back(lv[static_cast<size_t>(i * 10 + static_cast<int>(t[i]))]);
   expect_close(picked, ref, tt::exact());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Dtypes, GatherTest,
-    ::testing::Combine(::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt32),
-                       ::testing::Values(tandem::kInt32, tandem::kInt64)),
-    [](const ::testing::TestParamInfo<std::tuple<DType, DType>>& param_info) {
-      return std::string(tandem::dtype_name(std::get<0>(param_info.param))) + "_index_" +
-             tandem::dtype_name(std::get<1>(param_info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Dtypes, GatherTest,
+                         ::testing::Combine(::testing::Values(tandem::kFloat32, tandem::kFloat64,
+                                                              tandem::kInt32),
+                                            ::testing::Values(tandem::kInt32, tandem::kInt64)),
+                         [](const ::testing::TestParamInfo<std::tuple<DType, DType>>& param_info) {
+                           return std::string(tandem::dtype_name(std::get<0>(param_info.param))) +
+                                  "_index_" + tandem::dtype_name(std::get<1>(param_info.param));
+                         });
 
 // ---- one_hot ---------------------------------------------------------------------------
 
@@ -217,8 +220,8 @@ TEST(OneHotTest, ShapesDtypesAndValues) {
   for (DType label_dt : {tandem::kInt32, tandem::kInt64}) {
     for (const Shape& ls : std::vector<Shape>{{5}, {2, 3}, {1}, {0}, {1000}}) {
       for (int64_t classes : {1, 4, 10}) {
-        SCOPED_TRACE(std::string(tandem::dtype_name(label_dt)) + " labels " + tt::str(ls) + " C=" +
-                     std::to_string(classes));
+        SCOPED_TRACE(std::string(tandem::dtype_name(label_dt)) + " labels " + tt::str(ls) +
+                     " C=" + std::to_string(classes));
         const auto lv = tt::int_values(tt::numel_of(ls), 0, classes - 1);
         Tensor labels = tt::make_tensor(lv, ls, label_dt);
         Shape out = ls;

@@ -48,8 +48,8 @@ DType reduce_out_dtype(ReduceOp op, DType in) {
 }
 
 // Reduces v[o * n * inner + j * inner + i] over j.
-double ref_reduce_one(ReduceOp op, const std::vector<double>& v, int64_t o, int64_t n, int64_t inner,
-                      int64_t i) {
+double ref_reduce_one(ReduceOp op, const std::vector<double>& v, int64_t o, int64_t n,
+                      int64_t inner, int64_t i) {
   auto at = [&](int64_t j) { return v[static_cast<size_t>((o * n + j) * inner + i)]; };
   switch (op) {
     case ReduceOp::Sum:
@@ -86,12 +86,15 @@ Ref ref_reduce(ReduceOp op, const Tensor& x, int64_t dim, bool keepdim) {
   const int64_t inner = tt::prod(s, static_cast<size_t>(d) + 1, s.size());
   Shape out;
   for (int64_t k = 0; k < nd; ++k) {
-    if (k != d) out.push_back(s[static_cast<size_t>(k)]);
-    else if (keepdim) out.push_back(1);
+    if (k != d)
+      out.push_back(s[static_cast<size_t>(k)]);
+    else if (keepdim)
+      out.push_back(1);
   }
   Ref r{out, std::vector<double>(static_cast<size_t>(outer * inner))};
   for (int64_t o = 0; o < outer; ++o)
-    for (int64_t i = 0; i < inner; ++i) r.values[static_cast<size_t>(o * inner + i)] = ref_reduce_one(op, v, o, n, inner, i);
+    for (int64_t i = 0; i < inner; ++i)
+      r.values[static_cast<size_t>(o * inner + i)] = ref_reduce_one(op, v, o, n, inner, i);
   return r;
 }
 
@@ -135,7 +138,8 @@ using ReduceParam = std::tuple<size_t, DType>;
 std::vector<ReduceParam> reduce_params() {
   std::vector<ReduceParam> p;
   for (size_t i = 0; i < reduce_cases().size(); ++i)
-    for (DType dt : {tandem::kFloat32, tandem::kFloat64, tandem::kInt32, tandem::kInt64, tandem::kUInt8})
+    for (DType dt :
+         {tandem::kFloat32, tandem::kFloat64, tandem::kInt32, tandem::kInt64, tandem::kUInt8})
       if (supports(reduce_cases()[i].op, dt)) p.emplace_back(i, dt);
   return p;
 }
@@ -147,7 +151,8 @@ TEST_P(ReduceOpTest, AllElements) {
   const DType dt = std::get<1>(GetParam());
   EXPECT_STREQ(tandem::op_name(c.op), c.name);
   std::vector<Shape> shapes = {{}, {7}, {1}, {3, 7, 5}, {1, 33}, {4, 1, 6}, {2, 3, 4, 5}};
-  if (dt == tandem::kFloat32 || dt == tandem::kInt64 || dt == tandem::kUInt8) shapes.push_back({1000003});
+  if (dt == tandem::kFloat32 || dt == tandem::kInt64 || dt == tandem::kUInt8)
+    shapes.push_back({1000003});
   for (const Shape& shape : shapes) {
     SCOPED_TRACE("shape " + tt::str(shape));
     Tensor x = reduce_input(shape, dt);
@@ -188,8 +193,8 @@ TEST_P(ReduceOpTest, EachDimWithKeepdim) {
 
 INSTANTIATE_TEST_SUITE_P(AllReduceOps, ReduceOpTest, ::testing::ValuesIn(reduce_params()),
                          [](const ::testing::TestParamInfo<ReduceParam>& param_info) {
-                           return std::string(reduce_cases()[std::get<0>(param_info.param)].name) + "_" +
-                                  tandem::dtype_name(std::get<1>(param_info.param));
+                           return std::string(reduce_cases()[std::get<0>(param_info.param)].name) +
+                                  "_" + tandem::dtype_name(std::get<1>(param_info.param));
                          });
 
 // 1e6-element reductions along each dim of a [1000, 1001] input, for one
@@ -200,7 +205,8 @@ TEST(ReduceTest, LargeAlongEachDim) {
       if (!supports(c.op, dt)) continue;
       Tensor x = reduce_input({1000, 1001}, dt);
       for (int64_t dim : {0, 1}) {
-        SCOPED_TRACE(std::string(c.name) + " " + tandem::dtype_name(dt) + " dim " + std::to_string(dim));
+        SCOPED_TRACE(std::string(c.name) + " " + tandem::dtype_name(dt) + " dim " +
+                     std::to_string(dim));
         const Ref ref = ref_reduce(c.op, x, dim, false);
         Tensor y = call_dim(c.op, x, dim, false);
         expect_close(y, ref, reduce_tol(c.op, dt, x.size(dim), static_cast<double>(x.size(dim))));
@@ -341,7 +347,8 @@ TEST_P(VarTest, AllElementsAndEachDim) {
       for (int64_t dim = -1; dim < x.dim(); ++dim)
         for (bool keepdim : {false, true}) {
           SCOPED_TRACE("dim " + std::to_string(dim) + (keepdim ? " keepdim" : ""));
-          expect_close(tandem::var(x, dim, unbiased, keepdim), ref_var(x, dim, unbiased, keepdim), tol);
+          expect_close(tandem::var(x, dim, unbiased, keepdim), ref_var(x, dim, unbiased, keepdim),
+                       tol);
         }
     }
   }
@@ -421,8 +428,11 @@ TEST_P(SoftmaxTest, LargeLogitsStayFinite) {
   expect_close(call_softmax(kind, flat, -1), Ref{{3, 8}, std::vector<double>(24, expect)},
                tt::default_tol(dt));
   Tensor neg = tandem::full({3, 8}, -1e4, dt);
-  expect_close(call_softmax(kind, neg, 0), Ref{{3, 8}, std::vector<double>(24, kind == SoftmaxKind::Softmax ? 1.0 / 3.0 : -std::log(3.0))},
-               tt::default_tol(dt));
+  expect_close(
+      call_softmax(kind, neg, 0),
+      Ref{{3, 8},
+          std::vector<double>(24, kind == SoftmaxKind::Softmax ? 1.0 / 3.0 : -std::log(3.0))},
+      tt::default_tol(dt));
 }
 
 TEST_P(SoftmaxTest, LongRows) {
@@ -470,7 +480,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(SoftmaxKind::Softmax, SoftmaxKind::LogSoftmax),
                        ::testing::Values(tandem::kFloat32, tandem::kFloat64)),
     [](const ::testing::TestParamInfo<std::tuple<SoftmaxKind, DType>>& param_info) {
-      return std::string(std::get<0>(param_info.param) == SoftmaxKind::Softmax ? "softmax" : "log_softmax") +
+      return std::string(std::get<0>(param_info.param) == SoftmaxKind::Softmax ? "softmax"
+                                                                               : "log_softmax") +
              "_" + tandem::dtype_name(std::get<1>(param_info.param));
     });
 

@@ -4,8 +4,6 @@
 // from src/core/philox.h), reproducibility, and statistical sanity.
 // core/philox.h comes first: its unqualified sqrt/log/cos/sin on doubles would
 // otherwise find tandem::sqrt(const Tensor&) etc. from ops.h (name hiding).
-#include "core/philox.h"
-
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
@@ -16,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/philox.h"
 #include "test_util.h"
 
 namespace {
@@ -35,8 +34,8 @@ void expect_uint4(const ph::Uint4& r, uint32_t x, uint32_t y, uint32_t z, uint32
 // ---- Philox -------------------------------------------------------------------------
 
 TEST(PhiloxTest, Random123KnownAnswers) {
-  expect_uint4(ph::philox4x32_10(ph::Uint4{0, 0, 0, 0}, 0, 0), 0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu,
-               0x9b00dbd8u);
+  expect_uint4(ph::philox4x32_10(ph::Uint4{0, 0, 0, 0}, 0, 0), 0x6627e8d5u, 0xe169c58du,
+               0xbc57ac4cu, 0x9b00dbd8u);
   expect_uint4(ph::philox4x32_10(ph::Uint4{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u},
                                  0xa4093822u, 0x299f31d0u),
                0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u);
@@ -48,7 +47,8 @@ TEST(PhiloxTest, Random123KnownAnswers) {
 TEST(PhiloxTest, SixtyFourBitCounterForm) {
   const uint64_t counter = 0x0123456789abcdefULL, seed = 0xfedcba9876543210ULL;
   const ph::Uint4 a = ph::philox4x32_10(counter, seed);
-  const ph::Uint4 b = ph::philox4x32_10(ph::Uint4{0x89abcdefu, 0x01234567u, 0u, 0u}, 0x76543210u, 0xfedcba98u);
+  const ph::Uint4 b =
+      ph::philox4x32_10(ph::Uint4{0x89abcdefu, 0x01234567u, 0u, 0u}, 0x76543210u, 0xfedcba98u);
   expect_uint4(a, b.x, b.y, b.z, b.w);
   EXPECT_EQ(ph::lane(a, 0), a.x);
   EXPECT_EQ(ph::lane(a, 1), a.y);
@@ -178,7 +178,8 @@ TEST(RandnTest, Float32AndFloat64Mapping) {
   Tensor b = tandem::randn({1003}, tandem::kFloat64, &g);
   EXPECT_EQ(g.offset(), off + ph::counters_for(1003, ph::Stream::Float64));
   const auto bv = tandem::to_vector<double>(b);
-  for (uint64_t i = 0; i < bv.size(); ++i) expect_ulps(bv[i], ph::normal_double(seed, off, i), 4, i);
+  for (uint64_t i = 0; i < bv.size(); ++i)
+    expect_ulps(bv[i], ph::normal_double(seed, off, i), 4, i);
 }
 
 TEST(UniformNormalTest, AffineInTheUnitStreams) {
@@ -330,7 +331,8 @@ TEST(RandintTest, RangeDtypeAndStatistics) {
     mx = std::max(mx, x);
   }
   EXPECT_GT(mx, big / 2);
-  EXPECT_NEAR(moments(std::vector<double>(w.begin(), w.end())).mean / static_cast<double>(big), 0.5, 0.02);
+  EXPECT_NEAR(moments(std::vector<double>(w.begin(), w.end())).mean / static_cast<double>(big), 0.5,
+              0.02);
 }
 
 // ---- Dropout --------------------------------------------------------------------------
@@ -366,7 +368,8 @@ TEST(DropoutMaskTest, KeepFractionAndScale) {
       SCOPED_TRACE(std::string(tandem::dtype_name(dt)) + " p = " + std::to_string(p));
       Generator g(8);
       const auto v = tt::to_doubles(tandem::dropout_mask({1000000}, p, dt, &g));
-      const double scale = dt == tandem::kFloat32 ? static_cast<float>(1.0 / (1.0 - p)) : 1.0 / (1.0 - p);
+      const double scale =
+          dt == tandem::kFloat32 ? static_cast<float>(1.0 / (1.0 - p)) : 1.0 / (1.0 - p);
       size_t kept = 0;
       for (double x : v) {
         ASSERT_TRUE(x == 0.0 || std::fabs(x - scale) <= 1e-6 * scale) << x;

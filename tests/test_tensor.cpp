@@ -118,7 +118,8 @@ TEST(FactoryTest, LikeFactoriesKeepShapeAndDtype) {
     EXPECT_FALSE(t.is_same(x));
     EXPECT_NE(t.raw_data(), x.raw_data());
   }
-  expect_close(tandem::zeros_like(x), tt::Ref{x.sizes(), std::vector<double>(24, 0.0)}, tt::exact());
+  expect_close(tandem::zeros_like(x), tt::Ref{x.sizes(), std::vector<double>(24, 0.0)},
+               tt::exact());
   expect_close(tandem::ones_like(x), tt::Ref{x.sizes(), std::vector<double>(24, 1.0)}, tt::exact());
   expect_close(tandem::full_like(x, 3.5), tt::Ref{x.sizes(), std::vector<double>(24, 3.5)},
                tt::exact());
@@ -536,7 +537,8 @@ TEST(OffsetViewTest, ClonesConversionsAndLayoutOfSlices) {
   EXPECT_EQ(tt::to_doubles(s.to(tandem::kFloat32)), tt::round_to_float(rows));
   std::vector<double> rt(15);
   for (int i = 0; i < 3; ++i)
-    for (int j = 0; j < 5; ++j) rt[static_cast<size_t>(j * 3 + i)] = rows[static_cast<size_t>(i * 5 + j)];
+    for (int j = 0; j < 5; ++j)
+      rt[static_cast<size_t>(j * 3 + i)] = rows[static_cast<size_t>(i * 5 + j)];
   tt::expect_close(s.t(), tt::Ref{{5, 3}, rt}, tt::exact());
   tt::expect_close(s.permute({1, 0}), tt::Ref{{5, 3}, rt}, tt::exact());
   EXPECT_EQ(s[1].view({5, 1})[3].item<double>(), xv[18]);
@@ -547,7 +549,8 @@ TEST(OffsetViewTest, ClonesConversionsAndLayoutOfSlices) {
 TEST(TestUtilTest, ExpectCloseCatchesMismatches) {
   Tensor a = tandem::from_vector(std::vector<double>{1.0, 2.0, 3.0});
   Tensor b = tandem::from_vector(std::vector<double>{1.0, 2.5, 3.0});
-  EXPECT_NONFATAL_FAILURE(tt::expect_close(a, b, tt::default_tol(tandem::kFloat64)), "max |error| 0.5");
+  EXPECT_NONFATAL_FAILURE(tt::expect_close(a, b, tt::default_tol(tandem::kFloat64)),
+                          "max |error| 0.5");
   EXPECT_NONFATAL_FAILURE(tt::expect_close(a, b, tt::default_tol(tandem::kFloat64)), "at [1]");
   EXPECT_NONFATAL_FAILURE(tt::expect_close(a, a.view({3, 1}), tt::exact()), "shape [3]");
   Tensor n = tandem::from_vector(std::vector<double>{1.0, NAN, 3.0});
@@ -636,11 +639,15 @@ TEST(PrintTest, NonDefaultDtypesNameTheDtype) {
 
 TEST(PrintTest, MorePyTorchStyleStrings) {
   EXPECT_EQ(printed(tandem::full({}, 2.5)), "tensor(2.5000)");
-  EXPECT_EQ(printed(tandem::from_vector(std::vector<float>{1.0f, 2.0f, 3.0f})), "tensor([1., 2., 3.])");
-  EXPECT_EQ(printed(tandem::from_vector(std::vector<float>{1.5f, -2.25f})), "tensor([ 1.5000, -2.2500])");
+  EXPECT_EQ(printed(tandem::from_vector(std::vector<float>{1.0f, 2.0f, 3.0f})),
+            "tensor([1., 2., 3.])");
+  EXPECT_EQ(printed(tandem::from_vector(std::vector<float>{1.5f, -2.25f})),
+            "tensor([ 1.5000, -2.2500])");
   EXPECT_EQ(printed(tandem::empty({0})), "tensor([])");
-  EXPECT_EQ(printed(tandem::from_vector(std::vector<int64_t>{3, -10, 7})), "tensor([  3, -10,   7])");
-  EXPECT_EQ(printed(tandem::from_vector(std::vector<uint8_t>{0, 255})), "tensor([  0, 255], dtype=uint8)");
+  EXPECT_EQ(printed(tandem::from_vector(std::vector<int64_t>{3, -10, 7})),
+            "tensor([  3, -10,   7])");
+  EXPECT_EQ(printed(tandem::from_vector(std::vector<uint8_t>{0, 255})),
+            "tensor([  0, 255], dtype=uint8)");
 }
 
 TEST(PrintTest, SlicesPrintTheirOwnRows) {

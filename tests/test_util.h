@@ -182,9 +182,8 @@ inline ::testing::AssertionResult values_close(const std::vector<double>& actual
                                                const std::vector<double>& ref,
                                                const Shape& ref_shape, Tol tol) {
   if (actual_shape != ref_shape) {
-    return ::testing::AssertionFailure()
-           << "shape " << str(actual_shape) << " differs from the reference shape "
-           << str(ref_shape);
+    return ::testing::AssertionFailure() << "shape " << str(actual_shape)
+                                         << " differs from the reference shape " << str(ref_shape);
   }
   if (actual.size() != ref.size()) {
     return ::testing::AssertionFailure()
@@ -202,8 +201,8 @@ inline ::testing::AssertionResult values_close(const std::vector<double>& actual
     }
     if (!value_close(actual[i], ref[i], tol)) {
       if (mismatches < 5) {
-        first << "\n  at " << str(unravel(static_cast<int64_t>(i), actual_shape)) << " (flat "
-              << i << "): actual " << actual[i] << ", reference " << ref[i];
+        first << "\n  at " << str(unravel(static_cast<int64_t>(i), actual_shape)) << " (flat " << i
+              << "): actual " << actual[i] << ", reference " << ref[i];
       }
       ++mismatches;
     }
@@ -248,8 +247,8 @@ inline void expect_close(const Tensor& actual, const Tensor& ref,
 inline void expect_equal(const Tensor& actual, const Tensor& ref,
                          const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   if (actual.dtype() != ref.dtype()) {
-    ADD_FAILURE_AT(file, line) << "dtype " << tandem::dtype_name(actual.dtype())
-                               << " differs from " << tandem::dtype_name(ref.dtype());
+    ADD_FAILURE_AT(file, line) << "dtype " << tandem::dtype_name(actual.dtype()) << " differs from "
+                               << tandem::dtype_name(ref.dtype());
     return;
   }
   expect_close(actual, ref, exact(), file, line);
@@ -373,16 +372,15 @@ inline std::vector<Device> devices() {
 // Skips the current test, printing why, when no CUDA device can be used.
 // With TANDEM_REQUIRE_CUDA=1 (tools/test.sh --gpu) a missing device is a
 // failure instead of a skip, so a GPU run cannot pass by skipping.
-#define TANDEM_SKIP_WITHOUT_CUDA()                                                    \
-  do {                                                                                \
-    if (!::tandem::cuda::is_available()) {                                            \
-      const char* tandem_require_ = std::getenv("TANDEM_REQUIRE_CUDA");               \
-      if (tandem_require_ != nullptr && std::string(tandem_require_) == "1") {        \
-        FAIL() << "TANDEM_REQUIRE_CUDA=1 but no CUDA device: "                        \
-               << ::tt::cuda_unavailable_reason();                                    \
-      }                                                                               \
-      GTEST_SKIP() << "no CUDA device: " << ::tt::cuda_unavailable_reason();          \
-    }                                                                                 \
+#define TANDEM_SKIP_WITHOUT_CUDA()                                                                 \
+  do {                                                                                             \
+    if (!::tandem::cuda::is_available()) {                                                         \
+      const char* tandem_require_ = std::getenv("TANDEM_REQUIRE_CUDA");                            \
+      if (tandem_require_ != nullptr && std::string(tandem_require_) == "1") {                     \
+        FAIL() << "TANDEM_REQUIRE_CUDA=1 but no CUDA device: " << ::tt::cuda_unavailable_reason(); \
+      }                                                                                            \
+      GTEST_SKIP() << "no CUDA device: " << ::tt::cuda_unavailable_reason();                       \
+    }                                                                                              \
   } while (0)
 
 // ---- float64 reference helpers -------------------------------------------------------

@@ -113,14 +113,15 @@ void dispatch_index(DType t, const char* name, F&& f) {
 // Macro forms, for call sites that want `scalar_t` in scope without naming a
 // tag: TANDEM_DISPATCH_FLOATING(dtype, "op", [&] { kernel<scalar_t>(...); });
 // They expand to the functions above.
-#define TANDEM_DISPATCH_IMPL_(FN, DT, NAME, ...)       \
-  ::tandem::FN((DT), (NAME), [&](auto tandem_tag_) {   \
-    using scalar_t = decltype(tandem_tag_);            \
-    (__VA_ARGS__)();                                   \
+#define TANDEM_DISPATCH_IMPL_(FN, DT, NAME, ...)     \
+  ::tandem::FN((DT), (NAME), [&](auto tandem_tag_) { \
+    using scalar_t = decltype(tandem_tag_);          \
+    (__VA_ARGS__)();                                 \
   })
 #define TANDEM_DISPATCH_FLOATING(DT, NAME, ...) \
   TANDEM_DISPATCH_IMPL_(dispatch_floating, DT, NAME, __VA_ARGS__)
-#define TANDEM_DISPATCH_ALL(DT, NAME, ...) TANDEM_DISPATCH_IMPL_(dispatch_all, DT, NAME, __VA_ARGS__)
+#define TANDEM_DISPATCH_ALL(DT, NAME, ...) \
+  TANDEM_DISPATCH_IMPL_(dispatch_all, DT, NAME, __VA_ARGS__)
 // Index dtypes (int32 / int64), e.g. for index_select, gather, one_hot.
 #define TANDEM_DISPATCH_INDEX(DT, NAME, ...) \
   TANDEM_DISPATCH_IMPL_(dispatch_index, DT, NAME, __VA_ARGS__)

@@ -61,13 +61,16 @@ void gemm(Transpose ta, Transpose tb, const GemmShape& s, double alpha, const Te
   if (s.batch == 0 || s.m == 0 || s.n == 0) return;
   // Leading dimensions are the stored row lengths: A is [m, k] or (transposed)
   // [k, m]; B is [k, n] or [n, k]. BLAS wants them >= 1 even for empty matrices.
-  BlasArgs g{cblas_op(ta), cblas_op(tb), checked_blasint(s.m, "m"), checked_blasint(s.n, "n"),
+  BlasArgs g{cblas_op(ta),
+             cblas_op(tb),
+             checked_blasint(s.m, "m"),
+             checked_blasint(s.n, "n"),
              checked_blasint(s.k, "k"),
              checked_blasint(std::max<int64_t>(1, ta == Transpose::No ? s.k : s.m), "lda"),
              checked_blasint(std::max<int64_t>(1, tb == Transpose::No ? s.n : s.k), "ldb"),
              checked_blasint(std::max<int64_t>(1, s.n), "ldc")};
-  const bool parallel_batch = s.batch >= kMinParallelBatch && s.stride_c != 0 &&
-                              s.m * s.n * s.k <= kSmallGemmWork;
+  const bool parallel_batch =
+      s.batch >= kMinParallelBatch && s.stride_c != 0 && s.m * s.n * s.k <= kSmallGemmWork;
   TANDEM_DISPATCH_FLOATING(a.dtype(), "matmul", [&] {
     const scalar_t* pa = a.data_ptr<scalar_t>();
     const scalar_t* pb = b.data_ptr<scalar_t>();

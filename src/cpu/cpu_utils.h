@@ -212,11 +212,16 @@ inline void visit_binary_op(BinaryOp op, const F& f) {
 template <typename F>
 inline void visit_word(size_t bytes, const char* op, const F& f) {
   switch (bytes) {
-    case 1: return f(uint8_t{});
-    case 2: return f(uint16_t{});
-    case 4: return f(uint32_t{});
-    case 8: return f(uint64_t{});
-    default: TANDEM_FAIL(op, ": unsupported element size ", bytes);
+    case 1:
+      return f(uint8_t{});
+    case 2:
+      return f(uint16_t{});
+    case 4:
+      return f(uint32_t{});
+    case 8:
+      return f(uint64_t{});
+    default:
+      TANDEM_FAIL(op, ": unsupported element size ", bytes);
   }
 }
 

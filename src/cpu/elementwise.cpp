@@ -133,7 +133,8 @@ void unary(UnaryOp op, const Tensor& x, Tensor& out, double p0, double p1) {
     const auto q0 = static_cast<scalar_t>(p0), q1 = static_cast<scalar_t>(p1);
     util::visit_unary_op(op, [&](auto op_tag) {
       constexpr UnaryOp kOp = decltype(op_tag)::value;
-      parallel_for(n, 1, [&](int64_t i) { o[i] = util::apply_unary<kOp, scalar_t>(in[i], q0, q1); });
+      parallel_for(n, 1,
+                   [&](int64_t i) { o[i] = util::apply_unary<kOp, scalar_t>(in[i], q0, q1); });
     });
   });
 }

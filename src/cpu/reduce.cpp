@@ -21,9 +21,9 @@ namespace cpu {
 
 namespace {
 
-constexpr int64_t kBlock = 64;            // output columns per task
-constexpr int64_t kChunkElems = 16384;    // elements per task when n is split
-constexpr int64_t kMinTasks = 64;         // fewer tasks than this: split n
+constexpr int64_t kBlock = 64;          // output columns per task
+constexpr int64_t kChunkElems = 16384;  // elements per task when n is split
+constexpr int64_t kMinTasks = 64;       // fewer tasks than this: split n
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -154,8 +154,8 @@ void extremum(const char* name, const Tensor& x, Tensor& out, int64_t outer, int
 
 void reduce(ReduceOp op, const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t inner) {
   const char* name = op_name(op);
-  TANDEM_CHECK(n >= 1 && outer >= 1 && inner >= 1, name, ": bad reduction geometry [", outer,
-               ", ", n, ", ", inner, "]");
+  TANDEM_CHECK(n >= 1 && outer >= 1 && inner >= 1, name, ": bad reduction geometry [", outer, ", ",
+               n, ", ", inner, "]");
   switch (op) {
     case ReduceOp::Sum:
       TANDEM_DISPATCH_ALL(x.dtype(), name, [&] {

@@ -20,8 +20,7 @@ namespace {
 constexpr int64_t kBlock = 64;  // columns per task
 
 template <typename T>
-void softmax_kernel(SoftmaxKind kind, const T* x, T* out, int64_t outer, int64_t n,
-                    int64_t inner) {
+void softmax_kernel(SoftmaxKind kind, const T* x, T* out, int64_t outer, int64_t n, int64_t inner) {
   const int64_t width = std::min(inner, kBlock);
   const int64_t blocks_per_outer = (inner + width - 1) / width;
   util::parallel_for(outer * blocks_per_outer, 3 * n * width, [&](int64_t b) {
@@ -34,7 +33,8 @@ void softmax_kernel(SoftmaxKind kind, const T* x, T* out, int64_t outer, int64_t
     for (int64_t j = 0; j < n; ++j) {
       const T* row = x + base + j * inner;
       for (int64_t i = 0; i < w; ++i) {
-        m[static_cast<size_t>(i)] = std::max(m[static_cast<size_t>(i)], static_cast<double>(row[i]));
+        m[static_cast<size_t>(i)] =
+            std::max(m[static_cast<size_t>(i)], static_cast<double>(row[i]));
       }
     }
     for (int64_t j = 0; j < n; ++j) {
@@ -62,8 +62,8 @@ void softmax_kernel(SoftmaxKind kind, const T* x, T* out, int64_t outer, int64_t
 void softmax(SoftmaxKind kind, const Tensor& x, Tensor& out, int64_t outer, int64_t n,
              int64_t inner) {
   const char* name = kind == SoftmaxKind::Softmax ? "softmax" : "log_softmax";
-  TANDEM_CHECK(n >= 1 && outer >= 1 && inner >= 1, name, ": bad geometry [", outer, ", ", n,
-               ", ", inner, "]");
+  TANDEM_CHECK(n >= 1 && outer >= 1 && inner >= 1, name, ": bad geometry [", outer, ", ", n, ", ",
+               inner, "]");
   TANDEM_DISPATCH_FLOATING(x.dtype(), name, [&] {
     softmax_kernel<scalar_t>(kind, x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), outer, n,
                              inner);
