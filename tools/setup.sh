@@ -12,6 +12,7 @@ packages=(
   ninja-build
   g++
   pkg-config
+  clang-format
   libopenblas-dev
   libgtest-dev
   libgmock-dev

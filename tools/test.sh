@@ -54,6 +54,12 @@ if [[ $run_setup -eq 1 ]]; then
   "$root/tools/setup.sh"
 fi
 
+# Formatting is part of the test: tools/format.sh fixes what this reports.
+format_status="ok"
+if ! "$root/tools/format.sh" --check; then
+  format_status="FAILED (run tools/format.sh)"
+fi
+
 presets=()
 [[ $run_cuda -eq 1 ]] && presets+=("$cuda_preset")
 presets+=(cpu)
@@ -106,6 +112,8 @@ done
 
 echo
 echo "==== test.sh summary ===="
+printf '  %-5s %s\n' format "$format_status"
+[[ $format_status == ok ]] || overall=1
 for preset in "${presets[@]}"; do
   printf '  %-5s %s\n' "$preset" "${result[$preset]}"
 done
