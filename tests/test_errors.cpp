@@ -438,3 +438,105 @@ TEST(ErrorTest, WhatIncludesLocation) {
 }
 
 }  // namespace
+
+// One case per remaining user-reachable message of the core and ops layers, each
+// checked for the op name and the values it reports.
+TEST(ErrorTest, CoreAndOpsMessagesNameTheProblem) {
+  using tandem::kFloat32;
+  using tandem::kInt64;
+  const Tensor x = f32({2, 3});
+  expect_error([] { tandem::uniform({2}, 1.0, 0.0); }, {"uniform: need finite lo <= hi", "[1, 0)"});
+  expect_error([] { tandem::normal({2}, 0.0, -1.0); }, {"normal: ", "std=-1"});
+  expect_error(
+      [&] {
+        tandem::linear(x, f32({4, 3}), f32({5}));
+      },
+      {"linear: bias [5]", "out_features 4"});
+  expect_error(
+      [&] {
+        tandem::linear(x, f32({4, 5}));
+      },
+      {"linear: input [2, 3] has 3 features", "weight [4, 5] expects 5"});
+  expect_error(
+      [&] {
+        tandem::gather(x, 1, tandem::zeros({3, 3}, kInt64));
+      },
+      {"gather: index [3, 3] and input [2, 3]", "every dim except dim 1"});
+  expect_error(
+      [&] {
+        tandem::where(tandem::ones({2, 3}), x, x);
+      },
+      {"where: the condition must be a uint8 mask", "float32[2, 3]"});
+  expect_error([] { tandem::Device("gpu:0"); }, {"Device: invalid device string 'gpu:0'"});
+  expect_error([] { tandem::Device("cuda:x"); }, {"Device: invalid device string 'cuda:x'"});
+  expect_error([] { tandem::empty({2, -1}); }, {"empty: negative dimension", "[2, -1]"});
+  expect_error(
+      [&] {
+        tandem::stack({x, f32({3, 2})});
+      },
+      {"stack: tensor 1 has shape [3, 2]", "tensor 0 has [2, 3]"});
+  expect_error([] { f32({2, 3, 4}).flatten(2, 1); }, {"flatten: start_dim 2", "end_dim 1"});
+  expect_error(
+      [&] {
+        Tensor y = f32({4});
+        y.copy_(x);
+      },
+      {"copy_: source float32[2, 3]", "destination float32[4]"});
+  expect_error([&] { tandem::to_vector<double>(x); },
+               {"to_vector: tensor has dtype float32", "float64 was requested"});
+  expect_error(
+      [&] {
+        tandem::index_select(x, 0, tandem::zeros({1, 1}, kInt64));
+      },
+      {"index_select: index must be 1-D", "[1, 1]"});
+  expect_error([] { tandem::one_hot(tandem::zeros({2}, kInt64), 0); },
+               {"one_hot: num_classes must be positive", "got 0"});
+  expect_error(
+      [] {
+        tandem::max(f32({2, 0}), 1);
+      },
+      {"max: cannot reduce over an empty dimension", "float32[2, 0]"});
+  expect_error([&] { tandem::mm(f32({2, 3, 4}), x); }, {"mm: expected 2-D tensors", "[2, 3, 4]"});
+  expect_error([&] { tandem::bmm(x, x); }, {"bmm: expected 3-D tensors", "[2, 3]"});
+  expect_error(
+      [&] {
+        Tensor y = f32({3});
+        y.add_(x);
+      },
+      {"add_: [2, 3] cannot be broadcast to the destination shape [3]"});
+  expect_error(
+      [] {
+        tandem::empty({2},
+                      tandem::TensorOptions(tandem::Device(tandem::kCUDA)).pinned_memory(true));
+      },
+      "pinned_memory applies to CPU tensors only");
+  expect_error(
+      [] {
+        tandem::cat({tandem::full({}, 1.0), tandem::full({}, 2.0)});
+      },
+      "cat: zero-dimensional tensors cannot be concatenated");
+  expect_error(
+      [] {
+        tandem::index_select(f32({0, 3}), 0, tandem::zeros({2}, kInt64));
+      },
+      "index_select: cannot select from an empty dimension");
+  expect_error([] { tandem::div(tandem::ones({3}, kInt64), tandem::zeros({3}, kInt64)); },
+               "div: integer division by zero");
+  expect_error([] { tandem::div(tandem::ones({3}, kInt64), 0.0); },
+               "div: integer division by zero");
+  expect_error([&] { tandem::add(x, Tensor()); }, "add: second input is an undefined tensor");
+  expect_error([] { tandem::randint(0, 5, {2}, kFloat32); },
+               {"randint: dtype float32 is not supported", "int64 or int32"});
+  expect_error([] { tandem::dropout_mask({2}, 0.5, kInt64); },
+               {"dropout: dtype int64 is not supported"});
+  expect_error([&] { x.narrow(1, 0, 1); }, {"narrow: only dim 0", "got dim 1"});
+  expect_error([&] { x.select(1, 0); }, {"select: only dim 0", "got dim 1"});
+  expect_error([&] { x.clamp(1.0, 0.0); }, {"clamp: lo (1) must not exceed hi (0)"});
+  expect_error([] { tandem::arange(0.0, 5.0, 0.0); }, {"arange: ", "non-zero step"});
+  expect_error([] { tandem::arange(5.0, 0.0, 1.0); }, {"arange: step 1 does not go from 5"});
+  expect_error(
+      [] {
+        tandem::from_vector<float>({1.f, 2.f}, {3});
+      },
+      {"from_vector: 2 values do not fill shape [3]"});
+}
