@@ -4,16 +4,7 @@
 // for many small products: those run in parallel over the batch, each call
 // below OpenBLAS's own threading threshold (so it stays single-threaded; the
 // pthreads build warns and may stall if it starts threads inside an OpenMP loop).
-// cblas.h uses C99 _Complex, which clang's -Wpedantic flags when the header is
-// not on a system include path.
-#if defined(__clang__)
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Wc99-extensions"
-#endif
-#include <cblas.h>
-#if defined(__clang__)
-#pragma clang diagnostic pop
-#endif
+#include <cblas.h>  // a SYSTEM include (CMakeLists.txt): it uses C99 _Complex
 
 #include <algorithm>
 #include <limits>
