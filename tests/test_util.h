@@ -265,6 +265,42 @@ inline double nmse(const std::vector<double>& a, const std::vector<double>& ref)
   return den > 0.0 ? num / den : num;
 }
 
+// ---- Errors --------------------------------------------------------------------
+
+// Runs fn, which must throw tandem::Error whose message contains every one of
+// `substrings`. Reports the caller's line on failure.
+inline void expect_error(const std::function<void()>& fn,
+                         std::initializer_list<const char*> substrings,
+                         const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  try {
+    fn();
+  } catch (const tandem::Error& e) {
+    const std::string msg = e.message();
+    const std::string what = e.what();
+    for (const char* s : substrings) {
+      if (msg.find(s) == std::string::npos) {
+        ADD_FAILURE_AT(file, line)
+            << "the message does not contain \"" << s << "\"\n  message: " << msg;
+      }
+    }
+    if (what.find(msg) == std::string::npos) {
+      ADD_FAILURE_AT(file, line) << "what() does not contain message(): " << what;
+    }
+    return;
+  } catch (const std::exception& e) {
+    ADD_FAILURE_AT(file, line) << "threw a std::exception that is not tandem::Error: " << e.what();
+    return;
+  } catch (...) {
+    ADD_FAILURE_AT(file, line) << "threw something that is not a std::exception";
+    return;
+  }
+  ADD_FAILURE_AT(file, line) << "no exception was thrown";
+}
+inline void expect_error(const std::function<void()>& fn, const char* substring,
+                         const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  expect_error(fn, {substring}, file, line);
+}
+
 // ---- Random inputs -------------------------------------------------------------
 
 // One engine, reseeded for each test from TANDEM_TEST_SEED (or a fixed default)

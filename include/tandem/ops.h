@@ -93,6 +93,13 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 // out[i][j] = x[i][index[i][j]] for dim 1 (libtorch semantics); index has x's
 // shape except along dim.
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+// The adjoints of gather and index_select (floating dtypes): a copy of x with
+// src added at the indexed positions; repeated indices accumulate. On CUDA the
+// order of accumulation (so float rounding) may vary between runs.
+//   scatter_add: out[i][index[i][j]] += src[i][j] for dim 1; index has src's shape.
+//   index_add:   out.select(dim, index[j]) += src.select(dim, j); index 1-D.
+Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
 // labels (int64/int32, any shape) -> [..., num_classes]; int64 by default.
 Tensor one_hot(const Tensor& labels, int64_t num_classes, const TensorOptions& options = kInt64);
 

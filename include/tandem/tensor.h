@@ -24,6 +24,10 @@ std::string shape_str(const Shape& s);  // "[64, 3072]"
 int64_t shape_numel(const Shape& s);
 
 class Generator;
+namespace autograd {
+class Node;
+struct AutogradMeta;
+}  // namespace autograd
 
 // Options in libtorch's style: zeros({2, 3}, dtype(kFloat64).device(kCUDA)).
 struct TensorOptions {
@@ -52,18 +56,30 @@ struct TensorOptions {
     return o;
   }
 
+  // The new tensor is a leaf that requires grad (floating dtypes only).
+  TensorOptions requires_grad(bool requires) const {
+    TensorOptions o = *this;
+    o.requires_grad_ = requires;
+    return o;
+  }
+
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   bool pinned_memory() const { return pinned_; }
+  bool requires_grad() const { return requires_grad_; }
 
  private:
   DType dtype_ = kFloat32;
   Device device_ = Device(kCPU);
   bool pinned_ = false;
+  bool requires_grad_ = false;
 };
 
 inline TensorOptions dtype(DType t) { return TensorOptions().dtype(t); }
 inline TensorOptions device(Device d) { return TensorOptions().device(d); }
+inline TensorOptions requires_grad(bool requires = true) {
+  return TensorOptions().requires_grad(requires);
+}
 
 // A block of memory on one device; freed (or returned to a cache) when the last
 // tensor that uses it goes away.
@@ -75,6 +91,10 @@ class Storage {
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
   bool pinned() const { return pinned_; }
+  // Bumped by every in-place write; autograd uses it to detect tensors that
+  // were modified after being saved for backward.
+  uint64_t version() const { return version_; }
+  void bump_version() { ++version_; }
 
   // Allocates nbytes on `device` (CPU: 64-byte aligned; CUDA: caching allocator).
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device, bool pinned = false);
@@ -84,6 +104,7 @@ class Storage {
   size_t nbytes_;
   Device device_;
   bool pinned_;
+  uint64_t version_ = 0;
 };
 
 struct TensorImpl {
@@ -91,7 +112,9 @@ struct TensorImpl {
   int64_t offset = 0;  // in elements
   Shape sizes;
   DType dtype = kFloat32;
-  // Autograd state is attached here by the autograd layer (later issue).
+  // Autograd state (include/tandem/autograd.h); null until the tensor is part
+  // of a graph.
+  std::shared_ptr<autograd::AutogradMeta> autograd;
 };
 
 class Tensor {
@@ -203,6 +226,29 @@ class Tensor {
   // this += value * t1 * t2 ; this += value * t1 / t2
   Tensor& addcmul_(const Tensor& t1, const Tensor& t2, double value = 1.0);
   Tensor& addcdiv_(const Tensor& t1, const Tensor& t2, double value = 1.0);
+
+  // ---- Autograd (include/tandem/autograd.h) ----
+  // True for a leaf made with set_requires_grad(true) and for the result of an
+  // op recorded in the graph.
+  bool requires_grad() const;
+  // Makes this leaf (floating dtypes only) collect gradients in grad().
+  Tensor& set_requires_grad(bool requires_grad);
+  Tensor& requires_grad_(bool requires_grad = true) { return set_requires_grad(requires_grad); }
+  bool is_leaf() const;
+  // The accumulated gradient; undefined until a backward pass reaches this
+  // tensor (leaves, and non-leaves after retain_grad()).
+  Tensor grad() const;
+  Tensor& mutable_grad();  // assign or reset (optimizers, zero_grad)
+  // Also keep the gradient of this non-leaf tensor in grad().
+  void retain_grad() const;
+  // The node that produced this tensor; null for leaves and untracked tensors.
+  std::shared_ptr<autograd::Node> grad_fn() const;
+  // Back-propagates from this tensor: a scalar, or any shape with `gradient`
+  // of the same shape. The graph is freed unless retain_graph is true.
+  void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
+  // The same data (shared storage) outside the graph.
+  Tensor detach() const;
+  Tensor& detach_();
 
   std::string to_string() const;  // like PyTorch's repr
   // True when both tensors are the same object (not value equality).

@@ -14,12 +14,15 @@ Tensor empty(const Shape& shape, const TensorOptions& options) {
   }
   const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * element_size(options.dtype());
   auto storage = Storage::allocate(nbytes, options.device(), options.pinned_memory());
-  return detail::make_tensor(std::move(storage), 0, shape, options.dtype());
+  Tensor t = detail::make_tensor(std::move(storage), 0, shape, options.dtype());
+  if (options.requires_grad()) t.set_requires_grad(true);
+  return t;
 }
 
 Tensor full(const Shape& shape, double value, const TensorOptions& options) {
-  Tensor t = empty(shape, options);
+  Tensor t = empty(shape, options.requires_grad(false));
   t.fill_(value);
+  if (options.requires_grad()) t.set_requires_grad(true);
   return t;
 }
 Tensor zeros(const Shape& shape, const TensorOptions& options) { return full(shape, 0.0, options); }
@@ -59,7 +62,9 @@ Tensor from_blob(const void* data, const Shape& shape, DType src_dtype,
     TANDEM_CHECK(data != nullptr, "from_blob: null data pointer for ", host.numel(), " elements");
     std::memcpy(host.raw_data(), data, host.nbytes());
   }
-  return host.to(options.device(), options.dtype());
+  Tensor t = host.to(options.device(), options.dtype());
+  if (options.requires_grad()) t.set_requires_grad(true);
+  return t;
 }
 
 template <typename T>

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "autograd/record.h"
 #include "core/tensor_internal.h"
 #include "ops/dispatch.h"
 #include "tandem/ops.h"
@@ -104,6 +105,19 @@ int64_t prod(const Shape& sizes, int64_t begin, int64_t end) {
 using detail::alias_with_shape;
 using detail::make_tensor;
 
+namespace {
+// Records `out`, a view of `self` with another shape, in the graph.
+Tensor view_result(const Tensor& self, Tensor out, const char* name) {
+  if (autograd::should_record(self)) {
+    autograd::record(out, name, {self}, {},
+                     [shape = self.sizes()](const Tensor& g, const std::vector<Tensor>&) {
+                       return std::vector<Tensor>{g.view(shape)};
+                     });
+  }
+  return out;
+}
+}  // namespace
+
 const TensorImpl& Tensor::checked_impl() const {
   TANDEM_CHECK(impl_ != nullptr, "Tensor: the tensor is undefined (default-constructed)");
   return *impl_;
@@ -151,6 +165,12 @@ Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
   Tensor out = empty(sizes(), TensorOptions(impl.dtype).device(target));
   detail::copy_bytes(out.raw_data(), target, raw_data(), device(), nbytes(), is_pinned());
+  if (autograd::should_record(*this)) {
+    autograd::record(out, "to", {*this}, {},
+                     [source = device()](const Tensor& g, const std::vector<Tensor>&) {
+                       return std::vector<Tensor>{g.to(source)};
+                     });
+  }
   return out;
 }
 
@@ -158,6 +178,12 @@ Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
   Tensor out = empty(sizes(), TensorOptions(target).device(device()));
   if (numel() > 0) TANDEM_BACKEND_CALL(device(), copy_convert, *this, out);
+  if (is_floating(target) && autograd::should_record(*this)) {
+    autograd::record(out, "to", {*this}, {},
+                     [source = dtype()](const Tensor& g, const std::vector<Tensor>&) {
+                       return std::vector<Tensor>{g.to(source)};
+                     });
+  }
   return out;
 }
 
@@ -171,6 +197,11 @@ Tensor Tensor::to(Device target_device, DType target_dtype) const {
 Tensor Tensor::clone() const {
   Tensor out = empty(sizes(), TensorOptions(dtype()).device(device()));
   detail::copy_bytes(out.raw_data(), device(), raw_data(), device(), nbytes());
+  if (autograd::should_record(*this)) {
+    autograd::record(out, "clone", {*this}, {}, [](const Tensor& g, const std::vector<Tensor>&) {
+      return std::vector<Tensor>{g};
+    });
+  }
   return out;
 }
 
@@ -179,6 +210,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   detail::check_defined("copy_", src, "source");
   TANDEM_CHECK(src.numel() == numel() || src.numel() == 1, "copy_: source ", detail::describe(src),
                " does not match destination ", detail::describe(*this));
+  autograd::prepare_inplace("copy_", *this, src);
   if (is_same(src) || numel() == 0) return *this;
   const Tensor converted = src.to(device(), dtype());
   if (src.numel() == 1 && numel() != 1) {
@@ -194,6 +226,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 
 Tensor& Tensor::fill_(double value) {
   checked_impl();
+  autograd::prepare_inplace("fill_", *this);
   if (numel() > 0) TANDEM_BACKEND_CALL(device(), fill, *this, value);
   return *this;
 }
@@ -218,7 +251,7 @@ Tensor Tensor::view(const Shape& shape) const {
   }
   TANDEM_CHECK(ok && shape_numel(out) == n, "view: shape ", shape_str(shape),
                " is invalid for a tensor of ", n, " elements");
-  return alias_with_shape(*this, out);
+  return view_result(*this, alias_with_shape(*this, out), "view");
 }
 
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
@@ -230,14 +263,14 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
   Shape out(sizes().begin(), sizes().begin() + s);
   out.push_back(detail::prod(sizes(), s, e + 1));
   out.insert(out.end(), sizes().begin() + e + 1, sizes().end());
-  return alias_with_shape(*this, out);
+  return view_result(*this, alias_with_shape(*this, out), "flatten");
 }
 
 Tensor Tensor::squeeze() const {
   Shape out;
   for (int64_t d : sizes())
     if (d != 1) out.push_back(d);
-  return alias_with_shape(*this, out);
+  return view_result(*this, alias_with_shape(*this, out), "squeeze");
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
@@ -247,14 +280,14 @@ Tensor Tensor::squeeze(int64_t d) const {
   if (sizes()[static_cast<size_t>(k)] != 1) return *this;
   Shape out = sizes();
   out.erase(out.begin() + k);
-  return alias_with_shape(*this, out);
+  return view_result(*this, alias_with_shape(*this, out), "squeeze");
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
   const int64_t k = detail::normalize_dim("unsqueeze", d, dim() + 1);
   Shape out = sizes();
   out.insert(out.begin() + k, 1);
-  return alias_with_shape(*this, out);
+  return view_result(*this, alias_with_shape(*this, out), "unsqueeze");
 }
 
 Tensor Tensor::slice(int64_t start, int64_t end) const {
@@ -265,8 +298,17 @@ Tensor Tensor::slice(int64_t start, int64_t end) const {
   Shape out = sizes();
   out[0] = end - start;
   const TensorImpl& impl = *impl_;
-  return make_tensor(impl.storage, impl.offset + start * detail::prod(sizes(), 1, dim()), out,
-                     impl.dtype);
+  Tensor result = make_tensor(impl.storage, impl.offset + start * detail::prod(sizes(), 1, dim()),
+                              out, impl.dtype);
+  if (autograd::should_record(*this)) {
+    autograd::record(result, "slice", {*this}, {},
+                     [start, end, shape = sizes()](const Tensor& g, const std::vector<Tensor>&) {
+                       Tensor full = zeros(shape, TensorOptions(g.dtype()).device(g.device()));
+                       full.slice(start, end).copy_(g);
+                       return std::vector<Tensor>{full};
+                     });
+  }
+  return result;
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
@@ -288,7 +330,8 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
                " is out of range for dim 0 of size ", n);
   if (index < 0) index += n;
   Tensor row = slice(index, index + 1);
-  return alias_with_shape(row, Shape(sizes().begin() + 1, sizes().end()));
+  return view_result(row, alias_with_shape(row, Shape(sizes().begin() + 1, sizes().end())),
+                     "select");
 }
 
 Tensor Tensor::permute(const Shape& dims) const {
@@ -310,6 +353,15 @@ Tensor Tensor::permute(const Shape& dims) const {
   }
   Tensor result = empty(out, TensorOptions(dtype()).device(device()));
   if (numel() > 0) TANDEM_BACKEND_CALL(device(), permute, *this, result, perm);
+  if (autograd::should_record(*this)) {
+    Shape inverse(perm.size());
+    for (size_t i = 0; i < perm.size(); ++i)
+      inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
+    autograd::record(result, "permute", {*this}, {},
+                     [inverse](const Tensor& g, const std::vector<Tensor>&) {
+                       return std::vector<Tensor>{g.permute(inverse)};
+                     });
+  }
   return result;
 }
 

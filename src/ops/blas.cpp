@@ -1,6 +1,7 @@
 // Matrix products. Every form reduces to one row-major batched GEMM call
 // (cpu::gemm -> OpenBLAS, cuda::gemm -> cuBLAS); a batch stride of 0 repeats a
 // matrix, which is how N-D x 2-D and broadcast batches avoid copies.
+#include "autograd/record.h"
 #include "ops/dispatch.h"
 #include "tandem/ops.h"
 
@@ -21,16 +22,52 @@ void check_gemm_operands(const char* op, const Tensor& a, const Tensor& b) {
               " cannot be multiplied");
 }
 
-// out [batch, m, n] = A [batch or 1, m, k] x B [batch or 1, k, n] (row-major).
+// out [batch, m, n] = op(A) x op(B) with op(A) [m, k] and op(B) [k, n], A and B
+// stored row-major as [batch or 1, m, k] ([k, m] when transposed), likewise B.
 void batched_gemm(const Tensor& a, const Tensor& b, Tensor& out, int64_t batch, int64_t m,
-                  int64_t n, int64_t k, bool a_batched, bool b_batched) {
+                  int64_t n, int64_t k, bool a_batched, bool b_batched,
+                  Transpose ta = Transpose::No, Transpose tb = Transpose::No) {
   if (out.numel() == 0) return;
   if (k == 0) {
     out.zero_();
     return;
   }
   const GemmShape shape{batch, m, n, k, a_batched ? m * k : 0, b_batched ? k * n : 0, m * n};
-  TANDEM_BACKEND_CALL(a.device(), gemm, Transpose::No, Transpose::No, shape, 1.0, a, b, 0.0, out);
+  TANDEM_BACKEND_CALL(a.device(), gemm, ta, tb, shape, 1.0, a, b, 0.0, out);
+}
+
+// A^T B for a [r, m], b [r, n] (any shapes with those numels): [m, n].
+Tensor gemm_tn(const Tensor& a, const Tensor& b, int64_t r, int64_t m, int64_t n) {
+  Tensor out = empty({m, n}, TensorOptions(a.dtype()).device(a.device()));
+  batched_gemm(a, b, out, 1, m, n, r, false, false, Transpose::Yes, Transpose::No);
+  return out;
+}
+
+// Backward of the batched product out = A B used by mm and bmm: A [batch, m, k],
+// B [batch, k, n], g [batch, m, n].
+std::vector<Tensor> bmm_backward(const Tensor& g, const Tensor& a, const Tensor& b, int64_t batch,
+                                 int64_t m, int64_t n, int64_t k, bool need_a, bool need_b) {
+  Tensor ga, gb;
+  if (need_a) {  // g B^T
+    ga = empty(a.sizes(), TensorOptions(g.dtype()).device(g.device()));
+    batched_gemm(g, b, ga, batch, m, k, n, true, true, Transpose::No, Transpose::Yes);
+  }
+  if (need_b) {  // A^T g
+    gb = empty(b.sizes(), TensorOptions(g.dtype()).device(g.device()));
+    batched_gemm(a, g, gb, batch, k, n, m, true, true, Transpose::Yes, Transpose::No);
+  }
+  return {ga, gb};
+}
+
+void record_bmm(const char* name, const Tensor& out, const Tensor& a, const Tensor& b,
+                int64_t batch, int64_t m, int64_t n, int64_t k) {
+  if (!autograd::should_record(a, b)) return;
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  autograd::record(out, name, {a, b}, {need_b ? a : Tensor(), need_a ? b : Tensor()},
+                   [=](const Tensor& g, const std::vector<Tensor>& s) {
+                     // s[0] is A (needed for B's gradient), s[1] is B.
+                     return bmm_backward(g, s[0], s[1], batch, m, n, k, need_a, need_b);
+                   });
 }
 
 }  // namespace
@@ -42,6 +79,7 @@ Tensor mm(const Tensor& a, const Tensor& b) {
   if (a.size(1) != b.size(0)) fail_shapes("mm", a, b);
   Tensor out = empty({a.size(0), b.size(1)}, TensorOptions(a.dtype()).device(a.device()));
   batched_gemm(a, b, out, 1, a.size(0), b.size(1), a.size(1), false, false);
+  record_bmm("mm", out, a, b, 1, a.size(0), b.size(1), a.size(1));
   return out;
 }
 
@@ -53,6 +91,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   Tensor out =
       empty({a.size(0), a.size(1), b.size(2)}, TensorOptions(a.dtype()).device(a.device()));
   batched_gemm(a, b, out, a.size(0), a.size(1), b.size(2), a.size(2), true, true);
+  record_bmm("bmm", out, a, b, a.size(0), a.size(1), b.size(2), a.size(2));
   return out;
 }
 
@@ -88,6 +127,26 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   } else {
     batched_gemm(A, B, out, batch, m, n, k, a_count > 1, b_count > 1);
   }
+  if (autograd::should_record(a, b)) {
+    // Through the same products: gA = g B^T and gB = A^T g on the promoted
+    // operands, summed over the batch dims an operand was repeated along.
+    Shape g_shape = batch_shape;
+    g_shape.push_back(m);
+    g_shape.push_back(n);
+    autograd::record(
+        out, "matmul", {a, b}, {A, B},
+        [g_shape, a_shape = a.sizes(), b_shape = b.sizes(), k, n, b_count](
+            const Tensor& grad, const std::vector<Tensor>& s) {
+          const Tensor g = grad.view(g_shape);
+          const Tensor& a2 = s[0];  // the promoted operands
+          const Tensor& b2 = s[1];
+          const Tensor ga = autograd::sum_to(matmul(g, b2.transpose(-1, -2)), a2.sizes());
+          const Tensor gb = b_count == 1
+                                ? gemm_tn(a2, g, a2.numel() / std::max<int64_t>(k, 1), k, n)
+                                : autograd::sum_to(matmul(a2.transpose(-1, -2), g), b2.sizes());
+          return std::vector<Tensor>{ga.view(a_shape), gb.view(b_shape)};
+        });
+  }
   return out;
 }
 
@@ -116,7 +175,21 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     detail::check_same_dtype("linear", x, bias);
     TANDEM_CHECK(bias.dim() == 1 && bias.size(0) == out_features, "linear: bias ",
                  shape_str(bias.sizes()), " does not match out_features ", out_features);
+    NoGradGuard no_grad;  // recorded below as part of linear
     out.add_(bias);
+  }
+  if (autograd::should_record(x, weight, bias)) {
+    const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+    const bool has_bias = bias.defined();
+    autograd::record(out, "linear", {x, weight, bias},
+                     {need_w ? x : Tensor(), need_x ? weight : Tensor()},
+                     [=](const Tensor& g, const std::vector<Tensor>& s) {
+                       Tensor gx, gw, gb;
+                       if (need_x) gx = matmul(g, s[1]);
+                       if (need_w) gw = gemm_tn(g, s[0], rows, out_features, in);
+                       if (has_bias) gb = sum(g.view({rows, out_features}), 0);
+                       return std::vector<Tensor>{gx, gw, gb};
+                     });
   }
   return out;
 }

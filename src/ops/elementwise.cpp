@@ -2,6 +2,7 @@
 // dispatch to cpu::/cuda:: unary, binary, binary_scalar and where.
 #include <algorithm>
 
+#include "autograd/record.h"
 #include "ops/dispatch.h"
 #include "tandem/ops.h"
 
@@ -23,11 +24,72 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   return out;
 }
 
+namespace {
+
+// d unary(x) / dx times g; x is the input, y the output.
+Tensor unary_backward(UnaryOp op, const Tensor& g, const Tensor& x, const Tensor& y, double p0,
+                      double p1) {
+  switch (op) {
+    case UnaryOp::Relu:
+      return where(gt(y, 0.0), g, 0.0);
+    case UnaryOp::Sigmoid:
+      return g * y * (1.0 - y);
+    case UnaryOp::Tanh:
+      return g * (1.0 - square(y));
+    case UnaryOp::Exp:
+      return g * y;
+    case UnaryOp::Log:
+      return g / x;
+    case UnaryOp::Sqrt:
+      return g / (2.0 * y);
+    case UnaryOp::Rsqrt:
+      return g * (-0.5 * y * y * y);
+    case UnaryOp::Neg:
+      return -g;
+    case UnaryOp::Abs:
+      return where(gt(x, 0.0), g, where(lt(x, 0.0), -g, 0.0));
+    case UnaryOp::Square:
+      return 2.0 * x * g;
+    case UnaryOp::Pow:
+      return p0 == 0.0 ? zeros_like(g) : g * (p0 * pow(x, p0 - 1.0));
+    case UnaryOp::Clamp:
+      return where(mul(ge(x, p0), le(x, p1)), g, 0.0);
+    default:
+      TANDEM_FAIL(op_name(op), ": no backward formula (autograd)");
+  }
+}
+
+// Which of input and output the backward formula of `op` reads.
+bool backward_uses_output(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Relu:
+    case UnaryOp::Sigmoid:
+    case UnaryOp::Tanh:
+    case UnaryOp::Exp:
+    case UnaryOp::Sqrt:
+    case UnaryOp::Rsqrt:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 Tensor unary(UnaryOp op, const Tensor& x, double p0, double p1) {
   check_defined(op_name(op), x);
   detail::check_floating(op_name(op), x);
   Tensor out = empty_like(x);
   if (x.numel() > 0) TANDEM_BACKEND_CALL(x.device(), unary, op, x, out, p0, p1);
+  if (autograd::should_record(x)) {
+    const bool use_out = backward_uses_output(op);
+    autograd::record(out, op_name(op), {x}, {use_out ? out : x},
+                     [op, p0, p1, use_out](const Tensor& g, const std::vector<Tensor>& s) {
+                       const Tensor none;
+                       return std::vector<Tensor>{unary_backward(op, g, use_out ? none : s[0],
+                                                                 use_out ? s[0] : none, p0, p1)};
+                     });
+  }
   return out;
 }
 
@@ -52,11 +114,79 @@ void check_binary_args(const char* op, const Tensor& a, const Tensor& b) {
 DType result_dtype(BinaryOp op, DType input) { return is_comparison(op) ? kUInt8 : input; }
 }  // namespace
 
+namespace {
+
+// Where maximum/minimum takes its value from a: 1, 0, and 0.5 for ties (the
+// gradient is split evenly between equal inputs, as in PyTorch).
+Tensor max_min_share(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const Tensor wins = op == BinaryOp::Maximum ? gt(a, b) : lt(a, b);
+  return wins.to(a.dtype()) + 0.5 * eq(a, b).to(a.dtype());
+}
+
+std::vector<Tensor> binary_backward(BinaryOp op, double alpha, const Tensor& g, const Tensor& a,
+                                    const Tensor& b, const Shape& a_shape, const Shape& b_shape) {
+  using autograd::sum_to;
+  switch (op) {
+    case BinaryOp::Add:
+      return {sum_to(g, a_shape), sum_to(alpha == 1.0 ? g : g * alpha, b_shape)};
+    case BinaryOp::Sub:
+      return {sum_to(g, a_shape), sum_to(g * -alpha, b_shape)};
+    case BinaryOp::Mul:
+      return {sum_to(g * b, a_shape), sum_to(g * a, b_shape)};
+    case BinaryOp::Div:
+      return {sum_to(g / b, a_shape), sum_to(-(g * a) / (b * b), b_shape)};
+    case BinaryOp::Maximum:
+    case BinaryOp::Minimum: {
+      const Tensor share = max_min_share(op, a, b);
+      return {sum_to(g * share, a_shape), sum_to(g * (1.0 - share), b_shape)};
+    }
+    default:
+      TANDEM_FAIL(op_name(op), ": no backward formula (autograd)");
+  }
+}
+
+bool binary_saves_inputs(BinaryOp op) { return op != BinaryOp::Add && op != BinaryOp::Sub; }
+
+Tensor binary_scalar_backward(BinaryOp op, double s, ScalarSide side, const Tensor& g,
+                              const Tensor& a) {
+  const bool left = side == ScalarSide::Left;
+  switch (op) {
+    case BinaryOp::Add:
+      return g;
+    case BinaryOp::Sub:
+      return left ? -g : g;
+    case BinaryOp::Mul:
+      return g * s;
+    case BinaryOp::Div:
+      return left ? -(g * s) / (a * a) : g / s;
+    case BinaryOp::Maximum:
+    case BinaryOp::Minimum: {
+      const Tensor wins = op == BinaryOp::Maximum ? gt(a, s) : lt(a, s);
+      return g * (wins.to(a.dtype()) + 0.5 * eq(a, s).to(a.dtype()));
+    }
+    default:
+      TANDEM_FAIL(op_name(op), ": no backward formula (autograd)");
+  }
+}
+
+}  // namespace
+
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, double alpha) {
   check_binary_args(op_name(op), a, b);
   const Shape shape = broadcast_shapes(a.sizes(), b.sizes(), op_name(op));
   Tensor out = empty(shape, TensorOptions(result_dtype(op, a.dtype())).device(a.device()));
   if (out.numel() > 0) TANDEM_BACKEND_CALL(a.device(), binary, op, a, b, out, alpha);
+  if (!is_comparison(op) && autograd::should_record(a, b)) {
+    std::vector<Tensor> saved;
+    if (binary_saves_inputs(op)) saved = {a, b};
+    autograd::record(out, op_name(op), {a, b}, std::move(saved),
+                     [op, alpha, a_shape = a.sizes(), b_shape = b.sizes()](
+                         const Tensor& g, const std::vector<Tensor>& s) {
+                       const Tensor none;
+                       return binary_backward(op, alpha, g, s.empty() ? none : s[0],
+                                              s.empty() ? none : s[1], a_shape, b_shape);
+                     });
+  }
   return out;
 }
 
@@ -64,6 +194,12 @@ Tensor binary_scalar(BinaryOp op, const Tensor& a, double s, ScalarSide side) {
   check_defined(op_name(op), a);
   Tensor out = empty(a.sizes(), TensorOptions(result_dtype(op, a.dtype())).device(a.device()));
   if (out.numel() > 0) TANDEM_BACKEND_CALL(a.device(), binary_scalar, op, a, s, side, out);
+  if (!is_comparison(op) && autograd::should_record(a)) {
+    autograd::record(out, op_name(op), {a}, {a},
+                     [op, s, side](const Tensor& g, const std::vector<Tensor>& saved) {
+                       return std::vector<Tensor>{binary_scalar_backward(op, s, side, g, saved[0])};
+                     });
+  }
   return out;
 }
 
@@ -100,6 +236,15 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
       broadcast_shapes(broadcast_shapes(cond.sizes(), a.sizes(), "where"), b.sizes(), "where");
   Tensor out = empty(shape, TensorOptions(a.dtype()).device(a.device()));
   if (out.numel() > 0) TANDEM_BACKEND_CALL(a.device(), where, cond, a, b, out);
+  if (is_floating(a.dtype()) && autograd::should_record(a, b)) {
+    autograd::record(
+        out, "where", {a, b}, {cond},
+        [a_shape = a.sizes(), b_shape = b.sizes()](const Tensor& g, const std::vector<Tensor>& s) {
+          const Tensor to_a = where(s[0], g, 0.0);
+          return std::vector<Tensor>{autograd::sum_to(to_a, a_shape),
+                                     autograd::sum_to(g - to_a, b_shape)};
+        });
+  }
   return out;
 }
 
@@ -146,11 +291,13 @@ Tensor& binary_inplace(BinaryOp op, Tensor& self, const Tensor& other, double al
   TANDEM_CHECK(broadcast_shapes(self.sizes(), other.sizes(), name) == self.sizes(), name, ": ",
                shape_str(other.sizes()), " cannot be broadcast to the destination shape ",
                shape_str(self.sizes()));
+  autograd::prepare_inplace(name, self, other);
   if (self.numel() > 0) TANDEM_BACKEND_CALL(self.device(), binary, op, self, other, self, alpha);
   return self;
 }
 Tensor& scalar_inplace(BinaryOp op, Tensor& self, double s, const char* name) {
   check_defined(name, self);
+  autograd::prepare_inplace(name, self);
   if (self.numel() > 0) {
     TANDEM_BACKEND_CALL(self.device(), binary_scalar, op, self, s, ScalarSide::Right, self);
   }
@@ -159,6 +306,7 @@ Tensor& scalar_inplace(BinaryOp op, Tensor& self, double s, const char* name) {
 Tensor& unary_inplace(UnaryOp op, Tensor& self, double p0, double p1, const char* name) {
   check_defined(name, self);
   detail::check_floating(name, self);
+  autograd::prepare_inplace(name, self);
   if (self.numel() > 0) TANDEM_BACKEND_CALL(self.device(), unary, op, self, self, p0, p1);
   return self;
 }

@@ -1,4 +1,5 @@
 // cat, stack, index_select, gather, one_hot.
+#include "autograd/record.h"
 #include "ops/dispatch.h"
 #include "tandem/ops.h"
 
@@ -38,6 +39,25 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
       TANDEM_BACKEND_CALL(out.device(), copy_2d, t, out, rows, cols, dst_cols, offset);
     offset += cols;
   }
+  if (autograd::should_record_list(parts)) {
+    std::vector<int64_t> lengths;
+    for (const Tensor& t : parts) lengths.push_back(t.size(d));
+    autograd::record(
+        out, "cat", parts, {}, [d, lengths](const Tensor& g, const std::vector<Tensor>&) {
+          std::vector<Tensor> grads;
+          int64_t start = 0;
+          for (int64_t len : lengths) {
+            grads.push_back(d == 0
+                                ? g.slice(start, start + len)
+                                : index_select(g, d,
+                                               arange(static_cast<double>(start),
+                                                      static_cast<double>(start + len), 1.0,
+                                                      TensorOptions(kInt64).device(g.device()))));
+            start += len;
+          }
+          return grads;
+        });
+  }
   return out;
 }
 
@@ -73,6 +93,18 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   TANDEM_BACKEND_CALL(x.device(), index_select, input, index, out,
                       detail::prod(input.sizes(), 0, d), input.size(d),
                       detail::prod(input.sizes(), d + 1, input.dim()));
+  if (autograd::should_record(x)) {
+    Shape src_shape = input.sizes();
+    src_shape[static_cast<size_t>(d)] = index.numel();
+    autograd::record(out, "index_select", {x}, {index},
+                     [d, src_shape, in_shape = input.sizes(), x_shape = x.sizes()](
+                         const Tensor& g, const std::vector<Tensor>& s) {
+                       const Tensor zero =
+                           zeros(in_shape, TensorOptions(g.dtype()).device(g.device()));
+                       return std::vector<Tensor>{
+                           index_add(zero, d, s[0].view({-1}), g.view(src_shape)).view(x_shape)};
+                     });
+  }
   return out;
 }
 
@@ -93,6 +125,78 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   TANDEM_CHECK(x.size(d) > 0, "gather: cannot gather from an empty dimension");
   TANDEM_BACKEND_CALL(x.device(), gather, x, index, out, detail::prod(x.sizes(), 0, d), x.size(d),
                       index.size(d), detail::prod(x.sizes(), d + 1, x.dim()));
+  if (autograd::should_record(x)) {
+    autograd::record(out, "gather", {x}, {index},
+                     [d, x_shape = x.sizes()](const Tensor& g, const std::vector<Tensor>& s) {
+                       const Tensor zero =
+                           zeros(x_shape, TensorOptions(g.dtype()).device(g.device()));
+                       return std::vector<Tensor>{scatter_add(zero, d, s[0], g)};
+                     });
+  }
+  return out;
+}
+
+Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
+  detail::check_defined("scatter_add", x);
+  detail::check_defined("scatter_add", index, "index");
+  detail::check_defined("scatter_add", src, "source");
+  detail::check_same_device("scatter_add", x, index);
+  detail::check_same_device("scatter_add", x, src);
+  detail::check_same_dtype("scatter_add", x, src);
+  detail::check_floating("scatter_add", x);
+  detail::check_index_dtype("scatter_add", index);
+  TANDEM_CHECK(x.dim() > 0 && index.dim() == x.dim() && index.sizes() == src.sizes(),
+               "scatter_add: index ", shape_str(index.sizes()), " and source ",
+               shape_str(src.sizes()), " must have the same shape and as many dims as the input ",
+               shape_str(x.sizes()));
+  const int64_t d = detail::normalize_dim("scatter_add", dim, x.dim());
+  for (int64_t k = 0; k < x.dim(); ++k) {
+    TANDEM_CHECK(k == d || index.size(k) == x.size(k), "scatter_add: index ",
+                 shape_str(index.sizes()), " and input ", shape_str(x.sizes()),
+                 " must match in every dim except dim ", d);
+  }
+  Tensor out = x.detach().clone();
+  if (src.numel() == 0) return out;
+  TANDEM_CHECK(x.size(d) > 0, "scatter_add: cannot scatter into an empty dimension");
+  TANDEM_BACKEND_CALL(x.device(), scatter_add, src, index, out, detail::prod(x.sizes(), 0, d),
+                      x.size(d), index.size(d), detail::prod(x.sizes(), d + 1, x.dim()));
+  if (autograd::should_record(x, src)) {
+    autograd::record(out, "scatter_add", {x, src}, {index},
+                     [d](const Tensor& g, const std::vector<Tensor>& s) {
+                       return std::vector<Tensor>{g, gather(g, d, s[0])};
+                     });
+  }
+  return out;
+}
+
+Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
+  detail::check_defined("index_add", x);
+  detail::check_defined("index_add", index, "index");
+  detail::check_defined("index_add", src, "source");
+  detail::check_same_device("index_add", x, index);
+  detail::check_same_device("index_add", x, src);
+  detail::check_same_dtype("index_add", x, src);
+  detail::check_floating("index_add", x);
+  detail::check_index_dtype("index_add", index);
+  TANDEM_CHECK(index.dim() <= 1, "index_add: index must be 1-D, got ", shape_str(index.sizes()));
+  TANDEM_CHECK(x.dim() > 0, "index_add: the input must have at least one dim");
+  const int64_t d = detail::normalize_dim("index_add", dim, x.dim());
+  Shape expected = x.sizes();
+  expected[static_cast<size_t>(d)] = index.numel();
+  TANDEM_CHECK(src.sizes() == expected, "index_add: source ", shape_str(src.sizes()),
+               " must have shape ", shape_str(expected), " (the input's with dim ", d,
+               " of the index's length)");
+  Tensor out = x.detach().clone();
+  if (src.numel() == 0) return out;
+  TANDEM_CHECK(x.size(d) > 0, "index_add: cannot add into an empty dimension");
+  TANDEM_BACKEND_CALL(x.device(), index_add, src, index, out, detail::prod(x.sizes(), 0, d),
+                      x.size(d), detail::prod(x.sizes(), d + 1, x.dim()));
+  if (autograd::should_record(x, src)) {
+    autograd::record(out, "index_add", {x, src}, {index},
+                     [d](const Tensor& g, const std::vector<Tensor>& s) {
+                       return std::vector<Tensor>{g, index_select(g, d, s[0])};
+                     });
+  }
   return out;
 }
 

@@ -4,6 +4,7 @@
 // var is composed from mean, sub, square and sum (two passes, numerically sound).
 #include <cmath>
 
+#include "autograd/record.h"
 #include "ops/dispatch.h"
 #include "tandem/ops.h"
 
@@ -23,6 +24,9 @@ DType reduce_dtype(ReduceOp op, DType in) {
   }
 }
 
+void record_reduce(ReduceOp op, const Tensor& x, const Tensor& out, int64_t outer, int64_t n,
+                   int64_t inner);
+
 Tensor reduce_view(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner,
                    const Shape& out_shape) {
   const char* name = op_name(op);
@@ -32,10 +36,52 @@ Tensor reduce_view(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64
   if (n == 0) {
     TANDEM_CHECK(op == ReduceOp::Sum || op == ReduceOp::Mean, name,
                  ": cannot reduce over an empty dimension (input ", detail::describe(x), ")");
-    return out.fill_(op == ReduceOp::Sum ? 0.0 : NAN);
+    out.fill_(op == ReduceOp::Sum ? 0.0 : NAN);
+    record_reduce(op, x, out, outer, n, inner);
+    return out;
   }
   TANDEM_BACKEND_CALL(x.device(), reduce, op, x, out, outer, n, inner);
+  record_reduce(op, x, out, outer, n, inner);
   return out;
+}
+
+// The gradient of a reduction of x viewed as [outer, n, inner] over n: g (one
+// value per [outer, inner] slot) spread over every element for sum and mean,
+// over the extreme elements for max and min (split evenly among ties).
+Tensor reduce_backward(ReduceOp op, const Tensor& g, const Tensor& x, const Tensor& out,
+                       int64_t outer, int64_t n, int64_t inner) {
+  const Tensor g3 = g.view({outer, 1, inner});
+  const Shape shape3{outer, n, inner};
+  switch (op) {
+    case ReduceOp::Sum:
+      return zeros(shape3, TensorOptions(g.dtype()).device(g.device())) + g3;
+    case ReduceOp::Mean:
+      return zeros(shape3, TensorOptions(g.dtype()).device(g.device())) +
+             g3 / static_cast<double>(n);
+    case ReduceOp::Max:
+    case ReduceOp::Min: {
+      const Tensor hit = eq(x.view(shape3), out.view({outer, 1, inner})).to(x.dtype());
+      return hit * (g3 / sum(hit, 1, /*keepdim=*/true));
+    }
+    default:
+      TANDEM_FAIL(op_name(op), ": no backward formula (autograd)");
+  }
+}
+
+void record_reduce(ReduceOp op, const Tensor& x, const Tensor& out, int64_t outer, int64_t n,
+                   int64_t inner) {
+  if (op == ReduceOp::ArgMax || op == ReduceOp::ArgMin || !autograd::should_record(x)) return;
+  const bool extreme = op == ReduceOp::Max || op == ReduceOp::Min;
+  std::vector<Tensor> saved;
+  if (extreme) saved = {x, out};
+  autograd::record(
+      out, op_name(op), {x}, std::move(saved),
+      [op, outer, n, inner, shape = x.sizes()](const Tensor& g, const std::vector<Tensor>& s) {
+        const Tensor none;
+        const Tensor g3 = reduce_backward(op, g, s.empty() ? none : s[0], s.empty() ? none : s[1],
+                                          outer, n, inner);
+        return std::vector<Tensor>{g3.view(shape)};
+      });
 }
 
 }  // namespace
@@ -75,10 +121,8 @@ Tensor var(const Tensor& x, int64_t dim, bool unbiased, bool keepdim) {
   const int64_t d = detail::normalize_dim("var", dim, input.dim());
   const Tensor centered = input - mean(input, d, /*keepdim=*/true);
   const int64_t n = input.size(d);
-  Tensor result = sum(square(centered), d, keepdim);
   // n - 1 == 0 gives nan (0/0) or inf, as in PyTorch.
-  result.div_(static_cast<double>(n - (unbiased ? 1 : 0)));
-  return result;
+  return sum(square(centered), d, keepdim) / static_cast<double>(n - (unbiased ? 1 : 0));
 }
 
 Tensor var(const Tensor& x, bool unbiased) {
@@ -96,6 +140,16 @@ Tensor softmax_impl(SoftmaxKind kind, const Tensor& x, int64_t dim) {
   const int64_t d = detail::normalize_dim(name, dim, input.dim());
   TANDEM_BACKEND_CALL(x.device(), softmax, kind, input, out, detail::prod(input.sizes(), 0, d),
                       input.size(d), detail::prod(input.sizes(), d + 1, input.dim()));
+  if (autograd::should_record(x)) {
+    autograd::record(
+        out, name, {x}, {out},
+        [kind, d, in_shape = input.sizes()](const Tensor& grad, const std::vector<Tensor>& s) {
+          const Tensor g = grad.view(in_shape), y = s[0].view(in_shape);
+          const Tensor gx = kind == SoftmaxKind::Softmax ? y * (g - sum(g * y, d, /*keepdim=*/true))
+                                                         : g - exp(y) * sum(g, d, /*keepdim=*/true);
+          return std::vector<Tensor>{gx.view(grad.sizes())};
+        });
+  }
   return out;
 }
 

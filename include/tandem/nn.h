@@ -1,0 +1,6 @@
+// Neural-network building blocks: modules, layers, initialisers.
+#pragma once
+
+#include "tandem/nn/init.h"
+#include "tandem/nn/module.h"
+#include "tandem/nn/modules.h"

@@ -1,0 +1,195 @@
+// The table of differentiable ops for the gradient tests: each case is a
+// function of float64 inputs plus how to draw them. test_gradcheck.cpp runs
+// every case through gradcheck on the CPU and compares the CUDA backward with
+// the CPU one. Elementwise ops and reductions come from the X-macro lists, so a
+// new op there is checked without anyone adding it here.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "op_cases.h"
+#include "test_util.h"
+
+namespace tt {
+
+// How an input is drawn.
+enum class Draw { Normal, Positive, AwayFromZero, Probability };
+
+struct GradInput {
+  Shape shape;
+  Draw draw = Draw::Normal;
+  bool requires_grad = true;
+};
+
+struct GradCase {
+  std::string name;
+  std::vector<GradInput> inputs;
+  std::function<Tensor(const std::vector<Tensor>&)> fn;
+};
+
+inline Tensor draw_input(const GradInput& in, DType dt) {
+  switch (in.draw) {
+    case Draw::Positive:
+      return random_tensor(in.shape, dt, 0.5, 2.0);
+    case Draw::AwayFromZero:
+      return random_nonzero(in.shape, dt, 0.2, 1.5);
+    case Draw::Probability:
+      return random_tensor(in.shape, dt, 0.05, 0.95);
+    default:
+      return random_tensor(in.shape, dt, -1.5, 1.5);
+  }
+}
+
+// An int64 index tensor on `like`'s device.
+inline Tensor index_on(const std::vector<int64_t>& values, const Shape& shape, const Tensor& like) {
+  return tandem::from_vector<int64_t>(values, shape).to(like.device());
+}
+
+inline std::vector<GradCase> grad_cases() {
+  using namespace tandem;  // NOLINT
+  using In = std::vector<Tensor>;
+  std::vector<GradCase> cases;
+  const GradInput a34{{3, 4}};
+
+  // Unary ops. relu and abs have a kink at 0; log, sqrt and rsqrt need x > 0.
+  for (const UnaryCase& u : unary_cases()) {
+    Draw draw = Draw::Normal;
+    if (u.op == UnaryOp::Relu || u.op == UnaryOp::Abs) draw = Draw::AwayFromZero;
+    if (u.op == UnaryOp::Log || u.op == UnaryOp::Sqrt || u.op == UnaryOp::Rsqrt)
+      draw = Draw::Positive;
+    auto f = u.fn;
+    cases.push_back({u.name, {{{3, 5}, draw}}, [f](const In& x) { return f(x[0]); }});
+  }
+  for (double p : {2.0, 3.0, 0.5, -1.5, 0.0}) {
+    cases.push_back({"pow_" + std::to_string(p), {{{2, 3}, Draw::Positive}},
+                     [p](const In& x) { return pow(x[0], p); }});
+  }
+  cases.push_back({"clamp", {a34}, [](const In& x) { return clamp(x[0], -0.5, 0.7); }});
+
+  // Binary ops, same shape and broadcast both ways.
+  for (const BinaryCase& b : binary_cases()) {
+    if (is_comparison(b.op)) continue;
+    const Draw second = b.op == BinaryOp::Div ? Draw::AwayFromZero : Draw::Normal;
+    const BinaryOp op = b.op;
+    cases.push_back({b.name, {a34, {{3, 4}, second}},
+                     [op](const In& x) { return call_named(op, x[0], x[1]); }});
+    cases.push_back({std::string(b.name) + "_broadcast", {{{2, 1, 4}}, {{3, 1}, second}},
+                     [op](const In& x) { return call_named(op, x[0], x[1]); }});
+    cases.push_back({std::string(b.name) + "_scalar", {{{3, 4}, second}},
+                     [op](const In& x) { return call_named_scalar(op, x[0], 0.3); }});
+  }
+  cases.push_back({"add_alpha", {a34, {{4}}}, [](const In& x) { return add(x[0], x[1], -2.5); }});
+  cases.push_back({"sub_alpha", {a34, {{4}}}, [](const In& x) { return sub(x[0], x[1], 0.75); }});
+  cases.push_back({"scalar_minus_tensor", {a34}, [](const In& x) { return 2.0 - x[0]; }});
+  cases.push_back({"scalar_div_tensor", {{{3, 4}, Draw::AwayFromZero}},
+                   [](const In& x) { return 2.0 / x[0]; }});
+  cases.push_back({"where", {a34, {{4}}}, [](const In& x) {
+                     return where(gt(x[0], 0.0), x[0] * 2.0, x[1]);
+                   }});
+
+  // Reductions (argmax/argmin are not differentiable).
+  for (const ReduceCase& r : reduce_cases()) {
+    if (r.op == ReduceOp::ArgMax || r.op == ReduceOp::ArgMin) continue;
+    const ReduceOp op = r.op;
+    cases.push_back({std::string(r.name) + "_all", {{{3, 5}}},
+                     [op](const In& x) { return call_reduce_all(op, x[0]); }});
+    cases.push_back({std::string(r.name) + "_dim1", {{{3, 5, 2}}},
+                     [op](const In& x) { return call_reduce_dim(op, x[0], 1, false); }});
+    cases.push_back({std::string(r.name) + "_dim0_keepdim", {{{4, 3}}},
+                     [op](const In& x) { return call_reduce_dim(op, x[0], 0, true); }});
+  }
+  cases.push_back({"var_all", {{{3, 5}}}, [](const In& x) { return var(x[0]); }});
+  cases.push_back({"var_dim", {{{3, 5}}}, [](const In& x) { return var(x[0], 1, false, true); }});
+  cases.push_back({"softmax", {{{3, 5}}}, [](const In& x) { return softmax(x[0], 1); }});
+  cases.push_back({"softmax_dim0", {{{4, 3, 2}}}, [](const In& x) { return softmax(x[0], 0); }});
+  cases.push_back({"log_softmax", {{{3, 5}}}, [](const In& x) { return log_softmax(x[0], -1); }});
+  cases.push_back(
+      {"log_softmax_dim1", {{{2, 4, 3}}}, [](const In& x) { return log_softmax(x[0], 1); }});
+
+  // Matrix products.
+  cases.push_back({"mm", {{{3, 4}}, {{4, 5}}}, [](const In& x) { return mm(x[0], x[1]); }});
+  cases.push_back({"bmm", {{{2, 3, 4}}, {{2, 4, 5}}}, [](const In& x) { return bmm(x[0], x[1]); }});
+  cases.push_back({"matmul_dot", {{{4}}, {{4}}}, [](const In& x) { return matmul(x[0], x[1]); }});
+  cases.push_back({"matmul_mv", {{{3, 4}}, {{4}}}, [](const In& x) { return matmul(x[0], x[1]); }});
+  cases.push_back({"matmul_vm", {{{4}}, {{4, 3}}}, [](const In& x) { return matmul(x[0], x[1]); }});
+  cases.push_back(
+      {"matmul_nd_2d", {{{2, 3, 4}}, {{4, 5}}}, [](const In& x) { return matmul(x[0], x[1]); }});
+  cases.push_back(
+      {"matmul_2d_nd", {{{3, 4}}, {{2, 4, 5}}}, [](const In& x) { return matmul(x[0], x[1]); }});
+  cases.push_back({"matmul_batched", {{{2, 3, 4}}, {{2, 4, 2}}},
+                   [](const In& x) { return matmul(x[0], x[1]); }});
+  cases.push_back({"linear", {{{5, 4}}, {{3, 4}}, {{3}}},
+                   [](const In& x) { return linear(x[0], x[1], x[2]); }});
+  cases.push_back({"linear_3d_no_bias", {{{2, 5, 4}}, {{3, 4}}},
+                   [](const In& x) { return linear(x[0], x[1]); }});
+
+  // Shape and indexing.
+  cases.push_back({"cat_dim0", {{{2, 3}}, {{4, 3}}}, [](const In& x) { return cat({x[0], x[1]}); }});
+  cases.push_back(
+      {"cat_dim1", {{{2, 3}}, {{2, 1}}}, [](const In& x) { return cat({x[0], x[1]}, 1); }});
+  cases.push_back(
+      {"stack_dim1", {{{2, 3}}, {{2, 3}}}, [](const In& x) { return stack({x[0], x[1]}, 1); }});
+  cases.push_back({"index_select_dim1", {{{3, 5}}}, [](const In& x) {
+                     return index_select(x[0], 1, index_on({4, 0, 4, 2}, {4}, x[0]));
+                   }});
+  cases.push_back({"index_select_dim0", {{{4, 2}}}, [](const In& x) {
+                     return index_select(x[0], 0, index_on({1, 1, 3}, {3}, x[0]));
+                   }});
+  cases.push_back({"gather", {{{3, 4}}}, [](const In& x) {
+                     return gather(x[0], 1, index_on({0, 3, 3, 1, 2, 2, 0, 0, 1}, {3, 3}, x[0]));
+                   }});
+  cases.push_back({"scatter_add", {{{3, 4}}, {{3, 2}}}, [](const In& x) {
+                     return scatter_add(x[0], 1, index_on({0, 0, 3, 1, 2, 2}, {3, 2}, x[0]), x[1]);
+                   }});
+  cases.push_back({"index_add", {{{4, 3}}, {{3, 3}}}, [](const In& x) {
+                     return index_add(x[0], 0, index_on({2, 0, 2}, {3}, x[0]), x[1]);
+                   }});
+  cases.push_back({"view", {{{3, 4}}}, [](const In& x) { return x[0].view({2, 6}) * 1.5; }});
+  cases.push_back({"flatten", {{{2, 3, 2}}}, [](const In& x) { return x[0].flatten(1); }});
+  cases.push_back({"squeeze_unsqueeze", {{{3, 1, 2}}},
+                   [](const In& x) { return x[0].squeeze(1).unsqueeze(0) * x[0].squeeze(); }});
+  cases.push_back({"slice", {{{5, 2}}}, [](const In& x) { return x[0].slice(1, 4); }});
+  cases.push_back({"select", {{{4, 3}}}, [](const In& x) { return x[0].select(0, 2) * x[0][1]; }});
+  cases.push_back({"narrow", {{{5, 2}}}, [](const In& x) { return x[0].narrow(0, 2, 2); }});
+  cases.push_back({"permute", {{{2, 3, 4}}}, [](const In& x) { return x[0].permute({2, 0, 1}); }});
+  cases.push_back({"transpose", {{{2, 3, 4}}}, [](const In& x) { return x[0].transpose(0, 2); }});
+  cases.push_back({"t", {{{3, 4}}}, [](const In& x) { return x[0].t(); }});
+  cases.push_back({"clone", {{{3, 4}}}, [](const In& x) { return x[0].clone() * x[0]; }});
+  cases.push_back({"dropout", {{{4, 6}}}, [](const In& x) {
+                     Generator gen(1234);  // the same mask on every call
+                     return dropout(x[0], 0.4, true, &gen);
+                   }});
+
+  // Losses.
+  const std::vector<int64_t> labels{2, 0, 4, 4};
+  for (Reduction r : {Reduction::Mean, Reduction::Sum, Reduction::None}) {
+    const std::string suffix = r == Reduction::Mean ? "_mean" : r == Reduction::Sum ? "_sum" : "_none";
+    cases.push_back({"cross_entropy" + suffix, {{{4, 5}}}, [labels, r](const In& x) {
+                       return cross_entropy(x[0], index_on(labels, {4}, x[0]), r);
+                     }});
+    cases.push_back({"nll_loss" + suffix, {{{4, 5}}}, [labels, r](const In& x) {
+                       return nll_loss(log_softmax(x[0], 1), index_on(labels, {4}, x[0]), r);
+                     }});
+    cases.push_back(
+        {"mse_loss" + suffix, {{{3, 4}}, {{3, 4}}}, [r](const In& x) { return mse_loss(x[0], x[1], r); }});
+    cases.push_back({"binary_cross_entropy" + suffix,
+                     {{{3, 4}, Draw::Probability}, {{3, 4}, Draw::Probability}},
+                     [r](const In& x) { return binary_cross_entropy(x[0], x[1], r); }});
+    cases.push_back({"binary_cross_entropy_with_logits" + suffix,
+                     {{{3, 4}}, {{3, 4}, Draw::Probability}},
+                     [r](const In& x) { return binary_cross_entropy_with_logits(x[0], x[1], r); }});
+  }
+  cases.push_back({"cross_entropy_smoothing", {{{4, 5}}}, [labels](const In& x) {
+                     return cross_entropy(x[0], index_on(labels, {4}, x[0]), Reduction::Mean, 0.2);
+                   }});
+  cases.push_back({"cross_entropy_1d", {{{5}}}, [](const In& x) {
+                     return cross_entropy(x[0], index_on({3}, {}, x[0]));
+                   }});
+  cases.push_back({"l2_penalty", {{{3, 4}}, {{2, 3}}},
+                   [](const In& x) { return l2_penalty({x[0], x[1]}, 0.05); }});
+  return cases;
+}
+
+}  // namespace tt
