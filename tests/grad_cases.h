@@ -29,6 +29,9 @@ struct GradCase {
   std::function<Tensor(const std::vector<Tensor>&)> fn;
 };
 
+// gtest prints a parameter with this (instead of its bytes).
+inline void PrintTo(const GradCase& c, std::ostream* os) { *os << c.name; }
+
 inline Tensor draw_input(const GradInput& in, DType dt) {
   switch (in.draw) {
     case Draw::Positive:
@@ -63,8 +66,9 @@ inline std::vector<GradCase> grad_cases() {
     cases.push_back({u.name, {{{3, 5}, draw}}, [f](const In& x) { return f(x[0]); }});
   }
   for (double p : {2.0, 3.0, 0.5, -1.5, 0.0}) {
-    cases.push_back({"pow_" + std::to_string(p), {{{2, 3}, Draw::Positive}},
-                     [p](const In& x) { return pow(x[0], p); }});
+    cases.push_back({"pow_" + std::to_string(p), {{{2, 3}, Draw::Positive}}, [p](const In& x) {
+                       return pow(x[0], p);
+                     }});
   }
   cases.push_back({"clamp", {a34}, [](const In& x) { return clamp(x[0], -0.5, 0.7); }});
 
@@ -73,32 +77,38 @@ inline std::vector<GradCase> grad_cases() {
     if (is_comparison(b.op)) continue;
     const Draw second = b.op == BinaryOp::Div ? Draw::AwayFromZero : Draw::Normal;
     const BinaryOp op = b.op;
-    cases.push_back({b.name, {a34, {{3, 4}, second}},
+    cases.push_back({b.name, {a34, {{3, 4}, second}}, [op](const In& x) {
+                       return call_named(op, x[0], x[1]);
+                     }});
+    cases.push_back({std::string(b.name) + "_broadcast",
+                     {{{2, 1, 4}}, {{3, 1}, second}},
                      [op](const In& x) { return call_named(op, x[0], x[1]); }});
-    cases.push_back({std::string(b.name) + "_broadcast", {{{2, 1, 4}}, {{3, 1}, second}},
-                     [op](const In& x) { return call_named(op, x[0], x[1]); }});
-    cases.push_back({std::string(b.name) + "_scalar", {{{3, 4}, second}},
-                     [op](const In& x) { return call_named_scalar(op, x[0], 0.3); }});
+    cases.push_back({std::string(b.name) + "_scalar", {{{3, 4}, second}}, [op](const In& x) {
+                       return call_named_scalar(op, x[0], 0.3);
+                     }});
   }
   cases.push_back({"add_alpha", {a34, {{4}}}, [](const In& x) { return add(x[0], x[1], -2.5); }});
   cases.push_back({"sub_alpha", {a34, {{4}}}, [](const In& x) { return sub(x[0], x[1], 0.75); }});
   cases.push_back({"scalar_minus_tensor", {a34}, [](const In& x) { return 2.0 - x[0]; }});
-  cases.push_back({"scalar_div_tensor", {{{3, 4}, Draw::AwayFromZero}},
-                   [](const In& x) { return 2.0 / x[0]; }});
-  cases.push_back({"where", {a34, {{4}}}, [](const In& x) {
-                     return where(gt(x[0], 0.0), x[0] * 2.0, x[1]);
+  cases.push_back({"scalar_div_tensor", {{{3, 4}, Draw::AwayFromZero}}, [](const In& x) {
+                     return 2.0 / x[0];
                    }});
+  cases.push_back(
+      {"where", {a34, {{4}}}, [](const In& x) { return where(gt(x[0], 0.0), x[0] * 2.0, x[1]); }});
 
   // Reductions (argmax/argmin are not differentiable).
   for (const ReduceCase& r : reduce_cases()) {
     if (r.op == ReduceOp::ArgMax || r.op == ReduceOp::ArgMin) continue;
     const ReduceOp op = r.op;
-    cases.push_back({std::string(r.name) + "_all", {{{3, 5}}},
-                     [op](const In& x) { return call_reduce_all(op, x[0]); }});
-    cases.push_back({std::string(r.name) + "_dim1", {{{3, 5, 2}}},
-                     [op](const In& x) { return call_reduce_dim(op, x[0], 1, false); }});
-    cases.push_back({std::string(r.name) + "_dim0_keepdim", {{{4, 3}}},
-                     [op](const In& x) { return call_reduce_dim(op, x[0], 0, true); }});
+    cases.push_back({std::string(r.name) + "_all", {{{3, 5}}}, [op](const In& x) {
+                       return call_reduce_all(op, x[0]);
+                     }});
+    cases.push_back({std::string(r.name) + "_dim1", {{{3, 5, 2}}}, [op](const In& x) {
+                       return call_reduce_dim(op, x[0], 1, false);
+                     }});
+    cases.push_back({std::string(r.name) + "_dim0_keepdim", {{{4, 3}}}, [op](const In& x) {
+                       return call_reduce_dim(op, x[0], 0, true);
+                     }});
   }
   cases.push_back({"var_all", {{{3, 5}}}, [](const In& x) { return var(x[0]); }});
   cases.push_back({"var_dim", {{{3, 5}}}, [](const In& x) { return var(x[0], 1, false, true); }});
@@ -118,19 +128,26 @@ inline std::vector<GradCase> grad_cases() {
       {"matmul_nd_2d", {{{2, 3, 4}}, {{4, 5}}}, [](const In& x) { return matmul(x[0], x[1]); }});
   cases.push_back(
       {"matmul_2d_nd", {{{3, 4}}, {{2, 4, 5}}}, [](const In& x) { return matmul(x[0], x[1]); }});
-  cases.push_back({"matmul_batched", {{{2, 3, 4}}, {{2, 4, 2}}},
-                   [](const In& x) { return matmul(x[0], x[1]); }});
-  cases.push_back({"linear", {{{5, 4}}, {{3, 4}}, {{3}}},
-                   [](const In& x) { return linear(x[0], x[1], x[2]); }});
-  cases.push_back({"linear_3d_no_bias", {{{2, 5, 4}}, {{3, 4}}},
-                   [](const In& x) { return linear(x[0], x[1]); }});
+  cases.push_back({"matmul_batched", {{{2, 3, 4}}, {{2, 4, 2}}}, [](const In& x) {
+                     return matmul(x[0], x[1]);
+                   }});
+  cases.push_back({"linear", {{{5, 4}}, {{3, 4}}, {{3}}}, [](const In& x) {
+                     return linear(x[0], x[1], x[2]);
+                   }});
+  cases.push_back({"linear_3d_no_bias", {{{2, 5, 4}}, {{3, 4}}}, [](const In& x) {
+                     return linear(x[0], x[1]);
+                   }});
 
   // Shape and indexing.
-  cases.push_back({"cat_dim0", {{{2, 3}}, {{4, 3}}}, [](const In& x) { return cat({x[0], x[1]}); }});
-  cases.push_back(
-      {"cat_dim1", {{{2, 3}}, {{2, 1}}}, [](const In& x) { return cat({x[0], x[1]}, 1); }});
-  cases.push_back(
-      {"stack_dim1", {{{2, 3}}, {{2, 3}}}, [](const In& x) { return stack({x[0], x[1]}, 1); }});
+  cases.push_back({"cat_dim0", {{{2, 3}}, {{4, 3}}}, [](const In& x) {
+                     return cat({x[0], x[1]});
+                   }});
+  cases.push_back({"cat_dim1", {{{2, 3}}, {{2, 1}}}, [](const In& x) {
+                     return cat({x[0], x[1]}, 1);
+                   }});
+  cases.push_back({"stack_dim1", {{{2, 3}}, {{2, 3}}}, [](const In& x) {
+                     return stack({x[0], x[1]}, 1);
+                   }});
   cases.push_back({"index_select_dim1", {{{3, 5}}}, [](const In& x) {
                      return index_select(x[0], 1, index_on({4, 0, 4, 2}, {4}, x[0]));
                    }});
@@ -148,8 +165,9 @@ inline std::vector<GradCase> grad_cases() {
                    }});
   cases.push_back({"view", {{{3, 4}}}, [](const In& x) { return x[0].view({2, 6}) * 1.5; }});
   cases.push_back({"flatten", {{{2, 3, 2}}}, [](const In& x) { return x[0].flatten(1); }});
-  cases.push_back({"squeeze_unsqueeze", {{{3, 1, 2}}},
-                   [](const In& x) { return x[0].squeeze(1).unsqueeze(0) * x[0].squeeze(); }});
+  cases.push_back({"squeeze_unsqueeze", {{{3, 1, 2}}}, [](const In& x) {
+                     return x[0].squeeze(1).unsqueeze(0) * x[0].squeeze();
+                   }});
   cases.push_back({"slice", {{{5, 2}}}, [](const In& x) { return x[0].slice(1, 4); }});
   cases.push_back({"select", {{{4, 3}}}, [](const In& x) { return x[0].select(0, 2) * x[0][1]; }});
   cases.push_back({"narrow", {{{5, 2}}}, [](const In& x) { return x[0].narrow(0, 2, 2); }});
@@ -165,15 +183,18 @@ inline std::vector<GradCase> grad_cases() {
   // Losses.
   const std::vector<int64_t> labels{2, 0, 4, 4};
   for (Reduction r : {Reduction::Mean, Reduction::Sum, Reduction::None}) {
-    const std::string suffix = r == Reduction::Mean ? "_mean" : r == Reduction::Sum ? "_sum" : "_none";
+    const std::string suffix = r == Reduction::Mean  ? "_mean"
+                               : r == Reduction::Sum ? "_sum"
+                                                     : "_none";
     cases.push_back({"cross_entropy" + suffix, {{{4, 5}}}, [labels, r](const In& x) {
                        return cross_entropy(x[0], index_on(labels, {4}, x[0]), r);
                      }});
     cases.push_back({"nll_loss" + suffix, {{{4, 5}}}, [labels, r](const In& x) {
                        return nll_loss(log_softmax(x[0], 1), index_on(labels, {4}, x[0]), r);
                      }});
-    cases.push_back(
-        {"mse_loss" + suffix, {{{3, 4}}, {{3, 4}}}, [r](const In& x) { return mse_loss(x[0], x[1], r); }});
+    cases.push_back({"mse_loss" + suffix, {{{3, 4}}, {{3, 4}}}, [r](const In& x) {
+                       return mse_loss(x[0], x[1], r);
+                     }});
     cases.push_back({"binary_cross_entropy" + suffix,
                      {{{3, 4}, Draw::Probability}, {{3, 4}, Draw::Probability}},
                      [r](const In& x) { return binary_cross_entropy(x[0], x[1], r); }});
@@ -187,8 +208,9 @@ inline std::vector<GradCase> grad_cases() {
   cases.push_back({"cross_entropy_1d", {{{5}}}, [](const In& x) {
                      return cross_entropy(x[0], index_on({3}, {}, x[0]));
                    }});
-  cases.push_back({"l2_penalty", {{{3, 4}}, {{2, 3}}},
-                   [](const In& x) { return l2_penalty({x[0], x[1]}, 0.05); }});
+  cases.push_back({"l2_penalty", {{{3, 4}}, {{2, 3}}}, [](const In& x) {
+                     return l2_penalty({x[0], x[1]}, 0.05);
+                   }});
   return cases;
 }
 
