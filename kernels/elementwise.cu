@@ -112,6 +112,8 @@ __device__ __forceinline__ float tanh_(float x) { return tanhf(x); }
 __device__ __forceinline__ double tanh_(double x) { return tanh(x); }
 __device__ __forceinline__ float abs_(float x) { return fabsf(x); }
 __device__ __forceinline__ double abs_(double x) { return fabs(x); }
+__device__ __forceinline__ float erf_(float x) { return erff(x); }
+__device__ __forceinline__ double erf_(double x) { return erf(x); }
 __device__ __forceinline__ float pow_(float x, float p) { return powf(x, p); }
 __device__ __forceinline__ double pow_(double x, double p) { return pow(x, p); }
 
@@ -144,6 +146,8 @@ struct UnaryFn {
       return abs_(x);
     } else if constexpr (op == UnaryOp::Square) {
       return x * x;
+    } else if constexpr (op == UnaryOp::Erf) {
+      return erf_(x);
     } else if constexpr (op == UnaryOp::Pow) {
       return pow_(x, p0);
     } else if constexpr (op == UnaryOp::Clamp) {

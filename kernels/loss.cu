@@ -37,7 +37,8 @@ __global__ void cross_entropy_forward_kernel(const T* x, const I* target, T* los
                                              int64_t rows, int64_t classes, T smoothing) {
   const int lane = threadIdx.x % kWarpSize;
   const int64_t warps_per_block = blockDim.x / kWarpSize;
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / kWarpSize;
+  const int64_t first =
+      static_cast<int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / kWarpSize;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * warps_per_block;
   for (int64_t r = first; r < rows; r += stride) {
     const T* row = x + r * classes;
@@ -56,9 +57,9 @@ __global__ void cross_entropy_forward_kernel(const T* x, const I* target, T* los
       const T l = m + log(s);
       const auto t = static_cast<int64_t>(target[r]);
       lse[r] = l;
-      loss[r] = (t >= 0 && t < classes)
-                    ? l - (T(1) - smoothing) * row[t] - (smoothing / static_cast<T>(classes)) * total
-                    : nan_value<T>();
+      loss[r] = (t >= 0 && t < classes) ? l - (T(1) - smoothing) * row[t] -
+                                              (smoothing / static_cast<T>(classes)) * total
+                                        : nan_value<T>();
     }
   }
 }
@@ -156,15 +157,16 @@ void scatter_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t ou
       using T = decltype(tag);
       constexpr int kBlock = kBlockSize;
       const int grid = grid_for(total, kBlock, kBlock);
-      scatter_add_kernel<T, I><<<grid, kBlock, 0, stream>>>(
-          src.data_ptr<T>(), index.data_ptr<I>(), out.data_ptr<T>(), total, out_dim, idx_dim, inner);
+      scatter_add_kernel<T, I><<<grid, kBlock, 0, stream>>>(src.data_ptr<T>(), index.data_ptr<I>(),
+                                                            out.data_ptr<T>(), total, out_dim,
+                                                            idx_dim, inner);
       TANDEM_CUDA_CHECK_LAUNCH(scatter_add_kernel<T, I>);
     });
   });
 }
 
-void index_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer,
-               int64_t dim_size, int64_t inner) {
+void index_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer, int64_t dim_size,
+               int64_t inner) {
   const int64_t m = index.numel();
   const int64_t total = outer * m * inner;
   if (total == 0) return;

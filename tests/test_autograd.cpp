@@ -32,8 +32,8 @@ TEST(Autograd, LeafFlagsAndGradFn) {
   EXPECT_EQ(y.grad_fn()->name(), "MulBackward");
   EXPECT_EQ(log_softmax(y, 0).grad_fn()->name(), "LogSoftmaxBackward");
   ASSERT_EQ(y.grad_fn()->next_functions().size(), 2u);
-  EXPECT_NE(y.grad_fn()->next_functions()[0], nullptr);   // x's accumulator
-  EXPECT_EQ(y.grad_fn()->next_functions()[1], nullptr);   // c needs no grad
+  EXPECT_NE(y.grad_fn()->next_functions()[0], nullptr);  // x's accumulator
+  EXPECT_EQ(y.grad_fn()->next_functions()[1], nullptr);  // c needs no grad
   EXPECT_FALSE((c * c).requires_grad());
   EXPECT_FALSE(gt(x, 0.0).requires_grad());  // comparisons are not differentiable
   EXPECT_FALSE(argmax(x).requires_grad());
@@ -83,11 +83,16 @@ TEST(Autograd, NonScalarBackwardNeedsAGradientOfTheSameShape) {
   expect_error([&] { y.backward(); },
                {"backward: a gradient can be created implicitly only for a one-element output",
                 "float64[2, 3]"});
-  expect_error([&] { y.backward(ones({3, 2}, kFloat64)); },
-               {"backward: the gradient float64[3, 2] on cpu does not match the shape",
-                "float64[2, 3]"});
-  expect_error([&] { y.backward(ones({2, 3}, kFloat32)); },
-               "must have the dtype and device of the tensor");
+  expect_error(
+      [&] {
+        y.backward(ones({3, 2}, kFloat64));
+      },
+      {"backward: the gradient float64[3, 2] on cpu does not match the shape", "float64[2, 3]"});
+  expect_error(
+      [&] {
+        y.backward(ones({2, 3}, kFloat32));
+      },
+      "must have the dtype and device of the tensor");
   const Tensor g = tt::random_tensor({2, 3}, kFloat64);
   y.backward(g);
   expect_close(x.grad(), 2.0 * x.detach() * g);
@@ -250,8 +255,8 @@ TEST(Autograd, ReluGradientIsZeroAtAndBelowZero) {
 }
 
 TEST(Autograd, CrossEntropyIsStableForLargeLogits) {
-  const Tensor logits =
-      tt::make_tensor({1e4, -1e4, 0.0, 5e3, 5e3 + 1.0, -3.0}, {2, 3}, kFloat64).set_requires_grad(true);
+  const Tensor logits = tt::make_tensor({1e4, -1e4, 0.0, 5e3, 5e3 + 1.0, -3.0}, {2, 3}, kFloat64)
+                            .set_requires_grad(true);
   const Tensor target = from_vector<int64_t>({0, 1});
   const Tensor loss = cross_entropy(logits, target, Reduction::Sum);
   // Row 0: the target has the largest logit by 1e4: loss ~ 0. Row 1: log(1 + e) - 0 ... exact:
@@ -267,20 +272,32 @@ TEST(Autograd, CrossEntropyIsStableForLargeLogits) {
 
 TEST(Autograd, LossArgumentErrors) {
   const Tensor logits = randn({4, 3});
-  expect_error([&] { cross_entropy(logits, from_vector<int64_t>({0, 1, 2})); },
-               "cross_entropy: target [3] does not match scores [4, 3]");
+  expect_error(
+      [&] {
+        cross_entropy(logits, from_vector<int64_t>({0, 1, 2}));
+      },
+      "cross_entropy: target [3] does not match scores [4, 3]");
   expect_error([&] { cross_entropy(logits, randn({4})); }, "cross_entropy:");
-  expect_error([&] { cross_entropy(logits, from_vector<int64_t>({0, 1, 2, 0}), Reduction::Mean, 1.5); },
-               "cross_entropy: label_smoothing must be in [0, 1], got 1.5");
-  expect_error([&] { cross_entropy(randn({2, 2, 2}), from_vector<int64_t>({0, 1})); },
-               "cross_entropy: expected scores of shape [N, C] or [C], got [2, 2, 2]");
+  expect_error(
+      [&] {
+        cross_entropy(logits, from_vector<int64_t>({0, 1, 2, 0}), Reduction::Mean, 1.5);
+      },
+      "cross_entropy: label_smoothing must be in [0, 1], got 1.5");
+  expect_error(
+      [&] {
+        cross_entropy(randn({2, 2, 2}), from_vector<int64_t>({0, 1}));
+      },
+      "cross_entropy: expected scores of shape [N, C] or [C], got [2, 2, 2]");
   expect_error([&] { cross_entropy(logits, from_vector<int64_t>({0, 1, 7, 0})); }, "cross_entropy");
   expect_error([&] { mse_loss(randn({3}), randn({4})); },
                "mse_loss: input [3] and target [4] must have the same shape");
   expect_error([&] { binary_cross_entropy(rand({2}), rand({3})); },
                "binary_cross_entropy: input [2] and target [3]");
-  expect_error([&] { nll_loss(randn({4, 3}), from_vector<int64_t>({0})); },
-               "nll_loss: target [1] does not match scores [4, 3]");
+  expect_error(
+      [&] {
+        nll_loss(randn({4, 3}), from_vector<int64_t>({0}));
+      },
+      "nll_loss: target [1] does not match scores [4, 3]");
   expect_error([&] { l2_penalty({}, 0.1); }, "l2_penalty: expected at least one weight tensor");
 }
 
@@ -298,8 +315,7 @@ TEST(Autograd, L2PenaltyValueAndGradient) {
   const Tensor w1 = leaf({3, 4}), w2 = leaf({2});
   const Tensor p = l2_penalty({w1, w2}, 0.1);
   NoGradGuard no_grad;
-  const double expected =
-      0.1 * (sum(square(w1)).item<double>() + sum(square(w2)).item<double>());
+  const double expected = 0.1 * (sum(square(w1)).item<double>() + sum(square(w2)).item<double>());
   EXPECT_NEAR(p.item<double>(), expected, 1e-12);
   AutoGradMode on(true);
   p.backward();

@@ -83,6 +83,7 @@ bool transcendental(UnaryOp op) {
     case UnaryOp::Sqrt:
     case UnaryOp::Rsqrt:
     case UnaryOp::Pow:
+    case UnaryOp::Erf:
       return true;
     case UnaryOp::Relu:
     case UnaryOp::Neg:

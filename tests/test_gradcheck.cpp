@@ -94,8 +94,8 @@ Tensor wrong_square(const Tensor& x) {
 
 TEST(Gradcheck, CatchesAWrongBackwardFormula) {
   const Tensor x = tt::random_nonzero({4, 3}, kFloat64, 0.5, 2.0).set_requires_grad(true);
-  const auto r = autograd::gradcheck([](const std::vector<Tensor>& in) { return wrong_square(in[0]); },
-                                     {x});
+  const auto r =
+      autograd::gradcheck([](const std::vector<Tensor>& in) { return wrong_square(in[0]); }, {x});
   EXPECT_FALSE(r.ok);
   ASSERT_EQ(r.inputs.size(), 1u);
   EXPECT_GT(r.inputs[0].max_error, 0.1);
@@ -116,12 +116,13 @@ TEST(Gradcheck, PassesAndReportsOnlyInputsThatRequireGrad) {
 }
 
 TEST(Gradcheck, SkipsElementsNearAKink) {
-  const Tensor x = tt::make_tensor({-1.0, 0.0, 1e-9, 0.5, 2.0}, {5}, kFloat64).set_requires_grad(true);
+  const Tensor x =
+      tt::make_tensor({-1.0, 0.0, 1e-9, 0.5, 2.0}, {5}, kFloat64).set_requires_grad(true);
   autograd::GradcheckOptions opt;
   opt.kink = 0.0;
   opt.kink_range = 1e-3;
-  const auto r = autograd::gradcheck([](const std::vector<Tensor>& in) { return relu(in[0]); },
-                                     {x}, opt);
+  const auto r =
+      autograd::gradcheck([](const std::vector<Tensor>& in) { return relu(in[0]); }, {x}, opt);
   EXPECT_TRUE(r.ok) << r.report();
   EXPECT_EQ(r.inputs[0].skipped, 2);
   EXPECT_EQ(r.inputs[0].checked, 3);
@@ -129,11 +130,17 @@ TEST(Gradcheck, SkipsElementsNearAKink) {
 
 TEST(Gradcheck, RejectsBadInputs) {
   const Tensor f32 = randn({3}).set_requires_grad(true);
-  tt::expect_error([&] { autograd::gradcheck([](const std::vector<Tensor>& in) { return in[0].sum(); }, {f32}); },
-                       "gradcheck: input 0 is float32[3]");
+  tt::expect_error(
+      [&] {
+        autograd::gradcheck([](const std::vector<Tensor>& in) { return in[0].sum(); }, {f32});
+      },
+      "gradcheck: input 0 is float32[3]");
   const Tensor plain = randn({3}, kFloat64);
-  tt::expect_error([&] { autograd::gradcheck([](const std::vector<Tensor>& in) { return in[0].sum(); }, {plain}); },
-                       "gradcheck: no input requires grad");
+  tt::expect_error(
+      [&] {
+        autograd::gradcheck([](const std::vector<Tensor>& in) { return in[0].sum(); }, {plain});
+      },
+      "gradcheck: no input requires grad");
   const Tensor x = randn({3}, kFloat64).set_requires_grad(true);
   tt::expect_error(
       [&] {
@@ -143,8 +150,11 @@ TEST(Gradcheck, RejectsBadInputs) {
       "gradcheck: fn returned float32[]");
   autograd::GradcheckOptions bad;
   bad.eps = 0.0;
-  tt::expect_error([&] { autograd::gradcheck([](const std::vector<Tensor>& in) { return in[0].sum(); }, {x}, bad); },
-                       "gradcheck: eps must be positive");
+  tt::expect_error(
+      [&] {
+        autograd::gradcheck([](const std::vector<Tensor>& in) { return in[0].sum(); }, {x}, bad);
+      },
+      "gradcheck: eps must be positive");
 }
 
 }  // namespace

@@ -68,6 +68,8 @@ double ref_unary(UnaryOp op, double x, double p0, double p1) {
       return std::fabs(x);
     case UnaryOp::Square:
       return x * x;
+    case UnaryOp::Erf:
+      return std::erf(x);
     case UnaryOp::Pow:
       return std::pow(x, p0);
     case UnaryOp::Clamp:

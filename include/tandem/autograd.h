@@ -109,8 +109,8 @@ class Node {
 struct AutogradMeta {
   bool requires_grad = false;  // set on leaves by the user
   Tensor grad;
-  std::shared_ptr<Node> grad_fn;             // null for leaves
-  std::weak_ptr<Node> grad_accumulator;      // leaves: the node that adds into grad
+  std::shared_ptr<Node> grad_fn;         // null for leaves
+  std::weak_ptr<Node> grad_accumulator;  // leaves: the node that adds into grad
   bool retains_grad = false;
 };
 

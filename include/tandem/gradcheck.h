@@ -28,13 +28,13 @@ struct GradcheckOptions {
 };
 
 struct GradcheckInputReport {
-  size_t input = 0;                // position in the inputs
-  double max_error = 0.0;          // the scaled error above, worst element
-  int64_t worst_index = -1;        // flat index of that element
-  double analytic = 0.0;           // gradients at that element
+  size_t input = 0;          // position in the inputs
+  double max_error = 0.0;    // the scaled error above, worst element
+  int64_t worst_index = -1;  // flat index of that element
+  double analytic = 0.0;     // gradients at that element
   double numeric = 0.0;
   int64_t checked = 0;
-  int64_t skipped = 0;             // near a kink
+  int64_t skipped = 0;  // near a kink
 };
 
 struct GradcheckResult {

@@ -18,7 +18,8 @@
   X(rsqrt, Rsqrt)           \
   X(neg, Neg)               \
   X(abs, Abs)               \
-  X(square, Square)
+  X(square, Square)         \
+  X(erf, Erf)
 
 // Unary ops with scalar parameters: pow(x, p0), clamp(x, p0, p1).
 #define TANDEM_PARAM_UNARY_OPS(X) \

@@ -213,8 +213,8 @@ void execute(GraphTask& task) {
       grads = node->apply(grad);
       TANDEM_CHECK(grads.size() == node->next_functions().size() ||
                        dynamic_cast<AccumulateGrad*>(node.get()) != nullptr,
-                   "autograd: ", node->name(), " returned ", grads.size(),
-                   " gradients for its ", node->next_functions().size(), " inputs");
+                   "autograd: ", node->name(), " returned ", grads.size(), " gradients for its ",
+                   node->next_functions().size(), " inputs");
     }
     grad = Tensor();
     if (!task.retain_graph) node->release();
@@ -257,9 +257,9 @@ void add_roots(GraphTask& task, const char* op, const std::vector<Tensor>& outpu
     } else {
       TANDEM_CHECK(g.sizes() == out.sizes(), op, ": the gradient ", detail::describe(g),
                    " does not match the shape of the tensor ", detail::describe(out));
-      TANDEM_CHECK(g.dtype() == out.dtype() && g.device() == out.device(), op,
-                   ": the gradient ", detail::describe(g), " must have the dtype and device of ",
-                   "the tensor ", detail::describe(out));
+      TANDEM_CHECK(g.dtype() == out.dtype() && g.device() == out.device(), op, ": the gradient ",
+                   detail::describe(g), " must have the dtype and device of ", "the tensor ",
+                   detail::describe(out));
       g = g.detach();
     }
     task.roots.emplace_back(gradient_edge(out), g);
@@ -291,10 +291,9 @@ std::vector<Tensor> Node::apply(const Tensor& grad) {
   for (size_t i = 0; i < saved_.size(); ++i) {
     if (!saved_[i].defined()) continue;
     const uint64_t now = saved_[i].impl()->storage->version();
-    TANDEM_CHECK(now == saved_versions_[i], "backward: a tensor ",
-                 detail::describe(saved_[i]), " saved by ", name_,
-                 " was modified in place after it was saved (version ", now, ", saved at ",
-                 saved_versions_[i], "); its gradient would be wrong");
+    TANDEM_CHECK(now == saved_versions_[i], "backward: a tensor ", detail::describe(saved_[i]),
+                 " saved by ", name_, " was modified in place after it was saved (version ", now,
+                 ", saved at ", saved_versions_[i], "); its gradient would be wrong");
   }
   return fn_(grad, saved_);
 }
@@ -329,8 +328,8 @@ void record(const Tensor& out, const char* name, const std::vector<Tensor>& inpu
   for (Tensor& s : saved)
     if (s.defined()) s = s.detach();
   AutogradMeta& meta = ensure_meta(out);
-  meta.grad_fn = std::make_shared<Node>(node_name(name), std::move(next),
-                                        std::move(metas), std::move(saved), std::move(fn));
+  meta.grad_fn = std::make_shared<Node>(node_name(name), std::move(next), std::move(metas),
+                                        std::move(saved), std::move(fn));
   meta.requires_grad = false;
 }
 
@@ -380,8 +379,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   add_roots(task, "grad", outputs, grad_outputs);
   for (size_t i = 0; i < inputs.size(); ++i) {
     detail::check_defined("grad", inputs[i], "input");
-    TANDEM_CHECK(inputs[i].requires_grad(), "grad: input ", i, " (",
-                 detail::describe(inputs[i]), ") does not require grad");
+    TANDEM_CHECK(inputs[i].requires_grad(), "grad: input ", i, " (", detail::describe(inputs[i]),
+                 ") does not require grad");
     task.captures[gradient_edge(inputs[i]).get()].push_back(i);
   }
   task.captured.resize(inputs.size());
@@ -408,13 +407,15 @@ Tensor& Tensor::set_requires_grad(bool value) {
   checked_impl();
   autograd::AutogradMeta* meta = impl_->autograd.get();
   if (meta != nullptr && meta->grad_fn) {
-    TANDEM_CHECK(value, "set_requires_grad: only leaf tensors can stop requiring grad; this one "
-                        "was computed by ",
+    TANDEM_CHECK(value,
+                 "set_requires_grad: only leaf tensors can stop requiring grad; this one "
+                 "was computed by ",
                  meta->grad_fn->name(), " (use detach() to get a tensor outside the graph)");
     return *this;
   }
-  TANDEM_CHECK(!value || is_floating(dtype()), "set_requires_grad: only floating-point tensors "
-                                               "can require grad, got ",
+  TANDEM_CHECK(!value || is_floating(dtype()),
+               "set_requires_grad: only floating-point tensors "
+               "can require grad, got ",
                detail::describe(*this));
   autograd::ensure_meta(*this).requires_grad = value;
   return *this;
@@ -450,8 +451,8 @@ std::shared_ptr<autograd::Node> Tensor::grad_fn() const {
 }
 
 void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
-  autograd::backward({*this}, gradient.defined() ? std::vector<Tensor>{gradient}
-                                                 : std::vector<Tensor>{},
+  autograd::backward({*this},
+                     gradient.defined() ? std::vector<Tensor>{gradient} : std::vector<Tensor>{},
                      retain_graph);
 }
 

@@ -81,9 +81,9 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     const Tensor& x = wrt[c];
     GradcheckInputReport rep;
     rep.input = checked[c];
-    const std::vector<double> a =
-        analytic[c].defined() ? to_vector<double>(analytic[c].cpu())
-                              : std::vector<double>(static_cast<size_t>(x.numel()), 0.0);
+    const std::vector<double> a = analytic[c].defined()
+                                      ? to_vector<double>(analytic[c].cpu())
+                                      : std::vector<double>(static_cast<size_t>(x.numel()), 0.0);
     const std::vector<double> values = to_vector<double>(x.cpu());
     const Tensor flat = x.view({-1});
     for (int64_t j = 0; j < x.numel(); ++j) {

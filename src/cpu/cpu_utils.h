@@ -132,6 +132,8 @@ inline T apply_unary(T x, T p0, T p1) {
     return std::fabs(x);
   } else if constexpr (Op == UnaryOp::Square) {
     return x * x;
+  } else if constexpr (Op == UnaryOp::Erf) {
+    return std::erf(x);
   } else if constexpr (Op == UnaryOp::Pow) {
     return std::pow(x, p0);
   } else if constexpr (Op == UnaryOp::Clamp) {

@@ -114,8 +114,8 @@ void scatter_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t ou
   });
 }
 
-void index_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer,
-               int64_t dim_size, int64_t inner) {
+void index_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer, int64_t dim_size,
+               int64_t inner) {
   const int64_t m = index.numel();
   dispatch_index(index.dtype(), "index_add", [&](auto itag) {
     using I = decltype(itag);

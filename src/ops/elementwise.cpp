@@ -50,6 +50,8 @@ Tensor unary_backward(UnaryOp op, const Tensor& g, const Tensor& x, const Tensor
       return where(gt(x, 0.0), g, where(lt(x, 0.0), -g, 0.0));
     case UnaryOp::Square:
       return 2.0 * x * g;
+    case UnaryOp::Erf:  // 2/sqrt(pi) exp(-x^2)
+      return g * (1.1283791670955126 * exp(-square(x)));
     case UnaryOp::Pow:
       return p0 == 0.0 ? zeros_like(g) : g * (p0 * pow(x, p0 - 1.0));
     case UnaryOp::Clamp:

@@ -45,11 +45,11 @@ int64_t check_class_target(const char* op, const Tensor& scores, const Tensor& t
   detail::check_index_dtype(op, target);
   TANDEM_CHECK(scores.dim() == 1 || scores.dim() == 2, op,
                ": expected scores of shape [N, C] or [C], got ", shape_str(scores.sizes()));
-  TANDEM_CHECK(target.dim() == scores.dim() - 1 &&
-                   (scores.dim() == 1 || target.size(0) == scores.size(0)),
-               op, ": target ", shape_str(target.sizes()), " does not match scores ",
-               shape_str(scores.sizes()), " (expected one class index per row: [",
-               scores.dim() == 2 ? std::to_string(scores.size(0)) : std::string(), "])");
+  TANDEM_CHECK(
+      target.dim() == scores.dim() - 1 && (scores.dim() == 1 || target.size(0) == scores.size(0)),
+      op, ": target ", shape_str(target.sizes()), " does not match scores ",
+      shape_str(scores.sizes()), " (expected one class index per row: [",
+      scores.dim() == 2 ? std::to_string(scores.size(0)) : std::string(), "])");
   TANDEM_CHECK(scores.size(-1) > 0, op, ": scores ", shape_str(scores.sizes()), " have no classes");
   return scores.dim() == 2 ? scores.size(0) : 1;
 }
@@ -71,16 +71,16 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
     TANDEM_BACKEND_CALL(logits.device(), cross_entropy_forward, x, t, label_smoothing, loss, lse);
   }
   if (autograd::should_record(logits)) {
-    autograd::record(loss, "cross_entropy", {logits}, {x, t, lse},
-                     [label_smoothing, shape = logits.sizes()](const Tensor& g,
-                                                               const std::vector<Tensor>& s) {
-                       Tensor grad = empty_like(s[0]);
-                       if (grad.numel() > 0) {
-                         TANDEM_BACKEND_CALL(g.device(), cross_entropy_backward, s[0], s[1], s[2],
-                                             g, label_smoothing, grad);
-                       }
-                       return std::vector<Tensor>{grad.view(shape)};
-                     });
+    autograd::record(
+        loss, "cross_entropy", {logits}, {x, t, lse},
+        [label_smoothing, shape = logits.sizes()](const Tensor& g, const std::vector<Tensor>& s) {
+          Tensor grad = empty_like(s[0]);
+          if (grad.numel() > 0) {
+            TANDEM_BACKEND_CALL(g.device(), cross_entropy_backward, s[0], s[1], s[2], g,
+                                label_smoothing, grad);
+          }
+          return std::vector<Tensor>{grad.view(shape)};
+        });
   }
   if (reduction == Reduction::None) return loss.view(target.sizes());
   return reduce_loss(loss, reduction);
@@ -107,8 +107,8 @@ Tensor binary_cross_entropy(const Tensor& probs, const Tensor& target, Reduction
     NoGradGuard no_grad;
     const Tensor p = probs.detach(), t = target.detach();
     // log clamped at -100 so that p = 0 or 1 gives a finite loss (PyTorch).
-    per_element = -(t * clamp(log(p), -100.0, INFINITY) +
-                    (1.0 - t) * clamp(log(1.0 - p), -100.0, INFINITY));
+    per_element =
+        -(t * clamp(log(p), -100.0, INFINITY) + (1.0 - t) * clamp(log(1.0 - p), -100.0, INFINITY));
   }
   if (autograd::should_record(probs, target)) {
     autograd::record(per_element, "binary_cross_entropy", {probs, target}, {probs, target},

@@ -106,8 +106,9 @@ class Module : public std::enable_shared_from_this<Module> {
     register_module(name, std::static_pointer_cast<Module>(m));
     return m;
   }
-  template <typename Impl>
-  ModuleHolder<Impl> register_module(const std::string& name, ModuleHolder<Impl> m) {
+  // For holders (nn::Linear ...): returns the holder itself.
+  template <typename Holder, typename = decltype(std::declval<Holder>().ptr()->type_name())>
+  Holder register_module(const std::string& name, Holder m) {
     register_module(name, std::static_pointer_cast<Module>(m.ptr()));
     return m;
   }
@@ -129,14 +130,13 @@ template <typename Impl>
 class ModuleHolder {
  public:
   // Constructs the Impl from the arguments (none: its default constructor).
-  template <typename I = Impl,
-            typename = std::enable_if_t<std::is_default_constructible<I>::value>>
+  template <typename I = Impl, typename = std::enable_if_t<std::is_default_constructible<I>::value>>
   ModuleHolder() : impl_(std::make_shared<I>()) {}
   template <typename First, typename... Rest,
-            typename = std::enable_if_t<
-                !std::is_base_of<ModuleHolder, std::decay_t<First>>::value &&
-                !std::is_same<std::decay_t<First>, std::shared_ptr<Impl>>::value &&
-                !std::is_same<std::decay_t<First>, std::nullptr_t>::value>>
+            typename =
+                std::enable_if_t<!std::is_base_of<ModuleHolder, std::decay_t<First>>::value &&
+                                 !std::is_same<std::decay_t<First>, std::shared_ptr<Impl>>::value &&
+                                 !std::is_same<std::decay_t<First>, std::nullptr_t>::value>>
   explicit ModuleHolder(First&& first, Rest&&... rest)
       : impl_(std::make_shared<Impl>(std::forward<First>(first), std::forward<Rest>(rest)...)) {}
   ModuleHolder(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}  // NOLINT
@@ -148,6 +148,11 @@ class ModuleHolder {
   const std::shared_ptr<Impl>& ptr() const { return impl_; }
   bool is_empty() const { return impl_ == nullptr; }
   Tensor operator()(const Tensor& input) const { return impl_->forward(input); }
+  // Forwards indexing (e.g. a Sequential's layers).
+  template <typename Arg>
+  decltype(auto) operator[](Arg&& arg) const {
+    return (*impl_)[std::forward<Arg>(arg)];
+  }
   operator std::shared_ptr<Module>() const { return impl_; }  // NOLINT
 
  private:

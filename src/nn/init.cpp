@@ -1,0 +1,119 @@
+// Initialisers (PyTorch's torch.nn.init formulas). Each writes in place under
+// NoGradGuard, so parameters that require grad can be (re)initialised.
+#include "tandem/nn/init.h"
+
+#include <cmath>
+
+#include "ops/dispatch.h"
+#include "tandem/autograd.h"
+#include "tandem/ops.h"
+
+namespace tandem {
+namespace nn {
+namespace init {
+
+namespace {
+
+Tensor fill_from(Tensor t, const Tensor& values) {
+  NoGradGuard no_grad;
+  t.copy_(values);
+  return t;
+}
+
+void check_init(const char* op, const Tensor& t) {
+  detail::check_defined(op, t);
+  detail::check_floating(op, t);
+}
+
+double fan_of(const Tensor& t, FanMode mode) {
+  const auto fans = calculate_fan_in_and_fan_out(t);
+  return static_cast<double>(mode == FanMode::FanIn ? fans.first : fans.second);
+}
+
+TensorOptions options_of(const Tensor& t) { return TensorOptions(t.dtype()).device(t.device()); }
+
+}  // namespace
+
+double calculate_gain(Nonlinearity nonlinearity, double param) {
+  switch (nonlinearity) {
+    case Nonlinearity::Tanh:
+      return 5.0 / 3.0;
+    case Nonlinearity::ReLU:
+      return std::sqrt(2.0);
+    case Nonlinearity::LeakyReLU:
+      return std::sqrt(2.0 / (1.0 + param * param));
+    default:  // Linear, Sigmoid
+      return 1.0;
+  }
+}
+
+std::pair<int64_t, int64_t> calculate_fan_in_and_fan_out(const Tensor& t) {
+  detail::check_defined("calculate_fan_in_and_fan_out", t);
+  TANDEM_CHECK(t.dim() >= 2, "calculate_fan_in_and_fan_out: fans need a tensor of at least 2 dims, "
+               "got ", shape_str(t.sizes()));
+  const int64_t receptive = detail::prod(t.sizes(), 2, t.dim());
+  return {t.size(1) * receptive, t.size(0) * receptive};
+}
+
+Tensor zeros_(Tensor t) { return constant_(std::move(t), 0.0); }
+Tensor ones_(Tensor t) { return constant_(std::move(t), 1.0); }
+Tensor constant_(Tensor t, double value) {
+  detail::check_defined("constant_", t);
+  NoGradGuard no_grad;
+  t.fill_(value);
+  return t;
+}
+
+Tensor uniform_(Tensor t, double a, double b, Generator* gen) {
+  check_init("uniform_", t);
+  return fill_from(t, uniform(t.sizes(), a, b, options_of(t), gen));
+}
+
+Tensor normal_(Tensor t, double mean, double std, Generator* gen) {
+  check_init("normal_", t);
+  return fill_from(t, normal(t.sizes(), mean, std, options_of(t), gen));
+}
+
+Tensor kaiming_uniform_(Tensor t, double a, FanMode mode, Nonlinearity nonlinearity,
+                        Generator* gen) {
+  check_init("kaiming_uniform_", t);
+  const double std = calculate_gain(nonlinearity, a) / std::sqrt(fan_of(t, mode));
+  const double bound = std::sqrt(3.0) * std;
+  return uniform_(t, -bound, bound, gen);
+}
+
+Tensor kaiming_normal_(Tensor t, double a, FanMode mode, Nonlinearity nonlinearity,
+                       Generator* gen) {
+  check_init("kaiming_normal_", t);
+  return normal_(t, 0.0, calculate_gain(nonlinearity, a) / std::sqrt(fan_of(t, mode)), gen);
+}
+
+Tensor xavier_uniform_(Tensor t, double gain, Generator* gen) {
+  check_init("xavier_uniform_", t);
+  const auto fans = calculate_fan_in_and_fan_out(t);
+  const double std = gain * std::sqrt(2.0 / static_cast<double>(fans.first + fans.second));
+  const double bound = std::sqrt(3.0) * std;
+  return uniform_(t, -bound, bound, gen);
+}
+
+Tensor xavier_normal_(Tensor t, double gain, Generator* gen) {
+  check_init("xavier_normal_", t);
+  const auto fans = calculate_fan_in_and_fan_out(t);
+  return normal_(t, 0.0, gain * std::sqrt(2.0 / static_cast<double>(fans.first + fans.second)),
+                 gen);
+}
+
+void normal_weights_(Module& m, double weight_scale, Generator* gen) {
+  TANDEM_CHECK(weight_scale >= 0.0, "normal_weights_: weight_scale must be >= 0, got ",
+               weight_scale);
+  for (auto& kv : m.named_parameters()) {
+    const std::string& name = kv.first;
+    const std::string last = name.substr(name.rfind('.') == std::string::npos ? 0 : name.rfind('.') + 1);
+    if (last == "weight") normal_(kv.second, 0.0, weight_scale, gen);
+    if (last == "bias") zeros_(kv.second);
+  }
+}
+
+}  // namespace init
+}  // namespace nn
+}  // namespace tandem
