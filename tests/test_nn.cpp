@@ -63,7 +63,8 @@ TEST(Module, RegistrationErrors) {
   } bad;
   bad.add("w");
   expect_error([&] { bad.add("w"); }, "Module: parameter 'w' is already registered");
-  expect_error([&] { bad.add("a.b"); }, "parameter name 'a.b' must be non-empty and contain no '.'");
+  expect_error([&] { bad.add("a.b"); },
+               "parameter name 'a.b' must be non-empty and contain no '.'");
   expect_error([&] { bad.add_module("m"); }, "Module: submodule 'm' is null");
   expect_error([&] { bad.forward(zeros({1})); },
                "Module: this module has no forward(Tensor); call its own methods");
@@ -145,9 +146,12 @@ TEST(Linear, ForwardBackwardMatchHandFormulas) {
   expect_close(x.grad(), matmul(g, w));
   expect_close(fc->weight.grad(), matmul(g.t(), x.detach()));
   expect_close(fc->bias.grad(), sum(g, 0));
-  expect_error([&] { fc(zeros({2, 4}, kFloat64)); },
-               "Linear(in_features=5, out_features=3, bias=true): expected input with 5 features "
-               "(shape [*, 5]), got [2, 4]");
+  expect_error(
+      [&] {
+        fc(zeros({2, 4}, kFloat64));
+      },
+      "Linear(in_features=5, out_features=3, bias=true): expected input with 5 features "
+      "(shape [*, 5]), got [2, 4]");
   expect_error([] { nn::Linear(0, 3); }, "Linear: in_features and out_features must be positive");
 }
 
@@ -194,7 +198,8 @@ TEST(Init, StatisticsFansAndGains) {
   nn::init::constant_(w, 0.25);
   EXPECT_EQ(stats(w).first, 0.25);
   const Tensor conv_like = empty({16, 3, 5, 5});
-  EXPECT_EQ(nn::init::calculate_fan_in_and_fan_out(conv_like), (std::pair<int64_t, int64_t>(75, 400)));
+  EXPECT_EQ(nn::init::calculate_fan_in_and_fan_out(conv_like),
+            (std::pair<int64_t, int64_t>(75, 400)));
   EXPECT_DOUBLE_EQ(nn::init::calculate_gain(nn::init::Nonlinearity::Tanh), 5.0 / 3.0);
   EXPECT_DOUBLE_EQ(nn::init::calculate_gain(nn::init::Nonlinearity::LeakyReLU, 0.2),
                    std::sqrt(2.0 / 1.04));
@@ -251,7 +256,8 @@ TEST(Module, GradcheckEveryModule) {
   for (auto& [name, m] : modules) {
     SCOPED_TRACE(name);
     m->to(kFloat64);
-    std::vector<Tensor> inputs{tt::random_nonzero({3, 4}, kFloat64, 0.1, 1.5).set_requires_grad(true)};
+    std::vector<Tensor> inputs{
+        tt::random_nonzero({3, 4}, kFloat64, 0.1, 1.5).set_requires_grad(true)};
     for (const Tensor& p : m->parameters()) inputs.push_back(p);
     auto module = m;
     const auto r = autograd::gradcheck(

@@ -49,8 +49,10 @@ double calculate_gain(Nonlinearity nonlinearity, double param) {
 
 std::pair<int64_t, int64_t> calculate_fan_in_and_fan_out(const Tensor& t) {
   detail::check_defined("calculate_fan_in_and_fan_out", t);
-  TANDEM_CHECK(t.dim() >= 2, "calculate_fan_in_and_fan_out: fans need a tensor of at least 2 dims, "
-               "got ", shape_str(t.sizes()));
+  TANDEM_CHECK(t.dim() >= 2,
+               "calculate_fan_in_and_fan_out: fans need a tensor of at least 2 dims, "
+               "got ",
+               shape_str(t.sizes()));
   const int64_t receptive = detail::prod(t.sizes(), 2, t.dim());
   return {t.size(1) * receptive, t.size(0) * receptive};
 }
@@ -108,7 +110,8 @@ void normal_weights_(Module& m, double weight_scale, Generator* gen) {
                weight_scale);
   for (auto& kv : m.named_parameters()) {
     const std::string& name = kv.first;
-    const std::string last = name.substr(name.rfind('.') == std::string::npos ? 0 : name.rfind('.') + 1);
+    const std::string last =
+        name.substr(name.rfind('.') == std::string::npos ? 0 : name.rfind('.') + 1);
     if (last == "weight") normal_(kv.second, 0.0, weight_scale, gen);
     if (last == "bias") zeros_(kv.second);
   }

@@ -83,9 +83,11 @@ std::shared_ptr<Module> Module::register_module(const std::string& name,
 
 void Module::collect(const std::string& prefix, bool recurse, bool want_buffers,
                      StateDict& out) const {
-  for (const auto& p : want_buffers ? buffers_ : parameters_) out.emplace_back(prefix + p.first, p.second);
+  for (const auto& p : want_buffers ? buffers_ : parameters_)
+    out.emplace_back(prefix + p.first, p.second);
   if (!recurse) return;
-  for (const auto& c : children_) c.second->collect(prefix + c.first + ".", true, want_buffers, out);
+  for (const auto& c : children_)
+    c.second->collect(prefix + c.first + ".", true, want_buffers, out);
 }
 
 StateDict Module::named_parameters(bool recurse) const {
@@ -146,9 +148,7 @@ void Module::to(DType dtype) {
   for (const Tensor& p : parameters())
     TANDEM_CHECK(is_floating(dtype), type_name_, ".to: parameters need a floating dtype, got ",
                  dtype_name(dtype), " (parameter ", detail::describe(p), ")");
-  convert_all(*this, [dtype](const Tensor& t) {
-    return is_floating(t.dtype()) ? t.to(dtype) : t;
-  });
+  convert_all(*this, [dtype](const Tensor& t) { return is_floating(t.dtype()) ? t.to(dtype) : t; });
 }
 
 void Module::to(Device device, DType dtype) {
@@ -179,8 +179,8 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   std::set<std::string> seen;
   std::vector<std::pair<Tensor, Tensor>> copies;  // destination, source
   for (const auto& kv : state) {
-    auto it = std::find_if(own.begin(), own.end(),
-                           [&](const auto& o) { return o.first == kv.first; });
+    auto it =
+        std::find_if(own.begin(), own.end(), [&](const auto& o) { return o.first == kv.first; });
     if (it == own.end()) {
       TANDEM_CHECK(!strict, type_name_, ".load_state_dict: unexpected key '", kv.first, "'");
       continue;

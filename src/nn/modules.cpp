@@ -27,8 +27,8 @@ namespace nn {
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias)
     : Module("Linear"), in_features(in), out_features(out) {
-  TANDEM_CHECK(in > 0 && out > 0, "Linear: in_features and out_features must be positive, got ",
-               in, " and ", out);
+  TANDEM_CHECK(in > 0 && out > 0, "Linear: in_features and out_features must be positive, got ", in,
+               " and ", out);
   weight = register_parameter("weight", empty({out, in}));
   if (with_bias) bias = register_parameter("bias", empty({out}));
   reset_parameters();

@@ -77,8 +77,7 @@ void check_sgd_options(const SGDOptions& o) {
   TANDEM_CHECK(o.lr() >= 0.0, "SGD: lr must be >= 0, got ", o.lr());
   TANDEM_CHECK(o.momentum() >= 0.0, "SGD: momentum must be >= 0, got ", o.momentum());
   TANDEM_CHECK(o.dampening() >= 0.0, "SGD: dampening must be >= 0, got ", o.dampening());
-  TANDEM_CHECK(o.weight_decay() >= 0.0, "SGD: weight_decay must be >= 0, got ",
-               o.weight_decay());
+  TANDEM_CHECK(o.weight_decay() >= 0.0, "SGD: weight_decay must be >= 0, got ", o.weight_decay());
   TANDEM_CHECK(!o.nesterov() || (o.momentum() > 0.0 && o.dampening() == 0.0),
                "SGD: nesterov needs momentum > 0 and dampening = 0");
 }
