@@ -10,7 +10,8 @@
 namespace example {
 
 // Value of `--name value`, or `fallback`.
-inline std::string flag(int argc, char** argv, const std::string& name, const std::string& fallback) {
+inline std::string flag(int argc, char** argv, const std::string& name,
+                        const std::string& fallback) {
   for (int i = 1; i + 1 < argc; ++i)
     if (argv[i] == "--" + name) return argv[i + 1];
   return fallback;

@@ -35,7 +35,9 @@ int main(int argc, char** argv) try {
     std::printf("FAILED: expected (602, -100)\n");
     ++failures;
   }
-  std::printf("\ncentral differences: error against the analytic gradient\n   h        d/dx1            error     d/dx2            error\n");
+  std::printf(
+      "\ncentral differences: error against the analytic gradient\n   h        d/dx1            "
+      "error     d/dx2            error\n");
   for (int e = 1; e <= 12; ++e) {
     const double h = std::pow(10.0, -e);
     const double d1 = (f_host(3 + h, 4) - f_host(3 - h, 4)) / (2 * h);
@@ -43,7 +45,8 @@ int main(int argc, char** argv) try {
     std::printf("  1e-%02d  %.10f  %.1e  %.10f  %.1e\n", e, d1, std::fabs(d1 - 602), d2,
                 std::fabs(d2 + 100));
   }
-  std::printf("(truncation error ~h^2 shrinks until rounding error ~eps/h takes over near h = 1e-5)\n\n");
+  std::printf(
+      "(truncation error ~h^2 shrinks until rounding error ~eps/h takes over near h = 1e-5)\n\n");
 
   for (const auto& start : {std::vector<double>{3.0, 4.0}, std::vector<double>{-1.0, 0.5}}) {
     Tensor p = from_vector<double>(start).set_requires_grad(true);

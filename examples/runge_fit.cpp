@@ -33,7 +33,8 @@ int main(int argc, char** argv) try {
     const Tensor loss = mse_loss(net(x_train), y_train);
     loss.backward();
     opt.step();
-    if (epoch % (epochs / 5) == 0) std::printf("epoch %5d  train mse %.3e\n", epoch, loss.item<double>());
+    if (epoch % (epochs / 5) == 0)
+      std::printf("epoch %5d  train mse %.3e\n", epoch, loss.item<double>());
   }
 
   // Validation grid: f and, through autograd, d(net)/dx at every point.

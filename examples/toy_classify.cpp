@@ -63,14 +63,14 @@ int main(int argc, char** argv) try {
 
   // (a) 100 random points labelled by the side of a line.
   const Tensor xa = uniform({100, 2}, -1.0, 1.0);
-  const Tensor ta = gt(matmul(xa, from_vector<float>({1.0f, -2.0f}, {2, 1})) + 0.2, 0.0).to(kFloat32);
+  const Tensor ta =
+      gt(matmul(xa, from_vector<float>({1.0f, -2.0f}, {2, 1})) + 0.2, 0.0).to(kFloat32);
   nn::Sequential net_a = make_net(true);
   const double acc_a = train("(a) linearly separable, 100 points", net_a, xa, ta, 5.0, epochs);
   // (b) XOR: four clusters, opposite corners share a label.
   Tensor xb = uniform({100, 2}, -1.0, 1.0);
   xb = xb + 0.5 * where(gt(xb, 0.0), ones_like(xb), -ones_like(xb));  // keep clear of the axes
-  const Tensor tb = ne(gt(xb.t()[0], 0.0),
-                       gt(xb.t()[1], 0.0)).to(kFloat32).view({100, 1});
+  const Tensor tb = ne(gt(xb.t()[0], 0.0), gt(xb.t()[1], 0.0)).to(kFloat32).view({100, 1});
   nn::Sequential net_b = make_net(true);
   const double acc_b = train("(b) XOR (X-shaped)", net_b, xb, tb, 5.0, epochs);
   std::printf("training accuracy: separable %.0f%%, XOR %.0f%%\n", 100 * acc_a, 100 * acc_b);
@@ -86,8 +86,9 @@ int main(int argc, char** argv) try {
     std::printf("FAILED: expected the run without activations to diverge\n");
     ++failures;
   } else {
-    std::printf("as expected: without activations the net is linear and this step size "
-                "diverges\n");
+    std::printf(
+        "as expected: without activations the net is linear and this step size "
+        "diverges\n");
   }
   return failures == 0 ? 0 : 1;
 } catch (const tandem::Error& e) {

@@ -54,8 +54,8 @@ int main(int argc, char** argv) try {
   const std::vector<Tensor> params = init_params(1e-1, &gen);
   const char* names[] = {"W1", "b1", "W2", "b2"};
   std::vector<Tensor> inputs = params;
-  const auto report = autograd::gradcheck(
-      [&](const std::vector<Tensor>& p) { return loss_fn(x, y, p); }, inputs);
+  const auto report =
+      autograd::gradcheck([&](const std::vector<Tensor>& p) { return loss_fn(x, y, p); }, inputs);
   for (const auto& r : report.inputs) {
     std::printf("%s max relative error: %.2e\n", names[r.input], r.max_error);
   }
