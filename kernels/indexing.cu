@@ -1,4 +1,5 @@
-// Indexing kernels: cuda::index_select, cuda::gather, cuda::one_hot.
+// Indexing kernels: cuda::index_select, cuda::gather, cuda::one_hot and the
+// adjoints cuda::scatter_add, cuda::index_add.
 //
 // Layout: x viewed as [outer, dim_size, inner] (contiguous); indices are int32 or
 // int64. Elements are moved as raw 1-, 4- or 8-byte words, so one kernel serves
@@ -10,9 +11,17 @@
 //   - gather: out[o][j][i] = x[o][index[o][j][i]][i], flat over output elements.
 //   - one_hot: out [numel(labels), C] is zeroed with cudaMemsetAsync, then one
 //     thread per label writes the 1.
+//   - scatter_add: out[o][index[o][j][i]][i] += src[o][j][i], flat over src;
+//     index_add: out[o][index[j]][i] += src[o][j][i], flat over src for short
+//     rows, block per source row (one index lookup per row) for rows of at
+//     least kRowKernelMin elements. float32/float64 only, accumulated with
+//     atomicAdd (native for both on sm_60+), so with repeated indices the order
+//     of the additions, and the float rounding, may vary between runs; the CPU
+//     adds in index order.
 // DIFFERENCE FROM THE CPU: an index outside [0, dim_size) (negative included)
-// throws on the CPU; here it reads nothing and writes 0 (index_select, gather)
-// or leaves the one_hot row all zero. Checking would need a device-to-host sync.
+// throws on the CPU; here it reads nothing and writes 0 (index_select, gather),
+// leaves the one_hot row all zero, or its addition is skipped (scatter_add,
+// index_add). Checking would need a device-to-host sync.
 #include <cstdint>
 
 #include "core/backend.h"
@@ -77,6 +86,49 @@ __global__ void one_hot_kernel(const I* labels, T* out, int64_t n, int64_t num_c
        r += nthreads) {
     const int64_t label = static_cast<int64_t>(labels[r]);
     if (label >= 0 && label < num_classes) out[r * num_classes + label] = T(1);
+  }
+}
+
+template <typename T, typename I>
+__global__ void scatter_add_kernel(const T* src, const I* index, T* out, int64_t total,
+                                   int64_t out_dim, int64_t idx_dim, int64_t inner) {
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += nthreads) {
+    const int64_t i = e % inner;
+    const int64_t o = e / (idx_dim * inner);
+    const int64_t idx = static_cast<int64_t>(index[e]);
+    if (idx >= 0 && idx < out_dim) atomicAdd(out + (o * out_dim + idx) * inner + i, src[e]);
+  }
+}
+
+template <typename T, typename I>
+__global__ void index_add_flat_kernel(const T* src, const I* index, T* out, int64_t total,
+                                      int64_t m, int64_t dim_size, int64_t inner) {
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += nthreads) {
+    const int64_t i = e % inner;
+    const int64_t row = e / inner;
+    const int64_t j = row % m;
+    const int64_t o = row / m;
+    const int64_t idx = static_cast<int64_t>(index[j]);
+    if (idx >= 0 && idx < dim_size) atomicAdd(out + (o * dim_size + idx) * inner + i, src[e]);
+  }
+}
+
+// One block per source row (o, j) at a time; threads stride over the row.
+template <typename T, typename I>
+__global__ void index_add_rows_kernel(const T* src, const I* index, T* out, int64_t rows, int64_t m,
+                                      int64_t dim_size, int64_t inner) {
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const int64_t j = row % m;
+    const int64_t o = row / m;
+    const int64_t idx = static_cast<int64_t>(index[j]);
+    if (idx < 0 || idx >= dim_size) continue;  // uniform over the block
+    const T* from = src + row * inner;
+    T* to = out + (o * dim_size + idx) * inner;
+    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) atomicAdd(to + i, from[i]);
   }
 }
 
@@ -150,6 +202,56 @@ void one_hot(const Tensor& labels, Tensor& out, int64_t num_classes) {
       one_hot_kernel<T, scalar_t>
           <<<grid, kBlock, 0, stream>>>(labels.data_ptr<scalar_t>(), op, n, num_classes);
       TANDEM_CUDA_CHECK_LAUNCH(one_hot_kernel<T, scalar_t>);
+    });
+  });
+}
+
+void scatter_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer,
+                 int64_t out_dim, int64_t idx_dim, int64_t inner) {
+  const int64_t total = outer * idx_dim * inner;
+  if (total == 0) return;
+  TANDEM_CHECK(src.dtype() == out.dtype(), "scatter_add (cuda): dtypes differ");
+  cudaStream_t stream = current_cuda_stream();
+  dispatch_index(index.dtype(), "scatter_add (cuda)", [&](auto index_tag) {
+    using I = decltype(index_tag);
+    TANDEM_DISPATCH_FLOATING(out.dtype(), "scatter_add (cuda)", [&] {
+      constexpr int kBlock = kBlockSize;
+      const int grid = grid_for(total, kBlock, kBlock);
+      scatter_add_kernel<scalar_t, I>
+          <<<grid, kBlock, 0, stream>>>(src.data_ptr<scalar_t>(), index.data_ptr<I>(),
+                                        out.data_ptr<scalar_t>(), total, out_dim, idx_dim, inner);
+      TANDEM_CUDA_CHECK_LAUNCH(scatter_add_kernel<scalar_t, I>);
+    });
+  });
+}
+
+void index_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer, int64_t dim_size,
+               int64_t inner) {
+  const int64_t m = index.numel();
+  const int64_t rows = outer * m;
+  if (rows == 0 || inner == 0) return;
+  TANDEM_CHECK(src.dtype() == out.dtype(), "index_add (cuda): dtypes differ");
+  cudaStream_t stream = current_cuda_stream();
+  dispatch_index(index.dtype(), "index_add (cuda)", [&](auto index_tag) {
+    using I = decltype(index_tag);
+    TANDEM_DISPATCH_FLOATING(out.dtype(), "index_add (cuda)", [&] {
+      const scalar_t* sp = src.data_ptr<scalar_t>();
+      const I* ip = index.data_ptr<I>();
+      scalar_t* op = out.data_ptr<scalar_t>();
+      if (inner >= kRowKernelMin) {
+        constexpr int kBlock = 128;
+        const int grid = grid_for(rows, 1, kBlock);
+        index_add_rows_kernel<scalar_t, I>
+            <<<grid, kBlock, 0, stream>>>(sp, ip, op, rows, m, dim_size, inner);
+        TANDEM_CUDA_CHECK_LAUNCH(index_add_rows_kernel<scalar_t, I>);
+      } else {
+        constexpr int kBlock = kBlockSize;
+        const int64_t total = rows * inner;
+        const int grid = grid_for(total, kBlock, kBlock);
+        index_add_flat_kernel<scalar_t, I>
+            <<<grid, kBlock, 0, stream>>>(sp, ip, op, total, m, dim_size, inner);
+        TANDEM_CUDA_CHECK_LAUNCH(index_add_flat_kernel<scalar_t, I>);
+      }
     });
   });
 }

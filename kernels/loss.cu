@@ -1,24 +1,29 @@
-// Loss and gradient-scatter kernels: cuda::cross_entropy_forward/backward and
-// cuda::scatter_add / cuda::index_add.
+// Fused softmax cross-entropy: cuda::cross_entropy_forward and
+// cuda::cross_entropy_backward.
 //
-// Layout: logits [rows, classes] contiguous, target [rows] int32/int64.
-//   - cross_entropy_forward: one warp per row (grid-stride over rows). Three
-//     warp reductions in one pass over the row for the max and the plain sum,
-//     a second pass for sum(exp(x - max)); lse = max + log(sum). Fused: the
-//     log-softmax is never written, only loss[r] and lse[r]. Accumulates in
-//     the logits' type (float32 rows therefore differ from the CPU's double
-//     accumulation by float rounding).
-//   - cross_entropy_backward: flat over the rows * classes gradient, one
-//     exp per element: g[r] * (exp(x - lse[r]) - (1 - s)[j == t] - s / C).
-//   - scatter_add / index_add: flat over the source elements, atomicAdd into
-//     the destination (float and double atomics, sm_60+): the order of the
-//     additions, and so the float rounding of repeated indices, may vary
-//     between runs.
-// DIFFERENCE FROM THE CPU: a target outside [0, C) gives NaN loss for that row
-// (and NaN gradients); an out-of-range scatter index is skipped. The CPU
-// throws; checking here would need a device-to-host sync.
+// Layout: logits [rows, classes] contiguous float32/float64, target [rows]
+// int32/int64, label smoothing eps. Per row, as on the CPU (src/cpu/loss.cpp):
+//   m = max_j x_j,  s = sum_j exp(x_j - m),  lse = m + log(s)
+//   loss = log(s) + (1 - eps) (m - x_t) + (eps / C) sum_j (m - x_j)
+// Only non-negative terms are added, so logits of magnitude 1e4 keep full
+// precision (lse - x_t would cancel). exp(x - m) is computed in the logits'
+// type (like softmax.cu); s and sum(m - x) are accumulated in double (tree
+// order, not the CPU's sequential one) and loss/lse are formed in double and
+// rounded once, so float32 agrees with the CPU to a few ulp.
+//   - forward: one warp per row for classes <= kWarpRowMax (several rows per
+//     block), else one block per row; two passes over the row (max, then the
+//     sums; the second mostly hits L1/L2). Fused: the log-softmax is never
+//     written, only loss[r] and lse[r].
+//   - backward: one pass writing grad_logits, nothing else:
+//       grad[r][j] = g[r] * (exp(x - lse[r]) - (1 - eps) [j == t] - eps / C)
+//     flat over elements for short rows, one block per row (the row's target,
+//     lse and g read once) for rows of at least kBlockRowMin classes.
+// DIFFERENCE FROM THE CPU: a target outside [0, C) gives NaN loss (and NaN
+// gradients) for that row; the CPU throws. Checking here would need a
+// device-to-host sync.
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "core/backend.h"
 #include "cuda/cuda_utils.h"
@@ -27,84 +32,209 @@ namespace tandem {
 namespace cuda {
 namespace {
 
+// How the threads of a block map to rows (a template parameter, so the
+// reductions compile to the right shuffle/shared-memory code).
+enum class RowLayout { WarpPerRow, BlockPerRow };
+
+__device__ __forceinline__ float exp_(float x) { return expf(x); }
+__device__ __forceinline__ double exp_(double x) { return exp(x); }
+
 template <typename T>
-__device__ __forceinline__ T nan_value() {
-  return static_cast<T>(NAN);
+struct MaxFn {
+  // NaN is skipped here (as std::max does on the CPU); it still reaches s.
+  __device__ __forceinline__ T operator()(T a, T b) const { return b > a ? b : a; }
+};
+struct SumFn {
+  __device__ __forceinline__ double operator()(double a, double b) const { return a + b; }
+};
+
+// Reduces v over the block; every thread gets the result. `scratch` holds one
+// value per warp plus the broadcast slot.
+template <int kBlock, typename V, typename Combine>
+__device__ __forceinline__ V block_allreduce(V v, Combine combine, V identity, V* scratch) {
+  constexpr int kWarps = kBlock / kWarpSize;
+  const int lane = static_cast<int>(threadIdx.x % kWarpSize);
+  const int warp = static_cast<int>(threadIdx.x / kWarpSize);
+  v = warp_allreduce(v, combine);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    V w = lane < kWarps ? scratch[lane] : identity;
+    w = warp_allreduce(w, combine);
+    if (lane == 0) scratch[kWarps] = w;
+  }
+  __syncthreads();
+  const V result = scratch[kWarps];
+  __syncthreads();  // scratch is reused by the next call
+  return result;
 }
 
-template <typename T, typename I>
-__global__ void cross_entropy_forward_kernel(const T* x, const I* target, T* loss, T* lse,
-                                             int64_t rows, int64_t classes, T smoothing) {
-  const int lane = threadIdx.x % kWarpSize;
-  const int64_t warps_per_block = blockDim.x / kWarpSize;
+template <RowLayout kLayout, int kBlock, typename V, typename Combine>
+__device__ __forceinline__ V row_allreduce(V v, Combine combine, V identity, V* scratch) {
+  if constexpr (kLayout == RowLayout::WarpPerRow) {
+    (void)identity;
+    (void)scratch;
+    return warp_allreduce(v, combine);
+  } else {
+    return block_allreduce<kBlock>(v, combine, identity, scratch);
+  }
+}
+
+template <typename I>
+__device__ __forceinline__ bool valid_target(I t, int64_t classes) {
+  return static_cast<int64_t>(t) >= 0 && static_cast<int64_t>(t) < classes;
+}
+
+// ---- Kernels ------------------------------------------------------------------------------
+
+template <typename T, typename I, RowLayout kLayout, int kBlock>
+__global__ void __launch_bounds__(kBlock)
+    cross_entropy_forward_kernel(const T* x, const I* target, T* loss, T* lse, int64_t rows,
+                                 int64_t classes, double smoothing) {
+  constexpr int kThreadsPerRow = kLayout == RowLayout::WarpPerRow ? kWarpSize : kBlock;
+  constexpr int kRowsPerBlock = kBlock / kThreadsPerRow;
+  __shared__ T max_scratch[kBlock / kWarpSize + 1];
+  __shared__ double sum_scratch[kBlock / kWarpSize + 1];
+  const int tid = static_cast<int>(threadIdx.x % kThreadsPerRow);
   const int64_t first =
-      static_cast<int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / kWarpSize;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * warps_per_block;
+      static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kThreadsPerRow;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kRowsPerBlock;
+  const T lowest = -std::numeric_limits<T>::infinity();
+  // Every thread of a row's group runs the same iterations (the block
+  // reductions need the whole block).
   for (int64_t r = first; r < rows; r += stride) {
     const T* row = x + r * classes;
-    T m = -INFINITY, total = 0;
-    for (int64_t j = lane; j < classes; j += kWarpSize) {
+    T m = lowest;
+    for (int64_t j = tid; j < classes; j += kThreadsPerRow) m = MaxFn<T>()(m, row[j]);
+    m = row_allreduce<kLayout, kBlock>(m, MaxFn<T>(), lowest, max_scratch);
+    const double md = static_cast<double>(m);
+    double s = 0.0, gap = 0.0;  // gap = sum_j (m - x_j), only needed with smoothing
+    for (int64_t j = tid; j < classes; j += kThreadsPerRow) {
       const T v = row[j];
-      m = v > m ? v : m;
-      total += v;
+      s += static_cast<double>(exp_(v - m));
+      if (smoothing > 0.0) gap += md - static_cast<double>(v);
     }
-    m = warp_allreduce(m, [](T a, T b) { return a > b ? a : b; });
-    total = warp_allreduce(total, [](T a, T b) { return a + b; });
-    T s = 0;
-    for (int64_t j = lane; j < classes; j += kWarpSize) s += exp(row[j] - m);
-    s = warp_allreduce(s, [](T a, T b) { return a + b; });
-    if (lane == 0) {
-      const T l = m + log(s);
-      const auto t = static_cast<int64_t>(target[r]);
-      lse[r] = l;
-      loss[r] = (t >= 0 && t < classes) ? l - (T(1) - smoothing) * row[t] -
-                                              (smoothing / static_cast<T>(classes)) * total
-                                        : nan_value<T>();
+    s = row_allreduce<kLayout, kBlock>(s, SumFn(), 0.0, sum_scratch);
+    if (smoothing > 0.0) gap = row_allreduce<kLayout, kBlock>(gap, SumFn(), 0.0, sum_scratch);
+    if (tid == 0) {
+      const double log_s = log(s);
+      lse[r] = static_cast<T>(md + log_s);
+      const I t = target[r];
+      if (valid_target(t, classes)) {
+        const double target_gap = md - static_cast<double>(row[static_cast<int64_t>(t)]);
+        const double uniform = smoothing / static_cast<double>(classes);
+        loss[r] = static_cast<T>(log_s + (1.0 - smoothing) * target_gap +
+                                 (smoothing > 0.0 ? uniform * gap : 0.0));
+      } else {
+        loss[r] = std::numeric_limits<T>::quiet_NaN();
+      }
     }
   }
 }
 
+// One gradient element from its row's values (lse_r, g_r in T as stored).
+template <typename T>
+__device__ __forceinline__ T cross_entropy_grad(T x, T lse_r, T g_r, bool hit, double smoothing,
+                                                double uniform) {
+  const double p = static_cast<double>(exp_(x - lse_r));
+  return static_cast<T>(static_cast<double>(g_r) * (p - (hit ? 1.0 - smoothing : 0.0) - uniform));
+}
+
+// Flat over the rows * classes gradient elements (short rows).
 template <typename T, typename I>
-__global__ void cross_entropy_backward_kernel(const T* x, const I* target, const T* lse,
-                                              const T* grad_loss, T* grad, int64_t rows,
-                                              int64_t classes, T smoothing) {
+__global__ void cross_entropy_backward_flat_kernel(const T* x, const I* target, const T* lse,
+                                                   const T* grad_loss, T* grad, int64_t rows,
+                                                   int64_t classes, double smoothing) {
   const int64_t total = rows * classes;
   const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const T uniform = smoothing / static_cast<T>(classes);
+  const double uniform = smoothing / static_cast<double>(classes);
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
        e += nthreads) {
     const int64_t r = e / classes, j = e % classes;
-    const auto t = static_cast<int64_t>(target[r]);
-    const T hit = j == t ? T(1) - smoothing : T(0);
-    const T p = exp(x[e] - lse[r]);
-    grad[e] = (t >= 0 && t < classes) ? grad_loss[r] * (p - hit - uniform) : nan_value<T>();
+    const I t = target[r];
+    grad[e] = valid_target(t, classes)
+                  ? cross_entropy_grad(x[e], lse[r], grad_loss[r], j == static_cast<int64_t>(t),
+                                       smoothing, uniform)
+                  : std::numeric_limits<T>::quiet_NaN();
+  }
+}
+
+// One block per row at a time; threads stride over the row (long rows).
+template <typename T, typename I, int kBlock>
+__global__ void __launch_bounds__(kBlock)
+    cross_entropy_backward_rows_kernel(const T* x, const I* target, const T* lse,
+                                       const T* grad_loss, T* grad, int64_t rows, int64_t classes,
+                                       double smoothing) {
+  const double uniform = smoothing / static_cast<double>(classes);
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const I t = target[r];
+    const T lse_r = lse[r], g_r = grad_loss[r];
+    const T* row = x + r * classes;
+    T* out = grad + r * classes;
+    if (valid_target(t, classes)) {
+      const auto tj = static_cast<int64_t>(t);
+      for (int64_t j = threadIdx.x; j < classes; j += kBlock) {
+        out[j] = cross_entropy_grad(row[j], lse_r, g_r, j == tj, smoothing, uniform);
+      }
+    } else {
+      for (int64_t j = threadIdx.x; j < classes; j += kBlock) {
+        out[j] = std::numeric_limits<T>::quiet_NaN();
+      }
+    }
+  }
+}
+
+// ---- Host launchers
+// -------------------------------------------------------------------------------
+
+constexpr int64_t kWarpRowMax = 1024;  // forward: longer rows get a block each
+constexpr int64_t kBlockRowMin = 512;  // backward: rows this long get a block each
+
+template <typename T, typename I>
+void forward_typed(const Tensor& logits, const Tensor& target, double smoothing, Tensor& loss,
+                   Tensor& lse) {
+  const int64_t rows = logits.size(0), classes = logits.size(1);
+  const T* xp = logits.data_ptr<T>();
+  const I* tp = target.data_ptr<I>();
+  cudaStream_t stream = current_cuda_stream();
+  if (classes <= kWarpRowMax) {
+    constexpr int kBlock = 128;  // 4 rows per block
+    constexpr auto kLayout = RowLayout::WarpPerRow;
+    const int grid = grid_for(rows, kBlock / kWarpSize, kBlock);
+    cross_entropy_forward_kernel<T, I, kLayout, kBlock><<<grid, kBlock, 0, stream>>>(
+        xp, tp, loss.data_ptr<T>(), lse.data_ptr<T>(), rows, classes, smoothing);
+    TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_forward_kernel<T, I, kLayout, kBlock>);
+  } else {
+    constexpr int kBlock = 512;
+    constexpr auto kLayout = RowLayout::BlockPerRow;
+    const int grid = grid_for(rows, 1, kBlock);
+    cross_entropy_forward_kernel<T, I, kLayout, kBlock><<<grid, kBlock, 0, stream>>>(
+        xp, tp, loss.data_ptr<T>(), lse.data_ptr<T>(), rows, classes, smoothing);
+    TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_forward_kernel<T, I, kLayout, kBlock>);
   }
 }
 
 template <typename T, typename I>
-__global__ void scatter_add_kernel(const T* src, const I* index, T* out, int64_t total,
-                                   int64_t out_dim, int64_t idx_dim, int64_t inner) {
-  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += nthreads) {
-    const int64_t i = e % inner;
-    const int64_t a = e / (idx_dim * inner);
-    const auto k = static_cast<int64_t>(index[e]);
-    if (k >= 0 && k < out_dim) atomicAdd(out + (a * out_dim + k) * inner + i, src[e]);
-  }
-}
-
-template <typename T, typename I>
-__global__ void index_add_kernel(const T* src, const I* index, T* out, int64_t total, int64_t m,
-                                 int64_t dim_size, int64_t inner) {
-  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += nthreads) {
-    const int64_t i = e % inner;
-    const int64_t j = (e / inner) % m;
-    const int64_t a = e / (m * inner);
-    const auto k = static_cast<int64_t>(index[j]);
-    if (k >= 0 && k < dim_size) atomicAdd(out + (a * dim_size + k) * inner + i, src[e]);
+void backward_typed(const Tensor& logits, const Tensor& target, const Tensor& lse,
+                    const Tensor& grad_loss, double smoothing, Tensor& grad_logits) {
+  const int64_t rows = logits.size(0), classes = logits.size(1);
+  const T* xp = logits.data_ptr<T>();
+  const I* tp = target.data_ptr<I>();
+  cudaStream_t stream = current_cuda_stream();
+  if (classes >= kBlockRowMin) {
+    constexpr int kBlock = kBlockSize;
+    const int grid = grid_for(rows, 1, kBlock);
+    cross_entropy_backward_rows_kernel<T, I, kBlock>
+        <<<grid, kBlock, 0, stream>>>(xp, tp, lse.data_ptr<T>(), grad_loss.data_ptr<T>(),
+                                      grad_logits.data_ptr<T>(), rows, classes, smoothing);
+    TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_backward_rows_kernel<T, I, kBlock>);
+  } else {
+    constexpr int kBlock = kBlockSize;
+    const int grid = grid_for(rows * classes, kBlock, kBlock);
+    cross_entropy_backward_flat_kernel<T, I>
+        <<<grid, kBlock, 0, stream>>>(xp, tp, lse.data_ptr<T>(), grad_loss.data_ptr<T>(),
+                                      grad_logits.data_ptr<T>(), rows, classes, smoothing);
+    TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_backward_flat_kernel<T, I>);
   }
 }
 
@@ -112,74 +242,25 @@ __global__ void index_add_kernel(const T* src, const I* index, T* out, int64_t t
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& target, double label_smoothing,
                            Tensor& loss, Tensor& lse) {
-  const int64_t rows = logits.size(0), classes = logits.size(1);
-  cudaStream_t stream = current_cuda_stream();
-  dispatch_index(target.dtype(), "cross_entropy (cuda)", [&](auto itag) {
-    using I = decltype(itag);
-    dispatch_floating(logits.dtype(), "cross_entropy (cuda)", [&](auto tag) {
-      using T = decltype(tag);
-      constexpr int kBlock = 128;  // 4 rows per block
-      const int grid = grid_for(rows, kBlock / kWarpSize, kBlock);
-      cross_entropy_forward_kernel<T, I><<<grid, kBlock, 0, stream>>>(
-          logits.data_ptr<T>(), target.data_ptr<I>(), loss.data_ptr<T>(), lse.data_ptr<T>(), rows,
-          classes, static_cast<T>(label_smoothing));
-      TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_forward_kernel<T, I>);
+  TANDEM_CHECK(logits.dim() == 2 && target.numel() == logits.size(0),
+               "cross_entropy (cuda): expected logits [rows, classes] and one target per row");
+  dispatch_index(target.dtype(), "cross_entropy (cuda)", [&](auto index_tag) {
+    using I = decltype(index_tag);
+    TANDEM_DISPATCH_FLOATING(logits.dtype(), "cross_entropy (cuda)", [&] {
+      forward_typed<scalar_t, I>(logits, target, label_smoothing, loss, lse);
     });
   });
 }
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
                             const Tensor& grad_loss, double label_smoothing, Tensor& grad_logits) {
-  const int64_t rows = logits.size(0), classes = logits.size(1);
-  cudaStream_t stream = current_cuda_stream();
-  dispatch_index(target.dtype(), "cross_entropy (cuda)", [&](auto itag) {
-    using I = decltype(itag);
-    dispatch_floating(logits.dtype(), "cross_entropy (cuda)", [&](auto tag) {
-      using T = decltype(tag);
-      constexpr int kBlock = kBlockSize;
-      const int grid = grid_for(rows * classes, kBlock, kBlock);
-      cross_entropy_backward_kernel<T, I><<<grid, kBlock, 0, stream>>>(
-          logits.data_ptr<T>(), target.data_ptr<I>(), lse.data_ptr<T>(), grad_loss.data_ptr<T>(),
-          grad_logits.data_ptr<T>(), rows, classes, static_cast<T>(label_smoothing));
-      TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_backward_kernel<T, I>);
-    });
-  });
-}
-
-void scatter_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer,
-                 int64_t out_dim, int64_t idx_dim, int64_t inner) {
-  const int64_t total = outer * idx_dim * inner;
-  if (total == 0) return;
-  cudaStream_t stream = current_cuda_stream();
-  dispatch_index(index.dtype(), "scatter_add (cuda)", [&](auto itag) {
-    using I = decltype(itag);
-    dispatch_floating(out.dtype(), "scatter_add (cuda)", [&](auto tag) {
-      using T = decltype(tag);
-      constexpr int kBlock = kBlockSize;
-      const int grid = grid_for(total, kBlock, kBlock);
-      scatter_add_kernel<T, I><<<grid, kBlock, 0, stream>>>(src.data_ptr<T>(), index.data_ptr<I>(),
-                                                            out.data_ptr<T>(), total, out_dim,
-                                                            idx_dim, inner);
-      TANDEM_CUDA_CHECK_LAUNCH(scatter_add_kernel<T, I>);
-    });
-  });
-}
-
-void index_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer, int64_t dim_size,
-               int64_t inner) {
-  const int64_t m = index.numel();
-  const int64_t total = outer * m * inner;
-  if (total == 0) return;
-  cudaStream_t stream = current_cuda_stream();
-  dispatch_index(index.dtype(), "index_add (cuda)", [&](auto itag) {
-    using I = decltype(itag);
-    dispatch_floating(out.dtype(), "index_add (cuda)", [&](auto tag) {
-      using T = decltype(tag);
-      constexpr int kBlock = kBlockSize;
-      const int grid = grid_for(total, kBlock, kBlock);
-      index_add_kernel<T, I><<<grid, kBlock, 0, stream>>>(
-          src.data_ptr<T>(), index.data_ptr<I>(), out.data_ptr<T>(), total, m, dim_size, inner);
-      TANDEM_CUDA_CHECK_LAUNCH(index_add_kernel<T, I>);
+  TANDEM_CHECK(logits.dim() == 2 && target.numel() == logits.size(0),
+               "cross_entropy backward (cuda): expected logits [rows, classes] and one target "
+               "per row");
+  dispatch_index(target.dtype(), "cross_entropy (cuda)", [&](auto index_tag) {
+    using I = decltype(index_tag);
+    TANDEM_DISPATCH_FLOATING(logits.dtype(), "cross_entropy (cuda)", [&] {
+      backward_typed<scalar_t, I>(logits, target, lse, grad_loss, label_smoothing, grad_logits);
     });
   });
 }

@@ -1,9 +1,14 @@
-// CPU indexing: index_select, gather, one_hot. x is viewed as
-// [outer, dim_size, inner] (contiguous); indices are int32 or int64. Every index
-// is validated before anything is written (an exception cannot leave an OpenMP
-// loop) and the first bad one is reported; the CUDA backend cannot check and
-// writes zeros instead. Elements move as raw words, so one kernel serves every
-// dtype of a size.
+// CPU indexing: index_select, gather, one_hot, and their adjoints scatter_add
+// and index_add. x is viewed as [outer, dim_size, inner] (contiguous); indices
+// are int32 or int64. Every index is validated before anything is written (an
+// exception cannot leave an OpenMP loop) and the first bad one is reported; the
+// CUDA backend cannot check and writes zeros (or skips the addition) instead.
+// Selections move elements as raw words, so one kernel serves every dtype of a
+// size. The scatters accumulate float32/float64 in the destination's type; a
+// task owns a block of destination columns and walks the index in order, so
+// repeated indices are added in index order (deterministic, unlike CUDA's
+// atomics).
+#include <algorithm>
 #include <cstring>
 
 #include "cpu/cpu_utils.h"
@@ -85,6 +90,30 @@ void one_hot_typed(const Tensor& labels, Tensor& out, int64_t num_classes) {
   });
 }
 
+// Columns (adjacent inner positions) per scatter task: wide enough to read and
+// write whole cache lines, narrow enough to leave tasks for every thread.
+constexpr int64_t kScatterColumns = 64;
+
+// out[o][index(o, j, i)][i] += src[o][j][i] for every (o, j, i) of src
+// [outer, src_dim, inner]; `index_at(o, j, i)` is already validated. One task
+// per (o, block of inner columns): the tasks write disjoint columns, and each
+// adds in increasing j.
+template <typename T, typename IndexAt>
+void scatter_rows(const T* src, T* out, int64_t outer, int64_t out_dim, int64_t src_dim,
+                  int64_t inner, const IndexAt& index_at) {
+  const int64_t width = std::min(inner, kScatterColumns);
+  const int64_t blocks = (inner + width - 1) / width;
+  util::parallel_for(outer * blocks, src_dim * width, [&](int64_t task) {
+    const int64_t o = task / blocks;
+    const int64_t i0 = (task % blocks) * width;
+    const int64_t i1 = std::min(inner, i0 + width);
+    for (int64_t j = 0; j < src_dim; ++j) {
+      const T* s = src + (o * src_dim + j) * inner;
+      for (int64_t i = i0; i < i1; ++i) out[(o * out_dim + index_at(o, j, i)) * inner + i] += s[i];
+    }
+  });
+}
+
 }  // namespace
 
 void index_select(const Tensor& x, const Tensor& index, Tensor& out, int64_t outer,
@@ -114,6 +143,42 @@ void one_hot(const Tensor& labels, Tensor& out, int64_t num_classes) {
                " elements, expected ", labels.numel() * num_classes);
   TANDEM_DISPATCH_ALL(out.dtype(), "one_hot",
                       [&] { one_hot_typed<scalar_t>(labels, out, num_classes); });
+}
+
+void scatter_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer,
+                 int64_t out_dim, int64_t idx_dim, int64_t inner) {
+  TANDEM_CHECK(src.dtype() == out.dtype(), "scatter_add: dtypes differ");
+  TANDEM_CHECK(index.numel() == outer * idx_dim * inner && src.numel() == index.numel(),
+               "scatter_add: index has ", index.numel(), " and source ", src.numel(),
+               " elements, expected ", outer * idx_dim * inner);
+  dispatch_index(index.dtype(), "scatter_add", [&](auto index_tag) {
+    using I = decltype(index_tag);
+    const I* idx = index.data_ptr<I>();
+    check_indices("scatter_add", idx, index.numel(), out_dim);
+    TANDEM_DISPATCH_FLOATING(out.dtype(), "scatter_add", [&] {
+      scatter_rows(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), outer, out_dim, idx_dim,
+                   inner, [&](int64_t o, int64_t j, int64_t i) {
+                     return static_cast<int64_t>(idx[(o * idx_dim + j) * inner + i]);
+                   });
+    });
+  });
+}
+
+void index_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer, int64_t dim_size,
+               int64_t inner) {
+  TANDEM_CHECK(src.dtype() == out.dtype(), "index_add: dtypes differ");
+  const int64_t m = index.numel();
+  TANDEM_CHECK(src.numel() == outer * m * inner, "index_add: source has ", src.numel(),
+               " elements, expected ", outer * m * inner);
+  dispatch_index(index.dtype(), "index_add", [&](auto index_tag) {
+    using I = decltype(index_tag);
+    const I* idx = index.data_ptr<I>();
+    check_indices("index_add", idx, m, dim_size);
+    TANDEM_DISPATCH_FLOATING(out.dtype(), "index_add", [&] {
+      scatter_rows(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), outer, dim_size, m, inner,
+                   [&](int64_t, int64_t j, int64_t) { return static_cast<int64_t>(idx[j]); });
+    });
+  });
 }
 
 }  // namespace cpu

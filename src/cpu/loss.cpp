@@ -1,9 +1,14 @@
-// CPU loss and gradient-scatter kernels: the fused softmax cross-entropy
-// (forward and backward) and scatter_add / index_add, the adjoints of gather
-// and index_select. Rows are independent (OpenMP over rows or columns);
-// sums are accumulated in double and rounded once, so this is the accurate
-// reference for kernels/loss.cu. Indices are validated before anything is
-// written (an exception cannot leave an OpenMP loop).
+// CPU fused softmax cross-entropy: cpu::cross_entropy_forward and
+// cpu::cross_entropy_backward over the rows of logits [rows, classes]
+// (contiguous, float32/float64; targets int32/int64). Rows are independent
+// (OpenMP over rows). Everything is computed in double and rounded once on the
+// store, so this is the accurate reference for kernels/loss.cu:
+//   m = max_j x_j,  s = sum_j exp(x_j - m),  lse = m + log(s)
+//   loss = log(s) + (1 - eps) (m - x_t) + (eps / C) sum_j (m - x_j)
+// which equals lse - (1 - eps) x_t - (eps / C) sum_j x_j but adds only
+// non-negative terms, so logits of magnitude 1e4 lose nothing to cancellation.
+// Targets are validated before anything is written (an exception cannot leave
+// an OpenMP loop); CUDA writes NaN for the row instead.
 #include <algorithm>
 #include <cmath>
 
@@ -14,47 +19,61 @@ namespace cpu {
 
 namespace {
 
+// Throws for the first target outside [0, classes), naming its row.
 template <typename I>
-void check_indices(const char* op, const I* idx, int64_t count, int64_t size) {
-  for (int64_t k = 0; k < count; ++k) {
-    const auto v = static_cast<int64_t>(idx[k]);
-    TANDEM_CHECK(v >= 0 && v < size, op, ": index ", v, " is out of range for dimension of size ",
-                 size);
+void check_targets(const I* target, int64_t rows, int64_t classes) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto t = static_cast<int64_t>(target[r]);
+    TANDEM_CHECK(t >= 0 && t < classes, "cross_entropy: target ", t, " of row ", r,
+                 " is out of range [0, ", classes, ")");
   }
 }
 
+void check_geometry(const char* what, const Tensor& logits, const Tensor& target) {
+  TANDEM_CHECK(logits.dim() == 2, what, ": expected logits [rows, classes], got ",
+               shape_str(logits.sizes()));
+  TANDEM_CHECK(target.numel() == logits.size(0), what, ": target has ", target.numel(),
+               " elements for ", logits.size(0), " rows");
+}
+
 template <typename T, typename I>
-void ce_forward(const T* x, const I* target, T* loss, T* lse, int64_t rows, int64_t classes,
-                double smoothing) {
+void forward_rows(const T* x, const I* target, T* loss, T* lse, int64_t rows, int64_t classes,
+                  double smoothing) {
+  const double uniform = smoothing / static_cast<double>(classes);
   util::parallel_for(rows, 3 * classes, [&](int64_t r) {
     const T* row = x + r * classes;
-    double m = -INFINITY, total = 0.0;
+    double m = -INFINITY;
+    for (int64_t j = 0; j < classes; ++j) m = std::max(m, static_cast<double>(row[j]));
+    double s = 0.0, gap = 0.0;  // gap = sum_j (m - x_j)
     for (int64_t j = 0; j < classes; ++j) {
-      m = std::max(m, static_cast<double>(row[j]));
-      total += static_cast<double>(row[j]);
+      const double shifted = static_cast<double>(row[j]) - m;
+      s += std::exp(shifted);
+      gap -= shifted;
     }
-    double s = 0.0;
-    for (int64_t j = 0; j < classes; ++j) s += std::exp(static_cast<double>(row[j]) - m);
-    const double l = m + std::log(s);
+    const double log_s = std::log(s);
     const auto t = static_cast<int64_t>(target[r]);
-    lse[r] = static_cast<T>(l);
-    loss[r] = static_cast<T>(l - (1.0 - smoothing) * static_cast<double>(row[t]) -
-                             (smoothing / static_cast<double>(classes)) * total);
+    lse[r] = static_cast<T>(m + log_s);
+    const double target_gap = m - static_cast<double>(row[t]);
+    // With no smoothing, gap is not used: 0 * inf (a -inf logit) must not make NaN.
+    loss[r] = static_cast<T>(log_s + (1.0 - smoothing) * target_gap +
+                             (smoothing > 0.0 ? uniform * gap : 0.0));
   });
 }
 
 template <typename T, typename I>
-void ce_backward(const T* x, const I* target, const T* lse, const T* grad_loss, T* grad,
-                 int64_t rows, int64_t classes, double smoothing) {
+void backward_rows(const T* x, const I* target, const T* lse, const T* grad_loss, T* grad,
+                   int64_t rows, int64_t classes, double smoothing) {
   const double uniform = smoothing / static_cast<double>(classes);
   util::parallel_for(rows, 2 * classes, [&](int64_t r) {
     const double g = static_cast<double>(grad_loss[r]);
     const double l = static_cast<double>(lse[r]);
     const auto t = static_cast<int64_t>(target[r]);
+    const T* row = x + r * classes;
+    T* out = grad + r * classes;
     for (int64_t j = 0; j < classes; ++j) {
-      const double p = std::exp(static_cast<double>(x[r * classes + j]) - l);
+      const double p = std::exp(static_cast<double>(row[j]) - l);
       const double hit = j == t ? 1.0 - smoothing : 0.0;
-      grad[r * classes + j] = static_cast<T>(g * (p - hit - uniform));
+      out[j] = static_cast<T>(g * (p - hit - uniform));
     }
   });
 }
@@ -63,75 +82,39 @@ void ce_backward(const T* x, const I* target, const T* lse, const T* grad_loss, 
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& target, double label_smoothing,
                            Tensor& loss, Tensor& lse) {
+  check_geometry("cross_entropy", logits, target);
   const int64_t rows = logits.size(0), classes = logits.size(1);
-  dispatch_index(target.dtype(), "cross_entropy", [&](auto itag) {
-    using I = decltype(itag);
+  TANDEM_CHECK(loss.dtype() == logits.dtype() && lse.dtype() == logits.dtype() &&
+                   loss.numel() == rows && lse.numel() == rows,
+               "cross_entropy: loss and lse must be [", rows, "] of the logits' dtype");
+  dispatch_index(target.dtype(), "cross_entropy", [&](auto index_tag) {
+    using I = decltype(index_tag);
     const I* t = target.data_ptr<I>();
-    check_indices("cross_entropy: target", t, rows, classes);
-    dispatch_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
-      using scalar_t = decltype(tag);
-      ce_forward<scalar_t, I>(logits.data_ptr<scalar_t>(), t, loss.data_ptr<scalar_t>(),
-                              lse.data_ptr<scalar_t>(), rows, classes, label_smoothing);
+    check_targets(t, rows, classes);
+    TANDEM_DISPATCH_FLOATING(logits.dtype(), "cross_entropy", [&] {
+      forward_rows(logits.data_ptr<scalar_t>(), t, loss.data_ptr<scalar_t>(),
+                   lse.data_ptr<scalar_t>(), rows, classes, label_smoothing);
     });
   });
 }
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
                             const Tensor& grad_loss, double label_smoothing, Tensor& grad_logits) {
+  check_geometry("cross_entropy backward", logits, target);
   const int64_t rows = logits.size(0), classes = logits.size(1);
-  dispatch_index(target.dtype(), "cross_entropy", [&](auto itag) {
-    using I = decltype(itag);
+  TANDEM_CHECK(lse.dtype() == logits.dtype() && grad_loss.dtype() == logits.dtype() &&
+                   grad_logits.dtype() == logits.dtype() && lse.numel() == rows &&
+                   grad_loss.numel() == rows && grad_logits.numel() == logits.numel(),
+               "cross_entropy backward: lse and grad_loss must be [", rows,
+               "] and grad_logits like the logits, all of the logits' dtype");
+  dispatch_index(target.dtype(), "cross_entropy", [&](auto index_tag) {
+    using I = decltype(index_tag);
     const I* t = target.data_ptr<I>();
-    check_indices("cross_entropy: target", t, rows, classes);
-    dispatch_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
-      using scalar_t = decltype(tag);
-      ce_backward<scalar_t, I>(logits.data_ptr<scalar_t>(), t, lse.data_ptr<scalar_t>(),
-                               grad_loss.data_ptr<scalar_t>(), grad_logits.data_ptr<scalar_t>(),
-                               rows, classes, label_smoothing);
-    });
-  });
-}
-
-void scatter_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer,
-                 int64_t out_dim, int64_t idx_dim, int64_t inner) {
-  dispatch_index(index.dtype(), "scatter_add", [&](auto itag) {
-    using I = decltype(itag);
-    const I* idx = index.data_ptr<I>();
-    check_indices("scatter_add", idx, index.numel(), out_dim);
-    dispatch_floating(out.dtype(), "scatter_add", [&](auto tag) {
-      using scalar_t = decltype(tag);
-      const scalar_t* s = src.data_ptr<scalar_t>();
-      scalar_t* o = out.data_ptr<scalar_t>();
-      // One task per (outer, inner) column: its additions happen in index order.
-      util::parallel_for(outer * inner, idx_dim, [&](int64_t c) {
-        const int64_t a = c / inner, i = c % inner;
-        for (int64_t j = 0; j < idx_dim; ++j) {
-          const int64_t e = (a * idx_dim + j) * inner + i;
-          o[(a * out_dim + static_cast<int64_t>(idx[e])) * inner + i] += s[e];
-        }
-      });
-    });
-  });
-}
-
-void index_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer, int64_t dim_size,
-               int64_t inner) {
-  const int64_t m = index.numel();
-  dispatch_index(index.dtype(), "index_add", [&](auto itag) {
-    using I = decltype(itag);
-    const I* idx = index.data_ptr<I>();
-    check_indices("index_add", idx, m, dim_size);
-    dispatch_floating(out.dtype(), "index_add", [&](auto tag) {
-      using scalar_t = decltype(tag);
-      const scalar_t* s = src.data_ptr<scalar_t>();
-      scalar_t* o = out.data_ptr<scalar_t>();
-      util::parallel_for(outer * inner, m, [&](int64_t c) {
-        const int64_t a = c / inner, i = c % inner;
-        for (int64_t j = 0; j < m; ++j) {
-          o[(a * dim_size + static_cast<int64_t>(idx[j])) * inner + i] +=
-              s[(a * m + j) * inner + i];
-        }
-      });
+    check_targets(t, rows, classes);
+    TANDEM_DISPATCH_FLOATING(logits.dtype(), "cross_entropy", [&] {
+      backward_rows(logits.data_ptr<scalar_t>(), t, lse.data_ptr<scalar_t>(),
+                    grad_loss.data_ptr<scalar_t>(), grad_logits.data_ptr<scalar_t>(), rows, classes,
+                    label_smoothing);
     });
   });
 }

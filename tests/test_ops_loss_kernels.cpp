@@ -1,0 +1,412 @@
+// The fused softmax cross-entropy backend kernels (core/backend.h), called
+// directly: cpu::cross_entropy_forward / cpu::cross_entropy_backward against a
+// long-double reference computed here from the contract's formulas (random
+// logits, odd sizes, label smoothing 0 and 0.1, int32 and int64 targets,
+// logits of magnitude 1e4, a -inf logit, out-of-range targets), and
+// cuda:: against cpu:: (skipped without a device). The public cross_entropy
+// (autograd, reductions) is tested in test_autograd.cpp and test_gradcheck.cpp.
+#include <gtest/gtest.h>
+#include <tandem/tandem.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "core/backend.h"
+#include "test_util.h"
+
+namespace {
+
+using tandem::DType;
+using tandem::Shape;
+using tandem::Tensor;
+using tandem::TensorOptions;
+using tt::Ref;
+
+// ---- Reference -------------------------------------------------------------------------
+
+// The contract's formulas in long double (64-bit mantissa: the cancellation in
+// lse - x_t at magnitude 1e4 costs 4 of 19 digits).
+struct CeRef {
+  std::vector<double> loss, lse;
+};
+
+CeRef ref_forward(const std::vector<double>& x, const std::vector<double>& target, int64_t rows,
+                  int64_t classes, double smoothing) {
+  CeRef out;
+  const long double eps = smoothing, c = static_cast<long double>(classes);
+  for (int64_t r = 0; r < rows; ++r) {
+    const double* row = x.data() + r * classes;
+    long double m = -std::numeric_limits<long double>::infinity(), s = 0, total = 0;
+    for (int64_t j = 0; j < classes; ++j) m = std::max(m, static_cast<long double>(row[j]));
+    for (int64_t j = 0; j < classes; ++j) {
+      s += std::exp(static_cast<long double>(row[j]) - m);
+      if (smoothing > 0) total += row[j];
+    }
+    const long double lse = m + std::log(s);
+    const long double xt = row[static_cast<int64_t>(target[static_cast<size_t>(r)])];
+    out.lse.push_back(static_cast<double>(lse));
+    out.loss.push_back(static_cast<double>(lse - (1 - eps) * xt - (eps / c) * total));
+  }
+  return out;
+}
+
+// grad[r][j] = g[r] * (exp(x - lse[r]) - (1 - eps)[j == t] - eps / C), with the
+// lse the kernel is given.
+std::vector<double> ref_backward(const std::vector<double>& x, const std::vector<double>& target,
+                                 const std::vector<double>& lse, const std::vector<double>& g,
+                                 int64_t rows, int64_t classes, double smoothing) {
+  std::vector<double> out;
+  const long double eps = smoothing, c = static_cast<long double>(classes);
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto t = static_cast<int64_t>(target[static_cast<size_t>(r)]);
+    for (int64_t j = 0; j < classes; ++j) {
+      const long double p =
+          std::exp(static_cast<long double>(x[static_cast<size_t>(r * classes + j)]) -
+                   static_cast<long double>(lse[static_cast<size_t>(r)]));
+      const long double hit = j == t ? 1 - eps : 0;
+      out.push_back(static_cast<double>(g[static_cast<size_t>(r)] * (p - hit - eps / c)));
+    }
+  }
+  return out;
+}
+
+// ---- Calling the backends ------------------------------------------------------------------
+
+// Poisoned outputs of the right shape on `dev`, so an element a kernel skips
+// shows up as NaN.
+Tensor poisoned(const Shape& shape, DType dt, tandem::Device dev) {
+  Tensor t = tandem::empty(shape, TensorOptions(dt).device(dev));
+  tt::poison(t);
+  return t;
+}
+
+struct Forward {
+  Tensor loss, lse;
+};
+
+Forward cpu_forward(const Tensor& logits, const Tensor& target, double smoothing) {
+  Forward f{poisoned({logits.size(0)}, logits.dtype(), tandem::kCPU),
+            poisoned({logits.size(0)}, logits.dtype(), tandem::kCPU)};
+  tandem::cpu::cross_entropy_forward(logits, target, smoothing, f.loss, f.lse);
+  return f;
+}
+
+Tensor cpu_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+                    const Tensor& grad_loss, double smoothing) {
+  Tensor grad = poisoned(logits.sizes(), logits.dtype(), tandem::kCPU);
+  tandem::cpu::cross_entropy_backward(logits, target, lse, grad_loss, smoothing, grad);
+  return grad;
+}
+
+// Checks forward and backward on the CPU against the reference.
+void check_cpu(const Tensor& logits, const Tensor& target, double smoothing, tt::Tol tol,
+               const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  const int64_t rows = logits.size(0), classes = logits.size(1);
+  const auto xv = tt::to_doubles(logits), tv = tt::to_doubles(target);
+  const Forward f = cpu_forward(logits, target, smoothing);
+  const CeRef ref = ref_forward(xv, tv, rows, classes, smoothing);
+  tt::expect_close(f.loss, Ref{{rows}, ref.loss}, tol, file, line);
+  tt::expect_close(f.lse, Ref{{rows}, ref.lse}, tol, file, line);
+  const Tensor g = tt::random_tensor({rows}, logits.dtype(), -2, 2);
+  const Tensor grad = cpu_backward(logits, target, f.lse, g, smoothing);
+  tt::expect_close(
+      grad,
+      Ref{{rows, classes},
+          ref_backward(xv, tv, tt::to_doubles(f.lse), tt::to_doubles(g), rows, classes, smoothing)},
+      tol, file, line);
+}
+
+using LossParam = std::tuple<DType, DType>;  // (logits, target)
+
+std::string loss_param_name(const ::testing::TestParamInfo<LossParam>& param_info) {
+  return std::string(tandem::dtype_name(std::get<0>(param_info.param))) + "_target_" +
+         tandem::dtype_name(std::get<1>(param_info.param));
+}
+
+std::string describe_case(int64_t rows, int64_t classes, double smoothing) {
+  return "rows " + std::to_string(rows) + " classes " + std::to_string(classes) + " smoothing " +
+         std::to_string(smoothing);
+}
+
+// ---- CPU against the reference --------------------------------------------------------------
+
+class CrossEntropyKernelTest : public ::testing::TestWithParam<LossParam> {};
+
+TEST_P(CrossEntropyKernelTest, RandomLogitsOddSizes) {
+  const DType dt = std::get<0>(GetParam());
+  const DType it = std::get<1>(GetParam());
+  for (int64_t rows : {1, 7, 33}) {
+    for (int64_t classes : {1, 10, 1000}) {
+      for (double smoothing : {0.0, 0.1}) {
+        SCOPED_TRACE(describe_case(rows, classes, smoothing));
+        const Tensor logits = tt::random_tensor({rows, classes}, dt, -6, 6);
+        const Tensor target = tt::make_tensor(tt::int_values(rows, 0, classes - 1), {rows}, it);
+        check_cpu(logits, target, smoothing, tt::default_tol(dt));
+      }
+    }
+  }
+}
+
+TEST_P(CrossEntropyKernelTest, ManyRowsRunInParallel) {
+  // Enough work for the OpenMP path; full label smoothing as the edge case.
+  const DType dt = std::get<0>(GetParam());
+  const DType it = std::get<1>(GetParam());
+  for (double smoothing : {0.0, 1.0}) {
+    SCOPED_TRACE(describe_case(2049, 37, smoothing));
+    const Tensor logits = tt::random_tensor({2049, 37}, dt, -6, 6);
+    const Tensor target = tt::make_tensor(tt::int_values(2049, 0, 36), {2049}, it);
+    check_cpu(logits, target, smoothing, tt::default_tol(dt));
+  }
+}
+
+TEST_P(CrossEntropyKernelTest, LogitsOfMagnitude1e4) {
+  // exp(1e4) overflows any float type: the max must be subtracted. Logits all
+  // near +1e4 or -1e4 (the loss is O(1), so lse - x_t would cancel 4 digits),
+  // and spread over [-1e4, 1e4] (the loss is O(1e4)).
+  const DType dt = std::get<0>(GetParam());
+  const DType it = std::get<1>(GetParam());
+  const int64_t rows = 7, classes = 33;
+  for (double centre : {1e4, -1e4}) {
+    for (double smoothing : {0.0, 0.1}) {
+      SCOPED_TRACE("centre " + std::to_string(centre) + " smoothing " + std::to_string(smoothing));
+      const Tensor logits = tt::random_tensor({rows, classes}, dt, centre - 3, centre + 3);
+      const Tensor target = tt::make_tensor(tt::int_values(rows, 0, classes - 1), {rows}, it);
+      const Forward f = cpu_forward(logits, target, smoothing);
+      for (double v : tt::to_doubles(f.loss)) {
+        EXPECT_TRUE(std::isfinite(v)) << v;
+        EXPECT_GE(v, 0.0);
+      }
+      check_cpu(logits, target, smoothing, tt::default_tol(dt));
+    }
+  }
+  const Tensor wide = tt::random_tensor({rows, classes}, dt, -1e4, 1e4);
+  const Tensor target = tt::make_tensor(tt::int_values(rows, 0, classes - 1), {rows}, it);
+  check_cpu(wide, target, 0.1, tt::default_tol(dt));
+}
+
+TEST_P(CrossEntropyKernelTest, MaskedLogitWithoutSmoothingIsFinite) {
+  // A -inf logit (a masked class) that is not the target contributes nothing
+  // without smoothing; with smoothing the loss is +inf (its log-probability is).
+  const DType dt = std::get<0>(GetParam());
+  const DType it = std::get<1>(GetParam());
+  const double inf = std::numeric_limits<double>::infinity();
+  const Tensor logits = tt::make_tensor({0.5, -inf, 2.0, -1.0, 0.0, -inf}, {2, 3}, dt);
+  const Tensor target = tt::make_tensor({0, 1}, {2}, it);
+  Forward f = cpu_forward(logits, target, 0.0);
+  const double lse0 = std::log(std::exp(0.5) + std::exp(2.0));
+  const double lse1 = std::log(std::exp(-1.0) + std::exp(0.0));
+  tt::expect_close(f.loss, Ref{{2}, {lse0 - 0.5, lse1}}, tt::default_tol(dt));
+  tt::expect_close(f.lse, Ref{{2}, {lse0, lse1}}, tt::default_tol(dt));
+  f = cpu_forward(logits, target, 0.1);
+  EXPECT_EQ(tt::to_doubles(f.loss)[0], inf);
+  const Tensor grad =
+      cpu_backward(logits, target, f.lse, tt::make_tensor({1.0, 1.0}, {2}, dt), 0.0);
+  const auto gv = tt::to_doubles(grad);
+  EXPECT_EQ(gv[1], 0.0);  // exp(-inf - lse) = 0, not the target: no gradient
+  for (double v : gv) EXPECT_TRUE(std::isfinite(v)) << v;
+}
+
+TEST_P(CrossEntropyKernelTest, OutOfRangeTargetThrowsOnTheCpu) {
+  const DType dt = std::get<0>(GetParam());
+  const DType it = std::get<1>(GetParam());
+  const Tensor logits = tt::random_tensor({4, 10}, dt);
+  const Tensor lse = tandem::zeros({4}, dt), g = tandem::ones({4}, dt);
+  Tensor loss = tandem::empty({4}, dt), out_lse = tandem::empty({4}, dt);
+  Tensor grad = tandem::empty({4, 10}, dt);
+  for (double bad : {10.0, -1.0}) {
+    SCOPED_TRACE("target " + std::to_string(bad));
+    const Tensor target = tt::make_tensor({0, 9, 3, bad}, {4}, it);
+    const std::string msg = "cross_entropy: target " + std::to_string(static_cast<int>(bad)) +
+                            " of row 3 is out of range [0, 10)";
+    tt::expect_error(
+        [&] { tandem::cpu::cross_entropy_forward(logits, target, 0.0, loss, out_lse); },
+        msg.c_str());
+    tt::expect_error(
+        [&] { tandem::cpu::cross_entropy_backward(logits, target, lse, g, 0.1, grad); },
+        msg.c_str());
+    // Through the public op, which a user reaches.
+    tt::expect_error([&] { tandem::cross_entropy(logits, target); }, msg.c_str());
+  }
+}
+
+TEST_P(CrossEntropyKernelTest, InconsistentArgumentsThrow) {
+  // Not reachable through cross_entropy (it shapes the arguments), but a
+  // backend caller that gets them wrong gets an error rather than a bad read.
+  const DType dt = std::get<0>(GetParam());
+  const DType it = std::get<1>(GetParam());
+  const Tensor logits = tt::random_tensor({4, 10}, dt);
+  const Tensor target = tt::make_tensor({0, 1, 2, 3}, {4}, it);
+  Tensor loss = tandem::empty({4}, dt), lse = tandem::empty({4}, dt);
+  tt::expect_error(
+      [&] { tandem::cpu::cross_entropy_forward(logits.view({40}), target, 0.0, loss, lse); },
+      "cross_entropy: expected logits [rows, classes], got [40]");
+  tt::expect_error(
+      [&] { tandem::cpu::cross_entropy_forward(logits, target.slice(0, 3), 0.0, loss, lse); },
+      "cross_entropy: target has 3 elements for 4 rows");
+  Tensor short_loss = tandem::empty({3}, dt);
+  tt::expect_error(
+      [&] { tandem::cpu::cross_entropy_forward(logits, target, 0.0, short_loss, lse); },
+      "cross_entropy: loss and lse must be [4] of the logits' dtype");
+  Tensor grad = tandem::empty({4, 9}, dt);
+  tt::expect_error(
+      [&] { tandem::cpu::cross_entropy_backward(logits, target, lse, loss, 0.0, grad); },
+      "cross_entropy backward: lse and grad_loss must be [4] and grad_logits like the logits");
+  tt::expect_error(
+      [&] {
+        tandem::cpu::cross_entropy_forward(logits, target.to(tandem::kFloat32), 0.0, loss, lse);
+      },
+      "cross_entropy: index dtype float32 is not supported (expected int64 or int32)");
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CrossEntropyKernelTest,
+                         ::testing::Combine(::testing::Values(tandem::kFloat32, tandem::kFloat64),
+                                            ::testing::Values(tandem::kInt32, tandem::kInt64)),
+                         loss_param_name);
+
+// ---- CUDA against the CPU (skipped without a device) ------------------------------------
+
+class CrossEntropyCudaTest : public ::testing::TestWithParam<LossParam> {
+ protected:
+  void SetUp() override { TANDEM_SKIP_WITHOUT_CUDA(); }
+};
+
+#if TANDEM_WITH_CUDA
+const tandem::Device kGpu(tandem::kCUDA, 0);
+
+Forward cuda_forward(const Tensor& logits, const Tensor& target, double smoothing) {
+  const Tensor x = logits.cuda(), t = target.cuda();
+  Forward f{poisoned({logits.size(0)}, logits.dtype(), kGpu),
+            poisoned({logits.size(0)}, logits.dtype(), kGpu)};
+  tandem::cuda::cross_entropy_forward(x, t, smoothing, f.loss, f.lse);
+  return f;
+}
+
+Tensor cuda_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+                     const Tensor& grad_loss, double smoothing) {
+  const Tensor x = logits.cuda(), t = target.cuda(), l = lse.cuda(), g = grad_loss.cuda();
+  Tensor grad = poisoned(logits.sizes(), logits.dtype(), kGpu);
+  tandem::cuda::cross_entropy_backward(x, t, l, g, smoothing, grad);
+  return grad;
+}
+
+// expf on the GPU and exp on the CPU (double there, in the logits' type here)
+// differ by a few ulp; the sums are accumulated in double on both.
+tt::Tol parity_tol(DType dt) { return tt::scaled(tt::default_tol(dt), 4.0); }
+
+void check_parity(const Tensor& logits, const Tensor& target, double smoothing,
+                  const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  const DType dt = logits.dtype();
+  const Forward cpu = cpu_forward(logits, target, smoothing);
+  const Forward gpu = cuda_forward(logits, target, smoothing);
+  tt::expect_close(gpu.loss.cpu(), cpu.loss, parity_tol(dt), file, line);
+  tt::expect_close(gpu.lse.cpu(), cpu.lse, parity_tol(dt), file, line);
+  // Backward from the same lse on both devices, so only the kernels differ.
+  const Tensor g = tt::random_tensor({logits.size(0)}, dt, -2, 2);
+  tt::expect_close(cuda_backward(logits, target, cpu.lse, g, smoothing).cpu(),
+                   cpu_backward(logits, target, cpu.lse, g, smoothing), parity_tol(dt), file, line);
+}
+#endif
+
+TEST_P(CrossEntropyCudaTest, MatchesCpu) {
+#if TANDEM_WITH_CUDA
+  const DType dt = std::get<0>(GetParam());
+  const DType it = std::get<1>(GetParam());
+  // Classes cover the warp-per-row forward (<= 1024), the block-per-row one,
+  // and both backward kernels (flat below 512 classes, block per row above).
+  for (int64_t rows : {1, 7, 33, 2049}) {
+    for (int64_t classes : {1, 10, 511, 1000, 1025, 4099}) {
+      if (rows * classes > 2000000) continue;
+      for (double smoothing : {0.0, 0.1}) {
+        SCOPED_TRACE(describe_case(rows, classes, smoothing));
+        const Tensor logits = tt::random_tensor({rows, classes}, dt, -6, 6);
+        const Tensor target = tt::make_tensor(tt::int_values(rows, 0, classes - 1), {rows}, it);
+        check_parity(logits, target, smoothing);
+      }
+    }
+  }
+#endif
+}
+
+TEST_P(CrossEntropyCudaTest, LogitsOfMagnitude1e4) {
+#if TANDEM_WITH_CUDA
+  const DType dt = std::get<0>(GetParam());
+  const DType it = std::get<1>(GetParam());
+  for (int64_t classes : {33, 3000}) {
+    for (double centre : {1e4, -1e4}) {
+      for (double smoothing : {0.0, 0.1}) {
+        SCOPED_TRACE(describe_case(7, classes, smoothing) + " centre " + std::to_string(centre));
+        const Tensor logits = tt::random_tensor({7, classes}, dt, centre - 3, centre + 3);
+        const Tensor target = tt::make_tensor(tt::int_values(7, 0, classes - 1), {7}, it);
+        const Forward gpu = cuda_forward(logits, target, smoothing);
+        const CeRef ref =
+            ref_forward(tt::to_doubles(logits), tt::to_doubles(target), 7, classes, smoothing);
+        tt::expect_close(gpu.loss.cpu(), Ref{{7}, ref.loss}, parity_tol(dt));
+        check_parity(logits, target, smoothing);
+      }
+    }
+  }
+  const Tensor wide = tt::random_tensor({7, 1000}, dt, -1e4, 1e4);
+  check_parity(wide, tt::make_tensor(tt::int_values(7, 0, 999), {7}, it), 0.1);
+#endif
+}
+
+TEST_P(CrossEntropyCudaTest, MaskedLogitMatchesCpu) {
+#if TANDEM_WITH_CUDA
+  const DType dt = std::get<0>(GetParam());
+  const DType it = std::get<1>(GetParam());
+  const double inf = std::numeric_limits<double>::infinity();
+  const Tensor logits = tt::make_tensor({0.5, -inf, 2.0, -1.0, 0.0, -inf}, {2, 3}, dt);
+  const Tensor target = tt::make_tensor({0, 1}, {2}, it);
+  for (double smoothing : {0.0, 0.1}) {
+    SCOPED_TRACE("smoothing " + std::to_string(smoothing));
+    const Forward cpu = cpu_forward(logits, target, smoothing);
+    const Forward gpu = cuda_forward(logits, target, smoothing);
+    tt::expect_close(gpu.loss.cpu(), cpu.loss, parity_tol(dt));
+    tt::expect_close(gpu.lse.cpu(), cpu.lse, parity_tol(dt));
+  }
+#endif
+}
+
+TEST_P(CrossEntropyCudaTest, OutOfRangeTargetGivesNanRow) {
+#if TANDEM_WITH_CUDA
+  // The CPU throws; CUDA cannot check without a sync and writes NaN for the
+  // row's loss and gradient. The other rows are unaffected.
+  const DType dt = std::get<0>(GetParam());
+  const DType it = std::get<1>(GetParam());
+  for (int64_t classes : {10, 2000}) {  // both forward and both backward kernels
+    SCOPED_TRACE("classes " + std::to_string(classes));
+    const Tensor logits = tt::random_tensor({4, classes}, dt);
+    const std::vector<double> bad = {0, static_cast<double>(classes), 3, -1};
+    const std::vector<double> good = {0, 0, 3, 0};
+    const Forward gpu = cuda_forward(logits, tt::make_tensor(bad, {4}, it), 0.1);
+    const Forward cpu = cpu_forward(logits, tt::make_tensor(good, {4}, it), 0.1);
+    const auto gl = tt::to_doubles(gpu.loss), cl = tt::to_doubles(cpu.loss);
+    EXPECT_TRUE(std::isnan(gl[1]) && std::isnan(gl[3])) << gl[1] << " " << gl[3];
+    EXPECT_TRUE(tt::value_close(gl[0], cl[0], parity_tol(dt)));
+    EXPECT_TRUE(tt::value_close(gl[2], cl[2], parity_tol(dt)));
+    tt::expect_close(gpu.lse.cpu(), cpu.lse, parity_tol(dt));  // lse does not need the target
+
+    const Tensor g = tandem::ones({4}, dt);
+    const auto gg =
+        tt::to_doubles(cuda_backward(logits, tt::make_tensor(bad, {4}, it), cpu.lse, g, 0.1));
+    const auto cg =
+        tt::to_doubles(cpu_backward(logits, tt::make_tensor(good, {4}, it), cpu.lse, g, 0.1));
+    for (int64_t j = 0; j < classes; ++j) {
+      const auto k = [&](int64_t r) { return static_cast<size_t>(r * classes + j); };
+      EXPECT_TRUE(std::isnan(gg[k(1)]) && std::isnan(gg[k(3)])) << "column " << j;
+      EXPECT_TRUE(tt::value_close(gg[k(0)], cg[k(0)], parity_tol(dt))) << "column " << j;
+      EXPECT_TRUE(tt::value_close(gg[k(2)], cg[k(2)], parity_tol(dt))) << "column " << j;
+    }
+  }
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CrossEntropyCudaTest,
+                         ::testing::Combine(::testing::Values(tandem::kFloat32, tandem::kFloat64),
+                                            ::testing::Values(tandem::kInt32, tandem::kInt64)),
+                         loss_param_name);
+
+}  // namespace
