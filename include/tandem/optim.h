@@ -121,7 +121,8 @@ class SGD : public Optimizer {
   SGD(std::vector<Tensor> params, const SGDOptions& options);
   SGD(std::vector<OptimizerParamGroup> groups, const SGDOptions& defaults);
   void step() override;
-  // The momentum buffer of a parameter (undefined before its first step).
+  // The momentum buffer of a parameter (undefined before its first step). After
+  // Module::to moves the parameter, the next step moves the buffer with it.
   Tensor momentum_buffer(const Tensor& param) const;
 
  private:

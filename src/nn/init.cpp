@@ -68,17 +68,22 @@ Tensor constant_(Tensor t, double value) {
 
 Tensor uniform_(Tensor t, double a, double b, Generator* gen) {
   check_init("uniform_", t);
+  TANDEM_CHECK(std::isfinite(a) && std::isfinite(b) && a <= b,
+               "uniform_: need finite bounds a <= b, got a=", a, " b=", b);
   return fill_from(t, uniform(t.sizes(), a, b, options_of(t), gen));
 }
 
 Tensor normal_(Tensor t, double mean, double std, Generator* gen) {
   check_init("normal_", t);
+  TANDEM_CHECK(std::isfinite(mean) && std::isfinite(std) && std >= 0.0,
+               "normal_: need a finite mean and std >= 0, got mean=", mean, " std=", std);
   return fill_from(t, normal(t.sizes(), mean, std, options_of(t), gen));
 }
 
 Tensor kaiming_uniform_(Tensor t, double a, FanMode mode, Nonlinearity nonlinearity,
                         Generator* gen) {
   check_init("kaiming_uniform_", t);
+  if (t.numel() == 0) return t;  // fans may be 0; nothing to fill (PyTorch: a no-op)
   const double std = calculate_gain(nonlinearity, a) / std::sqrt(fan_of(t, mode));
   const double bound = std::sqrt(3.0) * std;
   return uniform_(t, -bound, bound, gen);
@@ -87,11 +92,13 @@ Tensor kaiming_uniform_(Tensor t, double a, FanMode mode, Nonlinearity nonlinear
 Tensor kaiming_normal_(Tensor t, double a, FanMode mode, Nonlinearity nonlinearity,
                        Generator* gen) {
   check_init("kaiming_normal_", t);
+  if (t.numel() == 0) return t;
   return normal_(t, 0.0, calculate_gain(nonlinearity, a) / std::sqrt(fan_of(t, mode)), gen);
 }
 
 Tensor xavier_uniform_(Tensor t, double gain, Generator* gen) {
   check_init("xavier_uniform_", t);
+  if (t.numel() == 0) return t;
   const auto fans = calculate_fan_in_and_fan_out(t);
   const double std = gain * std::sqrt(2.0 / static_cast<double>(fans.first + fans.second));
   const double bound = std::sqrt(3.0) * std;
@@ -100,6 +107,7 @@ Tensor xavier_uniform_(Tensor t, double gain, Generator* gen) {
 
 Tensor xavier_normal_(Tensor t, double gain, Generator* gen) {
   check_init("xavier_normal_", t);
+  if (t.numel() == 0) return t;
   const auto fans = calculate_fan_in_and_fan_out(t);
   return normal_(t, 0.0, gain * std::sqrt(2.0 / static_cast<double>(fans.first + fans.second)),
                  gen);

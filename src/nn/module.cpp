@@ -19,10 +19,13 @@ void check_name(const Module& m, const std::string& name, const char* what) {
 }
 
 // Replaces the data of `t` (every handle of it sees the change) with `data`,
-// keeping its autograd flags; the gradient is converted the same way.
+// keeping requires_grad and grad (libtorch's set_data). The AccumulateGrad
+// node is dropped: one recorded for the old data checks the old dtype/device.
 void set_data(const Tensor& t, const Tensor& data) {
   TensorImpl& impl = *t.impl();
   const TensorImpl& src = *data.impl();
+  // to() returns the tensor itself when nothing changes: keep the graph state.
+  if (src.storage == impl.storage && src.offset == impl.offset && src.dtype == impl.dtype) return;
   impl.storage = src.storage;
   impl.offset = src.offset;
   impl.sizes = src.sizes;
@@ -30,17 +33,28 @@ void set_data(const Tensor& t, const Tensor& data) {
   if (impl.autograd) impl.autograd->grad_accumulator.reset();
 }
 
+// Converts every parameter, gradient and buffer first and swaps the data in
+// only when all conversions succeeded, so an error (e.g. out of device memory)
+// leaves the module as it was.
 template <typename Convert>
 void convert_all(Module& m, const Convert& convert) {
   NoGradGuard no_grad;
+  std::vector<std::pair<Tensor, Tensor>> swaps;  // handle, new data
   for (const Tensor& t : m.parameters()) {
-    set_data(t, convert(t.detach()));
-    if (t.grad().defined()) {
-      Tensor g = t.grad();
-      set_data(g, convert(g.detach()));
-    }
+    swaps.emplace_back(t, convert(t.detach()));
+    const Tensor g = t.grad();
+    if (g.defined()) swaps.emplace_back(g, convert(g.detach()));
   }
-  for (const Tensor& b : m.buffers()) set_data(b, convert(b.detach()));
+  for (const Tensor& b : m.buffers()) swaps.emplace_back(b, convert(b.detach()));
+  for (const auto& s : swaps) set_data(s.first, s.second);
+}
+
+// As PyTorch's Module.to: only floating targets (integer buffers are left alone).
+void check_target_dtype(const Module& m, DType dtype) {
+  TANDEM_CHECK(is_floating(dtype), m.type_name(), ".to: expected a floating dtype, got ",
+               dtype_name(dtype),
+               " (parameters and floating buffers are converted; integer buffers keep their "
+               "dtype)");
 }
 
 }  // namespace
@@ -90,16 +104,29 @@ void Module::collect(const std::string& prefix, bool recurse, bool want_buffers,
     c.second->collect(prefix + c.first + ".", true, want_buffers, out);
 }
 
+namespace {
+// A tensor registered under several names (tied weights) is listed once, under
+// its first name, so optimizers and to() see each tensor once (PyTorch's
+// remove_duplicate).
+StateDict unique_tensors(StateDict all) {
+  std::set<const TensorImpl*> seen;
+  StateDict out;
+  for (auto& kv : all)
+    if (seen.insert(kv.second.impl().get()).second) out.push_back(std::move(kv));
+  return out;
+}
+}  // namespace
+
 StateDict Module::named_parameters(bool recurse) const {
   StateDict out;
   collect("", recurse, false, out);
-  return out;
+  return unique_tensors(std::move(out));
 }
 
 StateDict Module::named_buffers(bool recurse) const {
   StateDict out;
   collect("", recurse, true, out);
-  return out;
+  return unique_tensors(std::move(out));
 }
 
 std::vector<Tensor> Module::parameters(bool recurse) const {
@@ -144,16 +171,19 @@ void Module::to(Device device) {
   convert_all(*this, [device](const Tensor& t) { return t.to(device); });
 }
 
+// Integer buffers (counters, indices) keep their dtype, as in libtorch.
 void Module::to(DType dtype) {
-  for (const Tensor& p : parameters())
-    TANDEM_CHECK(is_floating(dtype), type_name_, ".to: parameters need a floating dtype, got ",
-                 dtype_name(dtype), " (parameter ", detail::describe(p), ")");
+  check_target_dtype(*this, dtype);
   convert_all(*this, [dtype](const Tensor& t) { return is_floating(t.dtype()) ? t.to(dtype) : t; });
 }
 
 void Module::to(Device device, DType dtype) {
-  to(dtype);
-  to(device);
+  check_target_dtype(*this, dtype);
+  // One conversion per tensor: Tensor::to(device, dtype) converts on the side
+  // where the data is smaller.
+  convert_all(*this, [device, dtype](const Tensor& t) {
+    return is_floating(t.dtype()) ? t.to(device, dtype) : t.to(device);
+  });
 }
 
 void Module::zero_grad(bool set_to_none) {
@@ -167,9 +197,11 @@ void Module::zero_grad(bool set_to_none) {
   }
 }
 
+// Every name, tied tensors included (as PyTorch's state_dict).
 StateDict Module::state_dict() const {
-  StateDict out = named_parameters();
-  for (auto& b : named_buffers()) out.push_back(b);
+  StateDict out;
+  collect("", true, false, out);
+  collect("", true, true, out);
   for (auto& kv : out) kv.second = kv.second.detach();
   return out;
 }

@@ -51,6 +51,8 @@ class Module : public std::enable_shared_from_this<Module> {
 
   // Parameters (and buffers) of this module and, with recurse, its
   // descendants, depth first in registration order; names are dotted paths.
+  // A tensor registered under several names (tied weights) is listed once,
+  // under its first name.
   std::vector<Tensor> parameters(bool recurse = true) const;
   StateDict named_parameters(bool recurse = true) const;
   std::vector<Tensor> buffers(bool recurse = true) const;
@@ -84,8 +86,9 @@ class Module : public std::enable_shared_from_this<Module> {
     return dynamic_cast<T*>(this);
   }
 
-  // Parameters then buffers, recursively; the tensors share storage with the
-  // module's (detached), so save them before training on.
+  // Parameters then buffers, recursively, under every name (tied tensors
+  // too); the tensors share storage with the module's (detached), so clone
+  // them to keep a snapshot while training on.
   StateDict state_dict() const;
   // Copies values in by name. With strict, a missing or unexpected name is an
   // error; a shape mismatch always is. Nothing is changed when it throws.
