@@ -211,6 +211,50 @@ inline std::vector<GradCase> grad_cases() {
   cases.push_back({"l2_penalty", {{{3, 4}}, {{2, 3}}}, [](const In& x) {
                      return l2_penalty({x[0], x[1]}, 0.05);
                    }});
+
+  // Convolution, pooling, batch norm (odd sizes, stride 2, padding, dilation,
+  // groups, batch 1). Random inputs make max-pool ties improbable.
+  cases.push_back({"conv2d", {{{2, 3, 7, 6}}, {{4, 3, 3, 2}}, {{4}}}, [](const In& x) {
+                     return conv2d(x[0], x[1], x[2]);
+                   }});
+  cases.push_back({"conv2d_stride2_pad", {{{1, 2, 7, 8}}, {{3, 2, 3, 3}}, {{3}}}, [](const In& x) {
+                     return conv2d(x[0], x[1], x[2], 2, 1);
+                   }});
+  cases.push_back(
+      {"conv2d_dilation_groups_nobias", {{{2, 4, 9, 7}}, {{6, 2, 3, 2}}}, [](const In& x) {
+         return conv2d(x[0], x[1], Tensor(), {1, 2}, {2, 1}, {2, 1}, 2);
+       }});
+  cases.push_back({"conv2d_chw_1x1", {{{3, 5, 4}}, {{2, 3, 1, 1}}, {{2}}}, [](const In& x) {
+                     return conv2d(x[0], x[1], x[2]);
+                   }});
+  cases.push_back(
+      {"max_pool2d", {{{2, 3, 7, 6}}}, [](const In& x) { return max_pool2d(x[0], 2); }});
+  cases.push_back({"max_pool2d_overlap_pad", {{{1, 2, 7, 7}}}, [](const In& x) {
+                     return max_pool2d(x[0], 3, Size2(2), 1);
+                   }});
+  cases.push_back({"avg_pool2d", {{{2, 3, 7, 6}}}, [](const In& x) {
+                     return avg_pool2d(x[0], {3, 2}, Size2(2, 1));
+                   }});
+  cases.push_back({"avg_pool2d_pad_exclude", {{{1, 2, 5, 5}}}, [](const In& x) {
+                     return avg_pool2d(x[0], 3, Size2(2), 1, false);
+                   }});
+  cases.push_back({"adaptive_avg_pool2d", {{{2, 3, 7, 5}}}, [](const In& x) {
+                     return adaptive_avg_pool2d(x[0], {3, 2});
+                   }});
+  cases.push_back({"adaptive_avg_pool2d_global", {{{2, 3, 4, 5}}}, [](const In& x) {
+                     return adaptive_avg_pool2d(x[0], 1);
+                   }});
+  cases.push_back({"batch_norm_train_2d", {{{3, 4, 3, 2}}, {{4}}, {{4}}}, [](const In& x) {
+                     return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true);
+                   }});
+  cases.push_back({"batch_norm_train_1d_no_affine", {{{5, 3}}}, [](const In& x) {
+                     return batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1,
+                                       1e-3);
+                   }});
+  cases.push_back(
+      {"batch_norm_eval",
+       {{{3, 4, 2, 2}}, {{4}, Draw::Normal, false}, {{4}, Draw::Positive, false}, {{4}}, {{4}}},
+       [](const In& x) { return batch_norm(x[0], x[1], x[2], x[3], x[4], false); }});
   return cases;
 }
 

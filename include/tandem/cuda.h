@@ -57,6 +57,19 @@ Stream new_stream(int device = -1);
 void set_allow_tf32(bool allow);
 bool allow_tf32();
 
+// cuDNN convolution algorithm choice (like torch.backends.cudnn). By default
+// cuDNN's heuristics pick an algorithm per shape. With benchmark on, the first
+// convolution of each shape times the candidate algorithms once and caches the
+// fastest. With deterministic on, only algorithms that give bit-identical
+// results from run to run are used (benchmark then chooses among those).
+// Both are off by default; both are process-wide.
+void set_cudnn_benchmark(bool on);
+bool cudnn_benchmark();
+void set_cudnn_deterministic(bool on);
+bool cudnn_deterministic();
+// The cuDNN library version (e.g. 90100), or 0 when built without CUDA.
+int cudnn_version();
+
 // Synchronise after every kernel launch and library call and check for errors,
 // to pin an asynchronous fault to its op. Also on when the environment variable
 // TANDEM_SYNC_DEBUG=1 is set or the library was configured with

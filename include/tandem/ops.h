@@ -4,6 +4,8 @@
 // of the same dtype; violations throw tandem::Error naming the op.
 #pragma once
 
+#include <optional>
+#include <ostream>
 #include <vector>
 
 #include "tandem/generator.h"
@@ -110,5 +112,46 @@ Tensor dropout_mask(const Shape& shape, double p, const TensorOptions& options =
                     Generator* gen = nullptr);
 // x * mask when training, x itself otherwise.
 Tensor dropout(const Tensor& x, double p, bool training = true, Generator* gen = nullptr);
+
+// ---- Convolution, pooling, batch norm (NCHW; float32/float64) ------------------
+// A pair (height, width); one number means both: conv2d(x, w, b, /*stride=*/2).
+struct Size2 {
+  int64_t h, w;
+  Size2(int64_t both) : h(both), w(both) {}  // NOLINT(google-explicit-constructor)
+  Size2(int64_t h_, int64_t w_) : h(h_), w(w_) {}
+  bool operator==(const Size2& o) const { return h == o.h && w == o.w; }
+};
+inline std::ostream& operator<<(std::ostream& os, const Size2& v) {
+  return os << "(" << v.h << ", " << v.w << ")";
+}
+
+// input [N, C, H, W] or [C, H, W] (a batch of one), weight [K, C/groups, R, S],
+// bias [K] or undefined. Output [N, K, P, Q] with
+// P = (H + 2*pad_h - dil_h*(R-1) - 1) / stride_h + 1 (likewise Q).
+// Cross-correlation (no kernel flip), as PyTorch and cuDNN. CPU: im2col +
+// OpenBLAS GEMM; CUDA: cuDNN (see cuda::set_cudnn_benchmark and
+// cuda::set_cudnn_deterministic in tandem/cuda.h).
+Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias = Tensor(),
+              Size2 stride = 1, Size2 padding = 0, Size2 dilation = 1, int64_t groups = 1);
+// Max over kernel windows (stride defaults to the kernel size; padding <= half
+// the kernel). Backward routes each output's gradient to one input: the first
+// maximum of the window in row-major order.
+Tensor max_pool2d(const Tensor& input, Size2 kernel_size,
+                  std::optional<Size2> stride = std::nullopt, Size2 padding = 0);
+// Mean over kernel windows; count_include_pad divides by the full kernel area.
+Tensor avg_pool2d(const Tensor& input, Size2 kernel_size,
+                  std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
+                  bool count_include_pad = true);
+// Averages over windows chosen so that the output is output_size (1 = global
+// average pooling), as PyTorch's adaptive_avg_pool2d.
+Tensor adaptive_avg_pool2d(const Tensor& input, Size2 output_size);
+// input [N, C] or [N, C, H, W] (or [N, C, L]); statistics per channel C.
+// training: normalise with the batch statistics and, when running_mean and
+// running_var are defined, update them in place with momentum (unbiased
+// variance). Otherwise: normalise with running_mean/running_var (required).
+// weight and bias [C] may be undefined (no affine transform).
+Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum = 0.1,
+                  double eps = 1e-5);
 
 }  // namespace tandem

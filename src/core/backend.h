@@ -16,6 +16,23 @@ struct GemmShape {
   int64_t stride_a, stride_b, stride_c;  // elements between consecutive matrices
 };
 
+// The geometry of a 2-D convolution (NCHW), see conv2d_* in backend_decls.inc.
+struct ConvShape {
+  int64_t n, c, h, w;  // input: batch, channels, height, width
+  int64_t k, r, s;     // output channels, kernel height, kernel width
+  int64_t p, q;        // output height, width
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  int64_t groups;  // c and k are multiples of groups
+};
+
+// The geometry of a 2-D pooling (NCHW), see *_pool2d_* in backend_decls.inc.
+struct PoolShape {
+  int64_t n, c, h, w;              // input
+  int64_t oh, ow;                  // output height, width
+  int64_t kh, kw, sh, sw, ph, pw;  // kernel, stride, padding (unused by adaptive pooling)
+  bool count_include_pad;          // avg_pool2d only
+};
+
 namespace cpu {
 #include "core/backend_decls.inc"
 }  // namespace cpu

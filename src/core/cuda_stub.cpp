@@ -54,6 +54,19 @@ Stream new_stream(int /*device*/) { fail_not_built("new_stream"); }
 
 void set_allow_tf32(bool allow) { allow_tf32_flag().store(allow); }
 bool allow_tf32() { return allow_tf32_flag().load(); }
+std::atomic<bool>& cudnn_benchmark_flag() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+std::atomic<bool>& cudnn_deterministic_flag() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+void set_cudnn_benchmark(bool on) { cudnn_benchmark_flag().store(on); }
+bool cudnn_benchmark() { return cudnn_benchmark_flag().load(); }
+void set_cudnn_deterministic(bool on) { cudnn_deterministic_flag().store(on); }
+bool cudnn_deterministic() { return cudnn_deterministic_flag().load(); }
+int cudnn_version() { return 0; }
 void set_sync_debug(bool on) { sync_debug_flag().store(on); }
 bool sync_debug() { return sync_debug_flag().load(); }
 

@@ -105,12 +105,20 @@ void SequentialImpl::push_back(std::shared_ptr<Module> module) {
 
 void SequentialImpl::push_back(const std::string& name, std::shared_ptr<Module> module) {
   register_module(name, module);
+  names_.push_back(name);
   layers_.push_back(std::move(module));
 }
 
 Tensor SequentialImpl::forward(const Tensor& input) {
   Tensor x = input;
-  for (const auto& layer : layers_) x = layer->forward(x);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    try {
+      x = layers_[i]->forward(x);
+    } catch (const Error& e) {
+      // Say which layer of the stack failed (nested Sequentials add their own prefix).
+      TANDEM_FAIL("Sequential layer ", names_[i], ": ", e.message());
+    }
+  }
   return x;
 }
 

@@ -144,6 +144,7 @@ class SequentialImpl : public Module {
 
  private:
   std::vector<std::shared_ptr<Module>> layers_;
+  std::vector<std::string> names_;
 };
 TANDEM_MODULE(Sequential);
 

@@ -1,0 +1,260 @@
+// Batch-norm kernels: cuda::batch_norm_forward_train and
+// cuda::batch_norm_backward_train over x viewed as [n, c, m] (contiguous,
+// float32/float64; contract in core/backend_decls.inc, CPU twin in
+// src/cpu/conv.cpp).
+//
+// Each pass is three launches:
+//   1. partial sums per (channel, split): grid [splits, c], each block strides
+//      over its share of the channel's n*m values and reduces in double
+//      (forward: sum and sum of squares of x - K, K = the channel's first
+//      value, so the variance does not cancel catastrophically when
+//      |mean| >> std; backward: sum(gy) and sum(gy * xhat));
+//   2. one thread per channel adds its splits in a fixed order and writes the
+//      per-channel results (mean, invstd, running stats; or grad_weight,
+//      grad_bias) and two double coefficients for the elementwise pass;
+//   3. an elementwise pass over x: y = x * scale + shift (forward) or
+//      gx = a * (gy - mean_gy - xhat * mean_gy_xhat) (backward).
+// Splits give every SM work even when c is small (c = 16 at CIFAR sizes). The
+// partials live in a float64 tensor from the caching allocator. All sums are
+// in a fixed order, so results are deterministic run to run.
+#include <cstdint>
+
+#include "core/backend.h"
+#include "cuda/cuda_utils.h"
+
+namespace tandem {
+namespace cuda {
+namespace {
+
+constexpr int kBlock = kBlockSize;
+constexpr int kMaxSplits = 256;
+constexpr int64_t kValuesPerSplit = 4096;  // at least this many values per block
+
+// Block-wide sum of two doubles; the result is valid in thread 0.
+__device__ __forceinline__ void block_sum2(double& a, double& b) {
+  __shared__ double sa[kBlock / kWarpSize], sb[kBlock / kWarpSize];
+  auto add = [](double u, double v) { return u + v; };
+  a = warp_allreduce(a, add);
+  b = warp_allreduce(b, add);
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  if (lane == 0) {
+    sa[warp] = a;
+    sb[warp] = b;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    a = lane < kBlock / kWarpSize ? sa[lane] : 0.0;
+    b = lane < kBlock / kWarpSize ? sb[lane] : 0.0;
+    a = warp_allreduce(a, add);
+    b = warp_allreduce(b, add);
+  }
+}
+
+// ---- Forward ------------------------------------------------------------------------------
+
+template <typename T>
+__global__ void bn_stats_partial_kernel(const T* x, int64_t n, int64_t c, int64_t m,
+                                        double* partial) {
+  const int64_t ch = blockIdx.y, splits = gridDim.x, count = n * m;
+  const double shift = static_cast<double>(x[ch * m]);  // first value of the channel
+  double s1 = 0.0, s2 = 0.0;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < count;
+       e += splits * blockDim.x) {
+    const int64_t b = e / m, i = e % m;
+    const double d = static_cast<double>(x[(b * c + ch) * m + i]) - shift;
+    s1 += d;
+    s2 += d * d;
+  }
+  block_sum2(s1, s2);
+  if (threadIdx.x == 0) {
+    partial[(ch * splits + blockIdx.x) * 2] = s1;
+    partial[(ch * splits + blockIdx.x) * 2 + 1] = s2;
+  }
+}
+
+template <typename T>
+__global__ void bn_stats_finalize_kernel(const T* x, const T* weight, const T* bias,
+                                         T* running_mean, T* running_var, double momentum,
+                                         double eps, int64_t n, int64_t c, int64_t m,
+                                         int64_t splits, const double* partial, T* save_mean,
+                                         T* save_invstd, double* coef) {
+  const int64_t ch = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (ch >= c) return;
+  double s1 = 0.0, s2 = 0.0;
+  for (int64_t k = 0; k < splits; ++k) {
+    s1 += partial[(ch * splits + k) * 2];
+    s2 += partial[(ch * splits + k) * 2 + 1];
+  }
+  const double count = static_cast<double>(n * m);
+  const double shift = static_cast<double>(x[ch * m]);
+  const double dmean = s1 / count;
+  double var = s2 / count - dmean * dmean;
+  if (var < 0.0) var = 0.0;
+  const double mean = shift + dmean;
+  const double invstd = 1.0 / sqrt(var + eps);
+  const double scale = (weight ? static_cast<double>(weight[ch]) : 1.0) * invstd;
+  coef[2 * ch] = scale;
+  coef[2 * ch + 1] = (bias ? static_cast<double>(bias[ch]) : 0.0) - mean * scale;
+  save_mean[ch] = static_cast<T>(mean);
+  save_invstd[ch] = static_cast<T>(invstd);
+  if (running_mean)
+    running_mean[ch] =
+        static_cast<T>((1.0 - momentum) * static_cast<double>(running_mean[ch]) + momentum * mean);
+  if (running_var)
+    running_var[ch] = static_cast<T>((1.0 - momentum) * static_cast<double>(running_var[ch]) +
+                                     momentum * var * count / (count - 1.0));
+}
+
+// out = in * coef[2 ch] + coef[2 ch + 1]
+template <typename T>
+__global__ void bn_affine_kernel(const T* x, T* y, int64_t c, int64_t m, int64_t total,
+                                 const double* coef) {
+  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += stride_all) {
+    const int64_t ch = (e / m) % c;
+    y[e] = static_cast<T>(static_cast<double>(x[e]) * coef[2 * ch] + coef[2 * ch + 1]);
+  }
+}
+
+// ---- Backward -----------------------------------------------------------------------------
+
+template <typename T>
+__global__ void bn_grad_partial_kernel(const T* gy, const T* x, const T* mean, const T* invstd,
+                                       int64_t n, int64_t c, int64_t m, double* partial) {
+  const int64_t ch = blockIdx.y, splits = gridDim.x, count = n * m;
+  const double mu = static_cast<double>(mean[ch]), is = static_cast<double>(invstd[ch]);
+  double s1 = 0.0, s2 = 0.0;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < count;
+       e += splits * blockDim.x) {
+    const int64_t at = ((e / m) * c + ch) * m + e % m;
+    const double g = static_cast<double>(gy[at]);
+    s1 += g;
+    s2 += g * (static_cast<double>(x[at]) - mu) * is;
+  }
+  block_sum2(s1, s2);
+  if (threadIdx.x == 0) {
+    partial[(ch * splits + blockIdx.x) * 2] = s1;
+    partial[(ch * splits + blockIdx.x) * 2 + 1] = s2;
+  }
+}
+
+template <typename T>
+__global__ void bn_grad_finalize_kernel(int64_t n, int64_t c, int64_t m, int64_t splits,
+                                        const double* partial, T* grad_weight, T* grad_bias,
+                                        double* coef) {
+  const int64_t ch = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (ch >= c) return;
+  double s1 = 0.0, s2 = 0.0;
+  for (int64_t k = 0; k < splits; ++k) {
+    s1 += partial[(ch * splits + k) * 2];
+    s2 += partial[(ch * splits + k) * 2 + 1];
+  }
+  if (grad_bias) grad_bias[ch] = static_cast<T>(s1);
+  if (grad_weight) grad_weight[ch] = static_cast<T>(s2);
+  const double count = static_cast<double>(n * m);
+  coef[2 * ch] = s1 / count;
+  coef[2 * ch + 1] = s2 / count;
+}
+
+template <typename T>
+__global__ void bn_grad_input_kernel(const T* gy, const T* x, const T* weight, const T* mean,
+                                     const T* invstd, int64_t c, int64_t m, int64_t total,
+                                     const double* coef, T* gx) {
+  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += stride_all) {
+    const int64_t ch = (e / m) % c;
+    const double is = static_cast<double>(invstd[ch]);
+    const double w = weight ? static_cast<double>(weight[ch]) : 1.0;
+    const double xhat = (static_cast<double>(x[e]) - static_cast<double>(mean[ch])) * is;
+    gx[e] = static_cast<T>(w * is *
+                           (static_cast<double>(gy[e]) - coef[2 * ch] - xhat * coef[2 * ch + 1]));
+  }
+}
+
+int64_t splits_for(int64_t count, int64_t c) {
+  const int64_t want_blocks = static_cast<int64_t>(detail::multiprocessor_count()) * 4;
+  int64_t splits = ceil_div<int64_t>(want_blocks, c);
+  const int64_t by_size = ceil_div<int64_t>(count, kValuesPerSplit);
+  if (splits > by_size) splits = by_size;
+  if (splits > kMaxSplits) splits = kMaxSplits;
+  return splits < 1 ? 1 : splits;
+}
+
+template <typename T>
+T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+}  // namespace
+
+// ---- Host launchers ---------------------------------------------------------------------
+
+void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                              Tensor& running_mean, Tensor& running_var, double momentum,
+                              double eps, int64_t n, int64_t c, int64_t m, Tensor& y,
+                              Tensor& save_mean, Tensor& save_invstd) {
+  const int64_t count = n * m, total = count * c;
+  TANDEM_CHECK(count >= 2, "batch_norm (cuda): training needs more than one value per channel");
+  TANDEM_CHECK(c <= 65535, "batch_norm (cuda): ", c, " channels exceed the grid limit 65535");
+  const int64_t splits = splits_for(count, c);
+  const TensorOptions f64 = TensorOptions(kFloat64).device(x.device());
+  Tensor partial = empty({c * splits * 2}, f64);
+  Tensor coef = empty({c * 2}, f64);
+  cudaStream_t stream = current_cuda_stream();
+  TANDEM_DISPATCH_FLOATING(x.dtype(), "batch_norm (cuda)", [&] {
+    using T = scalar_t;
+    const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(c));
+    bn_stats_partial_kernel<T>
+        <<<grid, kBlock, 0, stream>>>(x.data_ptr<T>(), n, c, m, partial.data_ptr<double>());
+    TANDEM_CUDA_CHECK_LAUNCH(bn_stats_partial_kernel<T>);
+    const int cgrid = static_cast<int>(ceil_div<int64_t>(c, kBlock));
+    bn_stats_finalize_kernel<T><<<cgrid, kBlock, 0, stream>>>(
+        x.data_ptr<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias), ptr_or_null<T>(running_mean),
+        ptr_or_null<T>(running_var), momentum, eps, n, c, m, splits, partial.data_ptr<double>(),
+        save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(), coef.data_ptr<double>());
+    TANDEM_CUDA_CHECK_LAUNCH(bn_stats_finalize_kernel<T>);
+    const int egrid = grid_for(total, kBlock, kBlock);
+    bn_affine_kernel<T><<<egrid, kBlock, 0, stream>>>(x.data_ptr<T>(), y.data_ptr<T>(), c, m, total,
+                                                      coef.data_ptr<double>());
+    TANDEM_CUDA_CHECK_LAUNCH(bn_affine_kernel<T>);
+  });
+}
+
+void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
+                               const Tensor& save_mean, const Tensor& save_invstd, int64_t n,
+                               int64_t c, int64_t m, Tensor& grad_x, Tensor& grad_weight,
+                               Tensor& grad_bias) {
+  const int64_t count = n * m, total = count * c;
+  TANDEM_CHECK(c <= 65535, "batch_norm backward (cuda): ", c,
+               " channels exceed the grid limit 65535");
+  const int64_t splits = splits_for(count, c);
+  const TensorOptions f64 = TensorOptions(kFloat64).device(x.device());
+  Tensor partial = empty({c * splits * 2}, f64);
+  Tensor coef = empty({c * 2}, f64);
+  cudaStream_t stream = current_cuda_stream();
+  TANDEM_DISPATCH_FLOATING(x.dtype(), "batch_norm backward (cuda)", [&] {
+    using T = scalar_t;
+    const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(c));
+    bn_grad_partial_kernel<T><<<grid, kBlock, 0, stream>>>(
+        grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(),
+        n, c, m, partial.data_ptr<double>());
+    TANDEM_CUDA_CHECK_LAUNCH(bn_grad_partial_kernel<T>);
+    const int cgrid = static_cast<int>(ceil_div<int64_t>(c, kBlock));
+    bn_grad_finalize_kernel<T><<<cgrid, kBlock, 0, stream>>>(
+        n, c, m, splits, partial.data_ptr<double>(), ptr_or_null<T>(grad_weight),
+        ptr_or_null<T>(grad_bias), coef.data_ptr<double>());
+    TANDEM_CUDA_CHECK_LAUNCH(bn_grad_finalize_kernel<T>);
+    if (grad_x.defined()) {
+      const int egrid = grid_for(total, kBlock, kBlock);
+      bn_grad_input_kernel<T><<<egrid, kBlock, 0, stream>>>(
+          grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight), save_mean.data_ptr<T>(),
+          save_invstd.data_ptr<T>(), c, m, total, coef.data_ptr<double>(), grad_x.data_ptr<T>());
+      TANDEM_CUDA_CHECK_LAUNCH(bn_grad_input_kernel<T>);
+    }
+  });
+}
+
+}  // namespace cuda
+}  // namespace tandem
