@@ -137,7 +137,8 @@ class ModuleHolder {
   ModuleHolder() : impl_(std::make_shared<I>()) {}
   template <typename First, typename... Rest,
             typename =
-                std::enable_if_t<!std::is_base_of<ModuleHolder, std::decay_t<First>>::value &&
+                std::enable_if_t<!(sizeof...(Rest) == 0 &&
+                                   std::is_base_of<ModuleHolder, std::decay_t<First>>::value) &&
                                  !std::is_same<std::decay_t<First>, std::shared_ptr<Impl>>::value &&
                                  !std::is_same<std::decay_t<First>, std::nullptr_t>::value>>
   explicit ModuleHolder(First&& first, Rest&&... rest)
