@@ -547,6 +547,15 @@ TEST(ConvModules, ShapeErrorsNameTheLayerAndBothShapes) {
   tt::expect_error([] { nn::BatchNorm2d(0); }, {"BatchNorm2d", "num_features"});
 }
 
+TEST(ConvModules, SequentialTakesASequentialAsItsFirstLayer) {
+  nn::Sequential stem(nn::Conv2d(3, 4, 3), nn::ReLU());
+  nn::Sequential net(stem, nn::Flatten(), nn::Linear(4 * 6 * 6, 2));
+  EXPECT_EQ(net->size(), 3u);
+  EXPECT_EQ(net->forward(tt::random_tensor({2, 3, 8, 8}, kFloat32)).sizes(), (Shape{2, 2}));
+  nn::Sequential copy(net);  // one holder argument still copies the handle
+  EXPECT_EQ(copy.get(), net.get());
+}
+
 // ---- whole nets --------------------------------------------------------------------------
 
 // The classic CIFAR-10 tutorial LeNet.
