@@ -14,4 +14,5 @@
 #include "tandem/op_list.h"
 #include "tandem/ops.h"
 #include "tandem/optim.h"
+#include "tandem/optim/lr_scheduler.h"
 #include "tandem/tensor.h"
