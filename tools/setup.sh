@@ -18,6 +18,7 @@ packages=(
   libgmock-dev
   libbenchmark-dev
   libjpeg62-turbo-dev  # image decoding for the data pipeline
+  python3              # tools/gpu_report.py and its test
 )
 
 missing=()

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Tests of tools/gpu_report.py (the report of tools/gpu-check.sh) on synthetic
+results, and of gpu-check.sh's argument handling. Run by ctest (gpu_report);
+standard library only.
+
+The synthetic benchmark JSON uses the case names our benchmark programs
+print (benchmarks/README.md), with random figures, so the report's ratios are
+checked against values computed here.
+"""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPORT_PY = os.path.join(ROOT, "tools", "gpu_report.py")
+GPU_CHECK = os.path.join(ROOT, "tools", "gpu-check.sh")
+
+
+def run(*args, **kw):
+    return subprocess.run(list(args), capture_output=True, text=True, **kw)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def case(name, real_time, unit="us", **counters):
+    b = {"name": name, "run_name": name, "run_type": "iteration", "iterations": 10,
+         "real_time": real_time, "cpu_time": real_time, "time_unit": unit}
+    b.update(counters)
+    return b
+
+
+def write_json(path, cases):
+    with open(path, "w") as f:
+        json.dump({"context": {"tandem_version": "test"}, "benchmarks": cases}, f)
+
+
+JUNIT = """<?xml version="1.0" encoding="UTF-8"?>
+<testsuite name="Linux" tests="4" failures="1" skipped="2">
+  <testcase name="Tensor.Basics" classname="t" time="0.1" status="run"/>
+  <testcase name="SGD.CudaStepMatchesCpu" classname="t" time="0.1" status="fail">
+    <failure message="Failed"/>
+  </testcase>
+  <testcase name="Optimizers.CudaStepMatchesCpuAfter100Steps" classname="t" time="0" status="notrun">
+    <skipped message="SKIP_REGULAR_EXPRESSION_MATCHED"/>
+    <system-out>test_util.h:416: Skipped
+no CUDA device: none found
+</system-out>
+  </testcase>
+  <testcase name="ErrorTest.CudaTensorWithoutADevice" classname="t" time="0" status="notrun">
+    <skipped message="SKIP_REGULAR_EXPRESSION_MATCHED"/>
+  </testcase>
+</testsuite>
+"""
+
+
+class JunitTest(unittest.TestCase):
+    def test_failures_and_skips_are_counted_and_fail(self):
+        with tempfile.TemporaryDirectory() as d:
+            junit = os.path.join(d, "j.xml")
+            with open(junit, "w") as f:
+                f.write(JUNIT)
+            out = os.path.join(d, "tests.json")
+            r = run(sys.executable, REPORT_PY, "junit", junit, "--allowed-skips",
+                    r"^ErrorTest\.CudaTensorWithoutADevice$", "--out", out)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            res = json.loads(read(out))
+            self.assertEqual(res["total"], 4)
+            self.assertEqual(res["passed"], 1)
+            self.assertEqual(res["failed"], ["SGD.CudaStepMatchesCpu"])
+            self.assertEqual([s["name"] for s in res["skipped"]],
+                             ["Optimizers.CudaStepMatchesCpuAfter100Steps"])
+            self.assertEqual(res["skipped"][0]["reason"], "no CUDA device: none found")
+            self.assertEqual([s["name"] for s in res["allowed_skips"]],
+                             ["ErrorTest.CudaTensorWithoutADevice"])
+            self.assertFalse(res["ok"])
+
+    def test_all_passed_is_ok(self):
+        with tempfile.TemporaryDirectory() as d:
+            junit = os.path.join(d, "j.xml")
+            with open(junit, "w") as f:
+                f.write('<testsuite><testcase name="A.b" status="run"/>'
+                        '<testcase name="A.c" status="run"/></testsuite>')
+            r = run(sys.executable, REPORT_PY, "junit", junit)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("2 tests: 2 passed, 0 failed", r.stdout)
+
+
+class ReportTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+        bench = os.path.join(self.dir, "bench")
+        os.makedirs(bench)
+        rnd = random.Random(1234)
+        self.v = v = {k: rnd.uniform(0.5, 2.0) for k in (
+            "copy16", "relu16", "copy_d2d", "adam_multi", "adam_per", "adam_step",
+            "sgemm", "matmul", "cudnn", "conv", "lenet_cpu", "lenet_gpu")}
+        write_json(os.path.join(bench, "tandem_bench_ops.json"), [
+            case("copy_raw/cuda/16777216/manual_time", 100, bytes_per_second=v["copy16"] * 1e12),
+            case("relu/cuda/16777216/manual_time", 100, bytes_per_second=v["relu16"] * 1e12),
+            case("sigmoid/cuda/16777216/manual_time", 100, error_occurred=True,
+                 error_message="no CUDA device"),
+        ])
+        write_json(os.path.join(bench, "tandem_bench_gemm.json"), [
+            case("cublas_sgemm/cuda/2048/manual_time", v["sgemm"] * 1000, FLOPS=1e13),
+            case("matmul_f32/cuda/2048/manual_time", v["matmul"] * 1000, FLOPS=1e13),
+        ])
+        write_json(os.path.join(bench, "tandem_bench_conv.json"), [
+            case("conv_fwd/cudnn_direct/64x32/manual_time", v["cudnn"] * 100),
+            case("conv_fwd/cuda/64x32/manual_time", v["conv"] * 100),
+            case("train_step/lenet/cpu/real_time", v["lenet_cpu"], "ms",
+                 items_per_second=16 / (v["lenet_cpu"] * 1e-3)),
+            case("train_step/lenet/cuda/manual_time", v["lenet_gpu"] * 10, "us",
+                 items_per_second=128 / (v["lenet_gpu"] * 1e-5)),
+        ])
+        n = 10000000
+        write_json(os.path.join(bench, "tandem_bench_optim.json"), [
+            case(f"copy_d2d/cuda/{n}/manual_time", 50, bytes_per_second=v["copy_d2d"] * 1e12),
+            case(f"adam_multi_tensor/cuda/{n}/manual_time", v["adam_multi"] * 100,
+                 bytes_per_second=28 * n / (v["adam_multi"] * 1e-4)),
+            case(f"adam_per_tensor/cuda/{n}/manual_time", v["adam_per"] * 100,
+                 bytes_per_second=28 * n / (v["adam_per"] * 1e-4)),
+            case(f"adam_step/cuda/{n}/manual_time", v["adam_step"] * 100,
+                 bytes_per_second=28 * n / (v["adam_step"] * 1e-4)),
+        ])
+        with open(os.path.join(self.dir, "device.tsv"), "w") as f:
+            f.write("gpu0_name\tNVIDIA H100 80GB HBM3\ngpu0_compute_cap\t9.0\n"
+                    "commit\tabc1234\ncudart_runtime\t13000\ncudnn_runtime\t91400\n")
+        with open(os.path.join(self.dir, "steps.tsv"), "w") as f:
+            f.write("info\tPASS\tH100\t1\t2026-01-01T00:00:00Z\n"
+                    "sanitizer\tFAIL\t1 of 2 runs clean\t30\t2026-01-01T00:01:00Z\n")
+        with open(os.path.join(self.dir, "sanitizer.tsv"), "w") as f:
+            f.write("tool\tbinary\tstatus\terrors\tseconds\tcases\tlog\n"
+                    "memcheck\ttandem_test_cuda\tPASS\t0\t10\t40\tx.log\n"
+                    "racecheck\ttandem_test_optim\tFAIL (sanitizer errors)\t3\t20\t5\ty.log\n")
+        r = run(sys.executable, REPORT_PY, "report", self.dir)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.report = json.loads(read(os.path.join(self.dir, "gpu-report.json")))
+        self.md = read(os.path.join(self.dir, "gpu-report.md"))
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_kernel_families_against_copy_of_the_same_size(self):
+        fams = {f["family"]: f for f in self.report["benchmarks"]["kernel_families"]["families"]}
+        self.assertIn("relu", fams)
+        self.assertNotIn("sigmoid", fams)  # errored: not a measurement
+        self.assertAlmostEqual(fams["relu"]["at_largest_size"],
+                               self.v["relu16"] / self.v["copy16"], places=9)
+        errors = self.report["benchmarks"]["errors"]
+        self.assertEqual([e["name"] for e in errors], ["sigmoid/cuda/16777216/manual_time"])
+
+    def test_gemm_and_conv_against_the_direct_calls(self):
+        g = self.report["benchmarks"]["gemm_vs_cublas"]["cases"]
+        self.assertEqual(len(g), 1)
+        self.assertEqual(g[0]["tandem"], "matmul_f32/cuda/2048/manual_time")
+        self.assertAlmostEqual(g[0]["time_ratio"], self.v["matmul"] / self.v["sgemm"], places=9)
+        c = self.report["benchmarks"]["conv_vs_cudnn"]["cases"]
+        self.assertEqual(len(c), 1)
+        self.assertEqual(c[0]["tandem"], "conv_fwd/cuda/64x32/manual_time")
+        self.assertAlmostEqual(c[0]["time_ratio"], self.v["conv"] / self.v["cudnn"], places=9)
+
+    def test_optimizer_against_copy_and_per_tensor(self):
+        rows = {r["name"].split("/")[0]: r
+                for r in self.report["benchmarks"]["optimizer_steps"]["cases"]}
+        v = self.v
+        multi = rows["adam_multi_tensor"]
+        self.assertEqual(multi["copy"], "copy_d2d/cuda/10000000/manual_time")
+        self.assertAlmostEqual(multi["fraction_of_copy"],
+                               28e7 / (v["adam_multi"] * 1e-4) / (v["copy_d2d"] * 1e12), places=9)
+        self.assertAlmostEqual(multi["speedup_vs_per_tensor"], v["adam_per"] / v["adam_multi"],
+                               places=9)
+        self.assertAlmostEqual(rows["adam_step"]["speedup_vs_per_tensor"],
+                               v["adam_per"] / v["adam_step"], places=9)
+        self.assertIsNone(rows["adam_per_tensor"]["speedup_vs_per_tensor"])
+
+    def test_nets_cpu_over_gpu(self):
+        rows = self.report["benchmarks"]["nets_cpu_vs_gpu"]["cases"]
+        self.assertEqual(len(rows), 1)
+        lenet = rows[0]
+        self.assertEqual(lenet["net"], "lenet")
+        cpu_ns, gpu_ns = self.v["lenet_cpu"] * 1e6, self.v["lenet_gpu"] * 1e4
+        self.assertAlmostEqual(lenet["step_time_ratio_cpu_over_gpu"], cpu_ns / gpu_ns, places=9)
+        self.assertAlmostEqual(lenet["cpu_batch"], 16, places=6)
+        self.assertAlmostEqual(lenet["gpu_batch"], 128, places=6)
+
+    def test_markdown_has_every_section_and_the_failures(self):
+        for title in ("## Device and versions", "## Steps", "## compute-sanitizer",
+                      "### Copy bandwidth", "### Custom kernels", "### GEMM against direct cuBLAS",
+                      "### Convolution against direct cuDNN", "### Fused optimizer steps",
+                      "### LeNet and ResNet-block"):
+            self.assertIn(title, self.md)
+        self.assertIn("NVIDIA H100 80GB HBM3", self.md)
+        self.assertIn("FAIL (sanitizer errors)", self.md)
+        self.assertIn("9.14.0", self.md)  # cuDNN 91400
+        self.assertIn("13.0", self.md)  # CUDA runtime 13000
+
+
+class EmptyReportTest(unittest.TestCase):
+    def test_nothing_measured_says_so(self):
+        with tempfile.TemporaryDirectory() as d:
+            r = run(sys.executable, REPORT_PY, "report", d)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            md = read(os.path.join(d, "gpu-report.md"))
+            self.assertIn("not run (no benchmark JSON", md)
+
+    def test_unreadable_benchmark_json_counts_as_an_error(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "tandem_bench_ops.json"), "w") as f:
+                f.write('{"benchmarks": [')  # truncated
+            r = run(sys.executable, REPORT_PY, "bench-errors", d)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.strip(), "1")
+
+
+class GpuCheckArgumentsTest(unittest.TestCase):
+    def test_help_and_bad_usage(self):
+        r = run("bash", GPU_CHECK, "--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("compute-sanitizer", r.stdout)
+        r = run("bash", GPU_CHECK, "--no-such-option")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("unknown option '--no-such-option'", r.stderr)
+        r = run("bash", GPU_CHECK, "--only", "tests,nonsense")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("unknown step 'nonsense'", r.stderr)
+        r = run("bash", GPU_CHECK, "--jobs", "zero")
+        self.assertEqual(r.returncode, 64)
+
+
+if __name__ == "__main__":
+    unittest.main()
