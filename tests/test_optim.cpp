@@ -1141,6 +1141,32 @@ TEST(Optimizers, MixedDevicesInOneGroup) {
   EXPECT_TRUE(opt->state(a)->buffers.at("exp_avg").is_cpu());
 }
 
+// A tensor longer than one multi-tensor launch (kFusedMaxBlocks chunks)
+// continues in the next launch; small tensors before and after it share
+// launches with its first and last chunks.
+TEST(Optimizers, CudaTensorSpanningLaunches) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  const int64_t big = (kFusedMaxBlocks + 3) * kFusedChunk + 7;
+  const std::vector<Shape> shapes = {{5}, {3 * kFusedChunk + 1}, {big}, {9}};
+  std::vector<Tensor> pc, pg, cc, cg;
+  for (const Shape& s : shapes) {
+    pc.push_back(tt::random_tensor(s, kFloat32).set_requires_grad(true));
+    pg.push_back(pc.back().detach().to(gpu).set_requires_grad(true));
+    cc.push_back(tt::random_tensor(s, kFloat32, 0.5, 2.0));
+    cg.push_back(cc.back().to(gpu));
+  }
+  const Case k = adam_case({0.01, 0.9, 0.999, 1e-8, 0.01, false, false});
+  auto oc = k.make(Groups{optim::OptimizerParamGroup(pc)}, *k.options());
+  auto og = k.make(Groups{optim::OptimizerParamGroup(pg)}, *k.options());
+  quadratic_steps(*oc, pc, cc, 3);
+  quadratic_steps(*og, pg, cg, 3);
+  for (size_t i = 0; i < pc.size(); ++i) {
+    SCOPED_TRACE(testing::Message() << "tensor " << i);
+    expect_close(pg[i], pc[i], tt::scaled(tt::default_tol(kFloat32), 10.0));
+  }
+}
+
 #if TANDEM_WITH_CUDA
 // The one-launch-per-tensor Adam (the benchmark's baseline) computes exactly
 // what the multi-tensor kernel does, including across launch boundaries.
