@@ -48,27 +48,6 @@ struct SumFn {
   __device__ __forceinline__ double operator()(double a, double b) const { return a + b; }
 };
 
-// Reduces v over the block; every thread gets the result. `scratch` holds one
-// value per warp plus the broadcast slot.
-template <int kBlock, typename V, typename Combine>
-__device__ __forceinline__ V block_allreduce(V v, Combine combine, V identity, V* scratch) {
-  constexpr int kWarps = kBlock / kWarpSize;
-  const int lane = static_cast<int>(threadIdx.x % kWarpSize);
-  const int warp = static_cast<int>(threadIdx.x / kWarpSize);
-  v = warp_allreduce(v, combine);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    V w = lane < kWarps ? scratch[lane] : identity;
-    w = warp_allreduce(w, combine);
-    if (lane == 0) scratch[kWarps] = w;
-  }
-  __syncthreads();
-  const V result = scratch[kWarps];
-  __syncthreads();  // scratch is reused by the next call
-  return result;
-}
-
 template <RowLayout kLayout, int kBlock, typename V, typename Combine>
 __device__ __forceinline__ V row_allreduce(V v, Combine combine, V identity, V* scratch) {
   if constexpr (kLayout == RowLayout::WarpPerRow) {

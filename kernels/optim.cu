@@ -51,10 +51,12 @@ __device__ __forceinline__ bool aligned16(const void* p) {
 }
 
 // Applies fn to elements [begin, end) of the tensors ptr[] (the same range of
-// each), threads of the block striding over it.
-template <typename T, typename Fn, int kStride>
+// each): this thread starts at element `first` of the range (vector `first`
+// on the 16-byte path) and steps by `stride` threads.
+template <typename T, typename Fn>
 __device__ __forceinline__ void apply_range(T* const (&ptr)[Fn::kDepthValue], int64_t begin,
-                                            int64_t end, int64_t first, const Fn& fn, T s0, T s1) {
+                                            int64_t end, int64_t first, int64_t stride,
+                                            const Fn& fn, T s0, T s1) {
   constexpr int kDepth = Fn::kDepthValue;
   constexpr int kVec = vec16<T>();
   bool aligned = true;
@@ -64,7 +66,7 @@ __device__ __forceinline__ void apply_range(T* const (&ptr)[Fn::kDepthValue], in
   if (aligned) {
     using Vec = AlignedVec<T, kVec>;
     const int64_t vec_end = begin + (end - begin) / kVec * kVec;
-    for (int64_t i = begin + first * kVec; i < vec_end; i += static_cast<int64_t>(kStride) * kVec) {
+    for (int64_t i = begin + first * kVec; i < vec_end; i += stride * kVec) {
       Vec r[kDepth];
 #pragma unroll
       for (int d = 0; d < kDepth; ++d) r[d] = *reinterpret_cast<const Vec*>(ptr[d] + i);
@@ -84,7 +86,7 @@ __device__ __forceinline__ void apply_range(T* const (&ptr)[Fn::kDepthValue], in
     }
     scalar_begin = vec_end;
   }
-  for (int64_t i = scalar_begin + first; i < end; i += kStride) {
+  for (int64_t i = scalar_begin + first; i < end; i += stride) {
     T v[kDepth];
 #pragma unroll
     for (int d = 0; d < kDepth; ++d) v[d] = ptr[d][i];
@@ -111,7 +113,7 @@ __global__ void __launch_bounds__(kBlock)
   T* ptr[kDepth];
 #pragma unroll
   for (int d = 0; d < kDepth; ++d) ptr[d] = args.ptrs[d][t];
-  apply_range<T, Fn, kBlock>(ptr, begin, end, threadIdx.x, fn, args.scalar0[t], args.scalar1[t]);
+  apply_range<T, Fn>(ptr, begin, end, threadIdx.x, kBlock, fn, args.scalar0[t], args.scalar1[t]);
 }
 
 // One tensor, flat grid-stride (FusedLaunch::PerTensor).
@@ -128,45 +130,7 @@ __global__ void __launch_bounds__(kBlock)
   // index, steps by the grid's thread count.
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kBlock;
-  constexpr int kDepth = Fn::kDepthValue;
-  constexpr int kVec = vec16<T>();
-  bool aligned = true;
-#pragma unroll
-  for (int d = 0; d < kDepth; ++d) aligned = aligned && aligned16(tp.ptr[d]);
-  int64_t scalar_begin = 0;
-  if (aligned) {
-    using Vec = AlignedVec<T, kVec>;
-    const int64_t vec_end = n / kVec * kVec;
-    for (int64_t i = first * kVec; i < vec_end; i += stride * kVec) {
-      Vec r[kDepth];
-#pragma unroll
-      for (int d = 0; d < kDepth; ++d) r[d] = *reinterpret_cast<const Vec*>(tp.ptr[d] + i);
-#pragma unroll
-      for (int k = 0; k < kVec; ++k) {
-        T v[kDepth];
-#pragma unroll
-        for (int d = 0; d < kDepth; ++d) v[d] = r[d].val[k];
-        fn(v, s0, s1);
-#pragma unroll
-        for (int d = 0; d < kDepth; ++d) r[d].val[k] = v[d];
-      }
-#pragma unroll
-      for (int d = 0; d < kDepth; ++d) {
-        if (d != Fn::kReadOnly) *reinterpret_cast<Vec*>(tp.ptr[d] + i) = r[d];
-      }
-    }
-    scalar_begin = vec_end;
-  }
-  for (int64_t i = scalar_begin + first; i < n; i += stride) {
-    T v[kDepth];
-#pragma unroll
-    for (int d = 0; d < kDepth; ++d) v[d] = tp.ptr[d][i];
-    fn(v, s0, s1);
-#pragma unroll
-    for (int d = 0; d < kDepth; ++d) {
-      if (d != Fn::kReadOnly) tp.ptr[d][i] = v[d];
-    }
-  }
+  apply_range<T, Fn>(tp.ptr, 0, n, first, stride, fn, s0, s1);
 }
 
 // The norm's per-element term and how terms combine.
@@ -196,27 +160,12 @@ struct NormCombine {
   }
 };
 
-template <int kThreads, typename Combine>
-__device__ __forceinline__ double block_reduce(double v, Combine combine, double* scratch) {
-  constexpr int kWarps = kThreads / kWarpSize;
-  const int lane = static_cast<int>(threadIdx.x % kWarpSize);
-  const int warp = static_cast<int>(threadIdx.x / kWarpSize);
-  v = warp_allreduce(v, combine);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < kWarps ? scratch[lane] : 0.0;
-    v = warp_allreduce(v, combine);
-  }
-  return v;  // valid in thread 0
-}
-
 // One partial per chunk-block: partials[block_offset + blockIdx.x].
 template <typename T, NormKind kKind>
 __global__ void __launch_bounds__(kBlock)
     multi_tensor_norm_kernel(const __grid_constant__ TensorListArgs<T, 1> args, double p,
                              double* partials, int64_t block_offset) {
-  __shared__ double scratch[kBlock / kWarpSize];
+  __shared__ double scratch[kBlock / kWarpSize + 1];
   const int t = args.block_tensor[blockIdx.x];
   const int64_t begin = static_cast<int64_t>(args.block_chunk[blockIdx.x]) * kFusedChunk;
   const int64_t n = args.numel[t];
@@ -227,7 +176,7 @@ __global__ void __launch_bounds__(kBlock)
   for (int64_t i = begin + threadIdx.x; i < end; i += kBlock) {
     acc = combine(acc, norm_term<kKind>(fabs(static_cast<double>(x[i])), p));
   }
-  acc = block_reduce<kBlock>(acc, combine, scratch);
+  acc = block_allreduce<kBlock>(acc, combine, 0.0, scratch);
   if (threadIdx.x == 0) partials[block_offset + blockIdx.x] = acc;
 }
 
@@ -235,11 +184,11 @@ __global__ void __launch_bounds__(kBlock)
 template <NormKind kKind>
 __global__ void __launch_bounds__(kBlock)
     norm_finish_kernel(const double* partials, int64_t count, double* out) {
-  __shared__ double scratch[kBlock / kWarpSize];
+  __shared__ double scratch[kBlock / kWarpSize + 1];
   const NormCombine<kKind> combine;
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += kBlock) acc = combine(acc, partials[i]);
-  acc = block_reduce<kBlock>(acc, combine, scratch);
+  acc = block_allreduce<kBlock>(acc, combine, 0.0, scratch);
   if (threadIdx.x == 0) out[0] = acc;
 }
 

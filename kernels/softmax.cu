@@ -58,27 +58,6 @@ __device__ __forceinline__ T softmax_output(T x, T max, double norm) {
   }
 }
 
-// Reduces v over the block; every thread gets the result. `scratch` holds one
-// value per warp plus the broadcast slot; `identity` fills the unused lanes.
-template <int kBlock, typename T, typename Combine>
-__device__ __forceinline__ T block_allreduce(T v, Combine combine, T identity, T* scratch) {
-  constexpr int kWarps = kBlock / kWarpSize;
-  const int lane = static_cast<int>(threadIdx.x % kWarpSize);
-  const int warp = static_cast<int>(threadIdx.x / kWarpSize);
-  v = warp_allreduce(v, combine);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    T w = lane < kWarps ? scratch[lane] : identity;
-    w = warp_allreduce(w, combine);
-    if (lane == 0) scratch[kWarps] = w;
-  }
-  __syncthreads();
-  const T result = scratch[kWarps];
-  __syncthreads();  // scratch is reused by the next call
-  return result;
-}
-
 // ---- Kernels ------------------------------------------------------------------------------------
 
 // One warp per row of length n <= 32 * kItems; each lane keeps kItems values.

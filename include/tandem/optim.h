@@ -113,6 +113,14 @@ class Optimizer {
   // The state of `param`, created empty; buffers of a parameter that
   // Module::to moved are converted to its new device and dtype here.
   OptimizerParamState& state_for(const Tensor& param);
+  // The step of the built-in optimizers (defined in src/optim/fused.h):
+  // check_step(), then per group, for each parameter with a gradient, counts
+  // the step and lets fill(options, param, state, slot) add its state tensors
+  // and scalars to a slot, and hands the slots of each device and dtype to
+  // launch(device, slots, options), the backend's fused update. O is the
+  // options type.
+  template <typename O, typename Fill, typename Launch>
+  void fused_step(const Fill& fill, const Launch& launch);
 
   std::vector<OptimizerParamGroup> groups_;
   std::unique_ptr<OptimizerOptions> defaults_;

@@ -218,6 +218,31 @@ __device__ __forceinline__ T warp_allreduce(T v, Combine combine) {
   return v;
 }
 
+// Reduces v over a block of kBlock threads (a multiple of kWarpSize); every
+// thread gets the result. `scratch` (shared memory) holds kBlock / kWarpSize
+// + 1 values: one per warp plus the broadcast slot; `identity` fills the
+// unused lanes. Call it from every thread of the block.
+template <int kBlock, typename T, typename Combine>
+__device__ __forceinline__ T block_allreduce(T v, Combine combine, T identity, T* scratch) {
+  static_assert(kBlock % kWarpSize == 0 && kBlock / kWarpSize <= kWarpSize,
+                "block_allreduce: kBlock must be a multiple of the warp size, at most 1024");
+  constexpr int kWarps = kBlock / kWarpSize;
+  const int lane = static_cast<int>(threadIdx.x % kWarpSize);
+  const int warp = static_cast<int>(threadIdx.x / kWarpSize);
+  v = warp_allreduce(v, combine);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    T w = lane < kWarps ? scratch[lane] : identity;
+    w = warp_allreduce(w, combine);
+    if (lane == 0) scratch[kWarps] = w;
+  }
+  __syncthreads();
+  const T result = scratch[kWarps];
+  __syncthreads();  // scratch is reused by the next call
+  return result;
+}
+
 }  // namespace cuda
 }  // namespace tandem
 #endif  // __CUDACC__

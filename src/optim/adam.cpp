@@ -23,43 +23,31 @@ void check_adam_options(const std::string& who, const OptimizerOptions& options)
   internal::check_non_negative(who, "weight_decay", o.weight_decay());
 }
 
-// One Adam/AdamW step over every group (checked by Optimizer::check_step); O
-// is the options type.
+// The slot of one Adam/AdamW parameter (t = its step count, already counted):
+// the moments, and the bias corrections as lr / bc1 and sqrt(bc2).
 template <typename O>
-void adam_like_step(std::vector<OptimizerParamGroup>& groups, AdamDecay decay,
-                    const std::function<OptimizerParamState&(const Tensor&)>& state_for) {
-  NoGradGuard no_grad;
-  for (auto& group : groups) {
-    const auto& o = static_cast<const O&>(group.options());
-    const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
+void fill_adam_slot(const O& o, const Tensor& p, OptimizerParamState& st, FusedSlot& slot) {
+  slot.state[0] = internal::buffer(st, "exp_avg", p, 0.0);
+  slot.state[1] = internal::buffer(st, "exp_avg_sq", p, 0.0);
+  if (o.amsgrad()) slot.state[2] = internal::buffer(st, "max_exp_avg_sq", p, 0.0);
+  const auto t = static_cast<double>(st.step);
+  slot.scalar0 = o.lr() / (1.0 - std::pow(std::get<0>(o.betas()), t));
+  slot.scalar1 = std::sqrt(1.0 - std::pow(std::get<1>(o.betas()), t));
+}
+
+// The fused Adam update of one device's slots.
+template <typename O>
+auto launch_adam(AdamDecay decay) {
+  return [decay](Device dev, const std::vector<FusedSlot>& part, const O& o) {
     const AdamHyper hyper{o.lr(),
-                          beta1,
-                          beta2,
+                          std::get<0>(o.betas()),
+                          std::get<1>(o.betas()),
                           o.eps(),
                           o.weight_decay(),
                           decay,
                           o.amsgrad() ? Amsgrad::On : Amsgrad::Off};
-    std::vector<FusedSlot> slots;
-    for (Tensor& p : group.params()) {
-      const Tensor grad = p.grad();
-      if (!grad.defined()) continue;
-      OptimizerParamState& st = state_for(p);
-      FusedSlot slot{p, grad, {}, 0.0, 0.0};
-      slot.state[0] = internal::buffer(st, "exp_avg", p, 0.0);
-      slot.state[1] = internal::buffer(st, "exp_avg_sq", p, 0.0);
-      if (o.amsgrad()) slot.state[2] = internal::buffer(st, "max_exp_avg_sq", p, 0.0);
-      const auto t = static_cast<double>(++st.step);
-      const double bias_correction1 = 1.0 - std::pow(beta1, t);
-      const double bias_correction2 = 1.0 - std::pow(beta2, t);
-      slot.scalar0 = o.lr() / bias_correction1;
-      slot.scalar1 = std::sqrt(bias_correction2);
-      if (p.numel() > 0) slots.push_back(slot);
-    }
-    internal::for_each_device_dtype(slots, [&](Device dev, const std::vector<FusedSlot>& part) {
-      TANDEM_BACKEND_CALL(dev, adam_step, part, hyper, FusedLaunch::MultiTensor);
-    });
-    internal::mark_written(slots);
-  }
+    TANDEM_BACKEND_CALL(dev, adam_step, part, hyper, FusedLaunch::MultiTensor);
+  };
 }
 
 }  // namespace
@@ -78,10 +66,7 @@ Adam::Adam(std::vector<OptimizerParamGroup> groups, const AdamOptions& defaults)
 }
 
 void Adam::step() {
-  check_step();
-  adam_like_step<AdamOptions>(
-      groups_, AdamDecay::L2,
-      [this](const Tensor& p) -> OptimizerParamState& { return state_for(p); });
+  fused_step<AdamOptions>(fill_adam_slot<AdamOptions>, launch_adam<AdamOptions>(AdamDecay::L2));
 }
 
 void AdamW::check_options(const OptimizerOptions& options) const {
@@ -98,10 +83,8 @@ AdamW::AdamW(std::vector<OptimizerParamGroup> groups, const AdamWOptions& defaul
 }
 
 void AdamW::step() {
-  check_step();
-  adam_like_step<AdamWOptions>(
-      groups_, AdamDecay::Decoupled,
-      [this](const Tensor& p) -> OptimizerParamState& { return state_for(p); });
+  fused_step<AdamWOptions>(fill_adam_slot<AdamWOptions>,
+                           launch_adam<AdamWOptions>(AdamDecay::Decoupled));
 }
 
 }  // namespace optim

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/philox.h"  // TANDEM_HD
+#include "tandem/autograd.h"
 #include "tandem/error.h"
 #include "tandem/optim.h"
 #include "tandem/tensor.h"
@@ -380,5 +381,28 @@ const O& options_as(const OptimizerOptions& options, const std::string& who) {
 }
 
 }  // namespace internal
+
+template <typename O, typename Fill, typename Launch>
+void Optimizer::fused_step(const Fill& fill, const Launch& launch) {
+  check_step();
+  NoGradGuard no_grad;
+  for (auto& group : groups_) {
+    const auto& o = static_cast<const O&>(group.options());  // checked above
+    std::vector<FusedSlot> slots;
+    for (Tensor& p : group.params()) {
+      const Tensor grad = p.grad();
+      if (!grad.defined()) continue;  // not reached by backward: PyTorch skips it too
+      OptimizerParamState& st = state_for(p);
+      ++st.step;
+      FusedSlot slot{p, grad, {}, 0.0, 0.0};
+      fill(o, p, st, slot);
+      if (p.numel() > 0) slots.push_back(slot);
+    }
+    internal::for_each_device_dtype(
+        slots, [&](Device dev, const std::vector<FusedSlot>& part) { launch(dev, part, o); });
+    internal::mark_written(slots);
+  }
+}
+
 }  // namespace optim
 }  // namespace tandem

@@ -33,30 +33,18 @@ RMSprop::RMSprop(std::vector<OptimizerParamGroup> groups, const RMSpropOptions& 
 }
 
 void RMSprop::step() {
-  check_step();
-  NoGradGuard no_grad;
-  for (auto& group : groups_) {
-    const auto& o = static_cast<const RMSpropOptions&>(group.options());
-    const RmspropHyper hyper{o.lr(),       o.alpha(),
-                             o.eps(),      o.weight_decay(),
-                             o.momentum(), o.centered() ? Centered::On : Centered::Off};
-    std::vector<FusedSlot> slots;
-    for (Tensor& p : group.params()) {
-      const Tensor grad = p.grad();
-      if (!grad.defined()) continue;
-      OptimizerParamState& st = state_for(p);
-      FusedSlot slot{p, grad, {}, 0.0, 0.0};
-      slot.state[0] = internal::buffer(st, "square_avg", p, 0.0);
-      if (o.momentum() > 0.0) slot.state[1] = internal::buffer(st, "momentum_buffer", p, 0.0);
-      if (o.centered()) slot.state[2] = internal::buffer(st, "grad_avg", p, 0.0);
-      ++st.step;
-      if (p.numel() > 0) slots.push_back(slot);
-    }
-    internal::for_each_device_dtype(slots, [&](Device dev, const std::vector<FusedSlot>& part) {
-      TANDEM_BACKEND_CALL(dev, rmsprop_step, part, hyper);
-    });
-    internal::mark_written(slots);
-  }
+  fused_step<RMSpropOptions>(
+      [](const RMSpropOptions& o, const Tensor& p, OptimizerParamState& st, FusedSlot& slot) {
+        slot.state[0] = internal::buffer(st, "square_avg", p, 0.0);
+        if (o.momentum() > 0.0) slot.state[1] = internal::buffer(st, "momentum_buffer", p, 0.0);
+        if (o.centered()) slot.state[2] = internal::buffer(st, "grad_avg", p, 0.0);
+      },
+      [](Device dev, const std::vector<FusedSlot>& part, const RMSpropOptions& o) {
+        const RmspropHyper hyper{o.lr(),       o.alpha(),
+                                 o.eps(),      o.weight_decay(),
+                                 o.momentum(), o.centered() ? Centered::On : Centered::Off};
+        TANDEM_BACKEND_CALL(dev, rmsprop_step, part, hyper);
+      });
 }
 
 // ---- Adagrad ----------------------------------------------------------------------
@@ -84,27 +72,15 @@ Adagrad::Adagrad(std::vector<OptimizerParamGroup> groups, const AdagradOptions& 
 }
 
 void Adagrad::step() {
-  check_step();
-  NoGradGuard no_grad;
-  for (auto& group : groups_) {
-    const auto& o = static_cast<const AdagradOptions&>(group.options());
-    const AdagradHyper hyper{o.weight_decay(), o.eps()};
-    std::vector<FusedSlot> slots;
-    for (Tensor& p : group.params()) {
-      const Tensor grad = p.grad();
-      if (!grad.defined()) continue;
-      OptimizerParamState& st = state_for(p);
-      FusedSlot slot{p, grad, {}, 0.0, 0.0};
-      slot.state[0] = internal::buffer(st, "sum", p, o.initial_accumulator_value());
-      const auto t = static_cast<double>(++st.step);
-      slot.scalar0 = o.lr() / (1.0 + (t - 1.0) * o.lr_decay());
-      if (p.numel() > 0) slots.push_back(slot);
-    }
-    internal::for_each_device_dtype(slots, [&](Device dev, const std::vector<FusedSlot>& part) {
-      TANDEM_BACKEND_CALL(dev, adagrad_step, part, hyper);
-    });
-    internal::mark_written(slots);
-  }
+  fused_step<AdagradOptions>(
+      [](const AdagradOptions& o, const Tensor& p, OptimizerParamState& st, FusedSlot& slot) {
+        slot.state[0] = internal::buffer(st, "sum", p, o.initial_accumulator_value());
+        const auto t = static_cast<double>(st.step);
+        slot.scalar0 = o.lr() / (1.0 + (t - 1.0) * o.lr_decay());
+      },
+      [](Device dev, const std::vector<FusedSlot>& part, const AdagradOptions& o) {
+        TANDEM_BACKEND_CALL(dev, adagrad_step, part, AdagradHyper{o.weight_decay(), o.eps()});
+      });
 }
 
 }  // namespace optim

@@ -34,32 +34,20 @@ SGD::SGD(std::vector<OptimizerParamGroup> groups, const SGDOptions& defaults)
 }
 
 void SGD::step() {
-  check_step();
-  NoGradGuard no_grad;
-  for (auto& group : groups_) {
-    const auto& o = static_cast<const SGDOptions&>(group.options());
-    const SgdHyper hyper{o.lr(), o.momentum(), o.dampening(), o.weight_decay(),
-                         o.nesterov() ? Nesterov::On : Nesterov::Off};
-    std::vector<FusedSlot> slots;
-    for (Tensor& p : group.params()) {
-      const Tensor grad = p.grad();
-      if (!grad.defined()) continue;  // not reached by backward: PyTorch skips it too
-      OptimizerParamState& st = state_for(p);
-      FusedSlot slot{p, grad, {}, 0.0, 0.0};
-      if (o.momentum() != 0.0) {
-        // The first step copies d into the buffer (PyTorch's clone of d).
-        const bool first = st.buffers.count("momentum_buffer") == 0;
-        slot.state[0] = internal::buffer(st, "momentum_buffer", p, 0.0);
-        slot.scalar0 = first ? 1.0 : 0.0;
-      }
-      ++st.step;
-      if (p.numel() > 0) slots.push_back(slot);
-    }
-    internal::for_each_device_dtype(slots, [&](Device dev, const std::vector<FusedSlot>& part) {
-      TANDEM_BACKEND_CALL(dev, sgd_step, part, hyper);
-    });
-    internal::mark_written(slots);
-  }
+  fused_step<SGDOptions>(
+      [](const SGDOptions& o, const Tensor& p, OptimizerParamState& st, FusedSlot& slot) {
+        if (o.momentum() != 0.0) {
+          // The first step copies d into the buffer (PyTorch's clone of d).
+          const bool first = st.buffers.count("momentum_buffer") == 0;
+          slot.state[0] = internal::buffer(st, "momentum_buffer", p, 0.0);
+          slot.scalar0 = first ? 1.0 : 0.0;
+        }
+      },
+      [](Device dev, const std::vector<FusedSlot>& part, const SGDOptions& o) {
+        const SgdHyper hyper{o.lr(), o.momentum(), o.dampening(), o.weight_decay(),
+                             o.nesterov() ? Nesterov::On : Nesterov::Off};
+        TANDEM_BACKEND_CALL(dev, sgd_step, part, hyper);
+      });
 }
 
 Tensor SGD::momentum_buffer(const Tensor& param) const {
