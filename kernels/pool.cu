@@ -12,29 +12,20 @@
 // element type, in window order, like the CPU loops (the CPU scatters, the
 // GPU gathers, so the additions into one input element may come in another
 // order: results agree to rounding).
-#include <math_constants.h>
-
 #include <cstdint>
 
 #include "core/backend.h"
+#include "core/pool_window.h"
 #include "cuda/cuda_utils.h"
 
 namespace tandem {
 namespace cuda {
 namespace {
 
-struct Span {
-  int64_t lo, hi;
-};
+using pool::adaptive_window;
+using pool::Span;
+using pool::window;
 
-__device__ __forceinline__ Span window(int64_t i, int64_t stride, int64_t pad, int64_t kernel,
-                                       int64_t size) {
-  const int64_t start = i * stride - pad;
-  return {start < 0 ? 0 : start, start + kernel < size ? start + kernel : size};
-}
-__device__ __forceinline__ Span adaptive_window(int64_t i, int64_t out, int64_t size) {
-  return {(i * size) / out, ((i + 1) * size + out - 1) / out};
-}
 // Output windows [lo, hi) along one axis that contain input position u.
 __device__ __forceinline__ Span covering(int64_t u, int64_t stride, int64_t pad, int64_t kernel,
                                          int64_t out) {
@@ -61,24 +52,9 @@ __global__ void max_pool2d_forward_kernel(const T* x, T* y, int64_t* indices, Po
     const T* in = x + plane * s.h * s.w;
     const Span rows = window(i, s.sh, s.ph, s.kh, s.h);
     const Span cols = window(j, s.sw, s.pw, s.kw, s.w);
-    T best = -static_cast<T>(CUDART_INF);
-    int64_t arg = rows.lo * s.w + cols.lo;
-    bool found_nan = false;
-    for (int64_t u = rows.lo; u < rows.hi && !found_nan; ++u) {
-      for (int64_t v = cols.lo; v < cols.hi; ++v) {
-        const T val = in[u * s.w + v];
-        if (isnan(val)) {
-          best = val;
-          arg = u * s.w + v;
-          found_nan = true;
-          break;
-        }
-        if (val > best) {
-          best = val;
-          arg = u * s.w + v;
-        }
-      }
-    }
+    T best;
+    int64_t arg;
+    pool::window_max(in, s.w, rows, cols, best, arg);
     y[o] = best;
     indices[o] = arg;
   }

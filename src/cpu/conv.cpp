@@ -17,6 +17,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/pool_window.h"
 #include "cpu/cpu_utils.h"
 
 namespace tandem {
@@ -199,17 +200,9 @@ void check_pool(const char* what, const Tensor& t) {
                dtype_name(t.dtype()));
 }
 
-// Rows [lo, hi) of window i along one axis, clipped to [0, size).
-struct Span {
-  int64_t lo, hi;
-};
-inline Span window(int64_t i, int64_t stride, int64_t pad, int64_t kernel, int64_t size) {
-  const int64_t start = i * stride - pad;
-  return {std::max<int64_t>(start, 0), std::min<int64_t>(start + kernel, size)};
-}
-inline Span adaptive_window(int64_t i, int64_t out, int64_t size) {
-  return {(i * size) / out, ((i + 1) * size + out - 1) / out};
-}
+using pool::adaptive_window;
+using pool::Span;
+using pool::window;
 
 }  // namespace
 
@@ -226,24 +219,9 @@ void max_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y, Tensor& 
         const Span rows = window(i, s.sh, s.ph, s.kh, s.h);
         for (int64_t j = 0; j < s.ow; ++j) {
           const Span cols = window(j, s.sw, s.pw, s.kw, s.w);
-          T best = -std::numeric_limits<T>::infinity();
-          int64_t arg = rows.lo * s.w + cols.lo;
-          bool found_nan = false;
-          for (int64_t u = rows.lo; u < rows.hi && !found_nan; ++u) {
-            for (int64_t v = cols.lo; v < cols.hi; ++v) {
-              const T val = in[u * s.w + v];
-              if (std::isnan(val)) {
-                best = val;
-                arg = u * s.w + v;
-                found_nan = true;
-                break;
-              }
-              if (val > best) {
-                best = val;
-                arg = u * s.w + v;
-              }
-            }
-          }
+          T best;
+          int64_t arg;
+          pool::window_max(in, s.w, rows, cols, best, arg);
           const int64_t o = plane * s.oh * s.ow + i * s.ow + j;
           yp[o] = best;
           ip[o] = arg;
