@@ -19,6 +19,8 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT_PY = os.path.join(ROOT, "tools", "gpu_report.py")
 GPU_CHECK = os.path.join(ROOT, "tools", "gpu-check.sh")
+GPU_BUNDLE = os.path.join(ROOT, "tools", "gpu-bundle.sh")
+BUNDLE_RUN = os.path.join(ROOT, "tools", "gpu-bundle-run.sh")
 
 
 def run(*args, **kw):
@@ -91,6 +93,45 @@ class JunitTest(unittest.TestCase):
             r = run(sys.executable, REPORT_PY, "junit", junit)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertIn("2 tests: 2 passed, 0 failed", r.stdout)
+
+
+GTEST_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<testsuites tests="3" failures="1" disabled="0" errors="0" name="AllTests">
+  <testsuite name="CudaTest" tests="3" failures="1" skipped="1">
+    <testcase name="AddParity" status="run" result="completed" classname="CudaTest"/>
+    <testcase name="SoftmaxParity" status="run" result="completed" classname="CudaTest">
+      <failure message="x" type=""/>
+    </testcase>
+    <testcase name="Pinned" status="run" result="skipped" classname="CudaTest">
+      <skipped message="test_util.h:12&#x0A;no CUDA device"/>
+    </testcase>
+  </testsuite>
+</testsuites>
+"""
+
+
+class GtestXmlTest(unittest.TestCase):
+    def test_gtest_files_are_merged_with_full_names(self):
+        with tempfile.TemporaryDirectory() as d:
+            a = os.path.join(d, "a.xml")
+            b = os.path.join(d, "b.xml")
+            bad = os.path.join(d, "crashed.xml")
+            with open(a, "w") as f:
+                f.write(GTEST_XML)
+            with open(b, "w") as f:
+                f.write('<testsuites><testsuite name="T"><testcase name="ok" classname="T" '
+                        'status="run" result="completed"/></testsuite></testsuites>')
+            with open(bad, "w") as f:
+                f.write("<testsuites><testsu")  # a binary killed mid-write
+            out = os.path.join(d, "tests.json")
+            r = run(sys.executable, REPORT_PY, "junit", a, b, bad, "--out", out)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            res = json.loads(read(out))
+            self.assertEqual(res["total"], 5)
+            self.assertEqual(res["passed"], 2)
+            self.assertEqual(res["failed"][0], "CudaTest.SoftmaxParity")
+            self.assertIn("crashed.xml (unreadable results", res["failed"][1])
+            self.assertEqual([s["name"] for s in res["skipped"]], ["CudaTest.Pinned"])
 
 
 class ReportTest(unittest.TestCase):
@@ -233,6 +274,25 @@ class GpuCheckArgumentsTest(unittest.TestCase):
         self.assertEqual(r.returncode, 64)
         self.assertIn("unknown step 'nonsense'", r.stderr)
         r = run("bash", GPU_CHECK, "--jobs", "zero")
+        self.assertEqual(r.returncode, 64)
+
+
+class BundleArgumentsTest(unittest.TestCase):
+    def test_help_and_bad_usage(self):
+        for script in (GPU_BUNDLE, BUNDLE_RUN):
+            r = run("bash", script, "--help")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("--budget" if script == BUNDLE_RUN else "--skip-build", r.stdout)
+            r = run("bash", script, "--no-such-option")
+            self.assertEqual(r.returncode, 64, r.stdout + r.stderr)
+            self.assertIn("unknown option '--no-such-option'", r.stderr)
+        r = run("bash", BUNDLE_RUN, "--budget", "soon")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("--budget must be a positive number", r.stderr)
+        r = run("bash", BUNDLE_RUN, "--only", "tests,nonsense")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("unknown step 'nonsense'", r.stderr)
+        r = run("bash", GPU_BUNDLE, "--max-mib", "0")
         self.assertEqual(r.returncode, 64)
 
 

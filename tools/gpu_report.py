@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The report of tools/gpu-check.sh (Python 3 standard library only).
 
-  gpu_report.py junit FILE [--allowed-skips REGEX] [--out tests.json]
-      Counts ctest's JUnit results. Exit 1 when any test failed or any test
-      skipped whose name does not match REGEX (on a GPU machine a skipped GPU
-      test means it did not run).
+  gpu_report.py junit FILE... [--allowed-skips REGEX] [--out tests.json]
+      Counts the JUnit results of ctest (--output-junit) or of GoogleTest
+      binaries (--gtest_output=xml), several files together. Exit 1 when any
+      test failed or any test skipped whose name does not match REGEX (on a
+      GPU machine a skipped GPU test means it did not run); a file that cannot
+      be read counts as a failure.
   gpu_report.py bench-errors DIR
       Prints how many benchmark cases in DIR/*.json reported an error.
   gpu_report.py report REPORT_DIR
@@ -30,27 +32,45 @@ TIME_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 # ---- JUnit (ctest --output-junit) ------------------------------------------------
 
 
-def parse_junit(path, allowed_skips):
-    root = ET.parse(path).getroot()
-    cases = root.iter("testcase")
+def case_name(c):
+    """Suite.Test: ctest's JUnit names cases in full; gtest's XML (the one
+    with a "result" attribute) gives the suite in classname, the test in name."""
+    name = c.get("name", "?")
+    cls = c.get("classname") or ""
+    if c.get("result") is not None and cls and not name.startswith(cls + "."):
+        return f"{cls}.{name}"
+    return name
+
+
+def parse_junit(paths, allowed_skips):
+    if isinstance(paths, str):
+        paths = [paths]
     passed, failed, skipped_bad, skipped_ok = [], [], [], []
     allowed = re.compile(allowed_skips) if allowed_skips else None
-    for c in cases:
-        name = c.get("name", "?")
-        status = (c.get("status") or "").lower()
-        if c.find("failure") is not None or c.find("error") is not None or status == "fail":
-            failed.append(name)
-        elif c.find("skipped") is not None or status in ("notrun", "disabled", "skipped"):
-            # gtest prints "file:line: Skipped" and the reason on the next line;
-            # ctest's own message is only "SKIP_REGULAR_EXPRESSION_MATCHED".
-            out = c.findtext("system-out") or ""
-            m = re.search(r": Skipped\s*\n(.*)", out)
-            sk = c.find("skipped")
-            reason = m.group(1).strip() if m else (sk.get("message", "") if sk is not None else "")
-            entry = {"name": name, "reason": reason[:200]}
-            (skipped_ok if allowed and allowed.search(name) else skipped_bad).append(entry)
-        else:
-            passed.append(name)
+    for path in paths:
+        try:
+            cases = list(ET.parse(path).getroot().iter("testcase"))
+        except (OSError, ET.ParseError) as e:
+            failed.append(f"{os.path.basename(path)} (unreadable results: {e})")
+            continue
+        for c in cases:
+            name = case_name(c)
+            status = (c.get("status") or "").lower()
+            result = (c.get("result") or "").lower()  # gtest: completed/skipped/suppressed
+            if c.find("failure") is not None or c.find("error") is not None or status == "fail":
+                failed.append(name)
+            elif (c.find("skipped") is not None or status in ("notrun", "disabled", "skipped")
+                  or result in ("skipped", "suppressed")):
+                # gtest prints "file:line: Skipped" and the reason on the next line;
+                # ctest's own message is only "SKIP_REGULAR_EXPRESSION_MATCHED".
+                out = c.findtext("system-out") or ""
+                m = re.search(r": Skipped\s*\n(.*)", out)
+                sk = c.find("skipped")
+                reason = m.group(1).strip() if m else (sk.get("message", "") if sk is not None else "")
+                entry = {"name": name, "reason": reason[:200]}
+                (skipped_ok if allowed and allowed.search(name) else skipped_bad).append(entry)
+            else:
+                passed.append(name)
     total = len(passed) + len(failed) + len(skipped_bad) + len(skipped_ok)
     summary = (f"{total} tests: {len(passed)} passed, {len(failed)} failed, "
                f"{len(skipped_bad)} skipped (a failure here), {len(skipped_ok)} allowed skips")
@@ -563,7 +583,7 @@ def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     j = sub.add_parser("junit")
-    j.add_argument("file")
+    j.add_argument("file", nargs="+")
     j.add_argument("--allowed-skips", default="")
     j.add_argument("--out")
     e = sub.add_parser("bench-errors")

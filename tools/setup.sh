@@ -19,6 +19,8 @@ packages=(
   libbenchmark-dev
   libjpeg62-turbo-dev  # image decoding for the data pipeline
   python3              # tools/gpu_report.py and its test
+  patchelf             # tools/gpu-bundle.sh: RUNPATHs of the packed binaries
+  xz-utils             # tools/gpu-bundle.sh: the archive
 )
 
 missing=()

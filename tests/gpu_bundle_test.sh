@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# ctest gpu_bundle: packs the GPU bundle from this build (tools/gpu-bundle.sh
+# --skip-build), unpacks it elsewhere and runs its run.sh in a clean
+# environment. On a machine without a GPU run.sh must find every library,
+# write its results and exit 2 ("no usable GPU") after the info step.
+#   tests/gpu_bundle_test.sh SOURCE_DIR BUILD_DIR WORK_DIR
+# Exit 77 (skipped) where the check does not apply: a GPU is present (run the
+# bundle itself there), or this build is not an sm_90 build with benchmarks,
+# examples and tools.
+set -euo pipefail
+src="$1" build="$2" work="$3"
+
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  echo "SKIP: a GPU is present; run the bundle's run.sh itself"
+  exit 77
+fi
+arch="$(sed -n 's/^CMAKE_CUDA_ARCHITECTURES:[A-Z]*=//p' "$build/CMakeCache.txt")"
+if [[ ";$arch;" != *";90;"* ]] || [[ ! -x $build/tools/tandem_gpu_probe ]] ||
+  ! ls "$build"/benchmarks/tandem_bench_* >/dev/null 2>&1; then
+  echo "SKIP: the bundle packs sm_90 builds with tools and benchmarks (this one: '$arch')"
+  exit 77
+fi
+
+rm -rf "$work"
+mkdir -p "$work"
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+"$src/tools/gpu-bundle.sh" --skip-build --build-dir "$build" --out "$work/out" --jobs 2 \
+  >"$work/bundle.log" 2>&1 || {
+  cat "$work/bundle.log"
+  fail "gpu-bundle.sh failed"
+}
+tail -n 4 "$work/bundle.log"
+archive="$work/out/tandem-gpu-bundle.tar.xz"
+[[ -f $archive ]] || fail "no archive"
+(($(stat -c %s "$archive") <= 60 * 1024 * 1024)) || fail "the archive is over 60 MiB"
+
+mkdir -p "$work/unpacked"
+tar -xJf "$archive" -C "$work/unpacked"
+b="$work/unpacked/tandem-gpu-bundle"
+for f in run.sh MANIFEST tests.tsv tools/gpu-lib.sh tools/gpu_report.py bin/tandem_gpu_probe \
+  bin/tandem_test_cuda lib/fallback/libstdc++.so.6; do
+  [[ -e $b/$f ]] || fail "the bundle lacks $f"
+done
+ls "$b"/lib/libopenblas* >/dev/null 2>&1 || fail "the bundle lacks OpenBLAS"
+grep -q 'example_' "$b/tests.tsv" || fail "tests.tsv lists no examples"
+# Nothing points back into this build tree.
+if grep -rl --binary-files=text "$build" "$b/bin" "$b/lib" >/dev/null 2>&1; then
+  fail "packed files still name the build tree $build: $(grep -rl --binary-files=text "$build" "$b/bin" "$b/lib" | head -n 3)"
+fi
+
+rc=0
+env -i PATH=/usr/bin:/bin HOME="$work" bash "$b/run.sh" --budget 60 --out "$work/result" \
+  --report-dir "$work/report" >"$work/run.out" 2>&1 || rc=$?
+cat "$work/run.out"
+[[ $rc -eq 2 ]] || fail "run.sh exited $rc, not 2 (no GPU)"
+grep -q "NO GPU" "$work/run.out" || fail "run.sh did not say NO GPU"
+grep -q "libtandem's libraries" "$work/run.out" || fail "run.sh did not show the libraries"
+if grep -q "=> not found\|symbols not found" "$work/run.out"; then
+  fail "a library of libtandem.so was not found"
+fi
+for f in run.log report.tar.gz; do
+  [[ -s $work/result/$f ]] || fail "run.sh did not leave $f in --out"
+done
+grep -qP '^info\tNO GPU\t' "$work/report/steps.tsv" || fail "steps.tsv does not record the info step"
+grep -qP '^cudnn_header\t' "$work/report/device.tsv" || fail "the probe did not report cuDNN"
+echo "PASS: bundle packed ($(du -h "$archive" | cut -f1)), unpacked, no-GPU exit 2 with results"
