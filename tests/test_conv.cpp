@@ -407,6 +407,56 @@ TEST(BatchNorm, TrainingMatchesReferenceAndUpdatesRunningStats) {
   }
 }
 
+// Adjoint of the training forward over [n, c, m] (backend_decls.inc), in float64.
+std::vector<double> ref_batch_norm_grad_x(const std::vector<double>& x,
+                                          const std::vector<double>& gy,
+                                          const std::vector<double>& gamma, const BnRef& f,
+                                          int64_t n, int64_t c, int64_t m, double eps) {
+  std::vector<double> gx(x.size());
+  const double count = static_cast<double>(n * m);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const double invstd = 1.0 / std::sqrt(f.var[ch] + eps);
+    double sum_gy = 0.0, sum_gy_xhat = 0.0;
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t i = 0; i < m; ++i) {
+        const size_t at = static_cast<size_t>((b * c + ch) * m + i);
+        sum_gy += gy[at];
+        sum_gy_xhat += gy[at] * (x[at] - f.mean[ch]) * invstd;
+      }
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t i = 0; i < m; ++i) {
+        const size_t at = static_cast<size_t>((b * c + ch) * m + i);
+        const double xhat = (x[at] - f.mean[ch]) * invstd;
+        gx[at] = gamma[ch] * invstd / count * (count * gy[at] - sum_gy - xhat * sum_gy_xhat);
+      }
+  }
+  return gx;
+}
+
+// Issue 18 item 5: the CUDA kernels once put channels on gridDim.y (limit
+// 65535); 70000 features must work on both devices.
+TEST(BatchNorm, SeventyThousandChannelsMatchReference) {
+  const int64_t c = 70000;
+  for (Shape shape : std::vector<Shape>{{3, c}, {2, c, 3}}) {
+    SCOPED_TRACE(shape_str(shape));
+    const int64_t n = shape[0], m = tt::numel_of(shape) / (n * c);
+    const Tensor x = tt::random_tensor(shape, kFloat64, -2.0, 3.0).set_requires_grad(true);
+    const Tensor gamma = tt::random_tensor({c}, kFloat64, 0.5, 1.5).set_requires_grad(true);
+    const Tensor beta = tt::random_tensor({c}, kFloat64).set_requires_grad(true);
+    const double eps = 1e-5;
+    const Tensor y = batch_norm(x, Tensor(), Tensor(), gamma, beta, true, 0.1, eps);
+    const auto xv = tt::to_doubles(x), gv = tt::to_doubles(gamma);
+    const BnRef ref = ref_batch_norm(xv, gv, tt::to_doubles(beta), n, c, m, eps);
+    EXPECT_TRUE(
+        tt::values_close(tt::to_doubles(y), y.sizes(), ref.y, y.sizes(), sum_tol(kFloat64)));
+    const Tensor gy = tt::random_tensor(shape, kFloat64);
+    y.backward(gy);
+    const auto want_gx = ref_batch_norm_grad_x(xv, tt::to_doubles(gy), gv, ref, n, c, m, eps);
+    EXPECT_TRUE(tt::values_close(tt::to_doubles(x.grad()), x.grad().sizes(), want_gx, shape,
+                                 sum_tol(kFloat64)));
+  }
+}
+
 TEST(BatchNorm, EvalUsesRunningStatistics) {
   const Tensor x = tt::random_tensor({3, 2, 2, 2}, kFloat64);
   const Tensor rm = tt::random_tensor({2}, kFloat64), rv = tt::random_tensor({2}, kFloat64, 0.5, 2);
@@ -709,6 +759,39 @@ TEST(ConvCuda, CifarSizedLayersMatchCpu) {
                    batch_norm(x, rm, rv, Tensor(), Tensor(), true), tol);
   tt::expect_close(rmg, rm, tol);
   tt::expect_close(rvg, rv, tol);
+}
+
+// Issue 18 item 5: channels on the grid's x axis (once gridDim.y, which
+// failed above 65535 channels); forward, running statistics and backward.
+TEST(ConvCuda, BatchNormWithSeventyThousandChannelsMatchesCpu) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  const int64_t c = 70000;
+  for (DType dt : tt::float_dtypes()) {
+    for (Shape shape : std::vector<Shape>{{5, c}, {2, c, 3}}) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " " << shape_str(shape));
+      const Tensor x = tt::random_tensor(shape, dt, -2.0, 3.0).set_requires_grad(true);
+      const Tensor w = tt::random_tensor({c}, dt, 0.5, 1.5).set_requires_grad(true);
+      const Tensor b = tt::random_tensor({c}, dt).set_requires_grad(true);
+      const Tensor xg = x.detach().to(gpu).set_requires_grad(true);
+      const Tensor wg = w.detach().to(gpu).set_requires_grad(true);
+      const Tensor bg = b.detach().to(gpu).set_requires_grad(true);
+      Tensor rm = tt::random_tensor({c}, dt), rv = tt::random_tensor({c}, dt, 0.5, 2.0);
+      Tensor rmg = rm.to(gpu), rvg = rv.to(gpu);
+      const Tensor y = batch_norm(x, rm, rv, w, b, true, 0.1, 1e-5);
+      const Tensor yg = batch_norm(xg, rmg, rvg, wg, bg, true, 0.1, 1e-5);
+      const tt::Tol tol = sum_tol(dt);
+      tt::expect_close(yg, y, tol);
+      tt::expect_close(rmg, rm, tol);
+      tt::expect_close(rvg, rv, tol);
+      const Tensor go = tt::random_tensor(shape, dt);
+      y.backward(go);
+      yg.backward(go.to(gpu));
+      tt::expect_close(xg.grad(), x.grad(), tol);
+      tt::expect_close(wg.grad(), w.grad(), tol);
+      tt::expect_close(bg.grad(), b.grad(), tol);
+    }
+  }
 }
 
 TEST(ConvCuda, PoolingTiesAndNaNMatchCpu) {
