@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <string>
@@ -277,6 +278,32 @@ TEST_F(CudaTest, PinnedMemory) {
   tandem::cuda::synchronize();
   tt::expect_equal(back, src);
   EXPECT_FALSE(src.is_pinned());
+}
+
+// Issue 18 item 3: every copy from a pinned block used to leave one CUDA event
+// behind on the block until it was freed (10^5 copies: 10^5 events). Now a
+// block holds at most one event per stream it was copied on.
+TEST_F(CudaTest, RepeatedCopiesFromPinnedMemoryKeepTheEventCountBounded) {
+  const tandem::TensorOptions pinned = tandem::TensorOptions(tandem::kFloat32).pinned_memory(true);
+  Tensor p = tandem::empty({1001}, pinned);
+  p.copy_(tt::random_tensor({1001}, tandem::kFloat32));
+  Tensor g = tandem::empty({1001}, tandem::TensorOptions(tandem::kFloat32).device(kGpu));
+  const uint64_t before = tandem::cuda::memory_stats().pinned_pending_events;
+  uint64_t most = 0;
+  for (int i = 0; i < 100000; ++i) {
+    g.copy_(p);
+    if (i % 997 == 0) most = std::max(most, tandem::cuda::memory_stats().pinned_pending_events);
+  }
+  most = std::max(most, tandem::cuda::memory_stats().pinned_pending_events);
+  EXPECT_LE(most, before + 1) << "one pinned block copied on one stream";
+  // A second stream adds one more event, not one per copy.
+  const tandem::cuda::Stream original = tandem::cuda::current_stream();
+  tandem::cuda::set_current_stream(tandem::cuda::new_stream());
+  for (int i = 0; i < 1000; ++i) g.copy_(p);
+  EXPECT_LE(tandem::cuda::memory_stats().pinned_pending_events, before + 2);
+  tandem::cuda::synchronize();
+  tandem::cuda::set_current_stream(original);
+  tt::expect_equal(g.cpu(), p);
 }
 
 // ---- Elementwise parity ----------------------------------------------------------------

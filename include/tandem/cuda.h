@@ -28,6 +28,10 @@ struct MemoryStats {
   uint64_t num_device_allocs = 0;   // real cudaMalloc calls
   uint64_t num_device_frees = 0;    // real cudaFree calls
   uint64_t num_alloc_requests = 0;  // tensor allocations served
+  // Events of this device that still guard pinned host blocks read by
+  // asynchronous copies: at most one per (pinned block, stream), however many
+  // copies a block has been the source of.
+  uint64_t pinned_pending_events = 0;
 };
 MemoryStats memory_stats(int device = 0);
 void reset_peak_memory_stats(int device = 0);

@@ -12,7 +12,12 @@
 // allocation retried once, then OutOfMemoryError is thrown.
 //
 // Pinned host memory: cached the same way. A block that was the source of an
-// asynchronous copy carries events and is reused only after they complete.
+// asynchronous copy carries events and is reused only after they complete. It
+// carries at most one event per (device, stream): work on a stream runs in
+// order, so re-recording that stream's event behind the newest copy covers
+// every earlier copy on it, and a block used as a copy source over and over
+// holds one event, not one per copy (completed events are recycled at record
+// time too). The count is MemoryStats::pinned_pending_events.
 //
 // Host -> device copies from pageable memory go through a small per-device
 // ring of pinned staging buffers; a slot is refilled only after the event
@@ -229,12 +234,18 @@ void DeviceAllocator::empty_cache() {
 
 // ---- Pinned host memory ------------------------------------------------------------------
 
+// An event recorded behind the newest asynchronous copy that read a pinned
+// block on `stream` of `device` (the device the event was created on).
+struct PendingUse {
+  int device;
+  cudaStream_t stream;
+  cudaEvent_t event;
+};
+
 struct PinnedBlock {
   void* ptr = nullptr;
   size_t size = 0;
-  // Events recorded behind asynchronous copies that read this block, with the
-  // device each was created on.
-  std::vector<std::pair<int, cudaEvent_t>> pending;
+  std::vector<PendingUse> pending;  // at most one per (device, stream)
 };
 
 class PinnedAllocator {
@@ -245,9 +256,12 @@ class PinnedAllocator {
   // in one of our blocks, so that the block is not reused before the copy ends.
   void record_use(const void* ptr, int device, cudaStream_t stream);
   void empty_cache();
+  // Events of `device` still pending on pinned blocks.
+  uint64_t pending_events(int device);
 
  private:
-  // True when every copy that read the block has finished (recycles the events).
+  // True when every copy that read the block has finished (recycles the events
+  // of those that have).
   bool idle_locked(PinnedBlock* b);
   void free_idle_locked();
 
@@ -255,6 +269,7 @@ class PinnedAllocator {
   std::multimap<size_t, PinnedBlock*> free_;  // by size
   std::map<uintptr_t, PinnedBlock*> all_;     // by address, to find a block from a pointer
   std::array<std::vector<cudaEvent_t>, kMaxDevices> spare_events_;
+  std::array<uint64_t, kMaxDevices> pending_count_{};  // entries in all blocks' `pending`
 };
 
 PinnedAllocator& pinned_allocator() {
@@ -264,21 +279,31 @@ PinnedAllocator& pinned_allocator() {
 
 bool PinnedAllocator::idle_locked(PinnedBlock* b) {
   auto& pending = b->pending;
+  bool idle = true;
   for (size_t i = 0; i < pending.size();) {
-    const cudaError_t q = cudaEventQuery(pending[i].second);
+    const cudaError_t q = cudaEventQuery(pending[i].event);
     if (q == cudaErrorNotReady) {
       (void)cudaGetLastError();
-      return false;
+      idle = false;
+      ++i;
+      continue;
     }
+    const auto dev = static_cast<size_t>(pending[i].device);
     if (q == cudaSuccess) {
-      spare_events_[static_cast<size_t>(pending[i].first)].push_back(pending[i].second);
+      spare_events_[dev].push_back(pending[i].event);
     } else {
       (void)cudaGetLastError();  // a failed device: the copy will never read the block again
     }
+    --pending_count_[dev];
     pending[i] = pending.back();
     pending.pop_back();
   }
-  return true;
+  return idle;
+}
+
+uint64_t PinnedAllocator::pending_events(int device) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return pending_count_[static_cast<size_t>(device)];
 }
 
 std::shared_ptr<void> PinnedAllocator::allocate(size_t nbytes) {
@@ -332,6 +357,15 @@ void PinnedAllocator::record_use(const void* ptr, int device, cudaStream_t strea
   --it;
   PinnedBlock* b = it->second;
   if (addr >= it->first + b->size) return;  // not one of ours
+  (void)idle_locked(b);                     // recycle the events of copies that have finished
+  for (PendingUse& use : b->pending) {
+    if (use.device == device && use.stream == stream) {
+      // Same stream: re-recording moves the event behind this copy, which runs
+      // after every earlier copy on the stream.
+      TANDEM_CUDA_CHECK(cudaEventRecord(use.event, stream));
+      return;
+    }
+  }
   auto& spare = spare_events_[static_cast<size_t>(device)];
   cudaEvent_t ev = nullptr;
   if (!spare.empty()) {
@@ -345,7 +379,8 @@ void PinnedAllocator::record_use(const void* ptr, int device, cudaStream_t strea
     spare.push_back(ev);
     check_status(err, "cudaEventRecord(ev, stream)", __FILE__, __LINE__);
   }
-  b->pending.emplace_back(device, ev);
+  b->pending.push_back(PendingUse{device, stream, ev});
+  ++pending_count_[static_cast<size_t>(device)];
 }
 
 void PinnedAllocator::free_idle_locked() {
@@ -495,7 +530,13 @@ void copy_device_to_device(void* dst, int dst_device, const void* src, int src_d
 // ---- include/tandem/cuda.h: allocator statistics
 // -------------------------------------------------
 
-MemoryStats memory_stats(int device) { return detail::device_allocator().stats(device); }
+MemoryStats memory_stats(int device) {
+  MemoryStats s = detail::device_allocator().stats(device);
+  if (detail::visible_device_count() > 0) {
+    s.pinned_pending_events = detail::pinned_allocator().pending_events(device);
+  }
+  return s;
+}
 void reset_peak_memory_stats(int device) { detail::device_allocator().reset_peak(device); }
 void empty_cache() {
   detail::device_allocator().empty_cache();
