@@ -13,6 +13,7 @@
 #include <array>
 #include <cmath>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/philox.h"
@@ -969,6 +970,104 @@ TEST_F(CudaTest, OpsOnANewStream) {
   s.synchronize();
   tandem::cuda::set_current_stream(original);
   expect_parity(y, tandem::exp(x), unary_tol(UnaryOp::Exp, tandem::kFloat32));
+}
+
+// Issue 18 item 7: the current stream is per host thread.
+TEST_F(CudaTest, CurrentStreamIsPerThread) {
+  const tandem::cuda::Stream main_stream = tandem::cuda::current_stream();
+  const tandem::cuda::Stream other = tandem::cuda::new_stream();
+  void* seen_in_thread = nullptr;
+  void* after_set_in_thread = nullptr;
+  std::thread worker([&] {
+    seen_in_thread = tandem::cuda::current_stream().handle();
+    tandem::cuda::set_current_stream(other);
+    after_set_in_thread = tandem::cuda::current_stream().handle();
+    Tensor y = tandem::exp(tandem::ones({1001}, kGpu));
+    other.synchronize();
+  });
+  worker.join();
+  EXPECT_EQ(seen_in_thread, main_stream.handle()) << "a new thread starts on the default stream";
+  EXPECT_EQ(after_set_in_thread, other.handle());
+  EXPECT_EQ(tandem::cuda::current_stream().handle(), main_stream.handle())
+      << "another thread's set_current_stream must not move this thread's work";
+  {
+    tandem::cuda::StreamGuard guard(other);
+    EXPECT_EQ(tandem::cuda::current_stream().handle(), other.handle());
+  }
+  EXPECT_EQ(tandem::cuda::current_stream().handle(), main_stream.handle());
+}
+
+// Issue 18 item 7: a block used on another stream (record_stream) is not
+// handed out again until that stream has done the work queued on it.
+TEST_F(CudaTest, RecordStreamKeepsABlockFromReuseUntilTheOtherStreamIsDone) {
+  tandem::cuda::synchronize();
+  tandem::cuda::empty_cache();  // so that only this test's blocks are cached
+  const tandem::cuda::Stream side = tandem::cuda::new_stream();
+  const Shape shape{1 << 20};
+  Tensor a = tt::random_tensor({1536, 1536}, tandem::kFloat64).cuda();
+  Tensor x = tandem::empty(shape, kGpu);  // allocated on the main stream
+  void* const x_ptr = x.raw_data();
+  Tensor busy;
+  {
+    tandem::cuda::StreamGuard guard(side);
+    // Enough work on the side stream to still be running when x is freed.
+    busy = a;
+    for (int i = 0; i < 40; ++i) busy = tandem::matmul(busy, a) * (1.0 / 1536.0);
+    Tensor read = tandem::sum(x.view({1024, 1024}), 1);  // x used on the side stream
+    tandem::cuda::record_stream(x, side);
+    tandem::cuda::record_stream(read, tandem::cuda::current_stream());  // no-op: its own stream
+  }
+  x = Tensor();  // freed while the side stream may still read it
+  Tensor y = tandem::empty(shape, kGpu);
+  EXPECT_NE(y.raw_data(), x_ptr) << "reused while the side stream still had work queued";
+  side.synchronize();
+  y = Tensor();
+  Tensor z = tandem::empty(shape, kGpu);
+  Tensor w = tandem::empty(shape, kGpu);
+  EXPECT_TRUE(z.raw_data() == x_ptr || w.raw_data() == x_ptr)
+      << "the block must come back once the side stream is done";
+  EXPECT_TRUE(std::isfinite(tandem::sum(busy).item<double>()));
+}
+
+TEST_F(CudaTest, RecordStreamErrors) {
+  const tandem::cuda::Stream s = tandem::cuda::current_stream();
+  tt::expect_error([&] { tandem::cuda::record_stream(Tensor(), s); },
+                   {"cuda::record_stream", "undefined"});
+  tt::expect_error([&] { tandem::cuda::record_stream(tandem::ones({3}), s); },
+                   {"cuda::record_stream", "expected a CUDA tensor", "cpu", "[3]"});
+  if (tandem::cuda::device_count() > 1) {
+    tt::expect_error(
+        [&] { tandem::cuda::record_stream(tandem::ones({3}, kGpu), tandem::cuda::new_stream(1)); },
+        {"cuda::record_stream", "cuda:1"});
+  }
+}
+
+// Issue 18 item 7: each (cuBLAS handle, stream) pair has its own workspace, so
+// GEMMs on two streams from one thread do not share cuBLAS scratch memory.
+TEST_F(CudaTest, GemmsOnTwoStreamsMatchTheCpu) {
+  const tandem::cuda::Stream s1 = tandem::cuda::new_stream(), s2 = tandem::cuda::new_stream();
+  const Tensor a = tt::random_tensor({257, 129}, tandem::kFloat32);
+  const Tensor b = tt::random_tensor({129, 191}, tandem::kFloat32);
+  const Tensor ag = a.cuda(), bg = b.cuda();
+  std::vector<Tensor> r1, r2;
+  for (int i = 0; i < 8; ++i) {
+    {
+      tandem::cuda::StreamGuard g(s1);
+      r1.push_back(tandem::matmul(ag, bg));
+    }
+    {
+      tandem::cuda::StreamGuard g(s2);
+      r2.push_back(tandem::matmul(ag, bg));
+    }
+  }
+  s1.synchronize();
+  s2.synchronize();
+  const Tensor want = tandem::matmul(a, b);
+  const Tol tol = tt::scaled(tt::default_tol(tandem::kFloat32), 20.0);  // GEMM order
+  for (int i = 0; i < 8; ++i) {
+    tt::expect_close(r1[static_cast<size_t>(i)].cpu(), want, tol);
+    tt::expect_close(r2[static_cast<size_t>(i)].cpu(), want, tol);
+  }
 }
 
 }  // namespace

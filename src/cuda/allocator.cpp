@@ -5,11 +5,14 @@
 // above) and served from a per-device pool of freed blocks, best fit, keyed by
 // (stream, size). A block is handed out again only for the stream it was
 // allocated on, so freeing a tensor whose kernels are still queued is safe:
-// whatever reuses the block is queued behind them. A tensor used on another
-// stream than the one it was allocated on must outlive that use (there is no
-// record_stream). Freed blocks go back to the pool, never to cudaFree; on
-// cudaMalloc failure the device's cached blocks are released and the
-// allocation retried once, then OutOfMemoryError is thrown.
+// whatever reuses the block is queued behind them. A tensor used on other
+// streams too is marked with cuda::record_stream (PyTorch's semantics): when
+// it is freed, an event is recorded on each of those streams and the block
+// waits in `pending_frees` until they have all completed (checked at each
+// allocation; waited for before the cache is released). Freed blocks go back
+// to the pool, never to cudaFree; on cudaMalloc failure the device's cached
+// blocks are released and the allocation retried once, then OutOfMemoryError
+// is thrown.
 //
 // Pinned host memory: cached the same way. A block that was the source of an
 // asynchronous copy carries events and is reused only after they complete. It
@@ -42,6 +45,7 @@
 #include "cuda/runtime.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"
+#include "tandem/tensor.h"
 
 namespace tandem {
 namespace cuda {
@@ -86,7 +90,14 @@ std::string format_bytes(size_t bytes) {
 struct Block {
   void* ptr = nullptr;
   size_t size = 0;
-  cudaStream_t stream = nullptr;
+  cudaStream_t stream = nullptr;          // allocated on, and reused only for
+  std::vector<cudaStream_t> stream_uses;  // other streams that used it (record_stream)
+};
+
+// A freed block waiting for the events recorded on its other streams.
+struct PendingFree {
+  Block* block;
+  std::vector<cudaEvent_t> events;
 };
 
 struct BlockLess {
@@ -102,6 +113,9 @@ struct BlockLess {
 struct DevicePool {
   std::mutex mutex;
   std::set<Block*, BlockLess> free_blocks;  // owned; deleted when cudaFree'd
+  std::map<void*, Block*> live_blocks;      // handed out, by address (record_stream)
+  std::vector<PendingFree> pending_frees;   // freed, still used by another stream
+  std::vector<cudaEvent_t> spare_events;
   MemoryStats stats;
 };
 
@@ -109,15 +123,20 @@ class DeviceAllocator {
  public:
   std::shared_ptr<void> allocate(size_t nbytes, int device);
   void release(Block* block, int device);
+  // Marks the live block at `base` as used on `stream` (see the top).
+  void record_stream(void* base, int device, cudaStream_t stream);
   MemoryStats stats(int device);
   void reset_peak(int device);
   void empty_cache();
 
  private:
   DevicePool& pool(int device) { return pools_[static_cast<size_t>(device)]; }
-  // Frees every cached block of the pool (caller holds the pool's mutex and a
-  // DeviceGuard for the device).
+  // Frees every cached block of the pool, after waiting for the pending frees
+  // (caller holds the pool's mutex and a DeviceGuard for the device).
   void release_cached_locked(DevicePool& p);
+  // Moves pending frees whose events have completed (all of them when `wait`)
+  // to free_blocks (caller holds the pool's mutex, the device is current).
+  void process_pending_frees_locked(DevicePool& p, bool wait);
 
   std::array<DevicePool, kMaxDevices> pools_;
 };
@@ -142,6 +161,7 @@ std::shared_ptr<void> DeviceAllocator::allocate(size_t nbytes, int device) {
   DevicePool& p = pool(device);
   std::lock_guard<std::mutex> lock(p.mutex);
   ++p.stats.num_alloc_requests;
+  if (!p.pending_frees.empty()) process_pending_frees_locked(p, false);
 
   Block key;
   key.size = size;
@@ -175,25 +195,106 @@ std::shared_ptr<void> DeviceAllocator::allocate(size_t nbytes, int device) {
           __FILE__, __LINE__);
     }
     check_status(err, "cudaMalloc(&ptr, size)", __FILE__, __LINE__);
-    block = new Block{ptr, size, stream};
+    block = new Block{ptr, size, stream, {}};
     p.stats.reserved_bytes += size;
     ++p.stats.num_device_allocs;
   }
   p.stats.allocated_bytes += block->size;
   p.stats.peak_allocated_bytes = std::max(p.stats.peak_allocated_bytes, p.stats.allocated_bytes);
   p.stats.cached_bytes = p.stats.reserved_bytes - p.stats.allocated_bytes;
+  p.live_blocks[block->ptr] = block;
   return std::shared_ptr<void>(block->ptr, BlockDeleter{block, device});
 }
 
 void DeviceAllocator::release(Block* block, int device) {
   DevicePool& p = pool(device);
   std::lock_guard<std::mutex> lock(p.mutex);
+  p.live_blocks.erase(block->ptr);
   p.stats.allocated_bytes -= block->size;
   p.stats.cached_bytes = p.stats.reserved_bytes - p.stats.allocated_bytes;
-  p.free_blocks.insert(block);
+  if (block->stream_uses.empty()) {
+    p.free_blocks.insert(block);
+    return;
+  }
+  // Used on other streams: reusable once each of them reaches this point. A
+  // deleter must not throw, so a failure to record an event falls back to
+  // waiting for the whole device.
+  PendingFree pending{block, {}};
+  int previous = -1;
+  bool ok = cudaGetDevice(&previous) == cudaSuccess &&
+            (previous == device || cudaSetDevice(device) == cudaSuccess);
+  for (cudaStream_t s : block->stream_uses) {
+    if (!ok) break;
+    cudaEvent_t ev = nullptr;
+    if (!p.spare_events.empty()) {
+      ev = p.spare_events.back();
+      p.spare_events.pop_back();
+    } else if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess) {
+      ok = false;
+      break;
+    }
+    if (cudaEventRecord(ev, s) != cudaSuccess) {
+      p.spare_events.push_back(ev);
+      ok = false;
+      break;
+    }
+    pending.events.push_back(ev);
+  }
+  if (!ok) {
+    (void)cudaGetLastError();
+    if (cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
+    for (cudaEvent_t ev : pending.events) p.spare_events.push_back(ev);
+    pending.events.clear();
+  }
+  if (previous >= 0 && previous != device && cudaSetDevice(previous) != cudaSuccess) {
+    (void)cudaGetLastError();
+  }
+  block->stream_uses.clear();
+  if (pending.events.empty()) {
+    p.free_blocks.insert(block);
+  } else {
+    p.pending_frees.push_back(std::move(pending));
+  }
+}
+
+void DeviceAllocator::record_stream(void* base, int device, cudaStream_t stream) {
+  DevicePool& p = pool(device);
+  std::lock_guard<std::mutex> lock(p.mutex);
+  auto it = p.live_blocks.find(base);
+  if (it == p.live_blocks.end()) return;  // not from this allocator (cannot happen for tensors)
+  Block* b = it->second;
+  if (stream == b->stream) return;
+  if (std::find(b->stream_uses.begin(), b->stream_uses.end(), stream) == b->stream_uses.end()) {
+    b->stream_uses.push_back(stream);
+  }
+}
+
+void DeviceAllocator::process_pending_frees_locked(DevicePool& p, bool wait) {
+  for (size_t i = 0; i < p.pending_frees.size();) {
+    PendingFree& pf = p.pending_frees[i];
+    bool done = true;
+    for (cudaEvent_t ev : pf.events) {
+      const cudaError_t q = wait ? cudaEventSynchronize(ev) : cudaEventQuery(ev);
+      if (q == cudaErrorNotReady) {
+        (void)cudaGetLastError();
+        done = false;
+        break;
+      }
+      if (q != cudaSuccess) (void)cudaGetLastError();  // a failed device: nothing reads it
+    }
+    if (!done) {
+      ++i;
+      continue;
+    }
+    for (cudaEvent_t ev : pf.events) p.spare_events.push_back(ev);
+    p.free_blocks.insert(pf.block);
+    p.pending_frees[i] = std::move(p.pending_frees.back());
+    p.pending_frees.pop_back();
+  }
 }
 
 void DeviceAllocator::release_cached_locked(DevicePool& p) {
+  process_pending_frees_locked(p, true);
   for (Block* b : p.free_blocks) {
     const cudaError_t err = cudaFree(b->ptr);
     if (err != cudaSuccess) (void)cudaGetLastError();  // keep going; the block is gone either way
@@ -226,7 +327,7 @@ void DeviceAllocator::empty_cache() {
   for (int d = 0; d < n; ++d) {
     DevicePool& p = pool(d);
     std::lock_guard<std::mutex> lock(p.mutex);
-    if (p.free_blocks.empty()) continue;
+    if (p.free_blocks.empty() && p.pending_frees.empty()) continue;
     DeviceGuard guard(d);
     release_cached_locked(p);
   }
@@ -529,6 +630,19 @@ void copy_device_to_device(void* dst, int dst_device, const void* src, int src_d
 
 // ---- include/tandem/cuda.h: allocator statistics
 // -------------------------------------------------
+
+void record_stream(const Tensor& tensor, const Stream& stream) {
+  TANDEM_CHECK(tensor.defined(), "cuda::record_stream: the tensor is undefined");
+  TANDEM_CHECK(tensor.is_cuda(), "cuda::record_stream: expected a CUDA tensor, got a ",
+               tensor.device().str(), " tensor ", shape_str(tensor.sizes()));
+  TANDEM_CHECK(stream.device() == tensor.device().index(), "cuda::record_stream: the tensor is on ",
+               tensor.device().str(), " but the stream belongs to cuda:", stream.device());
+  const Storage& storage = *tensor.impl()->storage;
+  if (storage.nbytes() == 0) return;
+  cudaStream_t s = static_cast<cudaStream_t>(stream.handle());
+  if (s == nullptr) s = detail::default_stream(stream.device());  // null: tandem's default
+  detail::device_allocator().record_stream(storage.data(), stream.device(), s);
+}
 
 MemoryStats memory_stats(int device) {
   MemoryStats s = detail::device_allocator().stats(device);
