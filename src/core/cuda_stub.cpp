@@ -93,6 +93,8 @@ void copy_device_to_device(void* /*dst*/, int /*dst_device*/, const void* /*src*
   fail_not_built("a device-to-device copy");
 }
 
+ConvCacheStats conv_cache_stats() { return ConvCacheStats{}; }
+
 // No-op: there is no device to switch to (and none to restore).
 DeviceGuard::DeviceGuard(int /*device*/) {}
 DeviceGuard::~DeviceGuard() { static_cast<void>(previous_); }
