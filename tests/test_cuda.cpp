@@ -861,6 +861,52 @@ TEST_F(CudaTest, RandnMatchesTheCpuWithinRounding) {
   }
 }
 
+// ---- Parity classes (docs/design.md, "Parity") ---------------------------------------------
+
+// Issue 18 item 8: the ops the design doc lists as bit-identical across
+// devices, checked with zero tolerance on random inputs of odd sizes.
+TEST_F(CudaTest, OpsDocumentedAsBitIdenticalAreBitIdentical) {
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    const Tensor a = tt::random_tensor({7, 33, 5}, dt, -3.0, 3.0);
+    const Tensor b = tt::random_nonzero({7, 33, 5}, dt, 0.1, 3.0);
+    const Tensor row = tt::random_tensor({33, 1}, dt);
+    const Tensor ag = a.cuda(), bg = b.cuda(), rowg = row.cuda();
+    const Tol ex = tt::exact();
+    expect_parity(tandem::add(ag, bg, 0.37), tandem::add(a, b, 0.37), ex);
+    expect_parity(tandem::sub(ag, rowg, -1.7), tandem::sub(a, row, -1.7), ex);  // broadcast
+    expect_parity(tandem::mul(ag, bg), tandem::mul(a, b), ex);
+    expect_parity(tandem::div(ag, bg), tandem::div(a, b), ex);
+    expect_parity(tandem::add(ag, 0.1), tandem::add(a, 0.1), ex);
+    expect_parity(ag * 0.3, a * 0.3, ex);
+    expect_parity(1.25 / bg, 1.25 / b, ex);
+    expect_parity(tandem::maximum(ag, bg), tandem::maximum(a, b), ex);
+    expect_parity(tandem::minimum(ag, rowg), tandem::minimum(a, row), ex);
+    expect_parity(tandem::relu(ag), tandem::relu(a), ex);
+    expect_parity(tandem::neg(ag), tandem::neg(a), ex);
+    expect_parity(tandem::abs(ag), tandem::abs(a), ex);
+    expect_parity(tandem::square(ag), tandem::square(a), ex);
+    expect_parity(tandem::clamp(ag, -0.5, 0.75), tandem::clamp(a, -0.5, 0.75), ex);
+    expect_parity(tandem::lt(ag, bg), tandem::lt(a, b), ex);
+    expect_parity(tandem::where(tandem::gt(ag, 0.0), ag, bg),
+                  tandem::where(tandem::gt(a, 0.0), a, b), ex);
+    for (int64_t dim = 0; dim < 3; ++dim) {
+      expect_parity(tandem::max(ag, dim), tandem::max(a, dim), ex);
+      expect_parity(tandem::argmin(ag, dim), tandem::argmin(a, dim), ex);
+    }
+    expect_parity(tandem::max(ag), tandem::max(a), ex);
+    expect_parity(ag.permute({2, 0, 1}), a.permute({2, 0, 1}), ex);
+    const Tensor idx = tandem::randint(0, 33, {7, 9, 5}, tandem::kInt64);
+    expect_parity(tandem::gather(ag, 1, idx.cuda()), tandem::gather(a, 1, idx), ex);
+    expect_parity(ag.to(tandem::kInt32), a.to(tandem::kInt32), ex);
+    const Tensor img = tt::random_tensor({3, 5, 13, 11}, dt);
+    expect_parity(tandem::max_pool2d(img.cuda(), 3, tandem::Size2(2), 1),
+                  tandem::max_pool2d(img, 3, tandem::Size2(2), 1), ex);
+  }
+  const Tensor ints = tandem::randint(-1000, 1000, {1000003}, tandem::kInt64);
+  expect_parity(tandem::sum(ints.cuda()), tandem::sum(ints), tt::exact());
+}
+
 // ---- The caching allocator ------------------------------------------------------------
 
 TEST_F(CudaTest, FreedBlocksAreReused) {
