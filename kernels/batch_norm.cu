@@ -4,7 +4,9 @@
 // src/cpu/conv.cpp).
 //
 // Each pass is three launches:
-//   1. partial sums per (channel, split): grid [splits, c], each block strides
+//   1. partial sums per (channel, split): grid [c, splits] (channels on x,
+//      whose limit is 2^31 - 1, so BatchNorm1d over 100000 features runs;
+//      splits on y, at most kMaxSplits), each block strides
 //      over its share of the channel's n*m values and reduces in double
 //      (forward: sum and sum of squares of x - K, K = the channel's first
 //      value, so the variance does not cancel catastrophically when
@@ -55,11 +57,10 @@ __device__ __forceinline__ void block_sum2(double& a, double& b) {
 template <typename T>
 __global__ void bn_stats_partial_kernel(const T* x, int64_t n, int64_t c, int64_t m,
                                         double* partial) {
-  const int64_t ch = blockIdx.y, splits = gridDim.x, count = n * m;
+  const int64_t ch = blockIdx.x, split = blockIdx.y, splits = gridDim.y, count = n * m;
   const double shift = static_cast<double>(x[ch * m]);  // first value of the channel
   double s1 = 0.0, s2 = 0.0;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < count;
-       e += splits * blockDim.x) {
+  for (int64_t e = split * blockDim.x + threadIdx.x; e < count; e += splits * blockDim.x) {
     const int64_t b = e / m, i = e % m;
     const double d = static_cast<double>(x[(b * c + ch) * m + i]) - shift;
     s1 += d;
@@ -67,8 +68,8 @@ __global__ void bn_stats_partial_kernel(const T* x, int64_t n, int64_t c, int64_
   }
   block_sum2(s1, s2);
   if (threadIdx.x == 0) {
-    partial[(ch * splits + blockIdx.x) * 2] = s1;
-    partial[(ch * splits + blockIdx.x) * 2 + 1] = s2;
+    partial[(ch * splits + split) * 2] = s1;
+    partial[(ch * splits + split) * 2 + 1] = s2;
   }
 }
 
@@ -122,11 +123,10 @@ __global__ void bn_affine_kernel(const T* x, T* y, int64_t c, int64_t m, int64_t
 template <typename T>
 __global__ void bn_grad_partial_kernel(const T* gy, const T* x, const T* mean, const T* invstd,
                                        int64_t n, int64_t c, int64_t m, double* partial) {
-  const int64_t ch = blockIdx.y, splits = gridDim.x, count = n * m;
+  const int64_t ch = blockIdx.x, split = blockIdx.y, splits = gridDim.y, count = n * m;
   const double mu = static_cast<double>(mean[ch]), is = static_cast<double>(invstd[ch]);
   double s1 = 0.0, s2 = 0.0;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < count;
-       e += splits * blockDim.x) {
+  for (int64_t e = split * blockDim.x + threadIdx.x; e < count; e += splits * blockDim.x) {
     const int64_t at = ((e / m) * c + ch) * m + e % m;
     const double g = static_cast<double>(gy[at]);
     s1 += g;
@@ -134,8 +134,8 @@ __global__ void bn_grad_partial_kernel(const T* gy, const T* x, const T* mean, c
   }
   block_sum2(s1, s2);
   if (threadIdx.x == 0) {
-    partial[(ch * splits + blockIdx.x) * 2] = s1;
-    partial[(ch * splits + blockIdx.x) * 2 + 1] = s2;
+    partial[(ch * splits + split) * 2] = s1;
+    partial[(ch * splits + split) * 2 + 1] = s2;
   }
 }
 
@@ -197,7 +197,8 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
                               Tensor& save_mean, Tensor& save_invstd) {
   const int64_t count = n * m, total = count * c;
   TANDEM_CHECK(count >= 2, "batch_norm (cuda): training needs more than one value per channel");
-  TANDEM_CHECK(c <= 65535, "batch_norm (cuda): ", c, " channels exceed the grid limit 65535");
+  TANDEM_CHECK(c <= INT32_MAX, "batch_norm (cuda): ", c,
+               " channels exceed the grid limit 2^31 - 1");
   const int64_t splits = splits_for(count, c);
   const TensorOptions f64 = TensorOptions(kFloat64).device(x.device());
   Tensor partial = empty({c * splits * 2}, f64);
@@ -205,7 +206,7 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(x.dtype(), "batch_norm (cuda)", [&] {
     using T = scalar_t;
-    const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(c));
+    const dim3 grid(static_cast<unsigned>(c), static_cast<unsigned>(splits));
     bn_stats_partial_kernel<T>
         <<<grid, kBlock, 0, stream>>>(x.data_ptr<T>(), n, c, m, partial.data_ptr<double>());
     TANDEM_CUDA_CHECK_LAUNCH(bn_stats_partial_kernel<T>);
@@ -227,8 +228,8 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
                                int64_t c, int64_t m, Tensor& grad_x, Tensor& grad_weight,
                                Tensor& grad_bias) {
   const int64_t count = n * m, total = count * c;
-  TANDEM_CHECK(c <= 65535, "batch_norm backward (cuda): ", c,
-               " channels exceed the grid limit 65535");
+  TANDEM_CHECK(c <= INT32_MAX, "batch_norm backward (cuda): ", c,
+               " channels exceed the grid limit 2^31 - 1");
   const int64_t splits = splits_for(count, c);
   const TensorOptions f64 = TensorOptions(kFloat64).device(x.device());
   Tensor partial = empty({c * splits * 2}, f64);
@@ -236,7 +237,7 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(x.dtype(), "batch_norm backward (cuda)", [&] {
     using T = scalar_t;
-    const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(c));
+    const dim3 grid(static_cast<unsigned>(c), static_cast<unsigned>(splits));
     bn_grad_partial_kernel<T><<<grid, kBlock, 0, stream>>>(
         grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(),
         n, c, m, partial.data_ptr<double>());

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "core/conv_chunk.h"
+#include "cuda/runtime.h"
 #include "test_util.h"
 
 namespace {
@@ -279,6 +281,24 @@ TEST(Conv2d, ArgumentErrorsNameTheProblem) {
   tt::expect_error([&] { conv2d(tt::random_tensor({2, 3, 8, 8}, kInt32), w); }, "conv2d");
 }
 
+// The batch split of the cuDNN path (issue 18 item 6): no chunk's input or
+// output may exceed cuDNN's 2^31 - 1 elements.
+TEST(Conv2d, CudnnBatchChunksKeepEveryTensorUnderTheLimit) {
+  ConvShape s{};
+  s.n = 7, s.c = 10, s.h = 10, s.w = 10, s.k = 5, s.r = 3, s.s = 3, s.p = 10, s.q = 10;
+  s.stride_h = s.stride_w = s.pad_h = s.pad_w = s.dil_h = s.dil_w = s.groups = 1;
+  EXPECT_EQ(conv::batch_chunk(s), 7);        // the whole batch fits
+  EXPECT_EQ(conv::batch_chunk(s, 4500), 4);  // x: 1000 per sample
+  s.k = 30;                                  // y: 3000 per sample, larger than x
+  EXPECT_EQ(conv::batch_chunk(s, 4500), 1);
+  EXPECT_EQ(conv::batch_chunk(s, 2999), 0);                  // one sample is too large
+  s.n = 33, s.c = 1, s.h = s.w = s.p = s.q = 8192, s.k = 1;  // 2.2e9 elements
+  const int64_t chunk = conv::batch_chunk(s);
+  EXPECT_EQ(chunk, 31);
+  EXPECT_LE(chunk * s.c * s.h * s.w, conv::kMaxCudnnElements);
+  EXPECT_GT((chunk + 1) * s.c * s.h * s.w, conv::kMaxCudnnElements);
+}
+
 TEST(Conv2d, EmptyBatchGivesEmptyOutput) {
   const Tensor y = conv2d(tt::random_tensor({0, 3, 8, 8}, kFloat32),
                           tt::random_tensor({4, 3, 3, 3}, kFloat32), Tensor(), 1, 1);
@@ -404,6 +424,56 @@ TEST(BatchNorm, TrainingMatchesReferenceAndUpdatesRunningStats) {
       EXPECT_TRUE(
           tt::values_close(tt::to_doubles(rv), rv.sizes(), want_v, rv.sizes(), sum_tol(dt)));
     }
+  }
+}
+
+// Adjoint of the training forward over [n, c, m] (backend_decls.inc), in float64.
+std::vector<double> ref_batch_norm_grad_x(const std::vector<double>& x,
+                                          const std::vector<double>& gy,
+                                          const std::vector<double>& gamma, const BnRef& f,
+                                          int64_t n, int64_t c, int64_t m, double eps) {
+  std::vector<double> gx(x.size());
+  const double count = static_cast<double>(n * m);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const double invstd = 1.0 / std::sqrt(f.var[ch] + eps);
+    double sum_gy = 0.0, sum_gy_xhat = 0.0;
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t i = 0; i < m; ++i) {
+        const size_t at = static_cast<size_t>((b * c + ch) * m + i);
+        sum_gy += gy[at];
+        sum_gy_xhat += gy[at] * (x[at] - f.mean[ch]) * invstd;
+      }
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t i = 0; i < m; ++i) {
+        const size_t at = static_cast<size_t>((b * c + ch) * m + i);
+        const double xhat = (x[at] - f.mean[ch]) * invstd;
+        gx[at] = gamma[ch] * invstd / count * (count * gy[at] - sum_gy - xhat * sum_gy_xhat);
+      }
+  }
+  return gx;
+}
+
+// Issue 18 item 5: the CUDA kernels once put channels on gridDim.y (limit
+// 65535); 70000 features must work on both devices.
+TEST(BatchNorm, SeventyThousandChannelsMatchReference) {
+  const int64_t c = 70000;
+  for (Shape shape : std::vector<Shape>{{3, c}, {2, c, 3}}) {
+    SCOPED_TRACE(shape_str(shape));
+    const int64_t n = shape[0], m = tt::numel_of(shape) / (n * c);
+    const Tensor x = tt::random_tensor(shape, kFloat64, -2.0, 3.0).set_requires_grad(true);
+    const Tensor gamma = tt::random_tensor({c}, kFloat64, 0.5, 1.5).set_requires_grad(true);
+    const Tensor beta = tt::random_tensor({c}, kFloat64).set_requires_grad(true);
+    const double eps = 1e-5;
+    const Tensor y = batch_norm(x, Tensor(), Tensor(), gamma, beta, true, 0.1, eps);
+    const auto xv = tt::to_doubles(x), gv = tt::to_doubles(gamma);
+    const BnRef ref = ref_batch_norm(xv, gv, tt::to_doubles(beta), n, c, m, eps);
+    EXPECT_TRUE(
+        tt::values_close(tt::to_doubles(y), y.sizes(), ref.y, y.sizes(), sum_tol(kFloat64)));
+    const Tensor gy = tt::random_tensor(shape, kFloat64);
+    y.backward(gy);
+    const auto want_gx = ref_batch_norm_grad_x(xv, tt::to_doubles(gy), gv, ref, n, c, m, eps);
+    EXPECT_TRUE(tt::values_close(tt::to_doubles(x.grad()), x.grad().sizes(), want_gx, shape,
+                                 sum_tol(kFloat64)));
   }
 }
 
@@ -711,6 +781,39 @@ TEST(ConvCuda, CifarSizedLayersMatchCpu) {
   tt::expect_close(rvg, rv, tol);
 }
 
+// Issue 18 item 5: channels on the grid's x axis (once gridDim.y, which
+// failed above 65535 channels); forward, running statistics and backward.
+TEST(ConvCuda, BatchNormWithSeventyThousandChannelsMatchesCpu) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  const int64_t c = 70000;
+  for (DType dt : tt::float_dtypes()) {
+    for (Shape shape : std::vector<Shape>{{5, c}, {2, c, 3}}) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " " << shape_str(shape));
+      const Tensor x = tt::random_tensor(shape, dt, -2.0, 3.0).set_requires_grad(true);
+      const Tensor w = tt::random_tensor({c}, dt, 0.5, 1.5).set_requires_grad(true);
+      const Tensor b = tt::random_tensor({c}, dt).set_requires_grad(true);
+      const Tensor xg = x.detach().to(gpu).set_requires_grad(true);
+      const Tensor wg = w.detach().to(gpu).set_requires_grad(true);
+      const Tensor bg = b.detach().to(gpu).set_requires_grad(true);
+      Tensor rm = tt::random_tensor({c}, dt), rv = tt::random_tensor({c}, dt, 0.5, 2.0);
+      Tensor rmg = rm.to(gpu), rvg = rv.to(gpu);
+      const Tensor y = batch_norm(x, rm, rv, w, b, true, 0.1, 1e-5);
+      const Tensor yg = batch_norm(xg, rmg, rvg, wg, bg, true, 0.1, 1e-5);
+      const tt::Tol tol = sum_tol(dt);
+      tt::expect_close(yg, y, tol);
+      tt::expect_close(rmg, rm, tol);
+      tt::expect_close(rvg, rv, tol);
+      const Tensor go = tt::random_tensor(shape, dt);
+      y.backward(go);
+      yg.backward(go.to(gpu));
+      tt::expect_close(xg.grad(), x.grad(), tol);
+      tt::expect_close(wg.grad(), w.grad(), tol);
+      tt::expect_close(bg.grad(), b.grad(), tol);
+    }
+  }
+}
+
 TEST(ConvCuda, PoolingTiesAndNaNMatchCpu) {
   TANDEM_SKIP_WITHOUT_CUDA();
   const Device gpu(kCUDA);
@@ -748,6 +851,86 @@ TEST(ConvCuda, DeterministicModeRepeatsBitForBitAndBenchmarkModeAgrees) {
   cuda::set_cudnn_benchmark(false);
   tt::expect_close(bench, reference, tt::scaled(tt::default_tol(kFloat32), 100.0));
   tt::expect_equal(bench_again, bench);
+}
+
+// Issue 18 item 6: float64 with groups and dilation is where cuDNN's first
+// choice may be refused at run time; every mode must still run and match.
+TEST(ConvCuda, Float64GroupsAndDilationRunInEveryMode) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  const std::vector<ConvCfg> cfgs = {
+      {3, 6, 11, 9, 9, 3, 3, Size2(1), Size2(2), Size2(2), 3},
+      {2, 4, 13, 10, 8, 3, 2, {2, 1}, {1, 2}, {3, 2}, 2, false},
+      {1, 8, 9, 9, 8, 3, 3, Size2(1), Size2(2), Size2(2), 8},  // depthwise, dilated
+  };
+  for (int mode = 0; mode < 3; ++mode) {
+    cuda::set_cudnn_deterministic(mode == 1);
+    cuda::set_cudnn_benchmark(mode == 2);
+    for (const ConvCfg& g : cfgs) {
+      SCOPED_TRACE(::testing::Message() << "mode " << mode << " " << g);
+      const Tensor x = tt::random_tensor({g.n, g.c, g.h, g.w}, kFloat64).set_requires_grad(true);
+      const Tensor w =
+          tt::random_tensor({g.k, g.c / g.groups, g.r, g.s}, kFloat64).set_requires_grad(true);
+      const Tensor xg = x.detach().to(gpu).set_requires_grad(true);
+      const Tensor wg = w.detach().to(gpu).set_requires_grad(true);
+      const Tensor y = conv2d(x, w, Tensor(), g.stride, g.pad, g.dil, g.groups);
+      const Tensor yg = conv2d(xg, wg, Tensor(), g.stride, g.pad, g.dil, g.groups);
+      const tt::Tol tol = tt::scaled(tt::default_tol(kFloat64), 100.0);
+      tt::expect_close(yg, y, tol);
+      const Tensor go = tt::random_tensor(y.sizes(), kFloat64);
+      y.backward(go);
+      yg.backward(go.to(gpu));
+      tt::expect_close(xg.grad(), x.grad(), tol);
+      tt::expect_close(wg.grad(), w.grad(), tol);
+    }
+  }
+  cuda::set_cudnn_deterministic(false);
+  cuda::set_cudnn_benchmark(false);
+}
+
+// Issue 18 item 6: descriptors and the algorithm are kept per shape, so
+// repeated training steps make no new plans and no heuristic queries.
+TEST(ConvCuda, RepeatedStepsReuseThePlan) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  const Tensor x = tt::random_tensor({5, 7, 15, 13}, kFloat32).to(gpu).set_requires_grad(true);
+  const Tensor w = tt::random_tensor({9, 7, 3, 3}, kFloat32).to(gpu).set_requires_grad(true);
+  auto step = [&] { conv2d(x, w, Tensor(), 1, 1).sum().backward(); };
+  step();
+  const auto before = cuda::detail::conv_cache_stats();
+  EXPECT_GE(before.plans, 1u);
+  for (int i = 0; i < 5; ++i) step();
+  const auto after = cuda::detail::conv_cache_stats();
+  EXPECT_EQ(after.plans, before.plans);
+  EXPECT_EQ(after.heuristic_queries, before.heuristic_queries);
+}
+
+// Issue 18 item 6: an input of more than 2^31 elements runs in chunks of the
+// batch (31 + 2 samples here); the filter gradient accumulates over them.
+// 1x1 kernel, so y = w x + b and the gradients have closed forms.
+TEST(ConvCuda, BatchBeyondTwoToThe31ElementsRunsInChunks) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  const int64_t n = 33, side = 8192;  // 2.2e9 float32 elements, 8.9 GB per tensor
+  try {
+    const Tensor x = tandem::rand({n, 1, side, side}, TensorOptions(kFloat32).device(gpu))
+                         .set_requires_grad(true);
+    const Tensor w =
+        full({1, 1, 1, 1}, 0.75, TensorOptions(kFloat32).device(gpu)).set_requires_grad(true);
+    const Tensor b = full({1}, -0.25, TensorOptions(kFloat32).device(gpu));
+    const Tensor y = conv2d(x, w, b);
+    const double want_max = max(x.detach()).item<double>() * 0.75 - 0.25;
+    EXPECT_NEAR(max(y).item<double>(), want_max, 1e-6);
+    const Tensor last = y.detach().select(0, n - 1);  // in the second chunk
+    const Tensor ref_last = x.detach().select(0, n - 1) * 0.75 - 0.25;
+    EXPECT_LE(max(abs(last - ref_last)).item<double>(), 1e-6);
+    y.backward(ones(y.sizes(), TensorOptions(kFloat32).device(gpu)));
+    EXPECT_LE(max(abs(x.grad() - 0.75)).item<double>(), 1e-6);
+    const double sum_x = sum(x.detach()).item<double>();        // accumulated in double
+    EXPECT_NEAR(w.grad().item<double>(), sum_x, 1e-3 * sum_x);  // float32 in cuDNN
+  } catch (const OutOfMemoryError&) {
+    GTEST_SKIP() << "needs about 40 GB of device memory";
+  }
 }
 
 TEST(ConvCuda, SwitchesRoundTrip) {

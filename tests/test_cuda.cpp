@@ -9,9 +9,11 @@
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/philox.h"
@@ -277,6 +279,32 @@ TEST_F(CudaTest, PinnedMemory) {
   tandem::cuda::synchronize();
   tt::expect_equal(back, src);
   EXPECT_FALSE(src.is_pinned());
+}
+
+// Issue 18 item 3: every copy from a pinned block used to leave one CUDA event
+// behind on the block until it was freed (10^5 copies: 10^5 events). Now a
+// block holds at most one event per stream it was copied on.
+TEST_F(CudaTest, RepeatedCopiesFromPinnedMemoryKeepTheEventCountBounded) {
+  const tandem::TensorOptions pinned = tandem::TensorOptions(tandem::kFloat32).pinned_memory(true);
+  Tensor p = tandem::empty({1001}, pinned);
+  p.copy_(tt::random_tensor({1001}, tandem::kFloat32));
+  Tensor g = tandem::empty({1001}, tandem::TensorOptions(tandem::kFloat32).device(kGpu));
+  const uint64_t before = tandem::cuda::memory_stats().pinned_pending_events;
+  uint64_t most = 0;
+  for (int i = 0; i < 100000; ++i) {
+    g.copy_(p);
+    if (i % 997 == 0) most = std::max(most, tandem::cuda::memory_stats().pinned_pending_events);
+  }
+  most = std::max(most, tandem::cuda::memory_stats().pinned_pending_events);
+  EXPECT_LE(most, before + 1) << "one pinned block copied on one stream";
+  // A second stream adds one more event, not one per copy.
+  const tandem::cuda::Stream original = tandem::cuda::current_stream();
+  tandem::cuda::set_current_stream(tandem::cuda::new_stream());
+  for (int i = 0; i < 1000; ++i) g.copy_(p);
+  EXPECT_LE(tandem::cuda::memory_stats().pinned_pending_events, before + 2);
+  tandem::cuda::synchronize();
+  tandem::cuda::set_current_stream(original);
+  tt::expect_equal(g.cpu(), p);
 }
 
 // ---- Elementwise parity ----------------------------------------------------------------
@@ -833,6 +861,52 @@ TEST_F(CudaTest, RandnMatchesTheCpuWithinRounding) {
   }
 }
 
+// ---- Parity classes (docs/design.md, "Parity") ---------------------------------------------
+
+// Issue 18 item 8: the ops the design doc lists as bit-identical across
+// devices, checked with zero tolerance on random inputs of odd sizes.
+TEST_F(CudaTest, OpsDocumentedAsBitIdenticalAreBitIdentical) {
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    const Tensor a = tt::random_tensor({7, 33, 5}, dt, -3.0, 3.0);
+    const Tensor b = tt::random_nonzero({7, 33, 5}, dt, 0.1, 3.0);
+    const Tensor row = tt::random_tensor({33, 1}, dt);
+    const Tensor ag = a.cuda(), bg = b.cuda(), rowg = row.cuda();
+    const Tol ex = tt::exact();
+    expect_parity(tandem::add(ag, bg, 0.37), tandem::add(a, b, 0.37), ex);
+    expect_parity(tandem::sub(ag, rowg, -1.7), tandem::sub(a, row, -1.7), ex);  // broadcast
+    expect_parity(tandem::mul(ag, bg), tandem::mul(a, b), ex);
+    expect_parity(tandem::div(ag, bg), tandem::div(a, b), ex);
+    expect_parity(tandem::add(ag, 0.1), tandem::add(a, 0.1), ex);
+    expect_parity(ag * 0.3, a * 0.3, ex);
+    expect_parity(1.25 / bg, 1.25 / b, ex);
+    expect_parity(tandem::maximum(ag, bg), tandem::maximum(a, b), ex);
+    expect_parity(tandem::minimum(ag, rowg), tandem::minimum(a, row), ex);
+    expect_parity(tandem::relu(ag), tandem::relu(a), ex);
+    expect_parity(tandem::neg(ag), tandem::neg(a), ex);
+    expect_parity(tandem::abs(ag), tandem::abs(a), ex);
+    expect_parity(tandem::square(ag), tandem::square(a), ex);
+    expect_parity(tandem::clamp(ag, -0.5, 0.75), tandem::clamp(a, -0.5, 0.75), ex);
+    expect_parity(tandem::lt(ag, bg), tandem::lt(a, b), ex);
+    expect_parity(tandem::where(tandem::gt(ag, 0.0), ag, bg),
+                  tandem::where(tandem::gt(a, 0.0), a, b), ex);
+    for (int64_t dim = 0; dim < 3; ++dim) {
+      expect_parity(tandem::max(ag, dim), tandem::max(a, dim), ex);
+      expect_parity(tandem::argmin(ag, dim), tandem::argmin(a, dim), ex);
+    }
+    expect_parity(tandem::max(ag), tandem::max(a), ex);
+    expect_parity(ag.permute({2, 0, 1}), a.permute({2, 0, 1}), ex);
+    const Tensor idx = tandem::randint(0, 33, {7, 9, 5}, tandem::kInt64);
+    expect_parity(tandem::gather(ag, 1, idx.cuda()), tandem::gather(a, 1, idx), ex);
+    expect_parity(ag.to(tandem::kInt32), a.to(tandem::kInt32), ex);
+    const Tensor img = tt::random_tensor({3, 5, 13, 11}, dt);
+    expect_parity(tandem::max_pool2d(img.cuda(), 3, tandem::Size2(2), 1),
+                  tandem::max_pool2d(img, 3, tandem::Size2(2), 1), ex);
+  }
+  const Tensor ints = tandem::randint(-1000, 1000, {1000003}, tandem::kInt64);
+  expect_parity(tandem::sum(ints.cuda()), tandem::sum(ints), tt::exact());
+}
+
 // ---- The caching allocator ------------------------------------------------------------
 
 TEST_F(CudaTest, FreedBlocksAreReused) {
@@ -942,6 +1016,104 @@ TEST_F(CudaTest, OpsOnANewStream) {
   s.synchronize();
   tandem::cuda::set_current_stream(original);
   expect_parity(y, tandem::exp(x), unary_tol(UnaryOp::Exp, tandem::kFloat32));
+}
+
+// Issue 18 item 7: the current stream is per host thread.
+TEST_F(CudaTest, CurrentStreamIsPerThread) {
+  const tandem::cuda::Stream main_stream = tandem::cuda::current_stream();
+  const tandem::cuda::Stream other = tandem::cuda::new_stream();
+  void* seen_in_thread = nullptr;
+  void* after_set_in_thread = nullptr;
+  std::thread worker([&] {
+    seen_in_thread = tandem::cuda::current_stream().handle();
+    tandem::cuda::set_current_stream(other);
+    after_set_in_thread = tandem::cuda::current_stream().handle();
+    Tensor y = tandem::exp(tandem::ones({1001}, kGpu));
+    other.synchronize();
+  });
+  worker.join();
+  EXPECT_EQ(seen_in_thread, main_stream.handle()) << "a new thread starts on the default stream";
+  EXPECT_EQ(after_set_in_thread, other.handle());
+  EXPECT_EQ(tandem::cuda::current_stream().handle(), main_stream.handle())
+      << "another thread's set_current_stream must not move this thread's work";
+  {
+    tandem::cuda::StreamGuard guard(other);
+    EXPECT_EQ(tandem::cuda::current_stream().handle(), other.handle());
+  }
+  EXPECT_EQ(tandem::cuda::current_stream().handle(), main_stream.handle());
+}
+
+// Issue 18 item 7: a block used on another stream (record_stream) is not
+// handed out again until that stream has done the work queued on it.
+TEST_F(CudaTest, RecordStreamKeepsABlockFromReuseUntilTheOtherStreamIsDone) {
+  tandem::cuda::synchronize();
+  tandem::cuda::empty_cache();  // so that only this test's blocks are cached
+  const tandem::cuda::Stream side = tandem::cuda::new_stream();
+  const Shape shape{1 << 20};
+  Tensor a = tt::random_tensor({1536, 1536}, tandem::kFloat64).cuda();
+  Tensor x = tandem::empty(shape, kGpu);  // allocated on the main stream
+  void* const x_ptr = x.raw_data();
+  Tensor busy;
+  {
+    tandem::cuda::StreamGuard guard(side);
+    // Enough work on the side stream to still be running when x is freed.
+    busy = a;
+    for (int i = 0; i < 40; ++i) busy = tandem::matmul(busy, a) * (1.0 / 1536.0);
+    Tensor read = tandem::sum(x.view({1024, 1024}), 1);  // x used on the side stream
+    tandem::cuda::record_stream(x, side);
+    tandem::cuda::record_stream(read, tandem::cuda::current_stream());  // no-op: its own stream
+  }
+  x = Tensor();  // freed while the side stream may still read it
+  Tensor y = tandem::empty(shape, kGpu);
+  EXPECT_NE(y.raw_data(), x_ptr) << "reused while the side stream still had work queued";
+  side.synchronize();
+  y = Tensor();
+  Tensor z = tandem::empty(shape, kGpu);
+  Tensor w = tandem::empty(shape, kGpu);
+  EXPECT_TRUE(z.raw_data() == x_ptr || w.raw_data() == x_ptr)
+      << "the block must come back once the side stream is done";
+  EXPECT_TRUE(std::isfinite(tandem::sum(busy).item<double>()));
+}
+
+TEST_F(CudaTest, RecordStreamErrors) {
+  const tandem::cuda::Stream s = tandem::cuda::current_stream();
+  tt::expect_error([&] { tandem::cuda::record_stream(Tensor(), s); },
+                   {"cuda::record_stream", "undefined"});
+  tt::expect_error([&] { tandem::cuda::record_stream(tandem::ones({3}), s); },
+                   {"cuda::record_stream", "expected a CUDA tensor", "cpu", "[3]"});
+  if (tandem::cuda::device_count() > 1) {
+    tt::expect_error(
+        [&] { tandem::cuda::record_stream(tandem::ones({3}, kGpu), tandem::cuda::new_stream(1)); },
+        {"cuda::record_stream", "cuda:1"});
+  }
+}
+
+// Issue 18 item 7: each (cuBLAS handle, stream) pair has its own workspace, so
+// GEMMs on two streams from one thread do not share cuBLAS scratch memory.
+TEST_F(CudaTest, GemmsOnTwoStreamsMatchTheCpu) {
+  const tandem::cuda::Stream s1 = tandem::cuda::new_stream(), s2 = tandem::cuda::new_stream();
+  const Tensor a = tt::random_tensor({257, 129}, tandem::kFloat32);
+  const Tensor b = tt::random_tensor({129, 191}, tandem::kFloat32);
+  const Tensor ag = a.cuda(), bg = b.cuda();
+  std::vector<Tensor> r1, r2;
+  for (int i = 0; i < 8; ++i) {
+    {
+      tandem::cuda::StreamGuard g(s1);
+      r1.push_back(tandem::matmul(ag, bg));
+    }
+    {
+      tandem::cuda::StreamGuard g(s2);
+      r2.push_back(tandem::matmul(ag, bg));
+    }
+  }
+  s1.synchronize();
+  s2.synchronize();
+  const Tensor want = tandem::matmul(a, b);
+  const Tol tol = tt::scaled(tt::default_tol(tandem::kFloat32), 20.0);  // GEMM order
+  for (int i = 0; i < 8; ++i) {
+    tt::expect_close(r1[static_cast<size_t>(i)].cpu(), want, tol);
+    tt::expect_close(r2[static_cast<size_t>(i)].cpu(), want, tol);
+  }
 }
 
 }  // namespace

@@ -367,6 +367,16 @@ TEST(ErrorTest, CudaTensorWithoutADevice) {
   EXPECT_EQ(tandem::cuda::device_count(), 0);
 }
 
+TEST(ErrorTest, StreamsWithoutADevice) {
+  if (tandem::cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
+  const bool built = tandem::cuda::is_built();
+  const char* expected = built ? "no CUDA device" : "built without CUDA support";
+  expect_error([] { tandem::cuda::set_current_stream(tandem::cuda::Stream()); }, expected);
+  expect_error([] { tandem::cuda::StreamGuard guard{tandem::cuda::Stream()}; }, expected);
+  expect_error([] { tandem::cuda::record_stream(tandem::zeros({2}), tandem::cuda::Stream()); },
+               {"record_stream", built ? "expected a CUDA tensor" : "built without CUDA support"});
+}
+
 TEST(ErrorTest, DeviceMismatch) {
   TANDEM_SKIP_WITHOUT_CUDA();
   Tensor c = tt::random_tensor({3}, tandem::kFloat32).cuda();

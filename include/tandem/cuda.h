@@ -9,6 +9,7 @@
 #include <string>
 
 namespace tandem {
+class Tensor;
 namespace cuda {
 
 // True when tandem was built with CUDA and at least one device is visible.
@@ -28,14 +29,23 @@ struct MemoryStats {
   uint64_t num_device_allocs = 0;   // real cudaMalloc calls
   uint64_t num_device_frees = 0;    // real cudaFree calls
   uint64_t num_alloc_requests = 0;  // tensor allocations served
+  // Events of this device that still guard pinned host blocks read by
+  // asynchronous copies: at most one per (pinned block, stream), however many
+  // copies a block has been the source of.
+  uint64_t pinned_pending_events = 0;
 };
 MemoryStats memory_stats(int device = 0);
 void reset_peak_memory_stats(int device = 0);
 // Returns every cached (unused) block to the driver.
 void empty_cache();
 
-// An opaque CUDA stream handle (cudaStream_t) and the per-device current stream
-// that every tandem launch and library call uses.
+// An opaque CUDA stream handle (cudaStream_t) and the current stream that
+// every tandem launch, copy and library call of a device is enqueued on.
+//
+// The current stream is per host thread and per device, as in PyTorch:
+// set_current_stream changes it for the calling thread only, and a thread
+// that never set one uses tandem's default stream of the device (one
+// non-blocking stream per device, shared by all threads, created on first use).
 class Stream {
  public:
   explicit Stream(void* handle = nullptr, int device = 0) : handle_(handle), device_(device) {}
@@ -47,10 +57,36 @@ class Stream {
   void* handle_;
   int device_;
 };
+// The calling thread's current stream of `device` (-1: the current device).
 Stream current_stream(int device = -1);
+// Sets the calling thread's current stream of stream.device(); a null handle
+// selects tandem's default stream of that device again.
 void set_current_stream(const Stream& stream);
 // Creates a new non-blocking stream (owned by tandem until process exit).
 Stream new_stream(int device = -1);
+
+// Makes `stream` the calling thread's current stream of its device for the
+// guard's lifetime, then restores the previous one.
+class StreamGuard {
+ public:
+  explicit StreamGuard(const Stream& stream);
+  ~StreamGuard();
+  StreamGuard(const StreamGuard&) = delete;
+  StreamGuard& operator=(const StreamGuard&) = delete;
+
+ private:
+  Stream previous_;
+};
+
+// Marks `tensor`'s memory as used by work on `stream` (PyTorch's
+// Tensor.record_stream). The caching allocator reuses a freed block only for
+// the stream it was allocated on; a tensor that work on another stream reads
+// or writes must be recorded on that stream before it is freed, so that its
+// block is not handed out again until that stream has finished the work
+// queued so far. Needed only when a tensor allocated on one stream is used on
+// another and may be freed before the other stream is synchronised. Throws
+// for an undefined or CPU tensor or a stream of another device.
+void record_stream(const Tensor& tensor, const Stream& stream);
 
 // TF32 tensor-core math in float32 GEMMs (cuBLAS). Off by default, so float32
 // matmul keeps full float32 precision; turn on for speed.

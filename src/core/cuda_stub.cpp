@@ -51,6 +51,11 @@ void Stream::synchronize() const { fail_not_built("Stream::synchronize"); }
 Stream current_stream(int /*device*/) { fail_not_built("current_stream"); }
 void set_current_stream(const Stream& /*stream*/) { fail_not_built("set_current_stream"); }
 Stream new_stream(int /*device*/) { fail_not_built("new_stream"); }
+StreamGuard::StreamGuard(const Stream& /*stream*/) { fail_not_built("StreamGuard"); }
+StreamGuard::~StreamGuard() = default;
+void record_stream(const Tensor& /*tensor*/, const Stream& /*stream*/) {
+  fail_not_built("record_stream");
+}
 
 void set_allow_tf32(bool allow) { allow_tf32_flag().store(allow); }
 bool allow_tf32() { return allow_tf32_flag().load(); }
@@ -87,6 +92,8 @@ void copy_device_to_device(void* /*dst*/, int /*dst_device*/, const void* /*src*
                            int /*src_device*/, size_t /*nbytes*/) {
   fail_not_built("a device-to-device copy");
 }
+
+ConvCacheStats conv_cache_stats() { return ConvCacheStats{}; }
 
 // No-op: there is no device to switch to (and none to restore).
 DeviceGuard::DeviceGuard(int /*device*/) {}

@@ -5,14 +5,22 @@
 // above) and served from a per-device pool of freed blocks, best fit, keyed by
 // (stream, size). A block is handed out again only for the stream it was
 // allocated on, so freeing a tensor whose kernels are still queued is safe:
-// whatever reuses the block is queued behind them. A tensor used on another
-// stream than the one it was allocated on must outlive that use (there is no
-// record_stream). Freed blocks go back to the pool, never to cudaFree; on
-// cudaMalloc failure the device's cached blocks are released and the
-// allocation retried once, then OutOfMemoryError is thrown.
+// whatever reuses the block is queued behind them. A tensor used on other
+// streams too is marked with cuda::record_stream (PyTorch's semantics): when
+// it is freed, an event is recorded on each of those streams and the block
+// waits in `pending_frees` until they have all completed (checked at each
+// allocation; waited for before the cache is released). Freed blocks go back
+// to the pool, never to cudaFree; on cudaMalloc failure the device's cached
+// blocks are released and the allocation retried once, then OutOfMemoryError
+// is thrown.
 //
 // Pinned host memory: cached the same way. A block that was the source of an
-// asynchronous copy carries events and is reused only after they complete.
+// asynchronous copy carries events and is reused only after they complete. It
+// carries at most one event per (device, stream): work on a stream runs in
+// order, so re-recording that stream's event behind the newest copy covers
+// every earlier copy on it, and a block used as a copy source over and over
+// holds one event, not one per copy (completed events are recycled at record
+// time too). The count is MemoryStats::pinned_pending_events.
 //
 // Host -> device copies from pageable memory go through a small per-device
 // ring of pinned staging buffers; a slot is refilled only after the event
@@ -37,6 +45,7 @@
 #include "cuda/runtime.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"
+#include "tandem/tensor.h"
 
 namespace tandem {
 namespace cuda {
@@ -81,7 +90,14 @@ std::string format_bytes(size_t bytes) {
 struct Block {
   void* ptr = nullptr;
   size_t size = 0;
-  cudaStream_t stream = nullptr;
+  cudaStream_t stream = nullptr;          // allocated on, and reused only for
+  std::vector<cudaStream_t> stream_uses;  // other streams that used it (record_stream)
+};
+
+// A freed block waiting for the events recorded on its other streams.
+struct PendingFree {
+  Block* block;
+  std::vector<cudaEvent_t> events;
 };
 
 struct BlockLess {
@@ -97,6 +113,9 @@ struct BlockLess {
 struct DevicePool {
   std::mutex mutex;
   std::set<Block*, BlockLess> free_blocks;  // owned; deleted when cudaFree'd
+  std::map<void*, Block*> live_blocks;      // handed out, by address (record_stream)
+  std::vector<PendingFree> pending_frees;   // freed, still used by another stream
+  std::vector<cudaEvent_t> spare_events;
   MemoryStats stats;
 };
 
@@ -104,15 +123,20 @@ class DeviceAllocator {
  public:
   std::shared_ptr<void> allocate(size_t nbytes, int device);
   void release(Block* block, int device);
+  // Marks the live block at `base` as used on `stream` (see the top).
+  void record_stream(void* base, int device, cudaStream_t stream);
   MemoryStats stats(int device);
   void reset_peak(int device);
   void empty_cache();
 
  private:
   DevicePool& pool(int device) { return pools_[static_cast<size_t>(device)]; }
-  // Frees every cached block of the pool (caller holds the pool's mutex and a
-  // DeviceGuard for the device).
+  // Frees every cached block of the pool, after waiting for the pending frees
+  // (caller holds the pool's mutex and a DeviceGuard for the device).
   void release_cached_locked(DevicePool& p);
+  // Moves pending frees whose events have completed (all of them when `wait`)
+  // to free_blocks (caller holds the pool's mutex, the device is current).
+  void process_pending_frees_locked(DevicePool& p, bool wait);
 
   std::array<DevicePool, kMaxDevices> pools_;
 };
@@ -137,6 +161,7 @@ std::shared_ptr<void> DeviceAllocator::allocate(size_t nbytes, int device) {
   DevicePool& p = pool(device);
   std::lock_guard<std::mutex> lock(p.mutex);
   ++p.stats.num_alloc_requests;
+  if (!p.pending_frees.empty()) process_pending_frees_locked(p, false);
 
   Block key;
   key.size = size;
@@ -170,25 +195,106 @@ std::shared_ptr<void> DeviceAllocator::allocate(size_t nbytes, int device) {
           __FILE__, __LINE__);
     }
     check_status(err, "cudaMalloc(&ptr, size)", __FILE__, __LINE__);
-    block = new Block{ptr, size, stream};
+    block = new Block{ptr, size, stream, {}};
     p.stats.reserved_bytes += size;
     ++p.stats.num_device_allocs;
   }
   p.stats.allocated_bytes += block->size;
   p.stats.peak_allocated_bytes = std::max(p.stats.peak_allocated_bytes, p.stats.allocated_bytes);
   p.stats.cached_bytes = p.stats.reserved_bytes - p.stats.allocated_bytes;
+  p.live_blocks[block->ptr] = block;
   return std::shared_ptr<void>(block->ptr, BlockDeleter{block, device});
 }
 
 void DeviceAllocator::release(Block* block, int device) {
   DevicePool& p = pool(device);
   std::lock_guard<std::mutex> lock(p.mutex);
+  p.live_blocks.erase(block->ptr);
   p.stats.allocated_bytes -= block->size;
   p.stats.cached_bytes = p.stats.reserved_bytes - p.stats.allocated_bytes;
-  p.free_blocks.insert(block);
+  if (block->stream_uses.empty()) {
+    p.free_blocks.insert(block);
+    return;
+  }
+  // Used on other streams: reusable once each of them reaches this point. A
+  // deleter must not throw, so a failure to record an event falls back to
+  // waiting for the whole device.
+  PendingFree pending{block, {}};
+  int previous = -1;
+  bool ok = cudaGetDevice(&previous) == cudaSuccess &&
+            (previous == device || cudaSetDevice(device) == cudaSuccess);
+  for (cudaStream_t s : block->stream_uses) {
+    if (!ok) break;
+    cudaEvent_t ev = nullptr;
+    if (!p.spare_events.empty()) {
+      ev = p.spare_events.back();
+      p.spare_events.pop_back();
+    } else if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess) {
+      ok = false;
+      break;
+    }
+    if (cudaEventRecord(ev, s) != cudaSuccess) {
+      p.spare_events.push_back(ev);
+      ok = false;
+      break;
+    }
+    pending.events.push_back(ev);
+  }
+  if (!ok) {
+    (void)cudaGetLastError();
+    if (cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
+    for (cudaEvent_t ev : pending.events) p.spare_events.push_back(ev);
+    pending.events.clear();
+  }
+  if (previous >= 0 && previous != device && cudaSetDevice(previous) != cudaSuccess) {
+    (void)cudaGetLastError();
+  }
+  block->stream_uses.clear();
+  if (pending.events.empty()) {
+    p.free_blocks.insert(block);
+  } else {
+    p.pending_frees.push_back(std::move(pending));
+  }
+}
+
+void DeviceAllocator::record_stream(void* base, int device, cudaStream_t stream) {
+  DevicePool& p = pool(device);
+  std::lock_guard<std::mutex> lock(p.mutex);
+  auto it = p.live_blocks.find(base);
+  if (it == p.live_blocks.end()) return;  // not from this allocator (cannot happen for tensors)
+  Block* b = it->second;
+  if (stream == b->stream) return;
+  if (std::find(b->stream_uses.begin(), b->stream_uses.end(), stream) == b->stream_uses.end()) {
+    b->stream_uses.push_back(stream);
+  }
+}
+
+void DeviceAllocator::process_pending_frees_locked(DevicePool& p, bool wait) {
+  for (size_t i = 0; i < p.pending_frees.size();) {
+    PendingFree& pf = p.pending_frees[i];
+    bool done = true;
+    for (cudaEvent_t ev : pf.events) {
+      const cudaError_t q = wait ? cudaEventSynchronize(ev) : cudaEventQuery(ev);
+      if (q == cudaErrorNotReady) {
+        (void)cudaGetLastError();
+        done = false;
+        break;
+      }
+      if (q != cudaSuccess) (void)cudaGetLastError();  // a failed device: nothing reads it
+    }
+    if (!done) {
+      ++i;
+      continue;
+    }
+    for (cudaEvent_t ev : pf.events) p.spare_events.push_back(ev);
+    p.free_blocks.insert(pf.block);
+    p.pending_frees[i] = std::move(p.pending_frees.back());
+    p.pending_frees.pop_back();
+  }
 }
 
 void DeviceAllocator::release_cached_locked(DevicePool& p) {
+  process_pending_frees_locked(p, true);
   for (Block* b : p.free_blocks) {
     const cudaError_t err = cudaFree(b->ptr);
     if (err != cudaSuccess) (void)cudaGetLastError();  // keep going; the block is gone either way
@@ -221,7 +327,7 @@ void DeviceAllocator::empty_cache() {
   for (int d = 0; d < n; ++d) {
     DevicePool& p = pool(d);
     std::lock_guard<std::mutex> lock(p.mutex);
-    if (p.free_blocks.empty()) continue;
+    if (p.free_blocks.empty() && p.pending_frees.empty()) continue;
     DeviceGuard guard(d);
     release_cached_locked(p);
   }
@@ -229,12 +335,18 @@ void DeviceAllocator::empty_cache() {
 
 // ---- Pinned host memory ------------------------------------------------------------------
 
+// An event recorded behind the newest asynchronous copy that read a pinned
+// block on `stream` of `device` (the device the event was created on).
+struct PendingUse {
+  int device;
+  cudaStream_t stream;
+  cudaEvent_t event;
+};
+
 struct PinnedBlock {
   void* ptr = nullptr;
   size_t size = 0;
-  // Events recorded behind asynchronous copies that read this block, with the
-  // device each was created on.
-  std::vector<std::pair<int, cudaEvent_t>> pending;
+  std::vector<PendingUse> pending;  // at most one per (device, stream)
 };
 
 class PinnedAllocator {
@@ -245,9 +357,12 @@ class PinnedAllocator {
   // in one of our blocks, so that the block is not reused before the copy ends.
   void record_use(const void* ptr, int device, cudaStream_t stream);
   void empty_cache();
+  // Events of `device` still pending on pinned blocks.
+  uint64_t pending_events(int device);
 
  private:
-  // True when every copy that read the block has finished (recycles the events).
+  // True when every copy that read the block has finished (recycles the events
+  // of those that have).
   bool idle_locked(PinnedBlock* b);
   void free_idle_locked();
 
@@ -255,6 +370,7 @@ class PinnedAllocator {
   std::multimap<size_t, PinnedBlock*> free_;  // by size
   std::map<uintptr_t, PinnedBlock*> all_;     // by address, to find a block from a pointer
   std::array<std::vector<cudaEvent_t>, kMaxDevices> spare_events_;
+  std::array<uint64_t, kMaxDevices> pending_count_{};  // entries in all blocks' `pending`
 };
 
 PinnedAllocator& pinned_allocator() {
@@ -264,21 +380,31 @@ PinnedAllocator& pinned_allocator() {
 
 bool PinnedAllocator::idle_locked(PinnedBlock* b) {
   auto& pending = b->pending;
+  bool idle = true;
   for (size_t i = 0; i < pending.size();) {
-    const cudaError_t q = cudaEventQuery(pending[i].second);
+    const cudaError_t q = cudaEventQuery(pending[i].event);
     if (q == cudaErrorNotReady) {
       (void)cudaGetLastError();
-      return false;
+      idle = false;
+      ++i;
+      continue;
     }
+    const auto dev = static_cast<size_t>(pending[i].device);
     if (q == cudaSuccess) {
-      spare_events_[static_cast<size_t>(pending[i].first)].push_back(pending[i].second);
+      spare_events_[dev].push_back(pending[i].event);
     } else {
       (void)cudaGetLastError();  // a failed device: the copy will never read the block again
     }
+    --pending_count_[dev];
     pending[i] = pending.back();
     pending.pop_back();
   }
-  return true;
+  return idle;
+}
+
+uint64_t PinnedAllocator::pending_events(int device) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return pending_count_[static_cast<size_t>(device)];
 }
 
 std::shared_ptr<void> PinnedAllocator::allocate(size_t nbytes) {
@@ -332,6 +458,15 @@ void PinnedAllocator::record_use(const void* ptr, int device, cudaStream_t strea
   --it;
   PinnedBlock* b = it->second;
   if (addr >= it->first + b->size) return;  // not one of ours
+  (void)idle_locked(b);                     // recycle the events of copies that have finished
+  for (PendingUse& use : b->pending) {
+    if (use.device == device && use.stream == stream) {
+      // Same stream: re-recording moves the event behind this copy, which runs
+      // after every earlier copy on the stream.
+      TANDEM_CUDA_CHECK(cudaEventRecord(use.event, stream));
+      return;
+    }
+  }
   auto& spare = spare_events_[static_cast<size_t>(device)];
   cudaEvent_t ev = nullptr;
   if (!spare.empty()) {
@@ -345,7 +480,8 @@ void PinnedAllocator::record_use(const void* ptr, int device, cudaStream_t strea
     spare.push_back(ev);
     check_status(err, "cudaEventRecord(ev, stream)", __FILE__, __LINE__);
   }
-  b->pending.emplace_back(device, ev);
+  b->pending.push_back(PendingUse{device, stream, ev});
+  ++pending_count_[static_cast<size_t>(device)];
 }
 
 void PinnedAllocator::free_idle_locked() {
@@ -495,7 +631,26 @@ void copy_device_to_device(void* dst, int dst_device, const void* src, int src_d
 // ---- include/tandem/cuda.h: allocator statistics
 // -------------------------------------------------
 
-MemoryStats memory_stats(int device) { return detail::device_allocator().stats(device); }
+void record_stream(const Tensor& tensor, const Stream& stream) {
+  TANDEM_CHECK(tensor.defined(), "cuda::record_stream: the tensor is undefined");
+  TANDEM_CHECK(tensor.is_cuda(), "cuda::record_stream: expected a CUDA tensor, got a ",
+               tensor.device().str(), " tensor ", shape_str(tensor.sizes()));
+  TANDEM_CHECK(stream.device() == tensor.device().index(), "cuda::record_stream: the tensor is on ",
+               tensor.device().str(), " but the stream belongs to cuda:", stream.device());
+  const Storage& storage = *tensor.impl()->storage;
+  if (storage.nbytes() == 0) return;
+  cudaStream_t s = static_cast<cudaStream_t>(stream.handle());
+  if (s == nullptr) s = detail::default_stream(stream.device());  // null: tandem's default
+  detail::device_allocator().record_stream(storage.data(), stream.device(), s);
+}
+
+MemoryStats memory_stats(int device) {
+  MemoryStats s = detail::device_allocator().stats(device);
+  if (detail::visible_device_count() > 0) {
+    s.pinned_pending_events = detail::pinned_allocator().pending_events(device);
+  }
+  return s;
+}
 void reset_peak_memory_stats(int device) { detail::device_allocator().reset_peak(device); }
 void empty_cache() {
   detail::device_allocator().empty_cache();

@@ -64,9 +64,12 @@ int visible_device_count();
 void check_device_index(int device);
 // The calling thread's current device (throws when no device is available).
 int current_device();
-// The current stream of `device` (tandem's lazily created non-blocking stream
-// unless set_current_stream chose another).
+// The calling thread's current stream of `device` (tandem's default stream of
+// the device unless this thread's set_current_stream chose another).
 cudaStream_t stream_for_device(int device);
+// tandem's default stream of `device`: one non-blocking stream per device,
+// shared by all threads, created on first use.
+cudaStream_t default_stream(int device);
 // Streaming multiprocessors of the current device (cached).
 int multiprocessor_count();
 

@@ -4,32 +4,45 @@
 // cudnnSetConvolutionGroupCount. Contract in core/backend_decls.inc; the CPU
 // twin is src/cpu/conv.cpp.
 //
-// Algorithm choice, per pass and shape:
+// A plan per (shape, dtype, math, deterministic, benchmark, device) is built
+// on first use and kept: the descriptors, and per pass the candidate
+// algorithms and the one that worked, so later calls of the shape (every
+// training step) neither rebuild descriptors nor query cuDNN again.
+// Algorithm choice, per pass:
 //   - default: cuDNN's heuristics (cudnnGet*Algorithm_v7), best first;
 //   - cuda::set_cudnn_benchmark(true): cudnnFind*AlgorithmEx times the
-//     candidates once per (pass, shape, dtype, math, deterministic, device)
-//     and the order it finds is cached (like torch.backends.cudnn.benchmark);
+//     candidates once and the order it finds is kept
+//     (like torch.backends.cudnn.benchmark);
 //   - cuda::set_cudnn_deterministic(true): only CUDNN_DETERMINISTIC results.
 // Candidates are tried in order: the workspace comes from the caching
 // allocator, and when it cannot be had (OutOfMemoryError) the next candidate
 // is tried, so a conv runs with less memory rather than failing; every pass has
-// algorithms that need no workspace. float32 uses TF32 tensor cores only when
-// cuda::allow_tf32() is on (CUDNN_FMA_MATH otherwise).
+// algorithms that need no workspace. A candidate cuDNN refuses at run time
+// (NOT_SUPPORTED, EXECUTION_FAILED) gives way to the next and is skipped
+// from then on.
+// Batches whose input or output has more than 2^31 - 1 elements (cuDNN's
+// descriptors take int sizes and strides) run in chunks of samples
+// (core/conv_chunk.h); the filter gradient accumulates over the chunks. float32 uses TF32 tensor
+// cores only when cuda::allow_tf32() is on (CUDNN_FMA_MATH otherwise).
 //
 // The legacy convolution API is deprecated in cuDNN 9 in favour of the graph
 // API but still supported; it is what this file needs and it keeps the code
 // short. (cuDNN only warns about it with CUDNN_WARN_DEPRECATED.)
 #include <cudnn.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <climits>
 #include <map>
+#include <memory>
 #include <mutex>
-#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/backend.h"
+#include "core/conv_chunk.h"
 #include "cuda/cuda_utils.h"
 #include "tandem/cuda.h"
 
@@ -129,34 +142,14 @@ struct Descs {
       : x(dt, s.n, s.c, s.h, s.w), y(dt, s.n, s.k, s.p, s.q), w(dt, s), conv(dt, s) {}
 };
 
-// ---- Algorithm choice -------------------------------------------------------------------
+// ---- Plans: descriptors and algorithm choice per shape ---------------------------------
 
-enum class Pass { Forward, BackwardData, BackwardFilter };
+enum class Pass { Forward = 0, BackwardData = 1, BackwardFilter = 2 };
 
 struct Candidate {
   int algo;
-  size_t workspace;
+  size_t workspace;  // for the plan's main chunk
 };
-
-std::string cache_key(Pass pass, const ConvShape& s, DType dt) {
-  std::ostringstream os;
-  os << static_cast<int>(pass) << ':' << dtype_name(dt) << ':' << s.n << ',' << s.c << ',' << s.h
-     << ',' << s.w << ',' << s.k << ',' << s.r << ',' << s.s << ',' << s.stride_h << ','
-     << s.stride_w << ',' << s.pad_h << ',' << s.pad_w << ',' << s.dil_h << ',' << s.dil_w << ','
-     << s.groups << ":tf32=" << (dt == kFloat32 && allow_tf32())
-     << ":det=" << deterministic_flag().load() << ":dev=" << detail::current_device();
-  return os.str();
-}
-
-struct AlgoCache {
-  std::mutex mutex;
-  std::map<std::string, std::vector<Candidate>> benchmarked;
-  std::map<std::string, int> last_used;  // key without the pass-specific mode bits
-};
-AlgoCache& algo_cache() {
-  static AlgoCache* cache = new AlgoCache();  // never destroyed
-  return *cache;
-}
 
 template <typename Perf>
 std::vector<Candidate> usable(const Perf* perf, int count) {
@@ -172,7 +165,13 @@ std::vector<Candidate> usable(const Perf* perf, int count) {
 
 constexpr int kMaxAlgos = 16;
 
+std::atomic<uint64_t>& heuristic_query_count() {
+  static std::atomic<uint64_t> n{0};
+  return n;
+}
+
 std::vector<Candidate> heuristic_candidates(Pass pass, cudnnHandle_t h, const Descs& d) {
+  heuristic_query_count().fetch_add(1, std::memory_order_relaxed);
   int returned = 0;
   switch (pass) {
     case Pass::Forward: {
@@ -238,48 +237,176 @@ std::vector<Candidate> benchmark_candidates(Pass pass, cudnnHandle_t h, const De
   }
 }
 
-std::vector<Candidate> candidates(Pass pass, cudnnHandle_t h, const Descs& d, const ConvShape& s,
-                                  DType dt, const void* in0, const void* in1, void* out) {
-  std::vector<Candidate> heuristic = heuristic_candidates(pass, h, d);
-  if (!benchmark_flag().load()) return heuristic;
-  const std::string key = cache_key(pass, s, dt);
-  AlgoCache& cache = algo_cache();
-  {
-    std::lock_guard<std::mutex> lock(cache.mutex);
-    auto it = cache.benchmarked.find(key);
-    if (it != cache.benchmarked.end()) return it->second;
+cudnnStatus_t workspace_size(Pass pass, cudnnHandle_t h, const Descs& d, int algo, size_t* bytes) {
+  switch (pass) {
+    case Pass::Forward:
+      return cudnnGetConvolutionForwardWorkspaceSize(
+          h, d.x.d, d.w.d, d.conv.d, d.y.d, static_cast<cudnnConvolutionFwdAlgo_t>(algo), bytes);
+    case Pass::BackwardData:
+      return cudnnGetConvolutionBackwardDataWorkspaceSize(
+          h, d.w.d, d.y.d, d.conv.d, d.x.d, static_cast<cudnnConvolutionBwdDataAlgo_t>(algo),
+          bytes);
+    default:
+      return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+          h, d.x.d, d.y.d, d.conv.d, d.w.d, static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo),
+          bytes);
   }
-  std::vector<Candidate> found = benchmark_candidates(pass, h, d, in0, in1, out, heuristic);
-  if (found.empty()) found = heuristic;
-  std::lock_guard<std::mutex> lock(cache.mutex);
-  cache.benchmarked[key] = found;
-  return found;
 }
 
-void remember(Pass pass, const ConvShape& s, DType dt, int algo) {
-  AlgoCache& cache = algo_cache();
-  std::lock_guard<std::mutex> lock(cache.mutex);
-  cache.last_used[cache_key(pass, s, dt)] = algo;
+// Everything that depends only on the shape and the modes, built once: the
+// descriptors of a full chunk and of the last, shorter one, and per pass the
+// candidate algorithms and the first one to try (advanced past the ones cuDNN
+// refused with NOT_SUPPORTED / EXECUTION_FAILED, so a training step neither
+// rebuilds descriptors nor re-queries the heuristics).
+struct PassState {
+  bool ready = false;
+  std::vector<Candidate> cands;
+  size_t chosen = 0;
+};
+
+struct ConvPlan {
+  int64_t n = 0, chunk = 0;  // the batch and the samples per cuDNN call
+  std::unique_ptr<Descs> main, tail;
+  std::unique_ptr<TensorDesc> bias;  // [1, k, 1, 1]
+  std::mutex mutex;                  // guards `passes`
+  std::array<PassState, 3> passes;
+};
+
+using PlanKey = std::array<int64_t, 20>;
+
+PlanKey plan_key(const ConvShape& s, DType dt) {
+  const int64_t modes = (dt == kFloat32 && allow_tf32() ? 1 : 0) |
+                        (deterministic_flag().load() ? 2 : 0) | (benchmark_flag().load() ? 4 : 0);
+  return {s.n,
+          s.c,
+          s.h,
+          s.w,
+          s.k,
+          s.r,
+          s.s,
+          s.p,
+          s.q,
+          s.stride_h,
+          s.stride_w,
+          s.pad_h,
+          s.pad_w,
+          s.dil_h,
+          s.dil_w,
+          s.groups,
+          static_cast<int64_t>(dt),
+          modes,
+          detail::current_device(),
+          0};
 }
 
-// Runs `call(algo, workspace, bytes)` with the first candidate whose workspace
-// can be allocated.
+struct PlanCache {
+  std::mutex mutex;
+  std::map<PlanKey, std::unique_ptr<ConvPlan>> plans;  // never evicted (one per shape)
+};
+PlanCache& plan_cache() {
+  static PlanCache* cache = new PlanCache();  // never destroyed
+  return *cache;
+}
+
+ConvPlan& plan_for(const ConvShape& s, DType dt) {
+  const PlanKey key = plan_key(s, dt);
+  PlanCache& cache = plan_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  std::unique_ptr<ConvPlan>& slot = cache.plans[key];
+  if (slot != nullptr) return *slot;
+  const int64_t chunk = conv::batch_chunk(s);
+  TANDEM_CHECK(chunk >= 1, "conv2d (cuda): one sample of input [", s.n, ", ", s.c, ", ", s.h, ", ",
+               s.w, "] / output [", s.n, ", ", s.k, ", ", s.p, ", ", s.q,
+               "] has more than 2^31 - 1 elements, more than cuDNN's descriptors take");
+  TANDEM_CHECK(s.k * (s.c / s.groups) * s.r * s.s <= conv::kMaxCudnnElements,
+               "conv2d (cuda): the weight [", s.k, ", ", s.c / s.groups, ", ", s.r, ", ", s.s,
+               "] has more than 2^31 - 1 elements, more than cuDNN's descriptors take");
+  auto plan = std::make_unique<ConvPlan>();
+  plan->n = s.n;
+  plan->chunk = chunk;
+  ConvShape part = s;
+  part.n = chunk;
+  plan->main = std::make_unique<Descs>(dt, part);
+  if (s.n % chunk != 0) {
+    part.n = s.n % chunk;
+    plan->tail = std::make_unique<Descs>(dt, part);
+  }
+  plan->bias = std::make_unique<TensorDesc>(dt, 1, s.k, 1, 1);
+  slot = std::move(plan);
+  return *slot;
+}
+
+// The pass's candidates and the first to try; queried (or benchmarked on the
+// first chunk's buffers) on the plan's first use.
+std::pair<std::vector<Candidate>, size_t> pass_candidates(Pass pass, ConvPlan& plan,
+                                                          cudnnHandle_t h, const void* in0,
+                                                          const void* in1, void* out) {
+  std::lock_guard<std::mutex> lock(plan.mutex);
+  PassState& st = plan.passes[static_cast<size_t>(pass)];
+  if (!st.ready) {
+    st.cands = heuristic_candidates(pass, h, *plan.main);
+    if (benchmark_flag().load()) {
+      std::vector<Candidate> found =
+          benchmark_candidates(pass, h, *plan.main, in0, in1, out, st.cands);
+      if (!found.empty()) st.cands = std::move(found);
+    }
+    st.chosen = 0;
+    st.ready = true;
+  }
+  return {st.cands, st.chosen};
+}
+
+bool refused(cudnnStatus_t status) {
+  const int category = CUDNN_STATUS_CATEGORY(static_cast<int>(status));
+  return category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_EXECUTION_FAILED;
+}
+
+// Runs one pass over the batch in chunks: `call(descs, algo, ws, bytes, b0,
+// first)` enqueues the chunk starting at sample b0 and returns cuDNN's status.
+// Candidates are tried in order from the plan's choice: one whose workspace
+// cannot be had (OutOfMemoryError) or that cuDNN refuses (NOT_SUPPORTED,
+// EXECUTION_FAILED; float64 with groups and dilation is a known case) gives
+// way to the next, and the whole batch is redone with it (chunk 0 overwrites
+// the output). Refused candidates are skipped from then on.
 template <typename Call>
-void run_with_fallback(Pass pass, const ConvShape& s, DType dt, const std::vector<Candidate>& cands,
-                       const char* what, const Call& call) {
+void run_pass(Pass pass, ConvPlan& plan, cudnnHandle_t h, const char* what, const void* in0,
+              const void* in1, void* out, const Call& call) {
+  const auto [cands, start] = pass_candidates(pass, plan, h, in0, in1, out);
   TANDEM_CHECK(!cands.empty(), what, ": cuDNN offers no algorithm for this configuration",
                deterministic_flag().load() ? " in deterministic mode" : "");
-  for (size_t i = 0; i < cands.size(); ++i) {
+  std::string failures;
+  bool all_refused_so_far = true;
+  for (size_t i = start; i < cands.size(); ++i) {
     const Candidate& c = cands[i];
+    cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
     try {
-      detail::DeviceWorkspace ws(std::max<size_t>(c.workspace, 1));
-      call(c.algo, ws.data(), c.workspace);
-      remember(pass, s, dt, c.algo);
-      return;
+      for (int64_t b0 = 0; b0 < plan.n && status == CUDNN_STATUS_SUCCESS; b0 += plan.chunk) {
+        const Descs& d = plan.n - b0 >= plan.chunk ? *plan.main : *plan.tail;
+        size_t bytes = c.workspace;
+        if (&d != plan.main.get()) status = workspace_size(pass, h, d, c.algo, &bytes);
+        if (status != CUDNN_STATUS_SUCCESS) break;
+        detail::DeviceWorkspace ws(std::max<size_t>(bytes, 1));
+        status = call(d, c.algo, ws.data(), bytes, b0, b0 == 0);
+      }
     } catch (const OutOfMemoryError&) {
       if (i + 1 == cands.size()) throw;  // nothing needing less memory is left
+      all_refused_so_far = false;
+      continue;
     }
+    if (status == CUDNN_STATUS_SUCCESS) {
+      if (all_refused_so_far && i != start) {
+        std::lock_guard<std::mutex> lock(plan.mutex);
+        PassState& st = plan.passes[static_cast<size_t>(pass)];
+        if (st.chosen < i) st.chosen = i;
+      }
+      return;
+    }
+    if (!refused(status)) TANDEM_CUDA_CHECK(status);  // a real error: report it
+    (void)cudaGetLastError();                         // a failed launch inside cuDNN is not sticky
+    failures += tandem::detail::str_cat(failures.empty() ? "" : ", ", "algorithm ", c.algo, ": ",
+                                        cudnnGetErrorString(status));
   }
+  TANDEM_FAIL(what, ": every cuDNN algorithm failed for this configuration (", failures, ")");
 }
 
 // alpha/beta scaling factors: float for float data, double for double.
@@ -289,6 +416,15 @@ struct Scale {
   const void* one(DType dt) const { return dt == kFloat64 ? static_cast<const void*>(&d1) : &f1; }
   const void* zero(DType dt) const { return dt == kFloat64 ? static_cast<const void*>(&d0) : &f0; }
 };
+
+// Byte pointer to sample b0 of an [n, per_sample] tensor.
+const void* at_sample(const Tensor& t, int64_t b0, int64_t per_sample) {
+  return static_cast<const char*>(t.raw_data()) +
+         static_cast<size_t>(b0 * per_sample) * t.element_size();
+}
+void* at_sample(Tensor& t, int64_t b0, int64_t per_sample) {
+  return static_cast<char*>(t.raw_data()) + static_cast<size_t>(b0 * per_sample) * t.element_size();
+}
 
 }  // namespace
 
@@ -302,10 +438,28 @@ int cudnn_version() { return static_cast<int>(cudnnGetVersion()); }
 
 namespace detail {
 int conv_forward_algorithm(const ConvShape& s, DType dt) {
-  AlgoCache& cache = algo_cache();
-  std::lock_guard<std::mutex> lock(cache.mutex);
-  auto it = cache.last_used.find(cache_key(Pass::Forward, s, dt));
-  return it == cache.last_used.end() ? -1 : it->second;
+  PlanCache& cache = plan_cache();
+  ConvPlan* plan = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    auto it = cache.plans.find(plan_key(s, dt));
+    if (it == cache.plans.end()) return -1;
+    plan = it->second.get();
+  }
+  std::lock_guard<std::mutex> lock(plan->mutex);
+  const PassState& st = plan->passes[static_cast<size_t>(Pass::Forward)];
+  return st.ready && st.chosen < st.cands.size() ? st.cands[st.chosen].algo : -1;
+}
+
+ConvCacheStats conv_cache_stats() {
+  ConvCacheStats out;
+  {
+    PlanCache& cache = plan_cache();
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    out.plans = cache.plans.size();
+  }
+  out.heuristic_queries = heuristic_query_count().load();
+  return out;
 }
 }  // namespace detail
 
@@ -315,21 +469,22 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, c
                     Tensor& y) {
   const DType dt = x.dtype();
   cudnnHandle_t h = current_cudnn_handle();
-  const Descs d(dt, s);
+  ConvPlan& plan = plan_for(s, dt);
   const Scale k;
-  const auto cands =
-      candidates(Pass::Forward, h, d, s, dt, x.raw_data(), weight.raw_data(), y.raw_data());
-  run_with_fallback(
-      Pass::Forward, s, dt, cands, "conv2d (cuda)", [&](int algo, void* ws, size_t bytes) {
-        TANDEM_CUDA_CHECK(cudnnConvolutionForward(h, k.one(dt), d.x.d, x.raw_data(), d.w.d,
-                                                  weight.raw_data(), d.conv.d,
-                                                  static_cast<cudnnConvolutionFwdAlgo_t>(algo), ws,
-                                                  bytes, k.zero(dt), d.y.d, y.raw_data()));
-      });
+  const int64_t xs = s.c * s.h * s.w, ys = s.k * s.p * s.q;
+  run_pass(Pass::Forward, plan, h, "conv2d (cuda)", x.raw_data(), weight.raw_data(), y.raw_data(),
+           [&](const Descs& d, int algo, void* ws, size_t bytes, int64_t b0, bool /*first*/) {
+             return cudnnConvolutionForward(h, k.one(dt), d.x.d, at_sample(x, b0, xs), d.w.d,
+                                            weight.raw_data(), d.conv.d,
+                                            static_cast<cudnnConvolutionFwdAlgo_t>(algo), ws, bytes,
+                                            k.zero(dt), d.y.d, at_sample(y, b0, ys));
+           });
   if (bias.defined()) {
-    const TensorDesc b(dt, 1, s.k, 1, 1);
-    TANDEM_CUDA_CHECK(
-        cudnnAddTensor(h, k.one(dt), b.d, bias.raw_data(), k.one(dt), d.y.d, y.raw_data()));
+    for (int64_t b0 = 0; b0 < s.n; b0 += plan.chunk) {
+      const Descs& d = s.n - b0 >= plan.chunk ? *plan.main : *plan.tail;
+      TANDEM_CUDA_CHECK(cudnnAddTensor(h, k.one(dt), plan.bias->d, bias.raw_data(), k.one(dt),
+                                       d.y.d, at_sample(y, b0, ys)));
+    }
   }
   TANDEM_CUDA_CHECK_LAUNCH(cudnnConvolutionForward);
 }
@@ -338,35 +493,37 @@ void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Con
                            Tensor& grad_x) {
   const DType dt = grad_y.dtype();
   cudnnHandle_t h = current_cudnn_handle();
-  const Descs d(dt, s);
+  ConvPlan& plan = plan_for(s, dt);
   const Scale k;
-  const auto cands = candidates(Pass::BackwardData, h, d, s, dt, weight.raw_data(),
-                                grad_y.raw_data(), grad_x.raw_data());
-  run_with_fallback(Pass::BackwardData, s, dt, cands, "conv2d backward (cuda)",
-                    [&](int algo, void* ws, size_t bytes) {
-                      TANDEM_CUDA_CHECK(cudnnConvolutionBackwardData(
-                          h, k.one(dt), d.w.d, weight.raw_data(), d.y.d, grad_y.raw_data(),
-                          d.conv.d, static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), ws, bytes,
-                          k.zero(dt), d.x.d, grad_x.raw_data()));
-                    });
+  const int64_t xs = s.c * s.h * s.w, ys = s.k * s.p * s.q;
+  run_pass(Pass::BackwardData, plan, h, "conv2d backward (cuda)", weight.raw_data(),
+           grad_y.raw_data(), grad_x.raw_data(),
+           [&](const Descs& d, int algo, void* ws, size_t bytes, int64_t b0, bool /*first*/) {
+             return cudnnConvolutionBackwardData(
+                 h, k.one(dt), d.w.d, weight.raw_data(), d.y.d, at_sample(grad_y, b0, ys), d.conv.d,
+                 static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), ws, bytes, k.zero(dt), d.x.d,
+                 at_sample(grad_x, b0, xs));
+           });
   TANDEM_CUDA_CHECK_LAUNCH(cudnnConvolutionBackwardData);
 }
 
+// Over several chunks the filter gradient accumulates: beta = 0 for the
+// first chunk, 1 after.
 void conv2d_backward_weight(const Tensor& x, const Tensor& grad_y, const ConvShape& s,
                             Tensor& grad_weight) {
   const DType dt = x.dtype();
   cudnnHandle_t h = current_cudnn_handle();
-  const Descs d(dt, s);
+  ConvPlan& plan = plan_for(s, dt);
   const Scale k;
-  const auto cands = candidates(Pass::BackwardFilter, h, d, s, dt, x.raw_data(), grad_y.raw_data(),
-                                grad_weight.raw_data());
-  run_with_fallback(Pass::BackwardFilter, s, dt, cands, "conv2d backward (cuda)",
-                    [&](int algo, void* ws, size_t bytes) {
-                      TANDEM_CUDA_CHECK(cudnnConvolutionBackwardFilter(
-                          h, k.one(dt), d.x.d, x.raw_data(), d.y.d, grad_y.raw_data(), d.conv.d,
-                          static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo), ws, bytes, k.zero(dt),
-                          d.w.d, grad_weight.raw_data()));
-                    });
+  const int64_t xs = s.c * s.h * s.w, ys = s.k * s.p * s.q;
+  run_pass(Pass::BackwardFilter, plan, h, "conv2d backward (cuda)", x.raw_data(), grad_y.raw_data(),
+           grad_weight.raw_data(),
+           [&](const Descs& d, int algo, void* ws, size_t bytes, int64_t b0, bool first) {
+             return cudnnConvolutionBackwardFilter(
+                 h, k.one(dt), d.x.d, at_sample(x, b0, xs), d.y.d, at_sample(grad_y, b0, ys),
+                 d.conv.d, static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo), ws, bytes,
+                 first ? k.zero(dt) : k.one(dt), d.w.d, grad_weight.raw_data());
+           });
   TANDEM_CUDA_CHECK_LAUNCH(cudnnConvolutionBackwardFilter);
 }
 

@@ -1,6 +1,7 @@
 // The CUDA runtime as tandem uses it: device queries, current streams, switches
 // (TF32, sync debug), the error-checking functions behind TANDEM_CUDA_CHECK,
-// per-thread cuBLAS handles, DeviceGuard and version reporting.
+// per-thread cuBLAS handles with a workspace per (handle, stream), per-thread
+// current streams, DeviceGuard and version reporting.
 //
 // Process-wide state is created on first use and deliberately never destroyed
 // (streams, handles): destroying CUDA objects from static destructors races with
@@ -15,8 +16,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/cuda_utils.h"
@@ -61,7 +65,6 @@ std::string status_text(const char* kind, const char* name, const char* text, co
 // ---- Current streams ----------------------------------------------------------------
 
 struct StreamTable {
-  std::array<std::atomic<cudaStream_t>, kMaxDevices> current{};   // null: use the default
   std::array<std::atomic<cudaStream_t>, kMaxDevices> defaults{};  // created lazily
   std::mutex create_mutex;
   std::vector<cudaStream_t> owned;  // streams made by new_stream (kept until exit)
@@ -72,18 +75,12 @@ StreamTable& streams() {
   return *table;
 }
 
-cudaStream_t default_stream(int device) {
-  StreamTable& t = streams();
-  cudaStream_t s = t.defaults[static_cast<size_t>(device)].load(std::memory_order_acquire);
-  if (s != nullptr) return s;
-  std::lock_guard<std::mutex> lock(t.create_mutex);
-  s = t.defaults[static_cast<size_t>(device)].load(std::memory_order_acquire);
-  if (s == nullptr) {
-    DeviceGuard guard(device);
-    TANDEM_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    t.defaults[static_cast<size_t>(device)].store(s, std::memory_order_release);
-  }
-  return s;
+// The calling thread's current streams (null: the device's default stream), as
+// in PyTorch: set_current_stream in one thread does not move another thread's
+// work.
+std::array<cudaStream_t, kMaxDevices>& thread_current_streams() {
+  thread_local std::array<cudaStream_t, kMaxDevices> current{};
+  return current;
 }
 
 // ---- Switches -------------------------------------------------------------------------
@@ -138,7 +135,62 @@ struct ThreadCublasHandles {
   }
 };
 
+// cuBLAS workspaces, one per (handle, stream) pair: a handle's internal
+// workspace would be shared by every stream the handle is bound to, so two
+// streams running GEMMs through the same handle could overwrite each other's
+// scratch (PyTorch keeps one per pair for the same reason). Kept until exit
+// with the handles and streams; allocated from the caching allocator on the
+// pair's stream.
+struct CublasWorkspace {
+  std::shared_ptr<void> mem;
+  size_t bytes = 0;
+};
+
+struct CublasWorkspaces {
+  std::mutex mutex;
+  std::map<std::pair<cublasHandle_t, cudaStream_t>, CublasWorkspace> by_pair;
+};
+
+CublasWorkspaces& cublas_workspaces() {
+  static CublasWorkspaces* w = new CublasWorkspaces();  // never destroyed
+  return *w;
+}
+
+// cuBLAS's recommendation: 32 MiB on Hopper and newer, 4 MiB before.
+size_t cublas_workspace_bytes(int device) {
+  int major = 0;
+  TANDEM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 9 ? (size_t{32} << 20) : (size_t{4} << 20);
+}
+
+void* cublas_workspace_for(cublasHandle_t handle, cudaStream_t stream, int device, size_t* nbytes) {
+  CublasWorkspaces& w = cublas_workspaces();
+  std::lock_guard<std::mutex> lock(w.mutex);
+  CublasWorkspace& ws = w.by_pair[{handle, stream}];
+  if (ws.mem == nullptr) {
+    const size_t bytes = cublas_workspace_bytes(device);
+    ws.mem = allocate_device(bytes, device);  // on the current stream, the pair's
+    ws.bytes = bytes;
+  }
+  *nbytes = ws.bytes;
+  return ws.mem.get();
+}
+
 }  // namespace
+
+cudaStream_t default_stream(int device) {
+  StreamTable& t = streams();
+  cudaStream_t s = t.defaults[static_cast<size_t>(device)].load(std::memory_order_acquire);
+  if (s != nullptr) return s;
+  std::lock_guard<std::mutex> lock(t.create_mutex);
+  s = t.defaults[static_cast<size_t>(device)].load(std::memory_order_acquire);
+  if (s == nullptr) {
+    DeviceGuard guard(device);
+    TANDEM_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    t.defaults[static_cast<size_t>(device)].store(s, std::memory_order_release);
+  }
+  return s;
+}
 
 // ---- Error functions behind TANDEM_CUDA_CHECK ---------------------------------------------
 
@@ -206,7 +258,7 @@ int current_device() {
 }
 
 cudaStream_t stream_for_device(int device) {
-  cudaStream_t s = streams().current[static_cast<size_t>(device)].load(std::memory_order_acquire);
+  cudaStream_t s = thread_current_streams()[static_cast<size_t>(device)];
   return s != nullptr ? s : default_stream(device);
 }
 
@@ -258,7 +310,11 @@ cublasHandle_t current_cublas_handle() {
     }
     if (h == nullptr) TANDEM_CUDA_CHECK(cublasCreate(&h));  // on the current device
   }
-  TANDEM_CUDA_CHECK(cublasSetStream(h, stream_for_device(device)));
+  cudaStream_t stream = stream_for_device(device);
+  TANDEM_CUDA_CHECK(cublasSetStream(h, stream));  // resets the workspace to cuBLAS's own
+  size_t workspace_bytes = 0;
+  void* workspace = cublas_workspace_for(h, stream, device, &workspace_bytes);
+  TANDEM_CUDA_CHECK(cublasSetWorkspace(h, workspace, workspace_bytes));
   TANDEM_CUDA_CHECK(
       cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   return h;
@@ -320,8 +376,18 @@ Stream current_stream(int device) {
 // again (not CUDA's legacy stream 0, which would serialise with everything).
 void set_current_stream(const Stream& stream) {
   detail::check_device_index(stream.device());
-  detail::streams().current[static_cast<size_t>(stream.device())].store(
-      static_cast<cudaStream_t>(stream.handle()), std::memory_order_release);
+  detail::thread_current_streams()[static_cast<size_t>(stream.device())] =
+      static_cast<cudaStream_t>(stream.handle());
+}
+
+StreamGuard::StreamGuard(const Stream& stream) : previous_(current_stream(stream.device())) {
+  set_current_stream(stream);
+}
+
+StreamGuard::~StreamGuard() {
+  // previous_ was current a moment ago, so its device index is valid: no throw.
+  detail::thread_current_streams()[static_cast<size_t>(previous_.device())] =
+      static_cast<cudaStream_t>(previous_.handle());
 }
 
 Stream new_stream(int device) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 namespace tandem {
@@ -26,6 +27,15 @@ void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device, 
 void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device);
 void copy_device_to_device(void* dst, int dst_device, const void* src, int src_device,
                            size_t nbytes);
+
+// cuDNN convolution plans built so far (one per shape and mode) and the
+// heuristic queries made (src/cuda/cudnn_conv.cpp); zero without CUDA. Lets the
+// tests check that repeated calls of one shape reuse the plan.
+struct ConvCacheStats {
+  uint64_t plans = 0;
+  uint64_t heuristic_queries = 0;
+};
+ConvCacheStats conv_cache_stats();
 
 // Makes `device` current for its lifetime (cudaSetDevice), restoring the previous.
 class DeviceGuard {
