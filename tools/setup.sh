@@ -18,6 +18,7 @@ packages=(
   libgmock-dev
   libbenchmark-dev
   libjpeg62-turbo-dev  # image decoding for the data pipeline
+  nlohmann-json3-dev   # checkpoint headers (safetensors JSON)
   python3              # tools/gpu_report.py and its test
 )
 
