@@ -22,6 +22,9 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 
 namespace tandem {
 
+static_assert(kSafetensorsMaxHeaderBytes == safetensors::kMaxHeaderBytes,
+              "the public and the internal header limits differ");
+
 namespace {
 
 std::string errno_text() { return std::strerror(errno); }
