@@ -18,6 +18,8 @@ packages=(
   libgmock-dev
   libbenchmark-dev
   libjpeg62-turbo-dev  # image decoding for the data pipeline
+  nlohmann-json3-dev   # checkpoint headers (safetensors JSON)
+  clang                # the libFuzzer target of the checkpoint parser (tools/fuzz.sh)
   python3              # tools/gpu_report.py and its test
   patchelf             # tools/gpu-bundle.sh: RUNPATHs of the packed binaries
   xz-utils             # tools/gpu-bundle.sh: the archive

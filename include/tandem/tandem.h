@@ -15,4 +15,5 @@
 #include "tandem/ops.h"
 #include "tandem/optim.h"
 #include "tandem/optim/lr_scheduler.h"
+#include "tandem/serialize.h"
 #include "tandem/tensor.h"
