@@ -17,7 +17,10 @@ packages=(
   libgtest-dev
   libgmock-dev
   libbenchmark-dev
-  libjpeg62-turbo-dev  # image decoding for the data pipeline
+  libjpeg62-turbo-dev  # image decoding for the data pipeline (JPEG)
+  libpng-dev           # image decoding for the data pipeline (PNG)
+  xz-utils             # unpacking .tar.xz image archives (tar runs xz)
+  curl                 # downloading CIFAR-10 (prepare_cifar10)
   python3              # tools/gpu_report.py and its test
 )
 
