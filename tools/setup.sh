@@ -17,12 +17,14 @@ packages=(
   libgtest-dev
   libgmock-dev
   libbenchmark-dev
-  libjpeg62-turbo-dev  # image decoding for the data pipeline
+  libjpeg62-turbo-dev  # image decoding for the data pipeline (JPEG)
+  libpng-dev           # image decoding for the data pipeline (PNG)
+  curl                 # downloading CIFAR-10 (prepare_cifar10)
   nlohmann-json3-dev   # checkpoint headers (safetensors JSON)
   clang                # the libFuzzer target of the checkpoint parser (tools/fuzz.sh)
   python3              # tools/gpu_report.py and its test
   patchelf             # tools/gpu-bundle.sh: RUNPATHs of the packed binaries
-  xz-utils             # tools/gpu-bundle.sh: the archive
+  xz-utils             # .tar.xz image archives (tar runs xz); the GPU bundle archive
 )
 
 missing=()

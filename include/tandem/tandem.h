@@ -4,6 +4,7 @@
 #include "tandem/autograd.h"
 #include "tandem/config.h"
 #include "tandem/cuda.h"
+#include "tandem/data.h"
 #include "tandem/device.h"
 #include "tandem/dtype.h"
 #include "tandem/error.h"
