@@ -39,7 +39,7 @@ double accuracy(nn::Sequential& net, const Tensor& x, const Tensor& t) {
 // Full-batch gradient descent, printing the learning curve (about 8 lines,
 // plus every one of the first `print_first` epochs). Returns the final training accuracy, or -1
 // when the loss stopped being finite (then the epoch is printed and training stops).
-double train(nn::Sequential& net, const Tensor& x, const Tensor& t, double lr, int epochs,
+double train_net(nn::Sequential& net, const Tensor& x, const Tensor& t, double lr, int epochs,
              int print_first = 1) {
   optim::SGD opt(net->parameters(), optim::SGDOptions(lr));
   for (int epoch = 1; epoch <= epochs; ++epoch) {
@@ -92,11 +92,11 @@ int main(int argc, char** argv) try {
   std::printf("(a) linearly separable, 100 points: MLP 2-16-16-1 (sigmoid), MSE/2, lr %g\n", lr);
   nn::Sequential net_a = make_net(true);
   net_a->to(dev);
-  const double acc_a = train(net_a, xa.to(dev), ta.to(dev), lr, epochs);
+  const double acc_a = train_net(net_a, xa.to(dev), ta.to(dev), lr, epochs);
   std::printf("(b) XOR (X-shaped), 100 points: same net, lr %g\n", lr);
   nn::Sequential net_b = make_net(true);
   net_b->to(dev);
-  const double acc_b = train(net_b, xb.to(dev), tb.to(dev), lr, epochs);
+  const double acc_b = train_net(net_b, xb.to(dev), tb.to(dev), lr, epochs);
   std::printf("training accuracy: separable %.0f%%, XOR %.0f%%\n", 100 * acc_a, 100 * acc_b);
   if (acc_a < 1.0 || acc_b < 1.0) {
     std::printf("FAILED: expected 100%% training accuracy on both sets\n");
@@ -109,7 +109,7 @@ int main(int argc, char** argv) try {
   std::printf("(c) XOR set, the same net without activations, lr %g\n", diverge_lr);
   nn::Sequential linear_net = make_net(false);
   linear_net->to(dev);
-  const double acc_c = train(linear_net, xb.to(dev), tb.to(dev), diverge_lr, epochs, 10);
+  const double acc_c = train_net(linear_net, xb.to(dev), tb.to(dev), diverge_lr, epochs, 10);
   if (acc_c >= 0.0) {
     std::printf("FAILED: expected the run without activations to diverge (accuracy %.0f%%)\n",
                 100 * acc_c);

@@ -18,3 +18,4 @@
 #include "tandem/optim/lr_scheduler.h"
 #include "tandem/serialize.h"
 #include "tandem/tensor.h"
+#include "tandem/train.h"

@@ -1,0 +1,148 @@
+// tandem::train: the training loop of an image classifier (the course
+// "solver"): epochs over a DataLoader, cross-entropy with optional label
+// smoothing, an optimizer and a learning-rate schedule, evaluation on a
+// validation loader every epoch, a history (loss per step, loss and accuracy
+// per epoch), the best-by-validation checkpoint, and exact resumption.
+//
+//   train::Trainer trainer(net.ptr(), sgd, &schedule, options);
+//   trainer.fit(train_loader, &val_loader);          // throws NonFiniteLoss on NaN/inf
+//   train::EvalResult test = train::evaluate(*net, test_loader, 10);
+//   std::cout << test.accuracy << " " << test.per_class_accuracy()[3];
+//
+// Checkpoints (options.checkpoint_dir): last.safetensors after every epoch
+// (model, optimizer, scheduler, history, epoch, the default generator's state
+// and the loader's seed and batch size) and best.safetensors (model only)
+// whenever the validation accuracy improves. Both are written atomically, and
+// an epoch that fails (a non-finite loss, an exception) writes neither, so the
+// last good checkpoint survives. Trainer::resume(path) restores everything;
+// the data order and augmentation are functions of (seed, epoch, sample), so
+// on the CPU an interrupted-then-resumed run ends with the same weights, bit
+// for bit, as an uninterrupted one.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tandem/data.h"
+#include "tandem/error.h"
+#include "tandem/nn/module.h"
+#include "tandem/optim.h"
+#include "tandem/optim/lr_scheduler.h"
+#include "tandem/tensor.h"
+
+namespace tandem {
+namespace train {
+
+// One epoch's figures. val_* are NaN when there is no validation loader.
+struct EpochStats {
+  int64_t epoch = 0;          // 0-based
+  double train_loss = 0;      // mean over the epoch's samples (with label smoothing)
+  double train_accuracy = 0;  // of the training forward passes (augmented, train mode)
+  double val_loss = 0;
+  double val_accuracy = 0;
+  double lr = 0;       // the first group's lr during the epoch
+  double seconds = 0;  // training and validation
+  double images_per_second = 0;  // training only
+};
+
+struct History {
+  std::vector<double> step_loss;  // every training step, in order
+  std::vector<EpochStats> epochs;
+  int64_t best_epoch = -1;  // by validation accuracy; -1: none yet
+  double best_val_accuracy = -1;
+
+  std::string to_json() const;
+  static History from_json(const std::string& text);
+};
+
+// What evaluate() measures.
+struct EvalResult {
+  double loss = 0;      // mean cross-entropy (no label smoothing)
+  double accuracy = 0;  // fraction correct
+  int64_t samples = 0;
+  // confusion[true][predicted] counts.
+  std::vector<std::vector<int64_t>> confusion;
+  std::vector<double> per_class_accuracy() const;  // NaN for a class with no samples
+};
+
+// Evaluates `model` (in eval mode, without gradients; its training flag is
+// restored afterwards) over one pass of `loader` (epoch `epoch` of its order).
+// With tta_flip, the logits are the mean of the image's and its horizontal
+// mirror's.
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
+                    bool tta_flip = false, int64_t epoch = 0);
+
+// Thrown when a training loss is NaN or infinite: the message names the
+// epoch, the step and the last finite loss.
+class NonFiniteLoss : public Error {
+ public:
+  using Error::Error;
+};
+
+enum class SchedulerStep : int8_t {
+  PerEpoch,  // scheduler->step() after each epoch (StepLR, ExponentialLR ...)
+  PerBatch,  // after each optimizer step (warm-up + decay, OneCycleLR)
+};
+
+// Progress of one training step (for progress bars).
+struct StepInfo {
+  int64_t epoch = 0;
+  int64_t step = 0;   // within the epoch, 0-based
+  int64_t steps = 0;  // per epoch
+  double loss = 0;
+  double running_accuracy = 0;  // of the epoch so far
+  double images_per_second = 0;
+};
+
+struct TrainerOptions {
+  int64_t epochs = 10;
+  int64_t num_classes = 10;
+  double label_smoothing = 0.0;
+  SchedulerStep scheduler_step = SchedulerStep::PerEpoch;
+  double clip_grad_norm = 0.0;  // > 0: clip the gradients' global norm
+  bool tta_flip = false;        // evaluation with the mirrored image too
+  std::string checkpoint_dir;   // "": no checkpoints
+  std::function<void(const StepInfo&)> on_step;
+  std::function<void(const EpochStats&)> on_epoch;
+};
+
+class Trainer {
+ public:
+  // `scheduler` may be null. The model's parameters must be the optimizer's.
+  Trainer(std::shared_ptr<nn::Module> model, optim::Optimizer& optimizer,
+          optim::LRScheduler* scheduler, TrainerOptions options);
+
+  // Trains from the current epoch (0, or the one after a resumed checkpoint)
+  // up to options.epochs, validating on `val` (may be null) after each epoch.
+  const History& fit(data::DataLoader& train, data::DataLoader* val = nullptr);
+
+  // Restores model, optimizer, scheduler, history, epoch and the default
+  // generator from a last.safetensors written by fit(). Checked before
+  // anything changes; the next fit() must use a loader with the same seed and
+  // batch size (it throws otherwise).
+  void resume(const std::string& checkpoint_path);
+
+  int64_t epochs_done() const { return epoch_; }
+  const History& history() const { return history_; }
+  const TrainerOptions& options() const { return options_; }
+  std::string last_checkpoint_path() const;
+  std::string best_checkpoint_path() const;
+
+ private:
+  EpochStats train_epoch(data::DataLoader& train);
+  void save_last(const data::DataLoader& train) const;
+
+  std::shared_ptr<nn::Module> model_;
+  optim::Optimizer& optimizer_;
+  optim::LRScheduler* scheduler_;
+  TrainerOptions options_;
+  History history_;
+  int64_t epoch_ = 0;
+  int64_t resumed_seed_ = -1;  // the loader seed and batch size a resume expects
+  int64_t resumed_batch_size_ = -1;
+};
+
+}  // namespace train
+}  // namespace tandem

@@ -1,0 +1,387 @@
+// The training loop (include/tandem/train.h): epochs, evaluation, history,
+// checkpoints and exact resumption. Everything here is written with public
+// ops, so it runs unchanged on the CPU and on CUDA.
+#include "tandem/train.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "tandem/autograd.h"
+#include "tandem/generator.h"
+#include "tandem/loss.h"
+#include "tandem/nn/clip.h"
+#include "tandem/ops.h"
+#include "tandem/serialize.h"
+
+namespace tandem {
+namespace train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Metadata keys of last.safetensors.
+constexpr const char* kEpochKey = "tandem.train.epochs_done";
+constexpr const char* kHistoryKey = "tandem.train.history";
+constexpr const char* kSeedKey = "tandem.train.generator_seed";
+constexpr const char* kOffsetKey = "tandem.train.generator_offset";
+constexpr const char* kLoaderSeedKey = "tandem.train.loader_seed";
+constexpr const char* kBatchSizeKey = "tandem.train.batch_size";
+
+// JSON has no NaN: non-finite numbers are written as null and read back as NaN.
+nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+double num(const nlohmann::json& j) {
+  return j.is_number() ? j.get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
+uint64_t parse_u64(const Metadata& md, const char* key, const std::string& path) {
+  auto it = md.find(key);
+  TANDEM_CHECK(it != md.end(), "resume: ", path, " is not a training checkpoint (no '", key,
+               "'; it must be a last.safetensors written by Trainer::fit)");
+  try {
+    size_t used = 0;
+    const unsigned long long v = std::stoull(it->second, &used);
+    TANDEM_CHECK(used == it->second.size(), "trailing characters");
+    return static_cast<uint64_t>(v);
+  } catch (const std::exception&) {
+    TANDEM_CHECK(false, "resume: ", path, ": '", key, "' is not a number: '", it->second, "'");
+  }
+  return 0;
+}
+
+// The images mirrored left-right (dim 3 of [B, C, H, W]).
+Tensor flip_horizontal(const Tensor& x) {
+  const int64_t w = x.size(3);
+  Tensor idx = arange(static_cast<double>(w - 1), -1.0, -1.0, TensorOptions(kInt64).device(x.device()));
+  return index_select(x, 3, idx);
+}
+
+void make_dir(const std::string& dir) {
+  if (dir.empty()) return;
+  std::string partial;
+  std::stringstream ss(dir);
+  std::string part;
+  if (dir[0] == '/') partial = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    partial += part + "/";
+    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+      TANDEM_CHECK(false, "train: cannot create the checkpoint directory ", dir, " (at ", partial,
+                   ": ", std::strerror(errno), ")");
+    }
+  }
+}
+
+double first_lr(const optim::Optimizer& opt) {
+  const auto& groups = opt.param_groups();
+  if (groups.empty()) return std::numeric_limits<double>::quiet_NaN();
+  return groups[0].has_options() ? groups[0].options().get_lr() : opt.defaults().get_lr();
+}
+
+}  // namespace
+
+// ---- History ---------------------------------------------------------------------
+
+std::string History::to_json() const {
+  nlohmann::json j;
+  j["step_loss"] = nlohmann::json::array();
+  for (double v : step_loss) j["step_loss"].push_back(num(v));
+  j["epochs"] = nlohmann::json::array();
+  for (const EpochStats& e : epochs) {
+    j["epochs"].push_back({{"epoch", e.epoch},
+                           {"train_loss", num(e.train_loss)},
+                           {"train_accuracy", num(e.train_accuracy)},
+                           {"val_loss", num(e.val_loss)},
+                           {"val_accuracy", num(e.val_accuracy)},
+                           {"lr", num(e.lr)},
+                           {"seconds", num(e.seconds)},
+                           {"images_per_second", num(e.images_per_second)}});
+  }
+  j["best_epoch"] = best_epoch;
+  j["best_val_accuracy"] = num(best_val_accuracy);
+  // max_digits10 doubles: a resumed history continues bit-exactly.
+  return j.dump();
+}
+
+History History::from_json(const std::string& text) {
+  History h;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    for (const auto& v : j.at("step_loss")) h.step_loss.push_back(num(v));
+    for (const auto& e : j.at("epochs")) {
+      EpochStats s;
+      s.epoch = e.at("epoch").get<int64_t>();
+      s.train_loss = num(e.at("train_loss"));
+      s.train_accuracy = num(e.at("train_accuracy"));
+      s.val_loss = num(e.at("val_loss"));
+      s.val_accuracy = num(e.at("val_accuracy"));
+      s.lr = num(e.at("lr"));
+      s.seconds = num(e.at("seconds"));
+      s.images_per_second = num(e.at("images_per_second"));
+      h.epochs.push_back(s);
+    }
+    h.best_epoch = j.at("best_epoch").get<int64_t>();
+    h.best_val_accuracy = num(j.at("best_val_accuracy"));
+  } catch (const nlohmann::json::exception& e) {
+    TANDEM_CHECK(false, "train: a training history that is not valid JSON of the expected form: ",
+                 e.what());
+  }
+  return h;
+}
+
+// ---- evaluation ------------------------------------------------------------------------
+
+std::vector<double> EvalResult::per_class_accuracy() const {
+  std::vector<double> out;
+  for (size_t c = 0; c < confusion.size(); ++c) {
+    int64_t total = 0;
+    for (int64_t v : confusion[c]) total += v;
+    out.push_back(total == 0 ? std::numeric_limits<double>::quiet_NaN()
+                             : static_cast<double>(confusion[c][c]) / static_cast<double>(total));
+  }
+  return out;
+}
+
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
+                    bool tta_flip, int64_t epoch) {
+  TANDEM_CHECK(num_classes > 0, "evaluate: num_classes must be positive, got ", num_classes);
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  EvalResult r;
+  r.confusion.assign(static_cast<size_t>(num_classes),
+                     std::vector<int64_t>(static_cast<size_t>(num_classes), 0));
+  double loss_sum = 0;
+  int64_t correct = 0;
+  try {
+    loader.start_epoch(epoch);
+    data::Batch b;
+    while (loader.next(&b)) {
+      Tensor logits = model(b.images);
+      if (tta_flip) logits = (logits + model(flip_horizontal(b.images))) * 0.5;
+      TANDEM_CHECK(logits.dim() == 2 && logits.size(1) == num_classes, "evaluate: the model gives ",
+                   shape_str(logits.sizes()), " for a batch of ", b.labels.numel(), "; expected [N, ",
+                   num_classes, "]");
+      loss_sum += cross_entropy(logits, b.labels, Reduction::Sum).item<double>();
+      const std::vector<int64_t> pred = to_vector<int64_t>(argmax(logits, 1).cpu());
+      const std::vector<int64_t> truth = to_vector<int64_t>(b.labels.cpu());
+      for (size_t i = 0; i < pred.size(); ++i) {
+        TANDEM_CHECK(truth[i] >= 0 && truth[i] < num_classes, "evaluate: label ", truth[i],
+                     " outside [0, ", num_classes, ")");
+        ++r.confusion[static_cast<size_t>(truth[i])][static_cast<size_t>(pred[i])];
+        correct += pred[i] == truth[i] ? 1 : 0;
+      }
+      r.samples += static_cast<int64_t>(pred.size());
+    }
+  } catch (...) {
+    model.train(was_training);
+    throw;
+  }
+  model.train(was_training);
+  r.loss = r.samples > 0 ? loss_sum / static_cast<double>(r.samples)
+                         : std::numeric_limits<double>::quiet_NaN();
+  r.accuracy = r.samples > 0 ? static_cast<double>(correct) / static_cast<double>(r.samples)
+                             : std::numeric_limits<double>::quiet_NaN();
+  return r;
+}
+
+// ---- Trainer ---------------------------------------------------------------------------
+
+Trainer::Trainer(std::shared_ptr<nn::Module> model, optim::Optimizer& optimizer,
+                 optim::LRScheduler* scheduler, TrainerOptions options)
+    : model_(std::move(model)),
+      optimizer_(optimizer),
+      scheduler_(scheduler),
+      options_(std::move(options)) {
+  TANDEM_CHECK(model_ != nullptr, "Trainer: no model");
+  TANDEM_CHECK(options_.epochs >= 0, "Trainer: epochs must be >= 0, got ", options_.epochs);
+  TANDEM_CHECK(options_.num_classes > 0, "Trainer: num_classes must be positive, got ",
+               options_.num_classes);
+  TANDEM_CHECK(options_.label_smoothing >= 0 && options_.label_smoothing <= 1,
+               "Trainer: label_smoothing must be in [0, 1], got ", options_.label_smoothing);
+  TANDEM_CHECK(options_.clip_grad_norm >= 0, "Trainer: clip_grad_norm must be >= 0, got ",
+               options_.clip_grad_norm);
+}
+
+std::string Trainer::last_checkpoint_path() const {
+  return options_.checkpoint_dir.empty() ? "" : options_.checkpoint_dir + "/last.safetensors";
+}
+std::string Trainer::best_checkpoint_path() const {
+  return options_.checkpoint_dir.empty() ? "" : options_.checkpoint_dir + "/best.safetensors";
+}
+
+EpochStats Trainer::train_epoch(data::DataLoader& train) {
+  EpochStats s;
+  s.epoch = epoch_;
+  s.lr = first_lr(optimizer_);
+  model_->train();
+  const auto t0 = Clock::now();
+  double loss_sum = 0;
+  int64_t correct = 0, seen = 0, step = 0;
+  const int64_t steps = train.num_batches();
+  double last_finite = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> step_losses;
+  train.start_epoch(epoch_);
+  data::Batch b;
+  while (train.next(&b)) {
+    optimizer_.zero_grad();
+    Tensor logits = (*model_)(b.images);
+    Tensor loss = cross_entropy(logits, b.labels, Reduction::Mean, options_.label_smoothing);
+    const double l = loss.item<double>();
+    if (!std::isfinite(l)) {
+      std::ostringstream msg;
+      msg << "train: the loss became " << l << " at epoch " << epoch_ + 1 << ", step " << step + 1
+          << " of " << steps << " (last finite loss: ";
+      if (std::isfinite(last_finite)) {
+        msg << last_finite;
+      } else if (!history_.step_loss.empty()) {
+        msg << history_.step_loss.back() << ", in the previous epoch";
+      } else {
+        msg << "none";
+      }
+      msg << "); training stopped";
+      if (!options_.checkpoint_dir.empty()) {
+        msg << "; the last good checkpoint is " << last_checkpoint_path()
+            << (epoch_ > 0 ? "" : " (none was written yet)");
+      }
+      msg << ". Try a smaller learning rate or gradient clipping.";
+      throw NonFiniteLoss(msg.str(), __FILE__, __LINE__);
+    }
+    last_finite = l;
+    loss.backward();
+    if (options_.clip_grad_norm > 0) {
+      nn::utils::clip_grad_norm_(model_->parameters(), options_.clip_grad_norm);
+    }
+    optimizer_.step();
+    if (scheduler_ != nullptr && options_.scheduler_step == SchedulerStep::PerBatch) {
+      scheduler_->step();
+    }
+    const int64_t n = b.labels.numel();
+    {
+      NoGradGuard no_grad;
+      correct += sum(eq(argmax(logits.detach(), 1), b.labels)).item<int64_t>();
+    }
+    loss_sum += l * static_cast<double>(n);
+    seen += n;
+    step_losses.push_back(l);
+    if (options_.on_step) {
+      StepInfo info;
+      info.epoch = epoch_;
+      info.step = step;
+      info.steps = steps;
+      info.loss = l;
+      info.running_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+      info.images_per_second = static_cast<double>(seen) / std::max(seconds_since(t0), 1e-9);
+      options_.on_step(info);
+    }
+    ++step;
+  }
+  TANDEM_CHECK(seen > 0, "train: the training loader gave no batch in epoch ", epoch_ + 1,
+               " (an empty data set, or drop_last with fewer samples than a batch)");
+  const double train_seconds = seconds_since(t0);
+  history_.step_loss.insert(history_.step_loss.end(), step_losses.begin(), step_losses.end());
+  s.train_loss = loss_sum / static_cast<double>(seen);
+  s.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+  s.images_per_second = static_cast<double>(seen) / std::max(train_seconds, 1e-9);
+  s.seconds = train_seconds;
+  return s;
+}
+
+const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
+  const int64_t seed = static_cast<int64_t>(train.options().seed);
+  if (resumed_seed_ >= 0) {
+    TANDEM_CHECK(resumed_seed_ == seed && resumed_batch_size_ == train.options().batch_size,
+                 "Trainer::fit: the resumed checkpoint was trained with loader seed ",
+                 resumed_seed_, " and batch size ", resumed_batch_size_,
+                 "; this loader has seed ", seed, " and batch size ", train.options().batch_size,
+                 " (the run would not continue exactly)");
+  }
+  make_dir(options_.checkpoint_dir);
+  while (epoch_ < options_.epochs) {
+    const auto t0 = Clock::now();
+    const History before = history_;
+    EpochStats s;
+    try {
+      s = train_epoch(train);
+      s.val_loss = s.val_accuracy = std::numeric_limits<double>::quiet_NaN();
+      if (val != nullptr) {
+        const EvalResult v = evaluate(*model_, *val, options_.num_classes, options_.tta_flip, 0);
+        s.val_loss = v.loss;
+        s.val_accuracy = v.accuracy;
+      }
+    } catch (...) {
+      history_ = before;  // the failed epoch leaves no trace
+      throw;
+    }
+    s.seconds = seconds_since(t0);
+    if (scheduler_ != nullptr && options_.scheduler_step == SchedulerStep::PerEpoch) {
+      scheduler_->step();
+    }
+    history_.epochs.push_back(s);
+    ++epoch_;
+    const bool improved = std::isfinite(s.val_accuracy) && s.val_accuracy > history_.best_val_accuracy;
+    if (improved) {
+      history_.best_val_accuracy = s.val_accuracy;
+      history_.best_epoch = s.epoch;
+    }
+    if (!options_.checkpoint_dir.empty()) {
+      if (improved) {
+        save(*model_, best_checkpoint_path(),
+             {{"tandem.train.epoch", std::to_string(s.epoch)},
+              {"tandem.train.val_accuracy", std::to_string(s.val_accuracy)}});
+      }
+      save_last(train);
+    }
+    if (options_.on_epoch) options_.on_epoch(s);
+  }
+  return history_;
+}
+
+void Trainer::save_last(const data::DataLoader& train) const {
+  const Generator& g = default_generator();
+  Metadata md{{kEpochKey, std::to_string(epoch_)},
+              {kHistoryKey, history_.to_json()},
+              {kSeedKey, std::to_string(g.seed())},
+              {kOffsetKey, std::to_string(g.offset())},
+              {kLoaderSeedKey, std::to_string(train.options().seed)},
+              {kBatchSizeKey, std::to_string(train.options().batch_size)}};
+  save_checkpoint(last_checkpoint_path(), *model_, &optimizer_, scheduler_, md);
+}
+
+void Trainer::resume(const std::string& checkpoint_path) {
+  // Read and check the trainer's own entries before load_checkpoint changes
+  // the model, optimizer and scheduler (it checks its part first too).
+  const SafetensorsFile file = load_safetensors(checkpoint_path);
+  const Metadata& md = file.metadata;
+  const uint64_t epochs = parse_u64(md, kEpochKey, checkpoint_path);
+  const uint64_t seed = parse_u64(md, kSeedKey, checkpoint_path);
+  const uint64_t offset = parse_u64(md, kOffsetKey, checkpoint_path);
+  const uint64_t loader_seed = parse_u64(md, kLoaderSeedKey, checkpoint_path);
+  const uint64_t batch_size = parse_u64(md, kBatchSizeKey, checkpoint_path);
+  auto it = md.find(kHistoryKey);
+  TANDEM_CHECK(it != md.end(), "resume: ", checkpoint_path, " has no training history");
+  History h = History::from_json(it->second);
+  TANDEM_CHECK(static_cast<uint64_t>(h.epochs.size()) == epochs, "resume: ", checkpoint_path,
+               " says ", epochs, " epochs were done but its history has ", h.epochs.size());
+  load_checkpoint(checkpoint_path, *model_, &optimizer_, scheduler_);
+  Generator& g = default_generator();
+  g.manual_seed(seed);
+  g.set_offset(offset);
+  history_ = std::move(h);
+  epoch_ = static_cast<int64_t>(epochs);
+  resumed_seed_ = static_cast<int64_t>(loader_seed);
+  resumed_batch_size_ = static_cast<int64_t>(batch_size);
+}
+
+}  // namespace train
+}  // namespace tandem

@@ -1,0 +1,310 @@
+// The trainer (include/tandem/train.h) end to end on a small synthetic
+// CIFAR-shaped data set: learning, evaluation and the confusion matrix, the
+// non-finite-loss stop that keeps the last good checkpoint, and bit-exact
+// resumption after an interruption.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <random>
+
+#include "test_util.h"
+
+namespace {
+
+using namespace tandem;
+
+// Ten classes, each a random base image; a sample is its class's base plus
+// uniform noise, so a linear model can learn it but not trivially.
+data::ImageDataset synthetic_cifar(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::mt19937_64 base_rng(12345);  // the same classes for every split
+  const int64_t pixels = 3 * 32 * 32;
+  std::vector<std::vector<int>> base(10, std::vector<int>(static_cast<size_t>(pixels)));
+  for (auto& b : base) {
+    for (int& v : b) v = static_cast<int>(base_rng() % 160);
+  }
+  std::vector<uint8_t> images(static_cast<size_t>(n * pixels));
+  std::vector<int64_t> labels(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = static_cast<int64_t>(rng() % 10);
+    labels[static_cast<size_t>(i)] = c;
+    for (int64_t p = 0; p < pixels; ++p) {
+      images[static_cast<size_t>(i * pixels + p)] =
+          static_cast<uint8_t>(base[static_cast<size_t>(c)][static_cast<size_t>(p)] + rng() % 96);
+    }
+  }
+  data::ImageDataset ds;
+  ds.images = from_vector(images, {n, 3, 32, 32});
+  ds.labels = from_vector(labels, {n});
+  ds.classes = data::cifar10_classes();
+  return ds;
+}
+
+data::LoaderOptions loader_options(uint64_t seed, bool shuffle) {
+  data::LoaderOptions o;
+  o.batch_size = 32;
+  o.shuffle = shuffle;
+  o.seed = seed;
+  o.normalize = data::cifar10_normalize();
+  if (shuffle) o.augment.horizontal_flip = true;
+  o.workers = 2;
+  return o;
+}
+
+nn::Sequential small_net() {
+  return nn::Sequential(nn::Flatten(), nn::Linear(3 * 32 * 32, 32), nn::ReLU(), nn::Dropout(0.2),
+                        nn::Linear(32, 10));
+}
+
+std::string temp_dir(const std::string& tag) {
+  char tmpl[] = "/tmp/tandem_train_XXXXXX";
+  const char* d = ::mkdtemp(tmpl);
+  EXPECT_NE(d, nullptr);
+  return std::string(d) + "/" + tag;
+}
+
+std::vector<std::vector<float>> snapshot(const nn::Module& m) {
+  std::vector<std::vector<float>> out;
+  for (const Tensor& p : m.parameters()) out.push_back(to_vector<float>(p.cpu()));
+  return out;
+}
+
+TEST(Trainer, LossFallsAndAccuracyBeatsChance) {
+  manual_seed(1);
+  data::DataLoader train(synthetic_cifar(640, 1), loader_options(7, true));
+  data::DataLoader val(synthetic_cifar(200, 2), loader_options(0, false));
+  nn::Sequential net = small_net();
+  optim::SGD sgd(net->parameters(), optim::SGDOptions(0.01).momentum(0.9));
+  train::TrainerOptions opt;
+  opt.epochs = 3;
+  int64_t steps_seen = 0, epochs_seen = 0;
+  opt.on_step = [&](const train::StepInfo& s) {
+    EXPECT_EQ(s.steps, 20);
+    EXPECT_TRUE(std::isfinite(s.loss));
+    ++steps_seen;
+  };
+  opt.on_epoch = [&](const train::EpochStats&) { ++epochs_seen; };
+  train::Trainer trainer(net.ptr(), sgd, nullptr, opt);
+  const train::History& h = trainer.fit(train, &val);
+  EXPECT_EQ(steps_seen, 60);
+  EXPECT_EQ(epochs_seen, 3);
+  ASSERT_EQ(h.epochs.size(), 3u);
+  ASSERT_EQ(h.step_loss.size(), 60u);
+  EXPECT_LT(h.epochs[2].train_loss, h.epochs[0].train_loss);
+  EXPECT_GT(h.epochs[2].val_accuracy, 0.5) << "chance is 0.1";
+  EXPECT_GE(h.best_epoch, 0);
+  EXPECT_DOUBLE_EQ(h.best_val_accuracy, std::max({h.epochs[0].val_accuracy,
+                                                  h.epochs[1].val_accuracy,
+                                                  h.epochs[2].val_accuracy}));
+  EXPECT_TRUE(net->is_training()) << "evaluation restores the training flag";
+
+  // The history survives its JSON form exactly.
+  const train::History back = train::History::from_json(h.to_json());
+  EXPECT_EQ(back.step_loss, h.step_loss);
+  EXPECT_EQ(back.epochs[1].val_accuracy, h.epochs[1].val_accuracy);
+  EXPECT_EQ(back.best_epoch, h.best_epoch);
+}
+
+// A model that always predicts `cls`, whatever the input.
+struct ConstantImpl : nn::Module {
+  explicit ConstantImpl(int64_t c) : cls(c) {}
+  Tensor forward(const Tensor& x) override {
+    std::vector<float> row(10, 0.0f);
+    row[static_cast<size_t>(cls)] = 5.0f;
+    std::vector<float> all;
+    for (int64_t i = 0; i < x.size(0); ++i) all.insert(all.end(), row.begin(), row.end());
+    return from_vector(all, {x.size(0), 10});
+  }
+  int64_t cls;
+};
+
+TEST(Evaluate, ConfusionMatrixAndPerClassAccuracy) {
+  data::ImageDataset ds = synthetic_cifar(157, 3);
+  const std::vector<int64_t> labels = to_vector<int64_t>(ds.labels);
+  data::DataLoader loader(ds, loader_options(0, false));
+  ConstantImpl model(3);
+  const train::EvalResult r = train::evaluate(model, loader, 10);
+  EXPECT_EQ(r.samples, 157);
+  int64_t threes = 0;
+  std::vector<int64_t> per_class(10, 0);
+  for (int64_t l : labels) {
+    threes += l == 3;
+    ++per_class[static_cast<size_t>(l)];
+  }
+  EXPECT_DOUBLE_EQ(r.accuracy, static_cast<double>(threes) / 157.0);
+  for (size_t t = 0; t < 10; ++t) {
+    for (size_t p = 0; p < 10; ++p) {
+      EXPECT_EQ(r.confusion[t][p], p == 3 ? per_class[t] : 0) << t << "," << p;
+    }
+  }
+  const std::vector<double> acc = r.per_class_accuracy();
+  for (size_t c = 0; c < 10; ++c) {
+    if (per_class[c] == 0) {
+      EXPECT_TRUE(std::isnan(acc[c]));
+    } else {
+      EXPECT_DOUBLE_EQ(acc[c], c == 3 ? 1.0 : 0.0);
+    }
+  }
+  // Cross-entropy of logits (5 for class 3, 0 elsewhere).
+  const double lse = std::log(std::exp(5.0) + 9.0);
+  const double want = (static_cast<double>(threes) * (lse - 5.0) +
+                       static_cast<double>(157 - threes) * lse) / 157.0;
+  EXPECT_NEAR(r.loss, want, 1e-5);
+  EXPECT_THROW(train::evaluate(model, loader, 0), Error);
+}
+
+TEST(Evaluate, FlipTestTimeAugmentationAveragesBothViews) {
+  manual_seed(4);
+  data::ImageDataset ds = synthetic_cifar(40, 4);
+  data::DataLoader loader(ds, loader_options(0, false));
+  nn::Sequential net(nn::Flatten(), nn::Linear(3 * 32 * 32, 10));
+  const train::EvalResult plain = train::evaluate(*net, loader, 10, false);
+  const train::EvalResult tta = train::evaluate(*net, loader, 10, true);
+  // The mean of the logits of x and mirror(x), computed here by hand.
+  NoGradGuard g;
+  data::Batch b = loader.batch(0, 0);
+  Tensor idx = arange(31.0, -1.0, -1.0);
+  Tensor both = (net(b.images) + net(index_select(b.images, 3, idx))) * 0.5;
+  double first_batch_loss = cross_entropy(both, b.labels, Reduction::Sum).item<double>();
+  data::Batch b2 = loader.batch(0, 1);
+  Tensor both2 = (net(b2.images) + net(index_select(b2.images, 3, idx))) * 0.5;
+  first_batch_loss += cross_entropy(both2, b2.labels, Reduction::Sum).item<double>();
+  EXPECT_NEAR(tta.loss, first_batch_loss / 40.0, 1e-5);
+  EXPECT_NE(tta.loss, plain.loss);
+}
+
+TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  manual_seed(5);
+  const std::string dir = temp_dir("run");
+  data::DataLoader train(synthetic_cifar(160, 5), loader_options(3, true));
+  nn::Sequential net = small_net();
+  optim::SGD sgd(net->parameters(), optim::SGDOptions(0.01).momentum(0.9));
+  train::TrainerOptions opt;
+  opt.epochs = 1;
+  opt.checkpoint_dir = dir;
+  train::Trainer first(net.ptr(), sgd, nullptr, opt);
+  first.fit(train);
+  const auto good = snapshot(*net);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir + "/last.safetensors").c_str(), &st), 0);
+
+  // Epoch 2 with an absurd learning rate blows the loss up.
+  opt.epochs = 2;
+  train::Trainer second(net.ptr(), sgd, nullptr, opt);
+  second.resume(dir + "/last.safetensors");
+  sgd.param_groups()[0].options().set_lr(1e30);
+  try {
+    second.fit(train);
+    FAIL() << "no NonFiniteLoss";
+  } catch (const train::NonFiniteLoss& e) {
+    const std::string m = e.message();
+    EXPECT_NE(m.find("at epoch 2, step"), std::string::npos) << m;
+    EXPECT_NE(m.find("last finite loss: "), std::string::npos) << m;
+    EXPECT_NE(m.find("last.safetensors"), std::string::npos) << m;
+    EXPECT_EQ(m.find("none"), std::string::npos) << m;
+  }
+  EXPECT_EQ(second.epochs_done(), 1);
+  EXPECT_EQ(second.history().epochs.size(), 1u) << "the failed epoch leaves no trace";
+  // The checkpoint still holds epoch 1's weights.
+  nn::Sequential fresh = small_net();
+  load(*fresh, dir + "/last.safetensors");
+  EXPECT_EQ(snapshot(*fresh), good);
+}
+
+// Runs `epochs` epochs from a fresh model, optionally interrupted (an
+// exception from on_step) at `stop_epoch`/`stop_step` and resumed with new
+// objects from the last checkpoint; returns the final weights and history.
+std::pair<std::vector<std::vector<float>>, train::History> run(const std::string& dir,
+                                                              bool interrupt) {
+  data::DataLoader train(synthetic_cifar(200, 6), loader_options(11, true));
+  data::DataLoader val(synthetic_cifar(64, 7), loader_options(0, false));
+  auto make = [&](uint64_t init_seed, auto&& body) {
+    manual_seed(init_seed);
+    nn::Sequential net = small_net();
+    optim::SGD sgd(net->parameters(), optim::SGDOptions(0.05).momentum(0.9).nesterov(true));
+    optim::StepLR sched(sgd, 1, 0.7);
+    train::TrainerOptions opt;
+    opt.epochs = 3;
+    opt.checkpoint_dir = dir;
+    opt.label_smoothing = 0.1;
+    return body(net, sgd, sched, opt);
+  };
+  if (!interrupt) {
+    return make(21, [&](nn::Sequential& net, optim::SGD& sgd, optim::StepLR& sched,
+                        train::TrainerOptions& opt) {
+      train::Trainer t(net.ptr(), sgd, &sched, opt);
+      t.fit(train, &val);
+      return std::make_pair(snapshot(*net), t.history());
+    });
+  }
+  make(21, [&](nn::Sequential& net, optim::SGD& sgd, optim::StepLR& sched,
+               train::TrainerOptions& opt) {
+    opt.on_step = [](const train::StepInfo& s) {
+      if (s.epoch == 1 && s.step == 3) throw std::runtime_error("power cut");
+    };
+    train::Trainer t(net.ptr(), sgd, &sched, opt);
+    EXPECT_THROW(t.fit(train, &val), std::runtime_error);
+    return 0;
+  });
+  // New objects, another initialisation and generator state: all restored.
+  return make(999, [&](nn::Sequential& net, optim::SGD& sgd, optim::StepLR& sched,
+                       train::TrainerOptions& opt) {
+    train::Trainer t(net.ptr(), sgd, &sched, opt);
+    t.resume(dir + "/last.safetensors");
+    EXPECT_EQ(t.epochs_done(), 1);
+    t.fit(train, &val);
+    return std::make_pair(snapshot(*net), t.history());
+  });
+}
+
+TEST(Trainer, ResumeAfterAnInterruptionIsBitExact) {
+  const auto straight = run(temp_dir("a"), false);
+  const auto resumed = run(temp_dir("b"), true);
+  ASSERT_EQ(straight.first.size(), resumed.first.size());
+  for (size_t i = 0; i < straight.first.size(); ++i) {
+    EXPECT_EQ(straight.first[i], resumed.first[i]) << "parameter " << i;
+  }
+  EXPECT_EQ(straight.second.step_loss, resumed.second.step_loss);
+  ASSERT_EQ(resumed.second.epochs.size(), 3u);
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(straight.second.epochs[e].val_accuracy, resumed.second.epochs[e].val_accuracy);
+    EXPECT_EQ(straight.second.epochs[e].lr, resumed.second.epochs[e].lr);
+  }
+}
+
+TEST(Trainer, ResumeErrors) {
+  manual_seed(8);
+  const std::string dir = temp_dir("err");
+  data::DataLoader train(synthetic_cifar(64, 8), loader_options(3, true));
+  nn::Sequential net = small_net();
+  optim::SGD sgd(net->parameters(), optim::SGDOptions(0.01));
+  train::TrainerOptions opt;
+  opt.epochs = 1;
+  opt.checkpoint_dir = dir;
+  train::Trainer t(net.ptr(), sgd, nullptr, opt);
+  t.fit(train);
+
+  // A plain model file is not a training checkpoint.
+  save(*net, dir + "/model.safetensors");
+  train::Trainer u(net.ptr(), sgd, nullptr, opt);
+  tt::expect_error([&] { u.resume(dir + "/model.safetensors"); },
+                       "is not a training checkpoint");
+  tt::expect_error([&] { u.resume(dir + "/missing.safetensors"); }, "missing.safetensors");
+
+  // Resuming with another data order would not continue the run.
+  opt.epochs = 2;
+  train::Trainer v(net.ptr(), sgd, nullptr, opt);
+  v.resume(dir + "/last.safetensors");
+  data::DataLoader other(synthetic_cifar(64, 8), loader_options(4, true));
+  tt::expect_error([&] { v.fit(other); }, "loader seed 3 and batch size 32");
+
+  // Bad options.
+  train::TrainerOptions bad;
+  bad.label_smoothing = 1.5;
+  tt::expect_error([&] { train::Trainer w(net.ptr(), sgd, nullptr, bad); }, "label_smoothing");
+  train::TrainerOptions none;
+  tt::expect_error([&] { train::Trainer w(nullptr, sgd, nullptr, none); }, "no model");
+}
+
+}  // namespace
