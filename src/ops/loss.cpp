@@ -66,13 +66,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
   const Tensor t = target.view({rows});
   const TensorOptions opts = TensorOptions(logits.dtype()).device(logits.device());
   Tensor loss = empty({rows}, opts);
-  Tensor lse = empty({rows}, opts);
+  // (row max, log of the sum) in float64: see cross_entropy_forward in
+  // core/backend_decls.inc.
+  Tensor stats = empty({rows, 2}, TensorOptions(kFloat64).device(logits.device()));
   if (rows > 0) {
-    TANDEM_BACKEND_CALL(logits.device(), cross_entropy_forward, x, t, label_smoothing, loss, lse);
+    TANDEM_BACKEND_CALL(logits.device(), cross_entropy_forward, x, t, label_smoothing, loss, stats);
   }
   if (autograd::should_record(logits)) {
     autograd::record(
-        loss, "cross_entropy", {logits}, {x, t, lse},
+        loss, "cross_entropy", {logits}, {x, t, stats},
         [label_smoothing, shape = logits.sizes()](const Tensor& g, const std::vector<Tensor>& s) {
           Tensor grad = empty_like(s[0]);
           if (grad.numel() > 0) {
