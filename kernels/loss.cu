@@ -3,21 +3,26 @@
 //
 // Layout: logits [rows, classes] contiguous float32/float64, target [rows]
 // int32/int64, label smoothing eps. Per row, as on the CPU (src/cpu/loss.cpp):
-//   m = max_j x_j,  s = sum_j exp(x_j - m),  lse = m + log(s)
+//   m = max_j x_j,  s = sum_j exp(x_j - m)
 //   loss = log(s) + (1 - eps) (m - x_t) + (eps / C) sum_j (m - x_j)
 // Only non-negative terms are added, so logits of magnitude 1e4 keep full
 // precision (lse - x_t would cancel). exp(x - m) is computed in the logits'
 // type (like softmax.cu); s and sum(m - x) are accumulated in double (tree
-// order, not the CPU's sequential one) and loss/lse are formed in double and
-// rounded once, so float32 agrees with the CPU to a few ulp.
+// order, not the CPU's sequential one) and loss is formed in double and
+// rounded once, so float32 agrees with the CPU to a few ulp. The row's stats
+// (m, log s) are stored in double for the backward (never an lse rounded to
+// float32: at |x| ~ 1e4 that alone costs 1e-4 relative in every probability).
 //   - forward: one warp per row for classes <= kWarpRowMax (several rows per
 //     block), else one block per row; two passes over the row (max, then the
 //     sums; the second mostly hits L1/L2). Fused: the log-softmax is never
-//     written, only loss[r] and lse[r].
+//     written, only loss[r] and stats[r] = (m, log s).
 //   - backward: one pass writing grad_logits, nothing else:
-//       grad[r][j] = g[r] * (exp(x - lse[r]) - (1 - eps) [j == t] - eps / C)
+//       grad[r][j] = g[r] * (exp((x - m[r]) - log_s[r]) - (1 - eps) [j == t] - eps / C)
+//     the exponent formed in double; float32 takes expf of it rounded to
+//     float and corrects to first order by the rounding residual (see
+//     softmax_prob), so p keeps float precision whatever |x| is.
 //     flat over elements for short rows, one block per row (the row's target,
-//     lse and g read once) for rows of at least kBlockRowMin classes.
+//     stats and g read once) for rows of at least kBlockRowMin classes.
 // DIFFERENCE FROM THE CPU: a target outside [0, C) gives NaN loss (and NaN
 // gradients) for that row; the CPU throws. Checking here would need a
 // device-to-host sync.
@@ -38,6 +43,22 @@ enum class RowLayout { WarpPerRow, BlockPerRow };
 
 __device__ __forceinline__ float exp_(float x) { return expf(x); }
 __device__ __forceinline__ double exp_(double x) { return exp(x); }
+
+// p = exp((x - m) - log_s), the exponent a in double. float32: expf(a_hi) *
+// (1 + a_lo) with a = a_hi + a_lo, a_hi = float(a): the float exp at float
+// throughput, without the relative error |a| * 2^-24 that rounding a costs
+// (a_lo <= 2^-24 |a|, so the dropped a_lo^2 / 2 is below double rounding).
+__device__ __forceinline__ double softmax_prob(float x, double m, double log_s) {
+  const double a = (static_cast<double>(x) - m) - log_s;
+  const float hi = static_cast<float>(a);
+  // -inf (a masked logit) and NaN give expf's answer; a below float range
+  // rounds to -inf and gives 0, as exp would.
+  const double lo = isfinite(hi) ? a - static_cast<double>(hi) : 0.0;
+  return static_cast<double>(expf(hi)) * (1.0 + lo);
+}
+__device__ __forceinline__ double softmax_prob(double x, double m, double log_s) {
+  return exp((x - m) - log_s);
+}
 
 template <typename T>
 struct MaxFn {
@@ -68,7 +89,7 @@ __device__ __forceinline__ bool valid_target(I t, int64_t classes) {
 
 template <typename T, typename I, RowLayout kLayout, int kBlock>
 __global__ void __launch_bounds__(kBlock)
-    cross_entropy_forward_kernel(const T* x, const I* target, T* loss, T* lse, int64_t rows,
+    cross_entropy_forward_kernel(const T* x, const I* target, T* loss, double* stats, int64_t rows,
                                  int64_t classes, double smoothing) {
   constexpr int kThreadsPerRow = kLayout == RowLayout::WarpPerRow ? kWarpSize : kBlock;
   constexpr int kRowsPerBlock = kBlock / kThreadsPerRow;
@@ -97,7 +118,8 @@ __global__ void __launch_bounds__(kBlock)
     if (smoothing > 0.0) gap = row_allreduce<kLayout, kBlock>(gap, SumFn(), 0.0, sum_scratch);
     if (tid == 0) {
       const double log_s = log(s);
-      lse[r] = static_cast<T>(md + log_s);
+      stats[2 * r] = md;
+      stats[2 * r + 1] = log_s;
       const I t = target[r];
       if (valid_target(t, classes)) {
         const double target_gap = md - static_cast<double>(row[static_cast<int64_t>(t)]);
@@ -111,17 +133,17 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-// One gradient element from its row's values (lse_r, g_r in T as stored).
+// One gradient element from its row's values (stats m_r, log_s_r; g_r in T).
 template <typename T>
-__device__ __forceinline__ T cross_entropy_grad(T x, T lse_r, T g_r, bool hit, double smoothing,
-                                                double uniform) {
-  const double p = static_cast<double>(exp_(x - lse_r));
+__device__ __forceinline__ T cross_entropy_grad(T x, double m_r, double log_s_r, T g_r, bool hit,
+                                                double smoothing, double uniform) {
+  const double p = softmax_prob(x, m_r, log_s_r);
   return static_cast<T>(static_cast<double>(g_r) * (p - (hit ? 1.0 - smoothing : 0.0) - uniform));
 }
 
 // Flat over the rows * classes gradient elements (short rows).
 template <typename T, typename I>
-__global__ void cross_entropy_backward_flat_kernel(const T* x, const I* target, const T* lse,
+__global__ void cross_entropy_backward_flat_kernel(const T* x, const I* target, const double* stats,
                                                    const T* grad_loss, T* grad, int64_t rows,
                                                    int64_t classes, double smoothing) {
   const int64_t total = rows * classes;
@@ -132,8 +154,8 @@ __global__ void cross_entropy_backward_flat_kernel(const T* x, const I* target, 
     const int64_t r = e / classes, j = e % classes;
     const I t = target[r];
     grad[e] = valid_target(t, classes)
-                  ? cross_entropy_grad(x[e], lse[r], grad_loss[r], j == static_cast<int64_t>(t),
-                                       smoothing, uniform)
+                  ? cross_entropy_grad(x[e], stats[2 * r], stats[2 * r + 1], grad_loss[r],
+                                       j == static_cast<int64_t>(t), smoothing, uniform)
                   : std::numeric_limits<T>::quiet_NaN();
   }
 }
@@ -141,19 +163,20 @@ __global__ void cross_entropy_backward_flat_kernel(const T* x, const I* target, 
 // One block per row at a time; threads stride over the row (long rows).
 template <typename T, typename I, int kBlock>
 __global__ void __launch_bounds__(kBlock)
-    cross_entropy_backward_rows_kernel(const T* x, const I* target, const T* lse,
+    cross_entropy_backward_rows_kernel(const T* x, const I* target, const double* stats,
                                        const T* grad_loss, T* grad, int64_t rows, int64_t classes,
                                        double smoothing) {
   const double uniform = smoothing / static_cast<double>(classes);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const I t = target[r];
-    const T lse_r = lse[r], g_r = grad_loss[r];
+    const double m_r = stats[2 * r], log_s_r = stats[2 * r + 1];
+    const T g_r = grad_loss[r];
     const T* row = x + r * classes;
     T* out = grad + r * classes;
     if (valid_target(t, classes)) {
       const auto tj = static_cast<int64_t>(t);
       for (int64_t j = threadIdx.x; j < classes; j += kBlock) {
-        out[j] = cross_entropy_grad(row[j], lse_r, g_r, j == tj, smoothing, uniform);
+        out[j] = cross_entropy_grad(row[j], m_r, log_s_r, g_r, j == tj, smoothing, uniform);
       }
     } else {
       for (int64_t j = threadIdx.x; j < classes; j += kBlock) {
@@ -171,7 +194,7 @@ constexpr int64_t kBlockRowMin = 512;  // backward: rows this long get a block e
 
 template <typename T, typename I>
 void forward_typed(const Tensor& logits, const Tensor& target, double smoothing, Tensor& loss,
-                   Tensor& lse) {
+                   Tensor& stats) {
   const int64_t rows = logits.size(0), classes = logits.size(1);
   const T* xp = logits.data_ptr<T>();
   const I* tp = target.data_ptr<I>();
@@ -181,20 +204,20 @@ void forward_typed(const Tensor& logits, const Tensor& target, double smoothing,
     constexpr auto kLayout = RowLayout::WarpPerRow;
     const int grid = grid_for(rows, kBlock / kWarpSize, kBlock);
     cross_entropy_forward_kernel<T, I, kLayout, kBlock><<<grid, kBlock, 0, stream>>>(
-        xp, tp, loss.data_ptr<T>(), lse.data_ptr<T>(), rows, classes, smoothing);
+        xp, tp, loss.data_ptr<T>(), stats.data_ptr<double>(), rows, classes, smoothing);
     TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_forward_kernel<T, I, kLayout, kBlock>);
   } else {
     constexpr int kBlock = 512;
     constexpr auto kLayout = RowLayout::BlockPerRow;
     const int grid = grid_for(rows, 1, kBlock);
     cross_entropy_forward_kernel<T, I, kLayout, kBlock><<<grid, kBlock, 0, stream>>>(
-        xp, tp, loss.data_ptr<T>(), lse.data_ptr<T>(), rows, classes, smoothing);
+        xp, tp, loss.data_ptr<T>(), stats.data_ptr<double>(), rows, classes, smoothing);
     TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_forward_kernel<T, I, kLayout, kBlock>);
   }
 }
 
 template <typename T, typename I>
-void backward_typed(const Tensor& logits, const Tensor& target, const Tensor& lse,
+void backward_typed(const Tensor& logits, const Tensor& target, const Tensor& stats,
                     const Tensor& grad_loss, double smoothing, Tensor& grad_logits) {
   const int64_t rows = logits.size(0), classes = logits.size(1);
   const T* xp = logits.data_ptr<T>();
@@ -204,42 +227,51 @@ void backward_typed(const Tensor& logits, const Tensor& target, const Tensor& ls
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(rows, 1, kBlock);
     cross_entropy_backward_rows_kernel<T, I, kBlock>
-        <<<grid, kBlock, 0, stream>>>(xp, tp, lse.data_ptr<T>(), grad_loss.data_ptr<T>(),
+        <<<grid, kBlock, 0, stream>>>(xp, tp, stats.data_ptr<double>(), grad_loss.data_ptr<T>(),
                                       grad_logits.data_ptr<T>(), rows, classes, smoothing);
     TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_backward_rows_kernel<T, I, kBlock>);
   } else {
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(rows * classes, kBlock, kBlock);
     cross_entropy_backward_flat_kernel<T, I>
-        <<<grid, kBlock, 0, stream>>>(xp, tp, lse.data_ptr<T>(), grad_loss.data_ptr<T>(),
+        <<<grid, kBlock, 0, stream>>>(xp, tp, stats.data_ptr<double>(), grad_loss.data_ptr<T>(),
                                       grad_logits.data_ptr<T>(), rows, classes, smoothing);
     TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_backward_flat_kernel<T, I>);
   }
 }
 
+// stats: float64 [rows, 2], (row max, log of the sum).
+void check_stats(const char* what, const Tensor& stats, int64_t rows) {
+  TANDEM_CHECK(stats.dtype() == kFloat64 && stats.sizes() == Shape({rows, 2}), what,
+               ": stats must be float64[", rows, ", 2], got ", dtype_name(stats.dtype()),
+               shape_str(stats.sizes()));
+}
+
 }  // namespace
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& target, double label_smoothing,
-                           Tensor& loss, Tensor& lse) {
+                           Tensor& loss, Tensor& stats) {
   TANDEM_CHECK(logits.dim() == 2 && target.numel() == logits.size(0),
                "cross_entropy (cuda): expected logits [rows, classes] and one target per row");
+  check_stats("cross_entropy (cuda)", stats, logits.size(0));
   dispatch_index(target.dtype(), "cross_entropy (cuda)", [&](auto index_tag) {
     using I = decltype(index_tag);
     TANDEM_DISPATCH_FLOATING(logits.dtype(), "cross_entropy (cuda)", [&] {
-      forward_typed<scalar_t, I>(logits, target, label_smoothing, loss, lse);
+      forward_typed<scalar_t, I>(logits, target, label_smoothing, loss, stats);
     });
   });
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& stats,
                             const Tensor& grad_loss, double label_smoothing, Tensor& grad_logits) {
   TANDEM_CHECK(logits.dim() == 2 && target.numel() == logits.size(0),
                "cross_entropy backward (cuda): expected logits [rows, classes] and one target "
                "per row");
+  check_stats("cross_entropy backward (cuda)", stats, logits.size(0));
   dispatch_index(target.dtype(), "cross_entropy (cuda)", [&](auto index_tag) {
     using I = decltype(index_tag);
     TANDEM_DISPATCH_FLOATING(logits.dtype(), "cross_entropy (cuda)", [&] {
-      backward_typed<scalar_t, I>(logits, target, lse, grad_loss, label_smoothing, grad_logits);
+      backward_typed<scalar_t, I>(logits, target, stats, grad_loss, label_smoothing, grad_logits);
     });
   });
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "test_util.h"
@@ -268,6 +269,31 @@ TEST(Autograd, CrossEntropyIsStableForLargeLogits) {
   EXPECT_NEAR(g[0], 0.0, 1e-12);  // softmax - one_hot for row 0 is ~0
   EXPECT_NEAR(g[3], std::exp(-1.0) / (1.0 + std::exp(-1.0)), 1e-12);
   EXPECT_NEAR(g[4], 1.0 / (1.0 + std::exp(-1.0)) - 1.0, 1e-12);
+}
+
+TEST(Autograd, BinaryCrossEntropyGradientClampIsPyTorchsFloatEpsilon) {
+  // Issue 18.2: d/dp = g (p - t) / max(p (1 - p), eps) with PyTorch's eps, the
+  // float constant 1e-12f (9.9999999600e-13 in float64), not the double 1e-12:
+  // at p = 0 or 1 the two differ by 4e-9 relative, visible in float64.
+  const double eps = static_cast<double>(1e-12f);
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(dtype_name(dt));
+    const std::vector<double> pv = {0.0, 1.0, 1e-13, 0.0, 1.0, 0.25};
+    const Tensor p = tt::make_tensor(pv, {6}, dt).set_requires_grad(true);
+    const Tensor t = tt::random_tensor({6}, dt, 0.1, 0.9);
+    binary_cross_entropy(p, t, Reduction::Sum).backward();
+    const auto pr = tt::to_doubles(p.detach()), tv = tt::to_doubles(t);
+    std::vector<double> ref;
+    for (size_t i = 0; i < pr.size(); ++i) {
+      if (dt == kFloat32) {  // every step rounded to float, as the ops compute
+        const auto pf = static_cast<float>(pr[i]), tf = static_cast<float>(tv[i]);
+        ref.push_back((pf - tf) / std::max((1.0f - pf) * pf, 1e-12f));
+      } else {
+        ref.push_back((pr[i] - tv[i]) / std::max((1.0 - pr[i]) * pr[i], eps));
+      }
+    }
+    expect_close(p.grad(), tt::Ref{{6}, ref}, tt::Tol{dt == kFloat32 ? 1e-6 : 1e-13, 0.0});
+  }
 }
 
 TEST(Autograd, LossArgumentErrors) {

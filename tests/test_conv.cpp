@@ -474,6 +474,25 @@ TEST(BatchNorm, SeventyThousandChannelsMatchReference) {
     const auto want_gx = ref_batch_norm_grad_x(xv, tt::to_doubles(gy), gv, ref, n, c, m, eps);
     EXPECT_TRUE(tt::values_close(tt::to_doubles(x.grad()), x.grad().sizes(), want_gx, shape,
                                  sum_tol(kFloat64)));
+
+TEST(BatchNorm, InputOverlappingTheRunningStatisticsIsReadFirst) {
+  // Issue 18.4: running_mean and running_var are views of the input shifted by
+  // one element (running_mean[k] is input[0][k + 1]), so updating channel k's
+  // statistics overwrites input that channel k + 1 has yet to read. The result
+  // must be that of the same call on copies.
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    const int64_t n = 7, c = 5;
+    Tensor x = tt::random_tensor({n, c}, dt, 0.5, 2.0);
+    Tensor xc = x.clone();
+    Tensor rm = x.view({-1}).slice(1, c + 1), rv = x.view({-1}).slice(c + 1, 2 * c + 1);
+    Tensor rmc = rm.clone(), rvc = rv.clone();
+    const Tensor w = tt::random_tensor({c}, dt, 0.5, 1.5), b = tt::random_tensor({c}, dt);
+    const Tensor y = tandem::batch_norm(x, rm, rv, w, b, /*training=*/true, 0.3);
+    const Tensor yc = tandem::batch_norm(xc, rmc, rvc, w, b, /*training=*/true, 0.3);
+    tt::expect_close(y, yc, tt::exact());
+    tt::expect_close(rm, rmc, tt::exact());
+    tt::expect_close(rv, rvc, tt::exact());
   }
 }
 

@@ -713,6 +713,93 @@ INSTANTIATE_TEST_SUITE_P(Floating, InPlaceTest,
                            return std::string(tandem::dtype_name(param_info.param));
                          });
 
+// ---- In-place ops whose operand overlaps the destination (issue 18.4) -------------
+// The operand is read as it was before the op (it is copied first when it
+// overlaps the destination), whatever the loop order or thread count.
+
+class InPlaceOverlapTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(InPlaceOverlapTest, RowOfTheSameMatrix) {
+  // m.op_(m[r]): row r is overwritten while the other rows still read it. 1001
+  // rows reach the OpenMP path; 7 rows run in one thread.
+  const DType dt = GetParam();
+  for (const Shape& shape : std::vector<Shape>{{7, 33}, {1001, 33}}) {
+    for (int64_t r : {int64_t{0}, shape[0] / 2}) {
+      SCOPED_TRACE(tt::str(shape) + " row " + std::to_string(r));
+      auto check = [&](BinaryOp op, double alpha, auto apply) {
+        Tensor m = tt::random_nonzero(shape, dt, 1.0, 9.0);
+        const Ref ref = ref_binary_tensor(op, m, m[r].clone(), alpha);
+        apply(m, m[r]);
+        expect_close(m, ref, tt::default_tol(dt));
+      };
+      check(BinaryOp::Add, 1.0, [](Tensor& m, const Tensor& o) { m.add_(o); });
+      check(BinaryOp::Sub, 1.0, [](Tensor& m, const Tensor& o) { m.sub_(o); });
+      check(BinaryOp::Sub, 2.0, [](Tensor& m, const Tensor& o) { m.sub_(o, 2.0); });
+      check(BinaryOp::Mul, 1.0, [](Tensor& m, const Tensor& o) { m.mul_(o); });
+      check(BinaryOp::Div, 1.0, [](Tensor& m, const Tensor& o) { m.div_(o); });
+    }
+  }
+}
+
+TEST_P(InPlaceOverlapTest, ElementOfTheSameVector) {
+  // x.div_(x[0]): a 0-d view of x's first element, broadcast over x.
+  const DType dt = GetParam();
+  for (int64_t n : {int64_t{7}, int64_t{100003}}) {
+    SCOPED_TRACE("n " + std::to_string(n));
+    Tensor x = tt::random_nonzero({n}, dt, 1.0, 9.0);
+    const Ref ref = ref_binary_tensor(BinaryOp::Div, x, x[0].clone(), 1.0);
+    x.div_(x[0]);
+    expect_close(x, ref, tt::default_tol(dt));
+    Tensor y = tt::random_nonzero({n}, dt, 1.0, 9.0);
+    const Ref ref2 = ref_binary_tensor(BinaryOp::Sub, y, y[n - 1].clone(), 1.0);
+    y.sub_(y[n - 1]);
+    expect_close(y, ref2, tt::default_tol(dt));
+  }
+}
+
+TEST_P(InPlaceOverlapTest, ShiftedSlicesOfOneTensor) {
+  // dst rows [1, n) and src rows [0, n - 1): a forward loop would read rows it
+  // has already written (a running sum instead of a pairwise one); also the
+  // other direction.
+  const DType dt = GetParam();
+  for (int64_t n : {int64_t{9}, int64_t{4001}}) {
+    SCOPED_TRACE("n " + std::to_string(n));
+    Tensor x = tt::random_nonzero({n, 5}, dt, 1.0, 9.0);
+    Tensor dst = x.slice(1, n), src = x.slice(0, n - 1);
+    const Ref ref = ref_binary_tensor(BinaryOp::Add, dst, src.clone(), 2.0);
+    dst.add_(src, 2.0);
+    expect_close(dst, ref, tt::default_tol(dt));
+    Tensor y = tt::random_nonzero({n, 5}, dt, 1.0, 9.0);
+    Tensor dst2 = y.slice(0, n - 1), src2 = y.slice(1, n);
+    const Ref ref2 = ref_binary_tensor(BinaryOp::Mul, dst2, src2.clone(), 1.0);
+    dst2.mul_(src2);
+    expect_close(dst2, ref2, tt::default_tol(dt));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, InPlaceOverlapTest,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt32,
+                                           tandem::kInt64),
+                         [](const ::testing::TestParamInfo<DType>& param_info) {
+                           return std::string(tandem::dtype_name(param_info.param));
+                         });
+
+TEST(InPlaceOverlapFloatTest, AddcmulAddcdivWithOverlappingOperands) {
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    Tensor m = tt::random_nonzero({9, 5}, dt, 1.0, 9.0);
+    const auto before = tt::to_doubles(m);
+    m.addcmul_(m[2], m[4], 0.5);
+    std::vector<double> ref = before;
+    for (size_t k = 0; k < ref.size(); ++k) ref[k] += 0.5 * before[10 + k % 5] * before[20 + k % 5];
+    expect_close(m, Ref{{9, 5}, ref}, tt::scaled(tt::default_tol(dt), 2.0));
+    const auto mid = tt::to_doubles(m);
+    m.addcdiv_(m[0], m[8]);
+    for (size_t k = 0; k < ref.size(); ++k) ref[k] = mid[k] + mid[k % 5] / mid[40 + k % 5];
+    expect_close(m, Ref{{9, 5}, ref}, tt::scaled(tt::default_tol(dt), 2.0));
+  }
+}
+
 TEST(InPlaceIntTest, IntegerInPlaceArithmetic) {
   for (DType dt : {tandem::kInt32, tandem::kInt64}) {
     SCOPED_TRACE(tandem::dtype_name(dt));

@@ -639,6 +639,46 @@ TEST(Optimizers, MismatchedGradientIsAnError) {
   expect_error([&] { opt.step(); }, "Adam: the gradient (float64[3] on cpu) does not match");
 }
 
+// A gradient that overlaps a parameter (or another parameter's state) of the
+// same step is read as it was before the step: the step copies it first
+// (issue 18.4). Reference: the same optimizer on copies that share nothing.
+TEST(Optimizers, GradientOverlappingAParameterIsReadBeforeTheStep) {
+  const int64_t n = 9;
+  using Make = std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>;
+  const std::vector<std::pair<std::string, Make>> makers = {
+      {"SGD",
+       [](std::vector<Tensor> ps) {
+         return std::make_unique<optim::SGD>(std::move(ps), optim::SGDOptions(0.1).momentum(0.9));
+       }},
+      {"Adam",
+       [](std::vector<Tensor> ps) {
+         return std::make_unique<optim::Adam>(std::move(ps), optim::AdamOptions(0.1));
+       }},
+  };
+  for (const auto& [name, make] : makers) {
+    SCOPED_TRACE(name);
+    // p1 = base[0, n), p2 = base[n, 2n); p2's gradient is base[n - 1, 2n - 1):
+    // p1's last element and all but the last of p2.
+    Tensor base = tt::random_tensor({2 * n}, kFloat32, 1.0, 2.0);
+    Tensor p1 = base.slice(0, n), p2 = base.slice(n, 2 * n);
+    p1.set_requires_grad(true);
+    p2.set_requires_grad(true);
+    p1.mutable_grad() = tt::random_tensor({n}, kFloat32, -1.0, 1.0);
+    p2.mutable_grad() = base.slice(n - 1, 2 * n - 1).detach();
+    // The reference: copies of everything, no sharing.
+    Tensor q1 = p1.detach().clone().set_requires_grad(true);
+    Tensor q2 = p2.detach().clone().set_requires_grad(true);
+    q1.mutable_grad() = p1.grad().clone();
+    q2.mutable_grad() = p2.grad().clone();
+    auto opt = make({p1, p2});
+    auto ref = make({q1, q2});
+    opt->step();
+    ref->step();
+    tt::expect_equal(p1.detach(), q1.detach());
+    tt::expect_equal(p2.detach(), q2.detach());
+  }
+}
+
 // A step that throws (a bad gradient or bad options in a later group) changes
 // no parameter and no state of any group.
 TEST(Optimizers, AFailedStepChangesNothing) {

@@ -484,6 +484,39 @@ TEST(CopyTest, OverlappingSlicesOfOneTensor) {
   EXPECT_EQ(tandem::to_vector<float>(x), (std::vector<float>{0, 0, 1, 2, 3, 4, 5, 6, 7, 8}));
 }
 
+TEST(CopyTest, OverlappingCopiesReadTheSourceFirst) {
+  // Issue 18.4: copy_ between overlapping views of one tensor copies the
+  // source's values as they were before the copy (memcpy on overlapping
+  // ranges was undefined: AddressSanitizer's memcpy-param-overlap), in both
+  // directions, for the one-element broadcast, and for a source that is the
+  // destination's own bytes under another handle.
+  for (int64_t n : {int64_t{9}, int64_t{40001}}) {
+    SCOPED_TRACE("n " + std::to_string(n));
+    Tensor x = tt::random_tensor({n, 3}, tandem::kFloat64);
+    auto v = tt::to_doubles(x);
+    x.slice(1, n).copy_(x.slice(0, n - 1));
+    std::vector<double> ref(v.begin(), v.begin() + 3);
+    ref.insert(ref.end(), v.begin(), v.end() - 3);
+    expect_close(x, tt::Ref{{n, 3}, ref}, tt::exact());
+
+    v = tt::to_doubles(x);
+    x.slice(0, n - 1).copy_(x.slice(1, n));
+    ref.assign(v.begin() + 3, v.end());
+    ref.insert(ref.end(), v.end() - 3, v.end());
+    expect_close(x, tt::Ref{{n, 3}, ref}, tt::exact());
+
+    v = tt::to_doubles(x);
+    x.copy_(x.detach());  // the same bytes, another handle
+    expect_close(x, tt::Ref{{n, 3}, v}, tt::exact());
+
+    Tensor flat = x.view({-1});
+    const double kept = v[7];
+    flat.copy_(flat.slice(7, 8));  // one element of the destination, broadcast
+    expect_close(x, tt::Ref{{n, 3}, std::vector<double>(static_cast<size_t>(3 * n), kept)},
+                 tt::exact());
+  }
+}
+
 TEST(CopyTest, CopyIntoASliceWritesTheBase) {
   Tensor base = tandem::zeros({4, 3}, tandem::kFloat64);
   Tensor src = tt::random_tensor({2, 3}, tandem::kFloat64);

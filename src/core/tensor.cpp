@@ -47,7 +47,7 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
                 bool src_pinned) {
   if (nbytes == 0) return;
   if (dst_device.is_cpu() && src_device.is_cpu()) {
-    std::memcpy(dst, src, nbytes);
+    std::memmove(dst, src, nbytes);  // copy_ never overlaps them; memmove costs nothing
   } else if (dst_device.is_cuda() && src_device.is_cpu()) {
     cuda::detail::copy_host_to_device(dst, src, nbytes, dst_device.index(), src_pinned);
   } else if (dst_device.is_cpu() && src_device.is_cuda()) {
@@ -55,6 +55,26 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   } else {
     cuda::detail::copy_device_to_device(dst, dst_device.index(), src, src_device.index(), nbytes);
   }
+}
+
+bool overlaps(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined() || a.numel() == 0 || b.numel() == 0) return false;
+  if (a.impl()->storage != b.impl()->storage) return false;
+  const auto begin = [](const Tensor& t) {
+    return t.impl()->offset * static_cast<int64_t>(t.element_size());
+  };
+  const int64_t a0 = begin(a), b0 = begin(b);
+  const int64_t a1 = a0 + static_cast<int64_t>(a.nbytes()),
+                b1 = b0 + static_cast<int64_t>(b.nbytes());
+  return a0 < b1 && b0 < a1;
+}
+
+Tensor unaliased_operand(const Tensor& written, const Tensor& read) {
+  if (!overlaps(written, read)) return read;
+  const bool same_elements = written.impl()->offset == read.impl()->offset &&
+                             written.dtype() == read.dtype() && written.numel() == read.numel();
+  if (same_elements) return read;
+  return read.detach().clone();
 }
 
 std::string describe(const Tensor& t) {
@@ -212,7 +232,13 @@ Tensor& Tensor::copy_(const Tensor& src) {
                " does not match destination ", detail::describe(*this));
   autograd::prepare_inplace("copy_", *this, src);
   if (is_same(src) || numel() == 0) return *this;
-  const Tensor converted = src.to(device(), dtype());
+  Tensor converted = src.to(device(), dtype());
+  if (detail::overlaps(*this, converted)) {
+    // The same bytes: nothing to do. Otherwise copy through a temporary:
+    // memcpy and cudaMemcpyAsync are undefined on overlapping ranges.
+    if (converted.impl()->offset == impl()->offset && converted.numel() == numel()) return *this;
+    converted = converted.detach().clone();
+  }
   if (src.numel() == 1 && numel() != 1) {
     // Broadcast one value on the destination's device without a host round
     // trip: minimum(v, v) == v exactly, for every dtype and for NaN.

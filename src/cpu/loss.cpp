@@ -3,10 +3,12 @@
 // (contiguous, float32/float64; targets int32/int64). Rows are independent
 // (OpenMP over rows). Everything is computed in double and rounded once on the
 // store, so this is the accurate reference for kernels/loss.cu:
-//   m = max_j x_j,  s = sum_j exp(x_j - m),  lse = m + log(s)
+//   m = max_j x_j,  s = sum_j exp(x_j - m)
 //   loss = log(s) + (1 - eps) (m - x_t) + (eps / C) sum_j (m - x_j)
 // which equals lse - (1 - eps) x_t - (eps / C) sum_j x_j but adds only
 // non-negative terms, so logits of magnitude 1e4 lose nothing to cancellation.
+// The backward gets (m, log s) in double (stats [rows, 2]) and recomputes
+// p = exp((x - m) - log s), never an lse rounded to the logits' type.
 // Targets are validated before anything is written (an exception cannot leave
 // an OpenMP loop); CUDA writes NaN for the row instead.
 #include <algorithm>
@@ -36,9 +38,16 @@ void check_geometry(const char* what, const Tensor& logits, const Tensor& target
                " elements for ", logits.size(0), " rows");
 }
 
+// stats: [rows, 2] float64, (row max, log of the sum).
+void check_stats(const char* what, const Tensor& stats, int64_t rows) {
+  TANDEM_CHECK(stats.dtype() == kFloat64 && stats.sizes() == Shape({rows, 2}), what,
+               ": stats must be float64[", rows, ", 2], got ", dtype_name(stats.dtype()),
+               shape_str(stats.sizes()));
+}
+
 template <typename T, typename I>
-void forward_rows(const T* x, const I* target, T* loss, T* lse, int64_t rows, int64_t classes,
-                  double smoothing) {
+void forward_rows(const T* x, const I* target, T* loss, double* stats, int64_t rows,
+                  int64_t classes, double smoothing) {
   const double uniform = smoothing / static_cast<double>(classes);
   util::parallel_for(rows, 3 * classes, [&](int64_t r) {
     const T* row = x + r * classes;
@@ -52,7 +61,8 @@ void forward_rows(const T* x, const I* target, T* loss, T* lse, int64_t rows, in
     }
     const double log_s = std::log(s);
     const auto t = static_cast<int64_t>(target[r]);
-    lse[r] = static_cast<T>(m + log_s);
+    stats[2 * r] = m;
+    stats[2 * r + 1] = log_s;
     const double target_gap = m - static_cast<double>(row[t]);
     // With no smoothing, gap is not used: 0 * inf (a -inf logit) must not make NaN.
     loss[r] = static_cast<T>(log_s + (1.0 - smoothing) * target_gap +
@@ -61,17 +71,17 @@ void forward_rows(const T* x, const I* target, T* loss, T* lse, int64_t rows, in
 }
 
 template <typename T, typename I>
-void backward_rows(const T* x, const I* target, const T* lse, const T* grad_loss, T* grad,
+void backward_rows(const T* x, const I* target, const double* stats, const T* grad_loss, T* grad,
                    int64_t rows, int64_t classes, double smoothing) {
   const double uniform = smoothing / static_cast<double>(classes);
   util::parallel_for(rows, 2 * classes, [&](int64_t r) {
     const double g = static_cast<double>(grad_loss[r]);
-    const double l = static_cast<double>(lse[r]);
+    const double m = stats[2 * r], log_s = stats[2 * r + 1];
     const auto t = static_cast<int64_t>(target[r]);
     const T* row = x + r * classes;
     T* out = grad + r * classes;
     for (int64_t j = 0; j < classes; ++j) {
-      const double p = std::exp(static_cast<double>(row[j]) - l);
+      const double p = std::exp((static_cast<double>(row[j]) - m) - log_s);
       const double hit = j == t ? 1.0 - smoothing : 0.0;
       out[j] = static_cast<T>(g * (p - hit - uniform));
     }
@@ -81,38 +91,39 @@ void backward_rows(const T* x, const I* target, const T* lse, const T* grad_loss
 }  // namespace
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& target, double label_smoothing,
-                           Tensor& loss, Tensor& lse) {
+                           Tensor& loss, Tensor& stats) {
   check_geometry("cross_entropy", logits, target);
   const int64_t rows = logits.size(0), classes = logits.size(1);
-  TANDEM_CHECK(loss.dtype() == logits.dtype() && lse.dtype() == logits.dtype() &&
-                   loss.numel() == rows && lse.numel() == rows,
-               "cross_entropy: loss and lse must be [", rows, "] of the logits' dtype");
+  TANDEM_CHECK(loss.dtype() == logits.dtype() && loss.numel() == rows,
+               "cross_entropy: loss must be [", rows, "] of the logits' dtype, got ",
+               dtype_name(loss.dtype()), shape_str(loss.sizes()));
+  check_stats("cross_entropy", stats, rows);
   dispatch_index(target.dtype(), "cross_entropy", [&](auto index_tag) {
     using I = decltype(index_tag);
     const I* t = target.data_ptr<I>();
     check_targets(t, rows, classes);
     TANDEM_DISPATCH_FLOATING(logits.dtype(), "cross_entropy", [&] {
       forward_rows(logits.data_ptr<scalar_t>(), t, loss.data_ptr<scalar_t>(),
-                   lse.data_ptr<scalar_t>(), rows, classes, label_smoothing);
+                   stats.data_ptr<double>(), rows, classes, label_smoothing);
     });
   });
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& stats,
                             const Tensor& grad_loss, double label_smoothing, Tensor& grad_logits) {
   check_geometry("cross_entropy backward", logits, target);
   const int64_t rows = logits.size(0), classes = logits.size(1);
-  TANDEM_CHECK(lse.dtype() == logits.dtype() && grad_loss.dtype() == logits.dtype() &&
-                   grad_logits.dtype() == logits.dtype() && lse.numel() == rows &&
+  TANDEM_CHECK(grad_loss.dtype() == logits.dtype() && grad_logits.dtype() == logits.dtype() &&
                    grad_loss.numel() == rows && grad_logits.numel() == logits.numel(),
-               "cross_entropy backward: lse and grad_loss must be [", rows,
-               "] and grad_logits like the logits, all of the logits' dtype");
+               "cross_entropy backward: grad_loss must be [", rows,
+               "] and grad_logits like the logits, both of the logits' dtype");
+  check_stats("cross_entropy backward", stats, rows);
   dispatch_index(target.dtype(), "cross_entropy", [&](auto index_tag) {
     using I = decltype(index_tag);
     const I* t = target.data_ptr<I>();
     check_targets(t, rows, classes);
     TANDEM_DISPATCH_FLOATING(logits.dtype(), "cross_entropy", [&] {
-      backward_rows(logits.data_ptr<scalar_t>(), t, lse.data_ptr<scalar_t>(),
+      backward_rows(logits.data_ptr<scalar_t>(), t, stats.data_ptr<double>(),
                     grad_loss.data_ptr<scalar_t>(), grad_logits.data_ptr<scalar_t>(), rows, classes,
                     label_smoothing);
     });

@@ -273,12 +273,18 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
   if (c == 0) return y;
   {
     Tensor rm = running_mean, rv = running_var;
+    // What the kernel reads, copied first where it overlaps the running
+    // statistics it writes (docs/design.md, in-place ops and overlap).
+    Tensor x = input, w = weight, b = bias;
     if (rm.defined()) {
       autograd::prepare_inplace(op, rm);
       autograd::prepare_inplace(op, rv);
+      for (Tensor* t : {&x, &w, &b}) {
+        if (detail::overlaps(*t, rm) || detail::overlaps(*t, rv)) *t = t->detach().clone();
+      }
     }
-    TANDEM_BACKEND_CALL(input.device(), batch_norm_forward_train, input, weight, bias, rm, rv,
-                        momentum, eps, n, c, m, y, save_mean, save_invstd);
+    TANDEM_BACKEND_CALL(input.device(), batch_norm_forward_train, x, w, b, rm, rv, momentum, eps, n,
+                        c, m, y, save_mean, save_invstd);
   }
   if (autograd::should_record(input, weight, bias)) {
     const bool need_x = input.requires_grad();

@@ -48,5 +48,16 @@ int64_t normalize_dim(const char* op, int64_t dim, int64_t ndim);
 // Product of sizes[begin, end).
 int64_t prod(const Shape& sizes, int64_t begin, int64_t end);
 
+// Memory overlap (docs/design.md, "In-place ops and overlapping operands").
+// Tensors are contiguous, so each is one byte range of its storage: two
+// overlap when they share storage and their ranges intersect.
+bool overlaps(const Tensor& a, const Tensor& b);
+// What an elementwise op that writes `written` may read for `read`: `read`
+// itself when it does not overlap `written`, or is exactly its bytes (element
+// i read only by the thread that writes element i: x.add_(x)); otherwise a
+// copy, made first on read's device, so the op sees the values `read` had
+// before it (x.div_(x[0]), m.sub_(m[0]), shifted slices of one tensor).
+Tensor unaliased_operand(const Tensor& written, const Tensor& read);
+
 }  // namespace detail
 }  // namespace tandem

@@ -294,7 +294,10 @@ Tensor& binary_inplace(BinaryOp op, Tensor& self, const Tensor& other, double al
                shape_str(other.sizes()), " cannot be broadcast to the destination shape ",
                shape_str(self.sizes()));
   autograd::prepare_inplace(name, self, other);
-  if (self.numel() > 0) TANDEM_BACKEND_CALL(self.device(), binary, op, self, other, self, alpha);
+  if (self.numel() == 0) return self;
+  // other overlapping self (m.sub_(m[0])) is read as it was before the op.
+  const Tensor operand = detail::unaliased_operand(self, other);
+  TANDEM_BACKEND_CALL(self.device(), binary, op, self, operand, self, alpha);
   return self;
 }
 Tensor& scalar_inplace(BinaryOp op, Tensor& self, double s, const char* name) {

@@ -66,13 +66,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
   const Tensor t = target.view({rows});
   const TensorOptions opts = TensorOptions(logits.dtype()).device(logits.device());
   Tensor loss = empty({rows}, opts);
-  Tensor lse = empty({rows}, opts);
+  // (row max, log of the sum) in float64: see cross_entropy_forward in
+  // core/backend_decls.inc.
+  Tensor stats = empty({rows, 2}, TensorOptions(kFloat64).device(logits.device()));
   if (rows > 0) {
-    TANDEM_BACKEND_CALL(logits.device(), cross_entropy_forward, x, t, label_smoothing, loss, lse);
+    TANDEM_BACKEND_CALL(logits.device(), cross_entropy_forward, x, t, label_smoothing, loss, stats);
   }
   if (autograd::should_record(logits)) {
     autograd::record(
-        loss, "cross_entropy", {logits}, {x, t, lse},
+        loss, "cross_entropy", {logits}, {x, t, stats},
         [label_smoothing, shape = logits.sizes()](const Tensor& g, const std::vector<Tensor>& s) {
           Tensor grad = empty_like(s[0]);
           if (grad.numel() > 0) {
@@ -100,6 +102,11 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) 
   return reduce_loss(square(input - target), reduction);
 }
 
+// PyTorch's binary_cross_entropy backward clamps p (1 - p) at
+// `constexpr float EPSILON = 1e-12` (aten/src/ATen/native/Loss.cpp), converted
+// to the tensor's type: float32 1e-12f, float64 the same value widened.
+constexpr double kBceEps = static_cast<double>(1e-12f);
+
 Tensor binary_cross_entropy(const Tensor& probs, const Tensor& target, Reduction reduction) {
   check_same_shape("binary_cross_entropy", probs, target);
   Tensor per_element;
@@ -116,8 +123,9 @@ Tensor binary_cross_entropy(const Tensor& probs, const Tensor& target, Reduction
                        const Tensor& p = s[0];
                        const Tensor& t = s[1];
                        // d/dp = (p - t) / (p (1 - p)), with the denominator kept
-                       // away from 0 as PyTorch does (eps 1e-12).
-                       const Tensor gp = g * (p - t) / clamp((1.0 - p) * p, 1e-12, INFINITY);
+                       // away from 0 as PyTorch does: its eps is the float
+                       // constant 1e-12f (9.9999999600e-13 also for float64).
+                       const Tensor gp = g * (p - t) / clamp((1.0 - p) * p, kBceEps, INFINITY);
                        // d/dt = log(1 - p) - log(p), with the same clamped logs.
                        const Tensor gt = g * (clamp(log(1.0 - p), -100.0, INFINITY) -
                                               clamp(log(p), -100.0, INFINITY));

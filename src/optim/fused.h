@@ -371,6 +371,11 @@ void check_grad(const std::string& who, const Tensor& param, const Tensor& grad)
 Tensor& buffer(OptimizerParamState& st, const char* key, const Tensor& param, double init);
 // Bumps the version counters of everything a fused step wrote.
 void mark_written(const std::vector<FusedSlot>& slots);
+// Replaces every gradient that overlaps something the step writes (any
+// group's parameter or state) by a copy, so the step reads gradients as they
+// were before it (a gradient assigned as a view of a parameter; the fused
+// loops and kernels would race with, or read back, their own writes).
+void copy_overlapping_grads(std::vector<std::vector<FusedSlot>>& groups);
 
 // The options of a group as O (throws when they belong to another optimizer).
 template <typename O>
@@ -386,9 +391,12 @@ template <typename O, typename Fill, typename Launch>
 void Optimizer::fused_step(const Fill& fill, const Launch& launch) {
   check_step();
   NoGradGuard no_grad;
-  for (auto& group : groups_) {
+  // Every group's slots first, so that no gradient is read after a launch
+  // has written to its bytes.
+  std::vector<std::vector<FusedSlot>> group_slots(groups_.size());
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    auto& group = groups_[gi];
     const auto& o = static_cast<const O&>(group.options());  // checked above
-    std::vector<FusedSlot> slots;
     for (Tensor& p : group.params()) {
       const Tensor grad = p.grad();
       if (!grad.defined()) continue;  // not reached by backward: PyTorch skips it too
@@ -396,11 +404,16 @@ void Optimizer::fused_step(const Fill& fill, const Launch& launch) {
       ++st.step;
       FusedSlot slot{p, grad, {}, 0.0, 0.0};
       fill(o, p, st, slot);
-      if (p.numel() > 0) slots.push_back(slot);
+      if (p.numel() > 0) group_slots[gi].push_back(slot);
     }
+  }
+  internal::copy_overlapping_grads(group_slots);
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const auto& o = static_cast<const O&>(groups_[gi].options());
     internal::for_each_device_dtype(
-        slots, [&](Device dev, const std::vector<FusedSlot>& part) { launch(dev, part, o); });
-    internal::mark_written(slots);
+        group_slots[gi],
+        [&](Device dev, const std::vector<FusedSlot>& part) { launch(dev, part, o); });
+    internal::mark_written(group_slots[gi]);
   }
 }
 

@@ -1,6 +1,7 @@
 // Optimizer base: parameter groups (each with its own options, cloned from the
 // defaults when it has none), parameter validation, zero_grad, per-parameter
 // state and its state dict; the device/dtype split of the fused steps.
+#include <unordered_map>
 #include <unordered_set>
 
 #include "ops/dispatch.h"
@@ -240,6 +241,30 @@ Tensor& buffer(OptimizerParamState& st, const char* key, const Tensor& param, do
   Tensor& b = st.buffers[key];
   if (!b.defined()) b = init == 0.0 ? zeros_like(param) : full_like(param, init);
   return b;
+}
+
+void copy_overlapping_grads(std::vector<std::vector<FusedSlot>>& groups) {
+  // What the step writes, by storage (usually one tensor per storage).
+  std::unordered_map<const Storage*, std::vector<Tensor>> written;
+  for (const auto& slots : groups) {
+    for (const FusedSlot& s : slots) {
+      written[s.param.impl()->storage.get()].push_back(s.param);
+      for (const Tensor& t : s.state)
+        if (t.defined()) written[t.impl()->storage.get()].push_back(t);
+    }
+  }
+  for (auto& slots : groups) {
+    for (FusedSlot& s : slots) {
+      const auto it = written.find(s.grad.impl()->storage.get());
+      if (it == written.end()) continue;
+      for (const Tensor& w : it->second) {
+        if (::tandem::detail::overlaps(w, s.grad)) {
+          s.grad = s.grad.detach().clone();
+          break;
+        }
+      }
+    }
+  }
 }
 
 void mark_written(const std::vector<FusedSlot>& slots) {
