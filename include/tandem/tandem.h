@@ -10,6 +10,7 @@
 #include "tandem/generator.h"
 #include "tandem/gradcheck.h"
 #include "tandem/loss.h"
+#include "tandem/models.h"
 #include "tandem/nn.h"
 #include "tandem/op_list.h"
 #include "tandem/ops.h"
