@@ -1,7 +1,7 @@
 // Model presets (tandem/models.h): forward shapes and parameter counts, a few
 // training steps of each with its recipe's optimizer settings, the recipes and
 // schedules, the Jacobi eigensolver and the patch whitening against their
-// defining properties.
+// defining properties, and the JSON model files (round trips and every error).
 #include <gtest/gtest.h>
 #include <tandem/models.h>
 #include <tandem/tandem.h>
@@ -369,6 +369,221 @@ TEST(Whitening, Errors) {
         models::init_whitening(*pw, full({2, 3, 8, 8}, 1.0), o);
       },
       "init_whitening: the patch covariance is singular");
+}
+
+// ---- JSON model files -------------------------------------------------------------------
+
+std::vector<std::pair<std::string, Shape>> param_shapes(nn::Module& m) {
+  std::vector<std::pair<std::string, Shape>> out;
+  for (const auto& kv : m.state_dict()) out.emplace_back(kv.first, kv.second.sizes());
+  return out;
+}
+std::vector<bool> requires_grad_flags(nn::Module& m) {
+  std::vector<bool> out;
+  for (const Tensor& p : m.parameters()) out.push_back(p.requires_grad());
+  return out;
+}
+std::string without_space(const std::string& s) {
+  std::string out;
+  for (char c : s)
+    if (c != ' ' && c != '\n') out += c;
+  return out;
+}
+
+TEST(ModelJson, PresetsRoundTrip) {
+  const Tensor x = tt::random_tensor({2, 3, 32, 32}, kFloat32);
+  for (const std::string& name : models::preset_names()) {
+    nn::Sequential net = models::make(name);
+    const std::string text = models::to_json(*net, name);
+    nn::Sequential back = models::from_json(text);
+    EXPECT_EQ(models::to_json(*back, name), text) << name;
+    EXPECT_EQ(param_shapes(*back), param_shapes(*net)) << name;
+    EXPECT_EQ(requires_grad_flags(*back), requires_grad_flags(*net)) << name;
+    std::ostringstream a, b;
+    a << *net;
+    b << *back;
+    EXPECT_EQ(a.str(), b.str());
+    EXPECT_EQ(back(x).sizes(), (Shape{2, 10}));
+  }
+  const std::string lenet = models::to_json(*models::lenet(), "lenet");
+  EXPECT_NE(lenet.find("\"name\": \"lenet\""), std::string::npos) << lenet;
+  EXPECT_NE(lenet.find("{\n      \"type\": \"Conv2d\",\n      \"in\": 3,\n      \"out\": 6,\n"
+                       "      \"kernel\": 5\n    }"),
+            std::string::npos)
+      << lenet;
+}
+
+// Every layer type with non-default fields, nested blocks and [h, w] pairs,
+// in the writer's field order: text -> model -> text is the identity.
+const char* kEveryLayer = R"({"format": "tandem-model", "version": 1, "name": "every",
+ "layers": [
+  {"type": "PatchWhitening", "in": 3, "kernel": 2},
+  {"type": "Conv2d", "in": 24, "out": 8, "kernel": [3, 1], "stride": 2, "padding": [1, 0],
+   "dilation": [1, 2], "groups": 4, "bias": false},
+  {"type": "BatchNorm2d", "features": 8, "eps": 1e-12, "momentum": 0.4, "train_weight": false},
+  {"type": "GELU", "approximate": "tanh"},
+  {"type": "Residual", "layers": [
+     {"type": "Conv2d", "in": 8, "out": 8, "kernel": 3, "padding": 1},
+     {"type": "BatchNorm2d", "features": 8, "affine": false, "track_running_stats": false},
+     {"type": "ReLU"}],
+   "shortcut": [{"type": "Conv2d", "in": 8, "out": 8, "kernel": 1}]},
+  {"type": "Residual", "layers": [{"type": "Tanh"}]},
+  {"type": "Sequential", "layers": [{"type": "Sigmoid"}]},
+  {"type": "MaxPool2d", "kernel": [3, 2], "stride": 1, "padding": [1, 0]},
+  {"type": "AvgPool2d", "kernel": 2, "count_include_pad": false},
+  {"type": "AdaptiveAvgPool2d", "output": [2, 3]},
+  {"type": "Flatten", "start_dim": 1, "end_dim": 3},
+  {"type": "Dropout", "p": 0.25},
+  {"type": "Linear", "in": 48, "out": 7, "bias": false},
+  {"type": "BatchNorm1d", "features": 7},
+  {"type": "Scale", "factor": 0.125}
+ ]})";
+
+TEST(ModelJson, EveryLayerTypeRoundTrips) {
+  // The writer leaves out defaults ("in": 3, "kernel": 2, "start_dim": 1).
+  std::string canonical = without_space(kEveryLayer);
+  for (const char* dflt : {"\"in\":3,\"kernel\":2", ",\"start_dim\":1"}) {
+    const size_t at = canonical.find(dflt);
+    ASSERT_NE(at, std::string::npos) << dflt;
+    canonical.erase(at, std::string(dflt).size());
+  }
+  canonical.replace(canonical.find("\"PatchWhitening\","), 17, "\"PatchWhitening\"");
+  nn::Sequential net = models::from_json(kEveryLayer);
+  EXPECT_EQ(without_space(models::to_json(*net, "every")), canonical);
+  EXPECT_EQ(net->size(), 15u);
+  EXPECT_EQ(net(tt::random_tensor({3, 3, 13, 9}, kFloat32)).sizes(), (Shape{3, 7}));
+  EXPECT_FALSE(net->at<nn::BatchNorm2dImpl>(2).weight.requires_grad());
+  EXPECT_TRUE(net->at<nn::BatchNorm2dImpl>(2).bias.requires_grad());
+  EXPECT_EQ(net->at<nn::Conv2dImpl>(1).options.kernel_size(), Size2(3, 1));
+  EXPECT_EQ(models::init_whitening(*net, tt::random_tensor({2, 3, 8, 8}, kFloat32)), 1);
+  // A bare module (not a Sequential) is written as a list of one layer.
+  EXPECT_EQ(without_space(models::to_json(*nn::ReLU().ptr())),
+            R"({"format":"tandem-model","version":1,"layers":[{"type":"ReLU"}]})");
+}
+
+TEST(ModelJson, FilesRoundTrip) {
+  const std::string path = ::testing::TempDir() + "tandem_model_json_test.json";
+  nn::Sequential fast = models::resnet_fast();
+  models::save_json(*fast, path, "resnet-fast");
+  nn::Sequential back = models::load_json(path);
+  EXPECT_EQ(param_shapes(*back), param_shapes(*fast));
+  {
+    std::ofstream out(path);
+    out << R"({"layers": [{"type": "ReLU"}, {"type": "Linear", "in": 0, "out": 2}]})";
+  }
+  expect_error([&] { models::load_json(path); },
+               {path.c_str(), ": model json: layer 1 (Linear): field 'in' must be >= 1, got 0"});
+  std::remove(path.c_str());
+  expect_error([&] { models::load_json(path); },
+               {"models::load_json: cannot open '", path.c_str()});
+  expect_error([&] { models::save_json(*fast, "/nonexistent-dir/x.json"); },
+               "models::save_json: cannot open '/nonexistent-dir/x.json' for writing");
+}
+
+std::string one_layer(const std::string& layer) {
+  return R"({"layers": [{"type": "ReLU"}, )" + layer + "]}";
+}
+
+TEST(ModelJson, Errors) {
+  auto bad = [](const std::string& text, const char* message) {
+    expect_error([&] { models::from_json(text); }, message);
+  };
+  bad("{\"layers\": [", "model json: not valid JSON: ");
+  bad("[{\"type\": \"ReLU\"}]",
+      "model json: expected an object with a \"layers\" list at the top level, got array");
+  bad("{}", "model json: the top level: missing field 'layers'");
+  bad(R"({"layers": []})",
+      "the top level: field 'layers' must be a non-empty list of layers, got array []");
+  bad(R"({"layers": {"type": "ReLU"}})",
+      "field 'layers' must be a non-empty list of layers, got object");
+  bad(R"({"version": 2, "layers": [{"type": "ReLU"}]})",
+      "model json: the top level: field 'version' must be 1, got 2");
+  bad(R"({"format": "onnx", "layers": [{"type": "ReLU"}]})",
+      "the top level: field 'format' must be one of tandem-model, got \"onnx\"");
+  bad(R"({"name": 5, "layers": [{"type": "ReLU"}]})",
+      "field 'name' must be a string, got number 5");
+  bad(R"({"layer": [{"type": "ReLU"}]})",
+      "the top level: unknown field 'layer'; valid fields: format, version, name, layers");
+  bad(one_layer("5"), "model json: layer 1: expected an object, got number 5");
+  bad(one_layer("{}"), "model json: layer 1: missing field 'type'");
+  bad(one_layer(R"({"type": 3})"),
+      "model json: layer 1: field 'type' must be a string, got number 3");
+  bad(one_layer(R"({"type": "Conv3d"})"),
+      "model json: layer 1: unknown type 'Conv3d'; valid types: AdaptiveAvgPool2d, AvgPool2d, "
+      "BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GELU, Linear, MaxPool2d, "
+      "PatchWhitening, ReLU, Residual, Scale, Sequential, Sigmoid, Tanh");
+  bad(one_layer(R"({"type": "Linear", "in": 3, "outt": 4})"),
+      "model json: layer 1 (Linear): unknown field 'outt'; valid fields: in, out, bias");
+  bad(one_layer(R"({"type": "ReLU", "inplace": true})"),
+      "layer 1 (ReLU): unknown field 'inplace'; this layer has no fields");
+  bad(one_layer(R"({"type": "Conv2d", "in": 3, "out": 8})"),
+      "model json: layer 1 (Conv2d): missing field 'kernel'");
+  bad(one_layer(R"({"type": "Conv2d", "in": "3", "out": 8, "kernel": 3})"),
+      "layer 1 (Conv2d): field 'in' must be an integer, got string \"3\"");
+  bad(one_layer(R"({"type": "Conv2d", "in": 3.5, "out": 8, "kernel": 3})"),
+      "layer 1 (Conv2d): field 'in' must be an integer, got number 3.5");
+  bad(one_layer(R"({"type": "Conv2d", "in": 3, "out": 8, "kernel": 0})"),
+      "model json: layer 1 (Conv2d): field 'kernel' must be >= 1, got 0");
+  bad(one_layer(R"({"type": "Conv2d", "in": 3, "out": 8, "kernel": [3, 3, 3]})"),
+      "field 'kernel' must be an integer or an [h, w] pair, got array [3,3,3]");
+  bad(one_layer(R"({"type": "Conv2d", "in": 3, "out": 8, "kernel": [3, -1]})"),
+      "field 'kernel' must be >= 1, got -1");
+  bad(one_layer(R"({"type": "Conv2d", "in": 3, "out": 8, "kernel": 3, "padding": -1})"),
+      "layer 1 (Conv2d): field 'padding' must be >= 0, got -1");
+  bad(one_layer(R"({"type": "Conv2d", "in": 3, "out": 8, "kernel": 3, "groups": 2})"),
+      "layer 1 (Conv2d): field 'groups' (2) must divide in (3) and out (8)");
+  bad(one_layer(R"({"type": "Conv2d", "in": 3, "out": 8, "kernel": 3, "bias": 1})"),
+      "layer 1 (Conv2d): field 'bias' must be true or false, got number 1");
+  bad(one_layer(R"({"type": "Conv2d", "in": 3, "out": 18446744073709551615, "kernel": 3})"),
+      "layer 1 (Conv2d): field 'out' is too large: 18446744073709551615");
+  bad(one_layer(R"({"type": "BatchNorm2d", "features": 4, "momentum": 2})"),
+      "layer 1 (BatchNorm2d): field 'momentum' must be in [0, 1], got 2");
+  bad(one_layer(R"({"type": "BatchNorm1d", "features": 4, "eps": 0})"),
+      "layer 1 (BatchNorm1d): field 'eps' must be > 0, got 0");
+  bad(one_layer(R"({"type": "BatchNorm2d", "features": 4, "eps": "small"})"),
+      "layer 1 (BatchNorm2d): field 'eps' must be a number, got string \"small\"");
+  bad(one_layer(
+          R"({"type": "BatchNorm2d", "features": 4, "affine": false, "train_weight": false})"),
+      "layer 1 (BatchNorm2d): field 'train_weight' needs affine true");
+  bad(one_layer(R"({"type": "GELU", "approximate": "fast"})"),
+      "layer 1 (GELU): field 'approximate' must be one of none, tanh, got \"fast\"");
+  bad(one_layer(R"({"type": "GELU", "approximate": true})"),
+      "layer 1 (GELU): field 'approximate' must be a string, got boolean true");
+  bad(one_layer(R"({"type": "MaxPool2d", "kernel": 2, "padding": 2})"),
+      "layer 1 (MaxPool2d): field 'padding' (2, 2) must be at most half of kernel (2, 2)");
+  bad(one_layer(R"({"type": "AvgPool2d", "kernel": 3, "stride": 0})"),
+      "layer 1 (AvgPool2d): field 'stride' must be >= 1, got 0");
+  bad(one_layer(R"({"type": "AdaptiveAvgPool2d"})"),
+      "layer 1 (AdaptiveAvgPool2d): missing field 'output'");
+  bad(one_layer(R"({"type": "Dropout", "p": 1})"),
+      "layer 1 (Dropout): field 'p' must be in [0, 1), got 1");
+  bad(one_layer(R"({"type": "Scale"})"), "layer 1 (Scale): missing field 'factor'");
+  bad(one_layer(R"({"type": "PatchWhitening", "kernel": 0})"),
+      "layer 1 (PatchWhitening): field 'kernel' must be >= 1, got 0");
+  bad(one_layer(R"({"type": "Residual", "layers": []})"),
+      "layer 1 (Residual): field 'layers' must be a non-empty list of layers, got array []");
+  bad(one_layer(R"({"type": "Residual", "layers": [{"type": "ReLU"}], "shortcut": 3})"),
+      "layer 1 (Residual): field 'shortcut' must be a list of layers, got number 3");
+  bad(one_layer(R"({"type": "Residual", "layers": [{"type": "ReLU"},
+                   {"type": "Linear", "in": 4, "out": 0}]})"),
+      "model json: layer 1 (Residual) > layer 1 (Linear): field 'out' must be >= 1, got 0");
+  bad(one_layer(R"({"type": "Residual", "layers": [{"type": "ReLU"}],
+                   "shortcut": [{"type": "Conv"}]})"),
+      "model json: layer 1 (Residual) > shortcut layer 0: unknown type 'Conv'");
+  bad(one_layer(R"({"type": "Sequential", "layers": [{"type": "Residual",
+                   "layers": [{"type": "Tanh", "x": 1}]}]})"),
+      "layer 1 (Sequential) > layer 0 (Residual) > layer 0 (Tanh): unknown field 'x'");
+
+  struct Custom : nn::Module {
+    Custom() : nn::Module("Custom") {}
+  };
+  nn::Sequential with_custom(nn::ReLU(), std::make_shared<Custom>());
+  expect_error([&] { models::to_json(*with_custom); },
+               "to_json: layer 1 (Custom): a Custom layer cannot be written as JSON; supported "
+               "types: AdaptiveAvgPool2d");
+  nn::Sequential nested(nn::Residual(nn::Sequential(nn::ReLU(), std::make_shared<Custom>())));
+  expect_error([&] { models::to_json(*nested); },
+               "to_json: layer 0 (Residual) > layer 1 (Custom): a Custom layer cannot be written");
 }
 
 }  // namespace

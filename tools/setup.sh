@@ -18,6 +18,7 @@ packages=(
   libgmock-dev
   libbenchmark-dev
   libjpeg62-turbo-dev  # image decoding for the data pipeline
+  nlohmann-json3-dev   # JSON model files (src/models/json.cpp)
   python3              # tools/gpu_report.py and its test
 )
 

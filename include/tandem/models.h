@@ -1,8 +1,10 @@
 // Ready-made networks for CIFAR-10-shaped data ([N, 3, 32, 32] in, 10 logits
-// out) and their recommended training recipes.
+// out), their recommended training recipes, and JSON model files.
 //
 //   nn::Sequential net = models::make("lenet");
 //   models::Recipe r = models::recipe("lenet");          // optimizer, lr, ...
+//   nn::Sequential mine = models::load_json("net.json");  // a list of layers
+//   std::string text = models::to_json(net);              // and back
 //
 // Presets:
 //   mlp          Flatten, then Linear+ReLU(+Dropout) per hidden size, Linear to
@@ -171,6 +173,38 @@ struct ParameterSplit {
   std::vector<Tensor> others;
 };
 ParameterSplit split_parameters(nn::Module& model);
+
+// ---- JSON model files -----------------------------------------------------------------
+//
+// {"format": "tandem-model", "version": 1, "name": "lenet",
+//  "layers": [{"type": "Conv2d", "in": 3, "out": 6, "kernel": 5}, {"type": "ReLU"}, ...]}
+//
+// "format", "version" (1) and "name" are optional. Layer types and fields
+// (sizes are an integer or an [h, w] pair; defaults as the nn modules):
+//   Conv2d            in, out, kernel; stride 1, padding 0, dilation 1, groups 1, bias true
+//   BatchNorm1d/2d    features; eps 1e-5, momentum 0.1, affine true,
+//                     track_running_stats true, train_weight true
+//   ReLU, Tanh, Sigmoid
+//   GELU              approximate "none" | "tanh"
+//   MaxPool2d         kernel; stride (= kernel), padding 0
+//   AvgPool2d         kernel; stride (= kernel), padding 0, count_include_pad true
+//   AdaptiveAvgPool2d output
+//   Linear            in, out; bias true
+//   Dropout           p 0.5
+//   Flatten           start_dim 1, end_dim -1
+//   Scale             factor
+//   PatchWhitening    in 3, kernel 2
+//   Residual          layers (a non-empty list); shortcut (a list) optional
+// A malformed file throws a tandem::Error naming the layer (its index path and
+// type) and the field: unknown type, unknown or missing field, wrong JSON type,
+// value out of range.
+
+nn::Sequential from_json(const std::string& json_text);
+nn::Sequential load_json(const std::string& path);
+// The model as JSON (2-space indented; fields at their default are left
+// out). Throws for a layer type the format cannot express.
+std::string to_json(const nn::Module& model, const std::string& name = "");
+void save_json(const nn::Module& model, const std::string& path, const std::string& name = "");
 
 }  // namespace models
 }  // namespace tandem
