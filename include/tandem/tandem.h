@@ -16,4 +16,5 @@
 #include "tandem/ops.h"
 #include "tandem/optim.h"
 #include "tandem/optim/lr_scheduler.h"
+#include "tandem/plot.h"
 #include "tandem/tensor.h"
