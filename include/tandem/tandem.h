@@ -2,6 +2,7 @@
 #pragma once
 
 #include "tandem/autograd.h"
+#include "tandem/build_info.h"
 #include "tandem/config.h"
 #include "tandem/cuda.h"
 #include "tandem/device.h"

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <memory>
 
+#include "tandem/build_info.h"
+
 namespace tandem {
 namespace cuda {
 namespace detail {
@@ -26,6 +28,10 @@ void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device, 
 void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device);
 void copy_device_to_device(void* dst, int dst_device, const void* src, int src_device,
                            size_t nbytes);
+
+// Fills the CUDA part of tandem::build_info(): cuda_built, the versions, the
+// GPUs, cuda_usable and the reason when not. Never throws.
+void fill_build_info(BuildInfo& info);
 
 // Makes `device` current for its lifetime (cudaSetDevice), restoring the previous.
 class DeviceGuard {
