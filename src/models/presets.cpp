@@ -166,7 +166,8 @@ Recipe recipe(const std::string& name) {
     r.notes =
         "the PyTorch CIFAR-10 tutorial's SGD (momentum 0.9, inputs scaled to [-1, 1]) with batch "
         "32 and lr 0.01 instead of batch 4 and lr 0.001 (about the same lr per example), 10 "
-        "epochs: 60-65% test accuracy";
+        "epochs: measured 60.1% test accuracy after epoch 10 (peak 60.9% at epoch 9; one run "
+        "on the shared JPEG copy of CIFAR-10, no augmentation)";
   } else {
     // airbench94's hyperparameters, converted from its summed loss and
     // "per 1024 examples" units to a mean-reduced loss at batch 1024:
