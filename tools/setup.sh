@@ -20,7 +20,7 @@ packages=(
   libjpeg62-turbo-dev  # image decoding for the data pipeline (JPEG)
   libpng-dev           # image decoding for the data pipeline (PNG)
   curl                 # downloading CIFAR-10 (prepare_cifar10)
-  nlohmann-json3-dev   # checkpoint headers (safetensors JSON)
+  nlohmann-json3-dev   # checkpoint headers (safetensors JSON, JSON model files)
   clang                # the libFuzzer target of the checkpoint parser (tools/fuzz.sh)
   python3              # tools/gpu_report.py and its test
   patchelf             # tools/gpu-bundle.sh: RUNPATHs of the packed binaries

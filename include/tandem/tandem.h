@@ -2,6 +2,7 @@
 #pragma once
 
 #include "tandem/autograd.h"
+#include "tandem/build_info.h"
 #include "tandem/config.h"
 #include "tandem/cuda.h"
 #include "tandem/data.h"
@@ -11,11 +12,13 @@
 #include "tandem/generator.h"
 #include "tandem/gradcheck.h"
 #include "tandem/loss.h"
+#include "tandem/models.h"
 #include "tandem/nn.h"
 #include "tandem/op_list.h"
 #include "tandem/ops.h"
 #include "tandem/optim.h"
 #include "tandem/optim/lr_scheduler.h"
+#include "tandem/plot.h"
 #include "tandem/serialize.h"
 #include "tandem/tensor.h"
 #include "tandem/train.h"

@@ -95,6 +95,14 @@ void copy_device_to_device(void* /*dst*/, int /*dst_device*/, const void* /*src*
 
 ConvCacheStats conv_cache_stats() { return ConvCacheStats{}; }
 
+void fill_build_info(BuildInfo& info) {
+  info.cuda_built = false;
+  info.cuda_usable = false;
+  info.cuda_unusable_reason =
+      "tandem was built without the CUDA backend (configure with -DTANDEM_CUDA=ON where the CUDA "
+      "toolkit is installed)";
+}
+
 // No-op: there is no device to switch to (and none to restore).
 DeviceGuard::DeviceGuard(int /*device*/) {}
 DeviceGuard::~DeviceGuard() { static_cast<void>(previous_); }

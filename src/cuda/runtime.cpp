@@ -294,6 +294,62 @@ std::string runtime_versions() {
                  "), devices visible: ", visible_device_count());
 }
 
+void fill_build_info(BuildInfo& info) {
+  auto dotted = [](int v) { return str_cat(v / 1000, ".", (v % 1000) / 10); };
+  info.cuda_built = true;
+  int runtime = 0, driver = 0;
+  const bool rt_ok = cudaRuntimeGetVersion(&runtime) == cudaSuccess;
+  const bool drv_ok = cudaDriverGetVersion(&driver) == cudaSuccess;  // 0 without a driver
+  if (!rt_ok || !drv_ok) (void)cudaGetLastError();
+  info.cuda_runtime = rt_ok ? dotted(runtime) : "unknown";
+  info.cuda_driver = drv_ok && driver != 0 ? dotted(driver) : "none (no NVIDIA driver found)";
+  int major = 0, minor = 0, patch = 0;
+  info.cublas = cublasGetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS &&
+                        cublasGetProperty(MINOR_VERSION, &minor) == CUBLAS_STATUS_SUCCESS &&
+                        cublasGetProperty(PATCH_LEVEL, &patch) == CUBLAS_STATUS_SUCCESS
+                    ? str_cat(major, ".", minor, ".", patch)
+                    : "unknown";
+  const size_t dnn = cudnnGetVersion();  // major*10000 + minor*100 + patch (cuDNN 9)
+  info.cudnn = str_cat(dnn / 10000, ".", (dnn % 10000) / 100, ".", dnn % 100);
+  info.cudnn_built = str_cat(CUDNN_MAJOR, ".", CUDNN_MINOR, ".", CUDNN_PATCHLEVEL);
+  const DeviceCount& devices = device_count_info();
+  for (int d = 0; d < devices.count; ++d) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) {
+      (void)cudaGetLastError();
+      continue;
+    }
+    GpuInfo g;
+    g.index = d;
+    g.name = prop.name;
+    g.compute_major = prop.major;
+    g.compute_minor = prop.minor;
+    g.total_memory_bytes = prop.totalGlobalMem;
+    g.multiprocessors = prop.multiProcessorCount;
+    info.gpus.push_back(g);
+  }
+  if (devices.count == 0) {
+    info.cuda_usable = false;
+    info.cuda_unusable_reason =
+        str_cat("no CUDA device is visible (cudaGetDeviceCount: ", devices.error, ")");
+    return;
+  }
+  // A device is visible; creating its context is what the first tensor does.
+  try {
+    DeviceGuard guard(0);
+    const cudaError_t err = cudaFree(nullptr);
+    info.cuda_usable = err == cudaSuccess;
+    if (!info.cuda_usable) {
+      (void)cudaGetLastError();
+      info.cuda_unusable_reason =
+          str_cat("creating a context on device 0 failed: ", cudaGetErrorString(err));
+    }
+  } catch (const Error& e) {
+    info.cuda_usable = false;
+    info.cuda_unusable_reason = str_cat("selecting device 0 failed: ", e.message());
+  }
+}
+
 cublasHandle_t current_cublas_handle() {
   thread_local ThreadCublasHandles handles;
   const int device = current_device();

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "tandem/build_info.h"
+
 namespace tandem {
 namespace cuda {
 namespace detail {
@@ -36,6 +38,10 @@ struct ConvCacheStats {
   uint64_t heuristic_queries = 0;
 };
 ConvCacheStats conv_cache_stats();
+
+// Fills the CUDA part of tandem::build_info(): cuda_built, the versions, the
+// GPUs, cuda_usable and the reason when not. Never throws.
+void fill_build_info(BuildInfo& info);
 
 // Makes `device` current for its lifetime (cudaSetDevice), restoring the previous.
 class DeviceGuard {
