@@ -40,7 +40,7 @@ double accuracy(nn::Sequential& net, const Tensor& x, const Tensor& t) {
 // plus every one of the first `print_first` epochs). Returns the final training accuracy, or -1
 // when the loss stopped being finite (then the epoch is printed and training stops).
 double train_net(nn::Sequential& net, const Tensor& x, const Tensor& t, double lr, int epochs,
-             int print_first = 1) {
+                 int print_first = 1) {
   optim::SGD opt(net->parameters(), optim::SGDOptions(lr));
   for (int epoch = 1; epoch <= epochs; ++epoch) {
     opt.zero_grad();

@@ -474,6 +474,8 @@ TEST(BatchNorm, SeventyThousandChannelsMatchReference) {
     const auto want_gx = ref_batch_norm_grad_x(xv, tt::to_doubles(gy), gv, ref, n, c, m, eps);
     EXPECT_TRUE(tt::values_close(tt::to_doubles(x.grad()), x.grad().sizes(), want_gx, shape,
                                  sum_tol(kFloat64)));
+  }
+}
 
 TEST(BatchNorm, InputOverlappingTheRunningStatisticsIsReadFirst) {
   // Issue 18.4: running_mean and running_var are views of the input shifted by

@@ -94,9 +94,9 @@ TEST(Trainer, LossFallsAndAccuracyBeatsChance) {
   EXPECT_LT(h.epochs[2].train_loss, h.epochs[0].train_loss);
   EXPECT_GT(h.epochs[2].val_accuracy, 0.5) << "chance is 0.1";
   EXPECT_GE(h.best_epoch, 0);
-  EXPECT_DOUBLE_EQ(h.best_val_accuracy, std::max({h.epochs[0].val_accuracy,
-                                                  h.epochs[1].val_accuracy,
-                                                  h.epochs[2].val_accuracy}));
+  EXPECT_DOUBLE_EQ(
+      h.best_val_accuracy,
+      std::max({h.epochs[0].val_accuracy, h.epochs[1].val_accuracy, h.epochs[2].val_accuracy}));
   EXPECT_TRUE(net->is_training()) << "evaluation restores the training flag";
 
   // The history survives its JSON form exactly.
@@ -148,8 +148,8 @@ TEST(Evaluate, ConfusionMatrixAndPerClassAccuracy) {
   }
   // Cross-entropy of logits (5 for class 3, 0 elsewhere).
   const double lse = std::log(std::exp(5.0) + 9.0);
-  const double want = (static_cast<double>(threes) * (lse - 5.0) +
-                       static_cast<double>(157 - threes) * lse) / 157.0;
+  const double want =
+      (static_cast<double>(threes) * (lse - 5.0) + static_cast<double>(157 - threes) * lse) / 157.0;
   EXPECT_NEAR(r.loss, want, 1e-5);
   EXPECT_THROW(train::evaluate(model, loader, 0), Error);
 }
@@ -216,7 +216,7 @@ TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
 // exception from on_step) at `stop_epoch`/`stop_step` and resumed with new
 // objects from the last checkpoint; returns the final weights and history.
 std::pair<std::vector<std::vector<float>>, train::History> run(const std::string& dir,
-                                                              bool interrupt) {
+                                                               bool interrupt) {
   data::DataLoader train(synthetic_cifar(200, 6), loader_options(11, true));
   data::DataLoader val(synthetic_cifar(64, 7), loader_options(0, false));
   auto make = [&](uint64_t init_seed, auto&& body) {
@@ -238,15 +238,15 @@ std::pair<std::vector<std::vector<float>>, train::History> run(const std::string
       return std::make_pair(snapshot(*net), t.history());
     });
   }
-  make(21, [&](nn::Sequential& net, optim::SGD& sgd, optim::StepLR& sched,
-               train::TrainerOptions& opt) {
-    opt.on_step = [](const train::StepInfo& s) {
-      if (s.epoch == 1 && s.step == 3) throw std::runtime_error("power cut");
-    };
-    train::Trainer t(net.ptr(), sgd, &sched, opt);
-    EXPECT_THROW(t.fit(train, &val), std::runtime_error);
-    return 0;
-  });
+  make(21,
+       [&](nn::Sequential& net, optim::SGD& sgd, optim::StepLR& sched, train::TrainerOptions& opt) {
+         opt.on_step = [](const train::StepInfo& s) {
+           if (s.epoch == 1 && s.step == 3) throw std::runtime_error("power cut");
+         };
+         train::Trainer t(net.ptr(), sgd, &sched, opt);
+         EXPECT_THROW(t.fit(train, &val), std::runtime_error);
+         return 0;
+       });
   // New objects, another initialisation and generator state: all restored.
   return make(999, [&](nn::Sequential& net, optim::SGD& sgd, optim::StepLR& sched,
                        train::TrainerOptions& opt) {
@@ -288,8 +288,7 @@ TEST(Trainer, ResumeErrors) {
   // A plain model file is not a training checkpoint.
   save(*net, dir + "/model.safetensors");
   train::Trainer u(net.ptr(), sgd, nullptr, opt);
-  tt::expect_error([&] { u.resume(dir + "/model.safetensors"); },
-                       "is not a training checkpoint");
+  tt::expect_error([&] { u.resume(dir + "/model.safetensors"); }, "is not a training checkpoint");
   tt::expect_error([&] { u.resume(dir + "/missing.safetensors"); }, "missing.safetensors");
 
   // Resuming with another data order would not continue the run.

@@ -4,9 +4,10 @@
 // packed into the GPU bundle (tools/gpu-bundle.sh), and compiled with nvcc by
 // tools/gpu-check.sh before it builds anything. No tandem code: it must run
 // even when libtandem.so cannot load.
-#include <cstdio>
-#include <cuda_runtime.h>
 #include <cublas_api.h>
+#include <cuda_runtime.h>
+
+#include <cstdio>
 #ifdef PROBE_CUDNN
 #include <cudnn.h>
 #endif

@@ -42,8 +42,8 @@ struct EpochStats {
   double train_accuracy = 0;  // of the training forward passes (augmented, train mode)
   double val_loss = 0;
   double val_accuracy = 0;
-  double lr = 0;       // the first group's lr during the epoch
-  double seconds = 0;  // training and validation
+  double lr = 0;                 // the first group's lr during the epoch
+  double seconds = 0;            // training and validation
   double images_per_second = 0;  // training only
 };
 

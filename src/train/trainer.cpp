@@ -1,15 +1,12 @@
 // The training loop (include/tandem/train.h): epochs, evaluation, history,
 // checkpoints and exact resumption. Everything here is written with public
 // ops, so it runs unchanged on the CPU and on CUDA.
-#include "tandem/train.h"
-
 #include <sys/stat.h>
 
 #include <cerrno>
-#include <cstring>
-
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -20,6 +17,7 @@
 #include "tandem/nn/clip.h"
 #include "tandem/ops.h"
 #include "tandem/serialize.h"
+#include "tandem/train.h"
 
 namespace tandem {
 namespace train {
@@ -62,7 +60,8 @@ uint64_t parse_u64(const Metadata& md, const char* key, const std::string& path)
 // The images mirrored left-right (dim 3 of [B, C, H, W]).
 Tensor flip_horizontal(const Tensor& x) {
   const int64_t w = x.size(3);
-  Tensor idx = arange(static_cast<double>(w - 1), -1.0, -1.0, TensorOptions(kInt64).device(x.device()));
+  Tensor idx =
+      arange(static_cast<double>(w - 1), -1.0, -1.0, TensorOptions(kInt64).device(x.device()));
   return index_select(x, 3, idx);
 }
 
@@ -133,8 +132,8 @@ History History::from_json(const std::string& text) {
     h.best_epoch = j.at("best_epoch").get<int64_t>();
     h.best_val_accuracy = num(j.at("best_val_accuracy"));
   } catch (const nlohmann::json::exception& e) {
-    TANDEM_CHECK(false, "train: a training history that is not valid JSON of the expected form: ",
-                 e.what());
+    TANDEM_CHECK(
+        false, "train: a training history that is not valid JSON of the expected form: ", e.what());
   }
   return h;
 }
@@ -152,8 +151,8 @@ std::vector<double> EvalResult::per_class_accuracy() const {
   return out;
 }
 
-EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
-                    bool tta_flip, int64_t epoch) {
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes, bool tta_flip,
+                    int64_t epoch) {
   TANDEM_CHECK(num_classes > 0, "evaluate: num_classes must be positive, got ", num_classes);
   const bool was_training = model.is_training();
   model.eval();
@@ -170,8 +169,8 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
       Tensor logits = model(b.images);
       if (tta_flip) logits = (logits + model(flip_horizontal(b.images))) * 0.5;
       TANDEM_CHECK(logits.dim() == 2 && logits.size(1) == num_classes, "evaluate: the model gives ",
-                   shape_str(logits.sizes()), " for a batch of ", b.labels.numel(), "; expected [N, ",
-                   num_classes, "]");
+                   shape_str(logits.sizes()), " for a batch of ", b.labels.numel(),
+                   "; expected [N, ", num_classes, "]");
       loss_sum += cross_entropy(logits, b.labels, Reduction::Sum).item<double>();
       const std::vector<int64_t> pred = to_vector<int64_t>(argmax(logits, 1).cpu());
       const std::vector<int64_t> truth = to_vector<int64_t>(b.labels.cpu());
@@ -302,8 +301,8 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
   if (resumed_seed_ >= 0) {
     TANDEM_CHECK(resumed_seed_ == seed && resumed_batch_size_ == train.options().batch_size,
                  "Trainer::fit: the resumed checkpoint was trained with loader seed ",
-                 resumed_seed_, " and batch size ", resumed_batch_size_,
-                 "; this loader has seed ", seed, " and batch size ", train.options().batch_size,
+                 resumed_seed_, " and batch size ", resumed_batch_size_, "; this loader has seed ",
+                 seed, " and batch size ", train.options().batch_size,
                  " (the run would not continue exactly)");
   }
   make_dir(options_.checkpoint_dir);
@@ -329,7 +328,8 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
     }
     history_.epochs.push_back(s);
     ++epoch_;
-    const bool improved = std::isfinite(s.val_accuracy) && s.val_accuracy > history_.best_val_accuracy;
+    const bool improved =
+        std::isfinite(s.val_accuracy) && s.val_accuracy > history_.best_val_accuracy;
     if (improved) {
       history_.best_val_accuracy = s.val_accuracy;
       history_.best_epoch = s.epoch;
