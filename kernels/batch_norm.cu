@@ -15,7 +15,9 @@
 //      per-channel results (mean, invstd, running stats; or grad_weight,
 //      grad_bias) and two double coefficients for the elementwise pass;
 //   3. an elementwise pass over x: y = x * scale + shift (forward) or
-//      gx = a * (gy - mean_gy - xhat * mean_gy_xhat) (backward).
+//      gx = a * (gy - mean_gy - xhat * mean_gy_xhat) (backward); the channel of
+//      an element is found with FastDivmod (core/fast_divmod.h) when the
+//      tensor has at most 2^31 - 1 elements, 64-bit division otherwise.
 // Splits give every SM work even when c is small (c = 16 at CIFAR sizes). The
 // partials live in a float64 tensor from the caching allocator. All sums are
 // in a fixed order, so results are deterministic run to run.
@@ -107,13 +109,11 @@ __global__ void bn_stats_finalize_kernel(const T* x, const T* weight, const T* b
 }
 
 // out = in * coef[2 ch] + coef[2 ch + 1]
-template <typename T>
-__global__ void bn_affine_kernel(const T* x, T* y, int64_t c, int64_t m, int64_t total,
+template <typename T, typename Index>
+__global__ void bn_affine_kernel(const T* x, T* y, Divmod<Index> c, Divmod<Index> m, Index total,
                                  const double* coef) {
-  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += stride_all) {
-    const int64_t ch = (e / m) % c;
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    const Index ch = c.mod(m.div(e));
     y[e] = static_cast<T>(static_cast<double>(x[e]) * coef[2 * ch] + coef[2 * ch + 1]);
   }
 }
@@ -157,14 +157,12 @@ __global__ void bn_grad_finalize_kernel(int64_t n, int64_t c, int64_t m, int64_t
   coef[2 * ch + 1] = s2 / count;
 }
 
-template <typename T>
+template <typename T, typename Index>
 __global__ void bn_grad_input_kernel(const T* gy, const T* x, const T* weight, const T* mean,
-                                     const T* invstd, int64_t c, int64_t m, int64_t total,
+                                     const T* invstd, Divmod<Index> c, Divmod<Index> m, Index total,
                                      const double* coef, T* gx) {
-  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += stride_all) {
-    const int64_t ch = (e / m) % c;
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    const Index ch = c.mod(m.div(e));
     const double is = static_cast<double>(invstd[ch]);
     const double w = weight ? static_cast<double>(weight[ch]) : 1.0;
     const double xhat = (static_cast<double>(x[e]) - static_cast<double>(mean[ch])) * is;
@@ -217,9 +215,13 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
         save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(), coef.data_ptr<double>());
     TANDEM_CUDA_CHECK_LAUNCH(bn_stats_finalize_kernel<T>);
     const int egrid = grid_for(total, kBlock, kBlock);
-    bn_affine_kernel<T><<<egrid, kBlock, 0, stream>>>(x.data_ptr<T>(), y.data_ptr<T>(), c, m, total,
-                                                      coef.data_ptr<double>());
-    TANDEM_CUDA_CHECK_LAUNCH(bn_affine_kernel<T>);
+    dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
+      using Index = decltype(index_tag);
+      bn_affine_kernel<T, Index><<<egrid, kBlock, 0, stream>>>(
+          x.data_ptr<T>(), y.data_ptr<T>(), Divmod<Index>(c), Divmod<Index>(m),
+          static_cast<Index>(total), coef.data_ptr<double>());
+      TANDEM_CUDA_CHECK_LAUNCH(bn_affine_kernel<T, Index>);
+    });
   });
 }
 
@@ -249,10 +251,14 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
     TANDEM_CUDA_CHECK_LAUNCH(bn_grad_finalize_kernel<T>);
     if (grad_x.defined()) {
       const int egrid = grid_for(total, kBlock, kBlock);
-      bn_grad_input_kernel<T><<<egrid, kBlock, 0, stream>>>(
-          grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight), save_mean.data_ptr<T>(),
-          save_invstd.data_ptr<T>(), c, m, total, coef.data_ptr<double>(), grad_x.data_ptr<T>());
-      TANDEM_CUDA_CHECK_LAUNCH(bn_grad_input_kernel<T>);
+      dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
+        using Index = decltype(index_tag);
+        bn_grad_input_kernel<T, Index><<<egrid, kBlock, 0, stream>>>(
+            grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight), save_mean.data_ptr<T>(),
+            save_invstd.data_ptr<T>(), Divmod<Index>(c), Divmod<Index>(m),
+            static_cast<Index>(total), coef.data_ptr<double>(), grad_x.data_ptr<T>());
+        TANDEM_CUDA_CHECK_LAUNCH(bn_grad_input_kernel<T, Index>);
+      });
     }
   });
 }

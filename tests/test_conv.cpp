@@ -814,6 +814,61 @@ TEST(ConvCuda, BatchNormWithSeventyThousandChannelsMatchesCpu) {
   }
 }
 
+// Issue 18 item 9: the pooling kernels split element indices with FastDivmod
+// (32-bit) when sizes fit; odd sizes, strides and paddings put every
+// quotient and remainder off the powers of two. Forward and backward.
+TEST(ConvCuda, PoolingAtOddSizesMatchesCpuForwardAndBackward) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  struct PoolCase {
+    Size2 kernel, stride, pad;
+  };
+  const std::vector<PoolCase> cases = {{Size2(3, 2), Size2(2, 3), Size2(1, 1)},
+                                       {Size2(5, 3), Size2(1, 2), Size2(2, 0)},
+                                       {Size2(2, 2), Size2(2, 2), Size2(0, 0)},
+                                       {Size2(7, 1), Size2(3, 1), Size2(3, 0)}};
+  for (DType dt : tt::float_dtypes()) {
+    const Tensor x = tt::random_tensor({3, 5, 17, 13}, dt);
+    const Tensor xg = x.to(gpu);
+    const tt::Tol tol = sum_tol(dt);
+    for (const PoolCase& pc : cases) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " kernel " << pc.kernel.h << "x"
+                                        << pc.kernel.w << " stride " << pc.stride.h << "x"
+                                        << pc.stride.w << " pad " << pc.pad.h << "x" << pc.pad.w);
+      const Tensor xa = x.detach().set_requires_grad(true);
+      const Tensor xb = xg.detach().set_requires_grad(true);
+      const Tensor y = max_pool2d(xa, pc.kernel, pc.stride, pc.pad);
+      const Tensor yg = max_pool2d(xb, pc.kernel, pc.stride, pc.pad);
+      tt::expect_equal(yg, y);
+      const Tensor go = tt::random_tensor(y.sizes(), dt);
+      y.backward(go);
+      yg.backward(go.to(gpu));
+      tt::expect_close(xb.grad(), xa.grad(), tol);
+      for (bool include_pad : {true, false}) {
+        const Tensor xc = x.detach().set_requires_grad(true);
+        const Tensor xd = xg.detach().set_requires_grad(true);
+        const Tensor a = avg_pool2d(xc, pc.kernel, pc.stride, pc.pad, include_pad);
+        const Tensor ag = avg_pool2d(xd, pc.kernel, pc.stride, pc.pad, include_pad);
+        tt::expect_close(ag, a, tol);
+        a.backward(go);
+        ag.backward(go.to(gpu));
+        tt::expect_close(xd.grad(), xc.grad(), tol);
+      }
+    }
+    for (Size2 out : {Size2(5, 4), Size2(1, 1), Size2(17, 13), Size2(3, 7)}) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " adaptive " << out.h << "x" << out.w);
+      const Tensor xa = x.detach().set_requires_grad(true);
+      const Tensor xb = xg.detach().set_requires_grad(true);
+      const Tensor y = adaptive_avg_pool2d(xa, out), yg = adaptive_avg_pool2d(xb, out);
+      tt::expect_close(yg, y, tol);
+      const Tensor go = tt::random_tensor(y.sizes(), dt);
+      y.backward(go);
+      yg.backward(go.to(gpu));
+      tt::expect_close(xb.grad(), xa.grad(), tol);
+    }
+  }
+}
+
 TEST(ConvCuda, PoolingTiesAndNaNMatchCpu) {
   TANDEM_SKIP_WITHOUT_CUDA();
   const Device gpu(kCUDA);

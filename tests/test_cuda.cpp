@@ -777,6 +777,54 @@ TEST_P(IndexingParity, IndexSelectGatherOneHot) {
   }
 }
 
+// Issue 18 item 9: gather, scatter_add, index_select/index_add (flat kernels)
+// and the general permute split indices with FastDivmod (32-bit) when sizes
+// fit; odd sizes put quotients and remainders off the powers of two.
+TEST_P(IndexingParity, OddSizesThroughTheDivmodPaths) {
+  const DType dt = GetParam();
+  const bool floating = dt == tandem::kFloat32 || dt == tandem::kFloat64;
+  for (DType it : {tandem::kInt32, tandem::kInt64}) {
+    Tensor x = tt::random_tensor({7, 13, 11}, dt, -9, 9);
+    const Tensor xg = x.cuda();
+    for (int64_t dim : {0, 1, 2}) {
+      SCOPED_TRACE(std::string(tandem::dtype_name(it)) + " dim " + std::to_string(dim));
+      Shape is = x.sizes();
+      is[static_cast<size_t>(dim)] = 5;  // fewer entries than x along dim
+      const int64_t n = is[0] * is[1] * is[2];
+      Tensor gi = tt::make_tensor(tt::int_values(n, 0, x.size(dim) - 1), is, it);
+      Tensor cpu = tandem::gather(x, dim, gi);
+      poison_output(cpu.sizes(), dt);
+      expect_parity(tandem::gather(xg, dim, gi.cuda()), cpu, tt::exact());
+      Tensor sel = tt::make_tensor(tt::int_values(9, 0, x.size(dim) - 1), {9}, it);
+      cpu = tandem::index_select(x, dim, sel);
+      poison_output(cpu.sizes(), dt);
+      expect_parity(tandem::index_select(xg, dim, sel.cuda()), cpu, tt::exact());
+      if (floating) {
+        // Repeated indices: atomics add in any order.
+        const Tol tol = tt::scaled(tt::default_tol(dt), 4.0);
+        Tensor src = tt::random_tensor(is, dt, -1, 1);
+        expect_parity(tandem::scatter_add(xg, dim, gi.cuda(), src.cuda()),
+                      tandem::scatter_add(x, dim, gi, src), tol);
+        Shape ss = x.sizes();
+        ss[static_cast<size_t>(dim)] = 9;
+        Tensor src2 = tt::random_tensor(ss, dt, -1, 1);
+        expect_parity(tandem::index_add(xg, dim, sel.cuda(), src2.cuda()),
+                      tandem::index_add(x, dim, sel, src2), tol);
+      }
+    }
+  }
+  // General permute (no 2-D transpose underneath), odd sizes.
+  Tensor p = tt::random_tensor({3, 5, 7, 11}, dt, -9, 9);
+  const Tensor pg = p.cuda();
+  for (const Shape& perm : std::vector<Shape>{
+           {0, 2, 1, 3}, {3, 1, 2, 0}, {2, 0, 3, 1}, {1, 3, 0, 2}, {3, 2, 1, 0}, {0, 3, 2, 1}}) {
+    SCOPED_TRACE("permute " + tt::str(perm));
+    Tensor cpu = p.permute(perm);
+    poison_output(cpu.sizes(), dt);
+    expect_parity(pg.permute(perm), cpu, tt::exact());
+  }
+}
+
 TEST_F(CudaTest, OutOfRangeIndicesOnTheDeviceGiveZeros) {
   // Documented: on CUDA, out-of-range indices yield 0 rather than throwing.
   Tensor x = tt::random_tensor({5, 3}, tandem::kFloat32, 1, 2);
