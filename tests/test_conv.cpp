@@ -869,6 +869,40 @@ TEST(ConvCuda, PoolingAtOddSizesMatchesCpuForwardAndBackward) {
   }
 }
 
+// Issue 18 item 9: BatchNorm1d ([N, C]) partial sums read coalesced across
+// channels (tiles of 32 channels x 8 rows, rows split over blocks). Channel
+// counts off the tile size, tall inputs (several splits), a large mean.
+TEST(ConvCuda, BatchNorm1dAtOddSizesMatchesCpu) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  for (DType dt : tt::float_dtypes()) {
+    for (Shape shape : std::vector<Shape>{{3, 33}, {1000, 37}, {40961, 5}, {2, 1}, {257, 100}}) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " " << shape_str(shape));
+      const int64_t c = shape[1];
+      const Tensor x = (tt::random_tensor(shape, dt, -2.0, 3.0) + 100.0).set_requires_grad(true);
+      const Tensor w = tt::random_tensor({c}, dt, 0.5, 1.5).set_requires_grad(true);
+      const Tensor b = tt::random_tensor({c}, dt).set_requires_grad(true);
+      const Tensor xg = x.detach().to(gpu).set_requires_grad(true);
+      const Tensor wg = w.detach().to(gpu).set_requires_grad(true);
+      const Tensor bg = b.detach().to(gpu).set_requires_grad(true);
+      Tensor rm = tt::random_tensor({c}, dt), rv = tt::random_tensor({c}, dt, 0.5, 2.0);
+      Tensor rmg = rm.to(gpu), rvg = rv.to(gpu);
+      const Tensor y = batch_norm(x, rm, rv, w, b, true, 0.1, 1e-5);
+      const Tensor yg = batch_norm(xg, rmg, rvg, wg, bg, true, 0.1, 1e-5);
+      const tt::Tol tol = sum_tol(dt);
+      tt::expect_close(yg, y, tol);
+      tt::expect_close(rmg, rm, tol);
+      tt::expect_close(rvg, rv, tol);
+      const Tensor go = tt::random_tensor(shape, dt);
+      y.backward(go);
+      yg.backward(go.to(gpu));
+      tt::expect_close(xg.grad(), x.grad(), tol);
+      tt::expect_close(wg.grad(), w.grad(), tol);
+      tt::expect_close(bg.grad(), b.grad(), tol);
+    }
+  }
+}
+
 TEST(ConvCuda, PoolingTiesAndNaNMatchCpu) {
   TANDEM_SKIP_WITHOUT_CUDA();
   const Device gpu(kCUDA);
