@@ -650,6 +650,54 @@ TEST_P(VarSoftmaxParity, SoftmaxAndLogSoftmax) {
             dt == tandem::kFloat32 ? 1e-10 : 1e-24);
 }
 
+// Issue 18 item 9: softmax over dim 0 of a tall, narrow tensor splits each
+// column into chunks (max and sum-exp partials combined by the log-sum-exp
+// rule, then a pass per element). Shapes with few columns and long dims, a
+// column of -inf in one chunk only, and a whole column of -inf (NaN, as on
+// the CPU).
+TEST_P(VarSoftmaxParity, TallNarrowSoftmaxOverDimZero) {
+  const DType dt = GetParam();
+  const Tol tol = tt::scaled(tt::default_tol(dt), 4.0);  // expf/logf on both sides
+  for (const Shape& s : std::vector<Shape>{
+           {100003, 3}, {4097, 1}, {4097, 2}, {65, 1, 2}, {2049, 5, 3}, {3, 30011, 2}}) {
+    Tensor x = tt::random_tensor(s, dt, -5, 5);
+    const Tensor xg = x.cuda();
+    for (int64_t dim : {int64_t{0}, int64_t{1}}) {
+      SCOPED_TRACE("shape " + tt::str(s) + " dim " + std::to_string(dim));
+      Tensor cpu = tandem::softmax(x, dim);
+      poison_output(cpu.sizes(), dt);
+      expect_parity(tandem::softmax(xg, dim), cpu, tol);
+      poison_output(cpu.sizes(), dt);
+      expect_parity(tandem::log_softmax(xg, dim), tandem::log_softmax(x, dim), tol);
+    }
+  }
+  // Column 0: -inf in its first 5000 entries (whole chunks); column 1: all
+  // -inf (NaN on both devices); column 2: finite, with a large spread.
+  const int64_t rows = 20011;
+  std::vector<double> v = tt::to_doubles(tt::random_tensor({rows, 3}, dt, -50, 50));
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r < 5000) v[static_cast<size_t>(r * 3)] = -INFINITY;
+    v[static_cast<size_t>(r * 3 + 1)] = -INFINITY;
+  }
+  Tensor x = tt::make_tensor(v, {rows, 3}, dt);
+  for (bool take_log : {false, true}) {
+    SCOPED_TRACE(take_log ? "log_softmax with -inf" : "softmax with -inf");
+    const std::vector<double> gpu =
+        tt::to_doubles(take_log ? tandem::log_softmax(x.cuda(), 0) : tandem::softmax(x.cuda(), 0));
+    const std::vector<double> cpu =
+        tt::to_doubles(take_log ? tandem::log_softmax(x, 0) : tandem::softmax(x, 0));
+    for (size_t e = 0; e < cpu.size(); ++e) {
+      if (std::isnan(cpu[e])) {
+        ASSERT_TRUE(std::isnan(gpu[e])) << "element " << e << ": " << gpu[e];
+      } else if (std::isinf(cpu[e])) {
+        ASSERT_EQ(gpu[e], cpu[e]) << "element " << e;
+      } else {
+        ASSERT_NEAR(gpu[e], cpu[e], tol.atol + tol.rtol * std::abs(cpu[e])) << "element " << e;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Floating, VarSoftmaxParity,
                          ::testing::Values(tandem::kFloat32, tandem::kFloat64), dtype_param_name);
 
