@@ -184,6 +184,22 @@ void register_all() {
     return 2 * rows * 1000 * kFloatBytes;
   });
 
+  // ---- Softmax over dim 0 of a tall, narrow [n / 3, 3] tensor (chunked columns) ----
+  register_op("softmax_dim0_tall", [](benchmark::State& state, Device d) {
+    const int64_t rows = state.range(0) / 3;
+    Tensor x = random_input({rows, 3}, d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::softmax(x, 0); });
+    return 2 * rows * 3 * kFloatBytes;
+  });
+  register_op("log_softmax_dim0_tall", [](benchmark::State& state, Device d) {
+    const int64_t rows = state.range(0) / 3;
+    Tensor x = random_input({rows, 3}, d);
+    Tensor y;
+    tb::run_on(state, d, [&] { y = tandem::log_softmax(x, 0); });
+    return 2 * rows * 3 * kFloatBytes;
+  });
+
   // ---- Dropout (p = 0.1) ----------------------------------------------------
   // The mask alone: n floats written.
   register_op("dropout_mask", [](benchmark::State& state, Device d) {

@@ -15,7 +15,13 @@
 //      per-channel results (mean, invstd, running stats; or grad_weight,
 //      grad_bias) and two double coefficients for the elementwise pass;
 //   3. an elementwise pass over x: y = x * scale + shift (forward) or
-//      gx = a * (gy - mean_gy - xhat * mean_gy_xhat) (backward).
+//      gx = a * (gy - mean_gy - xhat * mean_gy_xhat) (backward); the channel of
+//      an element is found with FastDivmod (core/fast_divmod.h) when the
+//      tensor has at most 2^31 - 1 elements, 64-bit division otherwise.
+// BatchNorm1d (m == 1) reads [n, c] row by row: its partial-sum kernels put
+// 32 neighbouring channels on threadIdx.x and 8 rows on threadIdx.y (grid
+// [ceil(c / 32), splits]), so a warp reads 32 consecutive values of one row
+// instead of one value per row 4c bytes apart.
 // Splits give every SM work even when c is small (c = 16 at CIFAR sizes). The
 // partials live in a float64 tensor from the caching allocator. All sums are
 // in a fixed order, so results are deterministic run to run.
@@ -31,6 +37,8 @@ namespace {
 constexpr int kBlock = kBlockSize;
 constexpr int kMaxSplits = 256;
 constexpr int64_t kValuesPerSplit = 4096;  // at least this many values per block
+constexpr int kTileChannels = 32;          // BatchNorm1d: channels per block (x)
+constexpr int kTileRows = 8;               // BatchNorm1d: rows per block step (y)
 
 // Block-wide sum of two doubles; the result is valid in thread 0.
 __device__ __forceinline__ void block_sum2(double& a, double& b) {
@@ -52,6 +60,21 @@ __device__ __forceinline__ void block_sum2(double& a, double& b) {
   }
 }
 
+// Adds the kTileRows values of each column of a (kTileChannels, kTileRows)
+// block in row order; the sums are valid in the threads with threadIdx.y == 0.
+__device__ __forceinline__ void tile_sum2(double& a, double& b, double (*sa)[kTileChannels],
+                                          double (*sb)[kTileChannels]) {
+  sa[threadIdx.y][threadIdx.x] = a;
+  sb[threadIdx.y][threadIdx.x] = b;
+  __syncthreads();
+  if (threadIdx.y == 0) {
+    for (int k = 1; k < kTileRows; ++k) {
+      a += sa[k][threadIdx.x];
+      b += sb[k][threadIdx.x];
+    }
+  }
+}
+
 // ---- Forward ------------------------------------------------------------------------------
 
 template <typename T>
@@ -68,6 +91,32 @@ __global__ void bn_stats_partial_kernel(const T* x, int64_t n, int64_t c, int64_
   }
   block_sum2(s1, s2);
   if (threadIdx.x == 0) {
+    partial[(ch * splits + split) * 2] = s1;
+    partial[(ch * splits + split) * 2 + 1] = s2;
+  }
+}
+
+// BatchNorm1d ([n, c], m == 1): a block covers kTileChannels neighbouring
+// channels (threadIdx.x) and kTileRows rows at a time (threadIdx.y), so each
+// row's read is coalesced across channels; the kTileRows partials of a
+// channel are added in a fixed order.
+template <typename T>
+__global__ void __launch_bounds__(kTileChannels* kTileRows)
+    bn_stats_partial_1d_kernel(const T* x, int64_t n, int64_t c, double* partial) {
+  __shared__ double sa[kTileRows][kTileChannels], sb[kTileRows][kTileChannels];
+  const int64_t ch = static_cast<int64_t>(blockIdx.x) * kTileChannels + threadIdx.x;
+  const int64_t split = blockIdx.y, splits = gridDim.y;
+  double s1 = 0.0, s2 = 0.0;
+  if (ch < c) {
+    const double shift = static_cast<double>(x[ch]);  // first value of the channel
+    for (int64_t r = split * kTileRows + threadIdx.y; r < n; r += splits * kTileRows) {
+      const double d = static_cast<double>(x[r * c + ch]) - shift;
+      s1 += d;
+      s2 += d * d;
+    }
+  }
+  tile_sum2(s1, s2, sa, sb);
+  if (threadIdx.y == 0 && ch < c) {
     partial[(ch * splits + split) * 2] = s1;
     partial[(ch * splits + split) * 2 + 1] = s2;
   }
@@ -107,13 +156,11 @@ __global__ void bn_stats_finalize_kernel(const T* x, const T* weight, const T* b
 }
 
 // out = in * coef[2 ch] + coef[2 ch + 1]
-template <typename T>
-__global__ void bn_affine_kernel(const T* x, T* y, int64_t c, int64_t m, int64_t total,
+template <typename T, typename Index>
+__global__ void bn_affine_kernel(const T* x, T* y, Divmod<Index> c, Divmod<Index> m, Index total,
                                  const double* coef) {
-  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += stride_all) {
-    const int64_t ch = (e / m) % c;
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    const Index ch = c.mod(m.div(e));
     y[e] = static_cast<T>(static_cast<double>(x[e]) * coef[2 * ch] + coef[2 * ch + 1]);
   }
 }
@@ -139,6 +186,30 @@ __global__ void bn_grad_partial_kernel(const T* gy, const T* x, const T* mean, c
   }
 }
 
+// BatchNorm1d backward partials, laid out as bn_stats_partial_1d_kernel.
+template <typename T>
+__global__ void __launch_bounds__(kTileChannels* kTileRows)
+    bn_grad_partial_1d_kernel(const T* gy, const T* x, const T* mean, const T* invstd, int64_t n,
+                              int64_t c, double* partial) {
+  __shared__ double sa[kTileRows][kTileChannels], sb[kTileRows][kTileChannels];
+  const int64_t ch = static_cast<int64_t>(blockIdx.x) * kTileChannels + threadIdx.x;
+  const int64_t split = blockIdx.y, splits = gridDim.y;
+  double s1 = 0.0, s2 = 0.0;
+  if (ch < c) {
+    const double mu = static_cast<double>(mean[ch]), is = static_cast<double>(invstd[ch]);
+    for (int64_t r = split * kTileRows + threadIdx.y; r < n; r += splits * kTileRows) {
+      const double g = static_cast<double>(gy[r * c + ch]);
+      s1 += g;
+      s2 += g * (static_cast<double>(x[r * c + ch]) - mu) * is;
+    }
+  }
+  tile_sum2(s1, s2, sa, sb);
+  if (threadIdx.y == 0 && ch < c) {
+    partial[(ch * splits + split) * 2] = s1;
+    partial[(ch * splits + split) * 2 + 1] = s2;
+  }
+}
+
 template <typename T>
 __global__ void bn_grad_finalize_kernel(int64_t n, int64_t c, int64_t m, int64_t splits,
                                         const double* partial, T* grad_weight, T* grad_bias,
@@ -157,14 +228,12 @@ __global__ void bn_grad_finalize_kernel(int64_t n, int64_t c, int64_t m, int64_t
   coef[2 * ch + 1] = s2 / count;
 }
 
-template <typename T>
+template <typename T, typename Index>
 __global__ void bn_grad_input_kernel(const T* gy, const T* x, const T* weight, const T* mean,
-                                     const T* invstd, int64_t c, int64_t m, int64_t total,
+                                     const T* invstd, Divmod<Index> c, Divmod<Index> m, Index total,
                                      const double* coef, T* gx) {
-  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += stride_all) {
-    const int64_t ch = (e / m) % c;
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    const Index ch = c.mod(m.div(e));
     const double is = static_cast<double>(invstd[ch]);
     const double w = weight ? static_cast<double>(weight[ch]) : 1.0;
     const double xhat = (static_cast<double>(x[e]) - static_cast<double>(mean[ch])) * is;
@@ -177,6 +246,17 @@ int64_t splits_for(int64_t count, int64_t c) {
   const int64_t want_blocks = static_cast<int64_t>(detail::multiprocessor_count()) * 4;
   int64_t splits = ceil_div<int64_t>(want_blocks, c);
   const int64_t by_size = ceil_div<int64_t>(count, kValuesPerSplit);
+  if (splits > by_size) splits = by_size;
+  if (splits > kMaxSplits) splits = kMaxSplits;
+  return splits < 1 ? 1 : splits;
+}
+
+// BatchNorm1d: splits of the rows for ceil(c / kTileChannels) channel tiles;
+// each thread gets at least 16 rows.
+int64_t splits_for_1d(int64_t n, int64_t c) {
+  const int64_t want_blocks = static_cast<int64_t>(detail::multiprocessor_count()) * 4;
+  int64_t splits = ceil_div<int64_t>(want_blocks, ceil_div<int64_t>(c, kTileChannels));
+  const int64_t by_size = ceil_div<int64_t>(n, kTileRows * 16);
   if (splits > by_size) splits = by_size;
   if (splits > kMaxSplits) splits = kMaxSplits;
   return splits < 1 ? 1 : splits;
@@ -199,17 +279,25 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
   TANDEM_CHECK(count >= 2, "batch_norm (cuda): training needs more than one value per channel");
   TANDEM_CHECK(c <= INT32_MAX, "batch_norm (cuda): ", c,
                " channels exceed the grid limit 2^31 - 1");
-  const int64_t splits = splits_for(count, c);
+  const int64_t splits = m == 1 ? splits_for_1d(n, c) : splits_for(count, c);
   const TensorOptions f64 = TensorOptions(kFloat64).device(x.device());
   Tensor partial = empty({c * splits * 2}, f64);
   Tensor coef = empty({c * 2}, f64);
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(x.dtype(), "batch_norm (cuda)", [&] {
     using T = scalar_t;
-    const dim3 grid(static_cast<unsigned>(c), static_cast<unsigned>(splits));
-    bn_stats_partial_kernel<T>
-        <<<grid, kBlock, 0, stream>>>(x.data_ptr<T>(), n, c, m, partial.data_ptr<double>());
-    TANDEM_CUDA_CHECK_LAUNCH(bn_stats_partial_kernel<T>);
+    if (m == 1) {
+      const dim3 grid(static_cast<unsigned>(ceil_div<int64_t>(c, kTileChannels)),
+                      static_cast<unsigned>(splits));
+      bn_stats_partial_1d_kernel<T><<<grid, dim3(kTileChannels, kTileRows), 0, stream>>>(
+          x.data_ptr<T>(), n, c, partial.data_ptr<double>());
+      TANDEM_CUDA_CHECK_LAUNCH(bn_stats_partial_1d_kernel<T>);
+    } else {
+      const dim3 grid(static_cast<unsigned>(c), static_cast<unsigned>(splits));
+      bn_stats_partial_kernel<T>
+          <<<grid, kBlock, 0, stream>>>(x.data_ptr<T>(), n, c, m, partial.data_ptr<double>());
+      TANDEM_CUDA_CHECK_LAUNCH(bn_stats_partial_kernel<T>);
+    }
     const int cgrid = static_cast<int>(ceil_div<int64_t>(c, kBlock));
     bn_stats_finalize_kernel<T><<<cgrid, kBlock, 0, stream>>>(
         x.data_ptr<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias), ptr_or_null<T>(running_mean),
@@ -217,9 +305,13 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
         save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(), coef.data_ptr<double>());
     TANDEM_CUDA_CHECK_LAUNCH(bn_stats_finalize_kernel<T>);
     const int egrid = grid_for(total, kBlock, kBlock);
-    bn_affine_kernel<T><<<egrid, kBlock, 0, stream>>>(x.data_ptr<T>(), y.data_ptr<T>(), c, m, total,
-                                                      coef.data_ptr<double>());
-    TANDEM_CUDA_CHECK_LAUNCH(bn_affine_kernel<T>);
+    dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
+      using Index = decltype(index_tag);
+      bn_affine_kernel<T, Index><<<egrid, kBlock, 0, stream>>>(
+          x.data_ptr<T>(), y.data_ptr<T>(), Divmod<Index>(c), Divmod<Index>(m),
+          static_cast<Index>(total), coef.data_ptr<double>());
+      TANDEM_CUDA_CHECK_LAUNCH(bn_affine_kernel<T, Index>);
+    });
   });
 }
 
@@ -230,18 +322,27 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
   const int64_t count = n * m, total = count * c;
   TANDEM_CHECK(c <= INT32_MAX, "batch_norm backward (cuda): ", c,
                " channels exceed the grid limit 2^31 - 1");
-  const int64_t splits = splits_for(count, c);
+  const int64_t splits = m == 1 ? splits_for_1d(n, c) : splits_for(count, c);
   const TensorOptions f64 = TensorOptions(kFloat64).device(x.device());
   Tensor partial = empty({c * splits * 2}, f64);
   Tensor coef = empty({c * 2}, f64);
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(x.dtype(), "batch_norm backward (cuda)", [&] {
     using T = scalar_t;
-    const dim3 grid(static_cast<unsigned>(c), static_cast<unsigned>(splits));
-    bn_grad_partial_kernel<T><<<grid, kBlock, 0, stream>>>(
-        grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(),
-        n, c, m, partial.data_ptr<double>());
-    TANDEM_CUDA_CHECK_LAUNCH(bn_grad_partial_kernel<T>);
+    if (m == 1) {
+      const dim3 grid(static_cast<unsigned>(ceil_div<int64_t>(c, kTileChannels)),
+                      static_cast<unsigned>(splits));
+      bn_grad_partial_1d_kernel<T><<<grid, dim3(kTileChannels, kTileRows), 0, stream>>>(
+          grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(),
+          n, c, partial.data_ptr<double>());
+      TANDEM_CUDA_CHECK_LAUNCH(bn_grad_partial_1d_kernel<T>);
+    } else {
+      const dim3 grid(static_cast<unsigned>(c), static_cast<unsigned>(splits));
+      bn_grad_partial_kernel<T><<<grid, kBlock, 0, stream>>>(
+          grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(),
+          n, c, m, partial.data_ptr<double>());
+      TANDEM_CUDA_CHECK_LAUNCH(bn_grad_partial_kernel<T>);
+    }
     const int cgrid = static_cast<int>(ceil_div<int64_t>(c, kBlock));
     bn_grad_finalize_kernel<T><<<cgrid, kBlock, 0, stream>>>(
         n, c, m, splits, partial.data_ptr<double>(), ptr_or_null<T>(grad_weight),
@@ -249,10 +350,14 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
     TANDEM_CUDA_CHECK_LAUNCH(bn_grad_finalize_kernel<T>);
     if (grad_x.defined()) {
       const int egrid = grid_for(total, kBlock, kBlock);
-      bn_grad_input_kernel<T><<<egrid, kBlock, 0, stream>>>(
-          grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight), save_mean.data_ptr<T>(),
-          save_invstd.data_ptr<T>(), c, m, total, coef.data_ptr<double>(), grad_x.data_ptr<T>());
-      TANDEM_CUDA_CHECK_LAUNCH(bn_grad_input_kernel<T>);
+      dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
+        using Index = decltype(index_tag);
+        bn_grad_input_kernel<T, Index><<<egrid, kBlock, 0, stream>>>(
+            grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight), save_mean.data_ptr<T>(),
+            save_invstd.data_ptr<T>(), Divmod<Index>(c), Divmod<Index>(m),
+            static_cast<Index>(total), coef.data_ptr<double>(), grad_x.data_ptr<T>());
+        TANDEM_CUDA_CHECK_LAUNCH(bn_grad_input_kernel<T, Index>);
+      });
     }
   });
 }

@@ -14,7 +14,9 @@
 //   - copy_2d: cudaMemcpy2DAsync (pitched copy of rows into a column range).
 //   - permute: output dims are merged where the input is contiguous across them;
 //     what remains is a plain copy, a (batched) 2-D transpose through 32x32
-//     shared-memory tiles, or a general gather over at most 16 merged dims.
+//     shared-memory tiles, or a general gather over at most 16 merged dims
+//     (its index arithmetic in uint32_t with FastDivmod, core/fast_divmod.h,
+//     when the tensor has at most 2^31 - 1 elements; 64-bit otherwise).
 //     Elements move as raw 1-, 4- or 8-byte words.
 #include <cstdint>
 #include <cstring>
@@ -100,22 +102,23 @@ __global__ void transpose_tiled_kernel(const W* x, W* out, int64_t batch, int64_
   }
 }
 
+template <typename Index>
 struct PermuteGeometry {
   int ndim;
-  int64_t sizes[kPermuteMaxDims];    // output dims, innermost first
-  int64_t strides[kPermuteMaxDims];  // input stride of each output dim
+  Divmod<Index> sizes[kPermuteMaxDims];  // output dims, innermost first
+  Index strides[kPermuteMaxDims];        // input stride of each output dim
 };
 
-template <typename W>
-__global__ void permute_kernel(const W* x, W* out, int64_t n, PermuteGeometry g) {
-  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
-       e += nthreads) {
-    int64_t rem = e;
-    int64_t offset = 0;
+template <typename W, typename Index>
+__global__ void permute_kernel(const W* x, W* out, Index n, PermuteGeometry<Index> g) {
+  for (Index e = grid_thread<Index>(); e < n; e += grid_threads<Index>()) {
+    Index rem = e;
+    Index offset = 0;
     for (int d = 0; d < g.ndim; ++d) {
-      offset += (rem % g.sizes[d]) * g.strides[d];
-      rem /= g.sizes[d];
+      Index q, r;
+      g.sizes[d].divmod(rem, q, r);
+      offset += r * g.strides[d];
+      rem = q;
     }
     out[e] = x[offset];
   }
@@ -257,16 +260,19 @@ void permute(const Tensor& x, Tensor& out, const Shape& perm) {
     TANDEM_CHECK(k <= static_cast<size_t>(kPermuteMaxDims), "permute (cuda): ", k,
                  " dims after merging contiguous ones; at most ", kPermuteMaxDims,
                  " are supported");
-    PermuteGeometry g{};
-    g.ndim = static_cast<int>(k);
-    for (size_t j = 0; j < k; ++j) {
-      g.sizes[j] = sizes[k - 1 - j];
-      g.strides[j] = strides[k - 1 - j];
-    }
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(n, kBlock, kBlock);
-    permute_kernel<W><<<grid, kBlock, 0, stream>>>(xp, op, n, g);
-    TANDEM_CUDA_CHECK_LAUNCH(permute_kernel<W>);
+    dispatch_index_width(fits_int32({n}), [&](auto index_tag) {
+      using Index = decltype(index_tag);
+      PermuteGeometry<Index> g{};
+      g.ndim = static_cast<int>(k);
+      for (size_t j = 0; j < k; ++j) {
+        g.sizes[j] = Divmod<Index>(sizes[k - 1 - j]);
+        g.strides[j] = static_cast<Index>(strides[k - 1 - j]);
+      }
+      permute_kernel<W, Index><<<grid, kBlock, 0, stream>>>(xp, op, static_cast<Index>(n), g);
+      TANDEM_CUDA_CHECK_LAUNCH(permute_kernel<W, Index>);
+    });
   });
 }
 

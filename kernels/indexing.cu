@@ -18,6 +18,9 @@
 //     atomicAdd (native for both on sm_60+), so with repeated indices the order
 //     of the additions, and the float rounding, may vary between runs; the CPU
 //     adds in index order.
+// The flat kernels split an element index with Divmod<Index>: uint32_t and
+// FastDivmod (core/fast_divmod.h) when the input and output counts fit in
+// int32, 64-bit division otherwise.
 // DIFFERENCE FROM THE CPU: an index outside [0, dim_size) (negative included)
 // throws on the CPU; here it reads nothing and writes 0 (index_select, gather),
 // leaves the one_hot row all zero, or its addition is skipped (scatter_add,
@@ -33,18 +36,17 @@ namespace {
 
 // ---- Kernels ------------------------------------------------------------------------------
 
-template <typename W, typename I>
-__global__ void index_select_flat_kernel(const W* x, const I* index, W* out, int64_t total,
-                                         int64_t m, int64_t dim_size, int64_t inner) {
-  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += nthreads) {
-    const int64_t i = e % inner;
-    const int64_t row = e / inner;
-    const int64_t j = row % m;
-    const int64_t o = row / m;
+template <typename W, typename I, typename Index>
+__global__ void index_select_flat_kernel(const W* x, const I* index, W* out, Index total,
+                                         Divmod<Index> m, Index dim_size, Divmod<Index> inner) {
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    Index row, i, o, j;
+    inner.divmod(e, row, i);
+    m.divmod(row, o, j);
     const int64_t idx = static_cast<int64_t>(index[j]);
-    out[e] = (idx >= 0 && idx < dim_size) ? x[(o * dim_size + idx) * inner + i] : W(0);
+    out[e] = (idx >= 0 && idx < static_cast<int64_t>(dim_size))
+                 ? x[(o * dim_size + static_cast<Index>(idx)) * inner.divisor + i]
+                 : W(0);
   }
 }
 
@@ -66,16 +68,17 @@ __global__ void index_select_rows_kernel(const W* x, const I* index, W* out, int
   }
 }
 
-template <typename W, typename I>
-__global__ void gather_kernel(const W* x, const I* index, W* out, int64_t total, int64_t x_dim,
-                              int64_t idx_dim, int64_t inner) {
-  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += nthreads) {
-    const int64_t i = e % inner;
-    const int64_t o = e / (idx_dim * inner);
+// slab: idx_dim * inner (one o of the index tensor).
+template <typename W, typename I, typename Index>
+__global__ void gather_kernel(const W* x, const I* index, W* out, Index total, Index x_dim,
+                              Divmod<Index> slab, Divmod<Index> inner) {
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    const Index i = inner.mod(e);
+    const Index o = slab.div(e);
     const int64_t idx = static_cast<int64_t>(index[e]);
-    out[e] = (idx >= 0 && idx < x_dim) ? x[(o * x_dim + idx) * inner + i] : W(0);
+    out[e] = (idx >= 0 && idx < static_cast<int64_t>(x_dim))
+                 ? x[(o * x_dim + static_cast<Index>(idx)) * inner.divisor + i]
+                 : W(0);
   }
 }
 
@@ -89,31 +92,28 @@ __global__ void one_hot_kernel(const I* labels, T* out, int64_t n, int64_t num_c
   }
 }
 
-template <typename T, typename I>
-__global__ void scatter_add_kernel(const T* src, const I* index, T* out, int64_t total,
-                                   int64_t out_dim, int64_t idx_dim, int64_t inner) {
-  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += nthreads) {
-    const int64_t i = e % inner;
-    const int64_t o = e / (idx_dim * inner);
+template <typename T, typename I, typename Index>
+__global__ void scatter_add_kernel(const T* src, const I* index, T* out, Index total, Index out_dim,
+                                   Divmod<Index> slab, Divmod<Index> inner) {
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    const Index i = inner.mod(e);
+    const Index o = slab.div(e);
     const int64_t idx = static_cast<int64_t>(index[e]);
-    if (idx >= 0 && idx < out_dim) atomicAdd(out + (o * out_dim + idx) * inner + i, src[e]);
+    if (idx >= 0 && idx < static_cast<int64_t>(out_dim))
+      atomicAdd(out + (o * out_dim + static_cast<Index>(idx)) * inner.divisor + i, src[e]);
   }
 }
 
-template <typename T, typename I>
-__global__ void index_add_flat_kernel(const T* src, const I* index, T* out, int64_t total,
-                                      int64_t m, int64_t dim_size, int64_t inner) {
-  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += nthreads) {
-    const int64_t i = e % inner;
-    const int64_t row = e / inner;
-    const int64_t j = row % m;
-    const int64_t o = row / m;
+template <typename T, typename I, typename Index>
+__global__ void index_add_flat_kernel(const T* src, const I* index, T* out, Index total,
+                                      Divmod<Index> m, Index dim_size, Divmod<Index> inner) {
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    Index row, i, o, j;
+    inner.divmod(e, row, i);
+    m.divmod(row, o, j);
     const int64_t idx = static_cast<int64_t>(index[j]);
-    if (idx >= 0 && idx < dim_size) atomicAdd(out + (o * dim_size + idx) * inner + i, src[e]);
+    if (idx >= 0 && idx < static_cast<int64_t>(dim_size))
+      atomicAdd(out + (o * dim_size + static_cast<Index>(idx)) * inner.divisor + i, src[e]);
   }
 }
 
@@ -161,9 +161,13 @@ void index_select(const Tensor& x, const Tensor& index, Tensor& out, int64_t out
         constexpr int kBlock = kBlockSize;
         const int64_t total = rows * inner;
         const int grid = grid_for(total, kBlock, kBlock);
-        index_select_flat_kernel<W, scalar_t>
-            <<<grid, kBlock, 0, stream>>>(xp, ip, op, total, m, dim_size, inner);
-        TANDEM_CUDA_CHECK_LAUNCH(index_select_flat_kernel<W, scalar_t>);
+        dispatch_index_width(fits_int32({total, outer * dim_size * inner}), [&](auto index_tag) {
+          using Index = decltype(index_tag);
+          index_select_flat_kernel<W, scalar_t, Index>
+              <<<grid, kBlock, 0, stream>>>(xp, ip, op, static_cast<Index>(total), Divmod<Index>(m),
+                                            static_cast<Index>(dim_size), Divmod<Index>(inner));
+          TANDEM_CUDA_CHECK_LAUNCH(index_select_flat_kernel<W, scalar_t, Index>);
+        });
       }
     });
   });
@@ -181,9 +185,13 @@ void gather(const Tensor& x, const Tensor& index, Tensor& out, int64_t outer, in
     TANDEM_DISPATCH_INDEX(index.dtype(), "gather (cuda)", [&] {
       constexpr int kBlock = kBlockSize;
       const int grid = grid_for(total, kBlock, kBlock);
-      gather_kernel<W, scalar_t><<<grid, kBlock, 0, stream>>>(xp, index.data_ptr<scalar_t>(), op,
-                                                              total, x_dim, idx_dim, inner);
-      TANDEM_CUDA_CHECK_LAUNCH(gather_kernel<W, scalar_t>);
+      dispatch_index_width(fits_int32({total, outer * x_dim * inner}), [&](auto index_tag) {
+        using Index = decltype(index_tag);
+        gather_kernel<W, scalar_t, Index><<<grid, kBlock, 0, stream>>>(
+            xp, index.data_ptr<scalar_t>(), op, static_cast<Index>(total),
+            static_cast<Index>(x_dim), Divmod<Index>(idx_dim * inner), Divmod<Index>(inner));
+        TANDEM_CUDA_CHECK_LAUNCH(gather_kernel<W, scalar_t, Index>);
+      });
     });
   });
 }
@@ -217,10 +225,14 @@ void scatter_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t ou
     TANDEM_DISPATCH_FLOATING(out.dtype(), "scatter_add (cuda)", [&] {
       constexpr int kBlock = kBlockSize;
       const int grid = grid_for(total, kBlock, kBlock);
-      scatter_add_kernel<scalar_t, I>
-          <<<grid, kBlock, 0, stream>>>(src.data_ptr<scalar_t>(), index.data_ptr<I>(),
-                                        out.data_ptr<scalar_t>(), total, out_dim, idx_dim, inner);
-      TANDEM_CUDA_CHECK_LAUNCH(scatter_add_kernel<scalar_t, I>);
+      dispatch_index_width(fits_int32({total, outer * out_dim * inner}), [&](auto width_tag) {
+        using Index = decltype(width_tag);
+        scatter_add_kernel<scalar_t, I, Index><<<grid, kBlock, 0, stream>>>(
+            src.data_ptr<scalar_t>(), index.data_ptr<I>(), out.data_ptr<scalar_t>(),
+            static_cast<Index>(total), static_cast<Index>(out_dim), Divmod<Index>(idx_dim * inner),
+            Divmod<Index>(inner));
+        TANDEM_CUDA_CHECK_LAUNCH(scatter_add_kernel<scalar_t, I, Index>);
+      });
     });
   });
 }
@@ -248,9 +260,13 @@ void index_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t oute
         constexpr int kBlock = kBlockSize;
         const int64_t total = rows * inner;
         const int grid = grid_for(total, kBlock, kBlock);
-        index_add_flat_kernel<scalar_t, I>
-            <<<grid, kBlock, 0, stream>>>(sp, ip, op, total, m, dim_size, inner);
-        TANDEM_CUDA_CHECK_LAUNCH(index_add_flat_kernel<scalar_t, I>);
+        dispatch_index_width(fits_int32({total, outer * dim_size * inner}), [&](auto width_tag) {
+          using Index = decltype(width_tag);
+          index_add_flat_kernel<scalar_t, I, Index>
+              <<<grid, kBlock, 0, stream>>>(sp, ip, op, static_cast<Index>(total), Divmod<Index>(m),
+                                            static_cast<Index>(dim_size), Divmod<Index>(inner));
+          TANDEM_CUDA_CHECK_LAUNCH(index_add_flat_kernel<scalar_t, I, Index>);
+        });
       }
     });
   });

@@ -12,6 +12,11 @@
 // element type, in window order, like the CPU loops (the CPU scatters, the
 // GPU gathers, so the additions into one input element may come in another
 // order: results agree to rounding).
+// Index arithmetic: an element's (plane, row, col) and the output windows
+// covering an input position divide by fixed sizes and strides; with every
+// count and position below 2^31 the kernels use uint32_t and FastDivmod
+// (core/fast_divmod.h), otherwise int64_t division. The adaptive windows'
+// own divisions (by the output size) stay 64-bit.
 #include <cstdint>
 
 #include "core/backend.h"
@@ -26,13 +31,30 @@ using pool::adaptive_window;
 using pool::Span;
 using pool::window;
 
-// Output windows [lo, hi) along one axis that contain input position u.
-__device__ __forceinline__ Span covering(int64_t u, int64_t stride, int64_t pad, int64_t kernel,
-                                         int64_t out) {
+// Element e of [planes, rows, cols] as (plane, row, col).
+template <typename Index>
+struct PlaneSplit {
+  Divmod<Index> cols, rows;
+  __device__ __forceinline__ void split(Index e, int64_t& plane, int64_t& r, int64_t& c) const {
+    Index rest, cc, rr, pp;
+    cols.divmod(e, rest, cc);
+    rows.divmod(rest, pp, rr);
+    plane = static_cast<int64_t>(pp);
+    r = static_cast<int64_t>(rr);
+    c = static_cast<int64_t>(cc);
+  }
+};
+
+// Output windows [lo, hi) along one axis that contain input position u
+// (stride: the axis' stride as a divider; u + pad fits in Index).
+template <typename Index>
+__device__ __forceinline__ Span covering(int64_t u, Divmod<Index> stride, int64_t pad,
+                                         int64_t kernel, int64_t out) {
   // i * stride - pad <= u < i * stride - pad + kernel
   const int64_t a = u + pad - kernel + 1;  // i * stride >= a
-  int64_t lo = a <= 0 ? 0 : (a + stride - 1) / stride;
-  int64_t hi = (u + pad) / stride + 1;
+  const int64_t st = static_cast<int64_t>(stride.divisor);
+  int64_t lo = a <= 0 ? 0 : static_cast<int64_t>(stride.div(static_cast<Index>(a + st - 1)));
+  int64_t hi = static_cast<int64_t>(stride.div(static_cast<Index>(u + pad))) + 1;
   if (hi > out) hi = out;
   if (lo > hi) lo = hi;
   return {lo, hi};
@@ -40,15 +62,12 @@ __device__ __forceinline__ Span covering(int64_t u, int64_t stride, int64_t pad,
 
 // ---- Kernels ------------------------------------------------------------------------------
 
-template <typename T>
+template <typename T, typename Index>
 __global__ void max_pool2d_forward_kernel(const T* x, T* y, int64_t* indices, PoolShape s,
-                                          int64_t total) {
-  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total;
-       o += stride_all) {
-    const int64_t j = o % s.ow;
-    const int64_t i = (o / s.ow) % s.oh;
-    const int64_t plane = o / (s.ow * s.oh);
+                                          PlaneSplit<Index> out_split, Index total) {
+  for (Index o = grid_thread<Index>(); o < total; o += grid_threads<Index>()) {
+    int64_t plane, i, j;
+    out_split.split(o, plane, i, j);
     const T* in = x + plane * s.h * s.w;
     const Span rows = window(i, s.sh, s.ph, s.kh, s.h);
     const Span cols = window(j, s.sw, s.pw, s.kw, s.w);
@@ -60,17 +79,15 @@ __global__ void max_pool2d_forward_kernel(const T* x, T* y, int64_t* indices, Po
   }
 }
 
-template <typename T>
+template <typename T, typename Index>
 __global__ void max_pool2d_backward_kernel(const T* grad_y, const int64_t* indices, T* grad_x,
-                                           PoolShape s, int64_t total) {
-  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += stride_all) {
-    const int64_t v = e % s.w;
-    const int64_t u = (e / s.w) % s.h;
-    const int64_t plane = e / (s.w * s.h);
-    const Span is = covering(u, s.sh, s.ph, s.kh, s.oh);
-    const Span js = covering(v, s.sw, s.pw, s.kw, s.ow);
+                                           PoolShape s, PlaneSplit<Index> in_split,
+                                           Divmod<Index> sh, Divmod<Index> sw, Index total) {
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    int64_t plane, u, v;
+    in_split.split(e, plane, u, v);
+    const Span is = covering(u, sh, s.ph, s.kh, s.oh);
+    const Span js = covering(v, sw, s.pw, s.kw, s.ow);
     const int64_t base = plane * s.oh * s.ow, me = u * s.w + v;
     T acc = 0;
     for (int64_t i = is.lo; i < is.hi; ++i)
@@ -85,14 +102,12 @@ __device__ __forceinline__ int64_t avg_divisor(const PoolShape& s, const Span& r
   return s.count_include_pad ? s.kh * s.kw : (rows.hi - rows.lo) * (cols.hi - cols.lo);
 }
 
-template <typename T>
-__global__ void avg_pool2d_forward_kernel(const T* x, T* y, PoolShape s, int64_t total) {
-  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total;
-       o += stride_all) {
-    const int64_t j = o % s.ow;
-    const int64_t i = (o / s.ow) % s.oh;
-    const int64_t plane = o / (s.ow * s.oh);
+template <typename T, typename Index>
+__global__ void avg_pool2d_forward_kernel(const T* x, T* y, PoolShape s,
+                                          PlaneSplit<Index> out_split, Index total) {
+  for (Index o = grid_thread<Index>(); o < total; o += grid_threads<Index>()) {
+    int64_t plane, i, j;
+    out_split.split(o, plane, i, j);
     const T* in = x + plane * s.h * s.w;
     const Span rows = window(i, s.sh, s.ph, s.kh, s.h);
     const Span cols = window(j, s.sw, s.pw, s.kw, s.w);
@@ -104,16 +119,15 @@ __global__ void avg_pool2d_forward_kernel(const T* x, T* y, PoolShape s, int64_t
   }
 }
 
-template <typename T>
-__global__ void avg_pool2d_backward_kernel(const T* grad_y, T* grad_x, PoolShape s, int64_t total) {
-  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += stride_all) {
-    const int64_t v = e % s.w;
-    const int64_t u = (e / s.w) % s.h;
-    const int64_t plane = e / (s.w * s.h);
-    const Span is = covering(u, s.sh, s.ph, s.kh, s.oh);
-    const Span js = covering(v, s.sw, s.pw, s.kw, s.ow);
+template <typename T, typename Index>
+__global__ void avg_pool2d_backward_kernel(const T* grad_y, T* grad_x, PoolShape s,
+                                           PlaneSplit<Index> in_split, Divmod<Index> sh,
+                                           Divmod<Index> sw, Index total) {
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    int64_t plane, u, v;
+    in_split.split(e, plane, u, v);
+    const Span is = covering(u, sh, s.ph, s.kh, s.oh);
+    const Span js = covering(v, sw, s.pw, s.kw, s.ow);
     const int64_t base = plane * s.oh * s.ow;
     T acc = 0;
     for (int64_t i = is.lo; i < is.hi; ++i) {
@@ -128,14 +142,12 @@ __global__ void avg_pool2d_backward_kernel(const T* grad_y, T* grad_x, PoolShape
   }
 }
 
-template <typename T>
-__global__ void adaptive_avg_pool2d_forward_kernel(const T* x, T* y, PoolShape s, int64_t total) {
-  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total;
-       o += stride_all) {
-    const int64_t j = o % s.ow;
-    const int64_t i = (o / s.ow) % s.oh;
-    const int64_t plane = o / (s.ow * s.oh);
+template <typename T, typename Index>
+__global__ void adaptive_avg_pool2d_forward_kernel(const T* x, T* y, PoolShape s,
+                                                   PlaneSplit<Index> out_split, Index total) {
+  for (Index o = grid_thread<Index>(); o < total; o += grid_threads<Index>()) {
+    int64_t plane, i, j;
+    out_split.split(o, plane, i, j);
     const T* in = x + plane * s.h * s.w;
     const Span rows = adaptive_window(i, s.oh, s.h);
     const Span cols = adaptive_window(j, s.ow, s.w);
@@ -146,15 +158,12 @@ __global__ void adaptive_avg_pool2d_forward_kernel(const T* x, T* y, PoolShape s
   }
 }
 
-template <typename T>
+template <typename T, typename Index>
 __global__ void adaptive_avg_pool2d_backward_kernel(const T* grad_y, T* grad_x, PoolShape s,
-                                                    int64_t total) {
-  const int64_t stride_all = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += stride_all) {
-    const int64_t v = e % s.w;
-    const int64_t u = (e / s.w) % s.h;
-    const int64_t plane = e / (s.w * s.h);
+                                                    PlaneSplit<Index> in_split, Index total) {
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    int64_t plane, u, v;
+    in_split.split(e, plane, u, v);
     const int64_t base = plane * s.oh * s.ow;
     // Windows containing u: a superset of candidates, filtered exactly.
     int64_t i_lo = (u * s.oh) / s.h - 1, i_hi = ((u + 1) * s.oh + s.h - 1) / s.h + 1;
@@ -180,75 +189,102 @@ __global__ void adaptive_avg_pool2d_backward_kernel(const T* grad_y, T* grad_x, 
 
 constexpr int kBlock = kBlockSize;
 
+// 32-bit index arithmetic when every element count and window position fits.
+bool pool_fits_int32(const PoolShape& s) {
+  return fits_int32({s.n * s.c * s.h * s.w, s.n * s.c * s.oh * s.ow, s.h + s.ph + s.kh + s.sh,
+                     s.w + s.pw + s.kw + s.sw});
+}
+
+// Launches kernel<Index> over `total` elements with the plane split of
+// [.., rows, cols] (the output for forward kernels, the input for backward).
+template <typename Launch>
+void launch_pool(const PoolShape& s, int64_t total, int64_t rows, int64_t cols,
+                 const Launch& launch) {
+  const int grid = grid_for(total, kBlock, kBlock);
+  dispatch_index_width(pool_fits_int32(s), [&](auto index) {
+    using Index = decltype(index);
+    const PlaneSplit<Index> split{Divmod<Index>(cols), Divmod<Index>(rows)};
+    launch(grid, split, static_cast<Index>(total));
+  });
+}
+
 }  // namespace
 
 // ---- Host launchers ---------------------------------------------------------------------
 
 void max_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y, Tensor& indices) {
-  const int64_t total = s.n * s.c * s.oh * s.ow;
-  const int grid = grid_for(total, kBlock, kBlock);
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(x.dtype(), "max_pool2d (cuda)", [&] {
-    max_pool2d_forward_kernel<scalar_t><<<grid, kBlock, 0, stream>>>(
-        x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), s, total);
-    TANDEM_CUDA_CHECK_LAUNCH(max_pool2d_forward_kernel<scalar_t>);
+    launch_pool(s, s.n * s.c * s.oh * s.ow, s.oh, s.ow, [&](int grid, auto split, auto total) {
+      using Index = decltype(total);
+      max_pool2d_forward_kernel<scalar_t, Index>
+          <<<grid, kBlock, 0, stream>>>(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                                        indices.data_ptr<int64_t>(), s, split, total);
+      TANDEM_CUDA_CHECK_LAUNCH(max_pool2d_forward_kernel<scalar_t, Index>);
+    });
   });
 }
 
 void max_pool2d_backward(const Tensor& grad_y, const Tensor& indices, const PoolShape& s,
                          Tensor& grad_x) {
-  const int64_t total = s.n * s.c * s.h * s.w;
-  const int grid = grid_for(total, kBlock, kBlock);
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(grad_y.dtype(), "max_pool2d backward (cuda)", [&] {
-    max_pool2d_backward_kernel<scalar_t>
-        <<<grid, kBlock, 0, stream>>>(grad_y.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(),
-                                      grad_x.data_ptr<scalar_t>(), s, total);
-    TANDEM_CUDA_CHECK_LAUNCH(max_pool2d_backward_kernel<scalar_t>);
+    launch_pool(s, s.n * s.c * s.h * s.w, s.h, s.w, [&](int grid, auto split, auto total) {
+      using Index = decltype(total);
+      max_pool2d_backward_kernel<scalar_t, Index><<<grid, kBlock, 0, stream>>>(
+          grad_y.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), grad_x.data_ptr<scalar_t>(), s,
+          split, Divmod<Index>(s.sh), Divmod<Index>(s.sw), total);
+      TANDEM_CUDA_CHECK_LAUNCH(max_pool2d_backward_kernel<scalar_t, Index>);
+    });
   });
 }
 
 void avg_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y) {
-  const int64_t total = s.n * s.c * s.oh * s.ow;
-  const int grid = grid_for(total, kBlock, kBlock);
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(x.dtype(), "avg_pool2d (cuda)", [&] {
-    avg_pool2d_forward_kernel<scalar_t>
-        <<<grid, kBlock, 0, stream>>>(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), s, total);
-    TANDEM_CUDA_CHECK_LAUNCH(avg_pool2d_forward_kernel<scalar_t>);
+    launch_pool(s, s.n * s.c * s.oh * s.ow, s.oh, s.ow, [&](int grid, auto split, auto total) {
+      using Index = decltype(total);
+      avg_pool2d_forward_kernel<scalar_t, Index><<<grid, kBlock, 0, stream>>>(
+          x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), s, split, total);
+      TANDEM_CUDA_CHECK_LAUNCH(avg_pool2d_forward_kernel<scalar_t, Index>);
+    });
   });
 }
 
 void avg_pool2d_backward(const Tensor& grad_y, const PoolShape& s, Tensor& grad_x) {
-  const int64_t total = s.n * s.c * s.h * s.w;
-  const int grid = grid_for(total, kBlock, kBlock);
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(grad_y.dtype(), "avg_pool2d backward (cuda)", [&] {
-    avg_pool2d_backward_kernel<scalar_t><<<grid, kBlock, 0, stream>>>(
-        grad_y.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), s, total);
-    TANDEM_CUDA_CHECK_LAUNCH(avg_pool2d_backward_kernel<scalar_t>);
+    launch_pool(s, s.n * s.c * s.h * s.w, s.h, s.w, [&](int grid, auto split, auto total) {
+      using Index = decltype(total);
+      avg_pool2d_backward_kernel<scalar_t, Index>
+          <<<grid, kBlock, 0, stream>>>(grad_y.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), s,
+                                        split, Divmod<Index>(s.sh), Divmod<Index>(s.sw), total);
+      TANDEM_CUDA_CHECK_LAUNCH(avg_pool2d_backward_kernel<scalar_t, Index>);
+    });
   });
 }
 
 void adaptive_avg_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y) {
-  const int64_t total = s.n * s.c * s.oh * s.ow;
-  const int grid = grid_for(total, kBlock, kBlock);
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(x.dtype(), "adaptive_avg_pool2d (cuda)", [&] {
-    adaptive_avg_pool2d_forward_kernel<scalar_t>
-        <<<grid, kBlock, 0, stream>>>(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), s, total);
-    TANDEM_CUDA_CHECK_LAUNCH(adaptive_avg_pool2d_forward_kernel<scalar_t>);
+    launch_pool(s, s.n * s.c * s.oh * s.ow, s.oh, s.ow, [&](int grid, auto split, auto total) {
+      using Index = decltype(total);
+      adaptive_avg_pool2d_forward_kernel<scalar_t, Index><<<grid, kBlock, 0, stream>>>(
+          x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), s, split, total);
+      TANDEM_CUDA_CHECK_LAUNCH(adaptive_avg_pool2d_forward_kernel<scalar_t, Index>);
+    });
   });
 }
 
 void adaptive_avg_pool2d_backward(const Tensor& grad_y, const PoolShape& s, Tensor& grad_x) {
-  const int64_t total = s.n * s.c * s.h * s.w;
-  const int grid = grid_for(total, kBlock, kBlock);
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(grad_y.dtype(), "adaptive_avg_pool2d backward (cuda)", [&] {
-    adaptive_avg_pool2d_backward_kernel<scalar_t><<<grid, kBlock, 0, stream>>>(
-        grad_y.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), s, total);
-    TANDEM_CUDA_CHECK_LAUNCH(adaptive_avg_pool2d_backward_kernel<scalar_t>);
+    launch_pool(s, s.n * s.c * s.h * s.w, s.h, s.w, [&](int grid, auto split, auto total) {
+      using Index = decltype(total);
+      adaptive_avg_pool2d_backward_kernel<scalar_t, Index><<<grid, kBlock, 0, stream>>>(
+          grad_y.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), s, split, total);
+      TANDEM_CUDA_CHECK_LAUNCH(adaptive_avg_pool2d_backward_kernel<scalar_t, Index>);
+    });
   });
 }
 

@@ -15,7 +15,18 @@
 //   - inner == 1, n > 1024: one block per row, three passes over the row (the
 //     second and third mostly hit L2);
 //   - inner > 1, or n <= 16: one thread per (outer, inner) column, coalesced
-//     across inner.
+//     across inner;
+//   - the same with few columns and long ones (softmax over dim 0 of a tall,
+//     narrow tensor: [100003, 3] has 3 columns, which would be 3 threads):
+//     each column is split into chunks, as reduce.cu does. Pass 1, a thread
+//     per (column, chunk): the chunk's max m_k and s_k = sum exp(x - m_k)
+//     (in double; an element equal to -inf adds 0, so a chunk of -inf gives
+//     s_k = 0 rather than NaN). Pass 2, a thread per column: M = max m_k,
+//     S = sum_k s_k exp(m_k - M) in chunk order (the log-sum-exp rule), then
+//     M and the normaliser. Pass 3, a thread per element (coalesced; index
+//     split with FastDivmod when the tensor fits in int32): the output from
+//     x, M and the normaliser. A row of -inf, NaN or +inf gives NaN, as above.
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -151,12 +162,109 @@ __global__ void softmax_cols_kernel(const T* x, T* out, int64_t outer, int64_t n
   }
 }
 
+// Chunked columns, pass 1: task t = (o * chunks + k) * inner + i.
+template <typename T>
+__global__ void softmax_cols_partial_kernel(const T* x, int64_t outer, int64_t n, int64_t inner,
+                                            int64_t chunk_len, int64_t chunks, double* partial) {
+  const int64_t tasks = outer * chunks * inner;
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < tasks;
+       t += nthreads) {
+    const int64_t i = t % inner;
+    const int64_t ok = t / inner;
+    const int64_t k = ok % chunks;
+    const int64_t o = ok / chunks;
+    const int64_t j0 = k * chunk_len;
+    const int64_t j1 = j0 + chunk_len < n ? j0 + chunk_len : n;
+    const T* xc = x + (o * n + j0) * inner + i;
+    T max = -std::numeric_limits<T>::infinity();
+    for (int64_t j = 0; j < j1 - j0; ++j) max = xc[j * inner] > max ? xc[j * inner] : max;
+    double sum = 0.0;
+    for (int64_t j = 0; j < j1 - j0; ++j) {
+      const T v = xc[j * inner];
+      if (v != -std::numeric_limits<T>::infinity()) sum += static_cast<double>(exp_(v - max));
+    }
+    partial[2 * t] = static_cast<double>(max);
+    partial[2 * t + 1] = sum;
+  }
+}
+
+// Chunked columns, pass 2: column c = o * inner + i combines its chunks into
+// stats[2 c] = M, stats[2 c + 1] = row_norm(S).
+template <SoftmaxKind kind>
+__global__ void softmax_cols_combine_kernel(const double* partial, int64_t outer, int64_t chunks,
+                                            int64_t inner, double* stats) {
+  const int64_t columns = outer * inner;
+  const int64_t nthreads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < columns;
+       c += nthreads) {
+    const int64_t o = c / inner, i = c % inner;
+    const double* p = partial + 2 * (o * chunks * inner + i);  // chunk k at p + 2 k inner
+    double max = -std::numeric_limits<double>::infinity();
+    for (int64_t k = 0; k < chunks; ++k) max = p[2 * k * inner] > max ? p[2 * k * inner] : max;
+    double sum = 0.0;
+    for (int64_t k = 0; k < chunks; ++k) sum += p[2 * k * inner + 1] * exp(p[2 * k * inner] - max);
+    stats[2 * c] = max;
+    stats[2 * c + 1] = row_norm<kind>(sum);
+  }
+}
+
+// Chunked columns, pass 3: one thread per element e = (o * n + j) * inner + i.
+template <typename T, SoftmaxKind kind, typename Index>
+__global__ void softmax_cols_output_kernel(const T* x, T* out, Index total, Divmod<Index> slab,
+                                           Divmod<Index> inner, const double* stats) {
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    const Index c = slab.div(e) * inner.divisor + inner.mod(e);
+    out[e] = softmax_output<T, kind>(x[e], static_cast<T>(stats[2 * c]), stats[2 * c + 1]);
+  }
+}
+
 // ---- Host launchers
 // -------------------------------------------------------------------------------
 
 constexpr int64_t kThreadRowMax = 16;  // rows up to this long: a thread per row
 constexpr int kSmallWarpItems = 8;     // n <= 256
 constexpr int kLargeWarpItems = 32;    // n <= 1024
+constexpr int64_t kMaxChunks = 1024;
+
+// Chunks per column for the column kernels (1: no split), as reduce.cu's
+// reduce_cols: split when the columns alone are less than half the threads
+// the GPU holds and a column has at least 64 elements.
+int64_t column_chunks(int64_t columns, int64_t n) {
+  const int64_t target_threads = static_cast<int64_t>(detail::multiprocessor_count()) * 2048;
+  if (columns >= target_threads / 2 || n < 64) return 1;
+  const int64_t chunks = std::min({ceil_div(target_threads, columns), n / 32, kMaxChunks});
+  return std::max<int64_t>(chunks, 1);
+}
+
+template <typename T, SoftmaxKind kind>
+void softmax_cols_chunked(const T* x, T* out, int64_t outer, int64_t n, int64_t inner,
+                          int64_t chunks) {
+  constexpr int kBlock = kBlockSize;
+  cudaStream_t stream = current_cuda_stream();
+  const int64_t columns = outer * inner;
+  const int64_t chunk_len = ceil_div(n, chunks);
+  chunks = ceil_div(n, chunk_len);
+  detail::DeviceWorkspace partial(static_cast<size_t>(columns * chunks) * 2 * sizeof(double));
+  detail::DeviceWorkspace stats(static_cast<size_t>(columns) * 2 * sizeof(double));
+  int grid = grid_for(columns * chunks, kBlock, kBlock);
+  softmax_cols_partial_kernel<T>
+      <<<grid, kBlock, 0, stream>>>(x, outer, n, inner, chunk_len, chunks, partial.as<double>());
+  TANDEM_CUDA_CHECK_LAUNCH(softmax_cols_partial_kernel<T>);
+  grid = grid_for(columns, kBlock, kBlock);
+  softmax_cols_combine_kernel<kind>
+      <<<grid, kBlock, 0, stream>>>(partial.as<double>(), outer, chunks, inner, stats.as<double>());
+  TANDEM_CUDA_CHECK_LAUNCH(softmax_cols_combine_kernel<kind>);
+  const int64_t total = outer * n * inner;
+  grid = grid_for(total, kBlock, kBlock);
+  dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
+    using Index = decltype(index_tag);
+    softmax_cols_output_kernel<T, kind, Index>
+        <<<grid, kBlock, 0, stream>>>(x, out, static_cast<Index>(total), Divmod<Index>(n * inner),
+                                      Divmod<Index>(inner), stats.as<double>());
+    TANDEM_CUDA_CHECK_LAUNCH(softmax_cols_output_kernel<T, kind, Index>);
+  });
+}
 
 template <typename T, SoftmaxKind kind, int kItems>
 void launch_rows_warp(const T* x, T* out, int64_t rows, int64_t n) {
@@ -181,6 +289,8 @@ void softmax_typed(const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64
     const int grid = grid_for(outer, 1, kBlock);
     softmax_rows_block_kernel<T, kind, kBlock><<<grid, kBlock, 0, stream>>>(xp, op, outer, n);
     TANDEM_CUDA_CHECK_LAUNCH(softmax_rows_block_kernel<T, kind, kBlock>);
+  } else if (const int64_t chunks = column_chunks(outer * inner, n); chunks > 1) {
+    softmax_cols_chunked<T, kind>(xp, op, outer, n, inner, chunks);
   } else {
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(outer * inner, kBlock, kBlock);

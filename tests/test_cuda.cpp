@@ -678,6 +678,54 @@ TEST_P(VarSoftmaxParity, SoftmaxAndLogSoftmax) {
             dt == tandem::kFloat32 ? 1e-10 : 1e-24);
 }
 
+// Issue 18 item 9: softmax over dim 0 of a tall, narrow tensor splits each
+// column into chunks (max and sum-exp partials combined by the log-sum-exp
+// rule, then a pass per element). Shapes with few columns and long dims, a
+// column of -inf in one chunk only, and a whole column of -inf (NaN, as on
+// the CPU).
+TEST_P(VarSoftmaxParity, TallNarrowSoftmaxOverDimZero) {
+  const DType dt = GetParam();
+  const Tol tol = tt::scaled(tt::default_tol(dt), 4.0);  // expf/logf on both sides
+  for (const Shape& s : std::vector<Shape>{
+           {100003, 3}, {4097, 1}, {4097, 2}, {65, 1, 2}, {2049, 5, 3}, {3, 30011, 2}}) {
+    Tensor x = tt::random_tensor(s, dt, -5, 5);
+    const Tensor xg = x.cuda();
+    for (int64_t dim : {int64_t{0}, int64_t{1}}) {
+      SCOPED_TRACE("shape " + tt::str(s) + " dim " + std::to_string(dim));
+      Tensor cpu = tandem::softmax(x, dim);
+      poison_output(cpu.sizes(), dt);
+      expect_parity(tandem::softmax(xg, dim), cpu, tol);
+      poison_output(cpu.sizes(), dt);
+      expect_parity(tandem::log_softmax(xg, dim), tandem::log_softmax(x, dim), tol);
+    }
+  }
+  // Column 0: -inf in its first 5000 entries (whole chunks); column 1: all
+  // -inf (NaN on both devices); column 2: finite, with a large spread.
+  const int64_t rows = 20011;
+  std::vector<double> v = tt::to_doubles(tt::random_tensor({rows, 3}, dt, -50, 50));
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r < 5000) v[static_cast<size_t>(r * 3)] = -INFINITY;
+    v[static_cast<size_t>(r * 3 + 1)] = -INFINITY;
+  }
+  Tensor x = tt::make_tensor(v, {rows, 3}, dt);
+  for (bool take_log : {false, true}) {
+    SCOPED_TRACE(take_log ? "log_softmax with -inf" : "softmax with -inf");
+    const std::vector<double> gpu =
+        tt::to_doubles(take_log ? tandem::log_softmax(x.cuda(), 0) : tandem::softmax(x.cuda(), 0));
+    const std::vector<double> cpu =
+        tt::to_doubles(take_log ? tandem::log_softmax(x, 0) : tandem::softmax(x, 0));
+    for (size_t e = 0; e < cpu.size(); ++e) {
+      if (std::isnan(cpu[e])) {
+        ASSERT_TRUE(std::isnan(gpu[e])) << "element " << e << ": " << gpu[e];
+      } else if (std::isinf(cpu[e])) {
+        ASSERT_EQ(gpu[e], cpu[e]) << "element " << e;
+      } else {
+        ASSERT_NEAR(gpu[e], cpu[e], tol.atol + tol.rtol * std::abs(cpu[e])) << "element " << e;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Floating, VarSoftmaxParity,
                          ::testing::Values(tandem::kFloat32, tandem::kFloat64), dtype_param_name);
 
@@ -802,6 +850,54 @@ TEST_P(IndexingParity, IndexSelectGatherOneHot) {
     expect_parity(tandem::one_hot(labels.cuda(), 10), tandem::one_hot(labels, 10), tt::exact());
     expect_parity(tandem::one_hot(labels.cuda(), 10, dt), tandem::one_hot(labels, 10, dt),
                   tt::exact());
+  }
+}
+
+// Issue 18 item 9: gather, scatter_add, index_select/index_add (flat kernels)
+// and the general permute split indices with FastDivmod (32-bit) when sizes
+// fit; odd sizes put quotients and remainders off the powers of two.
+TEST_P(IndexingParity, OddSizesThroughTheDivmodPaths) {
+  const DType dt = GetParam();
+  const bool floating = dt == tandem::kFloat32 || dt == tandem::kFloat64;
+  for (DType it : {tandem::kInt32, tandem::kInt64}) {
+    Tensor x = tt::random_tensor({7, 13, 11}, dt, -9, 9);
+    const Tensor xg = x.cuda();
+    for (int64_t dim : {0, 1, 2}) {
+      SCOPED_TRACE(std::string(tandem::dtype_name(it)) + " dim " + std::to_string(dim));
+      Shape is = x.sizes();
+      is[static_cast<size_t>(dim)] = 5;  // fewer entries than x along dim
+      const int64_t n = is[0] * is[1] * is[2];
+      Tensor gi = tt::make_tensor(tt::int_values(n, 0, x.size(dim) - 1), is, it);
+      Tensor cpu = tandem::gather(x, dim, gi);
+      poison_output(cpu.sizes(), dt);
+      expect_parity(tandem::gather(xg, dim, gi.cuda()), cpu, tt::exact());
+      Tensor sel = tt::make_tensor(tt::int_values(9, 0, x.size(dim) - 1), {9}, it);
+      cpu = tandem::index_select(x, dim, sel);
+      poison_output(cpu.sizes(), dt);
+      expect_parity(tandem::index_select(xg, dim, sel.cuda()), cpu, tt::exact());
+      if (floating) {
+        // Repeated indices: atomics add in any order.
+        const Tol tol = tt::scaled(tt::default_tol(dt), 4.0);
+        Tensor src = tt::random_tensor(is, dt, -1, 1);
+        expect_parity(tandem::scatter_add(xg, dim, gi.cuda(), src.cuda()),
+                      tandem::scatter_add(x, dim, gi, src), tol);
+        Shape ss = x.sizes();
+        ss[static_cast<size_t>(dim)] = 9;
+        Tensor src2 = tt::random_tensor(ss, dt, -1, 1);
+        expect_parity(tandem::index_add(xg, dim, sel.cuda(), src2.cuda()),
+                      tandem::index_add(x, dim, sel, src2), tol);
+      }
+    }
+  }
+  // General permute (no 2-D transpose underneath), odd sizes.
+  Tensor p = tt::random_tensor({3, 5, 7, 11}, dt, -9, 9);
+  const Tensor pg = p.cuda();
+  for (const Shape& perm : std::vector<Shape>{
+           {0, 2, 1, 3}, {3, 1, 2, 0}, {2, 0, 3, 1}, {1, 3, 0, 2}, {3, 2, 1, 0}, {0, 3, 2, 1}}) {
+    SCOPED_TRACE("permute " + tt::str(perm));
+    Tensor cpu = p.permute(perm);
+    poison_output(cpu.sizes(), dt);
+    expect_parity(pg.permute(perm), cpu, tt::exact());
   }
 }
 

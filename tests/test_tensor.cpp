@@ -6,8 +6,10 @@
 #include <tandem/tandem.h>
 
 #include <cstring>
+#include <random>
 #include <sstream>
 
+#include "core/fast_divmod.h"
 #include "test_util.h"
 
 namespace {
@@ -701,6 +703,71 @@ TEST(PrintTest, ContentOfLargerTensors) {
   EXPECT_NE(s.find("0.5000"), std::string::npos) << s;
   const std::string l = printed(tandem::arange(5));
   EXPECT_NE(l.find("0, 1, 2, 3, 4"), std::string::npos) << l;
+}
+
+// ---- FastDivmod (core/fast_divmod.h, the CUDA kernels' index arithmetic) ----------
+
+void expect_divmod(const tandem::FastDivmod& f, uint32_t n) {
+  const uint32_t d = f.divisor;
+  uint32_t q = 0, r = 0;
+  f.divmod(n, q, r);
+  ASSERT_EQ(q, n / d) << n << " / " << d;
+  ASSERT_EQ(r, n % d) << n << " % " << d;
+  ASSERT_EQ(f.div(n), n / d) << n << " / " << d;
+  ASSERT_EQ(f.mod(n), n % d) << n << " % " << d;
+}
+
+TEST(FastDivmodTest, MatchesDivisionAndModuloUpToInt32Max) {
+  constexpr uint32_t kMax = INT32_MAX;
+  std::vector<uint32_t> divisors = {1,
+                                    2,
+                                    3,
+                                    5,
+                                    7,
+                                    10,
+                                    31,
+                                    32,
+                                    33,
+                                    1000,
+                                    65535,
+                                    65536,
+                                    65537,
+                                    1000003,
+                                    (1u << 30) - 1,
+                                    1u << 30,
+                                    (1u << 30) + 1,
+                                    kMax - 1,
+                                    kMax};
+  for (uint32_t k = 1; k < 31; ++k)
+    divisors.insert(divisors.end(), {(1u << k) - 1, 1u << k, (1u << k) + 1});
+  std::uniform_int_distribution<uint32_t> any(0, kMax);
+  std::uniform_int_distribution<uint32_t> any_divisor(1, kMax);
+  for (int k = 0; k < 200; ++k) divisors.push_back(any_divisor(tt::rng()));
+  for (uint32_t d : divisors) {
+    const tandem::FastDivmod f(d);
+    // Edges: 0, around multiples of d, the top of the range.
+    for (uint32_t n : {0u, 1u, d - 1, d, d + 1, kMax, kMax - 1, kMax - d + 1, (kMax / d) * d,
+                       (kMax / d) * d - 1})
+      if (n <= kMax) expect_divmod(f, n);
+    for (int k = 0; k < 2000; ++k) expect_divmod(f, any(tt::rng()));
+    // Small numerators (the common case: an index inside a small tensor).
+    for (uint32_t n = 0; n < 3000; ++n) expect_divmod(f, n);
+  }
+}
+
+TEST(FastDivmodTest, SixtyFourBitFallbackAndRangeChecks) {
+  const tandem::Divmod<int64_t> f(1000003);
+  int64_t q = 0, r = 0;
+  f.divmod(int64_t{5} << 40, q, r);
+  EXPECT_EQ(q, (int64_t{5} << 40) / 1000003);
+  EXPECT_EQ(r, (int64_t{5} << 40) % 1000003);
+  EXPECT_TRUE(tandem::fits_int32({0, 1, INT32_MAX}));
+  EXPECT_FALSE(tandem::fits_int32({1, int64_t{INT32_MAX} + 1}));
+  EXPECT_FALSE(tandem::fits_int32({-1}));
+  tt::expect_error([] { tandem::FastDivmod bad(0); }, "FastDivmod: divisor 0 is outside");
+  tt::expect_error([] { tandem::FastDivmod bad(int64_t{1} << 31); },
+                   "FastDivmod: divisor 2147483648 is outside");
+  tt::expect_error([] { tandem::Divmod<int64_t> bad(-3); }, "Divmod: divisor -3 is not positive");
 }
 
 }  // namespace

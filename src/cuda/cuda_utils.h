@@ -8,7 +8,8 @@
 //     per-thread cuBLAS handle, a RAII device workspace from the caching
 //     allocator (CUB temporary storage);
 //   - under nvcc: small device helpers (aligned vectors, warp shuffles, value
-//     conversions that match the CPU backend).
+//     conversions that match the CPU backend, 32- or 64-bit index arithmetic
+//     with core/fast_divmod.h).
 #pragma once
 
 #include <cublas_v2.h>
@@ -23,6 +24,7 @@
 #include <type_traits>
 
 #include "core/convert.h"
+#include "core/fast_divmod.h"
 #include "cuda/runtime.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"
@@ -189,6 +191,31 @@ void dispatch_word(size_t bytes, const char* name, const F& f) {
     default:
       TANDEM_FAIL(name, " (cuda): unsupported element size ", bytes);
   }
+}
+
+// Calls f(Index{}) with Index = uint32_t when `fits32` (every size and offset
+// of the launch is at most 2^31 - 1: fits_int32), int64_t otherwise. Kernels
+// templated on Index then divide with Divmod<Index>: a multiply-high and a
+// shift instead of a 64-bit division (tens of instructions) per element.
+template <typename F>
+void dispatch_index_width(bool fits32, const F& f) {
+  if (fits32) {
+    f(uint32_t{});
+  } else {
+    f(int64_t{});
+  }
+}
+
+// This thread's index in the grid and the grid's thread count, for
+// grid-stride loops over Index (no overflow in uint32_t: the loop bound is at
+// most 2^31 - 1 and the grid far smaller than 2^31).
+template <typename Index>
+__device__ __forceinline__ Index grid_thread() {
+  return static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+template <typename Index>
+__device__ __forceinline__ Index grid_threads() {
+  return static_cast<Index>(gridDim.x) * blockDim.x;
 }
 
 inline bool is_aligned_to(const void* p, size_t bytes) {
