@@ -2,9 +2,17 @@
 # The project's test command (what CI runs through .ci/run).
 #
 #   tools/test.sh              setup, then two builds, each built and tested:
-#                                build/ci   CUDA AUTO, sm_90 only (preset "ci")
-#                                build/cpu  CPU-only, TANDEM_CUDA=OFF (preset "cpu")
-#   tools/test.sh --cpu-only   only the CPU-only build
+#                                build/ci   CUDA AUTO, sm_90 only (preset "ci"):
+#                                           the whole suite
+#                                build/cpu  CPU-only, TANDEM_CUDA=OFF (preset "cpu"):
+#                                           only the test programs whose
+#                                           behaviour differs without the CUDA
+#                                           backend (no-device errors, build
+#                                           info, the data and checkpoint
+#                                           paths with CUDA stubs) and the
+#                                           installed package; the rest ran
+#                                           in build/ci already
+#   tools/test.sh --cpu-only   only the CPU-only build, with the whole suite
 #   tools/test.sh --gpu        build/gpu (TANDEM_CUDA=ON, the machine's own GPU
 #                              architecture) instead of build/ci, tested with
 #                              TANDEM_REQUIRE_CUDA=1: a GPU test that finds no
@@ -17,7 +25,7 @@
 # still attempted so that one report covers them all.
 set -euo pipefail
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -49,6 +57,8 @@ if [[ $run_cuda -eq 0 && $cuda_preset == gpu ]]; then
 fi
 
 jobs="${JOBS:-$(nproc)}"
+# The CPU-only build's test programs when a CUDA build runs too (see above).
+cpu_subset="tandem_test_errors;tandem_test_build_info;tandem_test_tensor;tandem_test_data;tandem_test_serialize"
 
 if [[ $run_setup -eq 1 ]]; then
   "$root/tools/setup.sh"
@@ -82,7 +92,16 @@ for preset in "${presets[@]}"; do
   start=$SECONDS
   junit="$root/build/$preset/ctest-junit.xml"
   status=ok
-  if ! cmake --preset "$preset"; then
+  configure_args=()
+  if [[ $preset == cpu ]]; then
+    if [[ $run_cuda -eq 1 ]]; then
+      configure_args=("-DTANDEM_TESTS_ONLY=$cpu_subset" -DTANDEM_BUILD_EXAMPLES=OFF
+        -DTANDEM_BUILD_BENCHMARKS=OFF)
+    else
+      configure_args=(-DTANDEM_TESTS_ONLY= -DTANDEM_BUILD_EXAMPLES=ON -DTANDEM_BUILD_BENCHMARKS=ON)
+    fi
+  fi
+  if ! cmake --preset "$preset" ${configure_args[@]+"${configure_args[@]}"}; then
     status="configure FAILED"
   elif ! cmake --build --preset "$preset" -j "$jobs"; then
     status="build FAILED"
