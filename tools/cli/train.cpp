@@ -150,7 +150,7 @@ Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
   s.nesterov = recipe_optimizer && r.nesterov && !args.momentum;
   s.weight_decay = args.weight_decay.value_or(
       recipe_optimizer ? r.weight_decay : (s.optimizer == "adamw" ? 1e-2 : 0.0));
-  s.bn_bias_lr_scale = recipe_optimizer && !args.lr ? r.batchnorm_bias_lr_scale : 1.0;
+  s.bn_bias_lr_scale = recipe_optimizer ? r.batchnorm_bias_lr_scale : 1.0;
   const std::string recipe_schedule =
       r.schedule == models::Schedule::WarmupLinear ? "warmup-linear" : "constant";
   s.schedule = args.schedule.value_or(recipe_schedule);
@@ -200,10 +200,9 @@ void check_resume_conflicts(const TrainArgs& args, const Settings& saved, const 
       std::find(args.given.begin(), args.given.end(), "--model") != args.given.end()) {
     ModelSpec spec;
     make_model(args.model, &spec);
-    if (td::models::from_json(spec.json_text)->parameters().size() !=
-            td::models::from_json(saved.model_json)->parameters().size() ||
-        models::to_json(*models::from_json(spec.json_text)) !=
-            models::to_json(*models::from_json(saved.model_json))) {
+    // Canonical JSON of both: the same layers with the same fields.
+    if (models::to_json(*models::from_json(spec.json_text)) !=
+        models::to_json(*models::from_json(saved.model_json))) {
       throw UsageError("--resume " + dir + " continues a run of model '" + saved.model +
                        "'; --model " + args.model +
                        " is another architecture (leave --model out when resuming)");
@@ -635,7 +634,10 @@ int run_eval(const EvalArgs& args) {
                      "unknown; give --model (a preset or a JSON model file)");
   }
   if (args.tta) s.tta_flip = *args.tta;
-  if (args.data.synthetic > 0 || !args.data.data.empty() || !have_config) s.data = args.data;
+  if (args.data.synthetic > 0 || !args.data.data.empty() || !have_config) {
+    s.data = args.data;
+    s.data.seed = s.seed;  // a synthetic set as the run made it
+  }
   check_range(args.batch_size >= 1,
               "--batch-size must be at least 1, got " + std::to_string(args.batch_size));
   s.batch_size = args.batch_size;
