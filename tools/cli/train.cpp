@@ -424,10 +424,11 @@ void print_test_result(const train::EvalResult& r, const std::vector<std::string
   const std::vector<double> per_class = r.per_class_accuracy();
   for (size_t c = 0; c < per_class.size(); ++c) {
     const std::string name = c < classes.size() ? classes[c] : std::to_string(c);
-    std::snprintf(line, sizeof line, "  %-12s %s\n", name.c_str(),
-                  std::isfinite(per_class[c])
-                      ? (num_text(std::round(per_class[c] * 1000) / 10) + "%").c_str()
-                      : "n/a");
+    if (std::isfinite(per_class[c])) {
+      std::snprintf(line, sizeof line, "  %-12s %5.1f%%\n", name.c_str(), per_class[c] * 100);
+    } else {
+      std::snprintf(line, sizeof line, "  %-12s   n/a\n", name.c_str());
+    }
     std::cout << line;
   }
 }
