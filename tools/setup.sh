@@ -25,6 +25,7 @@ packages=(
   python3              # tools/gpu_report.py and its test
   patchelf             # tools/gpu-bundle.sh: RUNPATHs of the packed binaries
   xz-utils             # .tar.xz image archives (tar runs xz); the GPU bundle archive
+  libcli11-dev         # command-line parsing of the tandem tool (tools/cli)
 )
 
 missing=()

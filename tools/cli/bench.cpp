@@ -1,0 +1,258 @@
+// `tandem bench train` (one model and batch, training steps timed on the CPU
+// and on CUDA, warm-up excluded, peak memory, GPU/CPU ratio) and `tandem bench
+// ops` (elementwise, softmax, GEMM, conv and optimizer step on both devices).
+// CUDA is timed with synchronize + steady clock around the timed steps; CPU
+// peak memory is the process's peak RSS (getrusage), CUDA's the caching
+// allocator's peak of live tensors.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+
+#include "cli.h"
+
+namespace cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<td::Device> bench_devices(const std::string& which) {
+  std::string reason;
+  const bool cuda = cuda_usable(&reason);
+  if (which == "cpu") return {td::Device(td::kCPU)};
+  if (which == "cuda") {
+    if (!cuda) throw UsageError("--device cuda: the CUDA backend cannot run here: " + reason);
+    return {td::Device(td::kCUDA, 0)};
+  }
+  if (which != "auto" && which != "both") {
+    throw UsageError("--device must be auto, cpu or cuda, got '" + which + "'");
+  }
+  if (which == "both" && !cuda)
+    throw UsageError("--device both: the CUDA backend cannot run here: " + reason);
+  if (!cuda) {
+    std::cerr << "bench: CUDA cannot run here (" << reason << "); CPU only\n";
+    return {td::Device(td::kCPU)};
+  }
+  return {td::Device(td::kCPU), td::Device(td::kCUDA, 0)};
+}
+
+void sync(const td::Device& d) {
+  if (d.is_cuda()) td::cuda::synchronize();
+}
+
+std::string device_label(const td::Device& d) {
+  return d.is_cuda() ? "cuda (" + td::cuda::device_name(0) + ")" : "cpu";
+}
+
+json bench_train_on(const td::Device& d, const BenchTrainArgs& a) {
+  td::manual_seed(0);
+  ModelSpec spec;
+  td::nn::Sequential net = make_model(a.model, &spec);
+  const td::models::Recipe r = recipe_for(spec);
+  net->to(d);
+  std::vector<td::Tensor> params;
+  for (const td::Tensor& p : net->parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  td::optim::SGD opt(params,
+                     td::optim::SGDOptions(r.lr * 0.01).momentum(r.momentum).nesterov(r.nesterov));
+  const auto fopt = td::dtype(td::kFloat32).device(d);
+  td::Tensor x = td::randn({a.batch_size, 3, 32, 32}, fopt);
+  td::Tensor y = td::randint(0, 10, {a.batch_size}, td::TensorOptions(td::kInt64).device(d));
+  auto step = [&] {
+    opt.zero_grad();
+    td::Tensor loss = td::cross_entropy(net(x), y);
+    loss.backward();
+    opt.step();
+  };
+  if (d.is_cuda()) td::cuda::reset_peak_memory_stats(0);
+  for (int64_t i = 0; i < a.warmup; ++i) step();
+  sync(d);
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < a.steps; ++i) step();
+  sync(d);
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double ms = seconds * 1000.0 / static_cast<double>(a.steps);
+  json j = {{"device", d.is_cuda() ? "cuda" : "cpu"},
+            {"device_name", device_label(d)},
+            {"ms_per_step", ms},
+            {"images_per_second", static_cast<double>(a.batch_size * a.steps) / seconds}};
+  if (d.is_cuda()) {
+    const td::cuda::MemoryStats m = td::cuda::memory_stats(0);
+    j["peak_memory_bytes"] = static_cast<double>(m.peak_allocated_bytes);
+    j["peak_memory_kind"] = "CUDA caching allocator, peak of live tensors";
+    j["reserved_memory_bytes"] = static_cast<double>(m.reserved_bytes);
+  } else {
+    j["peak_memory_bytes"] = peak_rss_bytes();
+    j["peak_memory_kind"] = "process peak RSS (getrusage)";
+  }
+  return j;
+}
+
+// Times `fn` (after one warm-up call) `reps` times; milliseconds per call.
+double time_ms(const td::Device& d, int64_t reps, const std::function<void()>& fn) {
+  fn();
+  sync(d);
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < reps; ++i) fn();
+  sync(d);
+  return std::chrono::duration<double>(Clock::now() - t0).count() * 1000.0 /
+         static_cast<double>(reps);
+}
+
+struct OpCase {
+  std::string name, shape, unit;                                  // unit: "GB/s" or "GFLOP/s"
+  double work;                                                    // bytes or flops per call
+  std::function<std::function<void()>(const td::Device&)> setup;  // returns the timed call
+};
+
+std::vector<OpCase> op_cases(double scale) {
+  auto sz = [scale](double base) {
+    return std::max<int64_t>(1, static_cast<int64_t>(base * scale));
+  };
+  const int64_t n_elem = sz(1 << 22), rows = sz(2048), params = sz(1 << 21);
+  const int64_t g = std::max<int64_t>(16, static_cast<int64_t>(512 * std::cbrt(scale)));
+  const int64_t conv_b = sz(16);
+  std::vector<OpCase> cases;
+  cases.push_back({"elementwise add", "[" + std::to_string(n_elem) + "] float32", "GB/s",
+                   12.0 * static_cast<double>(n_elem), [n_elem](const td::Device& d) {
+                     td::Tensor a = td::randn({n_elem}, d), b = td::randn({n_elem}, d);
+                     return std::function<void()>([a, b] { td::Tensor c = a + b; });
+                   }});
+  cases.push_back({"softmax (dim 1)", "[" + std::to_string(rows) + ", 1000] float32", "GB/s",
+                   8.0 * static_cast<double>(rows) * 1000, [rows](const td::Device& d) {
+                     td::Tensor a = td::randn({rows, 1000}, d);
+                     return std::function<void()>([a] { td::Tensor c = td::softmax(a, 1); });
+                   }});
+  cases.push_back({"GEMM", std::to_string(g) + "^3 float32", "GFLOP/s",
+                   2.0 * std::pow(static_cast<double>(g), 3), [g](const td::Device& d) {
+                     td::Tensor a = td::randn({g, g}, d), b = td::randn({g, g}, d);
+                     return std::function<void()>([a, b] { td::Tensor c = td::matmul(a, b); });
+                   }});
+  cases.push_back(
+      {"conv2d 3x3 pad 1", "[" + std::to_string(conv_b) + ", 64, 32, 32] * [64, 64, 3, 3]",
+       "GFLOP/s", 2.0 * static_cast<double>(conv_b) * 64 * 32 * 32 * 64 * 9,
+       [conv_b](const td::Device& d) {
+         td::Tensor x = td::randn({conv_b, 64, 32, 32}, d), w = td::randn({64, 64, 3, 3}, d);
+         return std::function<void()>(
+             [x, w] { td::Tensor c = td::conv2d(x, w, td::Tensor(), 1, 1); });
+       }});
+  cases.push_back({"SGD momentum step", std::to_string(params) + " parameters", "GB/s",
+                   16.0 * static_cast<double>(params), [params](const td::Device& d) {
+                     td::Tensor p = td::randn({params}, d).set_requires_grad(true);
+                     p.mutable_grad() = td::randn({params}, d);
+                     auto opt = std::make_shared<td::optim::SGD>(
+                         std::vector<td::Tensor>{p}, td::optim::SGDOptions(1e-3).momentum(0.9));
+                     return std::function<void()>([opt, p] { opt->step(); });
+                   }});
+  return cases;
+}
+
+}  // namespace
+
+int run_bench_train(const BenchTrainArgs& a) {
+  if (a.batch_size < 1)
+    throw UsageError("--batch-size must be at least 1, got " + std::to_string(a.batch_size));
+  if (a.steps < 1) throw UsageError("--steps must be at least 1, got " + std::to_string(a.steps));
+  if (a.warmup < 0) throw UsageError("--warmup must be >= 0, got " + std::to_string(a.warmup));
+  make_model(a.model, nullptr);  // a bad model is a usage error before any timing
+  const std::vector<td::Device> devices = bench_devices(a.devices);
+  json results = json::array();
+  for (const td::Device& d : devices) {
+    if (!a.json_output)
+      std::cerr << "bench: " << a.model << ", batch " << a.batch_size << ", " << a.steps
+                << " steps on " << device_label(d) << " ...\n";
+    results.push_back(bench_train_on(d, a));
+  }
+  json ratio;
+  if (results.size() == 2) {
+    ratio = results[1]["images_per_second"].get<double>() /
+            results[0]["images_per_second"].get<double>();
+  }
+  json out = {{"benchmark", "train"},       {"model", a.model},
+              {"batch_size", a.batch_size}, {"steps", a.steps},
+              {"warmup_steps", a.warmup},   {"host", host_info()},
+              {"results", results},         {"gpu_cpu_speed_ratio", ratio}};
+  if (a.json_output) {
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::printf(
+      "model %s, batch %lld, %lld timed steps after %lld warm-up steps (forward, cross-entropy, "
+      "backward, SGD step)\n",
+      a.model.c_str(), static_cast<long long>(a.batch_size), static_cast<long long>(a.steps),
+      static_cast<long long>(a.warmup));
+  std::printf("%-34s %12s %12s %14s\n", "device", "ms/step", "images/s", "peak memory");
+  for (const json& r : results) {
+    std::printf("%-34s %12.2f %12.1f %14s\n", r["device_name"].get<std::string>().c_str(),
+                r["ms_per_step"].get<double>(), r["images_per_second"].get<double>(),
+                format_bytes(r["peak_memory_bytes"].get<double>()).c_str());
+  }
+  if (!ratio.is_null()) std::printf("GPU/CPU speed ratio: %.1fx\n", ratio.get<double>());
+  std::printf(
+      "(CPU memory: process peak RSS; CUDA memory: peak of live tensors in the caching "
+      "allocator)\n");
+  return kExitOk;
+}
+
+int run_bench_ops(const BenchOpsArgs& a) {
+  if (!(a.scale > 0 && a.scale <= 4))
+    throw UsageError("--scale must be in (0, 4], got " + std::to_string(a.scale));
+  if (a.reps < 1) throw UsageError("--reps must be at least 1, got " + std::to_string(a.reps));
+  const std::vector<td::Device> devices = bench_devices(a.devices);
+  json rows = json::array();
+  for (const OpCase& c : op_cases(a.scale)) {
+    json row = {{"op", c.name}, {"shape", c.shape}, {"unit", c.unit}};
+    for (const td::Device& d : devices) {
+      td::manual_seed(0);
+      const std::function<void()> fn = c.setup(d);
+      const double ms = time_ms(d, a.reps, fn);
+      const double rate = c.work / (ms / 1000.0) / 1e9;
+      row[d.is_cuda() ? "cuda" : "cpu"] = {{"ms", ms}, {"rate", rate}};
+    }
+    if (row.contains("cpu") && row.contains("cuda")) {
+      row["gpu_cpu_speed_ratio"] = row["cpu"]["ms"].get<double>() / row["cuda"]["ms"].get<double>();
+    }
+    rows.push_back(row);
+  }
+  if (a.json_output) {
+    std::cout << json({{"benchmark", "ops"},
+                       {"host", host_info()},
+                       {"reps", a.reps},
+                       {"scale", a.scale},
+                       {"ops", rows}})
+                     .dump(2)
+              << "\n";
+    return kExitOk;
+  }
+  std::printf(
+      "| op | shape | CPU ms | CPU rate | CUDA ms | CUDA rate | GPU/CPU "
+      "|\n|---|---|---|---|---|---|---|\n");
+  for (const json& r : rows) {
+    auto cell = [&](const char* dev, const char* key) -> std::string {
+      if (!r.contains(dev)) return "-";
+      char buf[64];
+      if (std::string(key) == "ms") {
+        std::snprintf(buf, sizeof buf, "%.3f", r[dev][key].get<double>());
+      } else {
+        std::snprintf(buf, sizeof buf, "%.1f %s", r[dev][key].get<double>(),
+                      r["unit"].get<std::string>().c_str());
+      }
+      return buf;
+    };
+    std::string ratio = "-";
+    if (r.contains("gpu_cpu_speed_ratio")) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.1fx", r["gpu_cpu_speed_ratio"].get<double>());
+      ratio = buf;
+    }
+    std::printf("| %s | %s | %s | %s | %s | %s | %s |\n", r["op"].get<std::string>().c_str(),
+                r["shape"].get<std::string>().c_str(), cell("cpu", "ms").c_str(),
+                cell("cpu", "rate").c_str(), cell("cuda", "ms").c_str(),
+                cell("cuda", "rate").c_str(), ratio.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace cli

@@ -1,0 +1,144 @@
+// The `tandem` command-line tool (tools/cli/): what its subcommands share.
+// main.cpp parses the command line with CLI11 and calls one run_* function;
+// each returns the process exit status (0 ok, 1 runtime error, 2 usage error).
+// A UsageError (bad or conflicting options found after parsing) exits 2; any
+// other tandem::Error / std::exception exits 1 with its message.
+#pragma once
+
+#include <tandem/tandem.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace cli {
+
+namespace td = tandem;
+using json = nlohmann::json;
+
+// A usage error found after parsing: exit status 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+constexpr int kExitOk = 0;
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+
+// ---- Devices ----------------------------------------------------------------------
+
+// "auto" | "cpu" | "cuda" -> a device, or a UsageError ("cuda" where CUDA
+// cannot run names the reason). `why` says how the choice was made.
+td::Device resolve_device(const std::string& name, std::string* why);
+// Whether the CUDA backend can run here, and why not.
+bool cuda_usable(std::string* reason);
+
+// ---- Data ----------------------------------------------------------------------------
+
+struct DataArgs {
+  std::string data;       // --data: "" = prepare_cifar10's defaults
+  int64_t synthetic = 0;  // --synthetic N: N random training images
+  uint64_t seed = 0;      // for --synthetic
+};
+// The training and test sets: synthetic, a CIFAR-10 binary directory, or
+// whatever prepare_cifar10 accepts as a source. Says what it loads on stderr.
+td::data::Cifar10 load_data(const DataArgs& args);
+// N random CIFAR-shaped images whose mean colour depends on the label (so a
+// model can learn something), and N / 4 (at least 10) test images.
+td::data::Cifar10 synthetic_cifar(int64_t n, uint64_t seed);
+// A short description of the data source for config.json.
+json describe_data(const DataArgs& args);
+
+// ---- Models ------------------------------------------------------------------------
+
+struct ModelSpec {
+  std::string name;  // preset name, or the JSON file's path
+  bool preset = false;
+  std::string json_text;  // the model as JSON (models::to_json)
+};
+// A preset name or a JSON model file (a UsageError names the presets when it
+// is neither; a malformed file is a UsageError carrying models' message).
+td::nn::Sequential make_model(const std::string& name_or_file, ModelSpec* spec);
+// The recipe of a preset, or a generic one (SGD with momentum, lr 0.01,
+// batch 64, CIFAR normalisation) for a JSON model file.
+td::models::Recipe recipe_for(const ModelSpec& spec);
+int64_t count_parameters(td::nn::Module& model);
+
+// ---- Output helpers ---------------------------------------------------------------
+
+bool stdout_is_terminal();
+std::string format_duration(double seconds);  // "1:02:03", "4:05", "12.3 s"
+std::string format_bytes(double bytes);
+void write_text_file(const std::string& path, const std::string& text);
+std::string read_text_file(const std::string& path);
+bool is_directory(const std::string& path);
+bool is_file(const std::string& path);
+void make_directories(const std::string& path);
+// Host facts for benchmark JSON: hostname, CPU model, CPU threads, GPU name(s).
+json host_info();
+// Peak resident set size of this process in bytes (getrusage).
+double peak_rss_bytes();
+
+// ---- Subcommands ---------------------------------------------------------------------
+
+struct TrainArgs {
+  std::string model = "auto";
+  DataArgs data;
+  std::string device = "auto";
+  std::optional<int64_t> epochs, batch_size, val_split;
+  std::optional<std::string> optimizer, schedule;
+  std::optional<double> lr, weight_decay, momentum, label_smoothing;
+  std::optional<uint64_t> seed;
+  std::string out;
+  std::string resume;
+  bool no_augment = false;
+  int workers = 2;
+  // Which options the user gave (for the --resume conflict check).
+  std::vector<std::string> given;
+};
+int run_train(const TrainArgs& args);
+
+struct EvalArgs {
+  std::string checkpoint;
+  std::string model;  // "": from config.json next to the checkpoint
+  DataArgs data;
+  std::string device = "auto";
+  int64_t batch_size = 256;
+  std::optional<bool> tta;
+  bool json_output = false;
+};
+int run_eval(const EvalArgs& args);
+
+struct BenchTrainArgs {
+  std::string model = "lenet";
+  int64_t batch_size = 128;
+  int64_t steps = 20;
+  int64_t warmup = 3;
+  std::string devices = "auto";  // auto (both where CUDA runs), cpu, cuda
+  bool json_output = false;
+};
+int run_bench_train(const BenchTrainArgs& args);
+
+struct BenchOpsArgs {
+  std::string devices = "auto";
+  double scale = 1.0;  // problem sizes times this (0 < scale <= 4)
+  int64_t reps = 10;
+  bool json_output = false;
+};
+int run_bench_ops(const BenchOpsArgs& args);
+
+struct DataCmdArgs {
+  std::string source;  // import: a tarball / directory / image tree or archive
+  std::string cache_dir;
+  bool download = true;
+  int threads = 0;
+};
+int run_data(const DataCmdArgs& args);
+
+int run_info(bool json_output);
+
+}  // namespace cli

@@ -1,0 +1,284 @@
+// What the `tandem` subcommands share: device choice, data sources (CIFAR-10,
+// synthetic sets), models (presets and JSON files), small file and format
+// helpers, host facts for benchmark reports.
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "cli.h"
+
+namespace cli {
+
+bool cuda_usable(std::string* reason) {
+  const td::BuildInfo info = td::build_info();
+  if (!info.cuda_built) {
+    if (reason != nullptr)
+      *reason = "this tandem was built without the CUDA backend (TANDEM_CUDA=OFF or no toolkit)";
+    return false;
+  }
+  if (!info.cuda_usable) {
+    if (reason != nullptr) *reason = info.cuda_unusable_reason;
+    return false;
+  }
+  return true;
+}
+
+td::Device resolve_device(const std::string& name, std::string* why) {
+  std::string reason;
+  if (name == "cpu") {
+    if (why != nullptr) *why = "the CPU (--device cpu)";
+    return td::Device(td::kCPU);
+  }
+  if (name == "cuda") {
+    if (!cuda_usable(&reason)) {
+      throw UsageError("--device cuda: the CUDA backend cannot run here: " + reason +
+                       " (use --device cpu or auto; `tandem info` says more)");
+    }
+    if (why != nullptr) *why = "the GPU (--device cuda): " + td::cuda::device_name(0);
+    return td::Device(td::kCUDA, 0);
+  }
+  if (name != "auto") throw UsageError("--device must be auto, cpu or cuda, got '" + name + "'");
+  if (cuda_usable(&reason)) {
+    if (why != nullptr) *why = "the GPU " + td::cuda::device_name(0) + " (--device auto)";
+    return td::Device(td::kCUDA, 0);
+  }
+  if (why != nullptr) *why = "the CPU (--device auto; no usable GPU: " + reason + ")";
+  return td::Device(td::kCPU);
+}
+
+// ---- Data ------------------------------------------------------------------------------
+
+td::data::Cifar10 synthetic_cifar(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed ^ 0x5eed5eedULL);
+  auto make = [&](int64_t count) {
+    td::data::ImageDataset ds;
+    ds.images = td::empty({count, 3, 32, 32}, td::dtype(td::kUInt8));
+    ds.labels = td::empty({count}, td::dtype(td::kInt64));
+    ds.classes = td::data::cifar10_classes();
+    uint8_t* px = ds.images.data_ptr<uint8_t>();
+    int64_t* lab = ds.labels.data_ptr<int64_t>();
+    std::uniform_int_distribution<int> label_dist(0, 9), noise(0, 99);
+    for (int64_t i = 0; i < count; ++i) {
+      const int label = label_dist(rng);
+      lab[i] = label;
+      for (int c = 0; c < 3; ++c) {
+        // A colour per class (labels spread over the channels) plus noise.
+        const int base = ((label * (c + 3) * 37) % 156);
+        for (int p = 0; p < 32 * 32; ++p) {
+          px[(i * 3 + c) * 1024 + p] = static_cast<uint8_t>(base + noise(rng));
+        }
+      }
+    }
+    return ds;
+  };
+  td::data::Cifar10 out;
+  out.train = make(n);
+  out.test = make(std::max<int64_t>(10, n / 4));
+  return out;
+}
+
+td::data::Cifar10 load_data(const DataArgs& args) {
+  if (args.synthetic > 0) {
+    if (!args.data.empty()) throw UsageError("--synthetic and --data exclude each other");
+    std::cerr << "data: " << args.synthetic << " synthetic CIFAR-shaped training images (seed "
+              << args.seed << ")\n";
+    return synthetic_cifar(args.synthetic, args.seed);
+  }
+  if (!args.data.empty() && is_directory(args.data) &&
+      is_file(args.data + "/" + td::data::cifar10_test_file())) {
+    std::cerr << "data: CIFAR-10 binary files in " << args.data << "\n";
+    return td::data::read_cifar10(args.data);
+  }
+  if (!args.data.empty() && !is_directory(args.data) && !is_file(args.data)) {
+    throw UsageError("--data " + args.data +
+                     ": no such file or directory (give a CIFAR-10 binary directory, the "
+                     "official tarball, or an image tree / archive; or leave --data out to use "
+                     "the cache, TANDEM_CIFAR10 or a download)");
+  }
+  td::data::Cifar10Options opt;
+  opt.source = args.data;
+  const std::string dir = td::data::prepare_cifar10(opt);
+  std::cerr << "data: CIFAR-10 from " << dir << "\n";
+  return td::data::read_cifar10(dir);
+}
+
+json describe_data(const DataArgs& args) {
+  if (args.synthetic > 0)
+    return {{"kind", "synthetic"}, {"images", args.synthetic}, {"seed", args.seed}};
+  return {{"kind", "cifar10"}, {"source", args.data}};
+}
+
+// ---- Models ------------------------------------------------------------------------------
+
+td::nn::Sequential make_model(const std::string& name_or_file, ModelSpec* spec) {
+  const std::vector<std::string> presets = td::models::preset_names();
+  ModelSpec s;
+  s.name = name_or_file;
+  td::nn::Sequential net = nullptr;
+  if (std::find(presets.begin(), presets.end(), name_or_file) != presets.end()) {
+    s.preset = true;
+    net = td::models::make(name_or_file);
+  } else if (is_file(name_or_file)) {
+    try {
+      net = td::models::load_json(name_or_file);
+    } catch (const td::Error& e) {
+      throw UsageError("--model " + name_or_file + ": not a valid JSON model file: " + e.message());
+    }
+  } else {
+    std::string list;
+    for (const auto& p : presets) list += (list.empty() ? "" : ", ") + p;
+    const bool looks_like_file = name_or_file.find('/') != std::string::npos ||
+                                 name_or_file.find(".json") != std::string::npos;
+    throw UsageError("--model '" + name_or_file +
+                     "': " + (looks_like_file ? std::string("no such file") : "unknown model") +
+                     "; give a preset (auto, " + list + ") or a JSON model file");
+  }
+  s.json_text = td::models::to_json(*net, s.preset ? s.name : "");
+  if (spec != nullptr) *spec = s;
+  return net;
+}
+
+td::models::Recipe recipe_for(const ModelSpec& spec) {
+  if (spec.preset) return td::models::recipe(spec.name);
+  td::models::Recipe r;
+  r.lr = 0.01;
+  r.momentum = 0.9;
+  r.batch_size = 64;
+  r.epochs = 10;
+  r.mean = {0.4914, 0.4822, 0.4465};
+  r.std = {0.2470, 0.2435, 0.2616};
+  r.notes = "the generic recipe for a JSON model file: SGD momentum 0.9, lr 0.01, batch 64";
+  return r;
+}
+
+int64_t count_parameters(td::nn::Module& model) {
+  int64_t n = 0;
+  for (const td::Tensor& p : model.parameters()) n += p.numel();
+  return n;
+}
+
+// ---- Output helpers ---------------------------------------------------------------------
+
+bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1; }
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  char buf[64];
+  if (seconds < 60) {
+    std::snprintf(buf, sizeof buf, "%.1f s", seconds);
+  } else {
+    const auto s = static_cast<int64_t>(std::llround(seconds));
+    if (s >= 3600) {
+      std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+                    static_cast<long long>((s / 60) % 60), static_cast<long long>(s % 60));
+    } else {
+      std::snprintf(buf, sizeof buf, "%lld:%02lld", static_cast<long long>(s / 60),
+                    static_cast<long long>(s % 60));
+    }
+  }
+  return buf;
+}
+
+std::string format_bytes(double bytes) {
+  char buf[64];
+  if (bytes >= 1024.0 * 1024 * 1024) {
+    std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / (1024.0 * 1024 * 1024));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / (1024.0 * 1024));
+  }
+  return buf;
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+    f << text;
+    if (!f.flush()) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  }
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+void make_directories(const std::string& path) {
+  std::string partial;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') partial = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    partial += part + "/";
+    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw std::runtime_error("cannot create the directory " + path + " (at " + partial + ": " +
+                               std::strerror(errno) + ")");
+    }
+  }
+  if (!is_directory(path)) throw std::runtime_error(path + " exists and is not a directory");
+}
+
+json host_info() {
+  char host[256] = {0};
+  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "unknown");
+  std::string cpu = "unknown";
+  std::ifstream f("/proc/cpuinfo");
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) cpu = line.substr(line.find_first_not_of(" \t", colon + 1));
+      break;
+    }
+  }
+  const td::BuildInfo info = td::build_info();
+  json gpus = json::array();
+  for (const td::GpuInfo& g : info.gpus) gpus.push_back(g.name);
+  return {{"hostname", host},
+          {"cpu_model", cpu},
+          {"cpu_threads", info.cpu_threads},
+          {"hardware_threads", std::thread::hardware_concurrency()},
+          {"blas", info.blas_config},
+          {"gpus", gpus},
+          {"gpu_name", info.gpus.empty() ? json() : json(info.gpus[0].name)},
+          {"cuda_usable", info.cuda_usable},
+          {"cuda_driver", info.cuda_driver},
+          {"cuda_runtime", info.cuda_runtime},
+          {"tandem_version", info.version},
+          {"build_type", info.build_type}};
+}
+
+double peak_rss_bytes() {
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) * 1024.0;  // Linux: kilobytes
+}
+
+}  // namespace cli

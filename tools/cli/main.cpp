@@ -1,0 +1,304 @@
+// `tandem`: the command-line tool. Subcommands train, eval, bench (train, ops),
+// data (get, import) and info; parsing with CLI11, the work in train.cpp,
+// bench.cpp and common.cpp. Exit status: 0 ok, 1 runtime error (missing data,
+// non-finite loss, I/O), 2 usage error (unknown option or model, bad number,
+// conflicting options).
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cli.h"
+
+namespace cli {
+namespace {
+
+// Sets `target` when the option was given on the command line.
+template <typename T>
+void if_given(const CLI::Option* opt, const T& value, std::optional<T>* target) {
+  if (opt->count() > 0) *target = value;
+}
+
+const char* kTrainExamples = R"(Examples:
+  tandem train --out runs/first                     # CIFAR-10, --model auto (resnet-fast on a GPU, lenet on a CPU)
+  tandem train --model resnet-fast --device cuda --out runs/rn
+  tandem train --model lenet --epochs 20 --lr 0.005 --schedule cosine --out runs/lenet
+  tandem train --model my_net.json --data ~/cifar-10-batches-bin --out runs/mine
+  tandem train --data cifar10-jpeg.tar.xz --out runs/jpeg     # any source prepare_cifar10 accepts
+  tandem train --synthetic 512 --model mlp --epochs 2 --out /tmp/demo   # no data needed
+  tandem train --resume runs/lenet --epochs 30     # continue from runs/lenet/last.safetensors
+Options left out come from the model's recipe (the run prints its settings);
+RUN_DIR gets config.json, metrics.csv/.jsonl, last/best.safetensors, loss.svg,
+accuracy.svg, confusion.svg and results.json.)";
+
+void add_data_options(CLI::App* cmd, DataArgs* d) {
+  cmd->add_option("--data", d->data,
+                  "CIFAR-10: a directory of the binary files, the official tarball, or an image "
+                  "tree/archive (default: the cache, $TANDEM_CIFAR10, else a download)");
+  cmd->add_option("--synthetic", d->synthetic,
+                  "use N random CIFAR-shaped training images (and N/4 test images) instead of "
+                  "CIFAR-10, for tests and demos")
+      ->check(CLI::PositiveNumber);
+}
+
+struct TrainParse {
+  TrainArgs args;
+  int64_t epochs = 0, batch_size = 0, val_split = 0;
+  std::string optimizer, schedule;
+  double lr = 0, weight_decay = 0, momentum = 0, label_smoothing = 0;
+  uint64_t seed = 0;
+  std::vector<std::pair<std::string, CLI::Option*>> opts;
+};
+
+CLI::App* add_train(CLI::App& app, TrainParse* p) {
+  CLI::App* cmd =
+      app.add_subcommand("train", "train a model on CIFAR-10 (or a synthetic set) into RUN_DIR");
+  cmd->footer(kTrainExamples);
+  TrainArgs& a = p->args;
+  auto keep = [p](const std::string& name, CLI::Option* o) {
+    p->opts.emplace_back(name, o);
+    return o;
+  };
+  keep("--model", cmd->add_option("--model", a.model,
+                                  "auto, a preset (mlp, lenet, resnet-fast) or a JSON model file")
+                      ->capture_default_str());
+  add_data_options(cmd, &a.data);
+  keep("--device", cmd->add_option("--device", a.device, "auto (the GPU when usable), cpu or cuda")
+                       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+                       ->capture_default_str());
+  keep("--epochs", cmd->add_option("--epochs", p->epochs, "epochs (total, also on --resume)"));
+  keep("--batch-size", cmd->add_option("--batch-size", p->batch_size, "training batch size"));
+  keep("--optimizer", cmd->add_option("--optimizer", p->optimizer, "sgd, adam or adamw"));
+  keep("--lr", cmd->add_option("--lr", p->lr, "learning rate (peak lr of a schedule)"));
+  keep("--weight-decay",
+       cmd->add_option("--weight-decay", p->weight_decay, "L2 weight decay (decoupled for adamw)"));
+  keep("--momentum", cmd->add_option("--momentum", p->momentum, "SGD momentum"));
+  keep("--schedule", cmd->add_option("--schedule", p->schedule,
+                                     "constant, warmup-linear (per step) or cosine (per step)"));
+  keep("--label-smoothing", cmd->add_option("--label-smoothing", p->label_smoothing, "in [0, 1)"));
+  keep("--seed", cmd->add_option("--seed", p->seed,
+                                 "seed of the initialisation, data order, split, augmentation"));
+  keep("--val-split", cmd->add_option("--val-split", p->val_split,
+                                      "training images held out for validation (default: a tenth, "
+                                      "5,000 of CIFAR-10's 50,000; 0: none)"));
+  keep("--no-augment",
+       cmd->add_flag("--no-augment", a.no_augment, "turn the recipe's augmentation off"));
+  keep("--out",
+       cmd->add_option("--out", a.out, "RUN_DIR: where config, metrics, checkpoints and plots go"));
+  keep("--resume",
+       cmd->add_option("--resume", a.resume,
+                       "RUN_DIR or a checkpoint: continue that run with its saved settings"));
+  keep("--workers", cmd->add_option("--workers", a.workers, "data loader threads (CPU batches)")
+                        ->check(CLI::Range(1, 64))
+                        ->capture_default_str());
+  return cmd;
+}
+
+void finish_train(TrainParse* p) {
+  TrainArgs& a = p->args;
+  for (const auto& [name, opt] : p->opts) {
+    if (opt->count() > 0) a.given.push_back(name);
+  }
+  auto find = [p](const std::string& name) {
+    for (const auto& [n, o] : p->opts) {
+      if (n == name) return o;
+    }
+    return static_cast<CLI::Option*>(nullptr);
+  };
+  if_given(find("--epochs"), p->epochs, &a.epochs);
+  if_given(find("--batch-size"), p->batch_size, &a.batch_size);
+  if_given(find("--val-split"), p->val_split, &a.val_split);
+  if_given(find("--optimizer"), p->optimizer, &a.optimizer);
+  if_given(find("--schedule"), p->schedule, &a.schedule);
+  if_given(find("--lr"), p->lr, &a.lr);
+  if_given(find("--weight-decay"), p->weight_decay, &a.weight_decay);
+  if_given(find("--momentum"), p->momentum, &a.momentum);
+  if_given(find("--label-smoothing"), p->label_smoothing, &a.label_smoothing);
+  if_given(find("--seed"), p->seed, &a.seed);
+  if (!a.resume.empty() && find("--model")->count() == 0) a.model.clear();
+}
+
+int run_data_checked(const DataCmdArgs& a) { return run_data(a); }
+
+}  // namespace
+
+int run_info(bool json_output) {
+  const td::BuildInfo info = td::build_info();
+  if (json_output) {
+    std::cout << host_info().dump(2) << "\n";
+    return kExitOk;
+  }
+  std::cout << info.to_string();
+  if (info.cuda_usable) {
+    std::cout << "CUDA backend: can run here (" << (info.gpus.empty() ? "?" : info.gpus[0].name)
+              << ")\n";
+  } else {
+    std::cout << "CUDA backend: cannot run here: "
+              << (info.cuda_built ? info.cuda_unusable_reason : "the CUDA backend was not built")
+              << "\n";
+  }
+  return kExitOk;
+}
+
+int run_data(const DataCmdArgs& a) {
+  td::data::Cifar10Options opt;
+  opt.source = a.source;
+  opt.cache_dir = a.cache_dir;
+  opt.download = a.download;
+  opt.threads = a.threads;
+  if (!a.source.empty() && !is_file(a.source) && !is_directory(a.source)) {
+    throw UsageError(a.source + ": no such file or directory");
+  }
+  const std::string dir = td::data::prepare_cifar10(opt);
+  const td::data::Cifar10 c = td::data::read_cifar10(dir);
+  std::cout << "CIFAR-10 ready in " << dir << ": " << c.train.size() << " training and "
+            << c.test.size() << " test images\n";
+  return kExitOk;
+}
+
+}  // namespace cli
+
+int main(int argc, char** argv) {
+  using namespace cli;
+  CLI::App app{"tandem: train, evaluate and benchmark CIFAR-10 CNNs on the CPU and CUDA"};
+  app.require_subcommand(1);
+  app.footer(R"(Examples:
+  tandem train --out runs/first          # CIFAR-10 with the default model for this machine
+  tandem eval --checkpoint runs/first/best.safetensors
+  tandem bench train --model lenet --batch-size 128 --steps 20 --json
+  tandem data get                        # download / import CIFAR-10 into the cache
+  tandem info                            # build, BLAS, GPU, CUDA versions; why CUDA cannot run
+Run 'tandem <command> --help' for each command's options and examples.)");
+
+  TrainParse train;
+  CLI::App* train_cmd = add_train(app, &train);
+
+  EvalArgs eval;
+  CLI::App* eval_cmd = app.add_subcommand("eval", "evaluate a checkpoint on the test set");
+  eval_cmd->footer(R"(Examples:
+  tandem eval --checkpoint runs/first/best.safetensors        # model and data from runs/first/config.json
+  tandem eval --checkpoint net.safetensors --model lenet --data ~/cifar-10-batches-bin --json)");
+  eval_cmd->add_option("--checkpoint", eval.checkpoint, "a .safetensors file (a run's best/last)")
+      ->required();
+  eval_cmd->add_option("--model", eval.model,
+                       "preset or JSON model file (default: the run's config.json)");
+  add_data_options(eval_cmd, &eval.data);
+  eval_cmd->add_option("--device", eval.device, "auto, cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+  eval_cmd->add_option("--batch-size", eval.batch_size, "evaluation batch size")
+      ->capture_default_str();
+  bool tta = false, no_tta = false;
+  CLI::Option* tta_opt =
+      eval_cmd->add_flag("--tta", tta, "average with the mirrored image (flip TTA)");
+  eval_cmd->add_flag("--no-tta", no_tta, "no flip TTA")->excludes(tta_opt);
+  eval_cmd->add_flag("--json", eval.json_output, "print the result as JSON");
+
+  CLI::App* bench_cmd = app.add_subcommand("bench", "benchmarks: CPU vs GPU");
+  bench_cmd->require_subcommand(1);
+  BenchTrainArgs bt;
+  CLI::App* bt_cmd = bench_cmd->add_subcommand(
+      "train", "time training steps of one model and batch on the CPU and on CUDA");
+  bt_cmd->footer(R"(Examples:
+  tandem bench train --model lenet --batch-size 128 --steps 20
+  tandem bench train --model resnet-fast --batch-size 512 --steps 10 --json > $(hostname).json
+  python3 benchmarks/cpu_vs_gpu_table.py *.json   # a markdown table from several machines)");
+  bt_cmd->add_option("--model", bt.model, "preset or JSON model file")->capture_default_str();
+  bt_cmd->add_option("--batch-size", bt.batch_size, "batch size")->capture_default_str();
+  bt_cmd->add_option("--steps", bt.steps, "timed steps")->capture_default_str();
+  bt_cmd->add_option("--warmup", bt.warmup, "untimed warm-up steps")->capture_default_str();
+  bt_cmd
+      ->add_option("--device", bt.devices, "auto (CPU, and CUDA where it runs), both, cpu or cuda")
+      ->check(CLI::IsMember({"auto", "both", "cpu", "cuda"}))
+      ->capture_default_str();
+  bt_cmd->add_flag("--json", bt.json_output, "machine-readable output (with host and GPU names)");
+  BenchOpsArgs bo;
+  CLI::App* bo_cmd = bench_cmd->add_subcommand(
+      "ops", "elementwise, softmax, GEMM, conv and optimizer step on the CPU and on CUDA");
+  bo_cmd->footer("Examples:\n  tandem bench ops\n  tandem bench ops --scale 0.25 --reps 3 --json");
+  bo_cmd->add_option("--scale", bo.scale, "problem sizes times this, in (0, 4]")
+      ->capture_default_str();
+  bo_cmd->add_option("--reps", bo.reps, "timed calls per op")->capture_default_str();
+  bo_cmd->add_option("--device", bo.devices, "auto, both, cpu or cuda")
+      ->check(CLI::IsMember({"auto", "both", "cpu", "cuda"}))
+      ->capture_default_str();
+  bo_cmd->add_flag("--json", bo.json_output, "machine-readable output");
+
+  CLI::App* data_cmd = app.add_subcommand("data", "get CIFAR-10 ready in the cache");
+  data_cmd->require_subcommand(1);
+  DataCmdArgs dget, dimp;
+  CLI::App* get_cmd = data_cmd->add_subcommand(
+      "get", "the cache, else $TANDEM_CIFAR10, else download the official tarball (md5 checked)");
+  get_cmd->footer("Examples:\n  tandem data get\n  TANDEM_DATA_DIR=/data tandem data get");
+  get_cmd->add_option("--cache-dir", dget.cache_dir,
+                      "default: $TANDEM_DATA_DIR/cifar10 or ~/.cache/tandem/cifar10");
+  bool no_download = false;
+  get_cmd->add_flag("--no-download", no_download, "fail instead of downloading");
+  get_cmd->add_option("--threads", dget.threads, "image decoding threads (0: all cores)");
+  CLI::App* imp_cmd = data_cmd->add_subcommand(
+      "import",
+      "convert a local copy (tarball, binary directory, JPEG/PNG tree or archive) into the cache");
+  imp_cmd->footer(
+      "Examples:\n  tandem data import cifar-10-binary.tar.gz\n  tandem data import "
+      "../shared/data/cifar10-jpeg.tar.xz");
+  imp_cmd->add_option("source", dimp.source, "the local copy")->required();
+  imp_cmd->add_option("--cache-dir", dimp.cache_dir,
+                      "default: $TANDEM_DATA_DIR/cifar10 or ~/.cache/tandem/cifar10");
+  imp_cmd->add_option("--threads", dimp.threads, "image decoding threads (0: all cores)");
+
+  bool info_json = false;
+  CLI::App* info_cmd = app.add_subcommand(
+      "info", "build configuration, CPU threads and BLAS, GPU, driver, CUDA/cuBLAS/cuDNN versions");
+  info_cmd->footer("Examples:\n  tandem info\n  tandem info --json");
+  info_cmd->add_flag("--json", info_json, "host facts as JSON (what bench --json records)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  std::string command = "tandem";
+  try {
+    if (train_cmd->parsed()) {
+      command = "tandem train";
+      finish_train(&train);
+      return run_train(train.args);
+    }
+    if (eval_cmd->parsed()) {
+      command = "tandem eval";
+      if (tta) eval.tta = true;
+      if (no_tta) eval.tta = false;
+      return run_eval(eval);
+    }
+    if (bt_cmd->parsed()) {
+      command = "tandem bench train";
+      return run_bench_train(bt);
+    }
+    if (bo_cmd->parsed()) {
+      command = "tandem bench ops";
+      return run_bench_ops(bo);
+    }
+    if (get_cmd->parsed()) {
+      command = "tandem data get";
+      dget.download = !no_download;
+      return run_data_checked(dget);
+    }
+    if (imp_cmd->parsed()) {
+      command = "tandem data import";
+      dimp.download = false;
+      return run_data_checked(dimp);
+    }
+    if (info_cmd->parsed()) return run_info(info_json);
+  } catch (const UsageError& e) {
+    std::cerr << command << ": error: " << e.what() << "\nRun '" << command
+              << " --help' for the options.\n";
+    return kExitUsage;
+  } catch (const tandem::Error& e) {
+    std::cerr << command << ": error: " << e.message() << "\n";
+    return kExitRuntime;
+  } catch (const std::exception& e) {
+    std::cerr << command << ": error: " << e.what() << "\n";
+    return kExitRuntime;
+  }
+  return kExitUsage;
+}

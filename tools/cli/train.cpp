@@ -1,0 +1,678 @@
+// `tandem train` and `tandem eval`: settings resolved from the options and the
+// model's recipe (or from a run's config.json on --resume), the Trainer with a
+// progress bar or one log line per epoch, and the run directory: config.json,
+// metrics.csv/.jsonl, last/best.safetensors, loss/accuracy/confusion SVGs and
+// results.json.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <sstream>
+
+#include "cli.h"
+
+namespace cli {
+namespace {
+
+namespace models = td::models;
+namespace optim = td::optim;
+namespace train = td::train;
+using Clock = std::chrono::steady_clock;
+
+// Everything a run depends on; written to config.json and read back by --resume.
+struct Settings {
+  std::string model;  // preset name or JSON file path, as given
+  bool preset = false;
+  std::string model_json;
+  int64_t epochs = 0, batch_size = 0, val_split = 0;
+  std::string optimizer, schedule;
+  double lr = 0, momentum = 0, weight_decay = 0, bn_bias_lr_scale = 1;
+  bool nesterov = false;
+  double warmup_fraction = 0, start_factor = 1, end_factor = 1;
+  double label_smoothing = 0;
+  bool augment_flip = false, tta_flip = false;
+  int64_t augment_translate = 0;
+  std::vector<double> mean, std;
+  uint64_t seed = 0;
+  DataArgs data;
+  std::string recipe_notes;
+};
+
+json to_json(const Settings& s) {
+  return {{"model", s.model},
+          {"preset", s.preset},
+          {"epochs", s.epochs},
+          {"batch_size", s.batch_size},
+          {"val_split", s.val_split},
+          {"optimizer", s.optimizer},
+          {"lr", s.lr},
+          {"momentum", s.momentum},
+          {"nesterov", s.nesterov},
+          {"weight_decay", s.weight_decay},
+          {"batchnorm_bias_lr_scale", s.bn_bias_lr_scale},
+          {"schedule", s.schedule},
+          {"warmup_fraction", s.warmup_fraction},
+          {"start_factor", s.start_factor},
+          {"end_factor", s.end_factor},
+          {"label_smoothing", s.label_smoothing},
+          {"augment_flip", s.augment_flip},
+          {"augment_translate", s.augment_translate},
+          {"tta_flip", s.tta_flip},
+          {"mean", s.mean},
+          {"std", s.std},
+          {"seed", s.seed},
+          {"data", {{"path", s.data.data}, {"synthetic", s.data.synthetic}}},
+          {"recipe_notes", s.recipe_notes}};
+}
+
+Settings settings_from_config(const json& config, const std::string& where) {
+  Settings s;
+  try {
+    const json& j = config.at("settings");
+    s.model = j.at("model").get<std::string>();
+    s.preset = j.at("preset").get<bool>();
+    s.model_json = config.at("model").dump(2);
+    s.epochs = j.at("epochs").get<int64_t>();
+    s.batch_size = j.at("batch_size").get<int64_t>();
+    s.val_split = j.at("val_split").get<int64_t>();
+    s.optimizer = j.at("optimizer").get<std::string>();
+    s.lr = j.at("lr").get<double>();
+    s.momentum = j.at("momentum").get<double>();
+    s.nesterov = j.at("nesterov").get<bool>();
+    s.weight_decay = j.at("weight_decay").get<double>();
+    s.bn_bias_lr_scale = j.at("batchnorm_bias_lr_scale").get<double>();
+    s.schedule = j.at("schedule").get<std::string>();
+    s.warmup_fraction = j.at("warmup_fraction").get<double>();
+    s.start_factor = j.at("start_factor").get<double>();
+    s.end_factor = j.at("end_factor").get<double>();
+    s.label_smoothing = j.at("label_smoothing").get<double>();
+    s.augment_flip = j.at("augment_flip").get<bool>();
+    s.augment_translate = j.at("augment_translate").get<int64_t>();
+    s.tta_flip = j.at("tta_flip").get<bool>();
+    s.mean = j.at("mean").get<std::vector<double>>();
+    s.std = j.at("std").get<std::vector<double>>();
+    s.seed = j.at("seed").get<uint64_t>();
+    s.data.data = j.at("data").at("path").get<std::string>();
+    s.data.synthetic = j.at("data").at("synthetic").get<int64_t>();
+    s.data.seed = s.seed;
+    s.recipe_notes = j.value("recipe_notes", "");
+  } catch (const json::exception& e) {
+    throw UsageError(where + " is not a tandem run configuration: " + e.what());
+  }
+  return s;
+}
+
+void check_range(bool ok, const std::string& what) {
+  if (!ok) throw UsageError(what);
+}
+
+std::string num_text(double v) {
+  std::ostringstream ss;
+  ss << v;
+  return ss.str();
+}
+
+// --model auto: resnet-fast on a GPU; lenet on a CPU, saying why.
+std::string resolve_model_name(const std::string& requested, const td::Device& device) {
+  if (requested != "auto") return requested;
+  if (device.is_cuda()) {
+    std::cout << "model: resnet-fast (--model auto on a GPU)\n";
+    return "resnet-fast";
+  }
+  std::cout << "model: lenet (--model auto on the CPU: resnet-fast needs about 180 times lenet's "
+               "compute per image, 0.24 vs 0.0013 GFLOP forward, which is slow on a CPU; to run it "
+               "here anyway: tandem train --model resnet-fast --device cpu; the estimate below "
+               "says how long lenet takes)\n";
+  return "lenet";
+}
+
+// The options of `args` over the recipe of the model.
+Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
+  Settings s;
+  ModelSpec spec;
+  s.model = resolve_model_name(args.model, device);
+  make_model(s.model, &spec);
+  s.preset = spec.preset;
+  s.model_json = spec.json_text;
+  const models::Recipe r = recipe_for(spec);
+  s.recipe_notes = r.notes;
+  s.epochs = args.epochs.value_or(r.epochs);
+  s.batch_size = args.batch_size.value_or(r.batch_size);
+  s.optimizer = args.optimizer.value_or(r.optimizer);
+  const bool recipe_optimizer = s.optimizer == r.optimizer;
+  // Another optimizer than the recipe's starts from that optimizer's defaults.
+  const double default_lr = recipe_optimizer ? r.lr : (s.optimizer == "sgd" ? 0.01 : 1e-3);
+  s.lr = args.lr.value_or(default_lr);
+  s.momentum =
+      args.momentum.value_or(recipe_optimizer ? r.momentum : (s.optimizer == "sgd" ? 0.9 : 0.0));
+  s.nesterov = recipe_optimizer && r.nesterov && !args.momentum;
+  s.weight_decay = args.weight_decay.value_or(
+      recipe_optimizer ? r.weight_decay : (s.optimizer == "adamw" ? 1e-2 : 0.0));
+  s.bn_bias_lr_scale = recipe_optimizer ? r.batchnorm_bias_lr_scale : 1.0;
+  const std::string recipe_schedule =
+      r.schedule == models::Schedule::WarmupLinear ? "warmup-linear" : "constant";
+  s.schedule = args.schedule.value_or(recipe_schedule);
+  if (s.schedule == recipe_schedule && r.schedule == models::Schedule::WarmupLinear) {
+    s.warmup_fraction = r.warmup_fraction;
+    s.start_factor = r.start_factor;
+    s.end_factor = r.end_factor;
+  } else if (s.schedule == "warmup-linear") {
+    s.warmup_fraction = 0.1;
+    s.start_factor = 0.1;
+    s.end_factor = 0.0;
+  }
+  s.label_smoothing = args.label_smoothing.value_or(r.label_smoothing);
+  s.augment_flip = r.augment_flip && !args.no_augment;
+  s.augment_translate = args.no_augment ? 0 : r.augment_translate;
+  s.tta_flip = r.tta_flip;
+  s.mean = r.mean;
+  s.std = r.std;
+  s.seed = args.seed.value_or(0);
+  s.data = args.data;
+  s.data.seed = s.seed;
+  s.val_split = args.val_split.value_or(-1);  // -1: a tenth of the training set
+
+  check_range(s.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(s.epochs));
+  check_range(s.batch_size >= 1,
+              "--batch-size must be at least 1, got " + std::to_string(s.batch_size));
+  check_range(s.optimizer == "sgd" || s.optimizer == "adam" || s.optimizer == "adamw",
+              "--optimizer must be sgd, adam or adamw, got '" + s.optimizer + "'");
+  check_range(std::isfinite(s.lr) && s.lr > 0,
+              "--lr must be a positive number, got " + num_text(s.lr));
+  check_range(std::isfinite(s.weight_decay) && s.weight_decay >= 0,
+              "--weight-decay must be >= 0, got " + num_text(s.weight_decay));
+  check_range(s.momentum >= 0 && s.momentum < 1,
+              "--momentum must be in [0, 1), got " + num_text(s.momentum));
+  check_range(s.optimizer == "sgd" || !args.momentum, "--momentum applies to --optimizer sgd only");
+  check_range(s.schedule == "constant" || s.schedule == "warmup-linear" || s.schedule == "cosine",
+              "--schedule must be constant, warmup-linear or cosine, got '" + s.schedule + "'");
+  check_range(s.label_smoothing >= 0 && s.label_smoothing < 1,
+              "--label-smoothing must be in [0, 1), got " + num_text(s.label_smoothing));
+  check_range(s.val_split >= -1, "--val-split must be >= 0, got " + std::to_string(s.val_split));
+  return s;
+}
+
+// Options that --resume takes from the saved run and that may not be given again.
+void check_resume_conflicts(const TrainArgs& args, const Settings& saved, const std::string& dir) {
+  if (!args.model.empty() && args.model != "auto" &&
+      std::find(args.given.begin(), args.given.end(), "--model") != args.given.end()) {
+    ModelSpec spec;
+    make_model(args.model, &spec);
+    // Canonical JSON of both: the same layers with the same fields.
+    if (models::to_json(*models::from_json(spec.json_text)) !=
+        models::to_json(*models::from_json(saved.model_json))) {
+      throw UsageError("--resume " + dir + " continues a run of model '" + saved.model +
+                       "'; --model " + args.model +
+                       " is another architecture (leave --model out when resuming)");
+    }
+  }
+  static const std::vector<std::string> fixed = {
+      "--batch-size", "--optimizer", "--lr",        "--weight-decay",    "--momentum",
+      "--schedule",   "--seed",      "--val-split", "--label-smoothing", "--no-augment"};
+  for (const std::string& opt : args.given) {
+    if (std::find(fixed.begin(), fixed.end(), opt) != fixed.end()) {
+      throw UsageError(opt +
+                       " cannot be combined with --resume: the run continues with the "
+                       "settings in " +
+                       dir +
+                       "/config.json (only --epochs, --device, "
+                       "--data/--synthetic and --out may be given)");
+    }
+  }
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const Settings& s, td::nn::Module& net) {
+  models::ParameterSplit split = models::split_parameters(net);
+  const double scale = s.bn_bias_lr_scale;
+  std::vector<optim::OptimizerParamGroup> groups;
+  if (scale == 1.0) {
+    split.others.insert(split.others.end(), split.batchnorm_biases.begin(),
+                        split.batchnorm_biases.end());
+    split.batchnorm_biases.clear();
+  }
+  groups.emplace_back(split.others);
+  if (s.optimizer == "sgd") {
+    const auto opts = optim::SGDOptions(s.lr)
+                          .momentum(s.momentum)
+                          .nesterov(s.nesterov)
+                          .weight_decay(s.weight_decay);
+    if (!split.batchnorm_biases.empty()) {
+      groups.emplace_back(split.batchnorm_biases, std::make_unique<optim::SGDOptions>(
+                                                      optim::SGDOptions(s.lr * scale)
+                                                          .momentum(s.momentum)
+                                                          .nesterov(s.nesterov)
+                                                          .weight_decay(s.weight_decay / scale)));
+    }
+    return std::make_unique<optim::SGD>(std::move(groups), opts);
+  }
+  if (s.optimizer == "adam") {
+    return std::make_unique<optim::Adam>(std::move(groups),
+                                         optim::AdamOptions(s.lr).weight_decay(s.weight_decay));
+  }
+  return std::make_unique<optim::AdamW>(std::move(groups),
+                                        optim::AdamWOptions(s.lr).weight_decay(s.weight_decay));
+}
+
+std::unique_ptr<optim::LRScheduler> make_scheduler(const Settings& s, optim::Optimizer& opt,
+                                                   int64_t total_steps) {
+  if (s.schedule == "cosine") return std::make_unique<optim::CosineAnnealingLR>(opt, total_steps);
+  if (s.schedule == "warmup-linear") {
+    const int64_t peak =
+        static_cast<int64_t>(std::floor(s.warmup_fraction * static_cast<double>(total_steps)));
+    if (peak > 0 && peak < total_steps) {
+      return std::make_unique<optim::PiecewiseLinearLR>(
+          opt, std::vector<int64_t>{0, peak, total_steps},
+          std::vector<double>{s.start_factor, 1.0, s.end_factor});
+    }
+    return std::make_unique<optim::PiecewiseLinearLR>(opt, std::vector<int64_t>{0, total_steps},
+                                                      std::vector<double>{1.0, s.end_factor});
+  }
+  return nullptr;
+}
+
+td::data::LoaderOptions loader_options(const Settings& s, const td::Device& device, bool training,
+                                       int workers) {
+  td::data::LoaderOptions o;
+  o.batch_size = training ? s.batch_size : std::max<int64_t>(s.batch_size, 256);
+  o.shuffle = training;
+  o.seed = s.seed;
+  o.normalize = {s.mean, s.std};
+  if (training) o.augment = {s.augment_translate, s.augment_flip, 0};
+  o.device = device;
+  o.mode =
+      device.is_cuda() ? td::data::LoaderMode::DeviceResident : td::data::LoaderMode::HostPrefetch;
+  o.workers = workers;
+  return o;
+}
+
+// ---- Progress -------------------------------------------------------------------------
+
+// A progress bar per epoch on a terminal, one line per epoch otherwise, and
+// once, after the first timed steps, an estimate of the whole run's time.
+class Progress {
+ public:
+  Progress(int64_t epochs, int64_t val_images, bool tty)
+      : epochs_(epochs), val_images_(val_images), tty_(tty) {}
+  void set_first_epoch(int64_t epoch) { first_epoch_ = epoch; }
+
+  void on_step(const train::StepInfo& info) {
+    const auto now = Clock::now();
+    if (info.step == 0) epoch_start_ = now;
+    // The first step of the run is warm-up (allocations, library handles).
+    if (info.epoch == first_epoch_ && info.step == 0) timed_start_ = now;
+    if (info.epoch == first_epoch_ && info.step > 0) {
+      timed_steps_ = info.step;
+      step_seconds_ = std::chrono::duration<double>(now - timed_start_).count() / timed_steps_;
+    }
+    const int64_t estimate_after = std::min<int64_t>(5, std::max<int64_t>(1, info.steps - 1));
+    if (!estimated_ && info.epoch == first_epoch_ && info.step >= estimate_after) {
+      estimated_ = true;
+      clear_bar();
+      const double per_epoch =
+          step_seconds_ * static_cast<double>(info.steps) +
+          static_cast<double>(val_images_) / std::max(info.images_per_second * 3, 1.0);
+      std::cout << "estimate: " << format_duration(per_epoch) << " per epoch, "
+                << format_duration(per_epoch * static_cast<double>(epochs_ - first_epoch_))
+                << " for " << epochs_ - first_epoch_ << " epoch(s) (from the first " << timed_steps_
+                << " timed steps)\n"
+                << std::flush;
+    }
+    if (!tty_) return;
+    const double frac = static_cast<double>(info.step + 1) / static_cast<double>(info.steps);
+    // Time per step from the steps after the epoch's first (which started the clock).
+    const double elapsed = std::chrono::duration<double>(now - epoch_start_).count();
+    const double eta = info.step == 0 ? std::numeric_limits<double>::quiet_NaN()
+                                      : elapsed / static_cast<double>(info.step) *
+                                            static_cast<double>(info.steps - info.step - 1);
+    const int width = 24;
+    const int filled = static_cast<int>(frac * width);
+    std::string bar(static_cast<size_t>(filled), '#');
+    bar.resize(width, '.');
+    char line[256];
+    std::snprintf(
+        line, sizeof line,
+        "\r\033[Kepoch %lld/%lld [%s] %3.0f%% %7.0f img/s  loss %.4f  acc %5.1f%%  ETA %s",
+        static_cast<long long>(info.epoch + 1), static_cast<long long>(epochs_), bar.c_str(),
+        frac * 100, info.images_per_second, info.loss, info.running_accuracy * 100,
+        format_duration(eta).c_str());
+    std::cout << line << std::flush;
+    bar_shown_ = true;
+  }
+
+  void on_epoch(const train::EpochStats& e) {
+    clear_bar();
+    char line[512];
+    auto acc = [](double v) {
+      return std::isfinite(v) ? num_text(std::round(v * 1e4) / 1e4) : std::string("n/a");
+    };
+    std::snprintf(
+        line, sizeof line,
+        "(Epoch %lld / %lld) train acc: %s; val acc: %s; train loss: %.4f; val loss: %s; "
+        "lr: %.4g; %.0f img/s; %s\n",
+        static_cast<long long>(e.epoch + 1), static_cast<long long>(epochs_),
+        acc(e.train_accuracy).c_str(), acc(e.val_accuracy).c_str(), e.train_loss,
+        std::isfinite(e.val_loss) ? num_text(std::round(e.val_loss * 1e4) / 1e4).c_str() : "n/a",
+        e.lr, e.images_per_second, format_duration(e.seconds).c_str());
+    std::cout << line << std::flush;
+  }
+
+  void clear_bar() {
+    if (bar_shown_) std::cout << "\r\033[K" << std::flush;
+    bar_shown_ = false;
+  }
+
+ private:
+  int64_t epochs_, first_epoch_ = 0, val_images_;
+  bool tty_;
+  bool bar_shown_ = false, estimated_ = false;
+  Clock::time_point epoch_start_, timed_start_;
+  int64_t timed_steps_ = 0;
+  double step_seconds_ = 0;
+};
+
+// ---- Run directory ----------------------------------------------------------------------
+
+json nullable(double v) { return std::isfinite(v) ? json(v) : json(); }
+
+json epoch_json(const train::EpochStats& e) {
+  return {{"epoch", e.epoch + 1},
+          {"train_loss", nullable(e.train_loss)},
+          {"train_accuracy", nullable(e.train_accuracy)},
+          {"val_loss", nullable(e.val_loss)},
+          {"val_accuracy", nullable(e.val_accuracy)},
+          {"lr", nullable(e.lr)},
+          {"seconds", nullable(e.seconds)},
+          {"images_per_second", nullable(e.images_per_second)}};
+}
+
+// metrics.csv, metrics.jsonl and the curves, rewritten from the whole history
+// after every epoch (so a resumed run's files hold every epoch).
+void write_metrics(const std::string& dir, const train::History& h) {
+  std::ostringstream csv, jsonl;
+  csv << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds,images_per_second\n";
+  auto field = [](double v) { return std::isfinite(v) ? num_text(v) : std::string(); };
+  td::plot::Series tl{"train", {}, {}}, vl{"validation", {}, {}}, ta{"train", {}, {}},
+      va{"validation", {}, {}};
+  for (const train::EpochStats& e : h.epochs) {
+    csv << e.epoch + 1 << ',' << field(e.train_loss) << ',' << field(e.train_accuracy) << ','
+        << field(e.val_loss) << ',' << field(e.val_accuracy) << ',' << field(e.lr) << ','
+        << field(e.seconds) << ',' << field(e.images_per_second) << '\n';
+    jsonl << epoch_json(e).dump() << '\n';
+    const double x = static_cast<double>(e.epoch + 1);
+    tl.xs.push_back(x);
+    tl.ys.push_back(e.train_loss);
+    vl.xs.push_back(x);
+    vl.ys.push_back(e.val_loss);
+    ta.xs.push_back(x);
+    ta.ys.push_back(e.train_accuracy);
+    va.xs.push_back(x);
+    va.ys.push_back(e.val_accuracy);
+  }
+  write_text_file(dir + "/metrics.csv", csv.str());
+  write_text_file(dir + "/metrics.jsonl", jsonl.str());
+  td::plot::line_chart(dir + "/loss.svg", "Loss", "epoch", "cross-entropy", {tl, vl});
+  td::plot::line_chart(dir + "/accuracy.svg", "Accuracy", "epoch", "accuracy", {ta, va});
+}
+
+void print_test_result(const train::EvalResult& r, const std::vector<std::string>& classes) {
+  char line[256];
+  std::snprintf(line, sizeof line, "test accuracy: %.2f%% (%lld images, loss %.4f)\n",
+                r.accuracy * 100, static_cast<long long>(r.samples), r.loss);
+  std::cout << line << "per-class accuracy:\n";
+  const std::vector<double> per_class = r.per_class_accuracy();
+  for (size_t c = 0; c < per_class.size(); ++c) {
+    const std::string name = c < classes.size() ? classes[c] : std::to_string(c);
+    if (std::isfinite(per_class[c])) {
+      std::snprintf(line, sizeof line, "  %-12s %5.1f%%\n", name.c_str(), per_class[c] * 100);
+    } else {
+      std::snprintf(line, sizeof line, "  %-12s   n/a\n", name.c_str());
+    }
+    std::cout << line;
+  }
+}
+
+json result_json(const train::EvalResult& r, const std::vector<std::string>& classes) {
+  json per_class = json::object();
+  const std::vector<double> acc = r.per_class_accuracy();
+  for (size_t c = 0; c < acc.size(); ++c) {
+    per_class[c < classes.size() ? classes[c] : std::to_string(c)] = nullable(acc[c]);
+  }
+  return {{"test_accuracy", nullable(r.accuracy)},
+          {"test_loss", nullable(r.loss)},
+          {"test_images", r.samples},
+          {"per_class_accuracy", per_class},
+          {"confusion", r.confusion}};
+}
+
+// Where --resume points: a run directory or a checkpoint file inside one.
+void resume_paths(const std::string& resume, std::string* dir, std::string* checkpoint) {
+  if (is_directory(resume)) {
+    *dir = resume;
+    *checkpoint = resume + "/last.safetensors";
+  } else if (is_file(resume)) {
+    const size_t slash = resume.rfind('/');
+    *dir = slash == std::string::npos ? "." : resume.substr(0, slash);
+    *checkpoint = resume;
+  } else {
+    throw UsageError("--resume " + resume + ": no such run directory or checkpoint");
+  }
+  if (!is_file(*dir + "/config.json")) {
+    throw UsageError("--resume " + resume + ": " + *dir +
+                     "/config.json is missing (not a run directory written by tandem train)");
+  }
+  if (!is_file(*checkpoint)) {
+    throw UsageError("--resume " + resume + ": " + *checkpoint +
+                     " is missing (the run finished no epoch)");
+  }
+}
+
+}  // namespace
+
+int run_train(const TrainArgs& args) {
+  std::string why;
+  const td::Device device = resolve_device(args.device, &why);
+  std::cout << "device: " << why << "\n";
+
+  Settings s;
+  std::string checkpoint, out = args.out;
+  json saved_config;
+  if (!args.resume.empty()) {
+    std::string dir;
+    resume_paths(args.resume, &dir, &checkpoint);
+    saved_config = json::parse(read_text_file(dir + "/config.json"), nullptr, false);
+    if (saved_config.is_discarded()) throw UsageError(dir + "/config.json is not valid JSON");
+    s = settings_from_config(saved_config, dir + "/config.json");
+    check_resume_conflicts(args, s, dir);
+    if (args.epochs) s.epochs = *args.epochs;
+    check_range(s.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(s.epochs));
+    if (args.data.synthetic > 0 || !args.data.data.empty()) {
+      s.data = args.data;
+      s.data.seed = s.seed;
+    }
+    if (out.empty()) out = dir;
+    std::cout << "resuming " << checkpoint << " (model " << s.model << ")\n";
+  } else {
+    if (out.empty()) throw UsageError("--out RUN_DIR is required (where the run's files go)");
+    s = resolve_settings(args, device);
+  }
+
+  td::data::Cifar10 cifar = load_data(s.data);
+  const int64_t n_train = cifar.train.size();
+  if (s.val_split < 0) s.val_split = n_train / 10;
+  check_range(s.val_split < n_train, "--val-split " + std::to_string(s.val_split) +
+                                         " leaves no training images (the training set has " +
+                                         std::to_string(n_train) + ")");
+  td::data::ImageDataset train_set = cifar.train, val_set;
+  if (s.val_split > 0) {
+    auto split = td::data::train_validation_split(
+        cifar.train, static_cast<double>(s.val_split) / static_cast<double>(n_train), s.seed);
+    train_set = std::move(split.first);
+    val_set = std::move(split.second);
+  }
+
+  td::manual_seed(s.seed);
+  td::nn::Sequential net = td::models::from_json(s.model_json);
+  if (args.resume.empty()) {
+    td::models::WhiteningOptions w;
+    w.mean = s.mean;
+    w.std = s.std;
+    if (td::models::init_whitening(*net, train_set.images, w) > 0) {
+      std::cout << "whitening: initialised from " << train_set.size() << " training images\n";
+    }
+  }
+  net->to(device);
+  std::unique_ptr<optim::Optimizer> opt = make_optimizer(s, *net);
+
+  td::data::DataLoader train_loader(train_set, loader_options(s, device, true, args.workers));
+  std::unique_ptr<td::data::DataLoader> val_loader;
+  if (val_set.size() > 0) {
+    val_loader = std::make_unique<td::data::DataLoader>(
+        val_set, loader_options(s, device, false, args.workers));
+  }
+  std::unique_ptr<optim::LRScheduler> sched =
+      make_scheduler(s, *opt, s.epochs * train_loader.num_batches());
+
+  make_directories(out);
+  json config = {{"tandem_version", td::build_info().version},
+                 {"device", device.is_cuda() ? "cuda" : "cpu"},
+                 {"settings", to_json(s)},
+                 {"model", json::parse(s.model_json)},
+                 {"data", describe_data(s.data)}};
+  write_text_file(out + "/config.json", config.dump(2) + "\n");
+
+  std::cout << "model: " << s.model << " (" << count_parameters(*net) << " parameters), "
+            << s.optimizer << " lr " << s.lr << ", batch " << s.batch_size << ", " << s.epochs
+            << " epochs, schedule " << s.schedule << "; " << train_set.size() << " training / "
+            << val_set.size() << " validation / " << cifar.test.size()
+            << " test images; run directory " << out << "\n";
+
+  Progress progress(s.epochs, val_set.size(), stdout_is_terminal());
+  train::TrainerOptions topt;
+  topt.epochs = s.epochs;
+  topt.num_classes = 10;
+  topt.label_smoothing = s.label_smoothing;
+  topt.scheduler_step = train::SchedulerStep::PerBatch;
+  topt.tta_flip = s.tta_flip;
+  topt.checkpoint_dir = out;
+  topt.on_step = [&progress](const train::StepInfo& i) { progress.on_step(i); };
+  // The metrics files and curves are rewritten after every epoch, so an
+  // interrupted run still has them.
+  const train::Trainer* running = nullptr;
+  topt.on_epoch = [&progress, &out, &running](const train::EpochStats& e) {
+    progress.on_epoch(e);
+    if (running != nullptr) write_metrics(out, running->history());
+  };
+  train::Trainer trainer(net.ptr(), *opt, sched.get(), topt);
+  running = &trainer;
+  if (!checkpoint.empty()) {
+    trainer.resume(checkpoint);
+    std::cout << "resumed after epoch " << trainer.epochs_done() << " of " << s.epochs << "\n";
+  }
+  progress.set_first_epoch(trainer.epochs_done());
+  const auto t0 = Clock::now();
+  try {
+    trainer.fit(train_loader, val_loader.get());
+  } catch (const train::NonFiniteLoss& e) {
+    progress.clear_bar();
+    write_metrics(out, trainer.history());
+    std::cerr << "tandem train: " << e.message() << "\n";
+    return kExitRuntime;
+  }
+  write_metrics(out, trainer.history());
+  const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  td::data::DataLoader test_loader(cifar.test, loader_options(s, device, false, args.workers));
+  const train::EvalResult test = train::evaluate(*net, test_loader, 10, s.tta_flip);
+  std::vector<std::string> classes = cifar.test.classes;
+  if (classes.empty()) classes = td::data::cifar10_classes();
+  td::plot::confusion_matrix(out + "/confusion.svg", test.confusion, classes,
+                             "Confusion matrix (test set, " + s.model + ")");
+  print_test_result(test, classes);
+  json results = result_json(test, classes);
+  results["model"] = s.model;
+  results["device"] = device.is_cuda() ? "cuda" : "cpu";
+  results["epochs"] = trainer.epochs_done();
+  results["best_epoch"] = trainer.history().best_epoch + 1;
+  results["best_val_accuracy"] = nullable(trainer.history().best_val_accuracy);
+  results["train_seconds"] = train_seconds;
+  results["evaluated"] =
+      "the model after the last epoch" + std::string(s.tta_flip ? ", flip TTA" : "");
+  write_text_file(out + "/results.json", results.dump(2) + "\n");
+  std::cout << "wrote " << out << "/{config.json, metrics.csv, metrics.jsonl, last.safetensors"
+            << (trainer.history().best_epoch >= 0 ? ", best.safetensors" : "")
+            << ", loss.svg, accuracy.svg, confusion.svg, results.json}\n";
+  return kExitOk;
+}
+
+int run_eval(const EvalArgs& args) {
+  if (!is_file(args.checkpoint))
+    throw UsageError("--checkpoint " + args.checkpoint + ": no such file");
+  const size_t slash = args.checkpoint.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : args.checkpoint.substr(0, slash);
+  Settings s;
+  const bool have_config = is_file(dir + "/config.json");
+  if (have_config) {
+    json config = json::parse(read_text_file(dir + "/config.json"), nullptr, false);
+    if (config.is_discarded()) throw UsageError(dir + "/config.json is not valid JSON");
+    s = settings_from_config(config, dir + "/config.json");
+  }
+  if (!args.model.empty()) {
+    ModelSpec spec;
+    make_model(args.model, &spec);
+    const models::Recipe r = recipe_for(spec);
+    s.model = args.model;
+    s.model_json = spec.json_text;
+    if (!have_config) {
+      s.mean = r.mean;
+      s.std = r.std;
+      s.tta_flip = r.tta_flip;
+    }
+  } else if (!have_config) {
+    throw UsageError("--checkpoint " + args.checkpoint +
+                     ": no config.json next to it, so the model is "
+                     "unknown; give --model (a preset or a JSON model file)");
+  }
+  if (args.tta) s.tta_flip = *args.tta;
+  if (args.data.synthetic > 0 || !args.data.data.empty() || !have_config) {
+    s.data = args.data;
+    s.data.seed = s.seed;  // a synthetic set as the run made it
+  }
+  check_range(args.batch_size >= 1,
+              "--batch-size must be at least 1, got " + std::to_string(args.batch_size));
+  s.batch_size = args.batch_size;
+
+  std::string why;
+  const td::Device device = resolve_device(args.device, &why);
+  if (!args.json_output) std::cout << "device: " << why << "\n";
+  td::nn::Sequential net = td::models::from_json(s.model_json);
+  try {
+    td::load(*net, args.checkpoint);
+  } catch (const td::Error& e) {
+    if (!args.model.empty()) {
+      throw UsageError("--model " + args.model + " does not match " + args.checkpoint + ": " +
+                       e.message());
+    }
+    throw;
+  }
+  net->to(device);
+  td::data::Cifar10 cifar = load_data(s.data);
+  td::data::DataLoader loader(cifar.test, loader_options(s, device, false, 2));
+  const train::EvalResult r = train::evaluate(*net, loader, 10, s.tta_flip);
+  std::vector<std::string> classes = cifar.test.classes;
+  if (classes.empty()) classes = td::data::cifar10_classes();
+  if (args.json_output) {
+    json j = result_json(r, classes);
+    j["checkpoint"] = args.checkpoint;
+    j["tta_flip"] = s.tta_flip;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << "checkpoint: " << args.checkpoint << " (model " << s.model
+              << (s.tta_flip ? ", flip TTA" : "") << ")\n";
+    print_test_result(r, classes);
+  }
+  return kExitOk;
+}
+
+}  // namespace cli
