@@ -17,6 +17,10 @@
 #   sanitizer  compute-sanitizer memcheck over the GPU cases, racecheck and
 #              synccheck over our kernels' cases                      (25%)
 #   bench      every benchmark's CUDA cases, short                    (15%)
+#   train      only with CIFAR-10 in the bundle (gpu-bundle.sh --cifar10) or
+#              --cifar10 FILE: `tandem train --model resnet-fast --device cuda`
+#              (10 epochs, its recipe) and `tandem bench train`; with what
+#              the budget has left, at most --train-seconds
 #   report     gpu-report.md + gpu-report.json (tools/gpu_report.py)
 #
 # Options:
@@ -25,8 +29,10 @@
 #                    gpu-report.md, gpu-report.json, run.log, report.tar.gz
 #                    (default: $OUT when set, else none)
 #   --report-dir D   the full report tree (default /tmp/tandem-gpu-report)
-#   --only STEPS     comma-separated subset of tests,async,sanitizer,bench
+#   --only STEPS     comma-separated subset of tests,async,sanitizer,bench,train
 #   --quick          smaller sanitizer filters (float32 only, no sweeps)
+#   --cifar10 FILE   CIFAR-10 for the train step (default: the bundle's data/)
+#   --train-seconds S  at most this long for the train step (default 180)
 #   --bench-cpu      also the benchmarks' CPU cases (default: CUDA and the
 #                    direct cuBLAS/cuDNN baselines only)
 #   --without-gpu    go on past the info step when there is no GPU (to test
@@ -43,7 +49,7 @@
 # usable GPU; 3 a library is missing; 64 bad usage.
 set -euo pipefail
 
-usage() { sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; }
 
 bundle="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 budget=420
@@ -53,6 +59,9 @@ do_tests=1 do_async=1 do_sanitizer=1 do_bench=1
 quick_flag=0
 without_gpu=0
 bench_cpu=0
+cifar10=""
+train_seconds=180
+do_train=1
 
 die_usage() {
   echo "gpu-bundle: $*" >&2
@@ -79,7 +88,7 @@ while [[ $# -gt 0 ]]; do
       ;;
     --only)
       need_arg "$1" $#
-      do_tests=0 do_async=0 do_sanitizer=0 do_bench=0
+      do_tests=0 do_async=0 do_sanitizer=0 do_bench=0 do_train=0
       IFS=',' read -ra only_steps <<<"$2"
       for s in "${only_steps[@]}"; do
         case "$s" in
@@ -87,6 +96,7 @@ while [[ $# -gt 0 ]]; do
           async) do_async=1 ;;
           sanitizer) do_sanitizer=1 ;;
           bench) do_bench=1 ;;
+          train) do_train=1 ;;
           info | report) ;;
           *) die_usage "unknown step '$s' in --only" ;;
         esac
@@ -94,6 +104,16 @@ while [[ $# -gt 0 ]]; do
       shift
       ;;
     --quick) quick_flag=1 ;;
+    --cifar10)
+      need_arg "$1" $#
+      cifar10="$2"
+      shift
+      ;;
+    --train-seconds)
+      need_arg "$1" $#
+      train_seconds="$2"
+      shift
+      ;;
     --without-gpu) without_gpu=1 ;;
     --bench-cpu) bench_cpu=1 ;;
     -h | --help)
@@ -105,6 +125,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 [[ $budget =~ ^[1-9][0-9]*$ ]] || die_usage "--budget must be a positive number of seconds, not '$budget'"
+[[ $train_seconds =~ ^[1-9][0-9]*$ ]] || die_usage "--train-seconds must be a positive number, not '$train_seconds'"
 
 gc_name=gpu-bundle
 report_py="$bundle/tools/gpu_report.py"
@@ -382,11 +403,51 @@ step_bench() {
   gc_bench "$bundle/bin" "$limit" "$per" --benchmark_min_time=0.05 ${filter[@]+"${filter[@]}"}
 }
 
+# resnet-fast on the real CIFAR-10 on the GPU (issue 14's 10-epoch run) and the
+# CPU-vs-GPU training-step benchmark, when the bundle carries the data.
+step_train() {
+  local data="$cifar10"
+  [[ -n $data ]] || data="$(find "$bundle/data" -maxdepth 1 -type f 2>/dev/null | head -n 1)"
+  if [[ -z $data ]]; then
+    echo "$gc_name: no CIFAR-10 in the bundle and no --cifar10: the train step is left out"
+    return
+  fi
+  local limit
+  limit="$(left)"
+  ((limit < train_seconds)) || limit=$train_seconds
+  if ((limit < 30)); then
+    skip_step train "the budget left ${limit} s"
+    return
+  fi
+  section "train: resnet-fast on CIFAR-10 ($data) on the GPU (cap ${limit} s)"
+  local start=$SECONDS dir="$report_dir/train" rc=0
+  mkdir -p "$dir"
+  run_logged "$dir/train.log" "$limit" env TANDEM_DATA_DIR="$dir/cache" "$bundle/bin/tandem" train \
+    --model resnet-fast --device cuda --data "$data" --out "$dir/run" || rc=$?
+  local detail
+  detail="$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("test accuracy %.4f" % r["test_accuracy"])' \
+    "$dir/run/results.json" 2>/dev/null || echo "no results.json")"
+  detail="$detail, $((SECONDS - start)) s with the import"
+  cp "$dir/run/metrics.csv" "$dir/" 2>/dev/null || true
+  local l
+  l="$(left)"
+  if ((l > 20)); then
+    run_logged "$dir/bench.log" "$((l < 60 ? l : 60))" "$bundle/bin/tandem" bench train \
+      --model resnet-fast --batch-size 512 --steps 10 --json >"$dir/bench-train.json" || true
+  fi
+  case "$rc" in
+    0) finish_step train PASS "$detail" "$start" ;;
+    124 | 137) finish_step train "TIMED OUT" "after $limit s; $detail" "$start" ;;
+    *) finish_step train FAIL "exit status $rc; $detail" "$start" ;;
+  esac
+}
+
 step_info
 [[ $do_tests -eq 1 ]] && step_tests
 [[ $do_async -eq 1 ]] && step_async
 [[ $do_sanitizer -eq 1 ]] && step_sanitizer
 [[ $do_bench -eq 1 ]] && step_bench
+[[ $do_train -eq 1 ]] && step_train
 reserve=0
 overall=0
 gc_report_and_summary tests tests_async sanitizer bench || overall=$?

@@ -32,13 +32,17 @@
 #                     device call carries this folder)
 #   --max-mib N       size limit of the archive in MiB (default 60: the device
 #                     tool carries 64 MiB in all, the working tree included)
+#   --cifar10 FILE    also pack FILE (a CIFAR-10 source that `tandem train
+#                     --data` takes, e.g. ../shared/data/cifar10-jpeg.tar.xz,
+#                     18 MB) as data/: run.sh then trains resnet-fast on the
+#                     GPU for the "train" step
 #   --jobs N          build parallelism (default: JOBS or nproc)
 #   -h, --help        this text
 #
 # Exit status: 0 packed and checked; 1 a step failed; 64 bad usage.
 set -euo pipefail
 
-usage() { sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -47,6 +51,7 @@ build_dir="$root/build/ci"
 do_build=1
 out_dir="$root/build/gpu-bundle"
 max_mib=60
+cifar10=""
 jobs="${JOBS:-$(nproc)}"
 
 die_usage() {
@@ -76,6 +81,12 @@ while [[ $# -gt 0 ]]; do
     --jobs)
       need_arg "$1" $#
       jobs="$2"
+      shift
+      ;;
+    --cifar10)
+      need_arg "$1" $#
+      cifar10="$(realpath -m "$2")"
+      [[ -f $cifar10 ]] || die_usage "--cifar10: no file $2"
       shift
       ;;
     -h | --help)
@@ -185,6 +196,11 @@ step_stage() {
   chmod +x "$stage/run.sh"
   cp "$root/tools/gpu-lib.sh" "$root/tools/gpu_report.py" "$stage/tools/"
   find "$root/benchmarks" -maxdepth 1 -name '*.py' -exec cp {} "$stage/benchmarks/" \;
+  if [[ -n $cifar10 ]]; then
+    mkdir -p "$stage/data"
+    cp "$cifar10" "$stage/data/"
+    say "stage: + data/$(basename "$cifar10") ($(du -h "$cifar10" | cut -f1))"
+  fi
   write_ctest_list
   write_manifest
 }
