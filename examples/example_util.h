@@ -64,11 +64,15 @@ class Flags {
       fail("--" + name + " wants a positive number, got '" + v + "'");
     return x;
   }
-  // --device cpu|cuda (default cpu); a clear error when CUDA is not usable.
+  // --device cpu|cuda|auto (default cpu); auto is cuda when a CUDA device is
+  // usable, else cpu. An explicit cuda without one is a clear error.
   tandem::Device device() const {
     const std::string d = get("device", "cpu");
     if (d == "cpu") return tandem::Device(tandem::kCPU);
-    if (d != "cuda") fail("--device wants cpu or cuda, got '" + d + "'");
+    if (d == "auto")
+      return tandem::cuda::is_available() ? tandem::Device(tandem::kCUDA)
+                                          : tandem::Device(tandem::kCPU);
+    if (d != "cuda") fail("--device wants cpu, cuda or auto, got '" + d + "'");
     if (!tandem::cuda::is_available()) {
       std::fprintf(stderr,
                    "error: --device cuda, but no CUDA device is available (this build %s the "
