@@ -42,7 +42,7 @@ mkdir -p "$work/unpacked"
 tar -xJf "$archive" -C "$work/unpacked"
 b="$work/unpacked/tandem-gpu-bundle"
 for f in run.sh MANIFEST tests.tsv tools/gpu-lib.sh tools/gpu_report.py bin/tandem_gpu_probe \
-  bin/tandem_test_cuda lib/fallback/libstdc++.so.6; do
+  bin/tandem_test_cuda lib/fallback/libstdc++.so.6 tests/safetensors_ref.py tests/data/safetensors; do
   [[ -e $b/$f ]] || fail "the bundle lacks $f"
 done
 ls "$b"/lib/libopenblas* >/dev/null 2>&1 || fail "the bundle lacks OpenBLAS"

@@ -154,7 +154,17 @@ TEST_F(SerializeTest, RoundTripsEveryDtypeOnCuda) {
 
 // ---- Interoperability: the standard-library Python reader and writer -------------
 
-std::string data_dir() { return std::string(TANDEM_TEST_SOURCE_DIR) + "/data/safetensors"; }
+// The tests/ folder and the Python interpreter: compiled in, overridable at run
+// time (the GPU bundle carries tests/data elsewhere, next to another python3).
+std::string source_dir() {
+  const char* e = std::getenv("TANDEM_TEST_SOURCE_DIR");
+  return e != nullptr && *e != '\0' ? std::string(e) : std::string(TANDEM_TEST_SOURCE_DIR);
+}
+std::string python3() {
+  const char* e = std::getenv("TANDEM_TEST_PYTHON3");
+  return e != nullptr && *e != '\0' ? std::string(e) : std::string(TANDEM_PYTHON3);
+}
+std::string data_dir() { return source_dir() + "/data/safetensors"; }
 
 TEST_F(SerializeTest, ReadsAFileWrittenByThePythonReferenceWriter) {
   const SafetensorsFile f = load_safetensors(data_dir() + "/good/python_all_dtypes.safetensors");
@@ -180,8 +190,8 @@ TEST_F(SerializeTest, ReadsAFileWrittenByThePythonReferenceWriter) {
 
 // Runs the Python reader on `file` and returns its JSON output.
 nlohmann::json python_read(const std::string& file) {
-  const std::string cmd = std::string("'") + TANDEM_PYTHON3 + "' '" + TANDEM_TEST_SOURCE_DIR +
-                          "/safetensors_ref.py' read '" + file + "'";
+  const std::string cmd =
+      "'" + python3() + "' '" + source_dir() + "/safetensors_ref.py' read '" + file + "'";
   FILE* p = ::popen(cmd.c_str(), "r");
   EXPECT_NE(p, nullptr);
   std::string out;
@@ -193,7 +203,7 @@ nlohmann::json python_read(const std::string& file) {
 }
 
 TEST_F(SerializeTest, ThePythonReferenceReaderReadsOurFiles) {
-  if (std::string(TANDEM_PYTHON3).empty()) GTEST_SKIP() << "no python3 found at configure time";
+  if (python3().empty()) GTEST_SKIP() << "no python3 found at configure time";
   const TensorList saved = random_tensors(Device(kCPU));
   save_safetensors(path("ours.safetensors"), saved, {{"epoch", "3"}});
   const nlohmann::json j = python_read(path("ours.safetensors"));

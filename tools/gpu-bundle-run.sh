@@ -324,6 +324,11 @@ run_gtests() {  # DIR LIMIT FILTER ENV...
   for p in "${pids[@]}"; do wait "$p" || true; done
 }
 
+# The tests' fixtures travel in the bundle, not at the path compiled in.
+export TANDEM_TEST_SOURCE_DIR="$bundle/tests"
+TANDEM_TEST_PYTHON3="$(command -v python3 || true)"
+export TANDEM_TEST_PYTHON3
+
 step_tests() {
   local limit
   limit="$(cap 40)"

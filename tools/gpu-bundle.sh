@@ -196,6 +196,10 @@ step_stage() {
   chmod +x "$stage/run.sh"
   cp "$root/tools/gpu-lib.sh" "$root/tools/gpu_report.py" "$stage/tools/"
   find "$root/benchmarks" -maxdepth 1 -name '*.py' -exec cp {} "$stage/benchmarks/" \;
+  # Test fixtures the test programs read at run time (TANDEM_TEST_SOURCE_DIR).
+  mkdir -p "$stage/tests"
+  cp -r "$root/tests/data" "$stage/tests/"
+  cp "$root/tests/safetensors_ref.py" "$stage/tests/"
   if [[ -n $cifar10 ]]; then
     mkdir -p "$stage/data"
     cp "$cifar10" "$stage/data/"
