@@ -306,4 +306,49 @@ TEST(Trainer, ResumeErrors) {
   tt::expect_error([&] { train::Trainer w(nullptr, sgd, nullptr, none); }, "no model");
 }
 
+TEST(Trainer, ErrorsNameTheProblem) {
+  manual_seed(9);
+  nn::Sequential net = small_net();
+  optim::SGD sgd(net->parameters(), optim::SGDOptions(0.01));
+  train::TrainerOptions o;
+  o.epochs = -1;
+  tt::expect_error([&] { train::Trainer t(net.ptr(), sgd, nullptr, o); },
+                   "epochs must be >= 0, got -1");
+  o = train::TrainerOptions();
+  o.clip_grad_norm = -0.5;
+  tt::expect_error([&] { train::Trainer t(net.ptr(), sgd, nullptr, o); },
+                   "clip_grad_norm must be >= 0");
+  o = train::TrainerOptions();
+  o.num_classes = 0;
+  tt::expect_error([&] { train::Trainer t(net.ptr(), sgd, nullptr, o); },
+                   "num_classes must be positive");
+
+  // A loader that yields no batch: 20 samples, batch 32, drop_last.
+  data::LoaderOptions lo = loader_options(1, true);
+  lo.drop_last = true;
+  data::DataLoader empty(synthetic_cifar(20, 9), lo);
+  train::Trainer t(net.ptr(), sgd, nullptr, train::TrainerOptions());
+  tt::expect_error([&] { t.fit(empty); }, "the training loader gave no batch in epoch 1");
+
+  // A checkpoint directory that cannot be made (a file is in the way).
+  const std::string file = temp_dir("f");
+  std::FILE* f = std::fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fclose(f);
+  train::TrainerOptions bad_dir;
+  bad_dir.checkpoint_dir = file + "/run";
+  train::Trainer u(net.ptr(), sgd, nullptr, bad_dir);
+  data::DataLoader train(synthetic_cifar(40, 9), loader_options(1, true));
+  tt::expect_error([&] { u.fit(train); }, "cannot create the checkpoint directory");
+
+  // A model whose output is not [N, num_classes].
+  nn::Sequential wrong(nn::Flatten(), nn::Linear(3 * 32 * 32, 7));
+  data::DataLoader val(synthetic_cifar(40, 10), loader_options(0, false));
+  tt::expect_error([&] { train::evaluate(*wrong, val, 10); }, "expected [N, 10]");
+  EXPECT_TRUE(wrong->is_training()) << "the training flag survives the error";
+
+  tt::expect_error([] { train::History::from_json("{\"epochs\": 3}"); },
+                   "not valid JSON of the expected form");
+}
+
 }  // namespace

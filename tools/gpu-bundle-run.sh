@@ -52,11 +52,18 @@ set -euo pipefail
 usage() { sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; }
 
 bundle="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+gc_name=gpu-bundle
+# The steps shared with tools/gpu-check.sh; sourced before the options are
+# read, since it sets their defaults (quick, allowed_skips, sanitizer_exclude).
+# (In the bundle it is tools/gpu-lib.sh; in the source tree, next to this file.)
+lib="$bundle/tools/gpu-lib.sh"
+[[ -f $lib ]] || lib="$bundle/gpu-lib.sh"
+# shellcheck source=tools/gpu-lib.sh
+source "$lib"
 budget=420
 out_dir="${OUT:-}"
 report_dir=/tmp/tandem-gpu-report
 do_tests=1 do_async=1 do_sanitizer=1 do_bench=1
-quick_flag=0
 without_gpu=0
 bench_cpu=0
 cifar10=""
@@ -103,7 +110,7 @@ while [[ $# -gt 0 ]]; do
       done
       shift
       ;;
-    --quick) quick_flag=1 ;;
+    --quick) quick=1 ;;
     --cifar10)
       need_arg "$1" $#
       cifar10="$2"
@@ -127,14 +134,10 @@ done
 [[ $budget =~ ^[1-9][0-9]*$ ]] || die_usage "--budget must be a positive number of seconds, not '$budget'"
 [[ $train_seconds =~ ^[1-9][0-9]*$ ]] || die_usage "--train-seconds must be a positive number, not '$train_seconds'"
 
-gc_name=gpu-bundle
 report_py="$bundle/tools/gpu_report.py"
 mkdir -p "$report_dir"
 report_dir="$(cd "$report_dir" && pwd)"
 rm -rf "${report_dir:?}"/*
-# shellcheck source=tools/gpu-lib.sh
-source "$bundle/tools/gpu-lib.sh"
-quick=$quick_flag
 exec > >(tee "$report_dir/run.log") 2>&1
 
 t0=$SECONDS

@@ -61,10 +61,11 @@ usage() { sed -n '2,56p' "$0" | sed 's/^# \{0,1\}//'; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-EXIT_FAIL=1
-EXIT_NO_GPU=2
-EXIT_NO_TOOL=3
-EXIT_USAGE=64
+gc_name=gpu-check
+# The steps shared with the GPU bundle's run.sh; sourced before the options are
+# read, since it sets their defaults (quick, allowed_skips, sanitizer_exclude).
+# shellcheck source=tools/gpu-lib.sh
+source "$root/tools/gpu-lib.sh"
 
 build_dir=""
 existing_build=0
@@ -73,7 +74,6 @@ do_build=1
 do_tests=1
 do_sanitizer=1
 do_bench=1
-quick=0
 jobs="${JOBS:-$(nproc)}"
 
 die_usage() {
@@ -156,10 +156,7 @@ done
 build_dir="$(realpath -m "$build_dir")"
 [[ -n $report_dir ]] || report_dir="$build_dir/report"
 report_dir="$(realpath -m "$report_dir")"
-gc_name=gpu-check
 report_py="$root/tools/gpu_report.py"
-# shellcheck source=tools/gpu-lib.sh
-source "$root/tools/gpu-lib.sh"
 
 cache_value() {  # KEY: a value from the build's CMakeCache.txt
   sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt" 2>/dev/null | head -n 1

@@ -49,7 +49,6 @@ require_tool() {
     exit "$EXIT_NO_TOOL"
   fi
 }
-is_seconds() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 
 # The per-step results live in the report directory, one line per step, so
 # that a later partial run (--only bench) keeps the earlier ones for the report.

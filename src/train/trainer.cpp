@@ -1,12 +1,9 @@
 // The training loop (include/tandem/train.h): epochs, evaluation, history,
 // checkpoints and exact resumption. Everything here is written with public
 // ops, so it runs unchanged on the CPU and on CUDA.
-#include <sys/stat.h>
-
-#include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <cstring>
+#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -67,18 +64,11 @@ Tensor flip_horizontal(const Tensor& x) {
 
 void make_dir(const std::string& dir) {
   if (dir.empty()) return;
-  std::string partial;
-  std::stringstream ss(dir);
-  std::string part;
-  if (dir[0] == '/') partial = "/";
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    partial += part + "/";
-    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
-      TANDEM_CHECK(false, "train: cannot create the checkpoint directory ", dir, " (at ", partial,
-                   ": ", std::strerror(errno), ")");
-    }
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  TANDEM_CHECK(!ec && std::filesystem::is_directory(dir),
+               "train: cannot create the checkpoint directory ", dir, " (",
+               ec ? ec.message() : std::string("a file is in the way"), ")");
 }
 
 double first_lr(const optim::Optimizer& opt) {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -150,13 +151,8 @@ td::nn::Sequential make_model(const std::string& name_or_file, ModelSpec* spec) 
 
 td::models::Recipe recipe_for(const ModelSpec& spec) {
   if (spec.preset) return td::models::recipe(spec.name);
-  td::models::Recipe r;
-  r.lr = 0.01;
-  r.momentum = 0.9;
-  r.batch_size = 64;
-  r.epochs = 10;
-  r.mean = {0.4914, 0.4822, 0.4465};
-  r.std = {0.2470, 0.2435, 0.2616};
+  // A JSON model file trains with the mlp preset's plain recipe.
+  td::models::Recipe r = td::models::recipe("mlp");
   r.notes = "the generic recipe for a JSON model file: SGD momentum 0.9, lr 0.01, batch 64";
   return r;
 }
@@ -231,18 +227,10 @@ bool is_file(const std::string& path) {
 }
 
 void make_directories(const std::string& path) {
-  std::string partial;
-  std::stringstream ss(path);
-  std::string part;
-  if (!path.empty() && path[0] == '/') partial = "/";
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    partial += part + "/";
-    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
-      throw std::runtime_error("cannot create the directory " + path + " (at " + partial + ": " +
-                               std::strerror(errno) + ")");
-    }
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec)
+    throw std::runtime_error("cannot create the directory " + path + " (" + ec.message() + ")");
   if (!is_directory(path)) throw std::runtime_error(path + " exists and is not a directory");
 }
 
