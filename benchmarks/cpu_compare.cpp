@@ -32,7 +32,8 @@ using Work = std::function<void()>;
 Tensor randn_f32(const Shape& s, Generator& g) { return randn(s, {}, &g); }
 
 // A training step: forward, cross-entropy, backward, optimizer step.
-Work train_step(nn::Sequential net, int64_t batch, std::shared_ptr<optim::Optimizer> opt, Generator& g) {
+Work train_step(nn::Sequential net, int64_t batch, std::shared_ptr<optim::Optimizer> opt,
+                Generator& g) {
   Tensor x = randn_f32({batch, 3, 32, 32}, g);
   Tensor y = randint(0, 10, {batch}, kInt64, &g);
   return [net, x, y, opt] {
@@ -149,9 +150,11 @@ Work make_case(const std::string& name) {
   TANDEM_FAIL("unknown case '", name, "'");
 }
 
-const char* const kCases[] = {"lenet_b64", "lenet_b128", "cbr_b64", "cbr_b128", "conv_fwd", "conv_fwd_bwd",
-                              "softmax", "log_softmax", "cross_entropy", "exp", "log", "tanh", "sigmoid",
-                              "relu", "add", "adam_10m", "sgd_momentum_10m", "gemm_1024"};
+const char* const kCases[] = {"lenet_b64",        "lenet_b128",   "cbr_b64", "cbr_b128",
+                              "conv_fwd",         "conv_fwd_bwd", "softmax", "log_softmax",
+                              "cross_entropy",    "exp",          "log",     "tanh",
+                              "sigmoid",          "relu",         "add",     "adam_10m",
+                              "sgd_momentum_10m", "gemm_1024"};
 
 }  // namespace
 
@@ -182,8 +185,10 @@ int main() {
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < reps; ++i) work();
       const double ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
-      std::cout << "{\"case\": \"" << name << "\", \"ms\": " << ms << ", \"reps\": " << reps << "}" << std::endl;
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+          reps;
+      std::cout << "{\"case\": \"" << name << "\", \"ms\": " << ms << ", \"reps\": " << reps << "}"
+                << std::endl;
     } catch (const std::exception& e) {
       std::cout << "{\"case\": \"" << name << "\", \"error\": \"" << e.what() << "\"}" << std::endl;
     }

@@ -14,6 +14,8 @@ packages=(
   pkg-config
   clang-format
   libopenblas-dev
+  libopenblas-openmp-dev  # OpenBLAS on OpenMP's threads (one pool with tandem's loops)
+  libdnnl-dev          # oneDNN: CPU convolution, pooling, batch norm
   libgtest-dev
   libgmock-dev
   libbenchmark-dev
