@@ -243,6 +243,37 @@ TEST(Conv2d, BackwardMatchesNaiveAdjoint) {
   }
 }
 
+TEST(Conv2d, Float32BackwardMatchesFloat64OnRandomShapes) {
+  // float32 convolutions run through oneDNN, float64 ones through im2col +
+  // GEMM (checked against the naive adjoint above): the two must agree on
+  // every configuration (strides, padding, dilation, groups, 1x1, whole-image
+  // kernels, odd sizes).
+  for (const ConvCfg& g : conv_configs()) {
+    SCOPED_TRACE(::testing::Message() << g);
+    const Tensor x64 = tt::random_tensor({g.n, g.c, g.h, g.w}, kFloat64);
+    const Tensor w64 = tt::random_tensor({g.k, g.c / g.groups, g.r, g.s}, kFloat64);
+    const Tensor b64 = g.bias ? tt::random_tensor({g.k}, kFloat64) : Tensor();
+    const Tensor go64 =
+        tt::random_tensor({g.n, g.k, out_size(g.h, g.pad.h, g.dil.h, g.r, g.stride.h),
+                           out_size(g.w, g.pad.w, g.dil.w, g.s, g.stride.w)},
+                          kFloat64);
+    auto grads = [&](DType dt) {
+      // Fresh leaves (to() of the same dtype would alias the shared inputs).
+      auto leaf = [dt](const Tensor& t) { return t.to(dt).clone().set_requires_grad(true); };
+      Tensor x = leaf(x64), w = leaf(w64), b = g.bias ? leaf(b64) : Tensor();
+      Tensor y = conv2d(x, w, b, g.stride, g.pad, g.dil, g.groups);
+      (y * go64.to(dt)).sum().backward();
+      return std::vector<Tensor>{y, x.grad(), w.grad()};
+    };
+    const auto want = grads(kFloat64), got = grads(kFloat32);
+    for (size_t i = 0; i < want.size(); ++i) {
+      SCOPED_TRACE(i == 0 ? "y" : i == 1 ? "grad x" : "grad w");
+      EXPECT_TRUE(tt::values_close(tt::to_doubles(got[i]), got[i].sizes(), tt::to_doubles(want[i]),
+                                   want[i].sizes(), sum_tol(kFloat32)));
+    }
+  }
+}
+
 TEST(Conv2d, ArgumentErrorsNameTheProblem) {
   const Tensor x = tt::random_tensor({2, 3, 8, 8}, kFloat32);
   const Tensor w = tt::random_tensor({4, 3, 3, 3}, kFloat32);

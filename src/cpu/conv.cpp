@@ -2,14 +2,14 @@
 // reference twins of src/cuda/cudnn_conv.cpp, kernels/pool.cu and
 // kernels/batch_norm.cu (contracts in core/backend_decls.inc).
 //
-// Convolution is im2col + OpenBLAS GEMM over a chunk of the batch at a time:
-// the chunk's samples are unfolded in parallel (OpenMP over samples) into one
-// column matrix col [C*R*S, B*P*Q], and one GEMM per group multiplies it
-// (OpenBLAS threads the GEMM itself; it must not be called from inside an
-// OpenMP loop, see cpu/blas.cpp). The chunk is sized so that col stays near
-// kColBudget bytes. The backward passes use the same unfolding: grad_input is
-// W^T * grad_y folded back (col2im, parallel over samples, each sample writing
-// only its own plane), grad_weight accumulates grad_y * col^T over the chunks.
+// float32 convolution goes to oneDNN (cpu/dnnl_conv.cpp); what it does not
+// take (float64, and TANDEM_CPU_ONEDNN=0) is im2col + OpenBLAS GEMM over a chunk of the batch at a
+// time: the chunk's samples are unfolded in parallel (OpenMP over samples) into one column matrix
+// col [C*R*S, B*P*Q], and one GEMM per group multiplies it (OpenBLAS threads the GEMM itself; it
+// must not be called from inside an OpenMP loop, see cpu/blas.cpp). The chunk is sized so that col
+// stays near kColBudget bytes. The backward passes use the same unfolding: grad_input is W^T *
+// grad_y folded back (col2im, parallel over samples, each sample writing only its own plane),
+// grad_weight accumulates grad_y * col^T over the chunks.
 //
 // Pooling and batch norm are direct loops, parallel over planes or channels.
 // Batch-norm statistics are accumulated in double.
@@ -19,6 +19,7 @@
 
 #include "core/pool_window.h"
 #include "cpu/cpu_utils.h"
+#include "cpu/dnnl_conv.h"
 
 namespace tandem {
 namespace cpu {
@@ -125,6 +126,7 @@ Tensor cpu_buffer(Shape shape, DType dtype) {
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvShape& s,
                     Tensor& y) {
   check_conv("conv2d", x, s);
+  if (dnnl_conv2d_forward(x, weight, bias, s, y)) return;
   const int64_t g = s.groups, kg = s.k / g, crs_g = (s.c / g) * s.r * s.s, pq = s.p * s.q;
   const int64_t chunk = chunk_size(s, element_size(x.dtype()));
   Tensor col = cpu_buffer({s.c * s.r * s.s, chunk * pq}, x.dtype());
@@ -154,6 +156,7 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, c
 void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const ConvShape& s,
                            Tensor& grad_x) {
   check_conv("conv2d backward", grad_y, s);
+  if (dnnl_conv2d_backward_input(grad_y, weight, s, grad_x)) return;
   const int64_t g = s.groups, kg = s.k / g, crs_g = (s.c / g) * s.r * s.s, pq = s.p * s.q;
   const int64_t chunk = chunk_size(s, element_size(grad_y.dtype()));
   Tensor col = cpu_buffer({s.c * s.r * s.s, chunk * pq}, grad_y.dtype());
@@ -174,6 +177,7 @@ void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Con
 void conv2d_backward_weight(const Tensor& x, const Tensor& grad_y, const ConvShape& s,
                             Tensor& grad_weight) {
   check_conv("conv2d backward", x, s);
+  if (dnnl_conv2d_backward_weight(x, grad_y, s, grad_weight)) return;
   const int64_t g = s.groups, kg = s.k / g, crs_g = (s.c / g) * s.r * s.s, pq = s.p * s.q;
   const int64_t chunk = chunk_size(s, element_size(x.dtype()));
   Tensor col = cpu_buffer({s.c * s.r * s.s, chunk * pq}, x.dtype());
