@@ -1,12 +1,23 @@
-// CPU GEMM through OpenBLAS: row-major cblas_sgemm / cblas_dgemm, one call per
-// matrix of the batch (element strides; stride 0 repeats a matrix).
-// OpenBLAS threads each call itself, so batches run one after another, except
+// CPU GEMM: float32 through oneDNN's dnnl_sgemm, float64 through OpenBLAS's
+// cblas_dgemm; row-major, one call per matrix of the batch (element strides;
+// stride 0 repeats a matrix).
+//
+// Why not OpenBLAS for float32: its run-time CPU detection (0.3.21) does not
+// know every CPU a virtual machine reports and then falls back to its generic
+// "Prescott" SSE3 kernels (seen on this project's Sapphire Rapids VMs: 1024^3
+// sgemm 3.5x slower than with its AVX-512 kernels); oneDNN's JIT kernels
+// follow the CPU's feature flags. float64 (the tests' references, gradient
+// checks) stays on OpenBLAS.
+//
+// Both libraries thread each call themselves, so batches run one after another, except
 // for many small products: those run in parallel over the batch, each call
 // below OpenBLAS's own threading threshold (so it stays single-threaded; the
 // pthreads build warns and may stall if it starts threads inside an OpenMP loop).
 #include <cblas.h>  // a SYSTEM include (CMakeLists.txt): it uses C99 _Complex
+#include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
 #include "cpu/cpu_utils.h"
@@ -33,13 +44,15 @@ struct BlasArgs {
   blasint m, n, k, lda, ldb, ldc;
 };
 
-void gemm_one(const BlasArgs& g, float alpha, const float* a, const float* b, float beta,
-              float* c) {
-  cblas_sgemm(CblasRowMajor, g.ta, g.tb, g.m, g.n, g.k, alpha, a, g.lda, b, g.ldb, beta, c, g.ldc);
+// Returns oneDNN's status (dnnl_success for OpenBLAS, which reports nothing).
+int gemm_one(const BlasArgs& g, float alpha, const float* a, const float* b, float beta, float* c) {
+  return dnnl_sgemm(g.ta == CblasTrans ? 'T' : 'N', g.tb == CblasTrans ? 'T' : 'N', g.m, g.n, g.k,
+                    alpha, a, g.lda, b, g.ldb, beta, c, g.ldc);
 }
-void gemm_one(const BlasArgs& g, double alpha, const double* a, const double* b, double beta,
-              double* c) {
+int gemm_one(const BlasArgs& g, double alpha, const double* a, const double* b, double beta,
+             double* c) {
   cblas_dgemm(CblasRowMajor, g.ta, g.tb, g.m, g.n, g.k, alpha, a, g.lda, b, g.ldb, beta, c, g.ldc);
+  return dnnl_success;
 }
 
 }  // namespace
@@ -67,14 +80,20 @@ void gemm(Transpose ta, Transpose tb, const GemmShape& s, double alpha, const Te
     const scalar_t* pb = b.data_ptr<scalar_t>();
     scalar_t* pc = c.data_ptr<scalar_t>();
     const auto alpha_t = static_cast<scalar_t>(alpha), beta_t = static_cast<scalar_t>(beta);
+    std::atomic<int> status{dnnl_success};
     const auto one = [&](int64_t i) {
-      gemm_one(g, alpha_t, pa + i * s.stride_a, pb + i * s.stride_b, beta_t, pc + i * s.stride_c);
+      const int st = gemm_one(g, alpha_t, pa + i * s.stride_a, pb + i * s.stride_b, beta_t,
+                              pc + i * s.stride_c);
+      if (st != dnnl_success) status = st;
     };
     if (parallel_batch) {
       util::parallel_for(s.batch, s.m * s.n * s.k, one);
     } else {
       for (int64_t i = 0; i < s.batch; ++i) one(i);
     }
+    // The arguments were checked above: this is out of memory or a oneDNN bug.
+    TANDEM_CHECK(status == dnnl_success, "matmul: oneDNN's sgemm failed (status ", status.load(),
+                 ") on [", s.m, ", ", s.k, "] x [", s.k, ", ", s.n, "]");
   });
 }
 
