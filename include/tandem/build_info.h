@@ -29,6 +29,8 @@ struct BuildInfo {
   std::string blas;         // "OpenBLAS"
   std::string blas_config;  // openblas_get_config(): version, core, threading
   int blas_threads = 0;     // openblas_get_num_threads()
+  // oneDNN (float32 GEMM and convolution on the CPU): "2.6.3, ISA avx512_core_bf16".
+  std::string onednn;
 
   bool cuda_built = false;         // the CUDA backend was compiled in
   std::string cuda_architectures;  // CMAKE_CUDA_ARCHITECTURES (cuda_built only)

@@ -5,6 +5,7 @@
 #include "tandem/build_info.h"
 
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 
 #include <sstream>
 
@@ -30,6 +31,42 @@ namespace tandem {
 
 namespace {
 
+std::string onednn_description() {
+  const dnnl_version_t* v = dnnl_version();
+  std::ostringstream os;
+  os << v->major << "." << v->minor << "." << v->patch << ", ISA ";
+  switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41:
+      os << "sse41";
+      break;
+    case dnnl_cpu_isa_avx:
+      os << "avx";
+      break;
+    case dnnl_cpu_isa_avx2:
+      os << "avx2";
+      break;
+    case dnnl_cpu_isa_avx2_vnni:
+      os << "avx2_vnni";
+      break;
+    case dnnl_cpu_isa_avx512_core:
+      os << "avx512_core";
+      break;
+    case dnnl_cpu_isa_avx512_core_vnni:
+      os << "avx512_core_vnni";
+      break;
+    case dnnl_cpu_isa_avx512_core_bf16:
+      os << "avx512_core_bf16";
+      break;
+    case dnnl_cpu_isa_avx512_core_amx:
+      os << "avx512_core_amx";
+      break;
+    default:
+      os << "other";
+      break;
+  }
+  return os.str();
+}
+
 std::string compiler_name() {
   std::ostringstream os;
 #if defined(__clang__)
@@ -54,6 +91,7 @@ BuildInfo build_info() {
   const char* config = openblas_get_config();
   info.blas_config = config != nullptr ? config : "unknown";
   info.blas_threads = openblas_get_num_threads();
+  info.onednn = onednn_description();
   info.cuda_architectures = TANDEM_CUDA_ARCHITECTURES;
   cuda::detail::fill_build_info(info);
   return info;
@@ -63,8 +101,9 @@ std::string BuildInfo::to_string() const {
   std::ostringstream os;
   os << "tandem:             " << version << " (" << build_type << ", " << compiler << ")\n";
   os << "CPU threads:        " << cpu_threads << " (OpenMP)\n";
-  os << "BLAS:               " << blas << " (" << blas_config << "), " << blas_threads
+  os << "BLAS (float64):     " << blas << " (" << blas_config << "), " << blas_threads
      << " thread(s)\n";
+  os << "oneDNN:             " << onednn << " (float32 GEMM, convolution)\n";
   os << "CUDA backend built: " << (cuda_built ? "yes" : "no");
   if (cuda_built && !cuda_architectures.empty())
     os << " (architectures " << cuda_architectures << ")";

@@ -12,7 +12,8 @@
 // grad_weight accumulates grad_y * col^T over the chunks.
 //
 // Pooling and batch norm are direct loops, parallel over planes or channels.
-// Batch-norm statistics are accumulated in double.
+// Batch-norm statistics are accumulated in double (four chains per sum);
+// the normalisation itself runs in the tensor's dtype.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -353,6 +354,27 @@ void adaptive_avg_pool2d_backward(const Tensor& grad_y, const PoolShape& s, Tens
 
 // ---- Batch norm ---------------------------------------------------------------------
 
+namespace {
+
+// sum of f(i) for i < m in double, with four independent accumulators: the
+// adds of one chain wait on each other; four chains keep the FPU busy and let
+// the compiler use vectors.
+template <typename F>
+double sum4(int64_t m, const F& f) {
+  double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) {
+    a0 += f(i);
+    a1 += f(i + 1);
+    a2 += f(i + 2);
+    a3 += f(i + 3);
+  }
+  for (; i < m; ++i) a0 += f(i);
+  return (a0 + a1) + (a2 + a3);
+}
+
+}  // namespace
+
 void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tensor& bias,
                               Tensor& running_mean, Tensor& running_var, double momentum,
                               double eps, int64_t n, int64_t c, int64_t m, Tensor& y,
@@ -372,31 +394,34 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
     T* sm = save_mean.data_ptr<T>();
     T* si = save_invstd.data_ptr<T>();
     util::parallel_for(c, 3 * count, [&](int64_t ch) {
+      const auto plane = [&](int64_t b) { return (b * c + ch) * m; };
       double sum = 0.0;
       for (int64_t b = 0; b < n; ++b) {
-        const T* in = xp + (b * c + ch) * m;
-        for (int64_t i = 0; i < m; ++i) sum += static_cast<double>(in[i]);
+        const T* in = xp + plane(b);
+        sum += sum4(m, [in](int64_t i) { return static_cast<double>(in[i]); });
       }
       const double mean = sum / static_cast<double>(count);
       double sq = 0.0;
       for (int64_t b = 0; b < n; ++b) {
-        const T* in = xp + (b * c + ch) * m;
-        for (int64_t i = 0; i < m; ++i) {
+        const T* in = xp + plane(b);
+        sq += sum4(m, [in, mean](int64_t i) {
           const double d = static_cast<double>(in[i]) - mean;
-          sq += d * d;
-        }
+          return d * d;
+        });
       }
       const double var = sq / static_cast<double>(count);
       const double invstd = 1.0 / std::sqrt(var + eps);
-      const double scale = (wp ? static_cast<double>(wp[ch]) : 1.0) * invstd;
-      const double shift = bp ? static_cast<double>(bp[ch]) : 0.0;
+      // y = (x - mean) * scale + shift in T: the statistics carry the double
+      // precision; x - mean is exact or nearly so where it matters.
+      const T mean_t = static_cast<T>(mean);
+      const T scale = static_cast<T>((wp ? static_cast<double>(wp[ch]) : 1.0) * invstd);
+      const T shift = bp ? bp[ch] : T(0);
       for (int64_t b = 0; b < n; ++b) {
-        const T* in = xp + (b * c + ch) * m;
-        T* out = yp + (b * c + ch) * m;
-        for (int64_t i = 0; i < m; ++i)
-          out[i] = static_cast<T>((static_cast<double>(in[i]) - mean) * scale + shift);
+        const T* in = xp + plane(b);
+        T* out = yp + plane(b);
+        for (int64_t i = 0; i < m; ++i) out[i] = (in[i] - mean_t) * scale + shift;
       }
-      sm[ch] = static_cast<T>(mean);
+      sm[ch] = mean_t;
       si[ch] = static_cast<T>(invstd);
       if (rm)
         rm[ch] = static_cast<T>((1.0 - momentum) * static_cast<double>(rm[ch]) + momentum * mean);
@@ -426,33 +451,33 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
     T* gw = grad_weight.defined() ? grad_weight.data_ptr<T>() : nullptr;
     T* gb = grad_bias.defined() ? grad_bias.data_ptr<T>() : nullptr;
     util::parallel_for(c, 3 * count, [&](int64_t ch) {
-      const double mean = static_cast<double>(sm[ch]);
+      const auto plane = [&](int64_t b) { return (b * c + ch) * m; };
+      const T mean = sm[ch];
       const double invstd = static_cast<double>(si[ch]);
-      double sum_gy = 0.0, sum_gy_xhat = 0.0;
+      double sum_gy = 0.0, sum_gy_xc = 0.0;  // xc = x - mean
       for (int64_t b = 0; b < n; ++b) {
-        const T* g = gy + (b * c + ch) * m;
-        const T* in = xp + (b * c + ch) * m;
-        for (int64_t i = 0; i < m; ++i) {
-          const double gi = static_cast<double>(g[i]);
-          sum_gy += gi;
-          sum_gy_xhat += gi * (static_cast<double>(in[i]) - mean) * invstd;
-        }
+        const T* g = gy + plane(b);
+        const T* in = xp + plane(b);
+        sum_gy += sum4(m, [g](int64_t i) { return static_cast<double>(g[i]); });
+        sum_gy_xc += sum4(m, [g, in, mean](int64_t i) {
+          return static_cast<double>(g[i]) * static_cast<double>(in[i] - mean);
+        });
       }
+      const double sum_gy_xhat = sum_gy_xc * invstd;
       if (gb) gb[ch] = static_cast<T>(sum_gy);
       if (gw) gw[ch] = static_cast<T>(sum_gy_xhat);
       if (!gx) return;
+      // grad_x = a * gy + k * (x - mean) + d, the coefficients in double.
       const double w = wp ? static_cast<double>(wp[ch]) : 1.0;
       const double inv_count = 1.0 / static_cast<double>(count);
-      const double mean_gy = sum_gy * inv_count, mean_gy_xhat = sum_gy_xhat * inv_count;
+      const T a = static_cast<T>(w * invstd);
+      const T k = static_cast<T>(-w * invstd * invstd * sum_gy_xhat * inv_count);
+      const T d = static_cast<T>(-w * invstd * sum_gy * inv_count);
       for (int64_t b = 0; b < n; ++b) {
-        const T* g = gy + (b * c + ch) * m;
-        const T* in = xp + (b * c + ch) * m;
-        T* out = gx + (b * c + ch) * m;
-        for (int64_t i = 0; i < m; ++i) {
-          const double xhat = (static_cast<double>(in[i]) - mean) * invstd;
-          out[i] = static_cast<T>(w * invstd *
-                                  (static_cast<double>(g[i]) - mean_gy - xhat * mean_gy_xhat));
-        }
+        const T* g = gy + plane(b);
+        const T* in = xp + plane(b);
+        T* out = gx + plane(b);
+        for (int64_t i = 0; i < m; ++i) out[i] = a * g[i] + k * (in[i] - mean) + d;
       }
     });
   });

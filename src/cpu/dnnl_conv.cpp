@@ -13,12 +13,11 @@
 // oneDNN runs on OpenMP, the same thread team as tandem's loops and OpenBLAS.
 #include "cpu/dnnl_conv.h"
 
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <array>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <utility>
 
 #include "tandem/tensor.h"
@@ -127,8 +126,8 @@ Plan make_plan(Pass pass, const ConvShape& s, bool with_bias) {
     p.a_arg = DNNL_ARG_DIFF_DST, p.b_arg = DNNL_ARG_WEIGHTS, p.out_arg = DNNL_ARG_DIFF_SRC;
     return p;
   }
-  dnnl::convolution_backward_weights::desc desc(alg, d.src_any, d.weights_any, d.dst_any,
-                                                d.strides, d.dilates, d.pad_l, d.pad_r);
+  dnnl::convolution_backward_weights::desc desc(alg, d.src_any, d.weights_any, d.dst_any, d.strides,
+                                                d.dilates, d.pad_l, d.pad_r);
   dnnl::convolution_backward_weights::primitive_desc pd(desc, user_scratchpad(), engine(), hint);
   p.prim = dnnl::convolution_backward_weights(pd);
   p.a_user = d.src, p.b_user = d.dst, p.out_user = d.weights;
@@ -143,9 +142,23 @@ using Key = std::array<int64_t, 17>;
 const Plan& plan_for(Pass pass, const ConvShape& s, bool with_bias) {
   static std::mutex mu;
   static std::map<Key, std::shared_ptr<const Plan>> cache;
-  const Key key{static_cast<int64_t>(pass), with_bias, s.n, s.c, s.h, s.w, s.k, s.r, s.s,
-                s.p, s.q, s.stride_h, s.stride_w, s.pad_h * 4096 + s.pad_w,
-                s.dil_h, s.dil_w, s.groups};
+  const Key key{static_cast<int64_t>(pass),
+                with_bias,
+                s.n,
+                s.c,
+                s.h,
+                s.w,
+                s.k,
+                s.r,
+                s.s,
+                s.p,
+                s.q,
+                s.stride_h,
+                s.stride_w,
+                s.pad_h * 4096 + s.pad_w,
+                s.dil_h,
+                s.dil_w,
+                s.groups};
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it == cache.end()) {
@@ -160,8 +173,8 @@ Tensor f32_buffer(size_t bytes) {
 
 // A memory of layout `want` holding `user` (data at ptr): the user's own
 // memory when the layouts agree, else a reordered copy in `keep`.
-memory as_layout(const memory::desc& user_md, const memory::desc& want, void* ptr,
-                 dnnl::stream& st, Tensor& keep, bool copy_in) {
+memory as_layout(const memory::desc& user_md, const memory::desc& want, void* ptr, dnnl::stream& st,
+                 Tensor& keep, bool copy_in) {
   memory user(user_md, engine(), ptr);
   if (want == user_md) return user;
   keep = f32_buffer(want.get_size());
@@ -175,17 +188,17 @@ void run(Pass pass, const ConvShape& s, const Tensor& a, const Tensor& b, const 
   const Plan& p = plan_for(pass, s, bias.defined());
   dnnl::stream st(engine());
   Tensor a_keep, b_keep, out_keep;
-  memory am = as_layout(p.a_user, p.a_want, const_cast<float*>(a.data_ptr<float>()), st, a_keep,
-                        true);
-  memory bm = as_layout(p.b_user, p.b_want, const_cast<float*>(b.data_ptr<float>()), st, b_keep,
-                        true);
+  memory am =
+      as_layout(p.a_user, p.a_want, const_cast<float*>(a.data_ptr<float>()), st, a_keep, true);
+  memory bm =
+      as_layout(p.b_user, p.b_want, const_cast<float*>(b.data_ptr<float>()), st, b_keep, true);
   memory om = as_layout(p.out_user, p.out_want, out.data_ptr<float>(), st, out_keep, false);
   Tensor scratch = f32_buffer(p.scratch.get_size());
-  std::unordered_map<int, memory> args{{p.a_arg, am},
-                                       {p.b_arg, bm},
-                                       {p.out_arg, om},
-                                       {DNNL_ARG_SCRATCHPAD, memory(p.scratch, engine(),
-                                                                    scratch.data_ptr<float>())}};
+  std::unordered_map<int, memory> args{
+      {p.a_arg, am},
+      {p.b_arg, bm},
+      {p.out_arg, om},
+      {DNNL_ARG_SCRATCHPAD, memory(p.scratch, engine(), scratch.data_ptr<float>())}};
   if (bias.defined()) {
     args.emplace(DNNL_ARG_BIAS,
                  memory(p.bias_user, engine(), const_cast<float*>(bias.data_ptr<float>())));

@@ -254,6 +254,7 @@ json host_info() {
           {"cpu_threads", info.cpu_threads},
           {"hardware_threads", std::thread::hardware_concurrency()},
           {"blas", info.blas_config},
+          {"onednn", info.onednn},
           {"gpus", gpus},
           {"gpu_name", info.gpus.empty() ? json() : json(info.gpus[0].name)},
           {"cuda_usable", info.cuda_usable},
