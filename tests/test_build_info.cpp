@@ -1,5 +1,7 @@
 // tandem::build_info(): the configuration it reports matches config.h and the
 // library's own queries, and without a usable GPU it says why.
+#include <oneapi/dnnl/dnnl.h>
+
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
@@ -35,7 +37,12 @@ TEST(BuildInfo, ReportsTheConfiguration) {
   }
   const std::string text = info.to_string();
   EXPECT_NE(text.find("tandem:             " + info.version), std::string::npos) << text;
-  EXPECT_NE(text.find("BLAS:               OpenBLAS ("), std::string::npos) << text;
+  EXPECT_NE(text.find("BLAS (float64):     OpenBLAS ("), std::string::npos) << text;
+  // oneDNN's version as the library reports it, and the ISA its kernels use.
+  EXPECT_EQ(info.onednn.rfind(std::to_string(dnnl_version()->major) + ".", 0), 0u) << info.onednn;
+  EXPECT_NE(info.onednn.find(", ISA "), std::string::npos) << info.onednn;
+  EXPECT_EQ(info.onednn.find("ISA other"), std::string::npos) << info.onednn;
+  EXPECT_NE(text.find("oneDNN:             " + info.onednn), std::string::npos) << text;
   EXPECT_NE(text.find(info.cuda_built ? "CUDA backend built: yes" : "CUDA backend built: no"),
             std::string::npos)
       << text;
