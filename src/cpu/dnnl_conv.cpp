@@ -105,7 +105,7 @@ Plan make_plan(Pass pass, const ConvShape& s, bool with_bias) {
   const Descs d = make_descs(s, with_bias);
   Plan p;
   if (pass == Pass::Forward) {
-    auto pd = forward_pd(d, with_bias, dnnl::prop_kind::forward_inference);
+    auto pd = forward_pd(d, with_bias, dnnl::prop_kind::forward_training);
     p.prim = dnnl::convolution_forward(pd);
     p.a_user = d.src, p.b_user = d.weights, p.out_user = d.dst, p.bias_user = d.bias;
     p.a_want = pd.src_desc(), p.b_want = pd.weights_desc(), p.out_want = pd.dst_desc();
@@ -183,15 +183,52 @@ memory as_layout(const memory::desc& user_md, const memory::desc& want, void* pt
   return m;
 }
 
+// The backward passes both reorder grad_y, back to back (autograd runs the
+// data and the weight pass of one convolution one after the other): a
+// thread's first reorder of a grad_y is kept for the second pass, which takes
+// it out of the cache. It is reused only for the same storage at the same
+// version (every in-place write bumps it), offset and layout; the weak
+// pointer keeps a freed storage from being taken for a new one at the same
+// address.
+struct ReorderedGradY {
+  std::weak_ptr<Storage> storage;
+  uint64_t version = 0;
+  int64_t offset = 0;
+  memory::desc want;
+  Tensor blocked;
+};
+thread_local ReorderedGradY last_grad_y;
+
+memory grad_y_as(const Tensor& gy, const memory::desc& user_md, const memory::desc& want,
+                 dnnl::stream& st, Tensor& keep) {
+  const TensorImpl& impl = *gy.impl();
+  ReorderedGradY& c = last_grad_y;
+  if (want != user_md && c.blocked.defined() && c.storage.lock() == impl.storage &&
+      c.version == impl.storage->version() && c.offset == impl.offset && c.want == want) {
+    keep = c.blocked;
+    c = ReorderedGradY();
+    return memory(want, engine(), keep.data_ptr<float>());
+  }
+  memory m = as_layout(user_md, want, const_cast<float*>(gy.data_ptr<float>()), st, keep, true);
+  c = keep.defined()
+          ? ReorderedGradY{impl.storage, impl.storage->version(), impl.offset, want, keep}
+          : ReorderedGradY();
+  return m;
+}
+
 void run(Pass pass, const ConvShape& s, const Tensor& a, const Tensor& b, const Tensor& bias,
          Tensor& out) {
   const Plan& p = plan_for(pass, s, bias.defined());
   dnnl::stream st(engine());
   Tensor a_keep, b_keep, out_keep;
-  memory am =
-      as_layout(p.a_user, p.a_want, const_cast<float*>(a.data_ptr<float>()), st, a_keep, true);
-  memory bm =
-      as_layout(p.b_user, p.b_want, const_cast<float*>(b.data_ptr<float>()), st, b_keep, true);
+  memory am = pass == Pass::BackwardData
+                  ? grad_y_as(a, p.a_user, p.a_want, st, a_keep)
+                  : as_layout(p.a_user, p.a_want, const_cast<float*>(a.data_ptr<float>()), st,
+                              a_keep, true);
+  memory bm = pass == Pass::BackwardWeights
+                  ? grad_y_as(b, p.b_user, p.b_want, st, b_keep)
+                  : as_layout(p.b_user, p.b_want, const_cast<float*>(b.data_ptr<float>()), st,
+                              b_keep, true);
   memory om = as_layout(p.out_user, p.out_want, out.data_ptr<float>(), st, out_keep, false);
   Tensor scratch = f32_buffer(p.scratch.get_size());
   std::unordered_map<int, memory> args{
