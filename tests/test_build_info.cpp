@@ -1,8 +1,7 @@
 // tandem::build_info(): the configuration it reports matches config.h and the
 // library's own queries, and without a usable GPU it says why.
-#include <oneapi/dnnl/dnnl.h>
-
 #include <gtest/gtest.h>
+#include <oneapi/dnnl/dnnl.h>
 #include <tandem/tandem.h>
 
 #include <string>

@@ -403,6 +403,53 @@ TEST(Pool2d, MaxPoolTiesRouteTheGradientToTheFirstMaximum) {
   EXPECT_DOUBLE_EQ(tt::to_doubles(z.grad())[4], 4.0);
 }
 
+TEST(Pool2d, TwoByTwoMaxPoolPicksTheFirstMaximumOrNaNOnRandomTiesAndNaNs) {
+  // The 2x2 stride-2 fast path against a naive scan: values from a few
+  // integers (many ties), NaNs and -infs sprinkled in; odd plane sizes (the
+  // last row and column are not covered by any window).
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> pick(0, 9);
+  const int64_t n = 3, c = 2, h = 9, w = 7, oh = h / 2, ow = w / 2;
+  std::vector<double> v(n * c * h * w);
+  for (double& e : v) {
+    const int r = pick(rng);
+    e = r == 0   ? std::numeric_limits<double>::quiet_NaN()
+        : r == 1 ? -std::numeric_limits<double>::infinity()
+                 : static_cast<double>(r % 3);
+  }
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tensor x = tt::make_tensor(v, {n, c, h, w}, dt).set_requires_grad(true);
+    const Tensor y = max_pool2d(x, 2);
+    ASSERT_EQ(y.sizes(), (Shape{n, c, oh, ow}));
+    y.sum().backward();
+    const auto got = tt::to_doubles(y), grad = tt::to_doubles(x.grad());
+    std::vector<double> want_grad(v.size(), 0.0);
+    for (int64_t p = 0; p < n * c; ++p) {
+      for (int64_t i = 0; i < oh; ++i) {
+        for (int64_t j = 0; j < ow; ++j) {
+          int64_t best = -1;
+          for (int64_t u = 2 * i; u < 2 * i + 2 && !(best >= 0 && std::isnan(v[best])); ++u) {
+            for (int64_t t = 2 * j; t < 2 * j + 2; ++t) {
+              const int64_t at = (p * h + u) * w + t;
+              if (best < 0 || std::isnan(v[at]) || v[at] > v[best]) best = at;
+              if (std::isnan(v[best])) break;
+            }
+          }
+          const double out = got[(p * oh + i) * ow + j];
+          if (std::isnan(v[best])) {
+            EXPECT_TRUE(std::isnan(out)) << p << " " << i << " " << j;
+          } else {
+            EXPECT_EQ(out, v[best]) << p << " " << i << " " << j;
+          }
+          want_grad[best] += 1.0;
+        }
+      }
+    }
+    EXPECT_EQ(grad, want_grad);
+  }
+}
+
 TEST(Pool2d, MaxPoolPropagatesNaN) {
   std::vector<double> v(16, 0.0);
   v[5] = std::numeric_limits<double>::quiet_NaN();
