@@ -409,7 +409,7 @@ TEST(Pool2d, TwoByTwoMaxPoolPicksTheFirstMaximumOrNaNOnRandomTiesAndNaNs) {
   // last row and column are not covered by any window).
   std::mt19937 rng(11);
   std::uniform_int_distribution<int> pick(0, 9);
-  const int64_t n = 3, c = 2, h = 9, w = 7, oh = h / 2, ow = w / 2;
+  const int64_t n = 3, c = 2, h = 9, w = 19, oh = h / 2, ow = w / 2;
   std::vector<double> v(n * c * h * w);
   for (double& e : v) {
     const int r = pick(rng);
