@@ -34,6 +34,9 @@ struct SumReducer {
   using In = T;
   using Out = OutT;
   using Acc = std::conditional_t<util::kIsFloat<T>, double, int64_t>;
+  // Order-free enough to split a row into chains (rounding differs from one
+  // chain, and is still fixed by the shape).
+  static constexpr bool kChains = true;
   static Acc first(T v, int64_t) { return static_cast<Acc>(v); }
   static void step(Acc& a, T v, int64_t) { a = util::add_wrap(a, static_cast<Acc>(v)); }
   static void merge(Acc& a, const Acc& later) { a = util::add_wrap(a, later); }
@@ -57,6 +60,7 @@ struct ExtremumReducer {
     T v;
     int64_t i;
   };
+  static constexpr bool kChains = false;  // the first extreme must win: one chain
   // Strictly better only: ties (and a second NaN) keep the earlier element.
   static bool better(T v, T best) {
     if (util::is_nan(best)) return false;
@@ -98,6 +102,25 @@ void run_reduce(const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t 
     const int64_t w = std::min(width, inner - i0);
     const In* base = px + (b / blocks_per_outer) * n * inner + i0;
     if (w == 1) {  // a single column (inner == 1: a contiguous row)
+      if constexpr (R::kChains) {
+        if (inner == 1 && j1 - j0 >= 16) {
+          // Sums of a contiguous row: eight independent chains (one chain of
+          // double adds waits on itself: ~4 cycles per element).
+          std::array<Acc, 8> part;
+          for (int l = 0; l < 8; ++l) part[l] = R::first(base[j0 + l], j0 + l);
+          int64_t j = j0 + 8;
+          for (; j + 8 <= j1; j += 8) {
+            for (int l = 0; l < 8; ++l) R::step(part[l], base[j + l], j + l);
+          }
+          for (; j < j1; ++j) R::step(part[0], base[j], j);
+          for (int l : {0, 2, 4, 6}) R::merge(part[l], part[l + 1]);
+          R::merge(part[0], part[2]);
+          R::merge(part[4], part[6]);
+          R::merge(part[0], part[4]);
+          acc[0] = part[0];
+          return w;
+        }
+      }
       Acc a = R::first(base[j0 * inner], j0);
       for (int64_t j = j0 + 1; j < j1; ++j) R::step(a, base[j * inner], j);
       acc[0] = a;
