@@ -5,6 +5,9 @@
 #
 # The CUDA toolkit is not installed here: the library builds CPU-only without
 # it, and with it (at /usr/local/cuda or on PATH) the CUDA backend is built too.
+#
+#   tools/setup.sh           what building and testing need
+#   tools/setup.sh --bench   also python3-torch, for benchmarks/cpu_vs_pytorch.py
 set -euo pipefail
 
 packages=(
@@ -29,6 +32,14 @@ packages=(
   xz-utils             # .tar.xz image archives (tar runs xz); the GPU bundle archive
   libcli11-dev         # command-line parsing of the tandem tool (tools/cli)
 )
+# --bench: also what benchmarks/cpu_vs_pytorch.py compares against (Debian's
+# PyTorch 1.13, CPU). The tests never need it.
+for arg in "$@"; do
+  case "$arg" in
+    --bench) packages+=(python3-torch) ;;
+    *) echo "setup: unknown option '$arg' (known: --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for pkg in "${packages[@]}"; do
