@@ -4,12 +4,14 @@
 // an input of one element is read once; anything else goes through a broadcast
 // plan: strides (0 on broadcast dims) with dims merged where every operand is
 // contiguous across them, walked in runs along the innermost merged dim.
-// Integer division by zero is detected before the loop and throws.
+// Integer division by zero is detected before the loop and throws. Unary exp,
+// log, tanh, sigmoid and erf run SIMD through vec_math.h.
 #include <algorithm>
 #include <array>
 #include <vector>
 
 #include "cpu/cpu_utils.h"
+#include "cpu/vec_math.h"
 
 namespace tandem {
 namespace cpu {
@@ -19,6 +21,8 @@ namespace {
 using util::parallel_for;
 
 constexpr int64_t kRunPiece = 4096;  // elements per task along the innermost dim
+// Cost of one SIMD transcendental relative to an add (for the threading threshold).
+constexpr int64_t kVecCost = 4;
 
 template <size_t N>
 struct BroadcastPlan {
@@ -130,6 +134,14 @@ void unary(UnaryOp op, const Tensor& x, Tensor& out, double p0, double p1) {
   TANDEM_DISPATCH_FLOATING(x.dtype(), op_name(op), [&] {
     const scalar_t* in = x.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
+    if (vec::has_unary(op)) {  // exp, log, tanh, sigmoid, erf: SIMD, in pieces
+      const int64_t pieces = (n + kRunPiece - 1) / kRunPiece;
+      parallel_for(pieces, kVecCost * kRunPiece, [&](int64_t t) {
+        const int64_t start = t * kRunPiece;
+        vec::unary(op, in + start, o + start, std::min(kRunPiece, n - start));
+      });
+      return;
+    }
     const auto q0 = static_cast<scalar_t>(p0), q1 = static_cast<scalar_t>(p1);
     util::visit_unary_op(op, [&](auto op_tag) {
       constexpr UnaryOp kOp = decltype(op_tag)::value;
@@ -189,8 +201,20 @@ void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
     const scalar_t* pa = a.data_ptr<scalar_t>();
     const scalar_t* pb = b.data_ptr<scalar_t>();
     scalar_t* po = out.data_ptr<scalar_t>();
+    // Same-size operands and scalar ones (relu's backward is where(y > 0, g, 0)):
+    // linear loops the compiler vectorises.
     if (cond.numel() == n && a.numel() == n && b.numel() == n) {
       parallel_for(n, 1, [&](int64_t i) { po[i] = pc[i] ? pa[i] : pb[i]; });
+      return;
+    }
+    if (cond.numel() == n && a.numel() == n && b.numel() == 1) {
+      const scalar_t sb = pb[0];
+      parallel_for(n, 1, [&](int64_t i) { po[i] = pc[i] ? pa[i] : sb; });
+      return;
+    }
+    if (cond.numel() == n && a.numel() == 1 && b.numel() == n) {
+      const scalar_t sa = pa[0];
+      parallel_for(n, 1, [&](int64_t i) { po[i] = pc[i] ? sa : pb[i]; });
       return;
     }
     for_each_run<3>(out.sizes(), {&cond.sizes(), &a.sizes(), &b.sizes()},

@@ -9,17 +9,23 @@
 // non-negative terms, so logits of magnitude 1e4 lose nothing to cancellation.
 // The backward gets (m, log s) in double (stats [rows, 2]) and recomputes
 // p = exp((x - m) - log s), never an lse rounded to the logits' type.
+// The exps are SLEEF's double ones (vec_math.h, 1 ulp), over chunks of a row
+// staged in a small double buffer.
 // Targets are validated before anything is written (an exception cannot leave
 // an OpenMP loop); CUDA writes NaN for the row instead.
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "cpu/cpu_utils.h"
+#include "cpu/vec_math.h"
 
 namespace tandem {
 namespace cpu {
 
 namespace {
+
+constexpr int64_t kChunk = 512;  // elements of a row per vector call
 
 // Throws for the first target outside [0, classes), naming its row.
 template <typename I>
@@ -52,12 +58,20 @@ void forward_rows(const T* x, const I* target, T* loss, double* stats, int64_t r
   util::parallel_for(rows, 3 * classes, [&](int64_t r) {
     const T* row = x + r * classes;
     double m = -INFINITY;
+#pragma omp simd reduction(max : m)
     for (int64_t j = 0; j < classes; ++j) m = std::max(m, static_cast<double>(row[j]));
+    std::array<double, kChunk> buf;
     double s = 0.0, gap = 0.0;  // gap = sum_j (m - x_j)
-    for (int64_t j = 0; j < classes; ++j) {
-      const double shifted = static_cast<double>(row[j]) - m;
-      s += std::exp(shifted);
-      gap -= shifted;
+    for (int64_t j0 = 0; j0 < classes; j0 += kChunk) {
+      const int64_t len = std::min(kChunk, classes - j0);
+      for (int64_t i = 0; i < len; ++i) {
+        buf[static_cast<size_t>(i)] = static_cast<double>(row[j0 + i]) - m;
+      }
+#pragma omp simd reduction(- : gap)
+      for (int64_t i = 0; i < len; ++i) gap -= buf[static_cast<size_t>(i)];
+      vec::unary(UnaryOp::Exp, buf.data(), buf.data(), len);
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < len; ++i) s += buf[static_cast<size_t>(i)];
     }
     const double log_s = std::log(s);
     const auto t = static_cast<int64_t>(target[r]);
@@ -80,10 +94,17 @@ void backward_rows(const T* x, const I* target, const double* stats, const T* gr
     const auto t = static_cast<int64_t>(target[r]);
     const T* row = x + r * classes;
     T* out = grad + r * classes;
-    for (int64_t j = 0; j < classes; ++j) {
-      const double p = std::exp((static_cast<double>(row[j]) - m) - log_s);
-      const double hit = j == t ? 1.0 - smoothing : 0.0;
-      out[j] = static_cast<T>(g * (p - hit - uniform));
+    std::array<double, kChunk> buf;
+    for (int64_t j0 = 0; j0 < classes; j0 += kChunk) {
+      const int64_t len = std::min(kChunk, classes - j0);
+      for (int64_t i = 0; i < len; ++i) {
+        buf[static_cast<size_t>(i)] = (static_cast<double>(row[j0 + i]) - m) - log_s;
+      }
+      vec::unary(UnaryOp::Exp, buf.data(), buf.data(), len);  // p
+      for (int64_t i = 0; i < len; ++i) {
+        const double hit = j0 + i == t ? 1.0 - smoothing : 0.0;
+        out[j0 + i] = static_cast<T>(g * (buf[static_cast<size_t>(i)] - hit - uniform));
+      }
     }
   });
 }
