@@ -57,9 +57,7 @@ void forward_rows(const T* x, const I* target, T* loss, double* stats, int64_t r
   const double uniform = smoothing / static_cast<double>(classes);
   util::parallel_for(rows, 3 * classes, [&](int64_t r) {
     const T* row = x + r * classes;
-    double m = -INFINITY;
-#pragma omp simd reduction(max : m)
-    for (int64_t j = 0; j < classes; ++j) m = std::max(m, static_cast<double>(row[j]));
+    const double m = util::row_max(row, classes);
     std::array<double, kChunk> buf;
     double s = 0.0, gap = 0.0;  // gap = sum_j (m - x_j)
     for (int64_t j0 = 0; j0 < classes; j0 += kChunk) {

@@ -27,9 +27,7 @@ constexpr int64_t kChunk = 512;  // elements of a row per vector call (inner == 
 // One softmax row of n contiguous elements.
 template <typename T>
 void softmax_row(SoftmaxKind kind, const T* x, T* out, int64_t n) {
-  double m = -INFINITY;
-#pragma omp simd reduction(max : m)
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, static_cast<double>(x[j]));
+  const double m = util::row_max(x, n);
   std::array<double, kChunk> buf;
   double s = 0.0;
   for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
@@ -52,6 +50,46 @@ void softmax_row(SoftmaxKind kind, const T* x, T* out, int64_t n) {
     vec::unary(UnaryOp::Exp, buf.data(), buf.data(), len);
     for (int64_t i = 0; i < len; ++i) out[j0 + i] = static_cast<T>(buf[size_t(i)] * inv_s);
   }
+}
+
+// float32 rows: float exps (3x faster than double ones) at double accuracy
+// where it matters. x - m is rounded to float h with its exact error l
+// (TwoSum: x and m are floats), and exp(x - m) = exp(h) (1 + l) to second
+// order; the sum stays in double. Softmax stores the exps and scales them in
+// place, so each element takes one exp.
+template <>
+void softmax_row<float>(SoftmaxKind kind, const float* x, float* out, int64_t n) {
+  const double m = util::row_max(x, n);
+  const auto mf = static_cast<float>(m);
+  std::array<float, kChunk> h, l;
+  double s = 0.0;
+  for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+    const int64_t len = std::min(kChunk, n - j0);
+    const float* xs = x + j0;
+    for (int64_t i = 0; i < len; ++i) {
+      const float d = xs[i] - mf, bb = d - xs[i];
+      const float err = (xs[i] - (d - bb)) - (mf + bb);
+      h[static_cast<size_t>(i)] = d;
+      l[static_cast<size_t>(i)] = std::fabs(err) <= 1.0f ? err : 0.0f;  // inf - inf: no NaN
+    }
+    vec::unary(UnaryOp::Exp, h.data(), h.data(), len);
+    float* e = kind == SoftmaxKind::Softmax ? out + j0 : h.data();
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < len; ++i) {
+      const float v =
+          h[static_cast<size_t>(i)] + h[static_cast<size_t>(i)] * l[static_cast<size_t>(i)];
+      e[i] = v;
+      s += static_cast<double>(v);
+    }
+  }
+  if (kind == SoftmaxKind::LogSoftmax) {
+    const double log_s = std::log(s);
+    for (int64_t j = 0; j < n; ++j)
+      out[j] = static_cast<float>((static_cast<double>(x[j]) - m) - log_s);
+    return;
+  }
+  const double inv_s = 1.0 / s;
+  for (int64_t j = 0; j < n; ++j) out[j] = static_cast<float>(static_cast<double>(out[j]) * inv_s);
 }
 
 // Columns [i0, i0 + w) of one [n, inner] slab at x (w <= kBlock).

@@ -69,50 +69,48 @@ void scalar_map(const T* x, T* y, int64_t n) {
 
 template <typename T>
 void scalar_unary(UnaryOp op, const T* x, T* y, int64_t n) {
-  util::visit_unary_op(op, [&](auto op_tag) {
-    scalar_map<decltype(op_tag)::value, T>(x, y, n);
-  });
+  util::visit_unary_op(op, [&](auto op_tag) { scalar_map<decltype(op_tag)::value, T>(x, y, n); });
 }
 
 #if TANDEM_VEC_X86
 
 // NAME(x, y, n): y = FN(x) in vectors of W elements of type T.
-#define TANDEM_VEC_MAP_(NAME, TARGET, T, W, LOAD, STORE, FN)           \
+#define TANDEM_VEC_MAP_(NAME, TARGET, T, W, LOAD, STORE, FN)               \
   __attribute__((target(TARGET))) void NAME(const T* x, T* y, int64_t n) { \
-    int64_t i = 0;                                                      \
-    for (; i + W <= n; i += W) STORE(y + i, FN(LOAD(x + i)));           \
-    if (i < n) {                                                        \
-      T buf[W] = {};                                                    \
-      std::memcpy(buf, x + i, static_cast<size_t>(n - i) * sizeof(T));  \
-      STORE(buf, FN(LOAD(buf)));                                        \
-      std::memcpy(y + i, buf, static_cast<size_t>(n - i) * sizeof(T));  \
-    }                                                                   \
+    int64_t i = 0;                                                         \
+    for (; i + W <= n; i += W) STORE(y + i, FN(LOAD(x + i)));              \
+    if (i < n) {                                                           \
+      T buf[W] = {};                                                       \
+      std::memcpy(buf, x + i, static_cast<size_t>(n - i) * sizeof(T));     \
+      STORE(buf, FN(LOAD(buf)));                                           \
+      std::memcpy(y + i, buf, static_cast<size_t>(n - i) * sizeof(T));     \
+    }                                                                      \
   }
 
 // sigmoid(x) = (x < 0 ? z : 1) / (1 + z), z = exp(-|x|): the formula of
 // util::apply_unary<Sigmoid> without a branch. NaN: z is NaN, so is the result.
-#define TANDEM_VEC_SIGMOID_AVX512_(NAME, V, SUF, EXP)                         \
-  __attribute__((target("avx512f"))) inline V NAME(V x) {                     \
-    const V zero = _mm512_setzero_##SUF(), one = _mm512_set1_##SUF(1);       \
-    const V z = EXP(_mm512_sub_##SUF(zero, _mm512_abs_##SUF(x)));           \
-    const auto neg = _mm512_cmp_##SUF##_mask(x, zero, _CMP_LT_OQ);           \
+#define TANDEM_VEC_SIGMOID_AVX512_(NAME, V, SUF, EXP)                                        \
+  __attribute__((target("avx512f"))) inline V NAME(V x) {                                    \
+    const V zero = _mm512_setzero_##SUF(), one = _mm512_set1_##SUF(1);                       \
+    const V z = EXP(_mm512_sub_##SUF(zero, _mm512_abs_##SUF(x)));                            \
+    const auto neg = _mm512_cmp_##SUF##_mask(x, zero, _CMP_LT_OQ);                           \
     return _mm512_div_##SUF(_mm512_mask_blend_##SUF(neg, one, z), _mm512_add_##SUF(one, z)); \
   }
-#define TANDEM_VEC_SIGMOID_AVX2_(NAME, V, SUF, EXP)                            \
-  __attribute__((target("avx2,fma"))) inline V NAME(V x) {                     \
-    const V zero = _mm256_setzero_##SUF(), one = _mm256_set1_##SUF(1);        \
-    const V sign = _mm256_set1_##SUF(-0.0);                                   \
-    const V z = EXP(_mm256_or_##SUF(x, sign)); /* -|x| */                    \
-    const V neg = _mm256_cmp_##SUF(x, zero, _CMP_LT_OQ);                       \
+#define TANDEM_VEC_SIGMOID_AVX2_(NAME, V, SUF, EXP)                                      \
+  __attribute__((target("avx2,fma"))) inline V NAME(V x) {                               \
+    const V zero = _mm256_setzero_##SUF(), one = _mm256_set1_##SUF(1);                   \
+    const V sign = _mm256_set1_##SUF(-0.0);                                              \
+    const V z = EXP(_mm256_or_##SUF(x, sign)); /* -|x| */                                \
+    const V neg = _mm256_cmp_##SUF(x, zero, _CMP_LT_OQ);                                 \
     return _mm256_div_##SUF(_mm256_blendv_##SUF(one, z, neg), _mm256_add_##SUF(one, z)); \
   }
-#define TANDEM_VEC_SIGMOID_SSE2_(NAME, V, SUF, EXP)                              \
-  inline V NAME(V x) {                                                          \
-    const V zero = _mm_setzero_##SUF(), one = _mm_set1_##SUF(1);               \
-    const V z = EXP(_mm_or_##SUF(x, _mm_set1_##SUF(-0.0)));                    \
-    const V neg = _mm_cmplt_##SUF(x, zero);                                     \
+#define TANDEM_VEC_SIGMOID_SSE2_(NAME, V, SUF, EXP)                                \
+  inline V NAME(V x) {                                                             \
+    const V zero = _mm_setzero_##SUF(), one = _mm_set1_##SUF(1);                   \
+    const V z = EXP(_mm_or_##SUF(x, _mm_set1_##SUF(-0.0)));                        \
+    const V neg = _mm_cmplt_##SUF(x, zero);                                        \
     const V num = _mm_or_##SUF(_mm_and_##SUF(neg, z), _mm_andnot_##SUF(neg, one)); \
-    return _mm_div_##SUF(num, _mm_add_##SUF(one, z));                           \
+    return _mm_div_##SUF(num, _mm_add_##SUF(one, z));                              \
   }
 
 TANDEM_VEC_SIGMOID_AVX512_(sigmoid_f16, __m512, ps, Sleef_expf16_u10avx512f)
@@ -124,31 +122,31 @@ TANDEM_VEC_SIGMOID_SSE2_(sigmoid_d2, __m128d, pd, Sleef_expd2_u10sse2)
 
 // One set of maps per instruction set: exp, log, tanh, sigmoid, erf.
 #define TANDEM_VEC_SET_(ISA, TARGET, WF, WD, LDF, STF, LDD, STD, EXPF, LOGF, TANHF, SIGF, ERFF, \
-                        EXPD, LOGD, TANHD, SIGD, ERFD)                                        \
-  TANDEM_VEC_MAP_(exp_f_##ISA, TARGET, float, WF, LDF, STF, EXPF)                             \
-  TANDEM_VEC_MAP_(log_f_##ISA, TARGET, float, WF, LDF, STF, LOGF)                             \
-  TANDEM_VEC_MAP_(tanh_f_##ISA, TARGET, float, WF, LDF, STF, TANHF)                           \
-  TANDEM_VEC_MAP_(sigmoid_f_##ISA, TARGET, float, WF, LDF, STF, SIGF)                         \
-  TANDEM_VEC_MAP_(erf_f_##ISA, TARGET, float, WF, LDF, STF, ERFF)                             \
-  TANDEM_VEC_MAP_(exp_d_##ISA, TARGET, double, WD, LDD, STD, EXPD)                            \
-  TANDEM_VEC_MAP_(log_d_##ISA, TARGET, double, WD, LDD, STD, LOGD)                            \
-  TANDEM_VEC_MAP_(tanh_d_##ISA, TARGET, double, WD, LDD, STD, TANHD)                          \
-  TANDEM_VEC_MAP_(sigmoid_d_##ISA, TARGET, double, WD, LDD, STD, SIGD)                        \
+                        EXPD, LOGD, TANHD, SIGD, ERFD)                                          \
+  TANDEM_VEC_MAP_(exp_f_##ISA, TARGET, float, WF, LDF, STF, EXPF)                               \
+  TANDEM_VEC_MAP_(log_f_##ISA, TARGET, float, WF, LDF, STF, LOGF)                               \
+  TANDEM_VEC_MAP_(tanh_f_##ISA, TARGET, float, WF, LDF, STF, TANHF)                             \
+  TANDEM_VEC_MAP_(sigmoid_f_##ISA, TARGET, float, WF, LDF, STF, SIGF)                           \
+  TANDEM_VEC_MAP_(erf_f_##ISA, TARGET, float, WF, LDF, STF, ERFF)                               \
+  TANDEM_VEC_MAP_(exp_d_##ISA, TARGET, double, WD, LDD, STD, EXPD)                              \
+  TANDEM_VEC_MAP_(log_d_##ISA, TARGET, double, WD, LDD, STD, LOGD)                              \
+  TANDEM_VEC_MAP_(tanh_d_##ISA, TARGET, double, WD, LDD, STD, TANHD)                            \
+  TANDEM_VEC_MAP_(sigmoid_d_##ISA, TARGET, double, WD, LDD, STD, SIGD)                          \
   TANDEM_VEC_MAP_(erf_d_##ISA, TARGET, double, WD, LDD, STD, ERFD)
 
 TANDEM_VEC_SET_(avx512, "avx512f", 16, 8, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_loadu_pd,
                 _mm512_storeu_pd, Sleef_expf16_u10avx512f, Sleef_logf16_u10avx512f,
                 Sleef_tanhf16_u10avx512f, sigmoid_f16, Sleef_erff16_u10avx512f,
-                Sleef_expd8_u10avx512f, Sleef_logd8_u10avx512f, Sleef_tanhd8_u10avx512f,
-                sigmoid_d8, Sleef_erfd8_u10avx512f)
+                Sleef_expd8_u10avx512f, Sleef_logd8_u10avx512f, Sleef_tanhd8_u10avx512f, sigmoid_d8,
+                Sleef_erfd8_u10avx512f)
 TANDEM_VEC_SET_(avx2, "avx2,fma", 8, 4, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_loadu_pd,
-                _mm256_storeu_pd, Sleef_expf8_u10avx2, Sleef_logf8_u10avx2,
-                Sleef_tanhf8_u10avx2, sigmoid_f8, Sleef_erff8_u10avx2, Sleef_expd4_u10avx2,
-                Sleef_logd4_u10avx2, Sleef_tanhd4_u10avx2, sigmoid_d4, Sleef_erfd4_u10avx2)
+                _mm256_storeu_pd, Sleef_expf8_u10avx2, Sleef_logf8_u10avx2, Sleef_tanhf8_u10avx2,
+                sigmoid_f8, Sleef_erff8_u10avx2, Sleef_expd4_u10avx2, Sleef_logd4_u10avx2,
+                Sleef_tanhd4_u10avx2, sigmoid_d4, Sleef_erfd4_u10avx2)
 TANDEM_VEC_SET_(sse2, "sse2", 4, 2, _mm_loadu_ps, _mm_storeu_ps, _mm_loadu_pd, _mm_storeu_pd,
                 Sleef_expf4_u10sse2, Sleef_logf4_u10sse2, Sleef_tanhf4_u10sse2, sigmoid_f4,
-                Sleef_erff4_u10sse2, Sleef_expd2_u10sse2, Sleef_logd2_u10sse2,
-                Sleef_tanhd2_u10sse2, sigmoid_d2, Sleef_erfd2_u10sse2)
+                Sleef_erff4_u10sse2, Sleef_expd2_u10sse2, Sleef_logd2_u10sse2, Sleef_tanhd2_u10sse2,
+                sigmoid_d2, Sleef_erfd2_u10sse2)
 
 #undef TANDEM_VEC_SET_
 #undef TANDEM_VEC_MAP_
