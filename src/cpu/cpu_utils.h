@@ -52,6 +52,14 @@ inline bool is_nan(T v) {
   }
 }
 
+// On a hot row loop: one copy per instruction set, chosen at load time (GCC's
+// target_clones; the library itself stays baseline x86-64).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TANDEM_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TANDEM_CPU_CLONES
+#endif
+
 // max over x[0, n) as double, -inf when empty; NaN elements are skipped (as in
 // std::max(m, x) from -inf). Sixteen independent maxima, so the compiler
 // turns the loop into packed max instructions (one running maximum is a
