@@ -18,6 +18,7 @@ packages=(
   clang-format
   libopenblas-dev
   libopenblas-openmp-dev  # OpenBLAS on OpenMP's threads (one pool with tandem's loops)
+  libsleef-dev         # vectorised exp/log/tanh for the CPU backend (src/cpu/vec_math.cpp)
   libdnnl-dev          # oneDNN: CPU convolution, pooling, batch norm
   libgtest-dev
   libgmock-dev

@@ -52,6 +52,33 @@ inline bool is_nan(T v) {
   }
 }
 
+// On a hot row loop: one copy per instruction set, chosen at load time (GCC's
+// target_clones; the library itself stays baseline x86-64).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TANDEM_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TANDEM_CPU_CLONES
+#endif
+
+// max over x[0, n) as double, -inf when empty; NaN elements are skipped (as in
+// std::max(m, x) from -inf). Sixteen independent maxima, so the compiler
+// turns the loop into packed max instructions (one running maximum is a
+// dependency chain of scalar maxss, 4x slower).
+template <typename T>
+inline double row_max(const T* x, int64_t n) {
+  constexpr int64_t kLanes = 16;
+  T acc[kLanes];
+  for (int64_t k = 0; k < kLanes; ++k) acc[k] = -std::numeric_limits<T>::infinity();
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int64_t k = 0; k < kLanes; ++k) acc[k] = x[j + k] > acc[k] ? x[j + k] : acc[k];
+  }
+  for (; j < n; ++j) acc[0] = x[j] > acc[0] ? x[j] : acc[0];
+  T m = acc[0];
+  for (int64_t k = 1; k < kLanes; ++k) m = acc[k] > m ? acc[k] : m;
+  return static_cast<double>(m);
+}
+
 // ---- Conversions ---------------------------------------------------------------
 
 // Conversions (core/convert.h, shared with CUDA).

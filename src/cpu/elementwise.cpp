@@ -4,12 +4,14 @@
 // an input of one element is read once; anything else goes through a broadcast
 // plan: strides (0 on broadcast dims) with dims merged where every operand is
 // contiguous across them, walked in runs along the innermost merged dim.
-// Integer division by zero is detected before the loop and throws.
+// Integer division by zero is detected before the loop and throws. Unary exp,
+// log, tanh, sigmoid and erf run SIMD through vec_math.h.
 #include <algorithm>
 #include <array>
 #include <vector>
 
 #include "cpu/cpu_utils.h"
+#include "cpu/vec_math.h"
 
 namespace tandem {
 namespace cpu {
@@ -19,6 +21,8 @@ namespace {
 using util::parallel_for;
 
 constexpr int64_t kRunPiece = 4096;  // elements per task along the innermost dim
+// Cost of one SIMD transcendental relative to an add (for the threading threshold).
+constexpr int64_t kVecCost = 4;
 
 template <size_t N>
 struct BroadcastPlan {
@@ -96,6 +100,35 @@ void check_no_zero(const T* p, int64_t n, const char* op) {
   TANDEM_CHECK(!zero, op, ": integer division by zero");
 }
 
+// o[i] = c[i] ? a[i] : b[i] for i in [0, n), a and b either full (step 1) or
+// one element. Both sides are loaded unconditionally and selected, so the
+// compiler vectorises the loop and a random mask costs no branch misses.
+template <typename T>
+void where_run(const uint8_t* c, const T* a, bool a_full, const T* b, bool b_full, T* o,
+               int64_t n) {
+  if (a_full && b_full) {
+    for (int64_t i = 0; i < n; ++i) {
+      const T x = a[i], y = b[i];
+      o[i] = c[i] ? x : y;
+    }
+  } else if (a_full) {
+    const T y = b[0];
+    for (int64_t i = 0; i < n; ++i) {
+      const T x = a[i];
+      o[i] = c[i] ? x : y;
+    }
+  } else if (b_full) {
+    const T x = a[0];
+    for (int64_t i = 0; i < n; ++i) {
+      const T y = b[i];
+      o[i] = c[i] ? x : y;
+    }
+  } else {
+    const T x = a[0], y = b[0];
+    for (int64_t i = 0; i < n; ++i) o[i] = c[i] ? x : y;
+  }
+}
+
 template <typename T, BinaryOp Op>
 void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, T alpha) {
   using Out = util::BinaryResult<Op, T>;
@@ -130,6 +163,14 @@ void unary(UnaryOp op, const Tensor& x, Tensor& out, double p0, double p1) {
   TANDEM_DISPATCH_FLOATING(x.dtype(), op_name(op), [&] {
     const scalar_t* in = x.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
+    if (vec::has_unary(op)) {  // exp, log, tanh, sigmoid, erf: SIMD, in pieces
+      const int64_t pieces = (n + kRunPiece - 1) / kRunPiece;
+      parallel_for(pieces, kVecCost * kRunPiece, [&](int64_t t) {
+        const int64_t start = t * kRunPiece;
+        vec::unary(op, in + start, o + start, std::min(kRunPiece, n - start));
+      });
+      return;
+    }
     const auto q0 = static_cast<scalar_t>(p0), q1 = static_cast<scalar_t>(p1);
     util::visit_unary_op(op, [&](auto op_tag) {
       constexpr UnaryOp kOp = decltype(op_tag)::value;
@@ -171,11 +212,20 @@ void binary_scalar(BinaryOp op, const Tensor& a, double s, ScalarSide side, Tens
       using Out = util::BinaryResult<kOp, scalar_t>;
       Out* po = out.data_ptr<Out>();
       const scalar_t one(1);
-      if (left) {
-        parallel_for(n, 1, [&](int64_t i) { po[i] = util::apply_binary<kOp>(st, pa[i], one); });
-      } else {
-        parallel_for(n, 1, [&](int64_t i) { po[i] = util::apply_binary<kOp>(pa[i], st, one); });
-      }
+      // Pieces with the pointers in locals: the compiler vectorises the inner
+      // loop (comparisons too: relu's backward is where(gt(y, 0), g, 0)).
+      const int64_t pieces = (n + kRunPiece - 1) / kRunPiece;
+      parallel_for(pieces, kRunPiece, [&](int64_t t) {
+        const int64_t start = t * kRunPiece, len = std::min(kRunPiece, n - start);
+        const scalar_t* x = pa + start;
+        Out* y = po + start;
+        const scalar_t s_val = st;
+        if (left) {
+          for (int64_t i = 0; i < len; ++i) y[i] = util::apply_binary<kOp>(s_val, x[i], one);
+        } else {
+          for (int64_t i = 0; i < len; ++i) y[i] = util::apply_binary<kOp>(x[i], s_val, one);
+        }
+      });
     });
   });
 }
@@ -189,8 +239,16 @@ void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
     const scalar_t* pa = a.data_ptr<scalar_t>();
     const scalar_t* pb = b.data_ptr<scalar_t>();
     scalar_t* po = out.data_ptr<scalar_t>();
-    if (cond.numel() == n && a.numel() == n && b.numel() == n) {
-      parallel_for(n, 1, [&](int64_t i) { po[i] = pc[i] ? pa[i] : pb[i]; });
+    // Same-size operands and scalar ones (relu's backward is where(y > 0, g, 0)):
+    // branch-free linear loops over pieces (where_run).
+    const bool a_full = a.numel() == n, b_full = b.numel() == n;
+    if (cond.numel() == n && (a_full || a.numel() == 1) && (b_full || b.numel() == 1)) {
+      const int64_t pieces = (n + kRunPiece - 1) / kRunPiece;
+      parallel_for(pieces, kRunPiece, [&](int64_t t) {
+        const int64_t start = t * kRunPiece, len = std::min(kRunPiece, n - start);
+        where_run(pc + start, a_full ? pa + start : pa, a_full, b_full ? pb + start : pb, b_full,
+                  po + start, len);
+      });
       return;
     }
     for_each_run<3>(out.sizes(), {&cond.sizes(), &a.sizes(), &b.sizes()},
