@@ -131,6 +131,16 @@ inline std::vector<GradCase> grad_cases() {
   cases.push_back({"matmul_batched", {{{2, 3, 4}}, {{2, 4, 2}}}, [](const In& x) {
                      return matmul(x[0], x[1]);
                    }});
+  cases.push_back({"matmul_4d", {{{2, 3, 2, 4}}, {{2, 3, 4, 3}}}, [](const In& x) {
+                     return matmul(x[0], x[1]);
+                   }});
+  cases.push_back({"matmul_broadcast_1", {{{1, 3, 4}}, {{2, 4, 5}}}, [](const In& x) {
+                     return matmul(x[0], x[1]);
+                   }});
+  cases.push_back(
+      {"matmul_nd_1d", {{{2, 3, 4}}, {{4}}}, [](const In& x) { return matmul(x[0], x[1]); }});
+  cases.push_back(
+      {"matmul_1d_nd", {{{4}}, {{2, 4, 3}}}, [](const In& x) { return matmul(x[0], x[1]); }});
   cases.push_back({"linear", {{{5, 4}}, {{3, 4}}, {{3}}}, [](const In& x) {
                      return linear(x[0], x[1], x[2]);
                    }});

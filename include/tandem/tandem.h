@@ -4,6 +4,7 @@
 #include "tandem/autograd.h"
 #include "tandem/build_info.h"
 #include "tandem/config.h"
+#include "tandem/cpu.h"
 #include "tandem/cuda.h"
 #include "tandem/data.h"
 #include "tandem/device.h"

@@ -1,7 +1,6 @@
-// Storage allocation: 64-byte aligned host memory, pinned host memory or the
-// CUDA caching allocator.
-#include <cstdlib>
-
+// Storage allocation: the host caching allocator (64-byte aligned,
+// src/core/host_allocator.cpp), pinned host memory or the CUDA caching allocator.
+#include "core/host_allocator.h"
 #include "cuda/runtime.h"
 #include "tandem/tensor.h"
 
@@ -17,16 +16,7 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device, bool pi
   if (pinned) {
     return std::make_shared<Storage>(cuda::detail::allocate_pinned(nbytes), nbytes, device, true);
   }
-  constexpr size_t kAlign = 64;
-  const size_t rounded = (nbytes + kAlign - 1) / kAlign * kAlign;
-  void* p = std::aligned_alloc(kAlign, rounded);
-  if (p == nullptr) {
-    throw OutOfMemoryError(
-        detail::str_cat("cpu: out of memory allocating ", nbytes, " bytes of host memory"),
-        __FILE__, __LINE__);
-  }
-  return std::make_shared<Storage>(std::shared_ptr<void>(p, [](void* q) { std::free(q); }), nbytes,
-                                   device);
+  return std::make_shared<Storage>(cpu::allocate_host(nbytes), nbytes, device);
 }
 
 }  // namespace tandem

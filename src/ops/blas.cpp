@@ -128,24 +128,41 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     batched_gemm(A, B, out, batch, m, n, k, a_count > 1, b_count > 1);
   }
   if (autograd::should_record(a, b)) {
-    // Through the same products: gA = g B^T and gB = A^T g on the promoted
-    // operands, summed over the batch dims an operand was repeated along.
+    // gA = g B^T and gB = A^T g on the promoted operands, with the transposes
+    // as GEMM flags (no transposed copies). Only an A repeated over the batch
+    // needs its gradient summed over it (a B of several matrices has them all).
     Shape g_shape = batch_shape;
     g_shape.push_back(m);
     g_shape.push_back(n);
-    autograd::record(
-        out, "matmul", {a, b}, {A, B},
-        [g_shape, a_shape = a.sizes(), b_shape = b.sizes(), k, n, b_count](
-            const Tensor& grad, const std::vector<Tensor>& s) {
-          const Tensor g = grad.view(g_shape);
-          const Tensor& a2 = s[0];  // the promoted operands
-          const Tensor& b2 = s[1];
-          const Tensor ga = autograd::sum_to(matmul(g, b2.transpose(-1, -2)), a2.sizes());
-          const Tensor gb = b_count == 1
-                                ? gemm_tn(a2, g, a2.numel() / std::max<int64_t>(k, 1), k, n)
-                                : autograd::sum_to(matmul(a2.transpose(-1, -2), g), b2.sizes());
-          return std::vector<Tensor>{ga.view(a_shape), gb.view(b_shape)};
-        });
+    autograd::record(out, "matmul", {a, b}, {A, B},
+                     [g_shape, a_shape = a.sizes(), b_shape = b.sizes(), batch, m, k, n, a_count,
+                      b_count](const Tensor& grad, const std::vector<Tensor>& s) {
+                       const Tensor g = grad.view(g_shape);
+                       const Tensor& a2 = s[0];  // the promoted operands
+                       const Tensor& b2 = s[1];
+                       const TensorOptions opts = TensorOptions(g.dtype()).device(g.device());
+                       Tensor ga, gb;
+                       if (a_count == batch) {
+                         ga = empty(a2.sizes(), opts);
+                         if (b_count == 1) {  // one tall product, as in the forward
+                           batched_gemm(g, b2, ga, 1, batch * m, k, n, false, false, Transpose::No,
+                                        Transpose::Yes);
+                         } else {
+                           batched_gemm(g, b2, ga, batch, m, k, n, true, true, Transpose::No,
+                                        Transpose::Yes);
+                         }
+                       } else {
+                         ga = autograd::sum_to(matmul(g, b2.transpose(-1, -2)), a2.sizes());
+                       }
+                       if (b_count == 1) {
+                         gb = gemm_tn(a2, g, a2.numel() / std::max<int64_t>(k, 1), k, n);
+                       } else {  // b_count == batch
+                         gb = empty(b2.sizes(), opts);
+                         batched_gemm(a2, g, gb, batch, k, n, m, a_count > 1, true, Transpose::Yes,
+                                      Transpose::No);
+                       }
+                       return std::vector<Tensor>{ga.view(a_shape), gb.view(b_shape)};
+                     });
   }
   return out;
 }
