@@ -17,6 +17,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -64,18 +65,36 @@ inline bool is_nan(T v) {
 // std::max(m, x) from -inf). Sixteen independent maxima, so the compiler
 // turns the loop into packed max instructions (one running maximum is a
 // dependency chain of scalar maxss, 4x slower).
+// 64-byte GCC vectors (the attribute cannot take a dependent type).
+template <typename T>
+struct Vec64;
+template <>
+struct Vec64<float> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct Vec64<double> {
+  typedef double type __attribute__((vector_size(64)));
+};
+
 template <typename T>
 inline double row_max(const T* x, int64_t n) {
-  constexpr int64_t kLanes = 16;
-  T acc[kLanes];
+  // A 64-byte GCC vector of running maxima: the compiler lowers it to
+  // whatever the calling function's target has (one zmm in an AVX-512 clone,
+  // four xmm in the SSE2 default); plain arrays of maxima were left scalar.
+  constexpr int64_t kLanes = 64 / static_cast<int64_t>(sizeof(T));
+  using Vec = typename Vec64<T>::type;
+  Vec acc;
   for (int64_t k = 0; k < kLanes; ++k) acc[k] = -std::numeric_limits<T>::infinity();
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int64_t k = 0; k < kLanes; ++k) acc[k] = x[j + k] > acc[k] ? x[j + k] : acc[k];
+    Vec v;
+    std::memcpy(&v, x + j, sizeof(Vec));
+    acc = v > acc ? v : acc;
   }
-  for (; j < n; ++j) acc[0] = x[j] > acc[0] ? x[j] : acc[0];
   T m = acc[0];
   for (int64_t k = 1; k < kLanes; ++k) m = acc[k] > m ? acc[k] : m;
+  for (; j < n; ++j) m = x[j] > m ? x[j] : m;
   return static_cast<double>(m);
 }
 
