@@ -83,6 +83,10 @@ TANDEM_CPU_CLONES void softmax_row_f32(SoftmaxKind kind, const float* x, float* 
       s += static_cast<double>(v);
     }
   }
+  // The next row (rows of a thread are consecutive) is read from memory by
+  // row_max; start fetching it while this row is finished in cache (a
+  // prefetch past the end of the tensor is harmless: it never faults).
+  for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(x + n + j);
   if (kind == SoftmaxKind::LogSoftmax) {
     const double log_s = std::log(s);
     for (int64_t j = 0; j < n; ++j)
