@@ -207,8 +207,13 @@ def main():
         tw = make_torch(name) if make_torch else None
         t_ms, p_ms = [], []
         for _ in range(args.rounds):
+            # A pause before each side: the other process's idle OpenMP
+            # threads spin for a while after its last parallel region and
+            # would take a core from the side being timed.
+            time.sleep(0.1)
             t_ms.append(ask(name, reps))
             if tw:
+                time.sleep(0.1)
                 p_ms.append(time_torch(tw, reps))
         t = statistics.median(t_ms)
         p = statistics.median(p_ms) if p_ms else None
