@@ -108,6 +108,23 @@ Work make_case(const std::string& name) {
       conv2d(x, w, b, 1, 1).sum().backward();
     };
   }
+  // More CIFAR shapes, forward + backward, batch 128: the first layer
+  // (3 -> 64 at 32x32) and deeper ones (128 at 16x16, 256 at 8x8).
+  if (name == "conv3_64_32" || name == "conv128_16" || name == "conv256_8") {
+    const int64_t cin = name == "conv3_64_32" ? 3 : name == "conv128_16" ? 128 : 256;
+    const int64_t cout = name == "conv3_64_32" ? 64 : cin;
+    const int64_t hw = name == "conv3_64_32" ? 32 : name == "conv128_16" ? 16 : 8;
+    Tensor x = randn_f32({128, cin, hw, hw}, g);
+    Tensor w = randn_f32({cout, cin, 3, 3}, g) * 0.05;
+    w.requires_grad_(true);
+    // The first layer's input is data: no gradient, as in training.
+    if (cin != 3) x.requires_grad_(true);
+    return [x, w]() mutable {
+      x.mutable_grad() = Tensor();
+      w.mutable_grad() = Tensor();
+      conv2d(x, w, Tensor(), 1, 1).sum().backward();
+    };
+  }
   if (name == "softmax" || name == "log_softmax") {
     Tensor x = randn_f32({4096, 1000}, g);
     if (name == "softmax") return [x] { softmax(x, 1); };

@@ -31,6 +31,9 @@ CASES = [
     ("cbr_b128", "conv-BN-ReLU-pool net 64/128/256, batch 128", 2),
     ("conv_fwd", "conv2d 64->64 3x3 pad 1, 32x32, batch 128, forward", 3),
     ("conv_fwd_bwd", "the same conv, forward + backward", 2),
+    ("conv3_64_32", "conv2d 3->64 3x3 at 32x32 (first layer), batch 128, fwd + bwd", 3),
+    ("conv128_16", "conv2d 128->128 3x3 at 16x16, batch 128, fwd + bwd", 2),
+    ("conv256_8", "conv2d 256->256 3x3 at 8x8, batch 128, fwd + bwd", 2),
     ("softmax", "softmax [4096, 1000]", 10),
     ("log_softmax", "log_softmax [4096, 1000]", 10),
     ("cross_entropy", "cross_entropy forward + backward [4096, 1000]", 10),
@@ -107,6 +110,16 @@ def torch_cases(torch):
                 x.grad = w.grad = b.grad = None
                 F.conv2d(x, w, b, 1, 1).sum().backward()
             return fwd_bwd
+        if name in ("conv3_64_32", "conv128_16", "conv256_8"):
+            cin, cout, hw = {"conv3_64_32": (3, 64, 32), "conv128_16": (128, 128, 16),
+                             "conv256_8": (256, 256, 8)}[name]
+            x = randn(128, cin, hw, hw).requires_grad_(cin != 3)
+            w = (randn(cout, cin, 3, 3) * 0.05).requires_grad_(True)
+
+            def conv_step():
+                x.grad = w.grad = None
+                F.conv2d(x, w, None, 1, 1).sum().backward()
+            return conv_step
         if name in ("softmax", "log_softmax"):
             x = randn(4096, 1000)
             f = torch.softmax if name == "softmax" else torch.log_softmax
