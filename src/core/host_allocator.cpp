@@ -46,6 +46,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/format_bytes.h"
 #include "tandem/cpu.h"
 #include "tandem/error.h"
 
@@ -98,20 +99,7 @@ size_t round_size(size_t nbytes) {
 // A cached large block may serve a (rounded) request when at most 25% larger.
 bool large_fits(size_t block_size, size_t size) { return block_size - size <= size / 4; }
 
-std::string format_bytes(size_t bytes) {
-  char buf[64];
-  const double b = static_cast<double>(bytes);
-  if (bytes >= (size_t{1} << 30)) {
-    std::snprintf(buf, sizeof(buf), "%.2f GiB", b / (1024.0 * 1024.0 * 1024.0));
-  } else if (bytes >= (size_t{1} << 20)) {
-    std::snprintf(buf, sizeof(buf), "%.2f MiB", b / (1024.0 * 1024.0));
-  } else if (bytes >= 1024) {
-    std::snprintf(buf, sizeof(buf), "%.2f KiB", b / 1024.0);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%zu bytes", bytes);
-  }
-  return buf;
-}
+using ::tandem::detail::format_bytes;
 
 bool initial_enabled() {
   bool on = !kAsan;

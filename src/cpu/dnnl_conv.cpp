@@ -137,7 +137,7 @@ Plan make_plan(Pass pass, const ConvShape& s, bool with_bias) {
   return p;
 }
 
-using Key = std::array<int64_t, 17>;
+using Key = std::array<int64_t, 18>;
 
 const Plan& plan_for(Pass pass, const ConvShape& s, bool with_bias) {
   static std::mutex mu;
@@ -155,7 +155,8 @@ const Plan& plan_for(Pass pass, const ConvShape& s, bool with_bias) {
                 s.q,
                 s.stride_h,
                 s.stride_w,
-                s.pad_h * 4096 + s.pad_w,
+                s.pad_h,
+                s.pad_w,
                 s.dil_h,
                 s.dil_w,
                 s.groups};

@@ -41,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/format_bytes.h"
 #include "cuda/cuda_utils.h"
 #include "cuda/runtime.h"
 #include "tandem/cuda.h"
@@ -70,20 +71,7 @@ size_t round_size(size_t nbytes) {
 // most twice as large, so a small request never pins down a huge block.
 bool block_fits(size_t block_size, size_t size) { return block_size <= 2 * size; }
 
-std::string format_bytes(size_t bytes) {
-  char buf[64];
-  const double b = static_cast<double>(bytes);
-  if (bytes >= (size_t{1} << 30)) {
-    std::snprintf(buf, sizeof(buf), "%.2f GiB", b / (1024.0 * 1024.0 * 1024.0));
-  } else if (bytes >= (size_t{1} << 20)) {
-    std::snprintf(buf, sizeof(buf), "%.2f MiB", b / (1024.0 * 1024.0));
-  } else if (bytes >= 1024) {
-    std::snprintf(buf, sizeof(buf), "%.2f KiB", b / 1024.0);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%zu bytes", bytes);
-  }
-  return buf;
-}
+using ::tandem::detail::format_bytes;
 
 // ---- Device pools -------------------------------------------------------------------
 
