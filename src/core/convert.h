@@ -7,7 +7,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "core/philox.h"  // TANDEM_HD
+#include "core/hd.h"
 
 namespace tandem {
 

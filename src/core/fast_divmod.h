@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <initializer_list>
 
-#include "core/philox.h"  // TANDEM_HD
+#include "core/hd.h"
 #include "tandem/error.h"
 
 namespace tandem {

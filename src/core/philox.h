@@ -24,11 +24,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define TANDEM_HD __host__ __device__ __forceinline__
-#else
-#define TANDEM_HD inline
-#endif
+#include "core/hd.h"
 
 namespace tandem {
 namespace philox {

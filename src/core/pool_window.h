@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/philox.h"  // TANDEM_HD
+#include "core/hd.h"
 
 namespace tandem {
 namespace pool {
