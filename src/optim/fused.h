@@ -20,7 +20,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/philox.h"  // TANDEM_HD
+#include "core/hd.h"
 #include "tandem/autograd.h"
 #include "tandem/error.h"
 #include "tandem/optim.h"
