@@ -1,4 +1,6 @@
-// Elementwise kernels: cuda::unary, cuda::binary, cuda::binary_scalar, cuda::where.
+// Elementwise kernels: cuda::unary, cuda::unary_backward, cuda::binary,
+// cuda::binary_scalar, cuda::where. The per-element formulas are
+// core/elementwise_math.h's, shared with the CPU; this file walks memory.
 //
 // Layout: every tensor is contiguous (row-major). Outputs are written in linear
 // order; inputs are read either
@@ -9,16 +11,10 @@
 //     are contiguous in every operand; at most 8 merged dims, 32-bit index math
 //     (launches over 2^32 - 1 elements are split along the outer dims).
 // The op is a template parameter of the functor, so each kernel is one op.
-// Nothing is fused beyond `a + alpha * b` (Add/Sub).
+// Nothing is fused beyond `a + alpha * b` (Add/Sub) and a unary op's backward.
 //
-// Semantics (the CPU backend is the reference):
-//   - unary (float32/float64): relu keeps NaN; sigmoid is the stable two-branch
-//     form; rsqrt is 1/sqrt; pow(x, p0); clamp(x, lo, hi) = min(max(x, lo), hi).
-//   - binary (all dtypes): maximum/minimum propagate NaN; comparisons write uint8;
-//     `a + alpha * b` rounds the product first (no FMA contraction), as the CPU
-//     does. Integer arithmetic wraps (computed in unsigned, no UB); INT_MIN / -1
-//     wraps to INT_MIN. Scalars and alpha are converted with scalar_to (as on
-//     the CPU: integers through int64, so -1 becomes 255 in uint8).
+// Semantics: core/elementwise_math.h. Scalars and alpha are converted with
+// scalar_to (as on the CPU: integers through int64, so -1 becomes 255 in uint8).
 //   - DIFFERENCE FROM THE CPU: integer division by zero writes 0 here (the CPU
 //     throws; detecting it on the device would need a device-to-host sync).
 // Instantiation savers (exact, not approximations): Sub is Add with -alpha
@@ -31,6 +27,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/elementwise_math.h"
 #include "cuda/cuda_utils.h"
 
 namespace tandem {
@@ -40,157 +37,33 @@ namespace {
 constexpr int kMaxDims = 8;
 constexpr int kUnroll = 2;  // 16-byte vectors per thread per grid-stride step
 
-// ---- Scalar math --------------------------------------------------------------------
-
-template <typename T>
-constexpr bool kIsFloat = std::is_floating_point<T>::value;
-
-template <typename T>
-__device__ __forceinline__ bool is_nan(T v) {
-  if constexpr (kIsFloat<T>) {
-    return v != v;
-  } else {
-    return false;
-  }
-}
-
-// Integer arithmetic in the unsigned type: wraps instead of overflowing.
-template <typename T>
-using Unsigned = std::make_unsigned_t<T>;
-
-template <typename T>
-__host__ __device__ __forceinline__ T neg_wrap(T a) {
-  if constexpr (kIsFloat<T>) {
-    return -a;
-  } else {
-    return static_cast<T>(Unsigned<T>(0) - static_cast<Unsigned<T>>(a));
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ T add_(T a, T b) {
-  if constexpr (kIsFloat<T>) {
-    return a + b;
-  } else {
-    return static_cast<T>(static_cast<Unsigned<T>>(a) + static_cast<Unsigned<T>>(b));
-  }
-}
-
-// Rounded product: the intrinsics keep nvcc from contracting `a + x * y` into an
-// FMA, which would round differently from the CPU.
-template <typename T>
-__device__ __forceinline__ T mul_(T a, T b) {
-  if constexpr (std::is_same<T, float>::value) {
-    return __fmul_rn(a, b);
-  } else if constexpr (std::is_same<T, double>::value) {
-    return __dmul_rn(a, b);
-  } else {
-    return static_cast<T>(static_cast<Unsigned<T>>(a) * static_cast<Unsigned<T>>(b));
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ T div_(T a, T b) {
-  if constexpr (kIsFloat<T>) {
-    return a / b;
-  } else {
-    if (b == T(0)) return T(0);  // the CPU throws instead (see the header)
-    if constexpr (std::is_signed<T>::value) {
-      if (b == T(-1)) return neg_wrap(a);  // avoids the INT_MIN / -1 overflow
-    }
-    return static_cast<T>(a / b);
-  }
-}
-
-__device__ __forceinline__ float exp_(float x) { return expf(x); }
-__device__ __forceinline__ double exp_(double x) { return exp(x); }
-__device__ __forceinline__ float log_(float x) { return logf(x); }
-__device__ __forceinline__ double log_(double x) { return log(x); }
-__device__ __forceinline__ float sqrt_(float x) { return sqrtf(x); }
-__device__ __forceinline__ double sqrt_(double x) { return sqrt(x); }
-__device__ __forceinline__ float tanh_(float x) { return tanhf(x); }
-__device__ __forceinline__ double tanh_(double x) { return tanh(x); }
-__device__ __forceinline__ float abs_(float x) { return fabsf(x); }
-__device__ __forceinline__ double abs_(double x) { return fabs(x); }
-__device__ __forceinline__ float erf_(float x) { return erff(x); }
-__device__ __forceinline__ double erf_(double x) { return erf(x); }
-__device__ __forceinline__ float pow_(float x, float p) { return powf(x, p); }
-__device__ __forceinline__ double pow_(double x, double p) { return pow(x, p); }
-
-// ---- Op functors ------------------------------------------------------------------------
+// ---- Op functors: the formulas are core/elementwise_math.h's ------------------------------
 
 template <typename T, UnaryOp op>
 struct UnaryFn {
   using Out = T;
   T p0, p1;
   __device__ __forceinline__ T operator()(T x) const {
-    if constexpr (op == UnaryOp::Relu) {
-      return x < T(0) ? T(0) : x;  // NaN passes through
-    } else if constexpr (op == UnaryOp::Sigmoid) {
-      if (x >= T(0)) return T(1) / (T(1) + exp_(-x));
-      const T z = exp_(x);
-      return z / (T(1) + z);
-    } else if constexpr (op == UnaryOp::Tanh) {
-      return tanh_(x);
-    } else if constexpr (op == UnaryOp::Exp) {
-      return exp_(x);
-    } else if constexpr (op == UnaryOp::Log) {
-      return log_(x);
-    } else if constexpr (op == UnaryOp::Sqrt) {
-      return sqrt_(x);
-    } else if constexpr (op == UnaryOp::Rsqrt) {
-      return T(1) / sqrt_(x);
-    } else if constexpr (op == UnaryOp::Neg) {
-      return -x;
-    } else if constexpr (op == UnaryOp::Abs) {
-      return abs_(x);
-    } else if constexpr (op == UnaryOp::Square) {
-      return x * x;
-    } else if constexpr (op == UnaryOp::Erf) {
-      return erf_(x);
-    } else if constexpr (op == UnaryOp::Pow) {
-      return pow_(x, p0);
-    } else if constexpr (op == UnaryOp::Clamp) {
-      const T lo_clamped = x < p0 ? p0 : x;      // std::max(x, lo)
-      return p1 < lo_clamped ? p1 : lo_clamped;  // std::min(., hi)
-    } else {
-      static_assert(sizeof(T) == 0, "UnaryFn: op without a formula");
-    }
+    return math::UnaryFormula<op>::forward(x, p0, p1);
+  }
+};
+
+// (grad_out, saved) -> grad_in of a unary op.
+template <typename T, UnaryOp op>
+struct UnaryGradFn {
+  using Out = T;
+  T p0, p1;
+  __device__ __forceinline__ T operator()(T g, T s) const {
+    return math::UnaryFormula<op>::backward(g, s, p0, p1);
   }
 };
 
 template <typename T, BinaryOp op>
 struct BinaryFn {
-  using Out = std::conditional_t<(op >= BinaryOp::Eq), uint8_t, T>;
+  using Out = math::BinaryResult<op, T>;
   T alpha;  // Add/Sub only
   __device__ __forceinline__ Out operator()(T a, T b) const {
-    if constexpr (op == BinaryOp::Add) {
-      return add_(a, mul_(alpha, b));
-    } else if constexpr (op == BinaryOp::Sub) {
-      return add_(a, neg_wrap(mul_(alpha, b)));
-    } else if constexpr (op == BinaryOp::Mul) {
-      return mul_(a, b);
-    } else if constexpr (op == BinaryOp::Div) {
-      return div_(a, b);
-    } else if constexpr (op == BinaryOp::Maximum) {
-      return is_nan(a) ? a : (is_nan(b) ? b : (a > b ? a : b));
-    } else if constexpr (op == BinaryOp::Minimum) {
-      return is_nan(a) ? a : (is_nan(b) ? b : (a < b ? a : b));
-    } else if constexpr (op == BinaryOp::Eq) {
-      return a == b;
-    } else if constexpr (op == BinaryOp::Ne) {
-      return a != b;
-    } else if constexpr (op == BinaryOp::Lt) {
-      return a < b;
-    } else if constexpr (op == BinaryOp::Le) {
-      return a <= b;
-    } else if constexpr (op == BinaryOp::Gt) {
-      return a > b;
-    } else if constexpr (op == BinaryOp::Ge) {
-      return a >= b;
-    } else {
-      static_assert(sizeof(T) == 0, "BinaryFn: op without a formula");
-    }
+    return math::binary<op, T>(a, b, alpha);
   }
 };
 
@@ -235,7 +108,9 @@ struct Map1 {
 template <typename T, typename F>
 struct Map2 {
   using Out = typename F::Out;
-  static constexpr int kInputs = 2;
+  // (An enumerator: nvcc flags a static member that a contiguous-only use,
+  // a unary op's backward, never reads.)
+  enum : int { kInputs = 2 };
   const T* a;
   const T* b;
   F f;
@@ -498,6 +373,26 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, double p0, double p1)
   TANDEM_FAIL("unary (cuda): unknown op ", static_cast<int>(op));
 }
 
+template <typename T>
+void unary_backward_typed(UnaryOp op, const Tensor& g, const Tensor& saved, Tensor& grad_in,
+                          double p0, double p1) {
+  const T p0_t = static_cast<T>(p0);
+  const T p1_t = static_cast<T>(p1);
+  switch (op) {
+#define TANDEM_UNARY_GRAD_CASE_(name, Enum)                                            \
+  case UnaryOp::Enum: {                                                                \
+    using F = UnaryGradFn<T, UnaryOp::Enum>;                                           \
+    run_contiguous<T>(Map2<T, F>{g.data_ptr<T>(), saved.data_ptr<T>(), F{p0_t, p1_t}}, \
+                      grad_in.data_ptr<T>(), grad_in.numel());                         \
+    return;                                                                            \
+  }
+    TANDEM_UNARY_OPS(TANDEM_UNARY_GRAD_CASE_)
+    TANDEM_PARAM_UNARY_OPS(TANDEM_UNARY_GRAD_CASE_)
+#undef TANDEM_UNARY_GRAD_CASE_
+  }
+  TANDEM_FAIL("unary_backward (cuda): unknown op ", static_cast<int>(op));
+}
+
 // a op b with broadcasting (a and b may be swapped by the caller).
 template <typename T, BinaryOp op>
 void binary_op(const Tensor& a, const Tensor& b, Tensor& out, T alpha) {
@@ -524,7 +419,7 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, do
     case BinaryOp::Add:
       return binary_op<T, BinaryOp::Add>(a, b, out, scalar_to<T>(alpha));
     case BinaryOp::Sub:  // a - alpha*b == a + (-alpha)*b exactly
-      return binary_op<T, BinaryOp::Add>(a, b, out, neg_wrap(scalar_to<T>(alpha)));
+      return binary_op<T, BinaryOp::Add>(a, b, out, math::neg_wrap(scalar_to<T>(alpha)));
     case BinaryOp::Mul:
       return binary_op<T, BinaryOp::Mul>(a, b, out, T(1));
     case BinaryOp::Div:
@@ -587,7 +482,7 @@ void binary_scalar_typed(BinaryOp op, const Tensor& a, double s, ScalarSide side
     case BinaryOp::Add:
       return scalar_op<T, BinaryOp::Add, R>(a, st, out);
     case BinaryOp::Sub:  // a - s == a + (-s) exactly
-      return scalar_op<T, BinaryOp::Add, R>(a, neg_wrap(st), out);
+      return scalar_op<T, BinaryOp::Add, R>(a, math::neg_wrap(st), out);
     case BinaryOp::Mul:
       return scalar_op<T, BinaryOp::Mul, R>(a, st, out);
     case BinaryOp::Div:
@@ -638,6 +533,13 @@ void where_typed(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& o
 void unary(UnaryOp op, const Tensor& x, Tensor& out, double p0, double p1) {
   TANDEM_DISPATCH_FLOATING(x.dtype(), "unary (cuda)",
                            [&] { unary_typed<scalar_t>(op, x, out, p0, p1); });
+}
+
+void unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& saved, Tensor& grad_in,
+                    double p0, double p1) {
+  TANDEM_DISPATCH_FLOATING(grad_in.dtype(), "unary_backward (cuda)", [&] {
+    unary_backward_typed<scalar_t>(op, grad_out, saved, grad_in, p0, p1);
+  });
 }
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, double alpha) {

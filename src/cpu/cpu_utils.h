@@ -1,7 +1,7 @@
 // Internal helpers shared by the CPU backend (src/cpu/*.cpp): OpenMP loops,
-// dtype conversions without undefined behaviour, wrapping integer arithmetic,
-// and the per-element semantics of every UnaryOp and BinaryOp (written once,
-// here; kernels/elementwise.cu has the CUDA twin and must agree with it).
+// dtype conversions without undefined behaviour, and visitors that turn a runtime op into a
+// compile-time one. The per-element semantics of every UnaryOp and BinaryOp are in
+// core/elementwise_math.h, shared with the CUDA kernels.
 //
 // Conventions that make CPU and CUDA agree bit for bit where they can:
 //   - float -> integer conversions truncate, saturate at the target's range and
@@ -24,6 +24,7 @@
 
 #include "core/backend.h"
 #include "core/convert.h"
+#include "core/elementwise_math.h"
 
 namespace tandem {
 namespace cpu {
@@ -41,17 +42,8 @@ inline void parallel_for(int64_t n, int64_t cost_per_item, const F& f) {
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 
-template <typename T>
-constexpr bool kIsFloat = std::is_floating_point<T>::value;
-
-template <typename T>
-inline bool is_nan(T v) {
-  if constexpr (kIsFloat<T>) {
-    return std::isnan(v);
-  } else {
-    return false;
-  }
-}
+using math::is_nan;
+using math::kIsFloat;
 
 // On a hot row loop: one copy per instruction set, chosen at load time (GCC's
 // target_clones; the library itself stays baseline x86-64).
@@ -107,126 +99,10 @@ inline D convert(S v) {
 }
 using ::tandem::scalar_to;
 
-// ---- Wrapping integer arithmetic -------------------------------------------------
+// ---- Op semantics: core/elementwise_math.h (shared with CUDA) ---------------------------
 
-template <typename T>
-using Unsigned = std::make_unsigned_t<T>;
-
-template <typename T>
-inline T add_wrap(T a, T b) {
-  if constexpr (kIsFloat<T>) {
-    return a + b;
-  } else {
-    return static_cast<T>(static_cast<Unsigned<T>>(a) + static_cast<Unsigned<T>>(b));
-  }
-}
-template <typename T>
-inline T sub_wrap(T a, T b) {
-  if constexpr (kIsFloat<T>) {
-    return a - b;
-  } else {
-    return static_cast<T>(static_cast<Unsigned<T>>(a) - static_cast<Unsigned<T>>(b));
-  }
-}
-template <typename T>
-inline T mul_wrap(T a, T b) {
-  if constexpr (kIsFloat<T>) {
-    return a * b;
-  } else {
-    return static_cast<T>(static_cast<Unsigned<T>>(a) * static_cast<Unsigned<T>>(b));
-  }
-}
-// Callers rule out integer division by zero before the loop (it throws); the
-// guard here only keeps the functor free of UB.
-template <typename T>
-inline T div_checked(T a, T b) {
-  if constexpr (kIsFloat<T>) {
-    return a / b;
-  } else {
-    if (b == T(0)) return T(0);
-    if constexpr (std::is_signed<T>::value) {
-      if (b == T(-1)) return sub_wrap(T(0), a);  // INT_MIN / -1 overflows
-    }
-    return static_cast<T>(a / b);
-  }
-}
-
-// ---- Op semantics ------------------------------------------------------------------
-
-template <UnaryOp Op, typename T>
-inline T apply_unary(T x, T p0, T p1) {
-  if constexpr (Op == UnaryOp::Relu) {
-    return x < T(0) ? T(0) : x;  // NaN passes through, as in PyTorch
-  } else if constexpr (Op == UnaryOp::Sigmoid) {
-    // exp of a non-positive number only: no overflow for large |x|.
-    if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-    const T z = std::exp(x);
-    return z / (T(1) + z);
-  } else if constexpr (Op == UnaryOp::Tanh) {
-    return std::tanh(x);
-  } else if constexpr (Op == UnaryOp::Exp) {
-    return std::exp(x);
-  } else if constexpr (Op == UnaryOp::Log) {
-    return std::log(x);
-  } else if constexpr (Op == UnaryOp::Sqrt) {
-    return std::sqrt(x);
-  } else if constexpr (Op == UnaryOp::Rsqrt) {
-    return T(1) / std::sqrt(x);
-  } else if constexpr (Op == UnaryOp::Neg) {
-    return -x;
-  } else if constexpr (Op == UnaryOp::Abs) {
-    return std::fabs(x);
-  } else if constexpr (Op == UnaryOp::Square) {
-    return x * x;
-  } else if constexpr (Op == UnaryOp::Erf) {
-    return std::erf(x);
-  } else if constexpr (Op == UnaryOp::Pow) {
-    return std::pow(x, p0);
-  } else if constexpr (Op == UnaryOp::Clamp) {
-    const T lo_clamped = x < p0 ? p0 : x;      // max(x, lo); NaN passes through
-    return p1 < lo_clamped ? p1 : lo_clamped;  // min(., hi)
-  } else {
-    static_assert(sizeof(T) == 0, "apply_unary: op without a formula");
-  }
-}
-
-template <BinaryOp Op>
-constexpr bool kIsComparison = Op >= BinaryOp::Eq;
-
-template <BinaryOp Op, typename T>
-using BinaryResult = std::conditional_t<kIsComparison<Op>, uint8_t, T>;
-
-// alpha is used by Add/Sub only: a + alpha * b, a - alpha * b.
-template <BinaryOp Op, typename T>
-inline BinaryResult<Op, T> apply_binary(T a, T b, T alpha) {
-  if constexpr (Op == BinaryOp::Add) {
-    return add_wrap(a, mul_wrap(alpha, b));
-  } else if constexpr (Op == BinaryOp::Sub) {
-    return sub_wrap(a, mul_wrap(alpha, b));
-  } else if constexpr (Op == BinaryOp::Mul) {
-    return mul_wrap(a, b);
-  } else if constexpr (Op == BinaryOp::Div) {
-    return div_checked(a, b);
-  } else if constexpr (Op == BinaryOp::Maximum) {
-    return is_nan(a) ? a : (is_nan(b) ? b : (a > b ? a : b));
-  } else if constexpr (Op == BinaryOp::Minimum) {
-    return is_nan(a) ? a : (is_nan(b) ? b : (a < b ? a : b));
-  } else if constexpr (Op == BinaryOp::Eq) {
-    return a == b;
-  } else if constexpr (Op == BinaryOp::Ne) {
-    return a != b;
-  } else if constexpr (Op == BinaryOp::Lt) {
-    return a < b;
-  } else if constexpr (Op == BinaryOp::Le) {
-    return a <= b;
-  } else if constexpr (Op == BinaryOp::Gt) {
-    return a > b;
-  } else if constexpr (Op == BinaryOp::Ge) {
-    return a >= b;
-  } else {
-    static_assert(sizeof(T) == 0, "apply_binary: op without a formula");
-  }
-}
+using math::add_wrap;
+using math::BinaryResult;
 
 // Calls f(std::integral_constant<UnaryOp, op>{}), making the runtime op a
 // compile-time constant inside f (one loop per op, no switch per element).

@@ -1,5 +1,5 @@
 // CPU elementwise ops: unary, binary (NumPy broadcasting), binary_scalar and
-// where. The formulas live in cpu_utils.h (apply_unary / apply_binary); this
+// where. The formulas live in core/elementwise_math.h (shared with CUDA); this
 // file walks memory. Contiguous operands of the output's size are read linearly;
 // an input of one element is read once; anything else goes through a broadcast
 // plan: strides (0 on broadcast dims) with dims merged where every operand is
@@ -136,7 +136,7 @@ void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, T alpha) {
   const T* pb = b.data_ptr<T>();
   Out* po = out.data_ptr<Out>();
   const int64_t n = out.numel();
-  const auto f = [alpha](T x, T y) { return util::apply_binary<Op, T>(x, y, alpha); };
+  const auto f = [alpha](T x, T y) { return math::binary<Op, T>(x, y, alpha); };
   if (a.numel() == n && b.numel() == n) {
     parallel_for(n, 1, [&](int64_t i) { po[i] = f(pa[i], pb[i]); });
   } else if (a.numel() == n && b.numel() == 1) {
@@ -175,7 +175,22 @@ void unary(UnaryOp op, const Tensor& x, Tensor& out, double p0, double p1) {
     util::visit_unary_op(op, [&](auto op_tag) {
       constexpr UnaryOp kOp = decltype(op_tag)::value;
       parallel_for(n, 1,
-                   [&](int64_t i) { o[i] = util::apply_unary<kOp, scalar_t>(in[i], q0, q1); });
+                   [&](int64_t i) { o[i] = math::UnaryFormula<kOp>::forward(in[i], q0, q1); });
+    });
+  });
+}
+
+void unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& saved, Tensor& grad_in,
+                    double p0, double p1) {
+  const int64_t n = grad_in.numel();
+  TANDEM_DISPATCH_FLOATING(grad_in.dtype(), op_name(op), [&] {
+    const scalar_t* g = grad_out.data_ptr<scalar_t>();
+    const scalar_t* s = saved.data_ptr<scalar_t>();
+    scalar_t* o = grad_in.data_ptr<scalar_t>();
+    const auto q0 = static_cast<scalar_t>(p0), q1 = static_cast<scalar_t>(p1);
+    util::visit_unary_op(op, [&](auto op_tag) {
+      using F = math::UnaryFormula<decltype(op_tag)::value>;
+      parallel_for(n, 1, [&](int64_t i) { o[i] = F::backward(g[i], s[i], q0, q1); });
     });
   });
 }
@@ -221,9 +236,9 @@ void binary_scalar(BinaryOp op, const Tensor& a, double s, ScalarSide side, Tens
         Out* y = po + start;
         const scalar_t s_val = st;
         if (left) {
-          for (int64_t i = 0; i < len; ++i) y[i] = util::apply_binary<kOp>(s_val, x[i], one);
+          for (int64_t i = 0; i < len; ++i) y[i] = math::binary<kOp>(s_val, x[i], one);
         } else {
-          for (int64_t i = 0; i < len; ++i) y[i] = util::apply_binary<kOp>(x[i], s_val, one);
+          for (int64_t i = 0; i < len; ++i) y[i] = math::binary<kOp>(x[i], s_val, one);
         }
       });
     });

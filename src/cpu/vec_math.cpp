@@ -64,7 +64,7 @@ int op_index(UnaryOp op) {
 
 template <UnaryOp Op, typename T>
 void scalar_map(const T* x, T* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = util::apply_unary<Op, T>(x[i], T(0), T(0));
+  for (int64_t i = 0; i < n; ++i) y[i] = math::UnaryFormula<Op>::forward(x[i], T(0), T(0));
 }
 
 template <typename T>
@@ -88,7 +88,7 @@ void scalar_unary(UnaryOp op, const T* x, T* y, int64_t n) {
   }
 
 // sigmoid(x) = (x < 0 ? z : 1) / (1 + z), z = exp(-|x|): the formula of
-// util::apply_unary<Sigmoid> without a branch. NaN: z is NaN, so is the result.
+// math::Sigmoid::forward without a branch. NaN: z is NaN, so is the result.
 #define TANDEM_VEC_SIGMOID_AVX512_(NAME, V, SUF, EXP)                                        \
   __attribute__((target("avx512f"))) inline V NAME(V x) {                                    \
     const V zero = _mm512_setzero_##SUF(), one = _mm512_set1_##SUF(1);                       \

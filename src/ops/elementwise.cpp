@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "autograd/record.h"
+#include "core/elementwise_math.h"
 #include "ops/dispatch.h"
 #include "tandem/ops.h"
 
@@ -26,54 +27,14 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 
 namespace {
 
-// d unary(x) / dx times g; x is the input, y the output.
-Tensor unary_backward(UnaryOp op, const Tensor& g, const Tensor& x, const Tensor& y, double p0,
-                      double p1) {
-  switch (op) {
-    case UnaryOp::Relu:
-      return where(gt(y, 0.0), g, 0.0);
-    case UnaryOp::Sigmoid:
-      return g * y * (1.0 - y);
-    case UnaryOp::Tanh:
-      return g * (1.0 - square(y));
-    case UnaryOp::Exp:
-      return g * y;
-    case UnaryOp::Log:
-      return g / x;
-    case UnaryOp::Sqrt:
-      return g / (2.0 * y);
-    case UnaryOp::Rsqrt:
-      return g * (-0.5 * y * y * y);
-    case UnaryOp::Neg:
-      return -g;
-    case UnaryOp::Abs:
-      return where(gt(x, 0.0), g, where(lt(x, 0.0), -g, 0.0));
-    case UnaryOp::Square:
-      return 2.0 * x * g;
-    case UnaryOp::Erf:  // 2/sqrt(pi) exp(-x^2)
-      return g * (1.1283791670955126 * exp(-square(x)));
-    case UnaryOp::Pow:
-      return p0 == 0.0 ? zeros_like(g) : g * (p0 * pow(x, p0 - 1.0));
-    case UnaryOp::Clamp:
-      return where(mul(ge(x, p0), le(x, p1)), g, 0.0);
-    default:
-      TANDEM_FAIL(op_name(op), ": no backward formula (autograd)");
+// The gradient of unary op's input: one fused kernel over the output's
+// gradient and the saved input or output (core/elementwise_math.h).
+Tensor unary_backward(UnaryOp op, const Tensor& g, const Tensor& saved, double p0, double p1) {
+  Tensor grad = empty_like(saved);
+  if (grad.numel() > 0) {
+    TANDEM_BACKEND_CALL(saved.device(), unary_backward, op, g, saved, grad, p0, p1);
   }
-}
-
-// Which of input and output the backward formula of `op` reads.
-bool backward_uses_output(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Relu:
-    case UnaryOp::Sigmoid:
-    case UnaryOp::Tanh:
-    case UnaryOp::Exp:
-    case UnaryOp::Sqrt:
-    case UnaryOp::Rsqrt:
-      return true;
-    default:
-      return false;
-  }
+  return grad;
 }
 
 }  // namespace
@@ -84,12 +45,9 @@ Tensor unary(UnaryOp op, const Tensor& x, double p0, double p1) {
   Tensor out = empty_like(x);
   if (x.numel() > 0) TANDEM_BACKEND_CALL(x.device(), unary, op, x, out, p0, p1);
   if (autograd::should_record(x)) {
-    const bool use_out = backward_uses_output(op);
-    autograd::record(out, op_name(op), {x}, {use_out ? out : x},
-                     [op, p0, p1, use_out](const Tensor& g, const std::vector<Tensor>& s) {
-                       const Tensor none;
-                       return std::vector<Tensor>{unary_backward(op, g, use_out ? none : s[0],
-                                                                 use_out ? s[0] : none, p0, p1)};
+    autograd::record(out, op_name(op), {x}, {math::backward_saves_output(op) ? out : x},
+                     [op, p0, p1](const Tensor& g, const std::vector<Tensor>& s) {
+                       return std::vector<Tensor>{unary_backward(op, g, s[0], p0, p1)};
                      });
   }
   return out;
