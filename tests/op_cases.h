@@ -1,6 +1,6 @@
 // The ops of op_list.h as test-case tables, built from the X-macros so that an
 // op added to op_list.h is picked up by every test that iterates over them
-// (CPU references in test_ops_*.cpp, CPU/CUDA parity in test_cuda.cpp).
+// (CPU references in test_ops_*.cpp, CPU/CUDA parity in test_cuda_*.cpp).
 #pragma once
 
 #include <tandem/tandem.h>

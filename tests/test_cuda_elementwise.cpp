@@ -1,0 +1,324 @@
+// Elementwise parity: every unary and binary op of the X-macro lists
+// (op_cases.h) on both devices with the same random inputs, broadcasting,
+// scalars on either side, in-place forms, overlapping operands, where; and the
+// ops docs/design.md ("Parity") lists as bit-identical across devices. CPU
+// references: test_ops_elementwise.cpp. Skipped without a CUDA device.
+#include <gtest/gtest.h>
+#include <tandem/tandem.h>
+
+#include <array>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "op_cases.h"
+#include "test_cuda_util.h"
+#include "test_util.h"
+
+namespace {
+
+using namespace tt::cuda_parity;  // NOLINT(google-build-using-namespace)
+
+Tensor unary_input(UnaryOp op, const Shape& shape, DType dt) {
+  switch (op) {
+    case UnaryOp::Log:
+    case UnaryOp::Sqrt:
+    case UnaryOp::Rsqrt:
+    case UnaryOp::Pow:
+      return tt::random_tensor(shape, dt, 0.05, 20.0);
+    case UnaryOp::Exp:
+      return tt::random_tensor(shape, dt, -20.0, 20.0);
+    default:
+      return tt::random_tensor(shape, dt, -8.0, 8.0);
+  }
+}
+
+// ---- Elementwise parity ----------------------------------------------------------------
+
+class UnaryParity : public CudaParamTest<std::tuple<size_t, DType>> {};
+
+TEST_P(UnaryParity, MatchesCpu) {
+  const auto& c = tt::unary_cases()[std::get<0>(GetParam())];
+  const DType dt = std::get<1>(GetParam());
+  for (const Shape& s : parity_shapes()) {
+    SCOPED_TRACE("shape " + tt::str(s));
+    Tensor x = unary_input(c.op, s, dt);
+    Tensor xg = x.cuda();
+    poison_output(s, dt);
+    expect_parity(c.fn(xg), c.fn(x), unary_tol(c.op, dt));
+    expect_parity(tandem::unary(c.op, xg), tandem::unary(c.op, x), unary_tol(c.op, dt));
+    tt::expect_equal(xg.cpu(), x);  // the input is untouched
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllUnaryOps, UnaryParity,
+                         ::testing::Combine(::testing::Range<size_t>(0, tt::unary_cases().size()),
+                                            ::testing::Values(tandem::kFloat32, tandem::kFloat64)),
+                         [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
+                           return std::string(
+                                      tt::unary_cases()[std::get<0>(param_info.param)].name) +
+                                  "_" + tandem::dtype_name(std::get<1>(param_info.param));
+                         });
+
+class ParamUnaryParity : public CudaParamTest<DType> {};
+
+TEST_P(ParamUnaryParity, PowAndClamp) {
+  const DType dt = GetParam();
+  for (const Shape& s : parity_shapes()) {
+    SCOPED_TRACE("shape " + tt::str(s));
+    Tensor pos = tt::random_tensor(s, dt, 0.05, 4.0);
+    Tensor any = tt::random_tensor(s, dt, -3.0, 3.0);
+    for (double p : {0.5, 2.5, -0.5})
+      expect_parity(tandem::pow(pos.cuda(), p), tandem::pow(pos, p), unary_tol(UnaryOp::Pow, dt));
+    for (double p : {2.0, 3.0, 0.0}) {
+      expect_parity(tandem::pow(any.cuda(), p), tandem::pow(any, p), unary_tol(UnaryOp::Pow, dt));
+      expect_parity(tandem::unary(UnaryOp::Pow, any.cuda(), p), tandem::pow(any, p),
+                    unary_tol(UnaryOp::Pow, dt));
+    }
+    expect_parity(tandem::clamp(any.cuda(), -0.5, 0.25), tandem::clamp(any, -0.5, 0.25),
+                  tt::exact());
+    expect_parity(tandem::unary(UnaryOp::Clamp, any.cuda(), -1.0, 2.0),
+                  tandem::clamp(any, -1.0, 2.0), tt::exact());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Floating, ParamUnaryParity,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64), dtype_param_name);
+
+struct Operands {
+  Tensor a, b;
+};
+Operands binary_operands(BinaryOp op, DType dt, const Shape& sa, const Shape& sb) {
+  if (tandem::is_comparison(op)) {
+    // A small set of values so that ties are common.
+    auto grid = [&](const Shape& s) {
+      auto v = tt::int_values(tt::numel_of(s), -4, 4);
+      if (dt == tandem::kUInt8)
+        for (auto& x : v) x += 4;
+      else if (tandem::is_floating(dt))
+        for (auto& x : v) x *= 0.25;
+      return tt::make_tensor(v, s, dt);
+    };
+    return {grid(sa), grid(sb)};
+  }
+  if (dt == tandem::kUInt8)
+    return {tt::random_tensor(sa, dt, 8, 15), tt::random_tensor(sb, dt, 1, 4)};
+  if (!tandem::is_floating(dt)) {
+    if (op == BinaryOp::Div)
+      return {tt::random_tensor(sa, dt, 0, 100), tt::random_tensor(sb, dt, 1, 9)};
+    return {tt::random_tensor(sa, dt, -50, 50), tt::random_tensor(sb, dt, -50, 50)};
+  }
+  if (op == BinaryOp::Div)
+    return {tt::random_tensor(sa, dt, -2, 2), tt::random_nonzero(sb, dt, 0.25, 2.0)};
+  return {tt::random_tensor(sa, dt, -2, 2), tt::random_tensor(sb, dt, -2, 2)};
+}
+
+class BinaryParity : public CudaParamTest<std::tuple<size_t, DType>> {};
+
+TEST_P(BinaryParity, MatchesCpuWithBroadcasting) {
+  const auto& c = tt::binary_cases()[std::get<0>(GetParam())];
+  const DType dt = std::get<1>(GetParam());
+  const std::vector<std::pair<Shape, Shape>> pairs = {{{7}, {7}},
+                                                      {{}, {}},
+                                                      {{1}, {1}},
+                                                      {{3, 7, 5}, {3, 7, 5}},
+                                                      {{3, 1, 5}, {4, 5}},
+                                                      {{4, 5}, {3, 1, 5}},
+                                                      {{2, 1}, {1, 3}},
+                                                      {{}, {2, 3}},
+                                                      {{2, 3}, {}},
+                                                      {{33}, {1}},
+                                                      {{0}, {0}},
+                                                      {{0, 3}, {3}},
+                                                      {{1000003}, {1000003}},
+                                                      {{1000003}, {1}},
+                                                      {{1000, 1}, {1, 1001}}};
+  for (const auto& sh : pairs) {
+    SCOPED_TRACE(tt::str(sh.first) + " and " + tt::str(sh.second));
+    const Operands in = binary_operands(c.op, dt, sh.first, sh.second);
+    const Tensor ag = in.a.cuda(), bg = in.b.cuda();
+    Tensor cpu = tt::call_named(c.op, in.a, in.b);
+    poison_output(cpu.sizes(), cpu.dtype());
+    expect_parity(tt::call_named(c.op, ag, bg), cpu, tt::default_tol(dt));
+    expect_parity(tandem::binary(c.op, ag, bg, 2.0), tandem::binary(c.op, in.a, in.b, 2.0),
+                  tt::default_tol(dt));
+  }
+}
+
+TEST_P(BinaryParity, ScalarOnEitherSide) {
+  const auto& c = tt::binary_cases()[std::get<0>(GetParam())];
+  const DType dt = std::get<1>(GetParam());
+  const bool integral = !tandem::is_floating(dt);
+  double s_right = 0.75, s_left = -1.5, lo = -2.0, hi = 2.0;
+  if (tandem::is_comparison(c.op)) {
+    s_right = s_left = integral ? 2.0 : 0.25;
+  } else if (dt == tandem::kUInt8) {
+    s_right = 2.0, s_left = 16.0, lo = 2.0, hi = 15.0;
+  } else if (integral) {
+    s_right = 3.0, s_left = 7.0;
+    lo = c.op == BinaryOp::Div ? 1.0 : -50.0;
+    hi = c.op == BinaryOp::Div ? 100.0 : 50.0;
+  }
+  for (const Shape& s : parity_shapes()) {
+    SCOPED_TRACE("shape " + tt::str(s));
+    Tensor a = (!integral && c.op == BinaryOp::Div) ? tt::random_nonzero(s, dt, 0.25, 2.0)
+                                                    : tt::random_tensor(s, dt, lo, hi);
+    if (tandem::is_comparison(c.op)) a = binary_operands(c.op, dt, s, {}).a;
+    const Tensor ag = a.cuda();
+    expect_parity(tandem::binary_scalar(c.op, ag, s_right), tandem::binary_scalar(c.op, a, s_right),
+                  tt::default_tol(dt));
+    expect_parity(tandem::binary_scalar(c.op, ag, s_left, ScalarSide::Left),
+                  tandem::binary_scalar(c.op, a, s_left, ScalarSide::Left), tt::default_tol(dt));
+    expect_parity(tt::call_named_scalar(c.op, ag, s_right), tt::call_named_scalar(c.op, a, s_right),
+                  tt::default_tol(dt));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllBinaryOps, BinaryParity,
+                         ::testing::Combine(::testing::Range<size_t>(0, tt::binary_cases().size()),
+                                            ::testing::Values(tandem::kFloat32, tandem::kFloat64,
+                                                              tandem::kInt32, tandem::kInt64,
+                                                              tandem::kUInt8)),
+                         [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
+                           return std::string(
+                                      tt::binary_cases()[std::get<0>(param_info.param)].name) +
+                                  "_" + tandem::dtype_name(std::get<1>(param_info.param));
+                         });
+
+class InPlaceParity : public CudaParamTest<DType> {};
+
+TEST_P(InPlaceParity, AllInPlaceForms) {
+  const DType dt = GetParam();
+  const Tol tol = tt::scaled(tt::default_tol(dt), 2.0);  // addcmul/addcdiv round twice
+  for (const Shape& os : std::vector<Shape>{{3, 4, 5}, {4, 5}, {1}, {}}) {
+    SCOPED_TRACE("other " + tt::str(os));
+    const Tensor x0 = tt::random_tensor({3, 4, 5}, dt, 0.1, 2.0);
+    const Tensor o = tt::random_nonzero(os, dt, 0.5, 2.0);
+    const Tensor og = o.cuda();
+    auto run = [&](auto op) {
+      Tensor h = x0.clone();
+      Tensor g = x0.cuda();
+      void* p = g.raw_data();
+      Tensor& r = op(g, og);
+      EXPECT_EQ(&r, &g);
+      EXPECT_EQ(g.raw_data(), p);
+      op(h, o);
+      expect_parity(g, h, tol);
+    };
+    run([](Tensor& t, const Tensor& u) -> Tensor& { return t.add_(u); });
+    run([](Tensor& t, const Tensor& u) -> Tensor& { return t.add_(u, -0.5); });
+    run([](Tensor& t, const Tensor& u) -> Tensor& { return t.sub_(u, 2.0); });
+    run([](Tensor& t, const Tensor& u) -> Tensor& { return t.mul_(u); });
+    run([](Tensor& t, const Tensor& u) -> Tensor& { return t.div_(u); });
+    run([](Tensor& t, const Tensor& u) -> Tensor& { return t += u; });
+    run([](Tensor& t, const Tensor& u) -> Tensor& { return t /= u; });
+    run([](Tensor& t, const Tensor&) -> Tensor& { return t.add_(1.5); });
+    run([](Tensor& t, const Tensor&) -> Tensor& { return t.sub_(0.5); });
+    run([](Tensor& t, const Tensor&) -> Tensor& { return t.mul_(-3.0); });
+    run([](Tensor& t, const Tensor&) -> Tensor& { return t.div_(4.0); });
+    run([](Tensor& t, const Tensor&) -> Tensor& { return t.clamp_(0.5, 1.5); });
+    run([](Tensor& t, const Tensor&) -> Tensor& { return t.sqrt_(); });
+    run([](Tensor& t, const Tensor&) -> Tensor& { return t.sub_(1.0).relu_(); });
+    run([](Tensor& t, const Tensor& u) -> Tensor& { return t.addcmul_(u, u, -0.3); });
+    run([](Tensor& t, const Tensor& u) -> Tensor& { return t.addcdiv_(u, u.square(), 0.7); });
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Floating, InPlaceParity,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64), dtype_param_name);
+
+// Issue 18.4 on the device: an operand that overlaps the destination is read
+// as it was before the op (copied first), and copy_ between overlapping views
+// stages through a temporary (cudaMemcpyAsync on overlapping ranges is
+// undefined). Held against the CPU, whose result is checked in
+// test_ops_elementwise.cpp / test_tensor.cpp.
+TEST_F(CudaTest, InPlaceOverlappingOperandsMatchCpu) {
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    const Tensor x0 = tt::random_nonzero({100003}, dt, 1.0, 9.0);
+    const Tensor m0 = tt::random_nonzero({1001, 33}, dt, 1.0, 9.0);
+    auto run = [&](const Tensor& start, auto op) {
+      Tensor h = start.clone();
+      Tensor g = start.cuda();
+      op(g);
+      op(h);
+      expect_parity(g, h, tt::default_tol(dt));
+    };
+    run(x0, [](Tensor& x) { x.div_(x[0]); });
+    run(x0, [](Tensor& x) { x.sub_(x[50001]); });
+    run(m0, [](Tensor& m) { m.sub_(m[0]); });
+    run(m0, [](Tensor& m) { m.mul_(m[500]); });
+    run(m0, [](Tensor& m) { m.slice(1, 1001).add_(m.slice(0, 1000), 2.0); });
+    run(m0, [](Tensor& m) { m.slice(0, 1000).copy_(m.slice(1, 1001)); });
+    run(m0, [](Tensor& m) { m.slice(1, 1001).copy_(m.slice(0, 1000)); });
+    run(m0, [](Tensor& m) { m.copy_(m.detach()); });
+  }
+}
+
+TEST_F(CudaTest, WhereParity) {
+  for (DType dt : {tandem::kFloat32, tandem::kFloat64, tandem::kInt64}) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    const std::vector<std::array<Shape, 3>> cases = {{Shape{7}, Shape{7}, Shape{7}},
+                                                     {Shape{3, 1}, Shape{3, 4}, Shape{4}},
+                                                     {Shape{2, 3}, Shape{}, Shape{1, 3}},
+                                                     {Shape{0}, Shape{0}, Shape{1}},
+                                                     {Shape{1000003}, Shape{1000003}, Shape{}}};
+    for (const auto& sh : cases) {
+      Tensor cond = tt::random_tensor(sh[0], tandem::kUInt8, 0, 1);
+      Tensor a = tt::random_tensor(sh[1], dt, -9, 9), b = tt::random_tensor(sh[2], dt, -9, 9);
+      expect_parity(tandem::where(cond.cuda(), a.cuda(), b.cuda()), tandem::where(cond, a, b),
+                    tt::exact());
+      expect_parity(tandem::where(cond.cuda(), a.cuda(), 2.0), tandem::where(cond, a, 2.0),
+                    tt::exact());
+      expect_parity(tandem::gt(a.cuda(), 0.0), tandem::gt(a, 0.0), tt::exact());
+    }
+  }
+}
+
+// ---- Parity classes (docs/design.md, "Parity") ---------------------------------------------
+
+// Issue 18 item 8: the ops the design doc lists as bit-identical across
+// devices, checked with zero tolerance on random inputs of odd sizes.
+TEST_F(CudaTest, OpsDocumentedAsBitIdenticalAreBitIdentical) {
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    const Tensor a = tt::random_tensor({7, 33, 5}, dt, -3.0, 3.0);
+    const Tensor b = tt::random_nonzero({7, 33, 5}, dt, 0.1, 3.0);
+    const Tensor row = tt::random_tensor({33, 1}, dt);
+    const Tensor ag = a.cuda(), bg = b.cuda(), rowg = row.cuda();
+    const Tol ex = tt::exact();
+    expect_parity(tandem::add(ag, bg, 0.37), tandem::add(a, b, 0.37), ex);
+    expect_parity(tandem::sub(ag, rowg, -1.7), tandem::sub(a, row, -1.7), ex);  // broadcast
+    expect_parity(tandem::mul(ag, bg), tandem::mul(a, b), ex);
+    expect_parity(tandem::div(ag, bg), tandem::div(a, b), ex);
+    expect_parity(tandem::add(ag, 0.1), tandem::add(a, 0.1), ex);
+    expect_parity(ag * 0.3, a * 0.3, ex);
+    expect_parity(1.25 / bg, 1.25 / b, ex);
+    expect_parity(tandem::maximum(ag, bg), tandem::maximum(a, b), ex);
+    expect_parity(tandem::minimum(ag, rowg), tandem::minimum(a, row), ex);
+    expect_parity(tandem::relu(ag), tandem::relu(a), ex);
+    expect_parity(tandem::neg(ag), tandem::neg(a), ex);
+    expect_parity(tandem::abs(ag), tandem::abs(a), ex);
+    expect_parity(tandem::square(ag), tandem::square(a), ex);
+    expect_parity(tandem::clamp(ag, -0.5, 0.75), tandem::clamp(a, -0.5, 0.75), ex);
+    expect_parity(tandem::lt(ag, bg), tandem::lt(a, b), ex);
+    expect_parity(tandem::where(tandem::gt(ag, 0.0), ag, bg),
+                  tandem::where(tandem::gt(a, 0.0), a, b), ex);
+    for (int64_t dim = 0; dim < 3; ++dim) {
+      expect_parity(tandem::max(ag, dim), tandem::max(a, dim), ex);
+      expect_parity(tandem::argmin(ag, dim), tandem::argmin(a, dim), ex);
+    }
+    expect_parity(tandem::max(ag), tandem::max(a), ex);
+    expect_parity(ag.permute({2, 0, 1}), a.permute({2, 0, 1}), ex);
+    const Tensor idx = tandem::randint(0, 33, {7, 9, 5}, tandem::kInt64);
+    expect_parity(tandem::gather(ag, 1, idx.cuda()), tandem::gather(a, 1, idx), ex);
+    expect_parity(ag.to(tandem::kInt32), a.to(tandem::kInt32), ex);
+    const Tensor img = tt::random_tensor({3, 5, 13, 11}, dt);
+    expect_parity(tandem::max_pool2d(img.cuda(), 3, tandem::Size2(2), 1),
+                  tandem::max_pool2d(img, 3, tandem::Size2(2), 1), ex);
+  }
+  const Tensor ints = tandem::randint(-1000, 1000, {1000003}, tandem::kInt64);
+  expect_parity(tandem::sum(ints.cuda()), tandem::sum(ints), tt::exact());
+}
+
+}  // namespace

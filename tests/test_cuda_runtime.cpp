@@ -1,0 +1,258 @@
+// The CUDA runtime: device queries and switches (TF32, sync debug), the
+// caching allocator (reuse, honest statistics, empty_cache, out of memory as an
+// error) and streams (per-thread current stream, record_stream, GEMMs on two
+// streams). Skipped, with the reason printed, without a CUDA device.
+#include <gtest/gtest.h>
+#include <tandem/tandem.h>
+
+#include <cmath>
+#include <thread>
+#include <vector>
+
+#include "test_cuda_util.h"
+#include "test_util.h"
+
+namespace {
+
+using namespace tt::cuda_parity;  // NOLINT(google-build-using-namespace)
+
+// ---- Device queries and switches ------------------------------------------------
+
+TEST_F(CudaTest, DeviceQueries) {
+  EXPECT_TRUE(tandem::cuda::is_built());
+  EXPECT_GE(tandem::cuda::device_count(), 1);
+  EXPECT_FALSE(tandem::cuda::device_name(0).empty());
+  tandem::cuda::synchronize();
+  tandem::cuda::synchronize(0);
+}
+
+TEST_F(CudaTest, Tf32IsOffByDefaultAndSwitchable) {
+  EXPECT_FALSE(tandem::cuda::allow_tf32());
+  tandem::cuda::set_allow_tf32(true);
+  EXPECT_TRUE(tandem::cuda::allow_tf32());
+  tandem::cuda::set_allow_tf32(false);
+  EXPECT_FALSE(tandem::cuda::allow_tf32());
+}
+
+TEST_F(CudaTest, SyncDebugSwitch) {
+  const bool before = tandem::cuda::sync_debug();
+  tandem::cuda::set_sync_debug(true);
+  EXPECT_TRUE(tandem::cuda::sync_debug());
+  // Ops still work with a synchronise after every launch.
+  Tensor x = tt::random_tensor({1000}, tandem::kFloat32);
+  expect_parity(tandem::relu(x.cuda()), tandem::relu(x), tt::default_tol(tandem::kFloat32));
+  tandem::cuda::set_sync_debug(false);
+  EXPECT_FALSE(tandem::cuda::sync_debug());
+  tandem::cuda::set_sync_debug(before);
+}
+
+// ---- The caching allocator ------------------------------------------------------------
+
+TEST_F(CudaTest, FreedBlocksAreReused) {
+  const Shape s{1 << 18};
+  { Tensor warm = tandem::empty(s, kGpu); }
+  tandem::cuda::synchronize();
+  const auto before = tandem::cuda::memory_stats();
+  for (int i = 0; i < 5; ++i) {
+    Tensor t = tandem::empty(s, kGpu);
+    t.fill_(1.0);
+  }
+  tandem::cuda::synchronize();
+  const auto after = tandem::cuda::memory_stats();
+  EXPECT_EQ(after.num_device_allocs, before.num_device_allocs)
+      << "same-size allocations must hit the cache";
+  EXPECT_GE(after.num_alloc_requests, before.num_alloc_requests + 5);
+}
+
+TEST_F(CudaTest, AllocatedBytesGrowAndShrinkAndPeakIsTracked) {
+  tandem::cuda::synchronize();
+  const auto s0 = tandem::cuda::memory_stats();
+  tandem::cuda::reset_peak_memory_stats();
+  EXPECT_EQ(tandem::cuda::memory_stats().peak_allocated_bytes, s0.allocated_bytes);
+  const size_t bytes = 4u << 20;
+  {
+    Tensor a = tandem::empty({static_cast<int64_t>(bytes / 4)}, kGpu);
+    const auto s1 = tandem::cuda::memory_stats();
+    EXPECT_GE(s1.allocated_bytes, s0.allocated_bytes + bytes);
+    EXPECT_GE(s1.reserved_bytes, s1.allocated_bytes);
+    EXPECT_EQ(s1.reserved_bytes, s1.allocated_bytes + s1.cached_bytes);
+    {
+      Tensor b = tandem::empty({static_cast<int64_t>(bytes / 4)}, kGpu);
+      EXPECT_GE(tandem::cuda::memory_stats().allocated_bytes, s0.allocated_bytes + 2 * bytes);
+    }
+    EXPECT_GE(tandem::cuda::memory_stats().peak_allocated_bytes, s0.allocated_bytes + 2 * bytes);
+  }
+  tandem::cuda::synchronize();
+  const auto s2 = tandem::cuda::memory_stats();
+  EXPECT_EQ(s2.allocated_bytes, s0.allocated_bytes);
+  EXPECT_GE(s2.peak_allocated_bytes, s0.allocated_bytes + 2 * bytes);
+  EXPECT_GE(s2.cached_bytes, 2 * bytes);
+}
+
+TEST_F(CudaTest, NoGrowthOverRepeatedSteps) {
+  Tensor x = tt::random_tensor({64, 128}, tandem::kFloat32).cuda();
+  Tensor w = tt::random_tensor({32, 128}, tandem::kFloat32).cuda();
+  Tensor b = tt::random_tensor({32}, tandem::kFloat32).cuda();
+  Tensor labels = tandem::randint(0, 32, {64}, tandem::TensorOptions(tandem::kInt64).device(kGpu));
+  auto step = [&] {
+    Tensor h = tandem::relu(tandem::linear(x, w, b));
+    Tensor lp = tandem::log_softmax(h, 1);
+    Tensor loss = tandem::neg(tandem::mean(tandem::gather(lp, 1, labels.view({64, 1}))));
+    Tensor m = tandem::dropout(h, 0.1);
+    w.add_(tandem::matmul(m.t(), x), -1e-3);
+    return loss.item<float>();
+  };
+  for (int i = 0; i < 3; ++i) step();  // warm-up fills the cache
+  tandem::cuda::synchronize();
+  const auto before = tandem::cuda::memory_stats();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(std::isfinite(step()));
+  tandem::cuda::synchronize();
+  const auto after = tandem::cuda::memory_stats();
+  EXPECT_EQ(after.num_device_allocs, before.num_device_allocs);
+  EXPECT_EQ(after.reserved_bytes, before.reserved_bytes);
+  EXPECT_EQ(after.allocated_bytes, before.allocated_bytes);
+}
+
+TEST_F(CudaTest, EmptyCacheReturnsFreeBlocks) {
+  { Tensor t = tandem::empty({1 << 20}, kGpu); }
+  tandem::cuda::synchronize();
+  const auto s0 = tandem::cuda::memory_stats();
+  EXPECT_GT(s0.cached_bytes, 0u);
+  tandem::cuda::empty_cache();
+  const auto s1 = tandem::cuda::memory_stats();
+  EXPECT_EQ(s1.cached_bytes, 0u);
+  EXPECT_EQ(s1.reserved_bytes, s1.allocated_bytes);
+  EXPECT_GT(s1.num_device_frees, s0.num_device_frees);
+  // Allocation still works after emptying the cache.
+  Tensor t = tandem::ones({1 << 20}, kGpu);
+  EXPECT_EQ(tandem::sum(t).item<double>(), static_cast<double>(1 << 20));
+}
+
+TEST_F(CudaTest, OutOfMemoryIsAnError) {
+  const int64_t huge = int64_t{1} << 42;  // 16 TiB of float32
+  try {
+    Tensor t = tandem::empty({huge}, kGpu);
+    FAIL() << "allocating 16 TiB succeeded";
+  } catch (const tandem::OutOfMemoryError& e) {
+    EXPECT_FALSE(e.message().empty());
+  }
+  EXPECT_THROW(tandem::empty({huge}, kGpu), tandem::Error);
+  // The allocator is still usable.
+  Tensor ok = tandem::full({1000}, 2.0, kGpu);
+  EXPECT_EQ(tandem::sum(ok).item<double>(), 2000.0);
+}
+
+// ---- Streams ---------------------------------------------------------------------------
+
+TEST_F(CudaTest, OpsOnANewStream) {
+  const tandem::cuda::Stream original = tandem::cuda::current_stream();
+  const tandem::cuda::Stream s = tandem::cuda::new_stream();
+  EXPECT_NE(s.handle(), original.handle());
+  tandem::cuda::set_current_stream(s);
+  EXPECT_EQ(tandem::cuda::current_stream().handle(), s.handle());
+  Tensor x = tt::random_tensor({1000003}, tandem::kFloat32);
+  Tensor y = tandem::exp(x.cuda());
+  s.synchronize();
+  tandem::cuda::set_current_stream(original);
+  expect_parity(y, tandem::exp(x), unary_tol(UnaryOp::Exp, tandem::kFloat32));
+}
+
+// Issue 18 item 7: the current stream is per host thread.
+TEST_F(CudaTest, CurrentStreamIsPerThread) {
+  const tandem::cuda::Stream main_stream = tandem::cuda::current_stream();
+  const tandem::cuda::Stream other = tandem::cuda::new_stream();
+  void* seen_in_thread = nullptr;
+  void* after_set_in_thread = nullptr;
+  std::thread worker([&] {
+    seen_in_thread = tandem::cuda::current_stream().handle();
+    tandem::cuda::set_current_stream(other);
+    after_set_in_thread = tandem::cuda::current_stream().handle();
+    Tensor y = tandem::exp(tandem::ones({1001}, kGpu));
+    other.synchronize();
+  });
+  worker.join();
+  EXPECT_EQ(seen_in_thread, main_stream.handle()) << "a new thread starts on the default stream";
+  EXPECT_EQ(after_set_in_thread, other.handle());
+  EXPECT_EQ(tandem::cuda::current_stream().handle(), main_stream.handle())
+      << "another thread's set_current_stream must not move this thread's work";
+  {
+    tandem::cuda::StreamGuard guard(other);
+    EXPECT_EQ(tandem::cuda::current_stream().handle(), other.handle());
+  }
+  EXPECT_EQ(tandem::cuda::current_stream().handle(), main_stream.handle());
+}
+
+// Issue 18 item 7: a block used on another stream (record_stream) is not
+// handed out again until that stream has done the work queued on it.
+TEST_F(CudaTest, RecordStreamKeepsABlockFromReuseUntilTheOtherStreamIsDone) {
+  tandem::cuda::synchronize();
+  tandem::cuda::empty_cache();  // so that only this test's blocks are cached
+  const tandem::cuda::Stream side = tandem::cuda::new_stream();
+  const Shape shape{1 << 20};
+  Tensor a = tt::random_tensor({1536, 1536}, tandem::kFloat64).cuda();
+  Tensor x = tandem::empty(shape, kGpu);  // allocated on the main stream
+  void* const x_ptr = x.raw_data();
+  Tensor busy;
+  {
+    tandem::cuda::StreamGuard guard(side);
+    // Enough work on the side stream to still be running when x is freed.
+    busy = a;
+    for (int i = 0; i < 40; ++i) busy = tandem::matmul(busy, a) * (1.0 / 1536.0);
+    Tensor read = tandem::sum(x.view({1024, 1024}), 1);  // x used on the side stream
+    tandem::cuda::record_stream(x, side);
+    tandem::cuda::record_stream(read, tandem::cuda::current_stream());  // no-op: its own stream
+  }
+  x = Tensor();  // freed while the side stream may still read it
+  Tensor y = tandem::empty(shape, kGpu);
+  EXPECT_NE(y.raw_data(), x_ptr) << "reused while the side stream still had work queued";
+  side.synchronize();
+  y = Tensor();
+  Tensor z = tandem::empty(shape, kGpu);
+  Tensor w = tandem::empty(shape, kGpu);
+  EXPECT_TRUE(z.raw_data() == x_ptr || w.raw_data() == x_ptr)
+      << "the block must come back once the side stream is done";
+  EXPECT_TRUE(std::isfinite(tandem::sum(busy).item<double>()));
+}
+
+TEST_F(CudaTest, RecordStreamErrors) {
+  const tandem::cuda::Stream s = tandem::cuda::current_stream();
+  tt::expect_error([&] { tandem::cuda::record_stream(Tensor(), s); },
+                   {"cuda::record_stream", "undefined"});
+  tt::expect_error([&] { tandem::cuda::record_stream(tandem::ones({3}), s); },
+                   {"cuda::record_stream", "expected a CUDA tensor", "cpu", "[3]"});
+  if (tandem::cuda::device_count() > 1) {
+    tt::expect_error(
+        [&] { tandem::cuda::record_stream(tandem::ones({3}, kGpu), tandem::cuda::new_stream(1)); },
+        {"cuda::record_stream", "cuda:1"});
+  }
+}
+
+// Issue 18 item 7: each (cuBLAS handle, stream) pair has its own workspace, so
+// GEMMs on two streams from one thread do not share cuBLAS scratch memory.
+TEST_F(CudaTest, GemmsOnTwoStreamsMatchTheCpu) {
+  const tandem::cuda::Stream s1 = tandem::cuda::new_stream(), s2 = tandem::cuda::new_stream();
+  const Tensor a = tt::random_tensor({257, 129}, tandem::kFloat32);
+  const Tensor b = tt::random_tensor({129, 191}, tandem::kFloat32);
+  const Tensor ag = a.cuda(), bg = b.cuda();
+  std::vector<Tensor> r1, r2;
+  for (int i = 0; i < 8; ++i) {
+    {
+      tandem::cuda::StreamGuard g(s1);
+      r1.push_back(tandem::matmul(ag, bg));
+    }
+    {
+      tandem::cuda::StreamGuard g(s2);
+      r2.push_back(tandem::matmul(ag, bg));
+    }
+  }
+  s1.synchronize();
+  s2.synchronize();
+  const Tensor want = tandem::matmul(a, b);
+  const Tol tol = tt::scaled(tt::default_tol(tandem::kFloat32), 20.0);  // GEMM order
+  for (int i = 0; i < 8; ++i) {
+    tt::expect_close(r1[static_cast<size_t>(i)].cpu(), want, tol);
+    tt::expect_close(r2[static_cast<size_t>(i)].cpu(), want, tol);
+  }
+}
+
+}  // namespace
