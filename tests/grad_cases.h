@@ -1,26 +1,30 @@
 // The table of differentiable ops for the gradient tests: each case is a
 // function of float64 inputs plus how to draw them. test_gradcheck.cpp runs
 // every case through gradcheck on the CPU and compares the CUDA backward with
-// the CPU one. Elementwise ops and reductions come from the X-macro lists, so a
-// new op there is checked without anyone adding it here.
+// the CPU one. Unary ops come from their records (op_records.h), binary ops and
+// reductions from the X-macro lists, so a new op is checked without anyone
+// adding it here.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "op_cases.h"
+#include "op_records.h"
 #include "test_util.h"
 
 namespace tt {
 
 // How an input is drawn.
-enum class Draw { Normal, Positive, AwayFromZero, Probability };
+enum class Draw { Normal, Positive, AwayFromZero, Probability, Variant };
 
 struct GradInput {
   Shape shape;
   Draw draw = Draw::Normal;
   bool requires_grad = true;
+  UnaryVariant variant{};  // Draw::Variant: a unary op's record's domain and kinks
 };
 
 struct GradCase {
@@ -40,6 +44,8 @@ inline Tensor draw_input(const GradInput& in, DType dt) {
       return random_nonzero(in.shape, dt, 0.2, 1.5);
     case Draw::Probability:
       return random_tensor(in.shape, dt, 0.05, 0.95);
+    case Draw::Variant:
+      return record_input(in.variant, in.shape, dt);
     default:
       return random_tensor(in.shape, dt, -1.5, 1.5);
   }
@@ -56,21 +62,21 @@ inline std::vector<GradCase> grad_cases() {
   std::vector<GradCase> cases;
   const GradInput a34{{3, 4}};
 
-  // Unary ops. relu and abs have a kink at 0; log, sqrt and rsqrt need x > 0.
-  for (const UnaryCase& u : unary_cases()) {
-    Draw draw = Draw::Normal;
-    if (u.op == UnaryOp::Relu || u.op == UnaryOp::Abs) draw = Draw::AwayFromZero;
-    if (u.op == UnaryOp::Log || u.op == UnaryOp::Sqrt || u.op == UnaryOp::Rsqrt)
-      draw = Draw::Positive;
-    auto f = u.fn;
-    cases.push_back({u.name, {{{3, 5}, draw}}, [f](const In& x) { return f(x[0]); }});
+  // Unary ops from their records (op_records.h): every variant, its domain
+  // cut to [-2, 2] (finite differences of exp(20) say little), away from kinks.
+  for (const UnaryRecord& r : unary_records()) {
+    if (!r.differentiable) continue;
+    for (const UnaryVariant& v : r.variants) {
+      UnaryVariant d = v;
+      d.lo = std::max(v.lo, -2.0);
+      d.hi = std::min(v.hi, 2.0);
+      const UnaryRecord* rec = &r;
+      std::string name = r.variants.size() == 1 ? r.name : r.variant_name(v);
+      cases.push_back({name, {{{3, 5}, Draw::Variant, true, d}}, [rec, v](const In& x) {
+                         return rec->call(x[0], v);
+                       }});
+    }
   }
-  for (double p : {2.0, 3.0, 0.5, -1.5, 0.0}) {
-    cases.push_back({"pow_" + std::to_string(p), {{{2, 3}, Draw::Positive}}, [p](const In& x) {
-                       return pow(x[0], p);
-                     }});
-  }
-  cases.push_back({"clamp", {a34}, [](const In& x) { return clamp(x[0], -0.5, 0.7); }});
 
   // Binary ops, same shape and broadcast both ways.
   for (const BinaryCase& b : binary_cases()) {

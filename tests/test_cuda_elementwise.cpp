@@ -1,8 +1,8 @@
-// Elementwise parity: every unary and binary op of the X-macro lists
-// (op_cases.h) on both devices with the same random inputs, broadcasting,
-// scalars on either side, in-place forms, overlapping operands, where; and the
-// ops docs/design.md ("Parity") lists as bit-identical across devices. CPU
-// references: test_ops_elementwise.cpp. Skipped without a CUDA device.
+// Elementwise parity: every unary op of its record (op_records.h) and
+// every binary op of the X-macro lists (op_cases.h) on both devices with the same random inputs,
+// broadcasting, scalars on either side, in-place forms, overlapping operands, where; and the ops
+// docs/design.md ("Parity") lists as bit-identical across devices. CPU references:
+// test_ops_elementwise.cpp. Skipped without a CUDA device.
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "op_cases.h"
+#include "op_records.h"
 #include "test_cuda_util.h"
 #include "test_util.h"
 
@@ -19,71 +20,37 @@ namespace {
 
 using namespace tt::cuda_parity;  // NOLINT(google-build-using-namespace)
 
-Tensor unary_input(UnaryOp op, const Shape& shape, DType dt) {
-  switch (op) {
-    case UnaryOp::Log:
-    case UnaryOp::Sqrt:
-    case UnaryOp::Rsqrt:
-    case UnaryOp::Pow:
-      return tt::random_tensor(shape, dt, 0.05, 20.0);
-    case UnaryOp::Exp:
-      return tt::random_tensor(shape, dt, -20.0, 20.0);
-    default:
-      return tt::random_tensor(shape, dt, -8.0, 8.0);
-  }
-}
-
 // ---- Elementwise parity ----------------------------------------------------------------
 
+// Every unary op's record (op_records.h), every variant, on both devices.
 class UnaryParity : public CudaParamTest<std::tuple<size_t, DType>> {};
 
 TEST_P(UnaryParity, MatchesCpu) {
-  const auto& c = tt::unary_cases()[std::get<0>(GetParam())];
+  const tt::UnaryRecord& r = tt::unary_records()[std::get<0>(GetParam())];
   const DType dt = std::get<1>(GetParam());
-  for (const Shape& s : parity_shapes()) {
-    SCOPED_TRACE("shape " + tt::str(s));
-    Tensor x = unary_input(c.op, s, dt);
-    Tensor xg = x.cuda();
-    poison_output(s, dt);
-    expect_parity(c.fn(xg), c.fn(x), unary_tol(c.op, dt));
-    expect_parity(tandem::unary(c.op, xg), tandem::unary(c.op, x), unary_tol(c.op, dt));
-    tt::expect_equal(xg.cpu(), x);  // the input is untouched
+  const Tol tol = tt::parity_tol(r, dt);
+  for (const tt::UnaryVariant& v : r.variants) {
+    SCOPED_TRACE(r.variant_name(v));
+    for (const Shape& s : parity_shapes()) {
+      SCOPED_TRACE("shape " + tt::str(s));
+      Tensor x = tt::record_input(v, s, dt);
+      Tensor xg = x.cuda();
+      poison_output(s, dt);
+      expect_parity(r.call(xg, v), r.call(x, v), tol);
+      expect_parity(tandem::unary(r.op, xg, v.p0, v.p1), tandem::unary(r.op, x, v.p0, v.p1), tol);
+      tt::expect_equal(xg.cpu(), x);  // the input is untouched
+    }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllUnaryOps, UnaryParity,
-                         ::testing::Combine(::testing::Range<size_t>(0, tt::unary_cases().size()),
+                         ::testing::Combine(::testing::Range<size_t>(0, tt::unary_records().size()),
                                             ::testing::Values(tandem::kFloat32, tandem::kFloat64)),
                          [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
                            return std::string(
-                                      tt::unary_cases()[std::get<0>(param_info.param)].name) +
+                                      tt::unary_records()[std::get<0>(param_info.param)].name) +
                                   "_" + tandem::dtype_name(std::get<1>(param_info.param));
                          });
-
-class ParamUnaryParity : public CudaParamTest<DType> {};
-
-TEST_P(ParamUnaryParity, PowAndClamp) {
-  const DType dt = GetParam();
-  for (const Shape& s : parity_shapes()) {
-    SCOPED_TRACE("shape " + tt::str(s));
-    Tensor pos = tt::random_tensor(s, dt, 0.05, 4.0);
-    Tensor any = tt::random_tensor(s, dt, -3.0, 3.0);
-    for (double p : {0.5, 2.5, -0.5})
-      expect_parity(tandem::pow(pos.cuda(), p), tandem::pow(pos, p), unary_tol(UnaryOp::Pow, dt));
-    for (double p : {2.0, 3.0, 0.0}) {
-      expect_parity(tandem::pow(any.cuda(), p), tandem::pow(any, p), unary_tol(UnaryOp::Pow, dt));
-      expect_parity(tandem::unary(UnaryOp::Pow, any.cuda(), p), tandem::pow(any, p),
-                    unary_tol(UnaryOp::Pow, dt));
-    }
-    expect_parity(tandem::clamp(any.cuda(), -0.5, 0.25), tandem::clamp(any, -0.5, 0.25),
-                  tt::exact());
-    expect_parity(tandem::unary(UnaryOp::Clamp, any.cuda(), -1.0, 2.0),
-                  tandem::clamp(any, -1.0, 2.0), tt::exact());
-  }
-}
-
-INSTANTIATE_TEST_SUITE_P(Floating, ParamUnaryParity,
-                         ::testing::Values(tandem::kFloat32, tandem::kFloat64), dtype_param_name);
 
 struct Operands {
   Tensor a, b;

@@ -70,31 +70,4 @@ inline const std::vector<Shape>& parity_shapes() {
   return s;
 }
 
-// CUDA's expf/logf/tanhf/rsqrtf are accurate to about 2 ulp and glibc's to
-// about 1; the two results may differ by the sum, so transcendental ops get
-// 4x the table.
-inline bool transcendental(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Sigmoid:
-    case UnaryOp::Tanh:
-    case UnaryOp::Exp:
-    case UnaryOp::Log:
-    case UnaryOp::Sqrt:
-    case UnaryOp::Rsqrt:
-    case UnaryOp::Pow:
-    case UnaryOp::Erf:
-      return true;
-    case UnaryOp::Relu:
-    case UnaryOp::Neg:
-    case UnaryOp::Abs:
-    case UnaryOp::Square:
-    case UnaryOp::Clamp:
-      return false;
-  }
-  return true;
-}
-inline Tol unary_tol(UnaryOp op, DType dt) {
-  return transcendental(op) ? tt::scaled(tt::default_tol(dt), 4.0) : tt::default_tol(dt);
-}
-
 }  // namespace tt::cuda_parity
