@@ -1,17 +1,25 @@
 // Memory-bound op benchmarks: each op family on the CPU and (in a CUDA build,
-// when a device is usable) on CUDA, float32, at 1M / 16M / 64M elements (the
-// CPU stops at 16M). Every case reports bytes_per_second counting the minimum
-// traffic the op needs (inputs read once, output written once), so the
-// "copy/*" cases at the same size are the bandwidth ceiling to compare with:
-// see benchmarks/README.md for the targets and how to compute the fraction.
+// when a device is usable) on CUDA, float32, at 1M / 16M / 256M elements (CUDA
+// also 64M), each call timed alone with the cache flushed first
+// (tb::run_flushed). Every case reports bytes_per_second counting the minimum
+// traffic the op needs (inputs read once, output written once) and vs_copy,
+// that rate over copy_raw's at the same device and size (measured first, in
+// the same run): see benchmarks/README.md for the targets.
 //
-// Names: <op>/<device>/<elements>/{real_time|manual_time}.
+// The unary ops come from their test records (tests/op_records.h): each op's
+// forward (<name>) and, where it is differentiable, forward + backward through
+// autograd (<name>_fwd_bwd), on inputs from its first variant's domain. A new
+// op is timed here once it has a record.
+//
+// Names: <op>/<device>/<elements>/manual_time.
 #include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "bench_util.h"
+#include "op_records.h"
 
 namespace {
 
@@ -33,26 +41,55 @@ Tensor random_input(const tandem::Shape& shape, Device d) {
   return tandem::randn(shape, f32(d), &gen);
 }
 
+// Seconds timed by the last time_op call (read by register_op's wrapper).
+double g_timed_seconds = 0.0;
+// copy_raw's bytes/s per "<device>/<elements>", for the vs_copy counter.
+std::map<std::string, double>& copy_rates() {
+  static std::map<std::string, double> rates;
+  return rates;
+}
+
+// Times fn, one call per iteration with the cache flushed (tb::run_flushed).
+template <typename Fn>
+void time_op(benchmark::State& state, Device d, Fn&& fn) {
+  g_timed_seconds = tb::run_flushed(state, d, fn);
+}
+
+// Uniform in the variant's domain [lo, hi).
+Tensor domain_input(const tandem::Shape& shape, const tt::UnaryVariant& v, Device d) {
+  tandem::Generator gen(2024);
+  return tandem::rand(shape, f32(d), &gen) * (v.hi - v.lo) + v.lo;
+}
+
 void register_op(const std::string& name, const Body& body) {
-  auto wrap = [body](Device device) {
-    return [body, device](benchmark::State& state) {
+  auto wrap = [body, name](Device device) {
+    return [body, device, name](benchmark::State& state) {
       tb::guarded(state, [&] {
         if (device.is_cuda() && !tb::require_cuda(state)) return;
+        g_timed_seconds = 0.0;
         const int64_t bytes = body(state, device);
         state.SetBytesProcessed(state.iterations() * bytes);
+        if (g_timed_seconds <= 0.0) return;
+        const double rate = static_cast<double>(state.iterations() * bytes) / g_timed_seconds;
+        const std::string key = device.str() + "/" + std::to_string(state.range(0));
+        if (name == "copy_raw") copy_rates()[key] = rate;
+        const auto copy = copy_rates().find(key);
+        if (copy != copy_rates().end()) state.counters["vs_copy"] = rate / copy->second;
       });
     };
   };
   benchmark::RegisterBenchmark((name + "/cpu").c_str(), wrap(tb::cpu_device()))
       ->Arg(int64_t{1} << 20)
       ->Arg(int64_t{1} << 24)
-      ->UseRealTime()
+      ->Arg(int64_t{1} << 28)
+      ->UseManualTime()
       ->Unit(benchmark::kMicrosecond);
 #if TANDEM_WITH_CUDA
   benchmark::RegisterBenchmark((name + "/cuda").c_str(), wrap(tb::cuda_device()))
       ->Arg(int64_t{1} << 20)
       ->Arg(int64_t{1} << 24)
       ->Arg(int64_t{1} << 26)
+      ->Arg(int64_t{1} << 28)
       ->UseManualTime()
       ->Unit(benchmark::kMicrosecond);
 #endif
@@ -70,13 +107,13 @@ void register_all() {
     Tensor dst = tandem::empty({n}, f32(d));
     const size_t bytes = src.nbytes();
     if (d.is_cpu()) {
-      tb::run_on(state, d, [&] {
+      time_op(state, d, [&] {
         std::memcpy(dst.raw_data(), src.raw_data(), bytes);
         benchmark::ClobberMemory();
       });
     } else {
 #if TANDEM_WITH_CUDA
-      tb::run_on(state, d, [&] {
+      time_op(state, d, [&] {
         tb::check_cuda(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), bytes,
                                        cudaMemcpyDeviceToDevice, tb::current_stream()),
                        "cudaMemcpyAsync");
@@ -90,7 +127,7 @@ void register_all() {
     const int64_t n = state.range(0);
     Tensor src = random_input({n}, d);
     Tensor dst = tandem::empty({n}, f32(d));
-    tb::run_on(state, d, [&] { dst.copy_(src); });
+    time_op(state, d, [&] { dst.copy_(src); });
     return 2 * n * kFloatBytes;
   });
   // clone(): copy plus an allocation (from the cache on CUDA).
@@ -98,31 +135,40 @@ void register_all() {
     const int64_t n = state.range(0);
     Tensor src = random_input({n}, d);
     Tensor out;
-    tb::run_on(state, d, [&] { out = src.clone(); });
+    time_op(state, d, [&] { out = src.clone(); });
     return 2 * n * kFloatBytes;
   });
 
   // ---- Elementwise ----------------------------------------------------------
-  register_op("relu", [](benchmark::State& state, Device d) {
-    const int64_t n = state.range(0);
-    Tensor x = random_input({n}, d);
-    Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::relu(x); });
-    return 2 * n * kFloatBytes;
-  });
-  register_op("sigmoid", [](benchmark::State& state, Device d) {
-    const int64_t n = state.range(0);
-    Tensor x = random_input({n}, d);
-    Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::sigmoid(x); });
-    return 2 * n * kFloatBytes;
-  });
+  // Unary ops from their records: forward, and forward + backward.
+  for (const tt::UnaryRecord& r : tt::unary_records()) {
+    const tt::UnaryRecord* rec = &r;
+    register_op(r.name, [rec](benchmark::State& state, Device d) {
+      const int64_t n = state.range(0);
+      Tensor x = domain_input({n}, rec->variants[0], d);
+      Tensor y;
+      time_op(state, d, [&] { y = rec->call(x, rec->variants[0]); });
+      return 2 * n * kFloatBytes;
+    });
+    if (!r.differentiable) continue;
+    // Forward (x read, y written) and backward (the output's gradient and x or
+    // y read, x's gradient written).
+    register_op(std::string(r.name) + "_fwd_bwd", [rec](benchmark::State& state, Device d) {
+      const int64_t n = state.range(0);
+      Tensor x = domain_input({n}, rec->variants[0], d).set_requires_grad(true);
+      Tensor g = random_input({n}, d);
+      std::vector<Tensor> grads;
+      time_op(state, d,
+              [&] { grads = tandem::autograd::grad({rec->call(x, rec->variants[0])}, {x}, {g}); });
+      return 5 * n * kFloatBytes;
+    });
+  }
   register_op("add_same", [](benchmark::State& state, Device d) {
     const int64_t n = state.range(0);
     Tensor a = random_input({n}, d);
     Tensor b = random_input({n}, d);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::add(a, b); });
+    time_op(state, d, [&] { y = tandem::add(a, b); });
     return 3 * n * kFloatBytes;
   });
   // [R, 1024] + [1024]: a bias added to every row.
@@ -131,7 +177,7 @@ void register_all() {
     Tensor a = random_input(rows_of(n, 1024), d);
     Tensor b = random_input({1024}, d);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::add(a, b); });
+    time_op(state, d, [&] { y = tandem::add(a, b); });
     return 2 * n * kFloatBytes;
   });
   // [R, 1024] + [R, 1]: one value per row, broadcast along it.
@@ -140,7 +186,7 @@ void register_all() {
     Tensor a = random_input(rows_of(n, 1024), d);
     Tensor b = random_input({n / 1024, 1}, d);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::add(a, b); });
+    time_op(state, d, [&] { y = tandem::add(a, b); });
     return 2 * n * kFloatBytes;
   });
 
@@ -149,7 +195,7 @@ void register_all() {
     const int64_t n = state.range(0);
     Tensor x = random_input({n}, d);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::sum(x); });
+    time_op(state, d, [&] { y = tandem::sum(x); });
     return n * kFloatBytes;
   });
   // [R, 1024] summed over dim 1 (along rows) and dim 0 (down columns).
@@ -157,14 +203,14 @@ void register_all() {
     const int64_t n = state.range(0);
     Tensor x = random_input(rows_of(n, 1024), d);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::sum(x, 1); });
+    time_op(state, d, [&] { y = tandem::sum(x, 1); });
     return n * kFloatBytes;
   });
   register_op("sum_dim0", [](benchmark::State& state, Device d) {
     const int64_t n = state.range(0);
     Tensor x = random_input(rows_of(n, 1024), d);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::sum(x, 0); });
+    time_op(state, d, [&] { y = tandem::sum(x, 0); });
     return n * kFloatBytes;
   });
 
@@ -173,14 +219,14 @@ void register_all() {
     const int64_t rows = state.range(0) / 1000;
     Tensor x = random_input({rows, 1000}, d);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::softmax(x, 1); });
+    time_op(state, d, [&] { y = tandem::softmax(x, 1); });
     return 2 * rows * 1000 * kFloatBytes;
   });
   register_op("log_softmax_rows", [](benchmark::State& state, Device d) {
     const int64_t rows = state.range(0) / 1000;
     Tensor x = random_input({rows, 1000}, d);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::log_softmax(x, 1); });
+    time_op(state, d, [&] { y = tandem::log_softmax(x, 1); });
     return 2 * rows * 1000 * kFloatBytes;
   });
 
@@ -189,14 +235,14 @@ void register_all() {
     const int64_t rows = state.range(0) / 3;
     Tensor x = random_input({rows, 3}, d);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::softmax(x, 0); });
+    time_op(state, d, [&] { y = tandem::softmax(x, 0); });
     return 2 * rows * 3 * kFloatBytes;
   });
   register_op("log_softmax_dim0_tall", [](benchmark::State& state, Device d) {
     const int64_t rows = state.range(0) / 3;
     Tensor x = random_input({rows, 3}, d);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::log_softmax(x, 0); });
+    time_op(state, d, [&] { y = tandem::log_softmax(x, 0); });
     return 2 * rows * 3 * kFloatBytes;
   });
 
@@ -206,7 +252,7 @@ void register_all() {
     const int64_t n = state.range(0);
     tandem::Generator gen(7);
     Tensor m;
-    tb::run_on(state, d, [&] { m = tandem::dropout_mask({n}, 0.1, f32(d), &gen); });
+    time_op(state, d, [&] { m = tandem::dropout_mask({n}, 0.1, f32(d), &gen); });
     return n * kFloatBytes;
   });
   // dropout(x): at least x read and the output written.
@@ -215,7 +261,7 @@ void register_all() {
     Tensor x = random_input({n}, d);
     tandem::Generator gen(7);
     Tensor y;
-    tb::run_on(state, d, [&] { y = tandem::dropout(x, 0.1, true, &gen); });
+    time_op(state, d, [&] { y = tandem::dropout(x, 0.1, true, &gen); });
     return 2 * n * kFloatBytes;
   });
 }

@@ -14,9 +14,12 @@
 
 #include <benchmark/benchmark.h>
 #include <tandem/tandem.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <string>
 
@@ -148,6 +151,94 @@ void run_on(benchmark::State& state, tandem::Device device, Fn&& fn) {
   } else {
     run_cpu(state, fn);
   }
+}
+
+// ---- Cold-cache timing (tandem_bench_ops) ---------------------------------------
+// Memory-bound ops are timed one call at a time with the last-level cache
+// flushed before each call, outside the timed region (as llm.c's
+// dev/cuda/common.h does): a write of twice the cache size, on the device's
+// L2 for CUDA (cudaMemsetAsync on tandem's stream, before the start event) and
+// on the CPU's last-level cache (memset, timing paused). So a 1M-element case
+// measures DRAM traffic like a 256M one instead of a cache-resident rerun.
+// Register these cases with ->UseManualTime().
+
+inline size_t cpu_llc_bytes() {
+  long bytes = -1;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+  bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (bytes <= 0) bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+  return bytes > 0 ? static_cast<size_t>(bytes) : size_t{32} << 20;
+}
+
+class CacheFlusher {
+ public:
+  explicit CacheFlusher(tandem::Device device) : device_(device) {
+    size_t bytes = cpu_llc_bytes();
+#if TANDEM_WITH_CUDA
+    if (device.is_cuda()) {
+      int l2 = 0;
+      check_cuda(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device.index()),
+                 "cudaDeviceGetAttribute(L2 size)");
+      bytes = static_cast<size_t>(l2 > 0 ? l2 : 64 << 20);
+    }
+#endif
+    buffer_ = tandem::empty({static_cast<int64_t>(2 * bytes)},
+                            tandem::dtype(tandem::kUInt8).device(device));
+  }
+  void flush() {
+    ++value_;
+#if TANDEM_WITH_CUDA
+    if (device_.is_cuda()) {
+      check_cuda(cudaMemsetAsync(buffer_.raw_data(), value_, buffer_.nbytes(), current_stream()),
+                 "cudaMemsetAsync");
+      return;
+    }
+#endif
+    std::memset(buffer_.raw_data(), value_, buffer_.nbytes());
+    benchmark::ClobberMemory();
+  }
+
+ private:
+  tandem::Device device_;
+  tandem::Tensor buffer_;
+  int value_ = 0;
+};
+
+// Times fn once per benchmark iteration with a flushed cache (see above) and
+// sets the iteration time; returns the total seconds timed.
+template <typename Fn>
+double run_flushed(benchmark::State& state, tandem::Device device, Fn&& fn) {
+  CacheFlusher flusher(device);
+  fn();  // warm-up: page faults, handles, the allocator's cache
+  double total = 0.0;
+  if (device.is_cuda()) {
+#if TANDEM_WITH_CUDA
+    tandem::cuda::synchronize();
+    EventPair events;
+    const cudaStream_t stream = current_stream();
+    for (auto _ : state) {
+      flusher.flush();
+      events.start(stream);
+      fn();
+      const double t = events.stop(stream);
+      state.SetIterationTime(t);
+      total += t;
+    }
+#else
+    state.SkipWithError("tandem was built without CUDA");
+#endif
+    return total;
+  }
+  for (auto _ : state) {
+    flusher.flush();
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    state.SetIterationTime(t);
+    total += t;
+  }
+  return total;
 }
 
 // The main() of a benchmark program: registers its cases (register_all), adds

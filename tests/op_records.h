@@ -5,7 +5,9 @@
 // iterate over these records, so a new op is tested and timed by adding its
 // record here; EveryUnaryOpHasOneRecord fails until it has one.
 //
-// The float64 references are written independently of the shared formulas in
+// Records are plain data (no GoogleTest), so the benchmarks read them too; the
+// helpers that draw a record's inputs and pick its tolerance are in
+// test_util.h. The float64 references are written independently of the shared formulas in
 // src/core/elementwise_math.h (those are what they check).
 #pragma once
 
@@ -16,7 +18,6 @@
 #include <vector>
 
 #include "op_cases.h"
-#include "test_util.h"
 
 namespace tt {
 
@@ -44,7 +45,7 @@ struct UnaryRecord {
   tandem::UnaryOp op;
   const char* name;                               // == op_name(op)
   double (*ref)(double x, double p0, double p1);  // the float64 reference
-  std::vector<UnaryVariant> variants;
+  std::vector<UnaryVariant> variants;             // the benchmarks time the first
   TolClass tol;
   bool differentiable = true;  // gradcheck runs it
 
@@ -76,33 +77,65 @@ inline const std::vector<UnaryRecord>& unary_records() {
   auto pow_real = [](double p) { return V{p, 0, 0.05, 4.0, {}}; };
   auto clamp_v = [](double lo, double hi) { return V{lo, hi, -2.0, 2.0, {lo, hi}}; };
   static const std::vector<UnaryRecord> records = {
-      {UnaryOp::Relu, "relu", [](double x, double, double) { return x > 0.0 ? x : 0.0; },
-       {kink_at_zero}, TC::Exact},
-      {UnaryOp::Sigmoid, "sigmoid",
-       [](double x, double, double) { return 1.0 / (1.0 + std::exp(-x)); }, {any},
+      {UnaryOp::Relu,
+       "relu",
+       [](double x, double, double) { return x > 0.0 ? x : 0.0; },
+       {kink_at_zero},
+       TC::Exact},
+      {UnaryOp::Sigmoid,
+       "sigmoid",
+       [](double x, double, double) { return 1.0 / (1.0 + std::exp(-x)); },
+       {any},
        TC::Transcendental},
-      {UnaryOp::Tanh, "tanh", [](double x, double, double) { return std::tanh(x); }, {any},
+      {UnaryOp::Tanh,
+       "tanh",
+       [](double x, double, double) { return std::tanh(x); },
+       {any},
        TC::Transcendental},
-      {UnaryOp::Exp, "exp", [](double x, double, double) { return std::exp(x); },
-       {V{0, 0, -20.0, 20.0, {}}}, TC::Transcendental},
-      {UnaryOp::Log, "log", [](double x, double, double) { return std::log(x); }, {positive},
+      {UnaryOp::Exp,
+       "exp",
+       [](double x, double, double) { return std::exp(x); },
+       {V{0, 0, -20.0, 20.0, {}}},
        TC::Transcendental},
-      {UnaryOp::Sqrt, "sqrt", [](double x, double, double) { return std::sqrt(x); }, {positive},
+      {UnaryOp::Log,
+       "log",
+       [](double x, double, double) { return std::log(x); },
+       {positive},
        TC::Transcendental},
-      {UnaryOp::Rsqrt, "rsqrt", [](double x, double, double) { return 1.0 / std::sqrt(x); },
-       {positive}, TC::Transcendental},
+      {UnaryOp::Sqrt,
+       "sqrt",
+       [](double x, double, double) { return std::sqrt(x); },
+       {positive},
+       TC::Transcendental},
+      {UnaryOp::Rsqrt,
+       "rsqrt",
+       [](double x, double, double) { return 1.0 / std::sqrt(x); },
+       {positive},
+       TC::Transcendental},
       {UnaryOp::Neg, "neg", [](double x, double, double) { return -x; }, {any}, TC::Exact},
-      {UnaryOp::Abs, "abs", [](double x, double, double) { return std::fabs(x); },
-       {kink_at_zero}, TC::Exact},
-      {UnaryOp::Square, "square", [](double x, double, double) { return x * x; }, {any},
+      {UnaryOp::Abs,
+       "abs",
+       [](double x, double, double) { return std::fabs(x); },
+       {kink_at_zero},
+       TC::Exact},
+      {UnaryOp::Square,
+       "square",
+       [](double x, double, double) { return x * x; },
+       {any},
        TC::Rounding},
-      {UnaryOp::Erf, "erf", [](double x, double, double) { return std::erf(x); }, {any},
+      {UnaryOp::Erf,
+       "erf",
+       [](double x, double, double) { return std::erf(x); },
+       {any},
        TC::Transcendental},
-      {UnaryOp::Pow, "pow", [](double x, double p, double) { return std::pow(x, p); },
-       {pow_int(0.0), pow_int(1.0), pow_int(2.0), pow_int(3.0), pow_int(-1.0), pow_int(-2.0),
-        pow_real(0.5), pow_real(2.5), pow_real(-0.5), pow_real(1.0 / 3.0), pow_real(-1.5)},
+      {UnaryOp::Pow,
+       "pow",
+       [](double x, double p, double) { return std::pow(x, p); },
+       {pow_real(2.5), pow_int(0.0), pow_int(1.0), pow_int(2.0), pow_int(3.0), pow_int(-1.0),
+        pow_int(-2.0), pow_real(0.5), pow_real(-0.5), pow_real(1.0 / 3.0), pow_real(-1.5)},
        TC::Transcendental},
-      {UnaryOp::Clamp, "clamp",
+      {UnaryOp::Clamp,
+       "clamp",
        [](double x, double lo, double hi) { return std::fmin(std::fmax(x, lo), hi); },
        {clamp_v(-0.5, 0.5), clamp_v(0.0, 1e9), clamp_v(-0.25, -0.25), clamp_v(-9.0, 9.0),
         clamp_v(-0.5, 0.25), clamp_v(-1.0, 2.0)},
@@ -115,29 +148,6 @@ inline const UnaryRecord* find_unary_record(tandem::UnaryOp op) {
   for (const UnaryRecord& r : unary_records())
     if (r.op == op) return &r;
   return nullptr;
-}
-
-// Inputs of `shape` for variant v: uniform in [lo, hi), away from the kinks.
-inline Tensor record_input(const UnaryVariant& v, const Shape& shape, DType dt) {
-  return make_tensor(away_from(uniform_values(numel_of(shape), v.lo, v.hi), v.kinks, kKinkMargin),
-                     shape, dt);
-}
-
-// CPU (or CUDA) against the float64 reference.
-inline Tol reference_tol(const UnaryRecord& r, DType dt) {
-  return r.tol == TolClass::Exact ? exact() : default_tol(dt);
-}
-// CUDA against the CPU.
-inline Tol parity_tol(const UnaryRecord& r, DType dt) {
-  switch (r.tol) {
-    case TolClass::Exact:
-      return exact();
-    case TolClass::Rounding:
-      return default_tol(dt);
-    case TolClass::Transcendental:
-      return scaled(default_tol(dt), 4.0);
-  }
-  return default_tol(dt);
 }
 
 }  // namespace tt

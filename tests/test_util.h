@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "op_records.h"
+
 namespace tt {
 
 using tandem::Device;
@@ -451,6 +453,31 @@ inline int64_t prod(const Shape& s, size_t begin, size_t end) {
   int64_t p = 1;
   for (size_t i = begin; i < end; ++i) p *= s[i];
   return p;
+}
+
+// ---- Unary op records (op_records.h) ------------------------------------------------
+
+// Inputs of `shape` for variant v: uniform in [lo, hi), away from the kinks.
+inline Tensor record_input(const UnaryVariant& v, const Shape& shape, DType dt) {
+  return make_tensor(away_from(uniform_values(numel_of(shape), v.lo, v.hi), v.kinks, kKinkMargin),
+                     shape, dt);
+}
+
+// CPU (or CUDA) against the float64 reference.
+inline Tol reference_tol(const UnaryRecord& r, DType dt) {
+  return r.tol == TolClass::Exact ? exact() : default_tol(dt);
+}
+// CUDA against the CPU.
+inline Tol parity_tol(const UnaryRecord& r, DType dt) {
+  switch (r.tol) {
+    case TolClass::Exact:
+      return exact();
+    case TolClass::Rounding:
+      return default_tol(dt);
+    case TolClass::Transcendental:
+      return scaled(default_tol(dt), 4.0);
+  }
+  return default_tol(dt);
 }
 
 }  // namespace tt
