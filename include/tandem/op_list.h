@@ -1,6 +1,8 @@
-// The one list of elementwise ops. Public functions, backend kernels, the
-// CPU/CUDA parity test, the gradient checks and the docs' op table iterate
-// over these X-macros, so a new op is added here once.
+// The one list of elementwise ops. Public functions, op names, the backends'
+// op switches and the autograd record iterate over these X-macros, so a new
+// op is added here once; its formula goes in src/core/elementwise_math.h and
+// its test record in tests/op_records.h. docs/design.md's op table is written
+// by hand and checked against this list (ctest docs_ops).
 //
 //   X(function_name, EnumName)
 #pragma once

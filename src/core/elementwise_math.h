@@ -42,11 +42,11 @@ namespace math {
 // (std:: on the host; CUDA's device functions, which have the same ulp bounds
 // as glibc's for these, on the device).
 #if defined(__CUDA_ARCH__)
-#define TANDEM_MATH_FN_(name, f32, f64)                   \
-  TANDEM_HD float name(float x) { return ::f32(x); }     \
+#define TANDEM_MATH_FN_(name, f32, f64)              \
+  TANDEM_HD float name(float x) { return ::f32(x); } \
   TANDEM_HD double name(double x) { return ::f64(x); }
 #else
-#define TANDEM_MATH_FN_(name, f32, f64)                   \
+#define TANDEM_MATH_FN_(name, f32, f64)                  \
   TANDEM_HD float name(float x) { return std::name(x); } \
   TANDEM_HD double name(double x) { return std::name(x); }
 #endif
@@ -300,7 +300,7 @@ struct Clamp {  // min(max(x, p0), p1)
   static constexpr Saves kSaves = Saves::Input;
   template <typename T>
   TANDEM_HD static T forward(T x, T lo, T hi) {
-    const T lo_clamped = x < lo ? lo : x;    // max(x, lo); NaN passes through
+    const T lo_clamped = x < lo ? lo : x;      // max(x, lo); NaN passes through
     return hi < lo_clamped ? hi : lo_clamped;  // min(., hi)
   }
   template <typename T>
