@@ -21,7 +21,8 @@
   X(neg, Neg)               \
   X(abs, Abs)               \
   X(square, Square)         \
-  X(erf, Erf)
+  X(erf, Erf)               \
+  X(silu, Silu)
 
 // Unary ops with scalar parameters: pow(x, p0), clamp(x, p0, p1).
 #define TANDEM_PARAM_UNARY_OPS(X) \

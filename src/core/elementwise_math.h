@@ -284,6 +284,19 @@ struct Erf {
   }
 };
 
+struct Silu {  // x * sigmoid(x) (SiLU, "swish")
+  static constexpr Saves kSaves = Saves::Input;
+  template <typename T>
+  TANDEM_HD static T forward(T x, T p0, T p1) {
+    return x * Sigmoid::forward(x, p0, p1);
+  }
+  template <typename T>
+  TANDEM_HD static T backward(T g, T x, T p0, T p1) {  // s (1 + x (1 - s)), s = sigmoid(x)
+    const T s = Sigmoid::forward(x, p0, p1);
+    return g * (s * (T(1) + x * (T(1) - s)));
+  }
+};
+
 struct Pow {  // pow(x, p0)
   static constexpr Saves kSaves = Saves::Input;
   template <typename T>
