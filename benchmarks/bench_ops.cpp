@@ -8,8 +8,9 @@
 //
 // The unary ops come from their test records (tests/op_records.h): each op's
 // forward (<name>) and, where it is differentiable, forward + backward through
-// autograd (<name>_fwd_bwd), on inputs from its first variant's domain. A new
-// op is timed here once it has a record.
+// autograd (<name>_fwd_bwd), on inputs from its first variant's domain; the
+// binary ops likewise (<name>_same, operands of one shape). A new op is timed
+// here once it has a record.
 //
 // Names: <op>/<device>/<elements>/manual_time.
 #include <cstring>
@@ -163,14 +164,19 @@ void register_all() {
       return 5 * n * kFloatBytes;
     });
   }
-  register_op("add_same", [](benchmark::State& state, Device d) {
-    const int64_t n = state.range(0);
-    Tensor a = random_input({n}, d);
-    Tensor b = random_input({n}, d);
-    Tensor y;
-    time_op(state, d, [&] { y = tandem::add(a, b); });
-    return 3 * n * kFloatBytes;
-  });
+  // Binary ops from their records, same shapes (a op b): a and b read, the
+  // result written (uint8 for comparisons).
+  for (const tt::BinaryRecord& r : tt::binary_records()) {
+    const tandem::BinaryOp op = r.op;
+    register_op(std::string(r.name) + "_same", [op](benchmark::State& state, Device d) {
+      const int64_t n = state.range(0);
+      Tensor a = random_input({n}, d);
+      Tensor b = random_input({n}, d) + 3.0;  // away from 0 for div
+      Tensor y;
+      time_op(state, d, [&] { y = tandem::binary(op, a, b); });
+      return 2 * n * kFloatBytes + n * static_cast<int64_t>(tandem::element_size(y.dtype()));
+    });
+  }
   // [R, 1024] + [1024]: a bias added to every row.
   register_op("add_bcast_row", [](benchmark::State& state, Device d) {
     const int64_t n = state.range(0);

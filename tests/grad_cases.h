@@ -1,8 +1,8 @@
 // The table of differentiable ops for the gradient tests: each case is a
 // function of float64 inputs plus how to draw them. test_gradcheck.cpp runs
 // every case through gradcheck on the CPU and compares the CUDA backward with
-// the CPU one. Unary ops come from their records (op_records.h), binary ops and
-// reductions from the X-macro lists, so a new op is checked without anyone
+// the CPU one. Elementwise ops come from their records (op_records.h),
+// reductions from the X-macro list, so a new op is checked without anyone
 // adding it here.
 #pragma once
 
@@ -79,9 +79,9 @@ inline std::vector<GradCase> grad_cases() {
   }
 
   // Binary ops, same shape and broadcast both ways.
-  for (const BinaryCase& b : binary_cases()) {
-    if (is_comparison(b.op)) continue;
-    const Draw second = b.op == BinaryOp::Div ? Draw::AwayFromZero : Draw::Normal;
+  for (const BinaryRecord& b : binary_records()) {
+    if (!b.differentiable) continue;
+    const Draw second = b.domain == BinaryDomain::Divisor ? Draw::AwayFromZero : Draw::Normal;
     const BinaryOp op = b.op;
     cases.push_back({b.name, {a34, {{3, 4}, second}}, [op](const In& x) {
                        return call_named(op, x[0], x[1]);

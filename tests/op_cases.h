@@ -21,17 +21,6 @@ inline const std::vector<UnaryCase>& unary_cases() {
   return cases;
 }
 
-struct BinaryCase {
-  tandem::BinaryOp op;
-  const char* name;
-};
-inline const std::vector<BinaryCase>& binary_cases() {
-#define TANDEM_TEST_BINARY_CASE_(name, Enum) BinaryCase{tandem::BinaryOp::Enum, #name},
-  static const std::vector<BinaryCase> cases = {TANDEM_BINARY_OPS(TANDEM_TEST_BINARY_CASE_)};
-#undef TANDEM_TEST_BINARY_CASE_
-  return cases;
-}
-
 // The named public function of each binary op, e.g. tandem::add(a, b).
 inline tandem::Tensor call_named(tandem::BinaryOp op, const tandem::Tensor& a,
                                  const tandem::Tensor& b) {

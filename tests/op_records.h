@@ -155,4 +155,59 @@ inline const UnaryRecord* find_unary_record(tandem::UnaryOp op) {
   return nullptr;
 }
 
+// ---- Binary ops ----------------------------------------------------------------------
+
+// How a binary op's operands are drawn, per dtype (tt::binary_operands in
+// test_util.h): never an integer overflow or a division by zero.
+enum class BinaryDomain {
+  Arithmetic,  // floats in [-2, 2); integers in [-50, 50]; uint8 a in [8, 15], b in [1, 4]
+  Divisor,     // as Arithmetic, but |b| in [0.25, 2) for floats and integers a in
+               // [0, 100], b in [1, 9] (truncation and flooring agree)
+  Ties,        // a small grid (k/4 for floats, 0..4 for integers): ties are common
+};
+
+struct BinaryRecord {
+  tandem::BinaryOp op;
+  const char* name;  // == op_name(op)
+  // The float64 reference; integral: the operands' dtype is an integer one.
+  double (*ref)(double a, double b, double alpha, bool integral);
+  BinaryDomain domain;
+  bool differentiable;  // gradcheck runs it (same shape, broadcast, scalar)
+};
+
+inline const std::vector<BinaryRecord>& binary_records() {
+  using tandem::BinaryOp;
+  using D = BinaryDomain;
+  static const std::vector<BinaryRecord> records = {
+      {BinaryOp::Add, "add", [](double a, double b, double alpha, bool) { return a + alpha * b; },
+       D::Arithmetic, true},
+      {BinaryOp::Sub, "sub", [](double a, double b, double alpha, bool) { return a - alpha * b; },
+       D::Arithmetic, true},
+      {BinaryOp::Mul, "mul", [](double a, double b, double, bool) { return a * b; }, D::Arithmetic,
+       true},
+      {BinaryOp::Div, "div",
+       [](double a, double b, double, bool integral) {
+         return integral ? std::trunc(a / b) : a / b;
+       },
+       D::Divisor, true},
+      {BinaryOp::Maximum, "maximum",
+       [](double a, double b, double, bool) { return std::fmax(a, b); }, D::Arithmetic, true},
+      {BinaryOp::Minimum, "minimum",
+       [](double a, double b, double, bool) { return std::fmin(a, b); }, D::Arithmetic, true},
+      {BinaryOp::Eq, "eq", [](double a, double b, double, bool) { return double(a == b); }, D::Ties,
+       false},
+      {BinaryOp::Ne, "ne", [](double a, double b, double, bool) { return double(a != b); }, D::Ties,
+       false},
+      {BinaryOp::Lt, "lt", [](double a, double b, double, bool) { return double(a < b); }, D::Ties,
+       false},
+      {BinaryOp::Le, "le", [](double a, double b, double, bool) { return double(a <= b); }, D::Ties,
+       false},
+      {BinaryOp::Gt, "gt", [](double a, double b, double, bool) { return double(a > b); }, D::Ties,
+       false},
+      {BinaryOp::Ge, "ge", [](double a, double b, double, bool) { return double(a >= b); }, D::Ties,
+       false},
+  };
+  return records;
+}
+
 }  // namespace tt

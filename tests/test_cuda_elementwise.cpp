@@ -1,5 +1,5 @@
-// Elementwise parity: every unary op of its record (op_records.h) and
-// every binary op of the X-macro lists (op_cases.h) on both devices with the same random inputs,
+// Elementwise parity: every unary and binary op of its record (op_records.h)
+// on both devices with the same random inputs,
 // broadcasting, scalars on either side, in-place forms, overlapping operands, where; and the ops
 // docs/design.md ("Parity") lists as bit-identical across devices. CPU references:
 // test_ops_elementwise.cpp. Skipped without a CUDA device.
@@ -52,38 +52,10 @@ INSTANTIATE_TEST_SUITE_P(AllUnaryOps, UnaryParity,
                                   "_" + tandem::dtype_name(std::get<1>(param_info.param));
                          });
 
-struct Operands {
-  Tensor a, b;
-};
-Operands binary_operands(BinaryOp op, DType dt, const Shape& sa, const Shape& sb) {
-  if (tandem::is_comparison(op)) {
-    // A small set of values so that ties are common.
-    auto grid = [&](const Shape& s) {
-      auto v = tt::int_values(tt::numel_of(s), -4, 4);
-      if (dt == tandem::kUInt8)
-        for (auto& x : v) x += 4;
-      else if (tandem::is_floating(dt))
-        for (auto& x : v) x *= 0.25;
-      return tt::make_tensor(v, s, dt);
-    };
-    return {grid(sa), grid(sb)};
-  }
-  if (dt == tandem::kUInt8)
-    return {tt::random_tensor(sa, dt, 8, 15), tt::random_tensor(sb, dt, 1, 4)};
-  if (!tandem::is_floating(dt)) {
-    if (op == BinaryOp::Div)
-      return {tt::random_tensor(sa, dt, 0, 100), tt::random_tensor(sb, dt, 1, 9)};
-    return {tt::random_tensor(sa, dt, -50, 50), tt::random_tensor(sb, dt, -50, 50)};
-  }
-  if (op == BinaryOp::Div)
-    return {tt::random_tensor(sa, dt, -2, 2), tt::random_nonzero(sb, dt, 0.25, 2.0)};
-  return {tt::random_tensor(sa, dt, -2, 2), tt::random_tensor(sb, dt, -2, 2)};
-}
-
 class BinaryParity : public CudaParamTest<std::tuple<size_t, DType>> {};
 
 TEST_P(BinaryParity, MatchesCpuWithBroadcasting) {
-  const auto& c = tt::binary_cases()[std::get<0>(GetParam())];
+  const tt::BinaryRecord& c = tt::binary_records()[std::get<0>(GetParam())];
   const DType dt = std::get<1>(GetParam());
   const std::vector<std::pair<Shape, Shape>> pairs = {{{7}, {7}},
                                                       {{}, {}},
@@ -102,7 +74,7 @@ TEST_P(BinaryParity, MatchesCpuWithBroadcasting) {
                                                       {{1000, 1}, {1, 1001}}};
   for (const auto& sh : pairs) {
     SCOPED_TRACE(tt::str(sh.first) + " and " + tt::str(sh.second));
-    const Operands in = binary_operands(c.op, dt, sh.first, sh.second);
+    const tt::BinaryOperands in = tt::binary_operands(c, dt, sh.first, sh.second);
     const Tensor ag = in.a.cuda(), bg = in.b.cuda();
     Tensor cpu = tt::call_named(c.op, in.a, in.b);
     poison_output(cpu.sizes(), cpu.dtype());
@@ -113,24 +85,13 @@ TEST_P(BinaryParity, MatchesCpuWithBroadcasting) {
 }
 
 TEST_P(BinaryParity, ScalarOnEitherSide) {
-  const auto& c = tt::binary_cases()[std::get<0>(GetParam())];
+  const tt::BinaryRecord& c = tt::binary_records()[std::get<0>(GetParam())];
   const DType dt = std::get<1>(GetParam());
-  const bool integral = !tandem::is_floating(dt);
-  double s_right = 0.75, s_left = -1.5, lo = -2.0, hi = 2.0;
-  if (tandem::is_comparison(c.op)) {
-    s_right = s_left = integral ? 2.0 : 0.25;
-  } else if (dt == tandem::kUInt8) {
-    s_right = 2.0, s_left = 16.0, lo = 2.0, hi = 15.0;
-  } else if (integral) {
-    s_right = 3.0, s_left = 7.0;
-    lo = c.op == BinaryOp::Div ? 1.0 : -50.0;
-    hi = c.op == BinaryOp::Div ? 100.0 : 50.0;
-  }
   for (const Shape& s : parity_shapes()) {
     SCOPED_TRACE("shape " + tt::str(s));
-    Tensor a = (!integral && c.op == BinaryOp::Div) ? tt::random_nonzero(s, dt, 0.25, 2.0)
-                                                    : tt::random_tensor(s, dt, lo, hi);
-    if (tandem::is_comparison(c.op)) a = binary_operands(c.op, dt, s, {}).a;
+    const tt::ScalarOperands in = tt::scalar_operands(c, dt, s);
+    const Tensor& a = in.a;
+    const double s_right = in.right, s_left = in.left;
     const Tensor ag = a.cuda();
     expect_parity(tandem::binary_scalar(c.op, ag, s_right), tandem::binary_scalar(c.op, a, s_right),
                   tt::default_tol(dt));
@@ -141,16 +102,15 @@ TEST_P(BinaryParity, ScalarOnEitherSide) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllBinaryOps, BinaryParity,
-                         ::testing::Combine(::testing::Range<size_t>(0, tt::binary_cases().size()),
-                                            ::testing::Values(tandem::kFloat32, tandem::kFloat64,
-                                                              tandem::kInt32, tandem::kInt64,
-                                                              tandem::kUInt8)),
-                         [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
-                           return std::string(
-                                      tt::binary_cases()[std::get<0>(param_info.param)].name) +
-                                  "_" + tandem::dtype_name(std::get<1>(param_info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    AllBinaryOps, BinaryParity,
+    ::testing::Combine(::testing::Range<size_t>(0, tt::binary_records().size()),
+                       ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt32,
+                                         tandem::kInt64, tandem::kUInt8)),
+    [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& param_info) {
+      return std::string(tt::binary_records()[std::get<0>(param_info.param)].name) + "_" +
+             tandem::dtype_name(std::get<1>(param_info.param));
+    });
 
 class InPlaceParity : public CudaParamTest<DType> {};
 

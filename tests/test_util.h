@@ -480,4 +480,52 @@ inline Tol parity_tol(const UnaryRecord& r, DType dt) {
   return default_tol(dt);
 }
 
+// Operands of shapes sa and sb for a binary op's record (see BinaryDomain).
+struct BinaryOperands {
+  Tensor a, b;
+};
+inline BinaryOperands binary_operands(const BinaryRecord& r, DType dt, const Shape& sa,
+                                      const Shape& sb) {
+  if (r.domain == BinaryDomain::Ties) {
+    auto grid = [&](const Shape& s) {
+      auto v = int_values(numel_of(s), 0, 4);
+      if (tandem::is_floating(dt))
+        for (auto& x : v) x = (x - 2.0) * 0.5;  // -1, -0.5, 0, 0.5, 1
+      return make_tensor(v, s, dt);
+    };
+    return {grid(sa), grid(sb)};
+  }
+  if (dt == DType::UInt8) return {random_tensor(sa, dt, 8, 15), random_tensor(sb, dt, 1, 4)};
+  const bool divisor = r.domain == BinaryDomain::Divisor;
+  if (!tandem::is_floating(dt)) {
+    if (divisor) return {random_tensor(sa, dt, 0, 100), random_tensor(sb, dt, 1, 9)};
+    return {random_tensor(sa, dt, -50, 50), random_tensor(sb, dt, -50, 50)};
+  }
+  if (divisor) return {random_tensor(sa, dt, -2, 2), random_nonzero(sb, dt, 0.25, 2.0)};
+  return {random_tensor(sa, dt, -2, 2), random_tensor(sb, dt, -2, 2)};
+}
+
+// The scalar forms: a tensor operand and the scalars on the right (a op s)
+// and on the left (s op a), exactly representable in every dtype, keeping
+// uint8 in range and integer division on positive values.
+struct ScalarOperands {
+  Tensor a;
+  double right, left;
+};
+inline ScalarOperands scalar_operands(const BinaryRecord& r, DType dt, const Shape& shape) {
+  const bool integral = !tandem::is_floating(dt);
+  if (r.domain == BinaryDomain::Ties) {
+    return {binary_operands(r, dt, shape, {}).a, integral ? 2.0 : 0.5, integral ? 2.0 : 0.5};
+  }
+  if (dt == DType::UInt8) return {random_tensor(shape, dt, 2.0, 15.0), 2.0, 16.0};
+  const bool divisor = r.domain == BinaryDomain::Divisor;
+  if (integral) {
+    return {divisor ? random_tensor(shape, dt, 1.0, 100.0) : random_tensor(shape, dt, -50.0, 50.0),
+            3.0, 7.0};
+  }
+  // s / a needs a != 0.
+  return {divisor ? random_nonzero(shape, dt, 0.25, 2.0) : random_tensor(shape, dt, -2.0, 2.0),
+          0.75, -1.5};
+}
+
 }  // namespace tt
