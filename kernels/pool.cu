@@ -1,7 +1,7 @@
 // Pooling kernels: cuda::max_pool2d_forward/backward, cuda::avg_pool2d_forward/
 // backward, cuda::adaptive_avg_pool2d_forward/backward (NCHW, contiguous,
 // float32/float64; contracts in core/backend_decls.inc, CPU twins in
-// src/cpu/conv.cpp).
+// src/cpu/pool.cpp).
 //
 // Forward passes: one thread per output element (grid-stride), scanning its
 // window in row-major order; max keeps the first maximum (strict >) and the
