@@ -1,7 +1,7 @@
 // Batch-norm kernels: cuda::batch_norm_forward_train and
 // cuda::batch_norm_backward_train over x viewed as [n, c, m] (contiguous,
 // float32/float64; contract in core/backend_decls.inc, CPU twin in
-// src/cpu/conv.cpp).
+// src/cpu/batch_norm.cpp).
 //
 // Each pass is three launches:
 //   1. partial sums per (channel, split): grid [c, splits] (channels on x,

@@ -1,11 +1,11 @@
 // Pooling kernels: cuda::max_pool2d_forward/backward, cuda::avg_pool2d_forward/
 // backward, cuda::adaptive_avg_pool2d_forward/backward (NCHW, contiguous,
 // float32/float64; contracts in core/backend_decls.inc, CPU twins in
-// src/cpu/conv.cpp).
+// src/cpu/pool.cpp).
 //
-// Forward kernels: one thread per output element (grid-stride), scanning its
+// Forward passes: one thread per output element (grid-stride), scanning its
 // window in row-major order; max keeps the first maximum (strict >) and the
-// first NaN, exactly as the CPU. Backward kernels are gathers, one thread per
+// first NaN, exactly as the CPU. Backward passes are gathers, one thread per
 // input element summing over the output windows that cover it, so they need
 // no atomics and are deterministic. Max backward adds grad_y where the saved
 // argmax equals this element; avg adds grad_y / divisor. Sums run in the
@@ -61,40 +61,45 @@ __device__ __forceinline__ Span covering(int64_t u, Divmod<Index> stride, int64_
 }
 
 // ---- Kernels ------------------------------------------------------------------------------
+// The six passes differ only in what one thread does for one element: each is
+// a struct whose `at` handles element e = (plane, r, c) of the tensor it
+// covers (the output for forward passes, the input for the backward gathers),
+// run by the one grid-stride kernel pool2d_kernel and launched by the one host
+// launcher launch_pool2d below.
 
-template <typename T, typename Index>
-__global__ void max_pool2d_forward_kernel(const T* x, T* y, int64_t* indices, PoolShape s,
-                                          PlaneSplit<Index> out_split, Index total) {
-  for (Index o = grid_thread<Index>(); o < total; o += grid_threads<Index>()) {
-    int64_t plane, i, j;
-    out_split.split(o, plane, i, j);
-    const T* in = x + plane * s.h * s.w;
-    const Span rows = window(i, s.sh, s.ph, s.kh, s.h);
-    const Span cols = window(j, s.sw, s.pw, s.kw, s.w);
-    T best;
-    int64_t arg;
-    pool::window_max(in, s.w, rows, cols, best, arg);
-    y[o] = best;
-    indices[o] = arg;
-  }
-}
+// Which tensor's elements a pass's threads cover.
+enum class PoolCovers { Output, Input };
+// Whether a pass's `at` divides by the strides (PoolArgs::sh, sw).
+enum class StrideDivmods { No, Yes };
 
+// What the launcher needs to know about a pass.
+struct PoolPassInfo {
+  PoolCovers covers;
+  StrideDivmods strides;
+  const char* op;      // the name in dtype errors
+  const char* kernel;  // the name in launch errors
+};
+
+// What a pass reads and writes.
 template <typename T, typename Index>
-__global__ void max_pool2d_backward_kernel(const T* grad_y, const int64_t* indices, T* grad_x,
-                                           PoolShape s, PlaneSplit<Index> in_split,
-                                           Divmod<Index> sh, Divmod<Index> sw, Index total) {
-  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
-    int64_t plane, u, v;
-    in_split.split(e, plane, u, v);
-    const Span is = covering(u, sh, s.ph, s.kh, s.oh);
-    const Span js = covering(v, sw, s.pw, s.kw, s.ow);
-    const int64_t base = plane * s.oh * s.ow, me = u * s.w + v;
-    T acc = 0;
-    for (int64_t i = is.lo; i < is.hi; ++i)
-      for (int64_t j = js.lo; j < js.hi; ++j)
-        if (indices[base + i * s.ow + j] == me) acc += grad_y[base + i * s.ow + j];
-    grad_x[e] = acc;
-  }
+struct PoolArgs {
+  const T* in;  // x (forward) or grad_y (backward)
+  T* out;       // y (forward) or grad_x (backward)
+  // Max pooling's argmax (written forward, read backward); null otherwise.
+  int64_t* indices;
+  PoolShape s;
+  // The strides as dividers: set for the passes with StrideDivmods::Yes.
+  Divmod<Index> sh, sw;
+};
+
+// The sum over a window of a plane `w` wide, in row-major order (as the CPU).
+template <typename T>
+__device__ __forceinline__ T window_sum(const T* in, int64_t w, const Span& rows,
+                                        const Span& cols) {
+  T sum = 0;
+  for (int64_t u = rows.lo; u < rows.hi; ++u)
+    for (int64_t v = cols.lo; v < cols.hi; ++v) sum += in[u * w + v];
+  return sum;
 }
 
 __device__ __forceinline__ int64_t avg_divisor(const PoolShape& s, const Span& rows,
@@ -102,32 +107,65 @@ __device__ __forceinline__ int64_t avg_divisor(const PoolShape& s, const Span& r
   return s.count_include_pad ? s.kh * s.kw : (rows.hi - rows.lo) * (cols.hi - cols.lo);
 }
 
-template <typename T, typename Index>
-__global__ void avg_pool2d_forward_kernel(const T* x, T* y, PoolShape s,
-                                          PlaneSplit<Index> out_split, Index total) {
-  for (Index o = grid_thread<Index>(); o < total; o += grid_threads<Index>()) {
-    int64_t plane, i, j;
-    out_split.split(o, plane, i, j);
-    const T* in = x + plane * s.h * s.w;
+struct MaxPoolForward {
+  static constexpr PoolPassInfo kInfo{PoolCovers::Output, StrideDivmods::No, "max_pool2d (cuda)",
+                                      "pool2d_kernel<MaxPoolForward>"};
+  template <typename T, typename Index>
+  __device__ static void at(const PoolArgs<T, Index>& a, const PoolShape& s, Index o, int64_t plane,
+                            int64_t i, int64_t j) {
+    const T* in = a.in + plane * s.h * s.w;
     const Span rows = window(i, s.sh, s.ph, s.kh, s.h);
     const Span cols = window(j, s.sw, s.pw, s.kw, s.w);
-    T sum = 0;
-    for (int64_t u = rows.lo; u < rows.hi; ++u)
-      for (int64_t v = cols.lo; v < cols.hi; ++v) sum += in[u * s.w + v];
-    const int64_t div = avg_divisor(s, rows, cols);
-    y[o] = div > 0 ? sum / static_cast<T>(div) : T(0);
+    T best;
+    int64_t arg;
+    pool::window_max(in, s.w, rows, cols, best, arg);
+    a.out[o] = best;
+    a.indices[o] = arg;
   }
-}
+};
 
-template <typename T, typename Index>
-__global__ void avg_pool2d_backward_kernel(const T* grad_y, T* grad_x, PoolShape s,
-                                           PlaneSplit<Index> in_split, Divmod<Index> sh,
-                                           Divmod<Index> sw, Index total) {
-  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
-    int64_t plane, u, v;
-    in_split.split(e, plane, u, v);
-    const Span is = covering(u, sh, s.ph, s.kh, s.oh);
-    const Span js = covering(v, sw, s.pw, s.kw, s.ow);
+struct MaxPoolBackward {
+  static constexpr PoolPassInfo kInfo{PoolCovers::Input, StrideDivmods::Yes,
+                                      "max_pool2d backward (cuda)",
+                                      "pool2d_kernel<MaxPoolBackward>"};
+  template <typename T, typename Index>
+  __device__ static void at(const PoolArgs<T, Index>& a, const PoolShape& s, Index e, int64_t plane,
+                            int64_t u, int64_t v) {
+    const Span is = covering(u, a.sh, s.ph, s.kh, s.oh);
+    const Span js = covering(v, a.sw, s.pw, s.kw, s.ow);
+    const int64_t base = plane * s.oh * s.ow, me = u * s.w + v;
+    T acc = 0;
+    for (int64_t i = is.lo; i < is.hi; ++i)
+      for (int64_t j = js.lo; j < js.hi; ++j)
+        if (a.indices[base + i * s.ow + j] == me) acc += a.in[base + i * s.ow + j];
+    a.out[e] = acc;
+  }
+};
+
+struct AvgPoolForward {
+  static constexpr PoolPassInfo kInfo{PoolCovers::Output, StrideDivmods::No, "avg_pool2d (cuda)",
+                                      "pool2d_kernel<AvgPoolForward>"};
+  template <typename T, typename Index>
+  __device__ static void at(const PoolArgs<T, Index>& a, const PoolShape& s, Index o, int64_t plane,
+                            int64_t i, int64_t j) {
+    const T* in = a.in + plane * s.h * s.w;
+    const Span rows = window(i, s.sh, s.ph, s.kh, s.h);
+    const Span cols = window(j, s.sw, s.pw, s.kw, s.w);
+    const T sum = window_sum(in, s.w, rows, cols);
+    const int64_t div = avg_divisor(s, rows, cols);
+    a.out[o] = div > 0 ? sum / static_cast<T>(div) : T(0);
+  }
+};
+
+struct AvgPoolBackward {
+  static constexpr PoolPassInfo kInfo{PoolCovers::Input, StrideDivmods::Yes,
+                                      "avg_pool2d backward (cuda)",
+                                      "pool2d_kernel<AvgPoolBackward>"};
+  template <typename T, typename Index>
+  __device__ static void at(const PoolArgs<T, Index>& a, const PoolShape& s, Index e, int64_t plane,
+                            int64_t u, int64_t v) {
+    const Span is = covering(u, a.sh, s.ph, s.kh, s.oh);
+    const Span js = covering(v, a.sw, s.pw, s.kw, s.ow);
     const int64_t base = plane * s.oh * s.ow;
     T acc = 0;
     for (int64_t i = is.lo; i < is.hi; ++i) {
@@ -135,35 +173,36 @@ __global__ void avg_pool2d_backward_kernel(const T* grad_y, T* grad_x, PoolShape
       for (int64_t j = js.lo; j < js.hi; ++j) {
         const Span cols = window(j, s.sw, s.pw, s.kw, s.w);
         const int64_t div = avg_divisor(s, rows, cols);
-        if (div > 0) acc += grad_y[base + i * s.ow + j] / static_cast<T>(div);
+        if (div > 0) acc += a.in[base + i * s.ow + j] / static_cast<T>(div);
       }
     }
-    grad_x[e] = acc;
+    a.out[e] = acc;
   }
-}
+};
 
-template <typename T, typename Index>
-__global__ void adaptive_avg_pool2d_forward_kernel(const T* x, T* y, PoolShape s,
-                                                   PlaneSplit<Index> out_split, Index total) {
-  for (Index o = grid_thread<Index>(); o < total; o += grid_threads<Index>()) {
-    int64_t plane, i, j;
-    out_split.split(o, plane, i, j);
-    const T* in = x + plane * s.h * s.w;
+struct AdaptiveAvgPoolForward {
+  static constexpr PoolPassInfo kInfo{PoolCovers::Output, StrideDivmods::No,
+                                      "adaptive_avg_pool2d (cuda)",
+                                      "pool2d_kernel<AdaptiveAvgPoolForward>"};
+  template <typename T, typename Index>
+  __device__ static void at(const PoolArgs<T, Index>& a, const PoolShape& s, Index o, int64_t plane,
+                            int64_t i, int64_t j) {
+    const T* in = a.in + plane * s.h * s.w;
     const Span rows = adaptive_window(i, s.oh, s.h);
     const Span cols = adaptive_window(j, s.ow, s.w);
-    T sum = 0;
-    for (int64_t u = rows.lo; u < rows.hi; ++u)
-      for (int64_t v = cols.lo; v < cols.hi; ++v) sum += in[u * s.w + v];
-    y[o] = sum / static_cast<T>((rows.hi - rows.lo) * (cols.hi - cols.lo));
+    const T sum = window_sum(in, s.w, rows, cols);
+    a.out[o] = sum / static_cast<T>((rows.hi - rows.lo) * (cols.hi - cols.lo));
   }
-}
+};
 
-template <typename T, typename Index>
-__global__ void adaptive_avg_pool2d_backward_kernel(const T* grad_y, T* grad_x, PoolShape s,
-                                                    PlaneSplit<Index> in_split, Index total) {
-  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
-    int64_t plane, u, v;
-    in_split.split(e, plane, u, v);
+struct AdaptiveAvgPoolBackward {
+  // Adaptive windows have no stride.
+  static constexpr PoolPassInfo kInfo{PoolCovers::Input, StrideDivmods::No,
+                                      "adaptive_avg_pool2d backward (cuda)",
+                                      "pool2d_kernel<AdaptiveAvgPoolBackward>"};
+  template <typename T, typename Index>
+  __device__ static void at(const PoolArgs<T, Index>& a, const PoolShape& s, Index e, int64_t plane,
+                            int64_t u, int64_t v) {
     const int64_t base = plane * s.oh * s.ow;
     // Windows containing u: a superset of candidates, filtered exactly.
     int64_t i_lo = (u * s.oh) / s.h - 1, i_hi = ((u + 1) * s.oh + s.h - 1) / s.h + 1;
@@ -180,10 +219,25 @@ __global__ void adaptive_avg_pool2d_backward_kernel(const T* grad_y, T* grad_x, 
         const Span cols = adaptive_window(j, s.ow, s.w);
         if (v < cols.lo || v >= cols.hi) continue;
         acc +=
-            grad_y[base + i * s.ow + j] / static_cast<T>((rows.hi - rows.lo) * (cols.hi - cols.lo));
+            a.in[base + i * s.ow + j] / static_cast<T>((rows.hi - rows.lo) * (cols.hi - cols.lo));
       }
     }
-    grad_x[e] = acc;
+    a.out[e] = acc;
+  }
+};
+
+// One thread per element of the covered tensor [planes, rows, cols]
+// (grid-stride), split into (plane, row, col) for Pass::at.
+template <typename Pass, typename T, typename Index>
+__global__ void pool2d_kernel(PoolArgs<T, Index> a, PlaneSplit<Index> split, Index total) {
+  // A local copy of the shape: read through a reference to the kernel
+  // argument, nvcc kept up to 10 more registers per thread than the separate
+  // kernels this replaced did (ptxas -v, sm_90).
+  const PoolShape s = a.s;
+  for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
+    int64_t plane, r, c;
+    split.split(e, plane, r, c);
+    Pass::at(a, s, e, plane, r, c);
   }
 }
 
@@ -195,97 +249,66 @@ bool pool_fits_int32(const PoolShape& s) {
                      s.w + s.pw + s.kw + s.sw});
 }
 
-// Launches kernel<Index> over `total` elements with the plane split of
-// [.., rows, cols] (the output for forward kernels, the input for backward).
-template <typename Launch>
-void launch_pool(const PoolShape& s, int64_t total, int64_t rows, int64_t cols,
-                 const Launch& launch) {
+// The one host launcher: dtype dispatch, 32- or 64-bit index arithmetic, a
+// grid over the covered tensor on the current stream, the launch check.
+// `in`/`out`: x/y forward, grad_y/grad_x backward; `indices`: max pooling's
+// argmax (null for the other passes).
+template <typename Pass>
+void launch_pool2d(const Tensor& in, const PoolShape& s, Tensor& out, const Tensor* indices) {
+  constexpr bool covers_output = Pass::kInfo.covers == PoolCovers::Output;
+  const int64_t rows = covers_output ? s.oh : s.h, cols = covers_output ? s.ow : s.w;
+  const int64_t total = s.n * s.c * rows * cols;
   const int grid = grid_for(total, kBlock, kBlock);
-  dispatch_index_width(pool_fits_int32(s), [&](auto index) {
-    using Index = decltype(index);
-    const PlaneSplit<Index> split{Divmod<Index>(cols), Divmod<Index>(rows)};
-    launch(grid, split, static_cast<Index>(total));
+  cudaStream_t stream = current_cuda_stream();
+  TANDEM_DISPATCH_FLOATING(in.dtype(), Pass::kInfo.op, [&] {
+    dispatch_index_width(pool_fits_int32(s), [&](auto index) {
+      using Index = decltype(index);
+      PoolArgs<scalar_t, Index> a{in.data_ptr<scalar_t>(),
+                                  out.data_ptr<scalar_t>(),
+                                  indices != nullptr ? indices->data_ptr<int64_t>() : nullptr,
+                                  s,
+                                  Divmod<Index>(),
+                                  Divmod<Index>()};
+      if constexpr (Pass::kInfo.strides == StrideDivmods::Yes) {
+        a.sh = Divmod<Index>(s.sh);
+        a.sw = Divmod<Index>(s.sw);
+      }
+      const PlaneSplit<Index> split{Divmod<Index>(cols), Divmod<Index>(rows)};
+      pool2d_kernel<Pass, scalar_t, Index>
+          <<<grid, kBlock, 0, stream>>>(a, split, static_cast<Index>(total));
+      // Named by the pass (the macro would print "pool2d_kernel<Pass, ...>").
+      detail::check_launch(Pass::kInfo.kernel, __FILE__, __LINE__);
+    });
   });
 }
 
 }  // namespace
 
-// ---- Host launchers ---------------------------------------------------------------------
+// ---- Backend entry points (core/backend_decls.inc) ----------------------------------------
 
 void max_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y, Tensor& indices) {
-  cudaStream_t stream = current_cuda_stream();
-  TANDEM_DISPATCH_FLOATING(x.dtype(), "max_pool2d (cuda)", [&] {
-    launch_pool(s, s.n * s.c * s.oh * s.ow, s.oh, s.ow, [&](int grid, auto split, auto total) {
-      using Index = decltype(total);
-      max_pool2d_forward_kernel<scalar_t, Index>
-          <<<grid, kBlock, 0, stream>>>(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
-                                        indices.data_ptr<int64_t>(), s, split, total);
-      TANDEM_CUDA_CHECK_LAUNCH(max_pool2d_forward_kernel<scalar_t, Index>);
-    });
-  });
+  launch_pool2d<MaxPoolForward>(x, s, y, &indices);
 }
 
 void max_pool2d_backward(const Tensor& grad_y, const Tensor& indices, const PoolShape& s,
                          Tensor& grad_x) {
-  cudaStream_t stream = current_cuda_stream();
-  TANDEM_DISPATCH_FLOATING(grad_y.dtype(), "max_pool2d backward (cuda)", [&] {
-    launch_pool(s, s.n * s.c * s.h * s.w, s.h, s.w, [&](int grid, auto split, auto total) {
-      using Index = decltype(total);
-      max_pool2d_backward_kernel<scalar_t, Index><<<grid, kBlock, 0, stream>>>(
-          grad_y.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), grad_x.data_ptr<scalar_t>(), s,
-          split, Divmod<Index>(s.sh), Divmod<Index>(s.sw), total);
-      TANDEM_CUDA_CHECK_LAUNCH(max_pool2d_backward_kernel<scalar_t, Index>);
-    });
-  });
+  launch_pool2d<MaxPoolBackward>(grad_y, s, grad_x, &indices);
 }
 
 void avg_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y) {
-  cudaStream_t stream = current_cuda_stream();
-  TANDEM_DISPATCH_FLOATING(x.dtype(), "avg_pool2d (cuda)", [&] {
-    launch_pool(s, s.n * s.c * s.oh * s.ow, s.oh, s.ow, [&](int grid, auto split, auto total) {
-      using Index = decltype(total);
-      avg_pool2d_forward_kernel<scalar_t, Index><<<grid, kBlock, 0, stream>>>(
-          x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), s, split, total);
-      TANDEM_CUDA_CHECK_LAUNCH(avg_pool2d_forward_kernel<scalar_t, Index>);
-    });
-  });
+  launch_pool2d<AvgPoolForward>(x, s, y, nullptr);
 }
 
 void avg_pool2d_backward(const Tensor& grad_y, const PoolShape& s, Tensor& grad_x) {
-  cudaStream_t stream = current_cuda_stream();
-  TANDEM_DISPATCH_FLOATING(grad_y.dtype(), "avg_pool2d backward (cuda)", [&] {
-    launch_pool(s, s.n * s.c * s.h * s.w, s.h, s.w, [&](int grid, auto split, auto total) {
-      using Index = decltype(total);
-      avg_pool2d_backward_kernel<scalar_t, Index>
-          <<<grid, kBlock, 0, stream>>>(grad_y.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), s,
-                                        split, Divmod<Index>(s.sh), Divmod<Index>(s.sw), total);
-      TANDEM_CUDA_CHECK_LAUNCH(avg_pool2d_backward_kernel<scalar_t, Index>);
-    });
-  });
+  launch_pool2d<AvgPoolBackward>(grad_y, s, grad_x, nullptr);
 }
 
 void adaptive_avg_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y) {
-  cudaStream_t stream = current_cuda_stream();
-  TANDEM_DISPATCH_FLOATING(x.dtype(), "adaptive_avg_pool2d (cuda)", [&] {
-    launch_pool(s, s.n * s.c * s.oh * s.ow, s.oh, s.ow, [&](int grid, auto split, auto total) {
-      using Index = decltype(total);
-      adaptive_avg_pool2d_forward_kernel<scalar_t, Index><<<grid, kBlock, 0, stream>>>(
-          x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), s, split, total);
-      TANDEM_CUDA_CHECK_LAUNCH(adaptive_avg_pool2d_forward_kernel<scalar_t, Index>);
-    });
-  });
+  launch_pool2d<AdaptiveAvgPoolForward>(x, s, y, nullptr);
 }
 
 void adaptive_avg_pool2d_backward(const Tensor& grad_y, const PoolShape& s, Tensor& grad_x) {
-  cudaStream_t stream = current_cuda_stream();
-  TANDEM_DISPATCH_FLOATING(grad_y.dtype(), "adaptive_avg_pool2d backward (cuda)", [&] {
-    launch_pool(s, s.n * s.c * s.h * s.w, s.h, s.w, [&](int grid, auto split, auto total) {
-      using Index = decltype(total);
-      adaptive_avg_pool2d_backward_kernel<scalar_t, Index><<<grid, kBlock, 0, stream>>>(
-          grad_y.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), s, split, total);
-      TANDEM_CUDA_CHECK_LAUNCH(adaptive_avg_pool2d_backward_kernel<scalar_t, Index>);
-    });
-  });
+  launch_pool2d<AdaptiveAvgPoolBackward>(grad_y, s, grad_x, nullptr);
 }
 
 }  // namespace cuda

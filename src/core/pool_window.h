@@ -1,4 +1,4 @@
-// Pooling windows, shared by the CPU loops (src/cpu/conv.cpp) and the CUDA
+// Pooling windows, shared by the CPU loops (src/cpu/pool.cpp) and the CUDA
 // kernels (kernels/pool.cu) so that both pick the same elements and the same
 // argmax: the window arithmetic and the max scan are written once.
 #pragma once
