@@ -12,7 +12,8 @@
 // binary ops likewise (<name>_same, operands of one shape). A new op is timed
 // here once it has a record.
 //
-// Names: <op>/<device>/<elements>/manual_time.
+// Names: <op>/<device>/<elements>/iterations:<calls>/manual_time.
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -29,6 +30,9 @@ using tandem::Device;
 using tandem::Tensor;
 
 constexpr int64_t kFloatBytes = 4;
+// Timed calls per case (each after a cache flush).
+constexpr int64_t kCpuCalls = 10;
+constexpr int64_t kCudaCalls = 50;
 
 // The body of one case: given the state (range(0) = element count) and the
 // device, sets up inputs, times the op with tb::run_on and returns the bytes
@@ -79,20 +83,20 @@ void register_op(const std::string& name, const Body& body) {
       });
     };
   };
-  benchmark::RegisterBenchmark((name + "/cpu").c_str(), wrap(tb::cpu_device()))
-      ->Arg(int64_t{1} << 20)
-      ->Arg(int64_t{1} << 24)
-      ->Arg(int64_t{1} << 28)
-      ->UseManualTime()
-      ->Unit(benchmark::kMicrosecond);
+  // TANDEM_BENCH_QUICK=1 (the GPU bundle's short run): 16M elements only.
+  const char* quick_env = std::getenv("TANDEM_BENCH_QUICK");
+  const bool quick = quick_env != nullptr && std::string(quick_env) == "1";
+  auto* cpu = benchmark::RegisterBenchmark((name + "/cpu").c_str(), wrap(tb::cpu_device()));
+  for (int shift : {20, 24, 28})
+    if (!quick || shift == 24) cpu->Arg(int64_t{1} << shift);
+  // A fixed count of cold calls: each is timed alone, so a time-based count
+  // would flush the cache thousands of times for the 1M cases.
+  cpu->Iterations(kCpuCalls)->UseManualTime()->Unit(benchmark::kMicrosecond);
 #if TANDEM_WITH_CUDA
-  benchmark::RegisterBenchmark((name + "/cuda").c_str(), wrap(tb::cuda_device()))
-      ->Arg(int64_t{1} << 20)
-      ->Arg(int64_t{1} << 24)
-      ->Arg(int64_t{1} << 26)
-      ->Arg(int64_t{1} << 28)
-      ->UseManualTime()
-      ->Unit(benchmark::kMicrosecond);
+  auto* gpu = benchmark::RegisterBenchmark((name + "/cuda").c_str(), wrap(tb::cuda_device()));
+  for (int shift : {20, 24, 26, 28})
+    if (!quick || shift == 24) gpu->Arg(int64_t{1} << shift);
+  gpu->Iterations(kCudaCalls)->UseManualTime()->Unit(benchmark::kMicrosecond);
 #endif
 }
 

@@ -31,6 +31,7 @@
 #include <limits>
 
 #include "core/backend.h"
+#include "core/elementwise_math.h"
 #include "cuda/cuda_utils.h"
 
 namespace tandem {
@@ -40,9 +41,6 @@ namespace {
 // How the threads of a block map to rows (a template parameter, so the
 // reductions compile to the right shuffle/shared-memory code).
 enum class RowLayout { WarpPerRow, BlockPerRow };
-
-__device__ __forceinline__ float exp_(float x) { return expf(x); }
-__device__ __forceinline__ double exp_(double x) { return exp(x); }
 
 // p = exp((x - m) - log_s), the exponent a in double. float32: expf(a_hi) *
 // (1 + a_lo) with a = a_hi + a_lo, a_hi = float(a): the float exp at float
@@ -111,7 +109,7 @@ __global__ void __launch_bounds__(kBlock)
     double s = 0.0, gap = 0.0;  // gap = sum_j (m - x_j), only needed with smoothing
     for (int64_t j = tid; j < classes; j += kThreadsPerRow) {
       const T v = row[j];
-      s += static_cast<double>(exp_(v - m));
+      s += static_cast<double>(math::exp(v - m));
       if (smoothing > 0.0) gap += md - static_cast<double>(v);
     }
     s = row_allreduce<kLayout, kBlock>(s, SumFn(), 0.0, sum_scratch);

@@ -32,14 +32,12 @@
 #include <type_traits>
 
 #include "core/backend.h"
+#include "core/elementwise_math.h"
 #include "cuda/cuda_utils.h"
 
 namespace tandem {
 namespace cuda {
 namespace {
-
-__device__ __forceinline__ float exp_(float x) { return expf(x); }
-__device__ __forceinline__ double exp_(double x) { return exp(x); }
 
 template <typename T>
 struct MaxFn {
@@ -63,7 +61,7 @@ __device__ __forceinline__ double row_norm(double sum) {
 template <typename T, SoftmaxKind kind>
 __device__ __forceinline__ T softmax_output(T x, T max, double norm) {
   if constexpr (kind == SoftmaxKind::Softmax) {
-    return static_cast<T>(static_cast<double>(exp_(x - max)) * norm);
+    return static_cast<T>(static_cast<double>(math::exp(x - max)) * norm);
   } else {
     return static_cast<T>((static_cast<double>(x) - static_cast<double>(max)) - norm);
   }
@@ -96,7 +94,7 @@ __global__ void softmax_rows_warp_kernel(const T* x, T* out, int64_t rows, int n
     for (int k = 0; k < kItems; ++k) {
       const int j = lane + k * kWarpSize;
       if (j < n) {
-        const T e = exp_(v[k] - max);
+        const T e = math::exp(v[k] - max);
         sum += static_cast<double>(e);
         if constexpr (kind == SoftmaxKind::Softmax) v[k] = e;  // keep exp(x - m), not x
       }
@@ -131,7 +129,8 @@ __global__ void __launch_bounds__(kBlock)
     max =
         block_allreduce<kBlock>(max, MaxFn<T>(), -std::numeric_limits<T>::infinity(), max_scratch);
     double sum = 0.0;
-    for (int64_t j = threadIdx.x; j < n; j += kBlock) sum += static_cast<double>(exp_(xr[j] - max));
+    for (int64_t j = threadIdx.x; j < n; j += kBlock)
+      sum += static_cast<double>(math::exp(xr[j] - max));
     sum = block_allreduce<kBlock>(sum, SumFn(), 0.0, sum_scratch);
     const double norm = row_norm<kind>(sum);
     for (int64_t j = threadIdx.x; j < n; j += kBlock) {
@@ -154,7 +153,7 @@ __global__ void softmax_cols_kernel(const T* x, T* out, int64_t outer, int64_t n
     T max = -std::numeric_limits<T>::infinity();
     for (int64_t j = 0; j < n; ++j) max = xc[j * inner] > max ? xc[j * inner] : max;
     double sum = 0.0;
-    for (int64_t j = 0; j < n; ++j) sum += static_cast<double>(exp_(xc[j * inner] - max));
+    for (int64_t j = 0; j < n; ++j) sum += static_cast<double>(math::exp(xc[j * inner] - max));
     const double norm = row_norm<kind>(sum);
     for (int64_t j = 0; j < n; ++j) {
       outc[j * inner] = softmax_output<T, kind>(xc[j * inner], max, norm);
@@ -182,7 +181,7 @@ __global__ void softmax_cols_partial_kernel(const T* x, int64_t outer, int64_t n
     double sum = 0.0;
     for (int64_t j = 0; j < j1 - j0; ++j) {
       const T v = xc[j * inner];
-      if (v != -std::numeric_limits<T>::infinity()) sum += static_cast<double>(exp_(v - max));
+      if (v != -std::numeric_limits<T>::infinity()) sum += static_cast<double>(math::exp(v - max));
     }
     partial[2 * t] = static_cast<double>(max);
     partial[2 * t + 1] = sum;

@@ -408,7 +408,9 @@ step_bench() {
   # and the direct library baselines only, unless --bench-cpu.
   [[ $bench_cpu -eq 1 ]] || filter=(--benchmark_filter=-/cpu/)
   # Google Benchmark 1.7 (the bundle's) takes the minimum time in seconds.
-  gc_bench "$bundle/bin" "$limit" "$per" --benchmark_min_time=0.05 ${filter[@]+"${filter[@]}"}
+  # tandem_bench_ops: one size (16M) per case (TANDEM_BENCH_QUICK).
+  TANDEM_BENCH_QUICK=1 gc_bench "$bundle/bin" "$limit" "$per" --benchmark_min_time=0.05 \
+    ${filter[@]+"${filter[@]}"}
 }
 
 # resnet-fast on the real CIFAR-10 on the GPU (issue 14's 10-epoch run) and the
