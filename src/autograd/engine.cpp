@@ -7,7 +7,7 @@
 #include <unordered_set>
 
 #include "autograd/record.h"
-#include "ops/dispatch.h"
+#include "core/checks.h"
 #include "tandem/autograd.h"
 #include "tandem/ops.h"
 

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "ops/dispatch.h"
+#include "core/checks.h"
 #include "tandem/autograd.h"
 #include "tandem/generator.h"
 #include "tandem/ops.h"
