@@ -19,8 +19,8 @@
 #include <memory>
 #include <string>
 
+#include "core/optim_math.h"
 #include "ops/foreach.h"
-#include "optim/fused.h"
 #include "test_util.h"
 
 namespace {

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
+#include "core/optim_math.h"
 #include "ops/dispatch.h"
-#include "optim/fused.h"
 
 namespace tandem {
 namespace detail {

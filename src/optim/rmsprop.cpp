@@ -1,5 +1,5 @@
 // RMSprop and Adagrad (PyTorch's formulas, see optim.h), each one fused update
-// per parameter (cpu/cuda::rmsprop_step, adagrad_step; src/optim/fused.h).
+// per parameter (cpu/cuda::rmsprop_step, adagrad_step; src/core/optim_math.h).
 #include "ops/dispatch.h"
 #include "optim/fused.h"
 #include "tandem/autograd.h"

@@ -1,5 +1,5 @@
 // SGD (PyTorch's formulas, see optim.h): one fused update per parameter
-// (cpu::sgd_step / cuda::sgd_step, src/optim/fused.h), under NoGradGuard, on
+// (cpu::sgd_step / cuda::sgd_step, src/core/optim_math.h), under NoGradGuard, on
 // the parameters' own devices.
 #include "ops/dispatch.h"
 #include "optim/fused.h"
