@@ -24,8 +24,8 @@
 #include <type_traits>
 
 #include "core/convert.h"
+#include "core/cuda_runtime.h"
 #include "core/fast_divmod.h"
-#include "cuda/runtime.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"
 

@@ -6,8 +6,6 @@
 // Process-wide state is created on first use and deliberately never destroyed
 // (streams, handles): destroying CUDA objects from static destructors races with
 // the runtime's own teardown at exit.
-#include "cuda/runtime.h"
-
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -23,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/cuda_runtime.h"
 #include "cuda/cuda_utils.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"

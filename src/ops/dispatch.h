@@ -7,7 +7,7 @@
 
 #include "core/backend.h"
 #include "core/checks.h"
-#include "cuda/runtime.h"
+#include "core/cuda_runtime.h"
 #include "tandem/error.h"
 #include "tandem/tensor.h"
 
