@@ -273,26 +273,6 @@ int multiprocessor_count() {
   return n;
 }
 
-std::string runtime_versions() {
-  auto dotted = [](int v) { return str_cat(v / 1000, ".", (v % 1000) / 10); };
-  int runtime = 0, driver = 0;
-  const cudaError_t rt_err = cudaRuntimeGetVersion(&runtime);
-  const cudaError_t drv_err = cudaDriverGetVersion(&driver);  // 0 when no driver is installed
-  if (rt_err != cudaSuccess || drv_err != cudaSuccess) (void)cudaGetLastError();
-  int blas_major = 0, blas_minor = 0, blas_patch = 0;
-  const bool blas_ok = cublasGetProperty(MAJOR_VERSION, &blas_major) == CUBLAS_STATUS_SUCCESS &&
-                       cublasGetProperty(MINOR_VERSION, &blas_minor) == CUBLAS_STATUS_SUCCESS &&
-                       cublasGetProperty(PATCH_LEVEL, &blas_patch) == CUBLAS_STATUS_SUCCESS;
-  const std::string blas =
-      blas_ok ? str_cat(blas_major, ".", blas_minor, ".", blas_patch) : std::string("unknown");
-  const size_t dnn = cudnnGetVersion();  // major*10000 + minor*100 + patch (cuDNN 9)
-  return str_cat("CUDA runtime ", rt_err == cudaSuccess ? dotted(runtime) : std::string("unknown"),
-                 ", driver ", driver == 0 ? std::string("none") : dotted(driver), ", cuBLAS ", blas,
-                 ", cuDNN ", dnn / 10000, ".", (dnn % 10000) / 100, ".", dnn % 100,
-                 " (built against ", CUDNN_MAJOR, ".", CUDNN_MINOR, ".", CUDNN_PATCHLEVEL,
-                 "), devices visible: ", visible_device_count());
-}
-
 void fill_build_info(BuildInfo& info) {
   auto dotted = [](int v) { return str_cat(v / 1000, ".", (v % 1000) / 10); };
   info.cuda_built = true;
