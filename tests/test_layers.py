@@ -3,7 +3,8 @@
 src/, kernels/ and include/tandem/ names a header of the file's own layer or of
 a layer below it. Fails naming each file, line and include that looks up (or
 sideways, at a sibling layer of the same rank: cpu and cuda never include each
-other), and any file or project header the table below does not place.
+other), any file or project header the table below does not place, and any
+file outside src/ops/ that includes the backend switch (ops/dispatch.h).
 
   test_layers.py SOURCE_DIR
 """
@@ -74,6 +75,11 @@ PUBLIC = {
     "tandem/tandem.h": "umbrella",
 }
 
+# Headers only their own directory may include: the backend switch, so that
+# only src/ops/ calls a backend (nn and optim go through ops such as
+# src/ops/foreach.h).
+PRIVATE = {"ops/dispatch.h": "src/ops/"}
+
 SOURCE_SUFFIXES = (".h", ".cpp", ".cu", ".cuh", ".inc")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
@@ -131,6 +137,11 @@ def check(root):
                     if not m:
                         continue
                     name = m.group(1)
+                    if name in PRIVATE and not rel.startswith(PRIVATE[name]):
+                        problems.append(
+                            f'{rel}:{lineno}: #include "{name}": only {PRIVATE[name]} may '
+                            "include it (only the ops call a backend)"
+                        )
                     inc = layer_of_include(root, name)
                     if inc is None:
                         continue

@@ -1,8 +1,7 @@
 // The one dispatch point: an op's checked, allocated arguments go to
 // cpu::<fn> or cuda::<fn> by device. There is no CPU fallback for CUDA tensors.
-// The ops include it (and, for their fused steps, the optimizers:
-// src/optim/{sgd,adam,rmsprop}.cpp); the argument checks live in
-// core/checks.h, which any layer may include.
+// Only src/ops/ includes it (tests/test_layers.py checks that); the argument
+// checks live in core/checks.h, which any layer may include.
 #pragma once
 
 #include "core/backend.h"

@@ -1,5 +1,5 @@
 // Internal multi-tensor ops (src/ops/foreach.h): checks, then one backend call
-// (grad_norm_accumulate / scale_tensors) per list.
+// (grad_norm_accumulate / scale_tensors / the optimizers' *_step) per list.
 #include "ops/foreach.h"
 
 #include <cmath>
@@ -46,6 +46,25 @@ void foreach_scale_(const std::vector<Tensor>& tensors, double factor) {
   if (list.empty()) return;
   TANDEM_BACKEND_CALL(list.front().device(), scale_tensors, list, factor);
   for (const Tensor& t : list) t.impl()->storage->bump_version();
+}
+
+void fused_sgd_step(Device device, const std::vector<FusedSlot>& slots, const SgdHyper& hyper) {
+  TANDEM_BACKEND_CALL(device, sgd_step, slots, hyper);
+}
+
+void fused_adam_step(Device device, const std::vector<FusedSlot>& slots, const AdamHyper& hyper,
+                     FusedLaunch launch) {
+  TANDEM_BACKEND_CALL(device, adam_step, slots, hyper, launch);
+}
+
+void fused_rmsprop_step(Device device, const std::vector<FusedSlot>& slots,
+                        const RmspropHyper& hyper) {
+  TANDEM_BACKEND_CALL(device, rmsprop_step, slots, hyper);
+}
+
+void fused_adagrad_step(Device device, const std::vector<FusedSlot>& slots,
+                        const AdagradHyper& hyper) {
+  TANDEM_BACKEND_CALL(device, adagrad_step, slots, hyper);
 }
 
 }  // namespace detail
