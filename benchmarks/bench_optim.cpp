@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "bench_util.h"
-#include "optim/fused.h"
+#include "core/optim_math.h"
 
 namespace {
 

@@ -244,7 +244,7 @@ void permute(const Tensor& x, Tensor& out, const Shape& perm) {
                          (k == 2 || (k == 3 && strides[0] == sizes[1] * sizes[2]));
   const int64_t cols = sizes[k - 2];
   const int64_t rows = sizes[k - 1];
-  dispatch_word(x.element_size(), "permute", [&](auto word) {
+  visit_word(x.element_size(), "permute", [&](auto word) {
     using W = decltype(word);
     const W* xp = static_cast<const W*>(x.raw_data());
     W* op = static_cast<W*>(out.raw_data());

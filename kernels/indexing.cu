@@ -145,7 +145,7 @@ void index_select(const Tensor& x, const Tensor& index, Tensor& out, int64_t out
   const int64_t rows = outer * m;
   if (rows == 0 || inner == 0) return;
   cudaStream_t stream = current_cuda_stream();
-  dispatch_word(x.element_size(), "index_select", [&](auto word) {
+  visit_word(x.element_size(), "index_select", [&](auto word) {
     using W = decltype(word);
     const W* xp = static_cast<const W*>(x.raw_data());
     W* op = static_cast<W*>(out.raw_data());
@@ -178,7 +178,7 @@ void gather(const Tensor& x, const Tensor& index, Tensor& out, int64_t outer, in
   const int64_t total = outer * idx_dim * inner;
   if (total == 0) return;
   cudaStream_t stream = current_cuda_stream();
-  dispatch_word(x.element_size(), "gather", [&](auto word) {
+  visit_word(x.element_size(), "gather", [&](auto word) {
     using W = decltype(word);
     const W* xp = static_cast<const W*>(x.raw_data());
     W* op = static_cast<W*>(out.raw_data());

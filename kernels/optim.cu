@@ -1,6 +1,6 @@
 // Fused optimizer steps and the gradient-norm reduction on CUDA:
 // cuda::sgd_step, adam_step, rmsprop_step, adagrad_step, grad_norm_accumulate,
-// scale_tensors (declared in src/optim/fused_decls.inc).
+// scale_tensors (declared in src/core/optim_decls.inc).
 //
 // Multi-tensor apply: the tensors of a list are cut into chunks of
 // kFusedChunk elements and one launch handles up to kFusedMaxTensors tensors
@@ -12,7 +12,7 @@
 // Fused: each element of param, grad and state is read once and param and
 // state written once (16-byte vector accesses when the tensors are 16-byte
 // aligned, scalar accesses for the rest). The update itself is the functor
-// of src/optim/fused.h, shared with the CPU backend: same operations, same
+// of src/core/optim_math.h, shared with the CPU backend: same operations, same
 // order, explicitly rounded (no FMA contraction), so the two agree to float
 // rounding.
 // adam_step with FusedLaunch::PerTensor launches one flat grid-stride kernel
@@ -23,8 +23,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/optim_math.h"
 #include "cuda/cuda_utils.h"
-#include "optim/fused.h"
 
 namespace tandem {
 namespace cuda {

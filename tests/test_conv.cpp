@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/conv_chunk.h"
-#include "cuda/runtime.h"
+#include "core/cuda_runtime.h"
 #include "test_util.h"
 
 namespace {

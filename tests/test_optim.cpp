@@ -8,7 +8,9 @@
 // softmax net, bitwise resume from a state dict, state-dict errors, option
 // errors, CUDA/CPU parity after 100 steps (multi-tensor launches split over
 // many tensors and chunks), mixed devices in a group; clip_grad_norm_ /
-// clip_grad_value_ against hand computations.
+// clip_grad_value_ against hand computations; the multi-tensor ops under
+// clip_grad_norm_ (detail::foreach_norm_partial / foreach_scale_) against
+// float64 references, with their errors.
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
@@ -17,7 +19,8 @@
 #include <memory>
 #include <string>
 
-#include "optim/fused.h"
+#include "core/optim_math.h"
+#include "ops/foreach.h"
 #include "test_util.h"
 
 namespace {
@@ -1140,6 +1143,84 @@ TEST(ClipGrad, ValueAndErrors) {
   EXPECT_TRUE(std::isnan(nn::utils::clip_grad_norm_(a, 1.0)));
   expect_error([&] { nn::utils::clip_grad_norm_(a, 1.0, 2.0, /*error_if_nonfinite=*/true); },
                "clip_grad_norm_: the total norm (2-norm) of the gradients is nan");
+}
+
+// ---- The multi-tensor ops under clip_grad_norm_ (src/ops/foreach.h) -------------------
+
+TEST(ForeachOps, NormPartialAndScaleMatchFloat64Reference) {
+  const std::vector<Shape> shapes = {{7}, {1}, {0}, {33, 5}, {1009}};
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(dtype_name(dt));
+    std::vector<Tensor> list;
+    std::vector<double> all;
+    for (const Shape& s : shapes) {
+      list.push_back(tt::random_tensor(s, dt, -2.0, 2.0));
+      const std::vector<double> v = tt::to_doubles(list.back());
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    for (double p : {2.0, 1.0, 3.0, static_cast<double>(INFINITY)}) {
+      SCOPED_TRACE(p);
+      double ref = 0.0;
+      for (double v : all)
+        ref = std::isinf(p) ? std::max(ref, std::fabs(v)) : ref + std::pow(std::fabs(v), p);
+      const Tensor acc = detail::foreach_norm_partial(list, p);
+      EXPECT_EQ(acc.dtype(), kFloat64);
+      EXPECT_EQ(acc.sizes(), Shape({1}));
+      EXPECT_NEAR(acc.item<double>(), ref, 1e-12 * ref);
+    }
+    const double factor = 0.37;
+    const std::vector<uint64_t> before = [&] {
+      std::vector<uint64_t> v;
+      for (const Tensor& t : list) v.push_back(t.impl()->storage->version());
+      return v;
+    }();
+    detail::foreach_scale_(list, factor);
+    size_t k = 0;
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::vector<double> want(static_cast<size_t>(list[i].numel()));
+      for (double& w : want) w = all[k++] * factor;
+      if (dt == kFloat32) want = tt::round_to_float(want);
+      tt::expect_close(list[i], tt::make_tensor(want, list[i].sizes(), dt));
+      if (list[i].numel() > 0) {
+        EXPECT_GT(list[i].impl()->storage->version(), before[i]);
+      }
+    }
+  }
+  // Only empty tensors: a zero norm, nothing to scale.
+  const std::vector<Tensor> empties = {zeros({0}), zeros({2, 0})};
+  EXPECT_EQ(detail::foreach_norm_partial(empties, 2.0).item<double>(), 0.0);
+  detail::foreach_scale_(empties, 3.0);
+  // A NaN anywhere makes the inf-norm NaN.
+  const Tensor with_nan = from_vector<float>({1.0f, NAN, 5.0f}, {3});
+  EXPECT_TRUE(std::isnan(detail::foreach_norm_partial({with_nan}, INFINITY).item<double>()));
+}
+
+TEST(ForeachOps, Errors) {
+  const Tensor f = tt::random_tensor({5}, kFloat32), d = tt::random_tensor({3}, kFloat64);
+  const Tensor i = tt::random_tensor({3}, kInt32, -5, 5);
+  expect_error([] { detail::foreach_norm_partial({}, 2.0); },
+               "foreach_norm_partial: the list of tensors is empty");
+  expect_error([] { detail::foreach_scale_({}, 2.0); },
+               "foreach_scale_: the list of tensors is empty");
+  expect_error(
+      [&] {
+        detail::foreach_norm_partial({f, Tensor()}, 2.0);
+      },
+      "foreach_norm_partial: tensor 1 of the list is an undefined tensor");
+  expect_error(
+      [&] {
+        detail::foreach_norm_partial({f, d}, 2.0);
+      },
+      {"foreach_norm_partial: expected tensors of the same dtype", "float32[5]", "float64[3]"});
+  expect_error(
+      [&] {
+        detail::foreach_scale_({f, d}, 2.0);
+      },
+      "foreach_scale_: expected tensors of the same dtype");
+  expect_error([&] { detail::foreach_scale_({i}, 2.0); },
+               "foreach_scale_: dtype int32 is not supported");
+  expect_error([&] { detail::foreach_norm_partial({f}, 0.0); },
+               "foreach_norm_partial: norm_type must be > 0 (or INFINITY), got 0");
 }
 
 // ---- CUDA ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-// Tensor basics: factories and options, queries, views that share storage,
-// layout copies, dtype conversion, copy_/fill_/item, host round trips, arange,
-// empty tensors and printing.
+// Tensor basics: factories and options, queries, views that share storage
+// (and are contiguous: is_contiguous's meaning), layout copies, dtype
+// conversion, copy_/fill_/item, host round trips, arange, empty tensors,
+// printing, and the backends' element-size dispatch (visit_word).
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
@@ -8,8 +9,11 @@
 #include <cstring>
 #include <random>
 #include <sstream>
+#include <type_traits>
+#include <utility>
 
 #include "core/fast_divmod.h"
+#include "core/visit_word.h"
 #include "test_util.h"
 
 namespace {
@@ -218,6 +222,58 @@ TEST(TensorTest, SizeWithNegativeDims) {
   EXPECT_EQ(t.size(-3), 2);
   EXPECT_EQ(t.numel(), 30);
   EXPECT_TRUE(t.is_contiguous());
+}
+
+// is_contiguous() is always true because it is true: every view is one dense
+// row-major range of its storage (element i of the view is element
+// offset + i of the storage), and contiguous() returns the tensor itself.
+TEST(TensorTest, EveryTensorIsContiguous) {
+  const Tensor base = tt::random_tensor({5, 7, 3}, tandem::kFloat32);
+  const float* p = base.data_ptr<float>();
+  const std::vector<std::pair<Tensor, int64_t>> views = {
+      {base, 0},
+      {base.slice(2, 5), 2 * 21},
+      {base.select(0, 3), 3 * 21},
+      {base[4].slice(1, 6), 4 * 21 + 3},
+      {base.view({35, 3}).narrow(0, 11, 9), 33},
+      {base.flatten(), 0},
+      {base.unsqueeze(1).squeeze(), 0},
+      {base.slice(1, 4).view({-1}), 21},
+  };
+  for (const auto& v : views) {
+    const Tensor& t = v.first;
+    SCOPED_TRACE(tandem::shape_str(t.sizes()));
+    EXPECT_TRUE(t.is_contiguous());
+    EXPECT_EQ(t.data_ptr<float>(), p + v.second);
+    const std::vector<float> got = tandem::to_vector<float>(t);
+    for (int64_t i = 0; i < t.numel(); ++i) EXPECT_EQ(got[static_cast<size_t>(i)], p[v.second + i]);
+    const Tensor c = t.contiguous();
+    EXPECT_TRUE(c.is_same(t));
+  }
+  // permute/transpose copy into a fresh contiguous tensor.
+  const Tensor tr = base.transpose(0, 2);
+  EXPECT_TRUE(tr.is_contiguous());
+  EXPECT_NE(tr.data_ptr<float>(), p);
+  EXPECT_EQ(tr.sizes(), Shape({3, 7, 5}));
+  EXPECT_EQ(tr.contiguous().data_ptr<float>(), tr.data_ptr<float>());
+}
+
+// visit_word (core/visit_word.h), the element-size dispatch of both backends'
+// permute/index_select/gather, picks the unsigned word of each dtype's size.
+TEST(TensorTest, VisitWordMatchesEveryDtypeSize) {
+  for (DType dt : tt::all_dtypes()) {
+    SCOPED_TRACE(tandem::dtype_name(dt));
+    size_t got = 0;
+    bool is_unsigned = false;
+    tandem::visit_word(tandem::element_size(dt), "test", [&](auto word) {
+      got = sizeof(word);
+      is_unsigned = std::is_unsigned<decltype(word)>::value;
+    });
+    EXPECT_EQ(got, tandem::element_size(dt));
+    EXPECT_TRUE(is_unsigned);
+  }
+  tt::expect_error([] { tandem::visit_word(3, "permute", [](auto) {}); },
+                   "permute: unsupported element size 3");
 }
 
 TEST(TensorTest, ZeroDimTensor) {

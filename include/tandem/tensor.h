@@ -134,6 +134,11 @@ class Tensor {
   bool is_pinned() const;
   size_t element_size() const { return tandem::element_size(dtype()); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * element_size(); }
+  // Always true, and true by construction: every tandem tensor, views and
+  // slices included, is one dense row-major range of its storage (there are
+  // no strides; permute/transpose copy). Kept so that code written against
+  // libtorch (`if (!x.is_contiguous()) x = x.contiguous();`) compiles and
+  // does no work; contiguous() below returns the tensor itself, no copy.
   bool is_contiguous() const { return true; }
 
   // Typed pointer to the first element; T must match dtype(). For a CUDA tensor
@@ -185,8 +190,8 @@ class Tensor {
   // Copies with a new layout.
   Tensor permute(const Shape& dims) const;
   Tensor transpose(int64_t dim0, int64_t dim1) const;
-  Tensor t() const;  // 2-D transpose
-  Tensor contiguous() const { return *this; }
+  Tensor t() const;                            // 2-D transpose
+  Tensor contiguous() const { return *this; }  // always contiguous: this tensor
 
   // Method forms of common ops (see ops.h).
   Tensor sum() const;

@@ -7,9 +7,8 @@
 #include <unordered_set>
 
 #include "autograd/record.h"
-#include "ops/dispatch.h"
+#include "core/checks.h"
 #include "tandem/autograd.h"
-#include "tandem/ops.h"
 
 namespace tandem {
 namespace autograd {
@@ -351,10 +350,10 @@ Tensor sum_to(const Tensor& grad, const Shape& shape) {
   if (grad.sizes() == shape) return grad;
   Tensor g = grad;
   const int64_t lead = g.dim() - static_cast<int64_t>(shape.size());
-  for (int64_t i = 0; i < lead; ++i) g = sum(g, 0);
+  for (int64_t i = 0; i < lead; ++i) g = g.sum(0);
   for (size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] == 1 && g.size(static_cast<int64_t>(d)) != 1)
-      g = sum(g, static_cast<int64_t>(d), /*keepdim=*/true);
+      g = g.sum(static_cast<int64_t>(d), /*keepdim=*/true);
   }
   return g.view(shape);
 }

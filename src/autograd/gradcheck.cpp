@@ -8,10 +8,9 @@
 #include <cstdio>
 #include <sstream>
 
-#include "ops/dispatch.h"
+#include "core/checks.h"
 #include "tandem/autograd.h"
 #include "tandem/generator.h"
-#include "tandem/ops.h"
 
 namespace tandem {
 namespace autograd {
@@ -19,7 +18,7 @@ namespace autograd {
 namespace {
 
 // The scalar that is differentiated: y itself, or sum(y * r).
-Tensor project(const Tensor& y, const Tensor& r) { return r.defined() ? sum(y * r) : sum(y); }
+Tensor project(const Tensor& y, const Tensor& r) { return r.defined() ? (y * r).sum() : y.sum(); }
 
 }  // namespace
 

@@ -1,9 +1,9 @@
-// Tensor factories and host-buffer conversions.
-#include <cmath>
+// Tensor factories and host-buffer conversions (arange, which computes, is
+// src/ops/tensor_methods.cpp).
 #include <cstring>
 
+#include "core/checks.h"
 #include "core/tensor_internal.h"
-#include "ops/dispatch.h"
 #include "tandem/tensor.h"
 
 namespace tandem {
@@ -39,20 +39,6 @@ Tensor empty_like(const Tensor& t) { return empty(t.sizes(), options_of(t)); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.sizes(), options_of(t)); }
 Tensor ones_like(const Tensor& t) { return ones(t.sizes(), options_of(t)); }
 Tensor full_like(const Tensor& t, double value) { return full(t.sizes(), value, options_of(t)); }
-
-Tensor arange(double end, const TensorOptions& options) { return arange(0.0, end, 1.0, options); }
-
-Tensor arange(double start, double end, double step, const TensorOptions& options) {
-  TANDEM_CHECK(step != 0.0 && std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
-               "arange: need finite start/end and a non-zero step, got start=", start, " end=", end,
-               " step=", step);
-  TANDEM_CHECK((end - start) * step >= 0, "arange: step ", step, " does not go from ", start,
-               " towards ", end);
-  const auto n = static_cast<int64_t>(std::ceil((end - start) / step));
-  Tensor t = empty({n}, options);
-  if (n > 0) TANDEM_BACKEND_CALL(t.device(), arange, t, start, step);
-  return t;
-}
 
 Tensor from_blob(const void* data, const Shape& shape, DType src_dtype,
                  const TensorOptions& options) {

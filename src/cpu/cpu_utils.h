@@ -25,6 +25,7 @@
 #include "core/backend.h"
 #include "core/convert.h"
 #include "core/elementwise_math.h"
+#include "core/visit_word.h"
 
 namespace tandem {
 namespace cpu {
@@ -131,23 +132,9 @@ inline void visit_binary_op(BinaryOp op, const F& f) {
   TANDEM_FAIL("binary: unknown op ", static_cast<int>(op));
 }
 
-// Calls f(W{}) with W an unsigned word of `bytes` bytes, for kernels that only
-// move elements (permute, index_select, gather) and so need no dtype.
-template <typename F>
-inline void visit_word(size_t bytes, const char* op, const F& f) {
-  switch (bytes) {
-    case 1:
-      return f(uint8_t{});
-    case 2:
-      return f(uint16_t{});
-    case 4:
-      return f(uint32_t{});
-    case 8:
-      return f(uint64_t{});
-    default:
-      TANDEM_FAIL(op, ": unsupported element size ", bytes);
-  }
-}
+// Element moves by word size (permute, index_select, gather):
+// core/visit_word.h (shared with the CUDA backend).
+using ::tandem::visit_word;
 
 }  // namespace util
 }  // namespace cpu

@@ -261,7 +261,7 @@ bool guarded(const char* what, F&& f) {
 
 bool usable(const ConvShape& s, std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts) {
-    if (t->defined() && (t->dtype() != kFloat32 || !t->is_contiguous())) return false;
+    if (t->defined() && t->dtype() != kFloat32) return false;
   }
   // oneDNN wants right paddings >= 0 (an output that does not reach the last
   // input rows gives a negative one); those rare shapes take the GEMM path.

@@ -1,6 +1,6 @@
 // CPU twins of kernels/optim.cu: the fused optimizer steps and the
 // gradient-norm reduction. The per-element updates are the functors of
-// src/optim/fused.h (shared with CUDA), applied to every element of every slot
+// src/core/optim_math.h (shared with CUDA), applied to every element of every slot
 // in the parameter's dtype, so CPU and CUDA steps agree to float rounding.
 // Elements are independent: one OpenMP loop over chunks of all slots, each
 // chunk a vectorised loop (see apply_slots). The file is compiled with
@@ -15,8 +15,8 @@
 #include <limits>
 #include <vector>
 
+#include "core/optim_math.h"
 #include "cpu/cpu_utils.h"
-#include "optim/fused.h"
 
 namespace tandem {
 namespace cpu {
@@ -43,7 +43,7 @@ void apply_range(const Fn fn, T* const* slot_ptr, const int64_t begin, const int
   }
 }
 
-// Applies fn to every element of every slot (see fused.h for the v[] layout):
+// Applies fn to every element of every slot (see core/optim_math.h for the v[] layout):
 // the slots are cut into chunks of kFusedChunk elements and one OpenMP loop
 // runs over the chunks of all slots (like the CUDA multi-tensor launch), so a
 // step is one parallel region however many parameters there are, and small

@@ -1,5 +1,5 @@
 // The caching device allocator, the pinned host allocator and the host <->
-// device copies (src/cuda/runtime.h), plus the statistics of include/tandem/cuda.h.
+// device copies (src/core/cuda_runtime.h), plus the statistics of include/tandem/cuda.h.
 //
 // Device memory: requests are rounded (512 B steps below 1 MiB, 2 MiB steps
 // above) and served from a per-device pool of freed blocks, best fit, keyed by
@@ -41,9 +41,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/cuda_runtime.h"
 #include "core/format_bytes.h"
 #include "cuda/cuda_utils.h"
-#include "cuda/runtime.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"
 #include "tandem/tensor.h"

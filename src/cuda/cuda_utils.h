@@ -24,8 +24,9 @@
 #include <type_traits>
 
 #include "core/convert.h"
+#include "core/cuda_runtime.h"
 #include "core/fast_divmod.h"
-#include "cuda/runtime.h"
+#include "core/visit_word.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"
 
@@ -74,9 +75,6 @@ cudaStream_t stream_for_device(int device);
 cudaStream_t default_stream(int device);
 // Streaming multiprocessors of the current device (cached).
 int multiprocessor_count();
-
-// CUDA runtime/driver, cuBLAS and cuDNN versions in one line, for bring-up logs.
-std::string runtime_versions();
 
 // ---- cuBLAS -----------------------------------------------------------------------
 
@@ -174,24 +172,9 @@ struct alignas(sizeof(T) * N) AlignedVec {
 using ::tandem::convert_value;
 using ::tandem::scalar_to;
 
-// Calls f(W{}) with W the unsigned word of `bytes` bytes: copies and gathers
-// move bits, so they need one instantiation per element size, not per dtype.
-template <typename F>
-void dispatch_word(size_t bytes, const char* name, const F& f) {
-  switch (bytes) {
-    case 1:
-      f(uint8_t{});
-      return;
-    case 4:
-      f(uint32_t{});
-      return;
-    case 8:
-      f(uint64_t{});
-      return;
-    default:
-      TANDEM_FAIL(name, " (cuda): unsupported element size ", bytes);
-  }
-}
+// Element moves by word size (copies, gathers): core/visit_word.h (shared with
+// the CPU backend).
+using ::tandem::visit_word;
 
 // Calls f(Index{}) with Index = uint32_t when `fits32` (every size and offset
 // of the launch is at most 2^31 - 1: fits_int32), int64_t otherwise. Kernels

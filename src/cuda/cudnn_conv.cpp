@@ -437,20 +437,6 @@ bool cudnn_deterministic() { return deterministic_flag().load(); }
 int cudnn_version() { return static_cast<int>(cudnnGetVersion()); }
 
 namespace detail {
-int conv_forward_algorithm(const ConvShape& s, DType dt) {
-  PlanCache& cache = plan_cache();
-  ConvPlan* plan = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(cache.mutex);
-    auto it = cache.plans.find(plan_key(s, dt));
-    if (it == cache.plans.end()) return -1;
-    plan = it->second.get();
-  }
-  std::lock_guard<std::mutex> lock(plan->mutex);
-  const PassState& st = plan->passes[static_cast<size_t>(Pass::Forward)];
-  return st.ready && st.chosen < st.cands.size() ? st.cands[st.chosen].algo : -1;
-}
-
 ConvCacheStats conv_cache_stats() {
   ConvCacheStats out;
   {

@@ -6,8 +6,6 @@
 // Process-wide state is created on first use and deliberately never destroyed
 // (streams, handles): destroying CUDA objects from static destructors races with
 // the runtime's own teardown at exit.
-#include "cuda/runtime.h"
-
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -23,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/cuda_runtime.h"
 #include "cuda/cuda_utils.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"
@@ -272,26 +271,6 @@ int multiprocessor_count() {
     cache[static_cast<size_t>(device)].store(n, std::memory_order_relaxed);
   }
   return n;
-}
-
-std::string runtime_versions() {
-  auto dotted = [](int v) { return str_cat(v / 1000, ".", (v % 1000) / 10); };
-  int runtime = 0, driver = 0;
-  const cudaError_t rt_err = cudaRuntimeGetVersion(&runtime);
-  const cudaError_t drv_err = cudaDriverGetVersion(&driver);  // 0 when no driver is installed
-  if (rt_err != cudaSuccess || drv_err != cudaSuccess) (void)cudaGetLastError();
-  int blas_major = 0, blas_minor = 0, blas_patch = 0;
-  const bool blas_ok = cublasGetProperty(MAJOR_VERSION, &blas_major) == CUBLAS_STATUS_SUCCESS &&
-                       cublasGetProperty(MINOR_VERSION, &blas_minor) == CUBLAS_STATUS_SUCCESS &&
-                       cublasGetProperty(PATCH_LEVEL, &blas_patch) == CUBLAS_STATUS_SUCCESS;
-  const std::string blas =
-      blas_ok ? str_cat(blas_major, ".", blas_minor, ".", blas_patch) : std::string("unknown");
-  const size_t dnn = cudnnGetVersion();  // major*10000 + minor*100 + patch (cuDNN 9)
-  return str_cat("CUDA runtime ", rt_err == cudaSuccess ? dotted(runtime) : std::string("unknown"),
-                 ", driver ", driver == 0 ? std::string("none") : dotted(driver), ", cuBLAS ", blas,
-                 ", cuDNN ", dnn / 10000, ".", (dnn % 10000) / 100, ".", dnn % 100,
-                 " (built against ", CUDNN_MAJOR, ".", CUDNN_MINOR, ".", CUDNN_PATCHLEVEL,
-                 "), devices visible: ", visible_device_count());
 }
 
 void fill_build_info(BuildInfo& info) {

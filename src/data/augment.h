@@ -1,6 +1,6 @@
 // The data loader's per-sample randomness and pixel formula, written once for
 // the CPU loader (src/data/loader.cpp) and the GPU-resident one
-// (kernels/data.cu), so the two produce bit-identical batches.
+// (src/data/data_cuda.cu), so the two produce bit-identical batches.
 //
 // Randomness: Philox4x32-10 keyed by the loader's seed.
 //   shuffle key of sample i in epoch e : counter (i, i >> 32, e, kShuffleStream)

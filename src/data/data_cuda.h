@@ -1,4 +1,4 @@
-// The CUDA side of the data loader (kernels/data.cu; src/data/data_cuda_stub.cpp
+// The CUDA side of the data loader (src/data/data_cuda.cu; src/data/data_cuda_stub.cpp
 // in CPU-only builds, where each function throws saying CUDA was not built).
 #pragma once
 

@@ -1,14 +1,13 @@
 // clip_grad_norm_ / clip_grad_value_ (include/tandem/nn/clip.h). The norm goes
-// through the fused backend reduction (optim/fused_decls.inc), one per device
-// and dtype of the gradients; the partial sums are read once each and
-// combined here in double.
+// through the fused multi-tensor reduction (detail::foreach_norm_partial,
+// src/ops/foreach.h), one per device and dtype of the gradients; the partial
+// sums are read once each and combined here in double.
 #include "tandem/nn/clip.h"
 
 #include <cmath>
 #include <utility>
 
-#include "ops/dispatch.h"
-#include "optim/fused.h"
+#include "ops/foreach.h"
 #include "tandem/autograd.h"
 
 namespace tandem {
@@ -50,9 +49,7 @@ double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, d
   // Enqueue every reduction first, then read the results.
   std::vector<Tensor> partials;
   for (const auto& part : parts) {
-    Tensor acc = empty({1}, TensorOptions(kFloat64).device(part.first));
-    TANDEM_BACKEND_CALL(part.first, grad_norm_accumulate, part.second, norm_type, acc);
-    partials.push_back(acc);
+    partials.push_back(detail::foreach_norm_partial(part.second, norm_type));
   }
   double total = 0.0;
   for (const Tensor& acc : partials) {
@@ -73,10 +70,7 @@ double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, d
                "; they cannot be clipped (error_if_nonfinite is set)");
   const double clip_coef = max_norm / (total + 1e-6);
   if (clip_coef < 1.0) {
-    for (const auto& part : parts) {
-      TANDEM_BACKEND_CALL(part.first, scale_tensors, part.second, clip_coef);
-      for (const Tensor& g : part.second) g.impl()->storage->bump_version();
-    }
+    for (const auto& part : parts) detail::foreach_scale_(part.second, clip_coef);
   }
   return total;
 }

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "ops/dispatch.h"
+#include "core/checks.h"
 #include "tandem/autograd.h"
 #include "tandem/nn/init.h"
 

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "ops/dispatch.h"
+#include "core/checks.h"
 #include "tandem/autograd.h"
 #include "tandem/ops.h"
 

@@ -5,7 +5,7 @@
 #include <set>
 #include <sstream>
 
-#include "ops/dispatch.h"
+#include "core/checks.h"
 #include "tandem/autograd.h"
 
 namespace tandem {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "ops/dispatch.h"
+#include "core/checks.h"
 #include "tandem/nn/init.h"
 #include "tandem/ops.h"
 

@@ -9,6 +9,22 @@
 
 namespace tandem {
 
+namespace detail {
+// What an elementwise op that writes `written` may read for `read`: `read`
+// itself when it does not overlap `written`, or is exactly its bytes (element
+// i read only by the thread that writes element i: x.add_(x)); otherwise a
+// copy, made first on read's device, so the op sees the values `read` had
+// before it (x.div_(x[0]), m.sub_(m[0]), shifted slices of one tensor).
+static Tensor unaliased_operand(const Tensor& written, const Tensor& read) {
+  if (!overlaps(written, read)) return read;
+  const bool same_elements = written.impl()->offset == read.impl()->offset &&
+                             written.dtype() == read.dtype() && written.numel() == read.numel();
+  if (same_elements) return read;
+  return read.detach().clone();
+}
+
+}  // namespace detail
+
 using detail::check_defined;
 using detail::describe;
 

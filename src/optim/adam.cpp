@@ -4,7 +4,7 @@
 #include <cmath>
 #include <tuple>
 
-#include "ops/dispatch.h"
+#include "ops/foreach.h"
 #include "optim/fused.h"
 #include "tandem/autograd.h"
 #include "tandem/optim.h"
@@ -46,7 +46,7 @@ auto launch_adam(AdamDecay decay) {
                           o.weight_decay(),
                           decay,
                           o.amsgrad() ? Amsgrad::On : Amsgrad::Off};
-    TANDEM_BACKEND_CALL(dev, adam_step, part, hyper, FusedLaunch::MultiTensor);
+    detail::fused_adam_step(dev, part, hyper, FusedLaunch::MultiTensor);
   };
 }
 

@@ -4,7 +4,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "ops/dispatch.h"
+#include "core/checks.h"
 #include "optim/fused.h"
 #include "tandem/autograd.h"
 #include "tandem/optim.h"

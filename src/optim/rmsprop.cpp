@@ -1,6 +1,6 @@
 // RMSprop and Adagrad (PyTorch's formulas, see optim.h), each one fused update
-// per parameter (cpu/cuda::rmsprop_step, adagrad_step; src/optim/fused.h).
-#include "ops/dispatch.h"
+// per parameter (cpu/cuda::rmsprop_step, adagrad_step; src/core/optim_math.h).
+#include "ops/foreach.h"
 #include "optim/fused.h"
 #include "tandem/autograd.h"
 #include "tandem/optim.h"
@@ -43,7 +43,7 @@ void RMSprop::step() {
         const RmspropHyper hyper{o.lr(),       o.alpha(),
                                  o.eps(),      o.weight_decay(),
                                  o.momentum(), o.centered() ? Centered::On : Centered::Off};
-        TANDEM_BACKEND_CALL(dev, rmsprop_step, part, hyper);
+        detail::fused_rmsprop_step(dev, part, hyper);
       });
 }
 
@@ -79,7 +79,7 @@ void Adagrad::step() {
         slot.scalar0 = o.lr() / (1.0 + (t - 1.0) * o.lr_decay());
       },
       [](Device dev, const std::vector<FusedSlot>& part, const AdagradOptions& o) {
-        TANDEM_BACKEND_CALL(dev, adagrad_step, part, AdagradHyper{o.weight_decay(), o.eps()});
+        detail::fused_adagrad_step(dev, part, AdagradHyper{o.weight_decay(), o.eps()});
       });
 }
 

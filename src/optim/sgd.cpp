@@ -1,7 +1,7 @@
 // SGD (PyTorch's formulas, see optim.h): one fused update per parameter
-// (cpu::sgd_step / cuda::sgd_step, src/optim/fused.h), under NoGradGuard, on
+// (cpu::sgd_step / cuda::sgd_step, src/core/optim_math.h), under NoGradGuard, on
 // the parameters' own devices.
-#include "ops/dispatch.h"
+#include "ops/foreach.h"
 #include "optim/fused.h"
 #include "tandem/autograd.h"
 #include "tandem/optim.h"
@@ -46,7 +46,7 @@ void SGD::step() {
       [](Device dev, const std::vector<FusedSlot>& part, const SGDOptions& o) {
         const SgdHyper hyper{o.lr(), o.momentum(), o.dampening(), o.weight_decay(),
                              o.nesterov() ? Nesterov::On : Nesterov::Off};
-        TANDEM_BACKEND_CALL(dev, sgd_step, part, hyper);
+        detail::fused_sgd_step(dev, part, hyper);
       });
 }
 

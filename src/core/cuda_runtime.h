@@ -1,7 +1,9 @@
 // The CUDA runtime services the core needs, callable from plain C++ (no CUDA
 // headers here). Defined in src/cuda/*.cpp when the CUDA backend is built and in
 // src/core/cuda_stub.cpp otherwise, where each one throws a tandem::Error
-// saying CUDA support was not built.
+// saying CUDA support was not built. It lives in src/core, like backend.h,
+// because the core (Storage, copies) calls it: the core declares, the CUDA
+// backend implements.
 #pragma once
 
 #include <cstddef>
