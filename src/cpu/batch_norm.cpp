@@ -12,11 +12,6 @@ namespace cpu {
 
 namespace {
 
-void check_batch_norm(const char* what, const Tensor& t) {
-  TANDEM_CHECK(is_floating(t.dtype()), what, ": expected float32 or float64, got ",
-               dtype_name(t.dtype()));
-}
-
 // sum of f(i) for i < m in double, with four independent accumulators: the
 // adds of one chain wait on each other; four chains keep the FPU busy and let
 // the compiler use vectors.
@@ -40,7 +35,7 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
                               Tensor& running_mean, Tensor& running_var, double momentum,
                               double eps, int64_t n, int64_t c, int64_t m, Tensor& y,
                               Tensor& save_mean, Tensor& save_invstd) {
-  check_batch_norm("batch_norm", x);
+  util::check_floating_dtype("batch_norm", x);
   const int64_t count = n * m;
   TANDEM_CHECK(count >= 2, "batch_norm: training needs more than one value per channel, got ",
                count);
@@ -99,7 +94,7 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
                                const Tensor& save_mean, const Tensor& save_invstd, int64_t n,
                                int64_t c, int64_t m, Tensor& grad_x, Tensor& grad_weight,
                                Tensor& grad_bias) {
-  check_batch_norm("batch_norm backward", x);
+  util::check_floating_dtype("batch_norm backward", x);
   const int64_t count = n * m;
   TANDEM_DISPATCH_FLOATING(x.dtype(), "batch_norm backward", [&] {
     using T = scalar_t;

@@ -91,6 +91,12 @@ inline double row_max(const T* x, int64_t n) {
   return static_cast<double>(m);
 }
 
+// The pooling and batch norm kernels take float32 and float64 only.
+inline void check_floating_dtype(const char* what, const Tensor& t) {
+  TANDEM_CHECK(is_floating(t.dtype()), what, ": expected float32 or float64, got ",
+               dtype_name(t.dtype()));
+}
+
 // ---- Conversions ---------------------------------------------------------------
 
 // Conversions (core/convert.h, shared with CUDA).

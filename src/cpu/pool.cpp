@@ -19,11 +19,6 @@ namespace cpu {
 
 namespace {
 
-void check_pool(const char* what, const Tensor& t) {
-  TANDEM_CHECK(is_floating(t.dtype()), what, ": expected float32 or float64, got ",
-               dtype_name(t.dtype()));
-}
-
 using pool::adaptive_window;
 using pool::Span;
 using pool::window;
@@ -92,7 +87,7 @@ inline void max2x2(T a, T b, T c, T d, int64_t first, int64_t w, T& best, int64_
 }  // namespace
 
 void max_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y, Tensor& indices) {
-  check_pool("max_pool2d", x);
+  util::check_floating_dtype("max_pool2d", x);
   TANDEM_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&] {
     using T = scalar_t;
     const T* xp = x.data_ptr<T>();
@@ -140,7 +135,7 @@ void max_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y, Tensor& 
 
 void max_pool2d_backward(const Tensor& grad_y, const Tensor& indices, const PoolShape& s,
                          Tensor& grad_x) {
-  check_pool("max_pool2d backward", grad_y);
+  util::check_floating_dtype("max_pool2d backward", grad_y);
   TANDEM_DISPATCH_FLOATING(grad_y.dtype(), "max_pool2d backward", [&] {
     using T = scalar_t;
     const T* gy = grad_y.data_ptr<T>();
@@ -162,7 +157,7 @@ inline int64_t avg_divisor(const PoolShape& s, const Span& rows, const Span& col
 }  // namespace
 
 void avg_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y) {
-  check_pool("avg_pool2d", x);
+  util::check_floating_dtype("avg_pool2d", x);
   TANDEM_DISPATCH_FLOATING(x.dtype(), "avg_pool2d", [&] {
     using T = scalar_t;
     const T* xp = x.data_ptr<T>();
@@ -185,7 +180,7 @@ void avg_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y) {
 }
 
 void avg_pool2d_backward(const Tensor& grad_y, const PoolShape& s, Tensor& grad_x) {
-  check_pool("avg_pool2d backward", grad_y);
+  util::check_floating_dtype("avg_pool2d backward", grad_y);
   TANDEM_DISPATCH_FLOATING(grad_y.dtype(), "avg_pool2d backward", [&] {
     using T = scalar_t;
     const T* gy = grad_y.data_ptr<T>();
@@ -209,7 +204,7 @@ void avg_pool2d_backward(const Tensor& grad_y, const PoolShape& s, Tensor& grad_
 }
 
 void adaptive_avg_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y) {
-  check_pool("adaptive_avg_pool2d", x);
+  util::check_floating_dtype("adaptive_avg_pool2d", x);
   TANDEM_DISPATCH_FLOATING(x.dtype(), "adaptive_avg_pool2d", [&] {
     using T = scalar_t;
     const T* xp = x.data_ptr<T>();
@@ -232,7 +227,7 @@ void adaptive_avg_pool2d_forward(const Tensor& x, const PoolShape& s, Tensor& y)
 }
 
 void adaptive_avg_pool2d_backward(const Tensor& grad_y, const PoolShape& s, Tensor& grad_x) {
-  check_pool("adaptive_avg_pool2d backward", grad_y);
+  util::check_floating_dtype("adaptive_avg_pool2d backward", grad_y);
   TANDEM_DISPATCH_FLOATING(grad_y.dtype(), "adaptive_avg_pool2d backward", [&] {
     using T = scalar_t;
     const T* gy = grad_y.data_ptr<T>();
