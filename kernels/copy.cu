@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/permute_plan.h"
 #include "cuda/cuda_utils.h"
 
 namespace tandem {
@@ -209,29 +210,11 @@ void copy_2d(const Tensor& src, Tensor& dst, int64_t rows, int64_t src_cols, int
 }
 
 void permute(const Tensor& x, Tensor& out, const Shape& perm) {
-  const Shape& in_sizes = x.sizes();
-  const size_t nd = in_sizes.size();
-  TANDEM_CHECK(perm.size() == nd, "permute (cuda): ", perm.size(), " dims for a tensor of ", nd);
+  const PermutePlan plan = permute_plan(x.sizes(), perm, "permute (cuda)");
   const int64_t n = x.numel();
   if (n == 0) return;
-  std::vector<int64_t> in_strides(nd, 1);
-  for (size_t d = nd; d-- > 1;) in_strides[d - 1] = in_strides[d] * in_sizes[d];
-
-  // Output dims (outermost first) with their input strides; size-1 dims dropped,
-  // neighbours merged where the input is contiguous across them.
-  std::vector<int64_t> sizes, strides;
-  for (size_t i = 0; i < nd; ++i) {
-    const auto p = static_cast<size_t>(perm[i]);
-    TANDEM_CHECK(perm[i] >= 0 && p < nd, "permute (cuda): bad dim ", perm[i]);
-    if (in_sizes[p] == 1) continue;
-    if (!sizes.empty() && strides.back() == in_strides[p] * in_sizes[p]) {
-      sizes.back() *= in_sizes[p];
-      strides.back() = in_strides[p];
-    } else {
-      sizes.push_back(in_sizes[p]);
-      strides.push_back(in_strides[p]);
-    }
-  }
+  const std::vector<int64_t>& sizes = plan.sizes;
+  const std::vector<int64_t>& strides = plan.strides;
   cudaStream_t stream = current_cuda_stream();
   const size_t k = sizes.size();
   if (k <= 1) {  // the order of elements does not change

@@ -2,6 +2,7 @@
 // (backend_decls.inc). Internal to the library.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -23,6 +24,13 @@ struct ConvShape {
   int64_t p, q;        // output height, width
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
   int64_t groups;  // c and k are multiples of groups
+
+  static constexpr size_t kFields = 16;
+  // Every field in declaration order: the start of the plan-cache keys of
+  // both backends' convolution libraries (oneDNN, cuDNN).
+  std::array<int64_t, kFields> fields() const {
+    return {n, c, h, w, k, r, s, p, q, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups};
+  }
 };
 
 // The geometry of a 2-D pooling (NCHW), see *_pool2d_* in backend_decls.inc.

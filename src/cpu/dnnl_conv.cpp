@@ -13,6 +13,7 @@
 // oneDNN runs on OpenMP, the same thread team as tandem's loops and OpenBLAS.
 #include "cpu/dnnl_conv.h"
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <memory>
@@ -137,29 +138,16 @@ Plan make_plan(Pass pass, const ConvShape& s, bool with_bias) {
   return p;
 }
 
-using Key = std::array<int64_t, 18>;
+using Key = std::array<int64_t, ConvShape::kFields + 2>;
 
 const Plan& plan_for(Pass pass, const ConvShape& s, bool with_bias) {
   static std::mutex mu;
   static std::map<Key, std::shared_ptr<const Plan>> cache;
-  const Key key{static_cast<int64_t>(pass),
-                with_bias,
-                s.n,
-                s.c,
-                s.h,
-                s.w,
-                s.k,
-                s.r,
-                s.s,
-                s.p,
-                s.q,
-                s.stride_h,
-                s.stride_w,
-                s.pad_h,
-                s.pad_w,
-                s.dil_h,
-                s.dil_w,
-                s.groups};
+  Key key{};
+  const auto fields = s.fields();
+  std::copy(fields.begin(), fields.end(), key.begin());
+  key[ConvShape::kFields] = static_cast<int64_t>(pass);
+  key[ConvShape::kFields + 1] = with_bias;
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it == cache.end()) {

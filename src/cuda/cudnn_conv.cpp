@@ -272,31 +272,18 @@ struct ConvPlan {
   std::array<PassState, 3> passes;
 };
 
-using PlanKey = std::array<int64_t, 20>;
+using PlanKey = std::array<int64_t, ConvShape::kFields + 3>;
 
 PlanKey plan_key(const ConvShape& s, DType dt) {
   const int64_t modes = (dt == kFloat32 && allow_tf32() ? 1 : 0) |
                         (deterministic_flag().load() ? 2 : 0) | (benchmark_flag().load() ? 4 : 0);
-  return {s.n,
-          s.c,
-          s.h,
-          s.w,
-          s.k,
-          s.r,
-          s.s,
-          s.p,
-          s.q,
-          s.stride_h,
-          s.stride_w,
-          s.pad_h,
-          s.pad_w,
-          s.dil_h,
-          s.dil_w,
-          s.groups,
-          static_cast<int64_t>(dt),
-          modes,
-          detail::current_device(),
-          0};
+  PlanKey key{};
+  const auto fields = s.fields();
+  std::copy(fields.begin(), fields.end(), key.begin());
+  key[ConvShape::kFields] = static_cast<int64_t>(dt);
+  key[ConvShape::kFields + 1] = modes;
+  key[ConvShape::kFields + 2] = detail::current_device();
+  return key;
 }
 
 struct PlanCache {
