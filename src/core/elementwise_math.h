@@ -56,7 +56,6 @@ TANDEM_MATH_FN_(sqrt, sqrtf, sqrt)
 TANDEM_MATH_FN_(tanh, tanhf, tanh)
 TANDEM_MATH_FN_(fabs, fabsf, fabs)
 TANDEM_MATH_FN_(erf, erff, erf)
-TANDEM_MATH_FN_(log1p, log1pf, log1p)
 #undef TANDEM_MATH_FN_
 
 TANDEM_HD float pow(float x, float p) {
@@ -91,7 +90,7 @@ TANDEM_HD bool is_nan(T v) {
 template <typename T>
 using Unsigned = std::make_unsigned_t<T>;
 
-// a * b rounded on its own (never fused into a following add).
+// a * b rounded on its own (never fused into a following add); integers wrap.
 template <typename T>
 TANDEM_HD T mul_rn(T a, T b) {
 #if defined(__CUDA_ARCH__)
@@ -122,10 +121,6 @@ TANDEM_HD T sub_wrap(T a, T b) {
   } else {
     return static_cast<T>(static_cast<Unsigned<T>>(a) - static_cast<Unsigned<T>>(b));
   }
-}
-template <typename T>
-TANDEM_HD T mul_wrap(T a, T b) {
-  return mul_rn(a, b);
 }
 template <typename T>
 TANDEM_HD T neg_wrap(T a) {
@@ -357,11 +352,11 @@ using BinaryResult = std::conditional_t<kIsComparison<Op>, uint8_t, T>;
 template <BinaryOp Op, typename T>
 TANDEM_HD BinaryResult<Op, T> binary(T a, T b, T alpha) {
   if constexpr (Op == BinaryOp::Add) {
-    return add_wrap(a, mul_wrap(alpha, b));
+    return add_wrap(a, mul_rn(alpha, b));
   } else if constexpr (Op == BinaryOp::Sub) {
-    return sub_wrap(a, mul_wrap(alpha, b));
+    return sub_wrap(a, mul_rn(alpha, b));
   } else if constexpr (Op == BinaryOp::Mul) {
-    return mul_wrap(a, b);
+    return mul_rn(a, b);
   } else if constexpr (Op == BinaryOp::Div) {
     return div_checked(a, b);
   } else if constexpr (Op == BinaryOp::Maximum) {  // NaN wins

@@ -53,6 +53,18 @@ void check_stats(const char* what, const Tensor& stats, int64_t rows) {
                shape_str(stats.sizes()));
 }
 
+// The end of a row's forward, from its max m, sum s = sum_j exp(x_j - m),
+// gap = sum_j (m - x_j) and target logit x_t: writes (m, log s) to stats and
+// returns the loss.
+inline double finish_row(double m, double s, double gap, double x_t, double smoothing,
+                         double uniform, double* stats) {
+  const double log_s = std::log(s);
+  stats[0] = m;
+  stats[1] = log_s;
+  // With no smoothing, gap is not used: 0 * inf (a -inf logit) must not make NaN.
+  return log_s + (1.0 - smoothing) * (m - x_t) + (smoothing > 0.0 ? uniform * gap : 0.0);
+}
+
 // One row: (m, log s) and the loss. Always inlined, so that the float32
 // wrappers below compile it once per instruction set.
 template <typename T>
@@ -73,13 +85,8 @@ __attribute__((always_inline)) inline T forward_row(const T* row, int64_t t, int
 #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < len; ++i) s += buf[static_cast<size_t>(i)];
   }
-  const double log_s = std::log(s);
-  stats[0] = m;
-  stats[1] = log_s;
-  const double target_gap = m - static_cast<double>(row[t]);
-  // With no smoothing, gap is not used: 0 * inf (a -inf logit) must not make NaN.
-  return static_cast<T>(log_s + (1.0 - smoothing) * target_gap +
-                        (smoothing > 0.0 ? uniform * gap : 0.0));
+  return static_cast<T>(
+      finish_row(m, s, gap, static_cast<double>(row[t]), smoothing, uniform, stats));
 }
 
 template <typename T>
@@ -139,12 +146,8 @@ TANDEM_CPU_CLONES float forward_row_f32(const float* row, int64_t t, int64_t cla
 #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < len; ++i) s += static_cast<double>(h[static_cast<size_t>(i)]);
   }
-  const double log_s = std::log(s);
-  stats[0] = m;
-  stats[1] = log_s;
-  const double target_gap = m - static_cast<double>(row[t]);
-  return static_cast<float>(log_s + (1.0 - smoothing) * target_gap +
-                            (smoothing > 0.0 ? uniform * gap : 0.0));
+  return static_cast<float>(
+      finish_row(m, s, gap, static_cast<double>(row[t]), smoothing, uniform, stats));
 }
 
 // Backward: p = exp(z), z = (x - m) - log s formed in double and split into
