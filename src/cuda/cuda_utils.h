@@ -7,7 +7,9 @@
 //   - launch helpers (ceil_div, kBlockSize, grid_for), the current stream, the
 //     per-thread cuBLAS handle, a RAII device workspace from the caching
 //     allocator (CUB temporary storage);
-//   - under nvcc: small device helpers (aligned vectors, warp shuffles, value
+//   - TANDEM_LAUNCH and TANDEM_SHARED, the launch and shared-memory forms every
+//     kernel uses so that it also runs on the emulated device (src/emu);
+//   - under nvcc and the emulated device: small device helpers (aligned vectors, warp shuffles, value
 //     conversions that match the CPU backend, 32- or 64-bit index arithmetic
 //     with core/fast_divmod.h).
 #pragma once
@@ -15,6 +17,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
+#if defined(TANDEM_EMU)
+#include "emu/device.h"
+#endif
 
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +27,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "core/convert.h"
 #include "core/cuda_runtime.h"
@@ -154,8 +160,70 @@ inline int grid_for(int64_t work, int64_t work_per_block, int block) {
 #define TANDEM_CUDA_CHECK_LAUNCH(...) \
   ::tandem::cuda::detail::check_launch(#__VA_ARGS__, __FILE__, __LINE__)
 
-// ---- Device helpers (nvcc only) -------------------------------------------------------
-#if defined(__CUDACC__)
+// ---- Launches and shared memory (nvcc and the emulated device) ---------------------------
+#if defined(__CUDACC__) || defined(TANDEM_EMU)
+namespace tandem {
+namespace cuda {
+namespace detail {
+
+// The one way tandem launches a kernel (see TANDEM_LAUNCH).
+template <typename Kernel>
+struct Launcher {
+  const char* name;
+  Kernel kernel;
+  dim3 grid;
+  dim3 block;
+  size_t shared_bytes;
+  cudaStream_t stream;
+  const char* file;
+  int line;
+
+  template <typename... Args>
+  void operator()(Args&&... args) const {
+#if defined(TANDEM_EMU)
+    (void)::tandem::emu::launch(name, kernel, grid, block, shared_bytes, stream,
+                                std::forward<Args>(args)...);
+#else
+    kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
+#endif
+    check_launch(name, file, line);
+  }
+};
+
+template <typename Kernel>
+Launcher<Kernel> make_launcher(const char* name, Kernel kernel, dim3 grid, dim3 block,
+                               size_t shared_bytes, cudaStream_t stream, const char* file,
+                               int line) {
+  return Launcher<Kernel>{name, kernel, grid, block, shared_bytes, stream, file, line};
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace tandem
+
+// TANDEM_LAUNCH(grid, block, shared_bytes, stream, kernel<T, Fn>)(args...):
+// kernel<<<grid, block, shared_bytes, stream>>>(args...) under nvcc, the
+// emulated device's launch in the emulated build; either way the launch is
+// checked (TANDEM_CUDA_CHECK_LAUNCH's semantics). The kernel comes last so that
+// template arguments need no parentheses.
+#define TANDEM_LAUNCH(grid, block, shared_bytes, stream, ...)                              \
+  ::tandem::cuda::detail::make_launcher(#__VA_ARGS__, __VA_ARGS__, (grid), (block),        \
+                                        (shared_bytes), (stream), __FILE__, __LINE__)
+
+// TANDEM_SHARED(double, scratch, [33]) declares `__shared__ double scratch[33]`
+// (dims may be empty for a scalar or struct, or several: [8][32]). Under the
+// emulated device it is a checked view of the block's shared memory (race,
+// uninitialised-read and bounds checks): index it, pass it on as a template
+// argument (not as T*), read a struct member through a copy.
+#if defined(TANDEM_EMU)
+#define TANDEM_SHARED(type, name, dims)        \
+  static const char name##_emu_tag_ = 0;       \
+  const auto name = ::tandem::emu::block_shared<type dims>(&name##_emu_tag_, #name)
+#else
+#define TANDEM_SHARED(type, name, dims) __shared__ type name dims
+#endif
+
+// ---- Device helpers (nvcc and the emulated device) ------------------------------------
 namespace tandem {
 namespace cuda {
 
@@ -234,9 +302,10 @@ __device__ __forceinline__ T warp_allreduce(T v, Combine combine) {
 // Reduces v over a block of kBlock threads (a multiple of kWarpSize); every
 // thread gets the result. `scratch` (shared memory) holds kBlock / kWarpSize
 // + 1 values: one per warp plus the broadcast slot; `identity` fills the
-// unused lanes. Call it from every thread of the block.
-template <int kBlock, typename T, typename Combine>
-__device__ __forceinline__ T block_allreduce(T v, Combine combine, T identity, T* scratch) {
+// unused lanes. Call it from every thread of the block. `scratch` is a
+// TANDEM_SHARED array (a T* under nvcc, a checked view when emulated).
+template <int kBlock, typename T, typename Combine, typename Scratch>
+__device__ __forceinline__ T block_allreduce(T v, Combine combine, T identity, Scratch scratch) {
   static_assert(kBlock % kWarpSize == 0 && kBlock / kWarpSize <= kWarpSize,
                 "block_allreduce: kBlock must be a multiple of the warp size, at most 1024");
   constexpr int kWarps = kBlock / kWarpSize;
@@ -258,4 +327,4 @@ __device__ __forceinline__ T block_allreduce(T v, Combine combine, T identity, T
 
 }  // namespace cuda
 }  // namespace tandem
-#endif  // __CUDACC__
+#endif  // __CUDACC__ || TANDEM_EMU
