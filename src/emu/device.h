@@ -170,23 +170,26 @@ cudaError_t launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid
 #define blockDim (::tandem::emu::this_thread().block_dim)
 #define gridDim (::tandem::emu::this_thread().grid_dim)
 #define __syncthreads() ::tandem::emu::syncthreads(__FILE__, __LINE__)
-#define __syncwarp(...) ::tandem::emu::syncwarp(__VA_ARGS__ + 0u, __FILE__, __LINE__)
+inline void __syncwarp(unsigned mask = 0xffffffffu, const char* file = __builtin_FILE(),
+                       int line = __builtin_LINE()) {
+  ::tandem::emu::syncwarp(mask, file, line);
+}
 
 namespace tandem {
 namespace emu {
 namespace detail {
 template <typename T>
-T shuffle(unsigned mask, T v, int src_lane) {
+T shuffle(unsigned mask, T v, int src_lane, const char* file, int line) {
   static_assert(sizeof(T) == 4 || sizeof(T) == 8, "__shfl_*_sync: 4- or 8-byte values only");
   if constexpr (sizeof(T) == 4) {
     uint32_t w;
     std::memcpy(&w, &v, 4);
-    w = shuffle_word(mask, w, src_lane, __FILE__, __LINE__);
+    w = shuffle_word(mask, w, src_lane, file, line);
     std::memcpy(&v, &w, 4);
   } else {
     uint64_t w;
     std::memcpy(&w, &v, 8);
-    w = shuffle_dword(mask, w, src_lane, __FILE__, __LINE__);
+    w = shuffle_dword(mask, w, src_lane, file, line);
     std::memcpy(&v, &w, 8);
   }
   return v;
@@ -198,36 +201,42 @@ inline int lane_id() { return this_thread().linear % 32; }
 
 // CUDA's rules (Programming Guide, "Warp Shuffle Functions"): width splits the
 // warp into segments; a source lane outside the caller's segment (xor, down)
-// or before it (up) gives the caller its own value.
+// or before it (up) gives the caller its own value. The call site (GCC's
+// __builtin_FILE/LINE as default arguments) tells the emulator which lanes
+// meet at the same shuffle.
 template <typename T>
-T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+T __shfl_sync(unsigned mask, T v, int src, int width = 32, const char* file = __builtin_FILE(),
+              int line = __builtin_LINE()) {
   const int lane = ::tandem::emu::detail::lane_id();
   const int base = lane & ~(width - 1);
-  return ::tandem::emu::detail::shuffle(mask, v, base + (src & (width - 1)));
+  return ::tandem::emu::detail::shuffle(mask, v, base + (src & (width - 1)), file, line);
 }
 template <typename T>
-T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32,
+                  const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   const int lane = ::tandem::emu::detail::lane_id();
   const int base = lane & ~(width - 1);
   int src = lane ^ lane_mask;
   if (src < base || src >= base + width) src = lane;
-  return ::tandem::emu::detail::shuffle(mask, v, src);
+  return ::tandem::emu::detail::shuffle(mask, v, src, file, line);
 }
 template <typename T>
-T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32,
+                   const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   const int lane = ::tandem::emu::detail::lane_id();
   const int base = lane & ~(width - 1);
   int src = lane + static_cast<int>(delta);
   if (src >= base + width) src = lane;
-  return ::tandem::emu::detail::shuffle(mask, v, src);
+  return ::tandem::emu::detail::shuffle(mask, v, src, file, line);
 }
 template <typename T>
-T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32,
+                 const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   const int lane = ::tandem::emu::detail::lane_id();
   const int base = lane & ~(width - 1);
   int src = lane - static_cast<int>(delta);
   if (src < base) src = lane;
-  return ::tandem::emu::detail::shuffle(mask, v, src);
+  return ::tandem::emu::detail::shuffle(mask, v, src, file, line);
 }
 
 // Blocks run one at a time, but a stream's grids may interleave with other
@@ -252,7 +261,8 @@ inline unsigned __umulhi(unsigned a, unsigned b) {
   return static_cast<unsigned>((static_cast<uint64_t>(a) * b) >> 32);
 }
 inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
-  return static_cast<unsigned long long>((static_cast<unsigned __int128>(a) * b) >> 64);
+  __extension__ typedef unsigned __int128 u128;
+  return static_cast<unsigned long long>((static_cast<u128>(a) * b) >> 64);
 }
 // Round-to-nearest arithmetic that never contracts (the emulated build has
 // -ffp-contract=off everywhere; these make the intent explicit).

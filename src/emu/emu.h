@@ -75,6 +75,18 @@ void enqueue(cudaStream_t stream, const char* what, std::function<void()> work);
 // Runs every piece of work enqueued so far on every stream (cudaDeviceSynchronize).
 void synchronize_all();
 
+// The calling host thread's last error (cudaGetLastError's), set by a refused launch.
+void set_last_error(cudaError_t error);
+
+// Counts the grids, blocks and emulated threads run so far (the emulator's tests).
+struct GridStats {
+  uint64_t grids = 0;
+  uint64_t blocks = 0;
+  uint64_t threads = 0;
+  uint64_t barriers = 0;
+};
+GridStats grid_stats();
+
 // ---- Device memory ------------------------------------------------------------------
 
 // True when [p, p + nbytes) lies inside one live device allocation (cudaMalloc).
