@@ -407,6 +407,43 @@ inline std::vector<Device> devices() {
 
 }  // namespace tt
 
+#if defined(TANDEM_EMU)
+// Under the emulated device (src/emu) a test program fails when a checker
+// reported something during a test (a race or an uninitialised read that
+// happens to give the right numbers is still a defect): the listener names
+// the tests, the environment's TearDown fails the program.
+#include "emu/emu.h"
+namespace tt::detail {
+inline std::vector<std::string>& emu_tests_with_findings() {
+  static std::vector<std::string> names;
+  return names;
+}
+class EmuFindingsListener : public ::testing::EmptyTestEventListener {
+  void OnTestStart(const ::testing::TestInfo&) override { tandem::emu::clear_findings(); }
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    const auto found = tandem::emu::findings();
+    if (found.empty()) return;
+    std::string name = std::string(info.test_suite_name()) + "." + info.name();
+    for (const auto& f : found) name += "\n    " + f.message;
+    emu_tests_with_findings().push_back(name);
+    tandem::emu::clear_findings();
+  }
+};
+class EmuFindingsEnvironment : public ::testing::Environment {
+  void TearDown() override {
+    for (const auto& name : emu_tests_with_findings()) {
+      ADD_FAILURE() << "the emulated device reported findings during " << name;
+    }
+  }
+};
+inline const bool emu_findings_check_registered = [] {
+  ::testing::UnitTest::GetInstance()->listeners().Append(new EmuFindingsListener);
+  ::testing::AddGlobalTestEnvironment(new EmuFindingsEnvironment);
+  return true;
+}();
+}  // namespace tt::detail
+#endif
+
 // Skips the current test, printing why, when no CUDA device can be used.
 // With TANDEM_REQUIRE_CUDA=1 (tools/test.sh --gpu) a missing device is a
 // failure instead of a skip, so a GPU run cannot pass by skipping.

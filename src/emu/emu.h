@@ -87,6 +87,10 @@ struct GridStats {
 };
 GridStats grid_stats();
 
+// The kernel and emulated thread running on this host thread ("" outside a
+// kernel), for fault messages.
+std::string current_kernel_thread();
+
 // ---- Device memory ------------------------------------------------------------------
 
 // True when [p, p + nbytes) lies inside one live device allocation (cudaMalloc).

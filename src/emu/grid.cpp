@@ -758,6 +758,12 @@ cudaError_t launch_grid(const char* kernel_name, dim3 grid, dim3 block, size_t s
   return cudaSuccess;
 }
 
+std::string current_kernel_thread() {
+  if (t_host.block == nullptr || t_host.thread == nullptr) return "";
+  return std::string("kernel ") + t_host.block->kernel + ", " +
+         thread_name(*t_host.block, *t_host.thread);
+}
+
 GridStats grid_stats() {
   GridStats s;
   s.grids = g_grids.load();

@@ -13,6 +13,7 @@
 // memory that the runtime remembers: copies into it complete only when the
 // stream is synchronised, and the destination is poisoned (0xff bytes) until
 // then, so a host read before the synchronisation sees NaNs, not stale data.
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -150,6 +151,62 @@ class DeviceAccess {
     }
   }
 };
+
+// A fault in device memory or its guard pages says what it was before the
+// process dies: host code touching device memory, or a kernel (or copy)
+// running past an allocation. Best effort (no locks in a signal handler).
+struct sigaction g_previous_segv;
+
+void write_err(const char* s) {
+  const size_t n = std::strlen(s);
+  ssize_t unused = write(2, s, n);
+  (void)unused;
+}
+
+void on_segv(int sig, siginfo_t* info, void* ctx) {
+  const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  State& s = state();
+  const size_t page = page_size();
+  for (const auto& [base, a] : s.device) {
+    if (a.map_base == nullptr) continue;
+    const auto lo = reinterpret_cast<uintptr_t>(a.map_base);
+    if (addr < lo || addr >= lo + a.map_len + page) continue;
+    char buf[512];
+    const std::string where = current_kernel_thread();
+    if (where.empty() && s.access_depth == 0) {
+      std::snprintf(buf, sizeof buf,
+                    "tandem emu: host code touched device memory at %p (an allocation of %zu "
+                    "bytes at %p); copy it to the host first\n",
+                    info->si_addr, a.size, reinterpret_cast<void*>(base));
+    } else {
+      std::snprintf(buf, sizeof buf,
+                    "tandem emu: out-of-bounds device access at %p, %zd bytes from the start of an "
+                    "allocation of %zu bytes at %p (%s)\n",
+                    info->si_addr, static_cast<ssize_t>(addr - base), a.size,
+                    reinterpret_cast<void*>(base), where.empty() ? "a copy" : where.c_str());
+    }
+    write_err(buf);
+    break;
+  }
+  if (g_previous_segv.sa_flags & SA_SIGINFO) {
+    if (g_previous_segv.sa_sigaction != nullptr) g_previous_segv.sa_sigaction(sig, info, ctx);
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void install_segv_handler() {
+  static const bool installed = [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = &on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_previous_segv);
+    return true;
+  }();
+  (void)installed;
+}
 
 bool is_complete(const Mark& m) { return m.stream == nullptr || m.stream->executed >= m.seq; }
 
@@ -630,6 +687,9 @@ cudaError_t CUDARTAPI cudaMalloc(void** ptr, size_t size) {
   }
   const size_t rounded = (size + 255) / 256 * 256;
   tandem::emu::Allocation a{size, nullptr, 0};
+#if !defined(TANDEM_EMU_ASAN)
+  tandem::emu::install_segv_handler();
+#endif
   char* data = nullptr;
 #if defined(TANDEM_EMU_ASAN)
   data = static_cast<char*>(std::aligned_alloc(256, rounded));
