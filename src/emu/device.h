@@ -252,7 +252,8 @@ inline unsigned __umulhi(unsigned a, unsigned b) {
   return static_cast<unsigned>((static_cast<uint64_t>(a) * b) >> 32);
 }
 inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
-  return static_cast<unsigned long long>((static_cast<unsigned __int128>(a) * b) >> 64);
+  __extension__ typedef unsigned __int128 U128;  // __extension__: -Wpedantic accepts it
+  return static_cast<unsigned long long>((static_cast<U128>(a) * b) >> 64);
 }
 // Round-to-nearest arithmetic that never contracts (the emulated build has
 // -ffp-contract=off everywhere; these make the intent explicit).
