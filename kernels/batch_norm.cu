@@ -42,7 +42,8 @@ constexpr int kTileRows = 8;               // BatchNorm1d: rows per block step (
 
 // Block-wide sum of two doubles; the result is valid in thread 0.
 __device__ __forceinline__ void block_sum2(double& a, double& b) {
-  __shared__ double sa[kBlock / kWarpSize], sb[kBlock / kWarpSize];
+  TANDEM_SHARED(double, sa, [kBlock / kWarpSize]);
+  TANDEM_SHARED(double, sb, [kBlock / kWarpSize]);
   auto add = [](double u, double v) { return u + v; };
   a = warp_allreduce(a, add);
   b = warp_allreduce(b, add);
@@ -62,8 +63,9 @@ __device__ __forceinline__ void block_sum2(double& a, double& b) {
 
 // Adds the kTileRows values of each column of a (kTileChannels, kTileRows)
 // block in row order; the sums are valid in the threads with threadIdx.y == 0.
-__device__ __forceinline__ void tile_sum2(double& a, double& b, double (*sa)[kTileChannels],
-                                          double (*sb)[kTileChannels]) {
+// sa and sb are TANDEM_SHARED double[kTileRows][kTileChannels] arrays.
+template <typename Tile>
+__device__ __forceinline__ void tile_sum2(double& a, double& b, Tile sa, Tile sb) {
   sa[threadIdx.y][threadIdx.x] = a;
   sb[threadIdx.y][threadIdx.x] = b;
   __syncthreads();
@@ -103,7 +105,8 @@ __global__ void bn_stats_partial_kernel(const T* x, int64_t n, int64_t c, int64_
 template <typename T>
 __global__ void __launch_bounds__(kTileChannels* kTileRows)
     bn_stats_partial_1d_kernel(const T* x, int64_t n, int64_t c, double* partial) {
-  __shared__ double sa[kTileRows][kTileChannels], sb[kTileRows][kTileChannels];
+  TANDEM_SHARED(double, sa, [kTileRows][kTileChannels]);
+  TANDEM_SHARED(double, sb, [kTileRows][kTileChannels]);
   const int64_t ch = static_cast<int64_t>(blockIdx.x) * kTileChannels + threadIdx.x;
   const int64_t split = blockIdx.y, splits = gridDim.y;
   double s1 = 0.0, s2 = 0.0;
@@ -191,7 +194,8 @@ template <typename T>
 __global__ void __launch_bounds__(kTileChannels* kTileRows)
     bn_grad_partial_1d_kernel(const T* gy, const T* x, const T* mean, const T* invstd, int64_t n,
                               int64_t c, double* partial) {
-  __shared__ double sa[kTileRows][kTileChannels], sb[kTileRows][kTileChannels];
+  TANDEM_SHARED(double, sa, [kTileRows][kTileChannels]);
+  TANDEM_SHARED(double, sb, [kTileRows][kTileChannels]);
   const int64_t ch = static_cast<int64_t>(blockIdx.x) * kTileChannels + threadIdx.x;
   const int64_t split = blockIdx.y, splits = gridDim.y;
   double s1 = 0.0, s2 = 0.0;
@@ -289,28 +293,24 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
     if (m == 1) {
       const dim3 grid(static_cast<unsigned>(ceil_div<int64_t>(c, kTileChannels)),
                       static_cast<unsigned>(splits));
-      bn_stats_partial_1d_kernel<T><<<grid, dim3(kTileChannels, kTileRows), 0, stream>>>(
-          x.data_ptr<T>(), n, c, partial.data_ptr<double>());
-      TANDEM_CUDA_CHECK_LAUNCH(bn_stats_partial_1d_kernel<T>);
+      TANDEM_LAUNCH(grid, dim3(kTileChannels, kTileRows), 0, stream, bn_stats_partial_1d_kernel<T>)
+      (x.data_ptr<T>(), n, c, partial.data_ptr<double>());
     } else {
       const dim3 grid(static_cast<unsigned>(c), static_cast<unsigned>(splits));
-      bn_stats_partial_kernel<T>
-          <<<grid, kBlock, 0, stream>>>(x.data_ptr<T>(), n, c, m, partial.data_ptr<double>());
-      TANDEM_CUDA_CHECK_LAUNCH(bn_stats_partial_kernel<T>);
+      TANDEM_LAUNCH(grid, kBlock, 0, stream, bn_stats_partial_kernel<T>)
+      (x.data_ptr<T>(), n, c, m, partial.data_ptr<double>());
     }
     const int cgrid = static_cast<int>(ceil_div<int64_t>(c, kBlock));
-    bn_stats_finalize_kernel<T><<<cgrid, kBlock, 0, stream>>>(
-        x.data_ptr<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias), ptr_or_null<T>(running_mean),
-        ptr_or_null<T>(running_var), momentum, eps, n, c, m, splits, partial.data_ptr<double>(),
-        save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(), coef.data_ptr<double>());
-    TANDEM_CUDA_CHECK_LAUNCH(bn_stats_finalize_kernel<T>);
+    TANDEM_LAUNCH(cgrid, kBlock, 0, stream, bn_stats_finalize_kernel<T>)
+    (x.data_ptr<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias), ptr_or_null<T>(running_mean),
+     ptr_or_null<T>(running_var), momentum, eps, n, c, m, splits, partial.data_ptr<double>(),
+     save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(), coef.data_ptr<double>());
     const int egrid = grid_for(total, kBlock, kBlock);
     dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
       using Index = decltype(index_tag);
-      bn_affine_kernel<T, Index><<<egrid, kBlock, 0, stream>>>(
-          x.data_ptr<T>(), y.data_ptr<T>(), Divmod<Index>(c), Divmod<Index>(m),
-          static_cast<Index>(total), coef.data_ptr<double>());
-      TANDEM_CUDA_CHECK_LAUNCH(bn_affine_kernel<T, Index>);
+      TANDEM_LAUNCH(egrid, kBlock, 0, stream, bn_affine_kernel<T, Index>)
+      (x.data_ptr<T>(), y.data_ptr<T>(), Divmod<Index>(c), Divmod<Index>(m),
+       static_cast<Index>(total), coef.data_ptr<double>());
     });
   });
 }
@@ -332,31 +332,27 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
     if (m == 1) {
       const dim3 grid(static_cast<unsigned>(ceil_div<int64_t>(c, kTileChannels)),
                       static_cast<unsigned>(splits));
-      bn_grad_partial_1d_kernel<T><<<grid, dim3(kTileChannels, kTileRows), 0, stream>>>(
-          grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(),
-          n, c, partial.data_ptr<double>());
-      TANDEM_CUDA_CHECK_LAUNCH(bn_grad_partial_1d_kernel<T>);
+      TANDEM_LAUNCH(grid, dim3(kTileChannels, kTileRows), 0, stream, bn_grad_partial_1d_kernel<T>)
+      (grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(), n,
+       c, partial.data_ptr<double>());
     } else {
       const dim3 grid(static_cast<unsigned>(c), static_cast<unsigned>(splits));
-      bn_grad_partial_kernel<T><<<grid, kBlock, 0, stream>>>(
-          grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(),
-          n, c, m, partial.data_ptr<double>());
-      TANDEM_CUDA_CHECK_LAUNCH(bn_grad_partial_kernel<T>);
+      TANDEM_LAUNCH(grid, kBlock, 0, stream, bn_grad_partial_kernel<T>)
+      (grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(), n,
+       c, m, partial.data_ptr<double>());
     }
     const int cgrid = static_cast<int>(ceil_div<int64_t>(c, kBlock));
-    bn_grad_finalize_kernel<T><<<cgrid, kBlock, 0, stream>>>(
-        n, c, m, splits, partial.data_ptr<double>(), ptr_or_null<T>(grad_weight),
-        ptr_or_null<T>(grad_bias), coef.data_ptr<double>());
-    TANDEM_CUDA_CHECK_LAUNCH(bn_grad_finalize_kernel<T>);
+    TANDEM_LAUNCH(cgrid, kBlock, 0, stream, bn_grad_finalize_kernel<T>)
+    (n, c, m, splits, partial.data_ptr<double>(), ptr_or_null<T>(grad_weight),
+     ptr_or_null<T>(grad_bias), coef.data_ptr<double>());
     if (grad_x.defined()) {
       const int egrid = grid_for(total, kBlock, kBlock);
       dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
         using Index = decltype(index_tag);
-        bn_grad_input_kernel<T, Index><<<egrid, kBlock, 0, stream>>>(
-            grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight), save_mean.data_ptr<T>(),
-            save_invstd.data_ptr<T>(), Divmod<Index>(c), Divmod<Index>(m),
-            static_cast<Index>(total), coef.data_ptr<double>(), grad_x.data_ptr<T>());
-        TANDEM_CUDA_CHECK_LAUNCH(bn_grad_input_kernel<T, Index>);
+        TANDEM_LAUNCH(egrid, kBlock, 0, stream, bn_grad_input_kernel<T, Index>)
+        (grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight), save_mean.data_ptr<T>(),
+         save_invstd.data_ptr<T>(), Divmod<Index>(c), Divmod<Index>(m), static_cast<Index>(total),
+         coef.data_ptr<double>(), grad_x.data_ptr<T>());
       });
     }
   });

@@ -74,7 +74,7 @@ __global__ void arange_kernel(T* out, int64_t n, double start, double step) {
 template <typename W>
 __global__ void transpose_tiled_kernel(const W* x, W* out, int64_t batch, int64_t rows,
                                        int64_t cols) {
-  __shared__ W tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed read
+  TANDEM_SHARED(W, tile, [kTile][kTile + 1]);  // +1: no bank conflicts on the transposed read
   const int64_t tiles_r = ceil_div<int64_t>(rows, kTile);
   const int64_t tiles_c = ceil_div<int64_t>(cols, kTile);
   const int64_t tiles = batch * tiles_r * tiles_c;
@@ -132,9 +132,8 @@ void convert_from(const S* src, Tensor& dst, int64_t n) {
   TANDEM_DISPATCH_ALL(dst.dtype(), "copy_convert (cuda)", [&] {
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(n, kBlock, kBlock);
-    convert_kernel<S, scalar_t>
-        <<<grid, kBlock, 0, current_cuda_stream()>>>(src, dst.data_ptr<scalar_t>(), n);
-    TANDEM_CUDA_CHECK_LAUNCH(convert_kernel<S, scalar_t>);
+    TANDEM_LAUNCH(grid, kBlock, 0, current_cuda_stream(), convert_kernel<S, scalar_t>)
+    (src, dst.data_ptr<scalar_t>(), n);
   });
 }
 
@@ -170,8 +169,7 @@ void fill(Tensor& out, double value) {
     constexpr int kBlock = kBlockSize;
     const int64_t n_vec = is_aligned_to(p, 16) ? n / kVec : 0;
     const int grid = grid_for(n_vec > 0 ? n_vec : n, kBlock, kBlock);
-    fill_kernel<scalar_t><<<grid, kBlock, 0, stream>>>(p, n, n_vec, v);
-    TANDEM_CUDA_CHECK_LAUNCH(fill_kernel<scalar_t>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, fill_kernel<scalar_t>)(p, n, n_vec, v);
   });
 }
 
@@ -181,9 +179,8 @@ void arange(Tensor& out, double start, double step) {
   TANDEM_DISPATCH_ALL(out.dtype(), "arange (cuda)", [&] {
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(n, kBlock, kBlock);
-    arange_kernel<scalar_t>
-        <<<grid, kBlock, 0, current_cuda_stream()>>>(out.data_ptr<scalar_t>(), n, start, step);
-    TANDEM_CUDA_CHECK_LAUNCH(arange_kernel<scalar_t>);
+    TANDEM_LAUNCH(grid, kBlock, 0, current_cuda_stream(), arange_kernel<scalar_t>)
+    (out.data_ptr<scalar_t>(), n, start, step);
   });
 }
 
@@ -236,8 +233,7 @@ void permute(const Tensor& x, Tensor& out, const Shape& perm) {
       const int64_t tiles = batch * ceil_div<int64_t>(rows, kTile) * ceil_div<int64_t>(cols, kTile);
       const dim3 block(kTile, kTileRows);
       const int grid = grid_for(tiles, 1, kTile * kTileRows);
-      transpose_tiled_kernel<W><<<grid, block, 0, stream>>>(xp, op, batch, rows, cols);
-      TANDEM_CUDA_CHECK_LAUNCH(transpose_tiled_kernel<W>);
+      TANDEM_LAUNCH(grid, block, 0, stream, transpose_tiled_kernel<W>)(xp, op, batch, rows, cols);
       return;
     }
     TANDEM_CHECK(k <= static_cast<size_t>(kPermuteMaxDims), "permute (cuda): ", k,
@@ -253,8 +249,8 @@ void permute(const Tensor& x, Tensor& out, const Shape& perm) {
         g.sizes[j] = Divmod<Index>(sizes[k - 1 - j]);
         g.strides[j] = static_cast<Index>(strides[k - 1 - j]);
       }
-      permute_kernel<W, Index><<<grid, kBlock, 0, stream>>>(xp, op, static_cast<Index>(n), g);
-      TANDEM_CUDA_CHECK_LAUNCH(permute_kernel<W, Index>);
+      TANDEM_LAUNCH(grid, kBlock, 0, stream, permute_kernel<W, Index>)
+      (xp, op, static_cast<Index>(n), g);
     });
   });
 }

@@ -231,9 +231,8 @@ void run_contiguous(const G& g, typename G::Out* out, int64_t n) {
   const int64_t n_vec = vector_ok ? n / kVec : 0;
   const int grid =
       n_vec > 0 ? grid_for(n_vec, int64_t{kBlock} * kUnroll, kBlock) : grid_for(n, kBlock, kBlock);
-  elementwise_contiguous_kernel<kVec, G>
-      <<<grid, kBlock, 0, current_cuda_stream()>>>(out, n, n_vec, g);
-  TANDEM_CUDA_CHECK_LAUNCH(elementwise_contiguous_kernel<kVec, G>);
+  TANDEM_LAUNCH(grid, kBlock, 0, current_cuda_stream(), elementwise_contiguous_kernel<kVec, G>)
+  (out, n, n_vec, g);
 }
 
 // Broadcast dims of up to kInputs operands against the output, outermost first.
@@ -313,9 +312,8 @@ void run_strided_range(const BroadcastPlan<G::kInputs>& plan, size_t first, int6
     const G g = set_pointers(base);
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(numel, kBlock, kBlock);
-    elementwise_strided_kernel<G>
-        <<<grid, kBlock, 0, current_cuda_stream()>>>(out + out_base, numel, ix, g);
-    TANDEM_CUDA_CHECK_LAUNCH(elementwise_strided_kernel<G>);
+    TANDEM_LAUNCH(grid, kBlock, 0, current_cuda_stream(), elementwise_strided_kernel<G>)
+    (out + out_base, numel, ix, g);
     return;
   }
   if (inner <= kMaxStridedLaunch) {

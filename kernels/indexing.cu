@@ -154,19 +154,17 @@ void index_select(const Tensor& x, const Tensor& index, Tensor& out, int64_t out
       if (inner >= kRowKernelMin) {
         constexpr int kBlock = 128;
         const int grid = grid_for(rows, 1, kBlock);
-        index_select_rows_kernel<W, scalar_t>
-            <<<grid, kBlock, 0, stream>>>(xp, ip, op, rows, m, dim_size, inner);
-        TANDEM_CUDA_CHECK_LAUNCH(index_select_rows_kernel<W, scalar_t>);
+        TANDEM_LAUNCH(grid, kBlock, 0, stream, index_select_rows_kernel<W, scalar_t>)
+        (xp, ip, op, rows, m, dim_size, inner);
       } else {
         constexpr int kBlock = kBlockSize;
         const int64_t total = rows * inner;
         const int grid = grid_for(total, kBlock, kBlock);
         dispatch_index_width(fits_int32({total, outer * dim_size * inner}), [&](auto index_tag) {
           using Index = decltype(index_tag);
-          index_select_flat_kernel<W, scalar_t, Index>
-              <<<grid, kBlock, 0, stream>>>(xp, ip, op, static_cast<Index>(total), Divmod<Index>(m),
-                                            static_cast<Index>(dim_size), Divmod<Index>(inner));
-          TANDEM_CUDA_CHECK_LAUNCH(index_select_flat_kernel<W, scalar_t, Index>);
+          TANDEM_LAUNCH(grid, kBlock, 0, stream, index_select_flat_kernel<W, scalar_t, Index>)
+          (xp, ip, op, static_cast<Index>(total), Divmod<Index>(m), static_cast<Index>(dim_size),
+           Divmod<Index>(inner));
         });
       }
     });
@@ -187,10 +185,9 @@ void gather(const Tensor& x, const Tensor& index, Tensor& out, int64_t outer, in
       const int grid = grid_for(total, kBlock, kBlock);
       dispatch_index_width(fits_int32({total, outer * x_dim * inner}), [&](auto index_tag) {
         using Index = decltype(index_tag);
-        gather_kernel<W, scalar_t, Index><<<grid, kBlock, 0, stream>>>(
-            xp, index.data_ptr<scalar_t>(), op, static_cast<Index>(total),
-            static_cast<Index>(x_dim), Divmod<Index>(idx_dim * inner), Divmod<Index>(inner));
-        TANDEM_CUDA_CHECK_LAUNCH(gather_kernel<W, scalar_t, Index>);
+        TANDEM_LAUNCH(grid, kBlock, 0, stream, gather_kernel<W, scalar_t, Index>)
+        (xp, index.data_ptr<scalar_t>(), op, static_cast<Index>(total), static_cast<Index>(x_dim),
+         Divmod<Index>(idx_dim * inner), Divmod<Index>(inner));
       });
     });
   });
@@ -204,12 +201,13 @@ void one_hot(const Tensor& labels, Tensor& out, int64_t num_classes) {
   TANDEM_DISPATCH_ALL(out.dtype(), "one_hot (cuda)", [&] {
     using T = scalar_t;
     T* op = out.data_ptr<T>();
-    TANDEM_DISPATCH_INDEX(labels.dtype(), "one_hot (cuda)", [&] {
+    // The function form: a nested dispatch macro would shadow scalar_t.
+    dispatch_index(labels.dtype(), "one_hot (cuda)", [&](auto index_tag) {
+      using I = decltype(index_tag);
       constexpr int kBlock = kBlockSize;
       const int grid = grid_for(n, kBlock, kBlock);
-      one_hot_kernel<T, scalar_t>
-          <<<grid, kBlock, 0, stream>>>(labels.data_ptr<scalar_t>(), op, n, num_classes);
-      TANDEM_CUDA_CHECK_LAUNCH(one_hot_kernel<T, scalar_t>);
+      TANDEM_LAUNCH(grid, kBlock, 0, stream, one_hot_kernel<T, I>)
+      (labels.data_ptr<I>(), op, n, num_classes);
     });
   });
 }
@@ -227,11 +225,10 @@ void scatter_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t ou
       const int grid = grid_for(total, kBlock, kBlock);
       dispatch_index_width(fits_int32({total, outer * out_dim * inner}), [&](auto width_tag) {
         using Index = decltype(width_tag);
-        scatter_add_kernel<scalar_t, I, Index><<<grid, kBlock, 0, stream>>>(
-            src.data_ptr<scalar_t>(), index.data_ptr<I>(), out.data_ptr<scalar_t>(),
-            static_cast<Index>(total), static_cast<Index>(out_dim), Divmod<Index>(idx_dim * inner),
-            Divmod<Index>(inner));
-        TANDEM_CUDA_CHECK_LAUNCH(scatter_add_kernel<scalar_t, I, Index>);
+        TANDEM_LAUNCH(grid, kBlock, 0, stream, scatter_add_kernel<scalar_t, I, Index>)
+        (src.data_ptr<scalar_t>(), index.data_ptr<I>(), out.data_ptr<scalar_t>(),
+         static_cast<Index>(total), static_cast<Index>(out_dim), Divmod<Index>(idx_dim * inner),
+         Divmod<Index>(inner));
       });
     });
   });
@@ -253,19 +250,17 @@ void index_add(const Tensor& src, const Tensor& index, Tensor& out, int64_t oute
       if (inner >= kRowKernelMin) {
         constexpr int kBlock = 128;
         const int grid = grid_for(rows, 1, kBlock);
-        index_add_rows_kernel<scalar_t, I>
-            <<<grid, kBlock, 0, stream>>>(sp, ip, op, rows, m, dim_size, inner);
-        TANDEM_CUDA_CHECK_LAUNCH(index_add_rows_kernel<scalar_t, I>);
+        TANDEM_LAUNCH(grid, kBlock, 0, stream, index_add_rows_kernel<scalar_t, I>)
+        (sp, ip, op, rows, m, dim_size, inner);
       } else {
         constexpr int kBlock = kBlockSize;
         const int64_t total = rows * inner;
         const int grid = grid_for(total, kBlock, kBlock);
         dispatch_index_width(fits_int32({total, outer * dim_size * inner}), [&](auto width_tag) {
           using Index = decltype(width_tag);
-          index_add_flat_kernel<scalar_t, I, Index>
-              <<<grid, kBlock, 0, stream>>>(sp, ip, op, static_cast<Index>(total), Divmod<Index>(m),
-                                            static_cast<Index>(dim_size), Divmod<Index>(inner));
-          TANDEM_CUDA_CHECK_LAUNCH(index_add_flat_kernel<scalar_t, I, Index>);
+          TANDEM_LAUNCH(grid, kBlock, 0, stream, index_add_flat_kernel<scalar_t, I, Index>)
+          (sp, ip, op, static_cast<Index>(total), Divmod<Index>(m), static_cast<Index>(dim_size),
+           Divmod<Index>(inner));
         });
       }
     });

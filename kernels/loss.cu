@@ -67,8 +67,9 @@ struct SumFn {
   __device__ __forceinline__ double operator()(double a, double b) const { return a + b; }
 };
 
-template <RowLayout kLayout, int kBlock, typename V, typename Combine>
-__device__ __forceinline__ V row_allreduce(V v, Combine combine, V identity, V* scratch) {
+// scratch: a TANDEM_SHARED V[kBlock / kWarpSize + 1] (see block_allreduce).
+template <RowLayout kLayout, int kBlock, typename V, typename Combine, typename Scratch>
+__device__ __forceinline__ V row_allreduce(V v, Combine combine, V identity, Scratch scratch) {
   if constexpr (kLayout == RowLayout::WarpPerRow) {
     (void)identity;
     (void)scratch;
@@ -91,8 +92,8 @@ __global__ void __launch_bounds__(kBlock)
                                  int64_t classes, double smoothing) {
   constexpr int kThreadsPerRow = kLayout == RowLayout::WarpPerRow ? kWarpSize : kBlock;
   constexpr int kRowsPerBlock = kBlock / kThreadsPerRow;
-  __shared__ T max_scratch[kBlock / kWarpSize + 1];
-  __shared__ double sum_scratch[kBlock / kWarpSize + 1];
+  TANDEM_SHARED(T, max_scratch, [kBlock / kWarpSize + 1]);
+  TANDEM_SHARED(double, sum_scratch, [kBlock / kWarpSize + 1]);
   const int tid = static_cast<int>(threadIdx.x % kThreadsPerRow);
   const int64_t first =
       static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kThreadsPerRow;
@@ -201,16 +202,14 @@ void forward_typed(const Tensor& logits, const Tensor& target, double smoothing,
     constexpr int kBlock = 128;  // 4 rows per block
     constexpr auto kLayout = RowLayout::WarpPerRow;
     const int grid = grid_for(rows, kBlock / kWarpSize, kBlock);
-    cross_entropy_forward_kernel<T, I, kLayout, kBlock><<<grid, kBlock, 0, stream>>>(
-        xp, tp, loss.data_ptr<T>(), stats.data_ptr<double>(), rows, classes, smoothing);
-    TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_forward_kernel<T, I, kLayout, kBlock>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, cross_entropy_forward_kernel<T, I, kLayout, kBlock>)
+    (xp, tp, loss.data_ptr<T>(), stats.data_ptr<double>(), rows, classes, smoothing);
   } else {
     constexpr int kBlock = 512;
     constexpr auto kLayout = RowLayout::BlockPerRow;
     const int grid = grid_for(rows, 1, kBlock);
-    cross_entropy_forward_kernel<T, I, kLayout, kBlock><<<grid, kBlock, 0, stream>>>(
-        xp, tp, loss.data_ptr<T>(), stats.data_ptr<double>(), rows, classes, smoothing);
-    TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_forward_kernel<T, I, kLayout, kBlock>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, cross_entropy_forward_kernel<T, I, kLayout, kBlock>)
+    (xp, tp, loss.data_ptr<T>(), stats.data_ptr<double>(), rows, classes, smoothing);
   }
 }
 
@@ -224,17 +223,15 @@ void backward_typed(const Tensor& logits, const Tensor& target, const Tensor& st
   if (classes >= kBlockRowMin) {
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(rows, 1, kBlock);
-    cross_entropy_backward_rows_kernel<T, I, kBlock>
-        <<<grid, kBlock, 0, stream>>>(xp, tp, stats.data_ptr<double>(), grad_loss.data_ptr<T>(),
-                                      grad_logits.data_ptr<T>(), rows, classes, smoothing);
-    TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_backward_rows_kernel<T, I, kBlock>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, cross_entropy_backward_rows_kernel<T, I, kBlock>)
+    (xp, tp, stats.data_ptr<double>(), grad_loss.data_ptr<T>(), grad_logits.data_ptr<T>(), rows,
+     classes, smoothing);
   } else {
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(rows * classes, kBlock, kBlock);
-    cross_entropy_backward_flat_kernel<T, I>
-        <<<grid, kBlock, 0, stream>>>(xp, tp, stats.data_ptr<double>(), grad_loss.data_ptr<T>(),
-                                      grad_logits.data_ptr<T>(), rows, classes, smoothing);
-    TANDEM_CUDA_CHECK_LAUNCH(cross_entropy_backward_flat_kernel<T, I>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, cross_entropy_backward_flat_kernel<T, I>)
+    (xp, tp, stats.data_ptr<double>(), grad_loss.data_ptr<T>(), grad_logits.data_ptr<T>(), rows,
+     classes, smoothing);
   }
 }
 

@@ -165,7 +165,7 @@ template <typename T, NormKind kKind>
 __global__ void __launch_bounds__(kBlock)
     multi_tensor_norm_kernel(const __grid_constant__ TensorListArgs<T, 1> args, double p,
                              double* partials, int64_t block_offset) {
-  __shared__ double scratch[kBlock / kWarpSize + 1];
+  TANDEM_SHARED(double, scratch, [kBlock / kWarpSize + 1]);
   const int t = args.block_tensor[blockIdx.x];
   const int64_t begin = static_cast<int64_t>(args.block_chunk[blockIdx.x]) * kFusedChunk;
   const int64_t n = args.numel[t];
@@ -184,7 +184,7 @@ __global__ void __launch_bounds__(kBlock)
 template <NormKind kKind>
 __global__ void __launch_bounds__(kBlock)
     norm_finish_kernel(const double* partials, int64_t count, double* out) {
-  __shared__ double scratch[kBlock / kWarpSize + 1];
+  TANDEM_SHARED(double, scratch, [kBlock / kWarpSize + 1]);
   const NormCombine<kKind> combine;
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += kBlock) acc = combine(acc, partials[i]);
@@ -249,8 +249,7 @@ void update_multi_tensor(const std::vector<FusedSlot>& slots, const Fn& fn, cons
         s1 = static_cast<T>(slots[i].scalar1);
       },
       [&](const TensorListArgs<T, kDepth>& args, int blocks) {
-        multi_tensor_update_kernel<T, Fn><<<blocks, kBlock, 0, stream>>>(args, fn);
-        TANDEM_CUDA_CHECK_LAUNCH(multi_tensor_update_kernel<T, Fn>);
+        TANDEM_LAUNCH(blocks, kBlock, 0, stream, multi_tensor_update_kernel<T, Fn>)(args, fn);
       });
 }
 
@@ -263,9 +262,8 @@ void update_per_tensor(const std::vector<FusedSlot>& slots, const Fn& fn, const 
     fused::slot_pointers<T, kDepth>(s, tp.ptr, op);
     const int64_t n = s.param.numel();
     const int grid = grid_for(n, static_cast<int64_t>(kBlock) * vec16<T>(), kBlock);
-    single_tensor_update_kernel<T, Fn><<<grid, kBlock, 0, stream>>>(
-        tp, n, fn, static_cast<T>(s.scalar0), static_cast<T>(s.scalar1));
-    TANDEM_CUDA_CHECK_LAUNCH(single_tensor_update_kernel<T, Fn>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, single_tensor_update_kernel<T, Fn>)
+    (tp, n, fn, static_cast<T>(s.scalar0), static_cast<T>(s.scalar1));
   }
 }
 
@@ -289,14 +287,12 @@ void norm_typed(const std::vector<Tensor>& tensors, double p, Tensor& out) {
         n = tensors[i].numel();
       },
       [&](const TensorListArgs<T, 1>& args, int blocks) {
-        multi_tensor_norm_kernel<T, kKind>
-            <<<blocks, kBlock, 0, stream>>>(args, p, partials.as<double>(), offset);
-        TANDEM_CUDA_CHECK_LAUNCH(multi_tensor_norm_kernel<T, kKind>);
+        TANDEM_LAUNCH(blocks, kBlock, 0, stream, multi_tensor_norm_kernel<T, kKind>)
+        (args, p, partials.as<double>(), offset);
         offset += blocks;
       });
-  norm_finish_kernel<kKind>
-      <<<1, kBlock, 0, stream>>>(partials.as<double>(), total_blocks, out.data_ptr<double>());
-  TANDEM_CUDA_CHECK_LAUNCH(norm_finish_kernel<kKind>);
+  TANDEM_LAUNCH(1, kBlock, 0, stream, norm_finish_kernel<kKind>)
+  (partials.as<double>(), total_blocks, out.data_ptr<double>());
 }
 
 }  // namespace

@@ -274,10 +274,10 @@ void launch_pool2d(const Tensor& in, const PoolShape& s, Tensor& out, const Tens
         a.sw = Divmod<Index>(s.sw);
       }
       const PlaneSplit<Index> split{Divmod<Index>(cols), Divmod<Index>(rows)};
-      pool2d_kernel<Pass, scalar_t, Index>
-          <<<grid, kBlock, 0, stream>>>(a, split, static_cast<Index>(total));
-      // Named by the pass (the macro would print "pool2d_kernel<Pass, ...>").
-      detail::check_launch(Pass::kInfo.kernel, __FILE__, __LINE__);
+      // TANDEM_LAUNCH's expansion, named by the pass (the macro would print
+      // "pool2d_kernel<Pass, ...>").
+      detail::make_launcher(Pass::kInfo.kernel, pool2d_kernel<Pass, scalar_t, Index>, grid, kBlock,
+                            0, stream, __FILE__, __LINE__)(a, split, static_cast<Index>(total));
     });
   });
 }

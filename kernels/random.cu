@@ -158,9 +158,8 @@ void launch_philox_fill(T* out, int64_t n, uint64_t seed, uint64_t offset, const
   const int64_t counters = ceil_div<int64_t>(n, k);
   const int vector_store = is_aligned_to(out, sizeof(T) * k) ? 1 : 0;
   const int grid = grid_for(counters, kBlock, kBlock);
-  philox_fill_kernel<T, Gen>
-      <<<grid, kBlock, 0, current_cuda_stream()>>>(out, n, seed, offset, gen, vector_store);
-  TANDEM_CUDA_CHECK_LAUNCH(philox_fill_kernel<T, Gen>);
+  TANDEM_LAUNCH(grid, kBlock, 0, current_cuda_stream(), philox_fill_kernel<T, Gen>)
+  (out, n, seed, offset, gen, vector_store);
 }
 
 }  // namespace

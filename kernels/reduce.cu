@@ -25,8 +25,10 @@
 // the launch geometry beyond float rounding of sums, and are deterministic.
 #include <algorithm>
 #include <cstdint>
+#if !defined(TANDEM_EMU)
 #include <cub/device/device_reduce.cuh>
 #include <cub/iterator/arg_index_input_iterator.cuh>
+#endif
 #include <limits>
 #include <type_traits>
 
@@ -57,6 +59,35 @@ __host__ __device__ __forceinline__ bool is_nan(T v) {
     return false;
   }
 }
+
+#if defined(TANDEM_EMU)
+// cub::DeviceReduce::TransformReduce on the emulated device: the same contract
+// (a null `temp` is the size query; otherwise *out = init combined with
+// transform(x[i], i) for every i < n), run on the host in `stream`'s order as
+// a left fold. CUB's order of combination differs, which only matters for the
+// rounding of float sums (every combine here is associative and commutative).
+template <typename In, typename Acc, typename Combine, typename Transform>
+cudaError_t emu_transform_reduce(void* temp, size_t& temp_bytes, const In* x, int64_t n, Acc* out,
+                                 Combine combine, Transform transform, Acc init,
+                                 cudaStream_t stream) {
+  constexpr const char* kWhat = "cub::DeviceReduce::TransformReduce";
+  if (temp == nullptr) {
+    temp_bytes = 16;  // CUB never asks for zero bytes either
+    return cudaSuccess;
+  }
+  ::tandem::emu::enqueue(stream, kWhat, [=] {
+    if (!::tandem::emu::check_device_range(kWhat, "d_temp_storage", temp, temp_bytes) ||
+        !::tandem::emu::check_device_range(kWhat, "d_in", x, static_cast<size_t>(n) * sizeof(In)) ||
+        !::tandem::emu::check_device_range(kWhat, "d_out", out, sizeof(Acc))) {
+      return;
+    }
+    Acc acc = init;
+    for (int64_t i = 0; i < n; ++i) acc = combine(acc, transform(x[i], i));
+    *out = acc;
+  });
+  return cudaSuccess;
+}
+#endif
 
 // ---- Reducers: identity, element -> accumulator, combine, accumulator -> output ----
 
@@ -107,8 +138,14 @@ struct SumReducer {
 
   static void cub_reduce(void* temp, size_t& temp_bytes, const T* x, int64_t n, Acc* acc,
                          cudaStream_t stream) {
+#if defined(TANDEM_EMU)
+    TANDEM_CUDA_CHECK(emu_transform_reduce(
+        temp, temp_bytes, x, n, acc, SumCombine<Acc>(),
+        [](const T& v, int64_t) { return CastTo<T, Acc>()(v); }, identity_host(), stream));
+#else
     TANDEM_CUDA_CHECK(cub::DeviceReduce::TransformReduce(
         temp, temp_bytes, x, acc, n, SumCombine<Acc>(), CastTo<T, Acc>(), identity_host(), stream));
+#endif
   }
   static Acc identity_host() { return Acc(0); }
 };
@@ -135,6 +172,7 @@ struct ExtremumCombine {
   }
 };
 
+#if !defined(TANDEM_EMU)
 template <typename T>
 struct MakeArgPair {
   __host__ __device__ __forceinline__ ArgPair<T> operator()(
@@ -142,6 +180,7 @@ struct MakeArgPair {
     return ArgPair<T>{kv.value, kv.key};
   }
 };
+#endif
 
 template <typename T, Extremum dir, ExtremumResult result>
 struct ExtremumReducer {
@@ -175,10 +214,20 @@ struct ExtremumReducer {
   // Independent of `result`: max and argmax share one CUB instantiation.
   static void cub_reduce(void* temp, size_t& temp_bytes, const T* x, int64_t n, Acc* acc,
                          cudaStream_t stream) {
+#if defined(TANDEM_EMU)
+    // ArgIndexInputIterator + MakeArgPair: the pair (x[i], i).
+    TANDEM_CUDA_CHECK(emu_transform_reduce(
+        temp, temp_bytes, x, n, acc, ExtremumCombine<T, dir>(),
+        [](const T& v, int64_t i) {
+          return Acc{v, i};
+        },
+        identity(), stream));
+#else
     cub::ArgIndexInputIterator<const T*, int64_t> in(x);
     TANDEM_CUDA_CHECK(cub::DeviceReduce::TransformReduce(temp, temp_bytes, in, acc, n,
                                                          ExtremumCombine<T, dir>(),
                                                          MakeArgPair<T>(), identity(), stream));
+#endif
   }
 };
 
@@ -260,7 +309,7 @@ __global__ void __launch_bounds__(kBlock)
                              int64_t chunks, Sink sink) {
   using Acc = typename R::Acc;
   constexpr int kWarps = kBlock / kWarpSize;
-  __shared__ Acc warp_results[kWarps];
+  TANDEM_SHARED(Acc, warp_results, [kWarps]);
   const int lane = static_cast<int>(threadIdx.x % kWarpSize);
   const int warp = static_cast<int>(threadIdx.x / kWarpSize);
   for (int64_t task = blockIdx.x; task < rows * chunks; task += gridDim.x) {
@@ -325,8 +374,7 @@ void reduce_all(const typename R::In* x, int64_t n, typename R::Out* out) {
   detail::DeviceWorkspace temp(std::max<size_t>(temp_bytes, 16));
   R::cub_reduce(temp.data(), temp_bytes, x, n, acc.as<Acc>(), stream);
   TANDEM_CUDA_CHECK_LAUNCH(cub::DeviceReduce::TransformReduce);
-  reduce_finalize_kernel<R><<<1, 1, 0, stream>>>(acc.as<Acc>(), out, n);
-  TANDEM_CUDA_CHECK_LAUNCH(reduce_finalize_kernel<R>);
+  TANDEM_LAUNCH(1, 1, 0, stream, reduce_finalize_kernel<R>)(acc.as<Acc>(), out, n);
 }
 
 // Columns (and very short rows): reduce [outer, n, inner] over n.
@@ -346,22 +394,19 @@ void reduce_cols(const typename R::In* x, int64_t outer, int64_t n, int64_t inne
   const RawSource<R> src{x};
   if (chunks == 1) {
     const int grid = grid_for(columns, kBlock, kBlock);
-    reduce_cols_kernel<R>
-        <<<grid, kBlock, 0, stream>>>(src, outer, n, inner, n, 1, FinalSink<R>{out, n});
-    TANDEM_CUDA_CHECK_LAUNCH(reduce_cols_kernel<R, RawSource<R>, FinalSink<R>>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, reduce_cols_kernel<R, RawSource<R>, FinalSink<R>>)
+    (src, outer, n, inner, n, 1, FinalSink<R>{out, n});
     return;
   }
   const int64_t chunk_len = ceil_div(n, chunks);
   chunks = ceil_div(n, chunk_len);
   detail::DeviceWorkspace partial(static_cast<size_t>(columns * chunks) * sizeof(Acc));
   int grid = grid_for(columns * chunks, kBlock, kBlock);
-  reduce_cols_kernel<R><<<grid, kBlock, 0, stream>>>(src, outer, n, inner, chunk_len, chunks,
-                                                     PartialSink<R>{partial.as<Acc>()});
-  TANDEM_CUDA_CHECK_LAUNCH(reduce_cols_kernel<R, RawSource<R>, PartialSink<R>>);
+  TANDEM_LAUNCH(grid, kBlock, 0, stream, reduce_cols_kernel<R, RawSource<R>, PartialSink<R>>)
+  (src, outer, n, inner, chunk_len, chunks, PartialSink<R>{partial.as<Acc>()});
   grid = grid_for(columns, kBlock, kBlock);
-  reduce_cols_kernel<R><<<grid, kBlock, 0, stream>>>(
-      PartialSource<R>{partial.as<Acc>()}, outer, chunks, inner, chunks, 1, FinalSink<R>{out, n});
-  TANDEM_CUDA_CHECK_LAUNCH(reduce_cols_kernel<R, PartialSource<R>, FinalSink<R>>);
+  TANDEM_LAUNCH(grid, kBlock, 0, stream, reduce_cols_kernel<R, PartialSource<R>, FinalSink<R>>)
+  (PartialSource<R>{partial.as<Acc>()}, outer, chunks, inner, chunks, 1, FinalSink<R>{out, n});
 }
 
 // Rows (inner == 1, n > kThreadRowMax).
@@ -372,8 +417,8 @@ void reduce_rows(const typename R::In* x, int64_t rows, int64_t n, typename R::O
   if (n <= kWarpRowMax) {
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(rows * kWarpSize, kBlock, kBlock);
-    reduce_rows_warp_kernel<R><<<grid, kBlock, 0, stream>>>(x, rows, n, FinalSink<R>{out, n});
-    TANDEM_CUDA_CHECK_LAUNCH(reduce_rows_warp_kernel<R>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, reduce_rows_warp_kernel<R>)
+    (x, rows, n, FinalSink<R>{out, n});
     return;
   }
   constexpr int kBlock = 512;
@@ -386,24 +431,21 @@ void reduce_rows(const typename R::In* x, int64_t rows, int64_t n, typename R::O
   }
   if (chunks == 1) {
     const int grid = grid_for(rows, 1, kBlock);
-    reduce_rows_block_kernel<R, kBlock>
-        <<<grid, kBlock, 0, stream>>>(x, rows, n, n, 1, FinalSink<R>{out, n});
-    TANDEM_CUDA_CHECK_LAUNCH(reduce_rows_block_kernel<R, kBlock, FinalSink<R>>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, reduce_rows_block_kernel<R, kBlock, FinalSink<R>>)
+    (x, rows, n, n, 1, FinalSink<R>{out, n});
     return;
   }
   const int64_t chunk_len = ceil_div(n, chunks);
   chunks = ceil_div(n, chunk_len);
   detail::DeviceWorkspace partial(static_cast<size_t>(rows * chunks) * sizeof(Acc));
   const int grid = grid_for(rows * chunks, 1, kBlock);
-  reduce_rows_block_kernel<R, kBlock><<<grid, kBlock, 0, stream>>>(
-      x, rows, n, chunk_len, chunks, PartialSink<R>{partial.as<Acc>()});
-  TANDEM_CUDA_CHECK_LAUNCH(reduce_rows_block_kernel<R, kBlock, PartialSink<R>>);
+  TANDEM_LAUNCH(grid, kBlock, 0, stream, reduce_rows_block_kernel<R, kBlock, PartialSink<R>>)
+  (x, rows, n, chunk_len, chunks, PartialSink<R>{partial.as<Acc>()});
   // Second pass: [rows, chunks] partials, a thread per row.
   constexpr int kBlock2 = kBlockSize;
   const int grid2 = grid_for(rows, kBlock2, kBlock2);
-  reduce_cols_kernel<R><<<grid2, kBlock2, 0, stream>>>(PartialSource<R>{partial.as<Acc>()}, rows,
-                                                       chunks, 1, chunks, 1, FinalSink<R>{out, n});
-  TANDEM_CUDA_CHECK_LAUNCH(reduce_cols_kernel<R, PartialSource<R>, FinalSink<R>>);
+  TANDEM_LAUNCH(grid2, kBlock2, 0, stream, reduce_cols_kernel<R, PartialSource<R>, FinalSink<R>>)
+  (PartialSource<R>{partial.as<Acc>()}, rows, chunks, 1, chunks, 1, FinalSink<R>{out, n});
 }
 
 template <typename R>

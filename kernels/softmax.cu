@@ -119,8 +119,8 @@ __global__ void softmax_rows_warp_kernel(const T* x, T* out, int64_t rows, int n
 template <typename T, SoftmaxKind kind, int kBlock>
 __global__ void __launch_bounds__(kBlock)
     softmax_rows_block_kernel(const T* x, T* out, int64_t rows, int64_t n) {
-  __shared__ T max_scratch[kBlock / kWarpSize + 1];
-  __shared__ double sum_scratch[kBlock / kWarpSize + 1];
+  TANDEM_SHARED(T, max_scratch, [kBlock / kWarpSize + 1]);
+  TANDEM_SHARED(double, sum_scratch, [kBlock / kWarpSize + 1]);
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* xr = x + row * n;
     T* outr = out + row * n;
@@ -247,21 +247,18 @@ void softmax_cols_chunked(const T* x, T* out, int64_t outer, int64_t n, int64_t 
   detail::DeviceWorkspace partial(static_cast<size_t>(columns * chunks) * 2 * sizeof(double));
   detail::DeviceWorkspace stats(static_cast<size_t>(columns) * 2 * sizeof(double));
   int grid = grid_for(columns * chunks, kBlock, kBlock);
-  softmax_cols_partial_kernel<T>
-      <<<grid, kBlock, 0, stream>>>(x, outer, n, inner, chunk_len, chunks, partial.as<double>());
-  TANDEM_CUDA_CHECK_LAUNCH(softmax_cols_partial_kernel<T>);
+  TANDEM_LAUNCH(grid, kBlock, 0, stream, softmax_cols_partial_kernel<T>)
+  (x, outer, n, inner, chunk_len, chunks, partial.as<double>());
   grid = grid_for(columns, kBlock, kBlock);
-  softmax_cols_combine_kernel<kind>
-      <<<grid, kBlock, 0, stream>>>(partial.as<double>(), outer, chunks, inner, stats.as<double>());
-  TANDEM_CUDA_CHECK_LAUNCH(softmax_cols_combine_kernel<kind>);
+  TANDEM_LAUNCH(grid, kBlock, 0, stream, softmax_cols_combine_kernel<kind>)
+  (partial.as<double>(), outer, chunks, inner, stats.as<double>());
   const int64_t total = outer * n * inner;
   grid = grid_for(total, kBlock, kBlock);
   dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
     using Index = decltype(index_tag);
-    softmax_cols_output_kernel<T, kind, Index>
-        <<<grid, kBlock, 0, stream>>>(x, out, static_cast<Index>(total), Divmod<Index>(n * inner),
-                                      Divmod<Index>(inner), stats.as<double>());
-    TANDEM_CUDA_CHECK_LAUNCH(softmax_cols_output_kernel<T, kind, Index>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, softmax_cols_output_kernel<T, kind, Index>)
+    (x, out, static_cast<Index>(total), Divmod<Index>(n * inner), Divmod<Index>(inner),
+     stats.as<double>());
   });
 }
 
@@ -269,9 +266,8 @@ template <typename T, SoftmaxKind kind, int kItems>
 void launch_rows_warp(const T* x, T* out, int64_t rows, int64_t n) {
   constexpr int kBlock = kBlockSize;
   const int grid = grid_for(rows * kWarpSize, kBlock, kBlock);
-  softmax_rows_warp_kernel<T, kind, kItems>
-      <<<grid, kBlock, 0, current_cuda_stream()>>>(x, out, rows, static_cast<int>(n));
-  TANDEM_CUDA_CHECK_LAUNCH(softmax_rows_warp_kernel<T, kind, kItems>);
+  TANDEM_LAUNCH(grid, kBlock, 0, current_cuda_stream(), softmax_rows_warp_kernel<T, kind, kItems>)
+  (x, out, rows, static_cast<int>(n));
 }
 
 template <typename T, SoftmaxKind kind>
@@ -286,15 +282,14 @@ void softmax_typed(const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64
   } else if (inner == 1 && n > kThreadRowMax) {
     constexpr int kBlock = 512;
     const int grid = grid_for(outer, 1, kBlock);
-    softmax_rows_block_kernel<T, kind, kBlock><<<grid, kBlock, 0, stream>>>(xp, op, outer, n);
-    TANDEM_CUDA_CHECK_LAUNCH(softmax_rows_block_kernel<T, kind, kBlock>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, softmax_rows_block_kernel<T, kind, kBlock>)
+    (xp, op, outer, n);
   } else if (const int64_t chunks = column_chunks(outer * inner, n); chunks > 1) {
     softmax_cols_chunked<T, kind>(xp, op, outer, n, inner, chunks);
   } else {
     constexpr int kBlock = kBlockSize;
     const int grid = grid_for(outer * inner, kBlock, kBlock);
-    softmax_cols_kernel<T, kind><<<grid, kBlock, 0, stream>>>(xp, op, outer, n, inner);
-    TANDEM_CUDA_CHECK_LAUNCH(softmax_cols_kernel<T, kind>);
+    TANDEM_LAUNCH(grid, kBlock, 0, stream, softmax_cols_kernel<T, kind>)(xp, op, outer, n, inner);
   }
 }
 

@@ -9,9 +9,9 @@
 //     allocator (CUB temporary storage);
 //   - TANDEM_LAUNCH and TANDEM_SHARED, the launch and shared-memory forms every
 //     kernel uses so that it also runs on the emulated device (src/emu);
-//   - under nvcc and the emulated device: small device helpers (aligned vectors, warp shuffles, value
-//     conversions that match the CPU backend, 32- or 64-bit index arithmetic
-//     with core/fast_divmod.h).
+//   - under nvcc and the emulated device: small device helpers (aligned
+//     vectors, warp shuffles, value conversions that match the CPU backend,
+//     32- or 64-bit index arithmetic with core/fast_divmod.h).
 #pragma once
 
 #include <cublas_v2.h>
@@ -206,8 +206,8 @@ Launcher<Kernel> make_launcher(const char* name, Kernel kernel, dim3 grid, dim3 
 // emulated device's launch in the emulated build; either way the launch is
 // checked (TANDEM_CUDA_CHECK_LAUNCH's semantics). The kernel comes last so that
 // template arguments need no parentheses.
-#define TANDEM_LAUNCH(grid, block, shared_bytes, stream, ...)                              \
-  ::tandem::cuda::detail::make_launcher(#__VA_ARGS__, __VA_ARGS__, (grid), (block),        \
+#define TANDEM_LAUNCH(grid, block, shared_bytes, stream, ...)                       \
+  ::tandem::cuda::detail::make_launcher(#__VA_ARGS__, __VA_ARGS__, (grid), (block), \
                                         (shared_bytes), (stream), __FILE__, __LINE__)
 
 // TANDEM_SHARED(double, scratch, [33]) declares `__shared__ double scratch[33]`
@@ -216,8 +216,8 @@ Launcher<Kernel> make_launcher(const char* name, Kernel kernel, dim3 grid, dim3 
 // uninitialised-read and bounds checks): index it, pass it on as a template
 // argument (not as T*), read a struct member through a copy.
 #if defined(TANDEM_EMU)
-#define TANDEM_SHARED(type, name, dims)        \
-  static const char name##_emu_tag_ = 0;       \
+#define TANDEM_SHARED(type, name, dims)  \
+  static const char name##_emu_tag_ = 0; \
   const auto name = ::tandem::emu::block_shared<type dims>(&name##_emu_tag_, #name)
 #else
 #define TANDEM_SHARED(type, name, dims) __shared__ type name dims

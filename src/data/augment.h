@@ -70,8 +70,10 @@ TANDEM_HD SampleDraw sample_draw(uint64_t seed, int64_t sample, int64_t epoch,
 }
 
 // Output pixel (c, y, x) of a sample: `src` is the sample's uint8 [C, H, W]
-// image, `lut` the [C, 256] normalisation table.
-TANDEM_HD float augmented_pixel(const uint8_t* src, const float* lut, const SampleDraw& d,
+// image, `lut` the [C, 256] normalisation table (a float pointer, or the
+// kernel's TANDEM_SHARED copy of it).
+template <typename Lut>
+TANDEM_HD float augmented_pixel(const uint8_t* src, Lut lut, const SampleDraw& d,
                                 const AugmentParams& p, int32_t c, int32_t y, int32_t x,
                                 int32_t height, int32_t width) {
   if (p.cutout > 0) {

@@ -9,9 +9,15 @@
 // DIFFERENCE FROM THE CPU: none in results (same formula, same draws, same
 // table); the sort is Thrust's stable radix sort instead of std::sort of
 // (key, index) pairs, which orders equal keys the same way.
+#if !defined(TANDEM_EMU)
 #include <thrust/execution_policy.h>
 #include <thrust/sequence.h>
 #include <thrust/sort.h>
+#else
+#include <algorithm>
+#include <numeric>
+#include <vector>
+#endif
 
 #include <cstdint>
 
@@ -44,8 +50,8 @@ __global__ void augment_batch_kernel(const uint8_t* __restrict__ images,
                                      uint64_t seed, int64_t epoch, int32_t channels, int32_t height,
                                      int32_t width, float* __restrict__ out,
                                      int64_t* __restrict__ out_labels) {
-  __shared__ float s_lut[kMaxLutChannels * 256];
-  __shared__ SampleDraw s_draw;
+  TANDEM_SHARED(float, s_lut, [kMaxLutChannels * 256]);
+  TANDEM_SHARED(SampleDraw, s_draw, );
   const int64_t k = blockIdx.x;
   const int64_t sample = order[start + k];
   for (int t = threadIdx.x; t < channels * 256; t += blockDim.x) s_lut[t] = lut[t];
@@ -122,10 +128,31 @@ Tensor device_shuffled_order(uint64_t seed, int64_t n, int64_t epoch, Device dev
   int64_t* idx = index.data_ptr<int64_t>();
   cudaStream_t stream = cuda::detail::stream_for_device(device.index());
   const int grid = static_cast<int>(ceil_div<int64_t>(n, kBlockSize));
-  shuffle_keys_kernel<<<grid, kBlockSize, 0, stream>>>(k, idx, n, seed, epoch);
-  TANDEM_CUDA_CHECK_LAUNCH(shuffle_keys_kernel);
+  TANDEM_LAUNCH(grid, kBlockSize, 0, stream, shuffle_keys_kernel)(k, idx, n, seed, epoch);
+#if defined(TANDEM_EMU)
+  // thrust::stable_sort_by_key on the host, in the stream's order: the same
+  // permutation (equal keys keep their order).
+  ::tandem::emu::enqueue(stream, "thrust::stable_sort_by_key", [k, idx, n] {
+    constexpr const char* kWhat = "thrust::stable_sort_by_key";
+    const auto count = static_cast<size_t>(n);
+    if (!::tandem::emu::check_device_range(kWhat, "keys", k, count * sizeof(uint64_t)) ||
+        !::tandem::emu::check_device_range(kWhat, "values", idx, count * sizeof(int64_t))) {
+      return;
+    }
+    std::vector<size_t> perm(count);
+    std::iota(perm.begin(), perm.end(), size_t{0});
+    std::stable_sort(perm.begin(), perm.end(), [k](size_t a, size_t b) { return k[a] < k[b]; });
+    const std::vector<uint64_t> old_keys(k, k + count);
+    const std::vector<int64_t> old_values(idx, idx + count);
+    for (size_t i = 0; i < count; ++i) {
+      k[i] = old_keys[perm[i]];
+      idx[i] = old_values[perm[i]];
+    }
+  });
+#else
   // Thrust allocates its temporary storage with cudaMalloc (once per epoch).
   thrust::stable_sort_by_key(thrust::cuda::par.on(stream), k, k + n, idx);
+#endif
   TANDEM_CUDA_CHECK_LAUNCH(thrust::stable_sort_by_key);
   return index;
 }
@@ -143,12 +170,11 @@ void augment_batch_cuda(const Tensor& images_u8, const Tensor& labels, const Ten
   const int dev = images_u8.device().index();
   cuda::detail::DeviceGuard guard(dev);
   cudaStream_t stream = cuda::detail::stream_for_device(dev);
-  augment_batch_kernel<<<static_cast<unsigned>(batch), kBlockSize, 0, stream>>>(
-      images_u8.data_ptr<uint8_t>(), labels.data_ptr<int64_t>(), order.data_ptr<int64_t>(), start,
-      lut.data_ptr<float>(), params, seed, epoch, channels, static_cast<int32_t>(images_u8.size(2)),
-      static_cast<int32_t>(images_u8.size(3)), out_images->data_ptr<float>(),
-      out_labels->data_ptr<int64_t>());
-  TANDEM_CUDA_CHECK_LAUNCH(augment_batch_kernel);
+  TANDEM_LAUNCH(static_cast<unsigned>(batch), kBlockSize, 0, stream, augment_batch_kernel)
+  (images_u8.data_ptr<uint8_t>(), labels.data_ptr<int64_t>(), order.data_ptr<int64_t>(), start,
+   lut.data_ptr<float>(), params, seed, epoch, channels, static_cast<int32_t>(images_u8.size(2)),
+   static_cast<int32_t>(images_u8.size(3)), out_images->data_ptr<float>(),
+   out_labels->data_ptr<int64_t>());
 }
 
 }  // namespace detail

@@ -91,11 +91,17 @@ class SharedRef {
   const SharedRef& operator=(const SharedRef& o) const { return *this = o.get(); }
   SharedRef(const SharedRef&) = default;
   template <typename U>
-  const SharedRef& operator+=(const U& v) const { return *this = get() + v; }
+  const SharedRef& operator+=(const U& v) const {
+    return *this = get() + v;
+  }
   template <typename U>
-  const SharedRef& operator-=(const U& v) const { return *this = get() - v; }
+  const SharedRef& operator-=(const U& v) const {
+    return *this = get() - v;
+  }
   template <typename U>
-  const SharedRef& operator*=(const U& v) const { return *this = get() * v; }
+  const SharedRef& operator*=(const U& v) const {
+    return *this = get() * v;
+  }
   SharedPtr<T> operator&() const { return SharedPtr<T>(p_, 1, "&"); }
 
  private:
@@ -247,7 +253,8 @@ T atomicAdd(T* address, T value) {
   if constexpr (std::is_integral_v<T>) {
     return __atomic_fetch_add(address, value, __ATOMIC_RELAXED);
   } else {
-    T old = __atomic_load_n(address, __ATOMIC_RELAXED);
+    T old;
+    __atomic_load(address, &old, __ATOMIC_RELAXED);  // the generic form: floating types too
     T desired;
     do {
       desired = old + value;

@@ -17,13 +17,13 @@
 // synchronising fails as it would on a GPU, only more reliably.
 #pragma once
 
+#include <cuda_runtime.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <cuda_runtime.h>
 
 namespace tandem {
 namespace emu {
@@ -114,9 +114,9 @@ bool check_device_range(const char* what, const char* operand, const void* p, si
 //                                    CUBLAS_STATUS_EXECUTION_FAILED
 //   TANDEM_EMU_MEMORY=BYTES          the device's memory (default 80 GB, an H100's)
 void reload_faults();
-bool malloc_should_fail(size_t nbytes);             // counts the call
+bool malloc_should_fail(size_t nbytes);               // counts the call
 bool cudnn_refuses(const char* pass, int algorithm);  // pass: "fwd", "bwd_data", "bwd_filter"
-bool cublas_should_fail();                          // counts the call
+bool cublas_should_fail();                            // counts the call
 size_t device_memory_bytes();
 
 }  // namespace emu

@@ -237,12 +237,12 @@ void init_fiber(Fiber* f, EmuThread* t) {
   const uint16_t fpucw = 0x037f;
   std::memcpy(reinterpret_cast<char*>(sp), &mxcsr, 4);
   std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
-  sp[1] = 0;                                          // r15
-  sp[2] = 0;                                          // r14
-  sp[3] = 0;                                          // r13
-  sp[4] = reinterpret_cast<uint64_t>(&fiber_main);    // r12: the entry
-  sp[5] = reinterpret_cast<uint64_t>(t);              // rbx: its argument
-  sp[6] = 0;                                          // rbp
+  sp[1] = 0;                                        // r15
+  sp[2] = 0;                                        // r14
+  sp[3] = 0;                                        // r13
+  sp[4] = reinterpret_cast<uint64_t>(&fiber_main);  // r12: the entry
+  sp[5] = reinterpret_cast<uint64_t>(t);            // rbx: its argument
+  sp[6] = 0;                                        // rbp
   sp[7] = reinterpret_cast<uint64_t>(&tandem_emu_trampoline);
   f->sp = sp;
 #else
@@ -376,7 +376,8 @@ bool resolve_warp(Block& b, int w, std::vector<int>& released) {
       if (first + lane >= last) {
         block_finding(b, FindingKind::kShuffleMask,
                       thread_name(b, lead) + ": warp operation at " + site(lead.file, lead.line) +
-                          " names lane " + std::to_string(lane) + ", which the block does not have");
+                          " names lane " + std::to_string(lane) +
+                          ", which the block does not have");
         continue;
       }
       const EmuThread& o = b.threads[first + lane];
@@ -523,9 +524,9 @@ void run_block(Block& b) {
     for (int w = 0; w * 32 < b.nthreads; ++w) progress |= resolve_warp(b, w, runnable);
     if (!progress) progress = resolve_barrier(b, runnable);
     if (!progress) {
-      block_finding(b, FindingKind::kDivergentBarrier,
-                    "the block can never go on (divergent barrier or warp operation): " +
-                        describe_waits(b));
+      block_finding(
+          b, FindingKind::kDivergentBarrier,
+          "the block can never go on (divergent barrier or warp operation): " + describe_waits(b));
       b.aborted = true;
       break;
     }

@@ -471,8 +471,8 @@ void load_faults(Faults& f) {
     size_t start = 0;
     while (start <= list.size()) {
       const size_t comma = list.find(',', start);
-      const std::string item = list.substr(start, comma == std::string::npos ? std::string::npos
-                                                                             : comma - start);
+      const std::string item =
+          list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       if (!item.empty()) f.cudnn_refused.insert(item);
       if (comma == std::string::npos) break;
       start = comma + 1;
@@ -535,8 +535,8 @@ using tandem::emu::state;
 namespace {
 using Lock = std::lock_guard<std::recursive_mutex>;
 using tandem::emu::fail;
-using tandem::emu::take_pending;
 using tandem::emu::t_last_error;
+using tandem::emu::take_pending;
 }  // namespace
 
 extern "C" {
@@ -551,36 +551,59 @@ cudaError_t CUDARTAPI cudaPeekAtLastError(void) { return t_last_error; }
 
 const char* CUDARTAPI cudaGetErrorName(cudaError_t error) {
   switch (error) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
-    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
-    case cudaErrorNotReady: return "cudaErrorNotReady";
-    case cudaErrorNoDevice: return "cudaErrorNoDevice";
-    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
-    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
-    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
-    default: return "cudaErrorUnknown";
+    case cudaSuccess:
+      return "cudaSuccess";
+    case cudaErrorInvalidValue:
+      return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+      return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+      return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice:
+      return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle:
+      return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotReady:
+      return "cudaErrorNotReady";
+    case cudaErrorNoDevice:
+      return "cudaErrorNoDevice";
+    case cudaErrorLaunchFailure:
+      return "cudaErrorLaunchFailure";
+    case cudaErrorIllegalAddress:
+      return "cudaErrorIllegalAddress";
+    case cudaErrorInvalidMemcpyDirection:
+      return "cudaErrorInvalidMemcpyDirection";
+    default:
+      return "cudaErrorUnknown";
   }
 }
 
 const char* CUDARTAPI cudaGetErrorString(cudaError_t error) {
   switch (error) {
-    case cudaSuccess: return "no error";
-    case cudaErrorInvalidValue: return "invalid argument";
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    case cudaErrorInvalidDevice: return "invalid device ordinal";
-    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
-    case cudaErrorNotReady: return "device not ready";
-    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+    case cudaErrorInvalidDevice:
+      return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle:
+      return "invalid resource handle";
+    case cudaErrorNotReady:
+      return "device not ready";
+    case cudaErrorNoDevice:
+      return "no CUDA-capable device is detected";
     case cudaErrorLaunchFailure:
       return "unspecified launch failure (the emulated device reported a finding; see stderr)";
-    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
-    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
-    default: return "unknown error";
+    case cudaErrorIllegalAddress:
+      return "an illegal memory access was encountered";
+    case cudaErrorInvalidMemcpyDirection:
+      return "invalid copy direction for memcpy";
+    default:
+      return "unknown error";
   }
 }
 
@@ -646,19 +669,45 @@ cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, in
   if (value == nullptr) return fail(cudaErrorInvalidValue);
   if (device != 0) return fail(cudaErrorInvalidDevice);
   switch (attr) {
-    case cudaDevAttrMultiProcessorCount: *value = 132; break;
-    case cudaDevAttrL2CacheSize: *value = 50 * 1024 * 1024; break;
-    case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
-    case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
-    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
-    case cudaDevAttrWarpSize: *value = 32; break;
-    case cudaDevAttrMaxSharedMemoryPerBlock: *value = 48 * 1024; break;
-    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *value = 228 * 1024; break;
-    case cudaDevAttrMaxThreadsPerMultiProcessor: *value = 2048; break;
-    case cudaDevAttrMaxGridDimX: *value = 2147483647; break;
-    case cudaDevAttrMaxGridDimY: *value = 65535; break;
-    case cudaDevAttrMaxGridDimZ: *value = 65535; break;
-    default: *value = 0; break;
+    case cudaDevAttrMultiProcessorCount:
+      *value = 132;
+      break;
+    case cudaDevAttrL2CacheSize:
+      *value = 50 * 1024 * 1024;
+      break;
+    case cudaDevAttrComputeCapabilityMajor:
+      *value = 9;
+      break;
+    case cudaDevAttrComputeCapabilityMinor:
+      *value = 0;
+      break;
+    case cudaDevAttrMaxThreadsPerBlock:
+      *value = 1024;
+      break;
+    case cudaDevAttrWarpSize:
+      *value = 32;
+      break;
+    case cudaDevAttrMaxSharedMemoryPerBlock:
+      *value = 48 * 1024;
+      break;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor:
+      *value = 228 * 1024;
+      break;
+    case cudaDevAttrMaxThreadsPerMultiProcessor:
+      *value = 2048;
+      break;
+    case cudaDevAttrMaxGridDimX:
+      *value = 2147483647;
+      break;
+    case cudaDevAttrMaxGridDimY:
+      *value = 65535;
+      break;
+    case cudaDevAttrMaxGridDimZ:
+      *value = 65535;
+      break;
+    default:
+      *value = 0;
+      break;
   }
   return cudaSuccess;
 }
@@ -681,8 +730,8 @@ cudaError_t CUDARTAPI cudaMalloc(void** ptr, size_t size) {
   *ptr = nullptr;
   if (size == 0) return cudaSuccess;
   if (tandem::emu::malloc_should_fail(size) ||
-      size > tandem::emu::device_memory_bytes() - std::min(s.allocated,
-                                                           tandem::emu::device_memory_bytes())) {
+      size > tandem::emu::device_memory_bytes() -
+                 std::min(s.allocated, tandem::emu::device_memory_bytes())) {
     return fail(cudaErrorMemoryAllocation);
   }
   const size_t rounded = (size + 255) / 256 * 256;
@@ -697,8 +746,8 @@ cudaError_t CUDARTAPI cudaMalloc(void** ptr, size_t size) {
 #else
   const size_t page = tandem::emu::page_size();
   const size_t len = (rounded + page - 1) / page * page;
-  void* mem = mmap(nullptr, len + page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
-                   0);
+  void* mem =
+      mmap(nullptr, len + page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (mem == MAP_FAILED) return fail(cudaErrorMemoryAllocation);
   a.map_base = static_cast<char*>(mem);
   a.map_len = len;
@@ -799,8 +848,9 @@ cudaError_t check_copy(const char* what, void* dst, size_t dn, const void* src, 
   }
   if (!dst_dev && *dst_side == Side::kDevice) {
     tandem::emu::report(FindingKind::kOther,
-                        std::string(what) + ": the destination is device memory but the copy's "
-                                            "kind says host");
+                        std::string(what) +
+                            ": the destination is device memory but the copy's "
+                            "kind says host");
     return cudaErrorInvalidValue;
   }
   if (!src_dev && *src_side == Side::kDevice) {
@@ -835,12 +885,14 @@ cudaError_t copy_rows(const char* what, void* dst, size_t dpitch, const void* sr
   size_t from_pitch = spitch;
   if (ss == Side::kHost) {  // pageable source: read now, into a staging buffer
     staged = std::make_shared<std::vector<char>>(width * rows);
-    for (size_t r = 0; r < rows; ++r) std::memcpy(staged->data() + r * width, from + r * spitch, width);
+    for (size_t r = 0; r < rows; ++r)
+      std::memcpy(staged->data() + r * width, from + r * spitch, width);
     from = staged->data();
     from_pitch = width;
   }
   if (ds == Side::kPinned) {  // not written until the copy runs
-    for (size_t r = 0; r < rows; ++r) std::memset(static_cast<char*>(dst) + r * dpitch, 0xff, width);
+    for (size_t r = 0; r < rows; ++r)
+      std::memset(static_cast<char*>(dst) + r * dpitch, 0xff, width);
   }
   Op op;
   op.what = what;

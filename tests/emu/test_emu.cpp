@@ -276,7 +276,8 @@ enum class Bound { kInclusive, kExclusive };
 template <Bound kBound>
 __global__ void scale_kernel(float* x, int n) {
   for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
-       kBound == Bound::kInclusive ? i <= n : i < n; i += static_cast<int>(gridDim.x * blockDim.x)) {
+       kBound == Bound::kInclusive ? i <= n : i < n;
+       i += static_cast<int>(gridDim.x * blockDim.x)) {
     x[i] *= 2.0f;
   }
 }
@@ -311,9 +312,9 @@ TEST_F(Emu, AHostReadOfAnAsyncCopyBeforeSynchronisingSeesNoData) {
   DeviceBuffer<float> x(n);
   x.upload(h);
   float* pinned = nullptr;
-  ASSERT_EQ(cudaHostAlloc(reinterpret_cast<void**>(&pinned), n * sizeof(float),
-                          cudaHostAllocDefault),
-            cudaSuccess);
+  ASSERT_EQ(
+      cudaHostAlloc(reinterpret_cast<void**>(&pinned), n * sizeof(float), cudaHostAllocDefault),
+      cudaSuccess);
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
   ASSERT_EQ(cudaMemcpyAsync(pinned, x.ptr, n * sizeof(float), cudaMemcpyDeviceToHost, stream),
