@@ -414,7 +414,6 @@ cudnnStatus_t check_algo(const char* what, Pass pass, int algo, const Conv& cv, 
                 "workspace of " + std::to_string(ws_bytes) + " bytes, algorithm " +
                     std::to_string(algo) + " needs " + std::to_string(*need));
   }
-  check_device_range(what, "workSpace", ws, ws_bytes);
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -451,8 +450,9 @@ void compute(const PassCall& call, const Conv& cv, Blend b) {
 
 // Checks the operands' extents and enqueues the pass (and the workspace scribble).
 void enqueue_pass(cudnnHandle_t handle, const PassCall& call, const Conv& cv, Blend b, void* ws,
-                  size_t need) {
-  bool ok = check_device_range(call.what, "input", call.in0, call.in0_bytes);
+                  size_t ws_bytes, size_t need) {
+  bool ok = check_device_range(call.what, "workSpace", ws, ws_bytes);
+  ok = check_device_range(call.what, "input", call.in0, call.in0_bytes) && ok;
   ok = check_device_range(call.what, "filter/gradient", call.in1, call.in1_bytes) && ok;
   ok = check_device_range(call.what, "output", call.out, call.out_bytes) && ok;
   if (!ok) return;  // reported: surfaces at the next synchronisation, as a GPU fault would
@@ -476,7 +476,7 @@ cudnnStatus_t run_pass(cudnnHandle_t handle, const PassCall& call, const Conv& c
   const cudnnStatus_t st = check_algo(call.what, call.pass, algo, cv, ws, ws_bytes, &need);
   if (st != CUDNN_STATUS_SUCCESS) return st;
   const Blend b{read_scalar(alpha, cv.type), read_scalar(beta, cv.type)};
-  enqueue_pass(handle, call, cv, b, ws, need);
+  enqueue_pass(handle, call, cv, b, ws, ws_bytes, need);
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -489,9 +489,8 @@ cudnnStatus_t find_pass(cudnnHandle_t handle, const PassCall& call, const Conv& 
       call.in0 == nullptr || call.in1 == nullptr || call.out == nullptr) {
     return fail(CUDNN_STATUS_BAD_PARAM, call.what, "a null pointer or requestedAlgoCount <= 0");
   }
-  check_device_range(call.what, "workSpace", ws, ws_bytes);
   fill_perf(call.pass, cv, true, ws_bytes, requested, returned, results);
-  enqueue_pass(handle, call, cv, Blend{}, ws, 0);
+  enqueue_pass(handle, call, cv, Blend{}, ws, ws_bytes, 0);
   return CUDNN_STATUS_SUCCESS;
 }
 

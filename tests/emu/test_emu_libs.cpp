@@ -718,4 +718,24 @@ TEST(EmuLibsChecks, OperandPastItsAllocationIsReported) {
   cublasDestroy(h);
 }
 
+TEST(EmuLibsChecks, HostWorkspaceAndShortOutputAreReported) {
+  const ConvCase& t = kConvCases[0];
+  ConvDescs d(t, CUDNN_DATA_FLOAT);
+  DeviceBuffer<float> bx(random_vector<float>(t.x_size(), 51)),
+      bw(random_vector<float>(t.w_size(), 52)), by(std::vector<float>(t.y_size() - 1));
+  std::vector<char> host_ws(1024);
+  const float one = 1.0f, zero = 0.0f;
+  emu::clear_findings();
+  EXPECT_EQ(cudnnConvolutionForward(d.h, &one, d.x, bx.get(), d.w, bw.get(), d.conv,
+                                    CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, host_ws.data(),
+                                    host_ws.size(), &zero, d.y, by.get()),
+            CUDNN_STATUS_SUCCESS);
+  const auto found = emu::findings();
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].kind, emu::FindingKind::kNotDevicePointer);
+  EXPECT_EQ(found[1].kind, emu::FindingKind::kGlobalOutOfBounds);
+  EXPECT_NE(cudaDeviceSynchronize(), cudaSuccess);
+  emu::clear_findings();
+}
+
 }  // namespace
