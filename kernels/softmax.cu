@@ -78,7 +78,7 @@ __global__ void softmax_rows_warp_kernel(const T* x, T* out, int64_t rows, int n
   for (int64_t row = warp; row < rows; row += nwarps) {
     const T* xr = x + row * n;
     T* outr = out + row * n;
-    T v[kItems];
+    T v[kItems] = {};  // (g++ cannot see that the guarded reads match the writes)
     T max = -std::numeric_limits<T>::infinity();
 #pragma unroll
     for (int k = 0; k < kItems; ++k) {

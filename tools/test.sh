@@ -17,7 +17,16 @@
 #                              architecture) instead of build/ci, tested with
 #                              TANDEM_REQUIRE_CUDA=1: a GPU test that finds no
 #                              usable device fails instead of skipping
+#                                build/emu  the emulated CUDA device (preset
+#                                           "emu", src/emu): the whole suite
+#                                           with every CUDA test run on the
+#                                           CPU under the emulator's
+#                                           checkers, TANDEM_REQUIRE_CUDA=1
+#                                           (needs CUDA's headers, not a GPU)
 #   tools/test.sh --asan       also build/asan (CPU-only, ASan + UBSan, Debug)
+#                              and build/emu-asan (the emulated device under
+#                              ASan + UBSan)
+#   tools/test.sh --no-emu     skip build/emu
 #   tools/test.sh --no-setup   do not run tools/setup.sh first
 #
 # Environment: JOBS (default: nproc) for build and ctest parallelism.
@@ -34,9 +43,11 @@ run_setup=1
 cuda_preset=ci
 run_cuda=1
 run_asan=0
+run_emu=1
 for arg in "$@"; do
   case "$arg" in
     --cpu-only) run_cuda=0 ;;
+    --no-emu) run_emu=0 ;;
     --gpu) cuda_preset=gpu ;;
     --asan) run_asan=1 ;;
     --no-setup) run_setup=0 ;;
@@ -73,7 +84,17 @@ fi
 presets=()
 [[ $run_cuda -eq 1 ]] && presets+=("$cuda_preset")
 presets+=(cpu)
+# The emulated device needs CUDA's headers only (no nvcc, no GPU).
+if [[ $run_emu -eq 1 ]]; then
+  if [[ -f /usr/local/cuda/include/cuda_runtime.h || -f /usr/include/cuda_runtime.h ]]; then
+    presets+=(emu)
+  else
+    echo "test.sh: no CUDA headers (/usr/local/cuda/include); skipping the emulated device"
+    run_emu=0
+  fi
+fi
 [[ $run_asan -eq 1 ]] && presets+=(asan)
+[[ $run_asan -eq 1 && $run_emu -eq 1 ]] && presets+=(emu-asan)
 
 declare -A result
 total_tests=0
@@ -131,10 +152,10 @@ done
 
 echo
 echo "==== test.sh summary ===="
-printf '  %-5s %s\n' format "$format_status"
+printf '  %-8s %s\n' format "$format_status"
 [[ $format_status == ok ]] || overall=1
 for preset in "${presets[@]}"; do
-  printf '  %-5s %s\n' "$preset" "${result[$preset]}"
+  printf '  %-8s %s\n' "$preset" "${result[$preset]}"
 done
 if [[ $overall -ne 0 ]]; then
   echo "test.sh: FAILED"
