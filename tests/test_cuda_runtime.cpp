@@ -193,6 +193,9 @@ TEST_F(CudaTest, RecordStreamKeepsABlockFromReuseUntilTheOtherStreamIsDone) {
   const Shape shape{1 << 20};
   Tensor a = tt::random_tensor({1536, 1536}, tandem::kFloat64).cuda();
   Tensor x = tandem::empty(shape, kGpu);  // allocated on the main stream
+  // The upload of `a` is queued on the main stream and the side stream reads
+  // it: wait for the main stream first (streams are non-blocking).
+  tandem::cuda::current_stream().synchronize();
   void* const x_ptr = x.raw_data();
   Tensor busy;
   {
@@ -236,6 +239,9 @@ TEST_F(CudaTest, GemmsOnTwoStreamsMatchTheCpu) {
   const Tensor a = tt::random_tensor({257, 129}, tandem::kFloat32);
   const Tensor b = tt::random_tensor({129, 191}, tandem::kFloat32);
   const Tensor ag = a.cuda(), bg = b.cuda();
+  // Uploaded on the main stream, read on s1 and s2: the uploads must be done
+  // before either stream starts (nothing orders non-blocking streams).
+  tandem::cuda::current_stream().synchronize();
   std::vector<Tensor> r1, r2;
   for (int i = 0; i < 8; ++i) {
     {
