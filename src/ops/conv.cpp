@@ -268,8 +268,12 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
   TANDEM_CHECK(n * m >= 2, op, ": training needs more than one value per channel, got input ",
                shape_str(input.sizes()));
   Tensor y = empty(input.sizes(), like(input));
-  Tensor save_mean = empty({c}, like(input));
-  Tensor save_invstd = empty({c}, like(input));
+  // The statistics stay in double for the backward, whatever x's dtype
+  // (backend_decls.inc): a float32 mean is off by half an ulp of |mean|, which
+  // shifts every xhat by that over the spread.
+  const TensorOptions stats = TensorOptions(kFloat64).device(input.device());
+  Tensor save_mean = empty({c}, stats);
+  Tensor save_invstd = empty({c}, stats);
   if (c == 0) return y;
   {
     Tensor rm = running_mean, rv = running_var;
