@@ -474,6 +474,29 @@ TEST(Pool2d, ArgumentErrors) {
   tt::expect_error([&] { adaptive_avg_pool2d(x, 0); }, {"adaptive_avg_pool2d", "output_size"});
 }
 
+// An input of height or width 0 with 2 * padding == kernel would give windows
+// made of padding only (no value to take the maximum or mean of, no index to
+// route a gradient to): refused at the argument check on every device, as
+// PyTorch refuses an empty plane. Empty batches and zero channels stay allowed.
+void expect_empty_plane_refused(const Device& dev) {
+  for (const Shape& shape : std::vector<Shape>{{1, 2, 0, 3}, {2, 1, 3, 0}, {1, 0, 0}}) {
+    SCOPED_TRACE(shape_str(shape));
+    const Tensor x = zeros(shape, TensorOptions(kFloat32).device(dev)).set_requires_grad(true);
+    const std::string s = shape_str(shape);
+    tt::expect_error([&] { max_pool2d(x, 2, std::nullopt, 1); },
+                     {"max_pool2d", s.c_str(), "has an empty plane"});
+    tt::expect_error([&] { avg_pool2d(x, 2, Size2(1), 1); },
+                     {"avg_pool2d", s.c_str(), "has an empty plane"});
+    tt::expect_error([&] { adaptive_avg_pool2d(x, 1); },
+                     {"adaptive_avg_pool2d", s.c_str(), "has an empty plane"});
+  }
+  const Tensor no_channels = zeros({2, 0, 4, 4}, TensorOptions(kFloat32).device(dev));
+  EXPECT_EQ(max_pool2d(no_channels, 2).sizes(), (Shape{2, 0, 2, 2}));
+  EXPECT_EQ(avg_pool2d(no_channels, 2).sizes(), (Shape{2, 0, 2, 2}));
+}
+
+TEST(Pool2d, EmptyPlaneIsAnError) { expect_empty_plane_refused(Device(kCPU)); }
+
 // ---- batch norm --------------------------------------------------------------------------
 
 TEST(BatchNorm, TrainingMatchesReferenceAndUpdatesRunningStats) {
@@ -950,6 +973,13 @@ TEST(ConvCuda, BatchNormWithSeventyThousandChannelsMatchesCpu) {
       tt::expect_close(bg.grad(), b.grad(), tol);
     }
   }
+}
+
+// The same argument check as on the CPU (the CUDA backward once threw
+// "FastDivmod: divisor 0" here).
+TEST(ConvCuda, PoolingEmptyPlaneIsAnError) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  expect_empty_plane_refused(Device(kCUDA));
 }
 
 // Both devices normalise with the double mean (kernels/batch_norm.cu):
