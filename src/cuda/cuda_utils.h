@@ -91,6 +91,11 @@ cublasHandle_t current_cublas_handle();
 
 // ---- Workspace ----------------------------------------------------------------------
 
+// Marks a pinned host pointer as read by an asynchronous copy just queued on
+// `stream` of `device`: the pinned allocator does not hand its block out again
+// before the stream has passed the copy (no-op for memory it does not own).
+void record_pinned_use(const void* ptr, int device, cudaStream_t stream);
+
 // Scratch device memory from the caching allocator on the current device. The
 // memory goes back to the pool (not to the driver) when this object dies; the
 // pool hands it out again only for work on the same stream, so it is safe to
