@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/conv_chunk.h"
@@ -973,6 +974,34 @@ TEST(ConvCuda, BatchNormWithSeventyThousandChannelsMatchesCpu) {
       tt::expect_close(bg.grad(), b.grad(), tol);
     }
   }
+}
+
+// cuDNN handles are per thread, pooled when a thread exits and destroyed by
+// empty_cache: convolutions in threads before and after (reusing a pooled
+// handle, then creating a new one) all match the CPU.
+TEST(ConvCuda, CudnnHandlesOfExitedThreadsAreReusedAndReleased) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  const Tensor x = tt::random_tensor({2, 3, 9, 8}, kFloat32);
+  const Tensor w = tt::random_tensor({4, 3, 3, 3}, kFloat32);
+  const Tensor want = conv2d(x, w, Tensor(), 1, 1);
+  const Tensor xg = x.to(gpu), wg = w.to(gpu);
+  tandem::cuda::synchronize();
+  const auto conv_in_thread = [&] {
+    Tensor got;
+    std::thread t([&] {
+      got = conv2d(xg, wg, Tensor(), 1, 1);
+      tandem::cuda::synchronize();
+    });
+    t.join();
+    return got;
+  };
+  const tt::Tol tol = tt::scaled(tt::default_tol(kFloat32), 100.0);  // cuDNN's order
+  tt::expect_close(conv_in_thread(), want, tol);  // creates a handle, pooled at exit
+  tt::expect_close(conv_in_thread(), want, tol);  // reuses it
+  tandem::cuda::empty_cache();                    // destroys it
+  tt::expect_close(conv_in_thread(), want, tol);  // a new one
+  tt::expect_close(conv2d(xg, wg, Tensor(), 1, 1), want, tol);
 }
 
 // The same argument check as on the CPU (the CUDA backward once threw

@@ -645,6 +645,10 @@ MemoryStats memory_stats(int device) {
 }
 void reset_peak_memory_stats(int device) { detail::device_allocator().reset_peak(device); }
 void empty_cache() {
+  if (detail::visible_device_count() > 0) {
+    detail::release_cublas_workspaces();
+    detail::release_cudnn_handles();
+  }
   detail::device_allocator().empty_cache();
   if (detail::visible_device_count() > 0) detail::pinned_allocator().empty_cache();
 }
