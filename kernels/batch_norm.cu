@@ -13,8 +13,8 @@
 //      |mean| >> std; backward: sum(gy) and sum(gy * xhat));
 //   2. one thread per channel adds its splits in a fixed order and writes the
 //      per-channel results (mean, invstd, running stats; or grad_weight,
-//      grad_bias) and two double coefficients for the elementwise pass;
-//   3. an elementwise pass over x: y = x * scale + shift (forward) or
+//      grad_bias) and the double coefficients of the elementwise pass;
+//   3. an elementwise pass over x: y = (x - mean) * scale + shift (forward) or
 //      gx = a * (gy - mean_gy - xhat * mean_gy_xhat) (backward); the channel of
 //      an element is found with FastDivmod (core/fast_divmod.h) when the
 //      tensor has at most 2^31 - 1 elements, 64-bit division otherwise.
@@ -25,6 +25,14 @@
 // Splits give every SM work even when c is small (c = 16 at CIFAR sizes). The
 // partials live in a float64 tensor from the caching allocator. All sums are
 // in a fixed order, so results are deterministic run to run.
+//
+// DIFFERENCE FROM THE CPU (src/cpu/batch_norm.cpp): none in the formulas. Both
+// keep the statistics in double (save_mean and save_invstd are float64 for
+// float32 x too), normalise with the double mean and evaluate each output,
+// forward and backward, in double, rounded once (so x = 1000 + 0.01 * randn in
+// float32 agrees to 1e-5; a float32 mean would be off by 3e-3 there). The
+// sums run in a different order (the CPU: two passes, x - mean; here: one pass
+// of x - K), so results agree to rounding, not bit for bit.
 #include <cstdint>
 
 #include "core/backend.h"
@@ -129,8 +137,8 @@ template <typename T>
 __global__ void bn_stats_finalize_kernel(const T* x, const T* weight, const T* bias,
                                          T* running_mean, T* running_var, double momentum,
                                          double eps, int64_t n, int64_t c, int64_t m,
-                                         int64_t splits, const double* partial, T* save_mean,
-                                         T* save_invstd, double* coef) {
+                                         int64_t splits, const double* partial, double* save_mean,
+                                         double* save_invstd, double* coef) {
   const int64_t ch = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (ch >= c) return;
   double s1 = 0.0, s2 = 0.0;
@@ -145,11 +153,11 @@ __global__ void bn_stats_finalize_kernel(const T* x, const T* weight, const T* b
   if (var < 0.0) var = 0.0;
   const double mean = shift + dmean;
   const double invstd = 1.0 / sqrt(var + eps);
-  const double scale = (weight ? static_cast<double>(weight[ch]) : 1.0) * invstd;
-  coef[2 * ch] = scale;
-  coef[2 * ch + 1] = (bias ? static_cast<double>(bias[ch]) : 0.0) - mean * scale;
-  save_mean[ch] = static_cast<T>(mean);
-  save_invstd[ch] = static_cast<T>(invstd);
+  coef[3 * ch] = (weight ? static_cast<double>(weight[ch]) : 1.0) * invstd;
+  coef[3 * ch + 1] = mean;
+  coef[3 * ch + 2] = bias ? static_cast<double>(bias[ch]) : 0.0;
+  save_mean[ch] = mean;
+  save_invstd[ch] = invstd;
   if (running_mean)
     running_mean[ch] =
         static_cast<T>((1.0 - momentum) * static_cast<double>(running_mean[ch]) + momentum * mean);
@@ -158,23 +166,25 @@ __global__ void bn_stats_finalize_kernel(const T* x, const T* weight, const T* b
                                      momentum * var * count / (count - 1.0));
 }
 
-// out = in * coef[2 ch] + coef[2 ch + 1]
+// out = (in - mean) * scale + shift, coef[3 ch ...] = {scale, mean, shift}
 template <typename T, typename Index>
 __global__ void bn_affine_kernel(const T* x, T* y, Divmod<Index> c, Divmod<Index> m, Index total,
                                  const double* coef) {
   for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
     const Index ch = c.mod(m.div(e));
-    y[e] = static_cast<T>(static_cast<double>(x[e]) * coef[2 * ch] + coef[2 * ch + 1]);
+    y[e] = static_cast<T>((static_cast<double>(x[e]) - coef[3 * ch + 1]) * coef[3 * ch] +
+                          coef[3 * ch + 2]);
   }
 }
 
 // ---- Backward -----------------------------------------------------------------------------
 
 template <typename T>
-__global__ void bn_grad_partial_kernel(const T* gy, const T* x, const T* mean, const T* invstd,
-                                       int64_t n, int64_t c, int64_t m, double* partial) {
+__global__ void bn_grad_partial_kernel(const T* gy, const T* x, const double* mean,
+                                       const double* invstd, int64_t n, int64_t c, int64_t m,
+                                       double* partial) {
   const int64_t ch = blockIdx.x, split = blockIdx.y, splits = gridDim.y, count = n * m;
-  const double mu = static_cast<double>(mean[ch]), is = static_cast<double>(invstd[ch]);
+  const double mu = mean[ch], is = invstd[ch];
   double s1 = 0.0, s2 = 0.0;
   for (int64_t e = split * blockDim.x + threadIdx.x; e < count; e += splits * blockDim.x) {
     const int64_t at = ((e / m) * c + ch) * m + e % m;
@@ -192,15 +202,15 @@ __global__ void bn_grad_partial_kernel(const T* gy, const T* x, const T* mean, c
 // BatchNorm1d backward partials, laid out as bn_stats_partial_1d_kernel.
 template <typename T>
 __global__ void __launch_bounds__(kTileChannels* kTileRows)
-    bn_grad_partial_1d_kernel(const T* gy, const T* x, const T* mean, const T* invstd, int64_t n,
-                              int64_t c, double* partial) {
+    bn_grad_partial_1d_kernel(const T* gy, const T* x, const double* mean, const double* invstd,
+                              int64_t n, int64_t c, double* partial) {
   TANDEM_SHARED(double, sa, [kTileRows][kTileChannels]);
   TANDEM_SHARED(double, sb, [kTileRows][kTileChannels]);
   const int64_t ch = static_cast<int64_t>(blockIdx.x) * kTileChannels + threadIdx.x;
   const int64_t split = blockIdx.y, splits = gridDim.y;
   double s1 = 0.0, s2 = 0.0;
   if (ch < c) {
-    const double mu = static_cast<double>(mean[ch]), is = static_cast<double>(invstd[ch]);
+    const double mu = mean[ch], is = invstd[ch];
     for (int64_t r = split * kTileRows + threadIdx.y; r < n; r += splits * kTileRows) {
       const double g = static_cast<double>(gy[r * c + ch]);
       s1 += g;
@@ -233,14 +243,14 @@ __global__ void bn_grad_finalize_kernel(int64_t n, int64_t c, int64_t m, int64_t
 }
 
 template <typename T, typename Index>
-__global__ void bn_grad_input_kernel(const T* gy, const T* x, const T* weight, const T* mean,
-                                     const T* invstd, Divmod<Index> c, Divmod<Index> m, Index total,
-                                     const double* coef, T* gx) {
+__global__ void bn_grad_input_kernel(const T* gy, const T* x, const T* weight, const double* mean,
+                                     const double* invstd, Divmod<Index> c, Divmod<Index> m,
+                                     Index total, const double* coef, T* gx) {
   for (Index e = grid_thread<Index>(); e < total; e += grid_threads<Index>()) {
     const Index ch = c.mod(m.div(e));
-    const double is = static_cast<double>(invstd[ch]);
+    const double is = invstd[ch];
     const double w = weight ? static_cast<double>(weight[ch]) : 1.0;
-    const double xhat = (static_cast<double>(x[e]) - static_cast<double>(mean[ch])) * is;
+    const double xhat = (static_cast<double>(x[e]) - mean[ch]) * is;
     gx[e] = static_cast<T>(w * is *
                            (static_cast<double>(gy[e]) - coef[2 * ch] - xhat * coef[2 * ch + 1]));
   }
@@ -286,7 +296,7 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
   const int64_t splits = m == 1 ? splits_for_1d(n, c) : splits_for(count, c);
   const TensorOptions f64 = TensorOptions(kFloat64).device(x.device());
   Tensor partial = empty({c * splits * 2}, f64);
-  Tensor coef = empty({c * 2}, f64);
+  Tensor coef = empty({c * 3}, f64);
   cudaStream_t stream = current_cuda_stream();
   TANDEM_DISPATCH_FLOATING(x.dtype(), "batch_norm (cuda)", [&] {
     using T = scalar_t;
@@ -304,7 +314,7 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
     TANDEM_LAUNCH(cgrid, kBlock, 0, stream, bn_stats_finalize_kernel<T>)
     (x.data_ptr<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias), ptr_or_null<T>(running_mean),
      ptr_or_null<T>(running_var), momentum, eps, n, c, m, splits, partial.data_ptr<double>(),
-     save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(), coef.data_ptr<double>());
+     save_mean.data_ptr<double>(), save_invstd.data_ptr<double>(), coef.data_ptr<double>());
     const int egrid = grid_for(total, kBlock, kBlock);
     dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
       using Index = decltype(index_tag);
@@ -333,12 +343,12 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
       const dim3 grid(static_cast<unsigned>(ceil_div<int64_t>(c, kTileChannels)),
                       static_cast<unsigned>(splits));
       TANDEM_LAUNCH(grid, dim3(kTileChannels, kTileRows), 0, stream, bn_grad_partial_1d_kernel<T>)
-      (grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(), n,
+      (grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<double>(), save_invstd.data_ptr<double>(), n,
        c, partial.data_ptr<double>());
     } else {
       const dim3 grid(static_cast<unsigned>(c), static_cast<unsigned>(splits));
       TANDEM_LAUNCH(grid, kBlock, 0, stream, bn_grad_partial_kernel<T>)
-      (grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<T>(), save_invstd.data_ptr<T>(), n,
+      (grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<double>(), save_invstd.data_ptr<double>(), n,
        c, m, partial.data_ptr<double>());
     }
     const int cgrid = static_cast<int>(ceil_div<int64_t>(c, kBlock));
@@ -350,8 +360,8 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
       dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
         using Index = decltype(index_tag);
         TANDEM_LAUNCH(egrid, kBlock, 0, stream, bn_grad_input_kernel<T, Index>)
-        (grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight), save_mean.data_ptr<T>(),
-         save_invstd.data_ptr<T>(), Divmod<Index>(c), Divmod<Index>(m), static_cast<Index>(total),
+        (grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight), save_mean.data_ptr<double>(),
+         save_invstd.data_ptr<double>(), Divmod<Index>(c), Divmod<Index>(m), static_cast<Index>(total),
          coef.data_ptr<double>(), grad_x.data_ptr<T>());
       });
     }

@@ -14,10 +14,10 @@
 //   - copy_2d: cudaMemcpy2DAsync (pitched copy of rows into a column range).
 //   - permute: output dims are merged where the input is contiguous across them;
 //     what remains is a plain copy, a (batched) 2-D transpose through 32x32
-//     shared-memory tiles, or a general gather over at most 16 merged dims
-//     (its index arithmetic in uint32_t with FastDivmod, core/fast_divmod.h,
-//     when the tensor has at most 2^31 - 1 elements; 64-bit otherwise).
-//     Elements move as raw 1-, 4- or 8-byte words.
+//     shared-memory tiles, or a general gather over at most 16 merged dims per
+//     launch (more: one launch per index of the outer dims; index arithmetic
+//     in uint32_t with FastDivmod, core/fast_divmod.h, when the tensor has at most 2^31 - 1
+//     elements, 64-bit otherwise). Elements move as raw 1-, 4- or 8-byte words.
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -236,21 +236,34 @@ void permute(const Tensor& x, Tensor& out, const Shape& perm) {
       TANDEM_LAUNCH(grid, block, 0, stream, transpose_tiled_kernel<W>)(xp, op, batch, rows, cols);
       return;
     }
-    TANDEM_CHECK(k <= static_cast<size_t>(kPermuteMaxDims), "permute (cuda): ", k,
-                 " dims after merging contiguous ones; at most ", kPermuteMaxDims,
-                 " are supported");
+    // More merged dims than the geometry holds: one launch per index of the
+    // outer dims over the innermost kPermuteMaxDims, so any rank runs, as on
+    // the CPU.
+    const size_t outer = k > static_cast<size_t>(kPermuteMaxDims) ? k - kPermuteMaxDims : 0;
+    const size_t inner_dims = k - outer;
+    int64_t n_inner = 1, n_outer = 1;
+    for (size_t d = outer; d < k; ++d) n_inner *= sizes[d];
+    for (size_t d = 0; d < outer; ++d) n_outer *= sizes[d];
     constexpr int kBlock = kBlockSize;
-    const int grid = grid_for(n, kBlock, kBlock);
+    const int grid = grid_for(n_inner, kBlock, kBlock);
     dispatch_index_width(fits_int32({n}), [&](auto index_tag) {
       using Index = decltype(index_tag);
       PermuteGeometry<Index> g{};
-      g.ndim = static_cast<int>(k);
-      for (size_t j = 0; j < k; ++j) {
+      g.ndim = static_cast<int>(inner_dims);
+      for (size_t j = 0; j < inner_dims; ++j) {
         g.sizes[j] = Divmod<Index>(sizes[k - 1 - j]);
         g.strides[j] = static_cast<Index>(strides[k - 1 - j]);
       }
-      TANDEM_LAUNCH(grid, kBlock, 0, stream, permute_kernel<W, Index>)
-      (xp, op, static_cast<Index>(n), g);
+      for (int64_t o = 0; o < n_outer; ++o) {
+        int64_t in_offset = 0;
+        for (size_t d = outer, rem = static_cast<size_t>(o); d-- > 0;) {
+          const auto size = static_cast<size_t>(sizes[d]);
+          in_offset += static_cast<int64_t>(rem % size) * strides[d];
+          rem /= size;
+        }
+        TANDEM_LAUNCH(grid, kBlock, 0, stream, permute_kernel<W, Index>)
+        (xp + in_offset, op + o * n_inner, static_cast<Index>(n_inner), g);
+      }
     });
   });
 }

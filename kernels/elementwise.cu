@@ -8,8 +8,9 @@
 //     (float4, double2, ...; 2 vectors per thread per step) when every pointer is
 //     aligned, scalar otherwise. This path is meant to run at copy bandwidth.
 //   - through broadcast strides (0 on broadcast dims), after merging dims that
-//     are contiguous in every operand; at most 8 merged dims, 32-bit index math
-//     (launches over 2^32 - 1 elements are split along the outer dims).
+//     are contiguous in every operand; at most 8 merged dims per launch, 32-bit
+//     index math (launches over 2^32 - 1 elements, or over more than 8 merged
+//     dims, are split along the outer dims).
 // The op is a template parameter of the functor, so each kernel is one op.
 // Nothing is fused beyond `a + alpha * b` (Add/Sub) and a unary op's backward.
 //
@@ -295,11 +296,11 @@ void run_strided_range(const BroadcastPlan<G::kInputs>& plan, size_t first, int6
   int64_t inner = 1;
   for (size_t d = first + 1; d < plan.sizes.size(); ++d) inner *= plan.sizes[d];
   const int64_t numel = first < plan.sizes.size() ? first_size * inner : 1;
-  if (numel <= kMaxStridedLaunch) {
+  // More merged dims than the indexer holds: one index of the outer dims at a
+  // time (below), so any number of dims runs, as on the CPU.
+  const bool dims_fit = plan.sizes.size() - first <= static_cast<size_t>(kMaxDims);
+  if (numel <= kMaxStridedLaunch && dims_fit) {
     const size_t ndim = plan.sizes.size() - first;
-    TANDEM_CHECK(ndim <= static_cast<size_t>(kMaxDims), "elementwise (cuda): broadcasting over ",
-                 ndim, " dims (after merging contiguous ones) is not supported; the limit is ",
-                 kMaxDims);
     StridedIndexer<G::kInputs> ix{};
     ix.ndim = static_cast<int>(ndim);
     for (size_t j = 0; j < ndim; ++j) {
@@ -316,7 +317,7 @@ void run_strided_range(const BroadcastPlan<G::kInputs>& plan, size_t first, int6
     (out + out_base, numel, ix, g);
     return;
   }
-  if (inner <= kMaxStridedLaunch) {
+  if (inner <= kMaxStridedLaunch && dims_fit) {
     // Chunks of whole rows of dim `first`.
     const int64_t rows = kMaxStridedLaunch / inner;
     for (int64_t r0 = 0; r0 < first_size; r0 += rows) {

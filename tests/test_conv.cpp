@@ -8,7 +8,9 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/conv_chunk.h"
@@ -473,6 +475,29 @@ TEST(Pool2d, ArgumentErrors) {
   tt::expect_error([&] { adaptive_avg_pool2d(x, 0); }, {"adaptive_avg_pool2d", "output_size"});
 }
 
+// An input of height or width 0 with 2 * padding == kernel would give windows
+// made of padding only (no value to take the maximum or mean of, no index to
+// route a gradient to): refused at the argument check on every device, as
+// PyTorch refuses an empty plane. Empty batches and zero channels stay allowed.
+void expect_empty_plane_refused(const Device& dev) {
+  for (const Shape& shape : std::vector<Shape>{{1, 2, 0, 3}, {2, 1, 3, 0}, {1, 0, 0}}) {
+    SCOPED_TRACE(shape_str(shape));
+    const Tensor x = zeros(shape, TensorOptions(kFloat32).device(dev)).set_requires_grad(true);
+    const std::string s = shape_str(shape);
+    tt::expect_error([&] { max_pool2d(x, 2, std::nullopt, 1); },
+                     {"max_pool2d", s.c_str(), "has an empty plane"});
+    tt::expect_error([&] { avg_pool2d(x, 2, Size2(1), 1); },
+                     {"avg_pool2d", s.c_str(), "has an empty plane"});
+    tt::expect_error([&] { adaptive_avg_pool2d(x, 1); },
+                     {"adaptive_avg_pool2d", s.c_str(), "has an empty plane"});
+  }
+  const Tensor no_channels = zeros({2, 0, 4, 4}, TensorOptions(kFloat32).device(dev));
+  EXPECT_EQ(max_pool2d(no_channels, 2).sizes(), (Shape{2, 0, 2, 2}));
+  EXPECT_EQ(avg_pool2d(no_channels, 2).sizes(), (Shape{2, 0, 2, 2}));
+}
+
+TEST(Pool2d, EmptyPlaneIsAnError) { expect_empty_plane_refused(Device(kCPU)); }
+
 // ---- batch norm --------------------------------------------------------------------------
 
 TEST(BatchNorm, TrainingMatchesReferenceAndUpdatesRunningStats) {
@@ -553,6 +578,44 @@ TEST(BatchNorm, SeventyThousandChannelsMatchReference) {
     EXPECT_TRUE(tt::values_close(tt::to_doubles(x.grad()), x.grad().sizes(), want_gx, shape,
                                  sum_tol(kFloat64)));
   }
+}
+
+// float32 values 1000 + 0.01 * randn: |mean| / std = 1e5, so the mean rounded
+// to float32 (off by up to 3e-5, half an ulp at 1000) would shift every
+// normalised value by up to 3e-3. Shape [64, 1] (BatchNorm1d, one channel).
+Tensor far_from_zero_batch() {
+  std::normal_distribution<double> normal;
+  std::vector<double> v(64);
+  for (double& e : v) e = 1000.0 + 0.01 * normal(tt::rng());
+  return tt::make_tensor(tt::round_to_float(v), {64, 1}, kFloat32);
+}
+
+// The statistics are double on both devices and the normalisation uses the
+// double mean (the kernel header's DIFFERENCE FROM THE CPU: none), so a
+// channel whose mean is far from zero relative to its spread normalises as
+// the float64 reference does; forward and backward.
+TEST(BatchNorm, LargeMeanSmallSpreadMatchesFloat64Reference) {
+  const Tensor x = far_from_zero_batch().set_requires_grad(true);
+  const Tensor gamma = tt::random_tensor({1}, kFloat32, 0.5, 1.5).set_requires_grad(true);
+  const Tensor beta = tt::random_tensor({1}, kFloat32).set_requires_grad(true);
+  const double eps = 1e-5;
+  const Tensor y = batch_norm(x, Tensor(), Tensor(), gamma, beta, true, 0.1, eps);
+  const auto xv = tt::to_doubles(x), gv = tt::to_doubles(gamma);
+  const BnRef ref = ref_batch_norm(xv, gv, tt::to_doubles(beta), 64, 1, 1, eps);
+  EXPECT_TRUE(
+      tt::values_close(tt::to_doubles(y), y.sizes(), ref.y, y.sizes(), tt::default_tol(kFloat32)));
+  const Tensor gy = tt::random_tensor({64, 1}, kFloat32);
+  y.backward(gy);
+  const auto gyv = tt::to_doubles(gy);
+  const auto want_gx = ref_batch_norm_grad_x(xv, gyv, gv, ref, 64, 1, 1, eps);
+  double want_gw = 0.0;
+  for (size_t i = 0; i < xv.size(); ++i)
+    want_gw += gyv[i] * (xv[i] - ref.mean[0]) / std::sqrt(ref.var[0] + eps);
+  // grad_x is about gamma / std = 100 times gy: relative tolerance.
+  EXPECT_TRUE(tt::values_close(tt::to_doubles(x.grad()), x.grad().sizes(), want_gx, {64, 1},
+                               tt::with_atol(tt::default_tol(kFloat32), 1e-4)));
+  EXPECT_TRUE(tt::values_close(tt::to_doubles(gamma.grad()), {1}, {want_gw}, {1},
+                               tt::default_tol(kFloat32)));
 }
 
 TEST(BatchNorm, InputOverlappingTheRunningStatisticsIsReadFirst) {
@@ -911,6 +974,65 @@ TEST(ConvCuda, BatchNormWithSeventyThousandChannelsMatchesCpu) {
       tt::expect_close(bg.grad(), b.grad(), tol);
     }
   }
+}
+
+// cuDNN handles are per thread, pooled when a thread exits and destroyed by
+// empty_cache: convolutions in threads before and after (reusing a pooled
+// handle, then creating a new one) all match the CPU.
+TEST(ConvCuda, CudnnHandlesOfExitedThreadsAreReusedAndReleased) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  const Tensor x = tt::random_tensor({2, 3, 9, 8}, kFloat32);
+  const Tensor w = tt::random_tensor({4, 3, 3, 3}, kFloat32);
+  const Tensor want = conv2d(x, w, Tensor(), 1, 1);
+  const Tensor xg = x.to(gpu), wg = w.to(gpu);
+  tandem::cuda::synchronize();
+  const auto conv_in_thread = [&] {
+    Tensor got;
+    std::thread t([&] {
+      got = conv2d(xg, wg, Tensor(), 1, 1);
+      tandem::cuda::synchronize();
+    });
+    t.join();
+    return got;
+  };
+  const tt::Tol tol = tt::scaled(tt::default_tol(kFloat32), 100.0);  // cuDNN's order
+  tt::expect_close(conv_in_thread(), want, tol);  // creates a handle, pooled at exit
+  tt::expect_close(conv_in_thread(), want, tol);  // reuses it
+  tandem::cuda::empty_cache();                    // destroys it
+  tt::expect_close(conv_in_thread(), want, tol);  // a new one
+  tt::expect_close(conv2d(xg, wg, Tensor(), 1, 1), want, tol);
+}
+
+// The same argument check as on the CPU (the CUDA backward once threw
+// "FastDivmod: divisor 0" here).
+TEST(ConvCuda, PoolingEmptyPlaneIsAnError) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  expect_empty_plane_refused(Device(kCUDA));
+}
+
+// Both devices normalise with the double mean (kernels/batch_norm.cu):
+// x = 1000 + 0.01 * randn agrees to 1e-5, forward and backward.
+TEST(ConvCuda, BatchNormLargeMeanSmallSpreadMatchesCpu) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const Device gpu(kCUDA);
+  const Tensor x = far_from_zero_batch().set_requires_grad(true);
+  const Tensor xg = x.detach().to(gpu).set_requires_grad(true);
+  const Tensor w = tt::random_tensor({1}, kFloat32, 0.5, 1.5).set_requires_grad(true);
+  const Tensor wg = w.detach().to(gpu).set_requires_grad(true);
+  Tensor rm = zeros({1}), rv = ones({1});
+  Tensor rmg = rm.to(gpu), rvg = rv.to(gpu);
+  const Tensor y = batch_norm(x, rm, rv, w, Tensor(), true, 0.1, 1e-5);
+  const Tensor yg = batch_norm(xg, rmg, rvg, wg, Tensor(), true, 0.1, 1e-5);
+  const tt::Tol tol{1e-5, 1e-5};
+  tt::expect_close(yg, y, tol);
+  tt::expect_close(rmg, rm, tol);
+  tt::expect_close(rvg, rv, tol);
+  const Tensor go = tt::random_tensor({64, 1}, kFloat32);
+  y.backward(go);
+  yg.backward(go.to(gpu));
+  tt::expect_close(xg.grad(), x.grad(), tol);
+  tt::expect_close(wg.grad(), w.grad(), tol);
 }
 
 // Issue 18 item 9: the pooling kernels split element indices with FastDivmod

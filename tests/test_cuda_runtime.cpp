@@ -129,6 +129,41 @@ TEST_F(CudaTest, EmptyCacheReturnsFreeBlocks) {
   EXPECT_EQ(tandem::sum(t).item<double>(), static_cast<double>(1 << 20));
 }
 
+// The cuBLAS workspace of each (handle, stream) pair (4 or 32 MiB) is held
+// as allocated memory; empty_cache hands it back and frees it, and the next
+// GEMM on either stream takes a new one.
+TEST_F(CudaTest, EmptyCacheReleasesTheCublasWorkspaces) {
+  const tandem::cuda::Stream side = tandem::cuda::new_stream();
+  const Tensor a = tt::random_tensor({65, 33}, tandem::kFloat32);
+  const Tensor ag = a.cuda();
+  tandem::cuda::current_stream().synchronize();  // the upload, before `side` reads it
+  {
+    Tensor c = tandem::matmul(ag, ag.t());
+    tandem::cuda::StreamGuard guard(side);
+    Tensor d = tandem::matmul(ag, ag.t());
+    side.synchronize();
+  }
+  tandem::cuda::synchronize();
+  const auto s0 = tandem::cuda::memory_stats();
+  tandem::cuda::empty_cache();
+  const auto s1 = tandem::cuda::memory_stats();
+  EXPECT_GE(s0.allocated_bytes - s1.allocated_bytes, size_t{2} * (4u << 20))
+      << "two workspaces (main and side stream) should have been released";
+  EXPECT_LT(s1.reserved_bytes, s0.reserved_bytes);
+  EXPECT_EQ(s1.cached_bytes, 0u);
+  // GEMMs still work on both streams, with new workspaces.
+  const Tensor want = tandem::matmul(a, a.t());
+  const Tol tol = tt::scaled(tt::default_tol(tandem::kFloat32), 20.0);  // GEMM order
+  expect_parity(tandem::matmul(ag, ag.t()), want, tol);
+  Tensor on_side;
+  {
+    tandem::cuda::StreamGuard guard(side);
+    on_side = tandem::matmul(ag, ag.t());
+    side.synchronize();
+  }
+  expect_parity(on_side, want, tol);
+}
+
 TEST_F(CudaTest, OutOfMemoryIsAnError) {
   const int64_t huge = int64_t{1} << 42;  // 16 TiB of float32
   try {
@@ -193,6 +228,9 @@ TEST_F(CudaTest, RecordStreamKeepsABlockFromReuseUntilTheOtherStreamIsDone) {
   const Shape shape{1 << 20};
   Tensor a = tt::random_tensor({1536, 1536}, tandem::kFloat64).cuda();
   Tensor x = tandem::empty(shape, kGpu);  // allocated on the main stream
+  // The upload of `a` is queued on the main stream and the side stream reads
+  // it: wait for the main stream first (streams are non-blocking).
+  tandem::cuda::current_stream().synchronize();
   void* const x_ptr = x.raw_data();
   Tensor busy;
   {
@@ -236,6 +274,9 @@ TEST_F(CudaTest, GemmsOnTwoStreamsMatchTheCpu) {
   const Tensor a = tt::random_tensor({257, 129}, tandem::kFloat32);
   const Tensor b = tt::random_tensor({129, 191}, tandem::kFloat32);
   const Tensor ag = a.cuda(), bg = b.cuda();
+  // Uploaded on the main stream, read on s1 and s2: the uploads must be done
+  // before either stream starts (nothing orders non-blocking streams).
+  tandem::cuda::current_stream().synchronize();
   std::vector<Tensor> r1, r2;
   for (int i = 0; i < 8; ++i) {
     {

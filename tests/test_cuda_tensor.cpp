@@ -109,6 +109,21 @@ TEST_F(CudaTest, CopyAcrossDevices) {
   tt::expect_equal(bg.cpu(), big);
 }
 
+// Reversing 18 dims of size 2 merges none: more than the gather kernel's 16
+// merged dims, so it runs as one launch per index of the outer dims (once an
+// error on CUDA only). Also odd sizes, and 8- and 4-byte words.
+TEST_F(CudaTest, PermuteOfMoreThanSixteenMergedDimsMatchesCpu) {
+  const Shape odd = {2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2};  // 17 dims
+  for (const Shape& shape : std::vector<Shape>{Shape(18, 2), odd}) {
+    const Tensor x = tt::random_tensor(shape, tandem::kFloat64);
+    Shape perm(shape.size());
+    for (size_t d = 0; d < perm.size(); ++d) perm[d] = static_cast<int64_t>(perm.size() - 1 - d);
+    tt::expect_equal(x.cuda().permute(perm).cpu(), x.permute(perm));
+    const Tensor xf = x.to(tandem::kFloat32);
+    tt::expect_equal(xf.cuda().permute(perm).cpu(), xf.permute(perm));
+  }
+}
+
 TEST_F(CudaTest, ViewsFillCloneItemAndLayoutOnTheDevice) {
   Tensor x = tt::random_tensor({5, 3, 4}, tandem::kFloat32);
   Tensor g = x.cuda();

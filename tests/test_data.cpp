@@ -20,6 +20,7 @@
 #include <numeric>
 #include <set>
 
+#include "data/data_cuda.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -804,6 +805,44 @@ TEST(DataLoaderCuda, DeviceResidentMatchesTheCpuLoader) {
     }
     EXPECT_EQ(i, cpu.num_batches());
   }
+}
+
+// upload_async reads its pinned buffers on the copy stream: each is recorded
+// there (one pending event per block), so the pinned pool does not hand a
+// block out again before the copy has read it.
+TEST(DataLoaderCuda, UploadAsyncRecordsItsPinnedBuffersOnTheCopyStream) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const tandem::Device gpu(tandem::kCUDA, 0);
+  Tensor images =
+      tandem::full({64, 3, 32, 32}, 7.0, tandem::TensorOptions(tandem::kUInt8).pinned_memory(true));
+  Tensor labels =
+      tandem::full({64}, 3.0, tandem::TensorOptions(tandem::kInt64).pinned_memory(true));
+  const tandem::cuda::Stream copy_stream = tandem::cuda::new_stream();
+  const uint64_t before = tandem::cuda::memory_stats().pinned_pending_events;
+  const td::detail::DeviceCopy c = td::detail::upload_async(images, labels, gpu, copy_stream);
+  EXPECT_EQ(tandem::cuda::memory_stats().pinned_pending_events, before + 2);
+  td::detail::wait_on_current_stream(c);
+  tt::expect_equal(c.images.cpu(), images);
+  tt::expect_equal(c.labels.cpu(), labels);
+}
+
+// Thrust's sort takes its temporary storage from the caching allocator (it
+// once called cudaMalloc/cudaFree every epoch): more requests than the keys
+// and the index, and none of them a new cudaMalloc once the cache is warm.
+TEST(DataLoaderCuda, ShuffleSortTakesItsScratchFromTheCachingAllocator) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  const tandem::Device gpu(tandem::kCUDA, 0);
+  const int64_t n = 100003;
+  // Warms the cache; only the host copy stays, so every block goes back.
+  const Tensor first = td::detail::device_shuffled_order(7, n, 0, gpu).cpu();
+  tandem::cuda::synchronize();
+  const auto before = tandem::cuda::memory_stats();
+  const Tensor again = td::detail::device_shuffled_order(7, n, 0, gpu);
+  tandem::cuda::synchronize();
+  const auto after = tandem::cuda::memory_stats();
+  EXPECT_GT(after.num_alloc_requests - before.num_alloc_requests, 2u);
+  EXPECT_EQ(after.num_device_allocs, before.num_device_allocs);
+  tt::expect_equal(again.cpu(), first);
 }
 
 TEST(DataLoaderCuda, HostPrefetchCopiesMatchTheCpuLoader) {

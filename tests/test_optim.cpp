@@ -1082,6 +1082,28 @@ TEST(Optimizers, OptionErrors) {
   EXPECT_DOUBLE_EQ(AdagradOptions().eps(), 1e-10);
 }
 
+// Two parameters that are overlapping views of one tensor (distinct tensors,
+// so add_param_group's "appears more than once" does not catch them): a fused
+// step would update the shared elements twice on the CPU and race on the
+// GPU. Refused before any state changes.
+TEST(Optimizers, OverlappingParametersAreAnError) {
+  const Tensor w = tt::random_tensor({6}, kFloat32);
+  const Tensor before = w.clone();
+  Tensor a = w.slice(0, 4).set_requires_grad(true);
+  Tensor b = w.slice(3, 6).set_requires_grad(true);
+  a.mutable_grad() = ones({4});
+  b.mutable_grad() = ones({3});
+  optim::SGD sgd({a, b}, optim::SGDOptions(0.1).momentum(0.9));
+  expect_error([&] { sgd.step(); }, {"parameters 0 and 1", "overlap"});
+  tt::expect_equal(w, before);
+  std::vector<optim::OptimizerParamGroup> groups;  // across groups too
+  groups.emplace_back(std::vector<Tensor>{a});
+  groups.emplace_back(std::vector<Tensor>{b});
+  optim::Adam adam(groups, optim::AdamOptions(0.1));
+  expect_error([&] { adam.step(); }, {"parameters 0 and 1", "overlap"});
+  tt::expect_equal(w, before);
+}
+
 // ---- Gradient clipping --------------------------------------------------------------
 
 TEST(ClipGrad, NormMatchesHandComputation) {
@@ -1143,6 +1165,53 @@ TEST(ClipGrad, ValueAndErrors) {
   EXPECT_TRUE(std::isnan(nn::utils::clip_grad_norm_(a, 1.0)));
   expect_error([&] { nn::utils::clip_grad_norm_(a, 1.0, 2.0, /*error_if_nonfinite=*/true); },
                "clip_grad_norm_: the total norm (2-norm) of the gradients is nan");
+}
+
+// A gradient listed twice (or two gradients sharing bytes) would be counted
+// twice in the norm and scaled twice on the CPU, and scaled by two threads at
+// once on the GPU: refused before anything is read or written
+// (detail::check_no_overlap_in_list, src/core/checks.h).
+TEST(ClipGrad, AGradientListedTwiceIsAnError) {
+  Tensor a = zeros({4}, requires_grad());
+  a.mutable_grad() = from_vector<float>({3.0f, -4.0f, 1.0f, 2.0f}, {4});
+  const Tensor before = a.grad().clone();
+  expect_error(
+      [&] {
+        nn::utils::clip_grad_norm_({a, a}, 1.0);
+      },
+      {"clip_grad_norm_", "gradients 0 and 1", "overlap", "float32[4] on cpu"});
+  tt::expect_equal(a.grad(), before);
+  // Two parameters whose gradients are overlapping views of one tensor.
+  const Tensor shared = tt::random_tensor({6}, kFloat32);
+  Tensor p = zeros({4}, requires_grad()), q = zeros({4}, requires_grad());
+  p.mutable_grad() = shared.slice(0, 4);
+  q.mutable_grad() = shared.slice(2, 6);
+  expect_error(
+      [&] {
+        nn::utils::clip_grad_norm_({p, q}, 1e-3);
+      },
+      {"clip_grad_norm_", "gradients 0 and 1", "overlap"});
+  // Disjoint views of one tensor are fine.
+  q.mutable_grad() = zeros({0});
+  Tensor r = zeros({2}, requires_grad());
+  r.mutable_grad() = shared.slice(4, 6);
+  EXPECT_GT(nn::utils::clip_grad_norm_({p, r}, 1e6), 0.0);
+}
+
+TEST(ForeachOps, OverlappingTensorsInOneListAreAnError) {
+  const Tensor t = tt::random_tensor({5}, kFloat64);
+  const Tensor before = t.clone();
+  expect_error(
+      [&] {
+        detail::foreach_scale_({t, tt::random_tensor({2}, kFloat64), t}, 2.0);
+      },
+      {"foreach_scale_", "tensors 0 and 2", "overlap"});
+  tt::expect_equal(t, before);
+  expect_error(
+      [&] {
+        detail::foreach_norm_partial({t.slice(0, 3), t.slice(2, 5)}, 2.0);
+      },
+      {"foreach_norm_partial", "tensors 0 and 1", "overlap"});
 }
 
 // ---- The multi-tensor ops under clip_grad_norm_ (src/ops/foreach.h) -------------------

@@ -36,7 +36,11 @@ struct MemoryStats {
 };
 MemoryStats memory_stats(int device = 0);
 void reset_peak_memory_stats(int device = 0);
-// Returns every cached (unused) block to the driver.
+// Returns every cached (unused) block to the driver. Also releases the cuBLAS
+// workspaces (one per cuBLAS handle and stream; the streams are synchronised
+// first, new ones are taken on the next GEMM) and destroys the cuDNN handles
+// of threads that have exited. Do not call it while another thread is
+// running tandem ops on the GPU.
 void empty_cache();
 
 // An opaque CUDA stream handle (cudaStream_t) and the current stream that

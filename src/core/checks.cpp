@@ -2,6 +2,8 @@
 #include "core/checks.h"
 
 #include <algorithm>
+#include <unordered_map>
+#include <vector>
 
 #include "tandem/error.h"
 
@@ -18,6 +20,25 @@ bool overlaps(const Tensor& a, const Tensor& b) {
   const int64_t a1 = a0 + static_cast<int64_t>(a.nbytes()),
                 b1 = b0 + static_cast<int64_t>(b.nbytes());
   return a0 < b1 && b0 < a1;
+}
+
+void check_no_overlap_in_list(const char* op, const std::vector<Tensor>& tensors,
+                              const char* what) {
+  // By storage first: lists are long (every parameter of a model) and almost
+  // never share one.
+  std::unordered_map<const Storage*, std::vector<size_t>> by_storage;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    if (!t.defined() || t.numel() == 0) continue;
+    std::vector<size_t>& same = by_storage[t.impl()->storage.get()];
+    for (size_t j : same) {
+      TANDEM_CHECK(!overlaps(tensors[j], t), op, ": ", what, "s ", j, " and ", i,
+                   " of the list overlap (", describe(tensors[j]), " and ", describe(t),
+                   "): the same tensor listed twice, or views sharing memory; each may appear "
+                   "once");
+    }
+    same.push_back(i);
+  }
 }
 
 std::string describe(const Tensor& t) {

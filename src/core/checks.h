@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tandem/tensor.h"
 
@@ -28,6 +29,13 @@ int64_t prod(const Shape& sizes, int64_t begin, int64_t end);
 // Tensors are contiguous, so each is one byte range of its storage: two
 // overlap when they share storage and their ranges intersect.
 bool overlaps(const Tensor& a, const Tensor& b);
+// Multi-tensor ops that read or write every tensor of one list (the foreach
+// ops, clip_grad_norm_, the fused optimizer steps): no two may overlap (a
+// tensor listed twice, or views sharing bytes). The CPU would apply the op
+// twice to those bytes and the GPU race on them. Throws naming the op, the
+// positions (`what` in the plural: "tensors 0 and 2") and the tensors.
+void check_no_overlap_in_list(const char* op, const std::vector<Tensor>& tensors,
+                              const char* what = "tensor");
 
 }  // namespace detail
 }  // namespace tandem

@@ -1,8 +1,9 @@
 // CPU batch norm in training mode (NCHW viewed as [n, c, m], float32/float64),
 // forward and backward: the reference twin of kernels/batch_norm.cu (contracts
 // in core/backend_decls.inc). Direct loops, parallel over channels; the
-// statistics are accumulated in double (four chains per sum), the
-// normalisation itself runs in the tensor's dtype.
+// statistics are accumulated in double (four chains per sum) and kept in
+// double (save_mean, save_invstd: float64); each output is evaluated in double
+// with the double mean, as the CUDA kernels do, and rounded once.
 #include <cmath>
 
 #include "cpu/cpu_utils.h"
@@ -47,8 +48,8 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
     const T* bp = bias.defined() ? bias.data_ptr<T>() : nullptr;
     T* rm = running_mean.defined() ? running_mean.data_ptr<T>() : nullptr;
     T* rv = running_var.defined() ? running_var.data_ptr<T>() : nullptr;
-    T* sm = save_mean.data_ptr<T>();
-    T* si = save_invstd.data_ptr<T>();
+    double* sm = save_mean.data_ptr<double>();
+    double* si = save_invstd.data_ptr<double>();
     util::parallel_for(c, 3 * count, [&](int64_t ch) {
       const auto plane = [&](int64_t b) { return (b * c + ch) * m; };
       double sum = 0.0;
@@ -67,18 +68,19 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
       }
       const double var = sq / static_cast<double>(count);
       const double invstd = 1.0 / std::sqrt(var + eps);
-      // y = (x - mean) * scale + shift in T: the statistics carry the double
-      // precision; x - mean is exact or nearly so where it matters.
-      const T mean_t = static_cast<T>(mean);
-      const T scale = static_cast<T>((wp ? static_cast<double>(wp[ch]) : 1.0) * invstd);
-      const T shift = bp ? bp[ch] : T(0);
+      // y = (x - mean) * scale + shift in double, with the double mean: a
+      // mean rounded to T would shift every value by up to half an ulp of
+      // |mean| over the spread (3e-3 for 1000 + 0.01 * randn in float32).
+      const double scale = (wp ? static_cast<double>(wp[ch]) : 1.0) * invstd;
+      const double shift = bp ? static_cast<double>(bp[ch]) : 0.0;
       for (int64_t b = 0; b < n; ++b) {
         const T* in = xp + plane(b);
         T* out = yp + plane(b);
-        for (int64_t i = 0; i < m; ++i) out[i] = (in[i] - mean_t) * scale + shift;
+        for (int64_t i = 0; i < m; ++i)
+          out[i] = static_cast<T>((static_cast<double>(in[i]) - mean) * scale + shift);
       }
-      sm[ch] = mean_t;
-      si[ch] = static_cast<T>(invstd);
+      sm[ch] = mean;
+      si[ch] = invstd;
       if (rm)
         rm[ch] = static_cast<T>((1.0 - momentum) * static_cast<double>(rm[ch]) + momentum * mean);
       if (rv) {
@@ -101,39 +103,41 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
     const T* gy = grad_y.data_ptr<T>();
     const T* xp = x.data_ptr<T>();
     const T* wp = weight.defined() ? weight.data_ptr<T>() : nullptr;
-    const T* sm = save_mean.data_ptr<T>();
-    const T* si = save_invstd.data_ptr<T>();
+    const double* sm = save_mean.data_ptr<double>();
+    const double* si = save_invstd.data_ptr<double>();
     T* gx = grad_x.defined() ? grad_x.data_ptr<T>() : nullptr;
     T* gw = grad_weight.defined() ? grad_weight.data_ptr<T>() : nullptr;
     T* gb = grad_bias.defined() ? grad_bias.data_ptr<T>() : nullptr;
     util::parallel_for(c, 3 * count, [&](int64_t ch) {
       const auto plane = [&](int64_t b) { return (b * c + ch) * m; };
-      const T mean = sm[ch];
-      const double invstd = static_cast<double>(si[ch]);
+      const double mean = sm[ch], invstd = si[ch];
       double sum_gy = 0.0, sum_gy_xc = 0.0;  // xc = x - mean
       for (int64_t b = 0; b < n; ++b) {
         const T* g = gy + plane(b);
         const T* in = xp + plane(b);
         sum_gy += sum4(m, [g](int64_t i) { return static_cast<double>(g[i]); });
         sum_gy_xc += sum4(m, [g, in, mean](int64_t i) {
-          return static_cast<double>(g[i]) * static_cast<double>(in[i] - mean);
+          return static_cast<double>(g[i]) * (static_cast<double>(in[i]) - mean);
         });
       }
       const double sum_gy_xhat = sum_gy_xc * invstd;
       if (gb) gb[ch] = static_cast<T>(sum_gy);
       if (gw) gw[ch] = static_cast<T>(sum_gy_xhat);
       if (!gx) return;
-      // grad_x = a * gy + k * (x - mean) + d, the coefficients in double.
-      const double w = wp ? static_cast<double>(wp[ch]) : 1.0;
+      // grad_x = w * invstd * (gy - mean(gy) - xhat * mean(gy * xhat)) in
+      // double, the CUDA kernel's formula (kernels/batch_norm.cu).
+      const double w_invstd = (wp ? static_cast<double>(wp[ch]) : 1.0) * invstd;
       const double inv_count = 1.0 / static_cast<double>(count);
-      const T a = static_cast<T>(w * invstd);
-      const T k = static_cast<T>(-w * invstd * invstd * sum_gy_xhat * inv_count);
-      const T d = static_cast<T>(-w * invstd * sum_gy * inv_count);
+      const double mean_gy = sum_gy * inv_count, mean_gy_xhat = sum_gy_xhat * inv_count;
       for (int64_t b = 0; b < n; ++b) {
         const T* g = gy + plane(b);
         const T* in = xp + plane(b);
         T* out = gx + plane(b);
-        for (int64_t i = 0; i < m; ++i) out[i] = a * g[i] + k * (in[i] - mean) + d;
+        for (int64_t i = 0; i < m; ++i) {
+          const double xhat = (static_cast<double>(in[i]) - mean) * invstd;
+          out[i] = static_cast<T>(w_invstd *
+                                  (static_cast<double>(g[i]) - mean_gy - xhat * mean_gy_xhat));
+        }
       }
     });
   });

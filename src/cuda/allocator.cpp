@@ -536,6 +536,10 @@ std::shared_ptr<void> allocate_device(size_t nbytes, int device) {
 
 std::shared_ptr<void> allocate_pinned(size_t nbytes) { return pinned_allocator().allocate(nbytes); }
 
+void record_pinned_use(const void* ptr, int device, cudaStream_t stream) {
+  pinned_allocator().record_use(ptr, device, stream);
+}
+
 void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device, bool src_pinned) {
   if (nbytes == 0) return;
   DeviceGuard guard(device);
@@ -641,6 +645,10 @@ MemoryStats memory_stats(int device) {
 }
 void reset_peak_memory_stats(int device) { detail::device_allocator().reset_peak(device); }
 void empty_cache() {
+  if (detail::visible_device_count() > 0) {
+    detail::release_cublas_workspaces();
+    detail::release_cudnn_handles();
+  }
   detail::device_allocator().empty_cache();
   if (detail::visible_device_count() > 0) detail::pinned_allocator().empty_cache();
 }

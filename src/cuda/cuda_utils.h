@@ -89,7 +89,20 @@ int multiprocessor_count();
 // stream and sets the math mode from allow_tf32().
 cublasHandle_t current_cublas_handle();
 
+// Called by cuda::empty_cache() before the allocator releases its cache: the
+// cuBLAS workspaces (one per handle and stream; each stream synchronised, each
+// handle's workspace reset with cublasSetWorkspace) go back to the cache, and
+// the cuDNN handles of exited threads are destroyed. Not to be run while
+// another thread is calling cuBLAS/cuDNN (as PyTorch's clearCublasWorkspaces).
+void release_cublas_workspaces();
+void release_cudnn_handles();
+
 // ---- Workspace ----------------------------------------------------------------------
+
+// Marks a pinned host pointer as read by an asynchronous copy just queued on
+// `stream` of `device`: the pinned allocator does not hand its block out again
+// before the stream has passed the copy (no-op for memory it does not own).
+void record_pinned_use(const void* ptr, int device, cudaStream_t stream);
 
 // Scratch device memory from the caching allocator on the current device. The
 // memory goes back to the pool (not to the driver) when this object dies; the

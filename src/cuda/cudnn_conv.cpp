@@ -60,17 +60,57 @@ std::atomic<bool>& deterministic_flag() {
   return flag;
 }
 
-// One handle per device per thread, bound to the current stream on each use.
-// Handles are never destroyed (a thread-exit destructor could run after the
-// CUDA context is gone); tandem's threads are long-lived.
+constexpr int kMaxCudnnDevices = 64;
+
+// Handles of exited threads, per device: reused by the next thread that needs
+// one, destroyed by cuda::empty_cache() (detail::release_cudnn_handles).
+struct CudnnHandlePool {
+  std::mutex mutex;
+  std::array<std::vector<cudnnHandle_t>, kMaxCudnnDevices> free_handles;
+};
+
+CudnnHandlePool& cudnn_pool() {
+  static CudnnHandlePool* pool = new CudnnHandlePool();  // never destroyed
+  return *pool;
+}
+
+// One handle per device for this thread, handed back to the pool when the
+// thread exits (not destroyed there: a thread-exit destructor may run after
+// the CUDA context is gone at process exit).
+struct ThreadCudnnHandles {
+  std::array<cudnnHandle_t, kMaxCudnnDevices> by_device{};
+  ThreadCudnnHandles() = default;
+  ThreadCudnnHandles(const ThreadCudnnHandles&) = delete;
+  ThreadCudnnHandles& operator=(const ThreadCudnnHandles&) = delete;
+  ~ThreadCudnnHandles() {
+    CudnnHandlePool& pool = cudnn_pool();
+    std::lock_guard<std::mutex> lock(pool.mutex);
+    for (size_t d = 0; d < by_device.size(); ++d) {
+      if (by_device[d] != nullptr) pool.free_handles[d].push_back(by_device[d]);
+    }
+  }
+};
+
+// This thread's handle of the current device, bound to the current stream on
+// each use.
 cudnnHandle_t current_cudnn_handle() {
-  constexpr int kMaxDevices = 64;
-  thread_local cudnnHandle_t handles[kMaxDevices] = {};
+  thread_local ThreadCudnnHandles handles;
   const int device = detail::current_device();
-  TANDEM_CHECK(device >= 0 && device < kMaxDevices, "conv2d (cuda): device ", device,
+  TANDEM_CHECK(device >= 0 && device < kMaxCudnnDevices, "conv2d (cuda): device ", device,
                " out of range");
-  cudnnHandle_t& h = handles[device];
-  if (h == nullptr) TANDEM_CUDA_CHECK(cudnnCreate(&h));
+  cudnnHandle_t& h = handles.by_device[static_cast<size_t>(device)];
+  if (h == nullptr) {
+    CudnnHandlePool& pool = cudnn_pool();
+    {
+      std::lock_guard<std::mutex> lock(pool.mutex);
+      auto& free_list = pool.free_handles[static_cast<size_t>(device)];
+      if (!free_list.empty()) {
+        h = free_list.back();
+        free_list.pop_back();
+      }
+    }
+    if (h == nullptr) TANDEM_CUDA_CHECK(cudnnCreate(&h));  // on the current device
+  }
   TANDEM_CUDA_CHECK(cudnnSetStream(h, current_cuda_stream()));
   return h;
 }
@@ -414,6 +454,22 @@ void* at_sample(Tensor& t, int64_t b0, int64_t per_sample) {
 }
 
 }  // namespace
+
+namespace detail {
+void release_cudnn_handles() {
+  std::array<std::vector<cudnnHandle_t>, kMaxCudnnDevices> taken;
+  {
+    CudnnHandlePool& pool = cudnn_pool();
+    std::lock_guard<std::mutex> lock(pool.mutex);
+    taken.swap(pool.free_handles);
+  }
+  for (size_t d = 0; d < taken.size(); ++d) {
+    if (taken[d].empty()) continue;
+    detail::DeviceGuard guard(static_cast<int>(d));
+    for (cudnnHandle_t h : taken[d]) TANDEM_CUDA_CHECK(cudnnDestroy(h));
+  }
+}
+}  // namespace detail
 
 // ---- Public switches -------------------------------------------------------------------
 

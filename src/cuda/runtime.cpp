@@ -137,12 +137,14 @@ struct ThreadCublasHandles {
 // cuBLAS workspaces, one per (handle, stream) pair: a handle's internal
 // workspace would be shared by every stream the handle is bound to, so two
 // streams running GEMMs through the same handle could overwrite each other's
-// scratch (PyTorch keeps one per pair for the same reason). Kept until exit
-// with the handles and streams; allocated from the caching allocator on the
-// pair's stream.
+// scratch (PyTorch keeps one per pair for the same reason). Allocated from
+// the caching allocator on the pair's stream and kept until
+// cuda::empty_cache() (release_cublas_workspaces). Streams are never
+// destroyed (new_stream's live until exit), so no workspace outlives its stream.
 struct CublasWorkspace {
   std::shared_ptr<void> mem;
   size_t bytes = 0;
+  int device = 0;
 };
 
 struct CublasWorkspaces {
@@ -170,12 +172,31 @@ void* cublas_workspace_for(cublasHandle_t handle, cudaStream_t stream, int devic
     const size_t bytes = cublas_workspace_bytes(device);
     ws.mem = allocate_device(bytes, device);  // on the current stream, the pair's
     ws.bytes = bytes;
+    ws.device = device;
   }
   *nbytes = ws.bytes;
   return ws.mem.get();
 }
 
 }  // namespace
+
+void release_cublas_workspaces() {
+  std::map<std::pair<cublasHandle_t, cudaStream_t>, CublasWorkspace> taken;
+  {
+    CublasWorkspaces& w = cublas_workspaces();
+    std::lock_guard<std::mutex> lock(w.mutex);
+    taken.swap(w.by_pair);
+  }
+  for (auto& [pair, ws] : taken) {
+    DeviceGuard guard(ws.device);
+    // GEMMs already queued on the stream may still use the workspace.
+    TANDEM_CUDA_CHECK(cudaStreamSynchronize(pair.second));
+    // The handle forgets the buffer; current_cublas_handle() binds a new one
+    // (from the cache) before the handle's next GEMM.
+    TANDEM_CUDA_CHECK(cublasSetWorkspace(pair.first, nullptr, 0));
+    ws.mem.reset();  // back to the caching allocator, whose empty_cache frees it
+  }
+}
 
 cudaStream_t default_stream(int device) {
   StreamTable& t = streams();

@@ -19,7 +19,11 @@
 #include <vector>
 #endif
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
 
 #include "cuda/cuda_utils.h"
 #include "data/augment.h"
@@ -104,6 +108,10 @@ DeviceCopy upload_async(const Tensor& host_images, const Tensor& host_labels, De
                                     host_images.nbytes(), cudaMemcpyHostToDevice, copy));
   TANDEM_CUDA_CHECK(cudaMemcpyAsync(c.labels.raw_data(), host_labels.raw_data(),
                                     host_labels.nbytes(), cudaMemcpyHostToDevice, copy));
+  // The pinned blocks stay out of the pinned pool until the copies have read
+  // them, even if the caller drops this DeviceCopy before they have.
+  cuda::detail::record_pinned_use(host_images.raw_data(), device.index(), copy);
+  cuda::detail::record_pinned_use(host_labels.raw_data(), device.index(), copy);
   c.done = new_event();
   TANDEM_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(c.done.get()), copy));
   return c;
@@ -119,6 +127,39 @@ void wait_on_current_stream(const DeviceCopy& c) {
 void wait_host(const DeviceCopy& c) {
   if (c.done) TANDEM_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(c.done.get())));
 }
+
+namespace {
+
+#if !defined(TANDEM_EMU)
+// Thrust's temporary storage from tandem's caching allocator instead of
+// cudaMalloc/cudaFree (thrust::cuda::par(alloc)); the blocks go back to the
+// cache on deallocate, on the stream they were taken on (the sort's).
+class ThrustCachingAllocator {
+ public:
+  using value_type = char;
+  explicit ThrustCachingAllocator(int device) : device_(device) {}
+  char* allocate(std::ptrdiff_t nbytes) {
+    std::shared_ptr<void> mem = cuda::detail::allocate_device(static_cast<size_t>(nbytes), device_);
+    char* p = static_cast<char*>(mem.get());
+    blocks_.emplace_back(p, std::move(mem));
+    return p;
+  }
+  void deallocate(char* p, size_t /*nbytes*/) {
+    for (auto it = blocks_.begin(); it != blocks_.end(); ++it) {
+      if (it->first == p) {
+        blocks_.erase(it);
+        return;
+      }
+    }
+  }
+
+ private:
+  int device_;
+  std::vector<std::pair<char*, std::shared_ptr<void>>> blocks_;
+};
+#endif
+
+}  // namespace
 
 Tensor device_shuffled_order(uint64_t seed, int64_t n, int64_t epoch, Device device) {
   cuda::detail::DeviceGuard guard(device.index());
@@ -150,8 +191,9 @@ Tensor device_shuffled_order(uint64_t seed, int64_t n, int64_t epoch, Device dev
     }
   });
 #else
-  // Thrust allocates its temporary storage with cudaMalloc (once per epoch).
-  thrust::stable_sort_by_key(thrust::cuda::par.on(stream), k, k + n, idx);
+  // Thrust's temporary storage comes from the caching allocator.
+  ThrustCachingAllocator alloc(device.index());
+  thrust::stable_sort_by_key(thrust::cuda::par(alloc).on(stream), k, k + n, idx);
 #endif
   TANDEM_CUDA_CHECK_LAUNCH(thrust::stable_sort_by_key);
   return index;

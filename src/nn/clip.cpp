@@ -7,6 +7,7 @@
 #include <cmath>
 #include <utility>
 
+#include "core/checks.h"
 #include "ops/foreach.h"
 #include "tandem/autograd.h"
 
@@ -45,6 +46,12 @@ double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, d
   NoGradGuard no_grad;
   const auto parts = grads_by_device_dtype(parameters);
   if (parts.empty()) return 0.0;
+  {
+    // Positions are the parameters'; a parameter without a gradient is skipped.
+    std::vector<Tensor> grads;
+    for (const Tensor& p : parameters) grads.push_back(p.grad());
+    detail::check_no_overlap_in_list("clip_grad_norm_", grads, "gradient");
+  }
   const bool is_inf = std::isinf(norm_type);
   // Enqueue every reduction first, then read the results.
   std::vector<Tensor> partials;

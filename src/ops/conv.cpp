@@ -125,6 +125,16 @@ Tensor conv2d_batch(const Tensor& x, const Tensor& weight, const Tensor& bias, S
 
 // ---- pooling ------------------------------------------------------------------------
 
+// Every pooling op, every device: an input plane of height or width 0 is
+// refused (PyTorch refuses it too). With 2 * padding == kernel it would still
+// give output windows, made of padding only: nothing to take the maximum or
+// mean of, and no input index for the backward to route a gradient to.
+void check_nonempty_plane(const char* op, const Tensor& input, const Tensor& x) {
+  TANDEM_CHECK(x.size(2) >= 1 && x.size(3) >= 1, op, ": input ", shape_str(input.sizes()),
+               " has an empty plane (height or width 0); pooling needs at least one value per "
+               "window");
+}
+
 PoolShape pool_shape(const char* op, const Tensor& x, Size2 kernel, std::optional<Size2> stride_opt,
                      Size2 padding, bool count_include_pad) {
   const Size2 stride = stride_opt.value_or(kernel);
@@ -207,6 +217,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, Siz
 Tensor max_pool2d(const Tensor& input, Size2 kernel_size, std::optional<Size2> stride,
                   Size2 padding) {
   const Tensor x = as_batch("max_pool2d", input);
+  check_nonempty_plane("max_pool2d", input, x);
   const PoolShape s = pool_shape("max_pool2d", x, kernel_size, stride, padding, false);
   return like_input_rank(input, max_pool_batch(x, s));
 }
@@ -214,6 +225,7 @@ Tensor max_pool2d(const Tensor& input, Size2 kernel_size, std::optional<Size2> s
 Tensor avg_pool2d(const Tensor& input, Size2 kernel_size, std::optional<Size2> stride,
                   Size2 padding, bool count_include_pad) {
   const Tensor x = as_batch("avg_pool2d", input);
+  check_nonempty_plane("avg_pool2d", input, x);
   const PoolShape s = pool_shape("avg_pool2d", x, kernel_size, stride, padding, count_include_pad);
   return like_input_rank(input, avg_pool_batch(x, s, false));
 }
@@ -222,8 +234,7 @@ Tensor adaptive_avg_pool2d(const Tensor& input, Size2 output_size) {
   const Tensor x = as_batch("adaptive_avg_pool2d", input);
   TANDEM_CHECK(output_size.h >= 1 && output_size.w >= 1,
                "adaptive_avg_pool2d: output_size must be >= 1, got ", pair_str(output_size));
-  TANDEM_CHECK(x.size(2) >= 1 && x.size(3) >= 1, "adaptive_avg_pool2d: input ",
-               shape_str(input.sizes()), " has an empty plane");
+  check_nonempty_plane("adaptive_avg_pool2d", input, x);
   PoolShape s{};
   s.n = x.size(0), s.c = x.size(1), s.h = x.size(2), s.w = x.size(3);
   s.oh = output_size.h, s.ow = output_size.w;
@@ -268,8 +279,12 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
   TANDEM_CHECK(n * m >= 2, op, ": training needs more than one value per channel, got input ",
                shape_str(input.sizes()));
   Tensor y = empty(input.sizes(), like(input));
-  Tensor save_mean = empty({c}, like(input));
-  Tensor save_invstd = empty({c}, like(input));
+  // The statistics stay in double for the backward, whatever x's dtype
+  // (backend_decls.inc): a float32 mean is off by half an ulp of |mean|, which
+  // shifts every xhat by that over the spread.
+  const TensorOptions stats = TensorOptions(kFloat64).device(input.device());
+  Tensor save_mean = empty({c}, stats);
+  Tensor save_invstd = empty({c}, stats);
   if (c == 0) return y;
   {
     Tensor rm = running_mean, rv = running_var;

@@ -12,7 +12,8 @@ namespace detail {
 namespace {
 
 // The non-empty tensors of the list, after checking that all of them are
-// defined, floating, and share the first one's dtype and device.
+// defined, floating, share the first one's dtype and device, and that no two
+// overlap.
 std::vector<Tensor> checked_list(const char* op, const std::vector<Tensor>& tensors) {
   TANDEM_CHECK(!tensors.empty(), op, ": the list of tensors is empty");
   std::vector<Tensor> nonempty;
@@ -24,6 +25,7 @@ std::vector<Tensor> checked_list(const char* op, const std::vector<Tensor>& tens
     check_same_dtype(op, tensors.front(), t);
     if (t.numel() > 0) nonempty.push_back(t);
   }
+  check_no_overlap_in_list(op, tensors);
   return nonempty;
 }
 

@@ -40,6 +40,10 @@ void mark_written(const std::vector<FusedSlot>& slots);
 // were before it (a gradient assigned as a view of a parameter; the fused
 // loops and kernels would race with, or read back, their own writes).
 void copy_overlapping_grads(std::vector<std::vector<FusedSlot>>& groups);
+// The parameters a step will write (those with a gradient), over all groups
+// in order, must not overlap each other (detail::check_no_overlap_in_list):
+// checked before anything is counted or written.
+void check_params_distinct(const std::string& who, const std::vector<OptimizerParamGroup>& groups);
 
 // The options of a group as O (throws when they belong to another optimizer).
 template <typename O>
@@ -54,6 +58,7 @@ const O& options_as(const OptimizerOptions& options, const std::string& who) {
 template <typename O, typename Fill, typename Launch>
 void Optimizer::fused_step(const Fill& fill, const Launch& launch) {
   check_step();
+  internal::check_params_distinct(name(), groups_);
   NoGradGuard no_grad;
   // Every group's slots first, so that no gradient is read after a launch
   // has written to its bytes.

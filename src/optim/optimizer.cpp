@@ -243,6 +243,14 @@ Tensor& buffer(OptimizerParamState& st, const char* key, const Tensor& param, do
   return b;
 }
 
+void check_params_distinct(const std::string& who, const std::vector<OptimizerParamGroup>& groups) {
+  std::vector<Tensor> written;
+  for (const auto& g : groups)
+    for (const Tensor& p : g.params())
+      if (p.grad().defined()) written.push_back(p);
+  ::tandem::detail::check_no_overlap_in_list(who.c_str(), written, "parameter");
+}
+
 void copy_overlapping_grads(std::vector<std::vector<FusedSlot>>& groups) {
   // What the step writes, by storage (usually one tensor per storage).
   std::unordered_map<const Storage*, std::vector<Tensor>> written;
