@@ -142,7 +142,7 @@ std::vector<double> EvalResult::per_class_accuracy() const {
 }
 
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes, bool tta_flip,
-                    int64_t epoch) {
+                    int64_t epoch, const std::function<void(int64_t, int64_t)>& on_batch) {
   TANDEM_CHECK(num_classes > 0, "evaluate: num_classes must be positive, got ", num_classes);
   const bool was_training = model.is_training();
   model.eval();
@@ -151,7 +151,7 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
   r.confusion.assign(static_cast<size_t>(num_classes),
                      std::vector<int64_t>(static_cast<size_t>(num_classes), 0));
   double loss_sum = 0;
-  int64_t correct = 0;
+  int64_t correct = 0, batches = 0;
   try {
     loader.start_epoch(epoch);
     data::Batch b;
@@ -171,6 +171,7 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
         correct += pred[i] == truth[i] ? 1 : 0;
       }
       r.samples += static_cast<int64_t>(pred.size());
+      if (on_batch) on_batch(++batches, loader.num_batches());
     }
   } catch (...) {
     model.train(was_training);
@@ -198,6 +199,7 @@ Trainer::Trainer(std::shared_ptr<nn::Module> model, optim::Optimizer& optimizer,
                options_.num_classes);
   TANDEM_CHECK(options_.label_smoothing >= 0 && options_.label_smoothing <= 1,
                "Trainer: label_smoothing must be in [0, 1], got ", options_.label_smoothing);
+  TANDEM_CHECK(options_.patience >= 0, "Trainer: patience must be >= 0, got ", options_.patience);
   TANDEM_CHECK(options_.clip_grad_norm >= 0, "Trainer: clip_grad_norm must be >= 0, got ",
                options_.clip_grad_norm);
 }
@@ -269,6 +271,7 @@ EpochStats Trainer::train_epoch(data::DataLoader& train) {
       info.step = step;
       info.steps = steps;
       info.loss = l;
+      info.running_loss = loss_sum / static_cast<double>(seen);
       info.running_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
       info.images_per_second = static_cast<double>(seen) / std::max(seconds_since(t0), 1e-9);
       options_.on_step(info);
@@ -304,7 +307,8 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
       s = train_epoch(train);
       s.val_loss = s.val_accuracy = std::numeric_limits<double>::quiet_NaN();
       if (val != nullptr) {
-        const EvalResult v = evaluate(*model_, *val, options_.num_classes, options_.tta_flip, 0);
+        const EvalResult v = evaluate(*model_, *val, options_.num_classes, options_.tta_flip, 0,
+                                      options_.on_val_step);
         s.val_loss = v.loss;
         s.val_accuracy = v.accuracy;
       }
@@ -333,6 +337,11 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
       save_last(train);
     }
     if (options_.on_epoch) options_.on_epoch(s);
+    if (options_.patience > 0 && history_.best_epoch >= 0 &&
+        s.epoch - history_.best_epoch >= options_.patience) {
+      stopped_early_ = true;
+      break;
+    }
   }
   return history_;
 }
