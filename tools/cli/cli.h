@@ -71,6 +71,21 @@ int64_t count_parameters(td::nn::Module& model);
 // ---- Output helpers ---------------------------------------------------------------
 
 bool stdout_is_terminal();
+// The terminal's width in columns: TIOCGWINSZ on stdout, else $COLUMNS, else 80.
+int terminal_columns();
+// One redraw of the progress bar (progress_line.cpp), at most columns - 1
+// characters: "epoch 3/10 123/1407 [####....] loss 1.2345 acc 54.1% 0:12<0:45
+// 1234 img/s", the bar narrowed and the last fields dropped to fit.
+struct ProgressFields {
+  int64_t epoch = 1, epochs = 1;  // 1-based
+  int64_t done = 0, total = 0;    // steps (or validation batches) done, per epoch
+  bool validating = false;        // the validation pass: no loss, accuracy, img/s
+  double loss = 0, accuracy = 0;  // running means over the epoch
+  double elapsed = 0;             // seconds since the epoch began
+  double eta = 0;                 // seconds left in the pass (NaN: unknown)
+  double images_per_second = 0;
+};
+std::string progress_line(const ProgressFields& fields, int columns);
 std::string format_duration(double seconds);  // "1:02:03", "4:05", "12.3 s"
 std::string format_bytes(double bytes);
 void write_text_file(const std::string& path, const std::string& text);
@@ -97,6 +112,10 @@ struct TrainArgs {
   std::string resume;
   bool no_augment = false;
   int workers = 2;
+  std::optional<double> clip_grad_norm;
+  std::optional<int64_t> patience, limit_batches;
+  std::string config;         // --config FILE: settings from a config.json
+  bool print_config = false;  // print the resolved config.json and exit
   // Which options the user gave (for the --resume conflict check).
   std::vector<std::string> given;
 };
@@ -112,6 +131,15 @@ struct EvalArgs {
   bool json_output = false;
 };
 int run_eval(const EvalArgs& args);
+
+struct PredictArgs {
+  std::vector<std::string> inputs;  // images (PNG/JPEG) and folders of them
+  std::string from;                 // a run directory or a checkpoint
+  std::string device = "auto";
+  std::string format = "csv";  // csv | json
+  int64_t batch_size = 256;
+};
+int run_predict(const PredictArgs& args);
 
 struct BenchTrainArgs {
   std::string model = "lenet";

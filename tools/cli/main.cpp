@@ -25,6 +25,10 @@ const char* kTrainExamples = R"(Examples:
   tandem train --data cifar10-jpeg.tar.xz --out runs/jpeg     # any source prepare_cifar10 accepts
   tandem train --synthetic 512 --model mlp --epochs 2 --out /tmp/demo   # no data needed
   tandem train --resume runs/lenet --epochs 30     # continue from runs/lenet/last.safetensors
+  tandem train --model lenet --patience 5 --clip-grad-norm 1 --epochs 100 --out runs/es
+  tandem train --synthetic 256 --limit-batches 2 --epochs 1 --out /tmp/smoke   # smoke test
+  tandem train --model lenet --lr 0.02 --print-config > lenet.json   # settings, no training
+  tandem train --config runs/lenet/config.json --seed 2 --out runs/lenet2   # rerun, another seed
 Options left out come from the model's recipe (the run prints its settings);
 RUN_DIR gets config.json, metrics.csv/.jsonl, last/best.safetensors, loss.svg,
 accuracy.svg, confusion.svg and results.json.)";
@@ -45,6 +49,8 @@ struct TrainParse {
   std::string optimizer, schedule;
   double lr = 0, weight_decay = 0, momentum = 0, label_smoothing = 0;
   uint64_t seed = 0;
+  double clip_grad_norm = 0;
+  int64_t patience = 0, limit_batches = 0;
   std::vector<std::pair<std::string, CLI::Option*>> opts;
 };
 
@@ -86,6 +92,22 @@ CLI::App* add_train(CLI::App& app, TrainParse* p) {
   keep("--resume",
        cmd->add_option("--resume", a.resume,
                        "RUN_DIR or a checkpoint: continue that run with its saved settings"));
+  keep("--clip-grad-norm",
+       cmd->add_option("--clip-grad-norm", p->clip_grad_norm,
+                       "clip the gradients' global L2 norm to X every step (0: off)"));
+  keep("--patience", cmd->add_option("--patience", p->patience,
+                                     "early stopping: stop after N epochs without a better "
+                                     "validation accuracy (0: off)"));
+  keep("--limit-batches",
+       cmd->add_option("--limit-batches", p->limit_batches,
+                       "smoke test: only the first N batches of the training, validation and "
+                       "test sets"));
+  keep("--config", cmd->add_option("--config", a.config,
+                                   "settings from a config.json (a run directory's, or "
+                                   "--print-config's); options given override them"));
+  keep("--print-config",
+       cmd->add_flag("--print-config", a.print_config,
+                     "print the resolved settings as config.json (loadable by --config) and exit"));
   keep("--workers", cmd->add_option("--workers", a.workers, "data loader threads (CPU batches)")
                         ->check(CLI::Range(1, 64))
                         ->capture_default_str());
@@ -113,6 +135,9 @@ void finish_train(TrainParse* p) {
   if_given(find("--momentum"), p->momentum, &a.momentum);
   if_given(find("--label-smoothing"), p->label_smoothing, &a.label_smoothing);
   if_given(find("--seed"), p->seed, &a.seed);
+  if_given(find("--clip-grad-norm"), p->clip_grad_norm, &a.clip_grad_norm);
+  if_given(find("--patience"), p->patience, &a.patience);
+  if_given(find("--limit-batches"), p->limit_batches, &a.limit_batches);
   if (!a.resume.empty() && find("--model")->count() == 0) a.model.clear();
 }
 
@@ -163,6 +188,7 @@ int main(int argc, char** argv) {
   app.footer(R"(Examples:
   tandem train --out runs/first          # CIFAR-10 with the default model for this machine
   tandem eval --checkpoint runs/first/best.safetensors
+  tandem predict --from runs/first cat.png            # class and probabilities per image
   tandem bench train --model lenet --batch-size 128 --steps 20 --json
   tandem data get                        # download / import CIFAR-10 into the cache
   tandem info                            # build, BLAS, GPU, CUDA versions; why CUDA cannot run
@@ -194,6 +220,31 @@ Run 'tandem <command> --help' for each command's options and examples.)");
 
   CLI::App* bench_cmd = app.add_subcommand("bench", "benchmarks: CPU vs GPU");
   bench_cmd->require_subcommand(1);
+  PredictArgs pred;
+  CLI::App* pred_cmd = app.add_subcommand(
+      "predict", "classify images (PNG/JPEG, 32x32) with a trained run or checkpoint");
+  pred_cmd->footer(R"(Examples:
+  tandem predict --from runs/lenet cat.png ship.jpg       # best.safetensors (else last) of the run
+  tandem predict --from runs/lenet/last.safetensors photos/ --format json
+Prints one row per image: its path, the predicted class, its probability and
+every class's probability (CSV with a header, or a JSON list).)");
+  pred_cmd->add_option("inputs", pred.inputs, "images and folders of images (searched recursively)")
+      ->required();
+  pred_cmd
+      ->add_option("--from", pred.from,
+                   "a run directory (its best.safetensors, else last) or a checkpoint next to "
+                   "its config.json")
+      ->required();
+  pred_cmd->add_option("--format", pred.format, "csv or json")
+      ->check(CLI::IsMember({"csv", "json"}))
+      ->capture_default_str();
+  pred_cmd->add_option("--device", pred.device, "auto, cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+  pred_cmd->add_option("--batch-size", pred.batch_size, "images per forward pass")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
   BenchTrainArgs bt;
   CLI::App* bt_cmd = bench_cmd->add_subcommand(
       "train", "time training steps of one model and batch on the CPU and on CUDA");
@@ -269,6 +320,10 @@ Run 'tandem <command> --help' for each command's options and examples.)");
       if (tta) eval.tta = true;
       if (no_tta) eval.tta = false;
       return run_eval(eval);
+    }
+    if (pred_cmd->parsed()) {
+      command = "tandem predict";
+      return run_predict(pred);
     }
     if (bt_cmd->parsed()) {
       command = "tandem bench train";

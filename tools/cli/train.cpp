@@ -3,6 +3,7 @@
 // progress bar or one log line per epoch, and the run directory: config.json,
 // metrics.csv/.jsonl, last/best.safetensors, loss/accuracy/confusion SVGs and
 // results.json.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -38,6 +39,9 @@ struct Settings {
   uint64_t seed = 0;
   DataArgs data;
   std::string recipe_notes;
+  double clip_grad_norm = 0;  // 0: none
+  int64_t patience = 0;       // 0: no early stopping
+  int64_t limit_batches = 0;  // 0: every batch
 };
 
 json to_json(const Settings& s) {
@@ -64,7 +68,10 @@ json to_json(const Settings& s) {
           {"std", s.std},
           {"seed", s.seed},
           {"data", {{"path", s.data.data}, {"synthetic", s.data.synthetic}}},
-          {"recipe_notes", s.recipe_notes}};
+          {"recipe_notes", s.recipe_notes},
+          {"clip_grad_norm", s.clip_grad_norm},
+          {"patience", s.patience},
+          {"limit_batches", s.limit_batches}};
 }
 
 Settings settings_from_config(const json& config, const std::string& where) {
@@ -98,6 +105,9 @@ Settings settings_from_config(const json& config, const std::string& where) {
     s.data.synthetic = j.at("data").at("synthetic").get<int64_t>();
     s.data.seed = s.seed;
     s.recipe_notes = j.value("recipe_notes", "");
+    s.clip_grad_norm = j.value("clip_grad_norm", 0.0);
+    s.patience = j.value("patience", int64_t{0});
+    s.limit_batches = j.value("limit_batches", int64_t{0});
   } catch (const json::exception& e) {
     throw UsageError(where + " is not a tandem run configuration: " + e.what());
   }
@@ -114,65 +124,138 @@ std::string num_text(double v) {
   return ss.str();
 }
 
+bool was_given(const TrainArgs& args, const std::string& option) {
+  return std::find(args.given.begin(), args.given.end(), option) != args.given.end();
+}
+
+// --config FILE: the settings of a config.json (a run directory's, or
+// --print-config's output), with the options given on the command line over them.
+Settings config_settings(const TrainArgs& args) {
+  if (!is_file(args.config)) throw UsageError("--config " + args.config + ": no such file");
+  const json config = json::parse(read_text_file(args.config), nullptr, false);
+  if (config.is_discarded()) throw UsageError("--config " + args.config + " is not valid JSON");
+  Settings s = settings_from_config(config, "--config " + args.config);
+  if (was_given(args, "--model")) {
+    ModelSpec spec;
+    make_model(args.model, &spec);
+    s.model = args.model;
+    s.preset = spec.preset;
+    s.model_json = spec.json_text;
+  }
+  if (args.epochs) s.epochs = *args.epochs;
+  if (args.batch_size) s.batch_size = *args.batch_size;
+  if (args.val_split) s.val_split = *args.val_split;
+  if (args.optimizer) s.optimizer = *args.optimizer;
+  if (args.schedule) s.schedule = *args.schedule;
+  if (args.lr) s.lr = *args.lr;
+  if (args.weight_decay) s.weight_decay = *args.weight_decay;
+  if (args.momentum) s.momentum = *args.momentum;
+  if (args.label_smoothing) s.label_smoothing = *args.label_smoothing;
+  if (args.seed) s.seed = *args.seed;
+  if (args.no_augment) {
+    s.augment_flip = false;
+    s.augment_translate = 0;
+  }
+  if (args.data.synthetic > 0 || !args.data.data.empty()) s.data = args.data;
+  s.data.seed = s.seed;
+  return s;
+}
+
+// --clip-grad-norm, --patience and --limit-batches (also on --resume).
+void apply_run_options(const TrainArgs& args, Settings* s) {
+  if (args.clip_grad_norm) s->clip_grad_norm = *args.clip_grad_norm;
+  if (args.patience) s->patience = *args.patience;
+  if (args.limit_batches) s->limit_batches = *args.limit_batches;
+  check_range(std::isfinite(s->clip_grad_norm) && s->clip_grad_norm >= 0,
+              "--clip-grad-norm must be > 0 (0: no clipping), got " + num_text(s->clip_grad_norm));
+  check_range(s->patience >= 0,
+              "--patience must be >= 1 (0: no early stopping), got " + std::to_string(s->patience));
+  check_range(s->limit_batches >= 0, "--limit-batches must be >= 1 (0: every batch), got " +
+                                         std::to_string(s->limit_batches));
+}
+
+// The first n samples of `d` (all of them when it has no more).
+td::data::ImageDataset first_samples(const td::data::ImageDataset& d, int64_t n) {
+  if (d.size() <= n) return d;
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i;
+  return d.subset(idx);
+}
+
+// config.json: every setting and the model, loadable by --config.
+json run_config(const Settings& s, const td::Device& device) {
+  return {{"tandem_version", td::build_info().version},
+          {"device", device.is_cuda() ? "cuda" : "cpu"},
+          {"settings", to_json(s)},
+          {"model", json::parse(s.model_json)},
+          {"data", describe_data(s.data)}};
+}
+
 // --model auto: resnet-fast on a GPU; lenet on a CPU, saying why.
-std::string resolve_model_name(const std::string& requested, const td::Device& device) {
+std::string resolve_model_name(const std::string& requested, const td::Device& device,
+                               std::ostream& log) {
   if (requested != "auto") return requested;
   if (device.is_cuda()) {
-    std::cout << "model: resnet-fast (--model auto on a GPU)\n";
+    log << "model: resnet-fast (--model auto on a GPU)\n";
     return "resnet-fast";
   }
-  std::cout << "model: lenet (--model auto on the CPU: resnet-fast needs about 180 times lenet's "
-               "compute per image, 0.24 vs 0.0013 GFLOP forward, which is slow on a CPU; to run it "
-               "here anyway: tandem train --model resnet-fast --device cpu; the estimate below "
-               "says how long lenet takes)\n";
+  log << "model: lenet (--model auto on the CPU: resnet-fast needs about 180 times lenet's "
+         "compute per image, 0.24 vs 0.0013 GFLOP forward, which is slow on a CPU; to run it "
+         "here anyway: tandem train --model resnet-fast --device cpu; the estimate below "
+         "says how long lenet takes)\n";
   return "lenet";
 }
 
 // The options of `args` over the recipe of the model.
 Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
   Settings s;
-  ModelSpec spec;
-  s.model = resolve_model_name(args.model, device);
-  make_model(s.model, &spec);
-  s.preset = spec.preset;
-  s.model_json = spec.json_text;
-  const models::Recipe r = recipe_for(spec);
-  s.recipe_notes = r.notes;
-  s.epochs = args.epochs.value_or(r.epochs);
-  s.batch_size = args.batch_size.value_or(r.batch_size);
-  s.optimizer = args.optimizer.value_or(r.optimizer);
-  const bool recipe_optimizer = s.optimizer == r.optimizer;
-  // Another optimizer than the recipe's starts from that optimizer's defaults.
-  const double default_lr = recipe_optimizer ? r.lr : (s.optimizer == "sgd" ? 0.01 : 1e-3);
-  s.lr = args.lr.value_or(default_lr);
-  s.momentum =
-      args.momentum.value_or(recipe_optimizer ? r.momentum : (s.optimizer == "sgd" ? 0.9 : 0.0));
-  s.nesterov = recipe_optimizer && r.nesterov && !args.momentum;
-  s.weight_decay = args.weight_decay.value_or(
-      recipe_optimizer ? r.weight_decay : (s.optimizer == "adamw" ? 1e-2 : 0.0));
-  s.bn_bias_lr_scale = recipe_optimizer ? r.batchnorm_bias_lr_scale : 1.0;
-  const std::string recipe_schedule =
-      r.schedule == models::Schedule::WarmupLinear ? "warmup-linear" : "constant";
-  s.schedule = args.schedule.value_or(recipe_schedule);
-  if (s.schedule == recipe_schedule && r.schedule == models::Schedule::WarmupLinear) {
-    s.warmup_fraction = r.warmup_fraction;
-    s.start_factor = r.start_factor;
-    s.end_factor = r.end_factor;
-  } else if (s.schedule == "warmup-linear") {
-    s.warmup_fraction = 0.1;
-    s.start_factor = 0.1;
-    s.end_factor = 0.0;
+  if (!args.config.empty()) {
+    s = config_settings(args);
+  } else {
+    ModelSpec spec;
+    s.model = resolve_model_name(args.model, device, args.print_config ? std::cerr : std::cout);
+    make_model(s.model, &spec);
+    s.preset = spec.preset;
+    s.model_json = spec.json_text;
+    const models::Recipe r = recipe_for(spec);
+    s.recipe_notes = r.notes;
+    s.epochs = args.epochs.value_or(r.epochs);
+    s.batch_size = args.batch_size.value_or(r.batch_size);
+    s.optimizer = args.optimizer.value_or(r.optimizer);
+    const bool recipe_optimizer = s.optimizer == r.optimizer;
+    // Another optimizer than the recipe's starts from that optimizer's defaults.
+    const double default_lr = recipe_optimizer ? r.lr : (s.optimizer == "sgd" ? 0.01 : 1e-3);
+    s.lr = args.lr.value_or(default_lr);
+    s.momentum =
+        args.momentum.value_or(recipe_optimizer ? r.momentum : (s.optimizer == "sgd" ? 0.9 : 0.0));
+    s.nesterov = recipe_optimizer && r.nesterov && !args.momentum;
+    s.weight_decay = args.weight_decay.value_or(
+        recipe_optimizer ? r.weight_decay : (s.optimizer == "adamw" ? 1e-2 : 0.0));
+    s.bn_bias_lr_scale = recipe_optimizer ? r.batchnorm_bias_lr_scale : 1.0;
+    const std::string recipe_schedule =
+        r.schedule == models::Schedule::WarmupLinear ? "warmup-linear" : "constant";
+    s.schedule = args.schedule.value_or(recipe_schedule);
+    if (s.schedule == recipe_schedule && r.schedule == models::Schedule::WarmupLinear) {
+      s.warmup_fraction = r.warmup_fraction;
+      s.start_factor = r.start_factor;
+      s.end_factor = r.end_factor;
+    } else if (s.schedule == "warmup-linear") {
+      s.warmup_fraction = 0.1;
+      s.start_factor = 0.1;
+      s.end_factor = 0.0;
+    }
+    s.label_smoothing = args.label_smoothing.value_or(r.label_smoothing);
+    s.augment_flip = r.augment_flip && !args.no_augment;
+    s.augment_translate = args.no_augment ? 0 : r.augment_translate;
+    s.tta_flip = r.tta_flip;
+    s.mean = r.mean;
+    s.std = r.std;
+    s.seed = args.seed.value_or(0);
+    s.data = args.data;
+    s.data.seed = s.seed;
+    s.val_split = args.val_split.value_or(-1);  // -1: a tenth of the training set
   }
-  s.label_smoothing = args.label_smoothing.value_or(r.label_smoothing);
-  s.augment_flip = r.augment_flip && !args.no_augment;
-  s.augment_translate = args.no_augment ? 0 : r.augment_translate;
-  s.tta_flip = r.tta_flip;
-  s.mean = r.mean;
-  s.std = r.std;
-  s.seed = args.seed.value_or(0);
-  s.data = args.data;
-  s.data.seed = s.seed;
-  s.val_split = args.val_split.value_or(-1);  // -1: a tenth of the training set
+  apply_run_options(args, &s);
 
   check_range(s.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(s.epochs));
   check_range(s.batch_size >= 1,
@@ -209,8 +292,9 @@ void check_resume_conflicts(const TrainArgs& args, const Settings& saved, const 
     }
   }
   static const std::vector<std::string> fixed = {
-      "--batch-size", "--optimizer", "--lr",        "--weight-decay",    "--momentum",
-      "--schedule",   "--seed",      "--val-split", "--label-smoothing", "--no-augment"};
+      "--batch-size",      "--optimizer",  "--lr",    "--weight-decay",
+      "--momentum",        "--schedule",   "--seed",  "--val-split",
+      "--label-smoothing", "--no-augment", "--config"};
   for (const std::string& opt : args.given) {
     if (std::find(fixed.begin(), fixed.end(), opt) != fixed.end()) {
       throw UsageError(opt +
@@ -319,42 +403,62 @@ class Progress {
                 << " timed steps)\n"
                 << std::flush;
     }
+    epoch_ = info.epoch;
     if (!tty_) return;
-    const double frac = static_cast<double>(info.step + 1) / static_cast<double>(info.steps);
     // Time per step from the steps after the epoch's first (which started the clock).
     const double elapsed = std::chrono::duration<double>(now - epoch_start_).count();
-    const double eta = info.step == 0 ? std::numeric_limits<double>::quiet_NaN()
-                                      : elapsed / static_cast<double>(info.step) *
-                                            static_cast<double>(info.steps - info.step - 1);
-    const int width = 24;
-    const int filled = static_cast<int>(frac * width);
-    std::string bar(static_cast<size_t>(filled), '#');
-    bar.resize(width, '.');
-    char line[256];
-    std::snprintf(
-        line, sizeof line,
-        "\r\033[Kepoch %lld/%lld [%s] %3.0f%% %7.0f img/s  loss %.4f  acc %5.1f%%  ETA %s",
-        static_cast<long long>(info.epoch + 1), static_cast<long long>(epochs_), bar.c_str(),
-        frac * 100, info.images_per_second, info.loss, info.running_accuracy * 100,
-        format_duration(eta).c_str());
-    std::cout << line << std::flush;
+    ProgressFields f;
+    f.epoch = info.epoch + 1;
+    f.epochs = epochs_;
+    f.done = info.step + 1;
+    f.total = info.steps;
+    f.loss = info.running_loss;
+    f.accuracy = info.running_accuracy;
+    f.elapsed = elapsed;
+    f.eta = info.step == 0 ? std::numeric_limits<double>::quiet_NaN()
+                           : elapsed / static_cast<double>(info.step) *
+                                 static_cast<double>(info.steps - info.step - 1);
+    f.images_per_second = info.images_per_second;
+    draw(f);
+    val_start_ = Clock::now();
+  }
+
+  // The validation pass after an epoch's training steps.
+  void on_val_step(int64_t done, int64_t total) {
+    if (!tty_) return;
+    const double elapsed = std::chrono::duration<double>(Clock::now() - val_start_).count();
+    ProgressFields f;
+    f.epoch = epoch_ + 1;
+    f.epochs = epochs_;
+    f.validating = true;
+    f.done = done;
+    f.total = total;
+    f.elapsed = elapsed;
+    f.eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
+    draw(f);
+  }
+
+  void draw(const ProgressFields& f) {
+    std::cout << "\r\033[K" << progress_line(f, terminal_columns()) << std::flush;
     bar_shown_ = true;
   }
 
   void on_epoch(const train::EpochStats& e) {
     clear_bar();
     char line[512];
+    // Fixed decimals: "1.0000" beside "0.4642", never "1".
     auto acc = [](double v) {
-      return std::isfinite(v) ? num_text(std::round(v * 1e4) / 1e4) : std::string("n/a");
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.4f", v);
+      return std::isfinite(v) ? std::string(buf) : std::string("n/a");
     };
-    std::snprintf(
-        line, sizeof line,
-        "(Epoch %lld / %lld) train acc: %s; val acc: %s; train loss: %.4f; val loss: %s; "
-        "lr: %.4g; %.0f img/s; %s\n",
-        static_cast<long long>(e.epoch + 1), static_cast<long long>(epochs_),
-        acc(e.train_accuracy).c_str(), acc(e.val_accuracy).c_str(), e.train_loss,
-        std::isfinite(e.val_loss) ? num_text(std::round(e.val_loss * 1e4) / 1e4).c_str() : "n/a",
-        e.lr, e.images_per_second, format_duration(e.seconds).c_str());
+    std::snprintf(line, sizeof line,
+                  "(Epoch %lld / %lld) train acc: %s; val acc: %s; train loss: %.4f; val loss: %s; "
+                  "lr: %.4g; %.0f img/s; %s\n",
+                  static_cast<long long>(e.epoch + 1), static_cast<long long>(epochs_),
+                  acc(e.train_accuracy).c_str(), acc(e.val_accuracy).c_str(), e.train_loss,
+                  acc(e.val_loss).c_str(), e.lr, e.images_per_second,
+                  format_duration(e.seconds).c_str());
     std::cout << line << std::flush;
   }
 
@@ -364,10 +468,10 @@ class Progress {
   }
 
  private:
-  int64_t epochs_, first_epoch_ = 0, val_images_;
+  int64_t epochs_, first_epoch_ = 0, val_images_, epoch_ = 0;
   bool tty_;
   bool bar_shown_ = false, estimated_ = false;
-  Clock::time_point epoch_start_, timed_start_;
+  Clock::time_point epoch_start_, timed_start_, val_start_;
   int64_t timed_steps_ = 0;
   double step_seconds_ = 0;
 };
@@ -446,6 +550,37 @@ json result_json(const train::EvalResult& r, const std::vector<std::string>& cla
           {"confusion", r.confusion}};
 }
 
+// The test set on best.safetensors too (Keras' restore_best_weights, Lightning's
+// ckpt_path="best"): results.json's "best_checkpoint". When the best epoch is
+// the last, the last model's result is the best's.
+json test_best_checkpoint(const train::Trainer& trainer, const Settings& s,
+                          const td::Device& device, const td::data::ImageDataset& test_set,
+                          const std::vector<std::string>& classes, int workers,
+                          const train::EvalResult& last) {
+  const train::History& h = trainer.history();
+  const std::string path = trainer.best_checkpoint_path();
+  if (h.best_epoch < 0 || path.empty() || !is_file(path)) return json();
+  train::EvalResult r = last;
+  if (h.best_epoch + 1 != trainer.epochs_done()) {
+    td::nn::Sequential best = td::models::from_json(s.model_json);
+    td::load(*best, path);
+    best->to(device);
+    td::data::DataLoader loader(test_set, loader_options(s, device, false, workers));
+    r = train::evaluate(*best, loader, 10, s.tta_flip);
+  }
+  char line[160];
+  std::snprintf(line, sizeof line,
+                "test accuracy of best.safetensors (epoch %lld, val acc %.4f): %.2f%%%s\n",
+                static_cast<long long>(h.best_epoch + 1), h.best_val_accuracy, r.accuracy * 100,
+                h.best_epoch + 1 == trainer.epochs_done() ? " (the last epoch's model)" : "");
+  std::cout << line;
+  json j = result_json(r, classes);
+  j["path"] = path;
+  j["epoch"] = h.best_epoch + 1;
+  j["val_accuracy"] = nullable(h.best_val_accuracy);
+  return j;
+}
+
 // Where --resume points: a run directory or a checkpoint file inside one.
 void resume_paths(const std::string& resume, std::string* dir, std::string* checkpoint) {
   if (is_directory(resume)) {
@@ -473,7 +608,9 @@ void resume_paths(const std::string& resume, std::string* dir, std::string* chec
 int run_train(const TrainArgs& args) {
   std::string why;
   const td::Device device = resolve_device(args.device, &why);
-  std::cout << "device: " << why << "\n";
+  // --print-config prints the JSON alone on stdout; what the run says goes to stderr.
+  std::ostream& log = args.print_config ? std::cerr : std::cout;
+  log << "device: " << why << "\n";
 
   Settings s;
   std::string checkpoint, out = args.out;
@@ -492,10 +629,17 @@ int run_train(const TrainArgs& args) {
       s.data.seed = s.seed;
     }
     if (out.empty()) out = dir;
-    std::cout << "resuming " << checkpoint << " (model " << s.model << ")\n";
+    apply_run_options(args, &s);
+    log << "resuming " << checkpoint << " (model " << s.model << ")\n";
   } else {
-    if (out.empty()) throw UsageError("--out RUN_DIR is required (where the run's files go)");
     s = resolve_settings(args, device);
+    if (out.empty() && !args.print_config) {
+      throw UsageError("--out RUN_DIR is required (where the run's files go)");
+    }
+  }
+  if (args.print_config) {
+    std::cout << run_config(s, device).dump(2) << "\n";
+    return kExitOk;
   }
 
   td::data::Cifar10 cifar = load_data(s.data);
@@ -510,6 +654,15 @@ int run_train(const TrainArgs& args) {
         cifar.train, static_cast<double>(s.val_split) / static_cast<double>(n_train), s.seed);
     train_set = std::move(split.first);
     val_set = std::move(split.second);
+  }
+  if (s.limit_batches > 0) {
+    // A smoke test: the first N batches of each set.
+    const int64_t eval_batch = std::max<int64_t>(s.batch_size, 256);
+    train_set = first_samples(train_set, s.limit_batches * s.batch_size);
+    val_set = first_samples(val_set, s.limit_batches * eval_batch);
+    cifar.test = first_samples(cifar.test, s.limit_batches * eval_batch);
+    std::cout << "--limit-batches " << s.limit_batches << ": " << train_set.size() << " training / "
+              << val_set.size() << " validation / " << cifar.test.size() << " test images\n";
   }
 
   td::manual_seed(s.seed);
@@ -535,12 +688,7 @@ int run_train(const TrainArgs& args) {
       make_scheduler(s, *opt, s.epochs * train_loader.num_batches());
 
   make_directories(out);
-  json config = {{"tandem_version", td::build_info().version},
-                 {"device", device.is_cuda() ? "cuda" : "cpu"},
-                 {"settings", to_json(s)},
-                 {"model", json::parse(s.model_json)},
-                 {"data", describe_data(s.data)}};
-  write_text_file(out + "/config.json", config.dump(2) + "\n");
+  write_text_file(out + "/config.json", run_config(s, device).dump(2) + "\n");
 
   std::cout << "model: " << s.model << " (" << count_parameters(*net) << " parameters), "
             << s.optimizer << " lr " << s.lr << ", batch " << s.batch_size << ", " << s.epochs
@@ -557,6 +705,11 @@ int run_train(const TrainArgs& args) {
   topt.tta_flip = s.tta_flip;
   topt.checkpoint_dir = out;
   topt.on_step = [&progress](const train::StepInfo& i) { progress.on_step(i); };
+  topt.on_val_step = [&progress](int64_t done, int64_t total) {
+    progress.on_val_step(done, total);
+  };
+  topt.clip_grad_norm = s.clip_grad_norm;
+  topt.patience = s.patience;
   // The metrics files and curves are rewritten after every epoch, so an
   // interrupted run still has them.
   const train::Trainer* running = nullptr;
@@ -574,6 +727,11 @@ int run_train(const TrainArgs& args) {
   const auto t0 = Clock::now();
   try {
     trainer.fit(train_loader, val_loader.get());
+    if (trainer.stopped_early()) {
+      std::cout << "early stopping: validation accuracy has not improved for " << s.patience
+                << " epoch(s) since epoch " << trainer.history().best_epoch + 1 << " ("
+                << trainer.epochs_done() << " of " << s.epochs << " epochs run)\n";
+    }
   } catch (const train::NonFiniteLoss& e) {
     progress.clear_bar();
     write_metrics(out, trainer.history());
@@ -599,6 +757,10 @@ int run_train(const TrainArgs& args) {
   results["train_seconds"] = train_seconds;
   results["evaluated"] =
       "the model after the last epoch" + std::string(s.tta_flip ? ", flip TTA" : "");
+  results["evaluated_checkpoint"] = "last";
+  results["stopped_early"] = trainer.stopped_early();
+  results["best_checkpoint"] =
+      test_best_checkpoint(trainer, s, device, cifar.test, classes, args.workers, test);
   write_text_file(out + "/results.json", results.dump(2) + "\n");
   std::cout << "wrote " << out << "/{config.json, metrics.csv, metrics.jsonl, last.safetensors"
             << (trainer.history().best_epoch >= 0 ? ", best.safetensors" : "")
