@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tests of the `tandem` command-line tool (tools/cli/), run on the built binary.
 
-    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|train|model_json|bench|info]
+    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|train|model_json|bench|info|ux]
 
 Runs are small (synthetic CIFAR-shaped sets of a few hundred images, lenet or
 mlp, 1-3 epochs) so that the whole file takes well under a minute on a CPU.
@@ -326,7 +326,200 @@ class Info(unittest.TestCase):
         self.assertIn("hostname", json.loads(out))
 
 
-GROUPS = {"errors": Errors, "train": Train, "model_json": ModelJson, "bench": Bench, "info": Info}
+def write_png(path, width, height, rgb):
+    """A solid-colour RGB PNG, written with zlib alone."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        c = struct.pack(">I", len(data)) + kind + data
+        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def run_in_terminal(args, columns, timeout=240):
+    """Runs tandem on a pseudo-terminal `columns` wide; returns (rc, everything it wrote)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = dict(os.environ, OMP_NUM_THREADS="2", COLUMNS=str(columns))
+    env.pop("TANDEM_CIFAR10", None)
+    p = subprocess.Popen([TANDEM, *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return p.wait(timeout=timeout), b"".join(chunks).decode(errors="replace")
+
+
+class Ux(unittest.TestCase):
+    """Issue 24: plots and progress, and the options users of Keras, Lightning or timm reach for."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def train(self, *extra, out="run"):
+        run_dir = os.path.join(self.dir, out)
+        rc, o, e = run("train", "--synthetic", "128", "--model", "mlp", "--batch-size", "16", *extra,
+                       "--out", run_dir)
+        self.assertEqual(rc, 0, o + e)
+        return run_dir, o, e
+
+    def test_summary_line_fixed_decimals_and_one_epoch_plots(self):
+        # One validation image: its accuracy is exactly 0 or 1, once printed "1" beside "0.4642".
+        run_dir, out, _ = self.train("--epochs", "1", "--val-split", "1")
+        line = [l for l in out.splitlines() if l.startswith("(Epoch 1 / 1)")][0]
+        import re
+        self.assertRegex(line, r"train acc: \d\.\d{4}; val acc: \d\.\d{4}; train loss: \d+\.\d{4}; "
+                               r"val loss: \d+\.\d{4};", line)
+        # A 1-epoch run's plots show a marker per point (a 1-point polyline draws nothing).
+        for svg in ("loss.svg", "accuracy.svg"):
+            self.assertEqual(len(parse_svg(os.path.join(run_dir, svg)).getElementsByTagName("circle")), 2, svg)
+
+    def test_progress_bar_fits_terminal(self):
+        rc, text = run_in_terminal(["train", "--synthetic", "640", "--model", "mlp", "--batch-size", "16",
+                                    "--epochs", "1", "--val-split", "160", "--workers", "1",
+                                    "--out", os.path.join(self.dir, "run")], 60)
+        self.assertEqual(rc, 0, text)
+        segments = [s.replace("\x1b[K", "") for s in text.replace("\n", "\r").split("\r")]
+        bars = [s for s in segments if s.startswith("epoch ")]
+        self.assertTrue(bars, text)
+        for b in bars:
+            self.assertLess(len(b), 60, repr(b))  # never wraps in a 60-column terminal
+        train_bars = [b for b in bars if " val " not in b]
+        self.assertIn("epoch 1/1 30/30 [", train_bars[-1])  # the step counter
+        self.assertTrue(any(b.startswith("epoch 1/1 val 1/1") for b in bars), bars)  # validation
+        # The bar's loss is the epoch's running mean: at the last step, the epoch's train loss.
+        summary = [s for s in segments if s.startswith("(Epoch 1 / 1)")][0]
+        epoch_loss = summary.split("train loss: ")[1].split(";")[0]
+        self.assertIn(f"loss {epoch_loss} ", train_bars[-1] + " ")
+        # Not a terminal: one plain line per epoch, no redraws.
+        _, out, _ = self.train("--epochs", "1", out="plain")
+        self.assertNotIn("\r", out)
+
+    def test_clip_grad_norm(self):
+        run_dir, _, _ = self.train("--epochs", "1", "--clip-grad-norm", "0.5", "--lr", "0.5")
+        with open(os.path.join(run_dir, "config.json")) as f:
+            self.assertEqual(json.load(f)["settings"]["clip_grad_norm"], 0.5)
+        rc, out, err = run("train", "--synthetic", "64", "--clip-grad-norm", "-1", "--out", self.dir)
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("--clip-grad-norm must be", err)
+
+    def test_patience_and_best_checkpoint(self):
+        # An lr of 1e-12 changes nothing: no epoch after the first improves.
+        run_dir, out, _ = self.train("--epochs", "10", "--val-split", "32", "--lr", "1e-12", "--patience", "2")
+        self.assertIn("early stopping", out)
+        with open(os.path.join(run_dir, "metrics.csv")) as f:
+            self.assertEqual(len(list(csv.DictReader(f))), 3)
+        with open(os.path.join(run_dir, "results.json")) as f:
+            r = json.load(f)
+        self.assertTrue(r["stopped_early"])
+        self.assertEqual(r["epochs"], 3)
+        self.assertEqual(r["evaluated_checkpoint"], "last")
+        best = r["best_checkpoint"]
+        self.assertEqual(best["epoch"], 1)
+        self.assertTrue(best["path"].endswith("best.safetensors"))
+        self.assertTrue(0 <= best["test_accuracy"] <= 1)
+        self.assertEqual(sum(map(sum, best["confusion"])), r["test_images"])
+        self.assertIn("test accuracy of best.safetensors (epoch 1", out)
+
+    def test_limit_batches(self):
+        run_dir, out, _ = self.train("--epochs", "1", "--limit-batches", "2", "--val-split", "32")
+        self.assertIn("--limit-batches 2: 32 training / 32 validation / 32 test images", out)
+        with open(os.path.join(run_dir, "results.json")) as f:
+            self.assertEqual(json.load(f)["test_images"], 32)
+
+    def test_predict(self):
+        run_dir, _, _ = self.train("--epochs", "1", "--val-split", "16")
+        imgs = os.path.join(self.dir, "imgs")
+        os.makedirs(os.path.join(imgs, "sub"))
+        write_png(os.path.join(imgs, "red.png"), 32, 32, (250, 10, 10))
+        write_png(os.path.join(imgs, "sub", "blue.png"), 32, 32, (10, 10, 250))
+        rc, out, err = run("predict", "--from", run_dir, os.path.join(imgs, "red.png"), imgs)
+        self.assertEqual(rc, 0, out + err)
+        rows = list(csv.DictReader(out.splitlines()))
+        self.assertEqual(len(rows), 3)
+        self.assertEqual([os.path.basename(r["path"]) for r in rows], ["red.png", "red.png", "blue.png"])
+        for r in rows:
+            probs = [float(v) for k, v in r.items() if k.startswith("p_")]
+            self.assertEqual(len(probs), 10)
+            self.assertAlmostEqual(sum(probs), 1.0, places=4)
+            self.assertEqual(float(r["probability"]), max(probs))
+        rc, out, err = run("predict", "--from", os.path.join(run_dir, "last.safetensors"), imgs, "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        j = json.loads(out)
+        self.assertEqual(len(j), 2)
+        self.assertIn(j[0]["class"], j[0]["probabilities"])
+        write_png(os.path.join(self.dir, "big.png"), 48, 40, (1, 2, 3))
+        rc, out, err = run("predict", "--from", run_dir, os.path.join(self.dir, "big.png"))
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("48x40", err)
+        rc, out, err = run("predict", "--from", run_dir, os.path.join(self.dir, "none.png"))
+        self.assertEqual(rc, 2, out + err)
+
+    def test_print_config_and_config_file(self):
+        rc, out, err = run("train", "--synthetic", "96", "--model", "mlp", "--lr", "0.02", "--epochs", "2",
+                           "--batch-size", "16", "--print-config")
+        self.assertEqual(rc, 0, out + err)
+        printed = json.loads(out)  # JSON alone on stdout
+        self.assertEqual(printed["settings"]["lr"], 0.02)
+        self.assertFalse(os.listdir(self.dir))  # nothing trained or written
+        path = os.path.join(self.dir, "printed.json")
+        with open(path, "w") as f:
+            f.write(out)
+        run_dir, _, _ = self.train("--config", path, out="a")
+        with open(os.path.join(run_dir, "config.json")) as f:
+            a = json.load(f)
+        self.assertEqual(a["settings"]["lr"], 0.02)
+        self.assertEqual(a["settings"]["epochs"], 2)
+        # A run directory's config.json reproduces the run; given options override it.
+        b_dir = os.path.join(self.dir, "b")
+        rc, out, err = run("train", "--config", os.path.join(run_dir, "config.json"), "--epochs", "1",
+                           "--out", b_dir)
+        self.assertEqual(rc, 0, out + err)
+        with open(os.path.join(b_dir, "config.json")) as f:
+            b = json.load(f)
+        self.assertEqual(b["settings"]["epochs"], 1)
+        a["settings"]["epochs"] = 1
+        self.assertEqual(a["settings"], b["settings"])
+        self.assertEqual(a["model"], b["model"])
+        rc, out, err = run("train", "--config", os.path.join(self.dir, "nope.json"), "--out", b_dir)
+        self.assertEqual(rc, 2, out + err)
+
+    def test_example_model_file_trains_one_step(self):
+        example = os.path.join(ROOT, "examples", "models", "small_cnn.json")
+        run_dir = os.path.join(self.dir, "ex")
+        rc, out, err = run("train", "--model", example, "--synthetic", "64", "--batch-size", "32",
+                           "--limit-batches", "1", "--epochs", "1", "--val-split", "0", "--out", run_dir)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("32 training", out)
+        with open(os.path.join(run_dir, "metrics.csv")) as f:
+            self.assertEqual(len(list(csv.DictReader(f))), 1)
+        with open(example) as f:
+            types = [l["type"] for l in json.load(f)["layers"]]
+        with open(os.path.join(run_dir, "config.json")) as f:
+            self.assertEqual([l["type"] for l in json.load(f)["model"]["layers"]], types)
+
+
+GROUPS = {"errors": Errors, "train": Train, "model_json": ModelJson, "bench": Bench, "info": Info, "ux": Ux}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
