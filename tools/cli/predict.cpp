@@ -58,8 +58,8 @@ int run_predict(const PredictArgs& args) {
   std::string dir, checkpoint;
   if (is_directory(args.from)) {
     dir = args.from;
-    checkpoint = is_file(dir + "/best.safetensors") ? dir + "/best.safetensors"
-                                                    : dir + "/last.safetensors";
+    checkpoint =
+        is_file(dir + "/best.safetensors") ? dir + "/best.safetensors" : dir + "/last.safetensors";
     if (!is_file(checkpoint)) {
       throw UsageError("--from " + args.from + ": no best.safetensors or last.safetensors in it");
     }
@@ -130,7 +130,8 @@ int run_predict(const PredictArgs& args) {
     td::Tensor x = td::from_vector(pixels, {n, 3, 32, 32}).to(device);
     td::Tensor logits = (*net)(x);
     if (tta) {
-      const td::Tensor idx = td::arange(31.0, -1.0, -1.0, td::TensorOptions(td::kInt64).device(device));
+      const td::Tensor idx =
+          td::arange(31.0, -1.0, -1.0, td::TensorOptions(td::kInt64).device(device));
       logits = (logits + (*net)(td::index_select(x, 3, idx))) * 0.5;
     }
     const std::vector<float> probs =

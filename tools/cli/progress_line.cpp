@@ -15,7 +15,7 @@
 namespace cli {
 
 int terminal_columns() {
-  struct winsize ws{};
+  struct winsize ws {};
   if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
   if (const char* c = std::getenv("COLUMNS")) {
     const int n = std::atoi(c);
@@ -32,9 +32,9 @@ std::string progress_line(const ProgressFields& f, int columns) {
   };
   const double frac =
       f.total > 0 ? static_cast<double>(f.done) / static_cast<double>(f.total) : 0.0;
-  const std::string head = fmt("epoch %lld/%lld ", static_cast<long long>(f.epoch),
-                               static_cast<long long>(f.epochs)) +
-                           (f.validating ? "val " : "");
+  const std::string head =
+      fmt("epoch %lld/%lld ", static_cast<long long>(f.epoch), static_cast<long long>(f.epochs)) +
+      (f.validating ? "val " : "");
   const std::string counter =
       fmt("%lld/%lld", static_cast<long long>(f.done), static_cast<long long>(f.total));
   // Fields after the bar, most useful first; dropped from the end to fit.

@@ -438,7 +438,15 @@ class Progress {
     draw(f);
   }
 
+  // At most 20 redraws a second (and always the last of a pass), so that a
+  // fast model's steps do not wait on the terminal.
   void draw(const ProgressFields& f) {
+    const auto now = Clock::now();
+    if (f.done != f.total && bar_shown_ &&
+        std::chrono::duration<double>(now - last_draw_).count() < 0.05) {
+      return;
+    }
+    last_draw_ = now;
     std::cout << "\r\033[K" << progress_line(f, terminal_columns()) << std::flush;
     bar_shown_ = true;
   }
@@ -471,7 +479,7 @@ class Progress {
   int64_t epochs_, first_epoch_ = 0, val_images_, epoch_ = 0;
   bool tty_;
   bool bar_shown_ = false, estimated_ = false;
-  Clock::time_point epoch_start_, timed_start_, val_start_;
+  Clock::time_point epoch_start_, timed_start_, val_start_, last_draw_;
   int64_t timed_steps_ = 0;
   double step_seconds_ = 0;
 };
