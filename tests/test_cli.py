@@ -405,7 +405,8 @@ class Ux(unittest.TestCase):
         for b in bars:
             self.assertLess(len(b), 60, repr(b))  # never wraps in a 60-column terminal
         train_bars = [b for b in bars if " val " not in b]
-        self.assertIn("epoch 1/1 30/30 [", train_bars[-1])  # the step counter
+        self.assertTrue(train_bars[-1].startswith("epoch 1/1 30/30 "), train_bars)  # the step counter
+        self.assertRegex(train_bars[-1], r" \d+\.\d s ETA ")  # elapsed time and ETA
         self.assertTrue(any(b.startswith("epoch 1/1 val 1/1") for b in bars), bars)  # validation
         # The bar's loss is the epoch's running mean: at the last step, the epoch's train loss.
         summary = [s for s in segments if s.startswith("(Epoch 1 / 1)")][0]

@@ -54,10 +54,13 @@ std::string progress_line(const ProgressFields& f, int columns) {
     for (const std::string& t : tail) n += t.size();
     return static_cast<int>(n);
   };
+  // Narrow the bar, then drop images/s, then the bar, then fields from the end:
+  // the step counter and the elapsed time outlast the bar.
   int bar = 30;
   while (bar > 10 && length(bar) > limit) --bar;
-  while (length(bar) > limit && tail.size() > 1) tail.pop_back();
+  if (length(bar) > limit && !f.validating && f.images_per_second > 0) tail.pop_back();
   if (length(bar) > limit) bar = 0;
+  while (length(bar) > limit && tail.size() > 1) tail.pop_back();
   std::string line = head + counter;
   if (bar > 0) {
     const int filled = static_cast<int>(frac * bar);
