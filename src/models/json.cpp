@@ -23,6 +23,7 @@ using ModulePtr = std::shared_ptr<nn::Module>;
 
 constexpr const char* kFormat = "tandem-model";
 constexpr int64_t kVersion = 1;
+constexpr int64_t kMaxNesting = 200;  // JSON levels a model file may use
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -419,9 +420,40 @@ Json layers_json(const nn::Module& model, const std::string& prefix) {
   return list;
 }
 
+// Deepest nesting of objects and arrays in `text` (outside strings), stopping
+// once past `limit`: parsing and building a hostile file nested 10,000 deep
+// would otherwise overflow the stack.
+int64_t json_nesting(const std::string& text, int64_t limit) {
+  int64_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) break;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 }  // namespace
 
 nn::Sequential from_json(const std::string& json_text) {
+  if (json_nesting(json_text, kMaxNesting) > kMaxNesting) {
+    TANDEM_FAIL("model json: lists and objects nest deeper than ", kMaxNesting,
+                " levels; a model is a few levels deep (each Sequential or Residual adds two)");
+  }
   Json top;
   try {
     top = Json::parse(json_text);
