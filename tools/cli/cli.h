@@ -50,6 +50,12 @@ td::data::Cifar10 load_data(const DataArgs& args);
 // N random CIFAR-shaped images whose mean colour depends on the label (so a
 // model can learn something), and N / 4 (at least 10) test images.
 td::data::Cifar10 synthetic_cifar(int64_t n, uint64_t seed);
+// A data-preparation message with the library's option names
+// (Cifar10Options::source, ::download, ::cache_dir) replaced by what the user
+// gave: `source` (the words for the source: "--data", the import argument),
+// `cache` (the cache flag, "--cache-dir", or "" where the command has none).
+std::string with_flag_names(std::string message, const std::string& source,
+                            const std::string& cache);
 // A short description of the data source for config.json.
 json describe_data(const DataArgs& args);
 
@@ -96,7 +102,9 @@ struct TrainArgs {
   std::string out;
   std::string resume;
   bool no_augment = false;
+  bool overwrite = false;  // --overwrite: a non-empty --out is allowed
   int workers = 2;
+  int threads = 0;  // --threads (set by main)
   // Which options the user gave (for the --resume conflict check).
   std::vector<std::string> given;
 };

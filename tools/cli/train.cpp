@@ -3,9 +3,19 @@
 // progress bar or one log line per epoch, and the run directory: config.json,
 // metrics.csv/.jsonl, last/best.safetensors, loss/accuracy/confusion SVGs and
 // results.json.
+#include <omp.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -190,7 +200,8 @@ Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
               "--schedule must be constant, warmup-linear or cosine, got '" + s.schedule + "'");
   check_range(s.label_smoothing >= 0 && s.label_smoothing < 1,
               "--label-smoothing must be in [0, 1), got " + num_text(s.label_smoothing));
-  check_range(s.val_split >= -1, "--val-split must be >= 0, got " + std::to_string(s.val_split));
+  check_range(!args.val_split || *args.val_split >= 0,
+              "--val-split must be >= 0, got " + std::to_string(s.val_split));
   return s;
 }
 
@@ -286,6 +297,167 @@ td::data::LoaderOptions loader_options(const Settings& s, const td::Device& devi
   o.workers = workers;
   return o;
 }
+
+// ---- Checks before anything is written -------------------------------------------------
+
+// A forward pass of two images through a fresh copy of the model, layer by
+// layer, on the CPU: shape errors and an output size that is not the number
+// of classes are found before the run directory exists. Run before the seed
+// is set (building the copy draws from the default generator).
+void check_model_runs(const Settings& s, int64_t num_classes) {
+  td::nn::Sequential probe = td::models::from_json(s.model_json);
+  probe->eval();
+  td::NoGradGuard no_grad;
+  td::Tensor x = td::zeros({2, 3, 32, 32});
+  for (size_t i = 0; i < probe->size(); ++i) {
+    const std::shared_ptr<td::nn::Module> layer = (*probe)[i];
+    const td::Shape in = x.sizes();
+    try {
+      x = layer->forward(x);
+    } catch (const td::Error& e) {
+      throw UsageError("--model " + s.model + ": layer " + std::to_string(i) + " (" +
+                       layer->type_name() + ") cannot take its input of shape " +
+                       td::shape_str(in) +
+                       " (a batch of 2 CIFAR images, 2x3x32x32, "
+                       "through the layers before it): " +
+                       e.message());
+    }
+  }
+  if (x.dim() != 2 || x.size(1) != num_classes) {
+    const std::string outputs = x.dim() == 2 ? std::to_string(x.size(1)) + " outputs"
+                                             : "output shape " + td::shape_str(x.sizes());
+    throw UsageError("--model " + s.model + ": the model gives " + outputs +
+                     " per image, but the data has " + std::to_string(num_classes) +
+                     " classes: its last layer must give one score per class (shape [N, " +
+                     std::to_string(num_classes) + "])");
+  }
+}
+
+// What `tandem train` writes into a run directory (--overwrite replaces these).
+const std::vector<std::string>& run_files() {
+  static const std::vector<std::string> files = {
+      "config.json", "metrics.csv",  "metrics.jsonl", "last.safetensors", "best.safetensors",
+      "loss.svg",    "accuracy.svg", "confusion.svg", "results.json"};
+  return files;
+}
+
+std::vector<std::string> directory_entries(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A new directory runs/<date-time> (with -2, -3 ... when taken).
+std::string new_run_dir() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::localtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  std::string dir = std::string("runs/") + stamp;
+  for (int n = 2; std::filesystem::exists(dir); ++n) {
+    dir = std::string("runs/") + stamp + "-" + std::to_string(n);
+  }
+  return dir;
+}
+
+// --out (or --resume's directory written into): a non-empty directory that is
+// not the run being resumed is refused unless --overwrite.
+void check_out_dir(const std::string& out, const std::string& resumed_dir, bool overwrite) {
+  if (out.empty()) return;
+  if (std::filesystem::exists(out) && !is_directory(out)) {
+    throw UsageError("--out " + out + " is a file, not a directory");
+  }
+  if (!is_directory(out) || overwrite) return;
+  std::error_code ec;
+  if (!resumed_dir.empty() && std::filesystem::equivalent(out, resumed_dir, ec)) return;
+  const std::vector<std::string> names = directory_entries(out);
+  if (names.empty()) return;
+  std::string some;
+  for (size_t i = 0; i < names.size() && i < 3; ++i) some += (i ? ", " : "") + names[i];
+  if (names.size() > 3) some += ", ...";
+  throw UsageError("--out " + out + " is not empty (" + std::to_string(names.size()) +
+                   " file(s): " + some +
+                   "); a new run would overwrite its files. Continue that run with "
+                   "'tandem train --resume " +
+                   out +
+                   "', choose a new --out (or none: a new "
+                   "runs/<date-time>), or give --overwrite to replace its run files");
+}
+
+// Temporaries that a killed process left behind: "<file>.tmp.<pid>.<n>" of a
+// checkpoint whose writer is gone, and "<file>.tmp" of the text files.
+void remove_stale_temporaries(const std::string& dir) {
+  for (const std::string& name : directory_entries(dir)) {
+    bool stale = false;
+    const size_t at = name.find(".safetensors.tmp.");
+    if (at != std::string::npos) {
+      const long pid = std::atol(name.c_str() + at + std::strlen(".safetensors.tmp."));
+      stale = pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
+    } else if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
+      const std::string base = name.substr(0, name.size() - 4);
+      stale = std::find(run_files().begin(), run_files().end(), base) != run_files().end();
+    }
+    if (stale) {
+      std::error_code ec;
+      std::filesystem::remove(dir + "/" + name, ec);
+      std::cout << "removed " << dir << "/" << name << " (a temporary left by a killed run)\n";
+    }
+  }
+}
+
+// How many epochs a last.safetensors holds (Trainer's "tandem.train.epochs_done").
+int64_t epochs_in_checkpoint(const std::string& path) {
+  const td::SafetensorsFile f = td::load_safetensors(path);
+  const auto it = f.metadata.find("tandem.train.epochs_done");
+  if (it == f.metadata.end()) return -1;
+  return std::atoll(it->second.c_str());
+}
+
+// The name of a parameter or buffer holding NaN or infinity, or "".
+std::string first_non_finite(const td::nn::Module& model) {
+  td::NoGradGuard no_grad;
+  td::nn::StateDict all = model.named_parameters();
+  for (auto& b : model.named_buffers()) all.push_back(b);
+  for (const auto& [name, t] : all) {
+    if (!td::is_floating(t.dtype())) continue;
+    if (!std::isfinite(td::sum(t.detach()).item<double>())) return name;
+  }
+  return "";
+}
+
+// ---- Ctrl-C ------------------------------------------------------------------------------
+
+// SIGINT during training: the current step finishes, the epoch is abandoned
+// (last.safetensors keeps the last finished one) and the run says how to go
+// on. A second Ctrl-C ends the process at once (SA_RESETHAND).
+volatile sig_atomic_t g_interrupted = 0;
+extern "C" void on_sigint(int) { g_interrupted = 1; }
+
+struct Interrupted {};
+
+class SigintHandler {
+ public:
+  SigintHandler() {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_);
+  }
+  ~SigintHandler() { ::sigaction(SIGINT, &old_, nullptr); }
+  SigintHandler(const SigintHandler&) = delete;
+  SigintHandler& operator=(const SigintHandler&) = delete;
+
+ private:
+  struct sigaction old_ {};
+};
+
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
 
 // ---- Progress -------------------------------------------------------------------------
 
@@ -473,13 +645,18 @@ void resume_paths(const std::string& resume, std::string* dir, std::string* chec
 int run_train(const TrainArgs& args) {
   std::string why;
   const td::Device device = resolve_device(args.device, &why);
+  if (device.is_cpu()) {
+    const int threads = omp_get_max_threads();
+    why += "; " + std::to_string(threads) + " CPU thread" + (threads == 1 ? "" : "s") +
+           (args.threads > 0 ? " (--threads)" : "");
+  }
   std::cout << "device: " << why << "\n";
 
   Settings s;
   std::string checkpoint, out = args.out;
   json saved_config;
+  std::string dir;
   if (!args.resume.empty()) {
-    std::string dir;
     resume_paths(args.resume, &dir, &checkpoint);
     saved_config = json::parse(read_text_file(dir + "/config.json"), nullptr, false);
     if (saved_config.is_discarded()) throw UsageError(dir + "/config.json is not valid JSON");
@@ -487,16 +664,24 @@ int run_train(const TrainArgs& args) {
     check_resume_conflicts(args, s, dir);
     if (args.epochs) s.epochs = *args.epochs;
     check_range(s.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(s.epochs));
+    const int64_t done = epochs_in_checkpoint(checkpoint);
+    check_range(done <= s.epochs, "--epochs " + std::to_string(s.epochs) + " is below the " +
+                                      std::to_string(done) + " epochs " + checkpoint +
+                                      " has done; give --epochs " + std::to_string(done + 1) +
+                                      " or more to train on (the total, counting those done)");
     if (args.data.synthetic > 0 || !args.data.data.empty()) {
       s.data = args.data;
       s.data.seed = s.seed;
     }
+    check_out_dir(out, dir, args.overwrite);
     if (out.empty()) out = dir;
     std::cout << "resuming " << checkpoint << " (model " << s.model << ")\n";
   } else {
-    if (out.empty()) throw UsageError("--out RUN_DIR is required (where the run's files go)");
     s = resolve_settings(args, device);
+    check_out_dir(out, "", args.overwrite);
+    if (out.empty()) out = new_run_dir();
   }
+  check_model_runs(s, 10);
 
   td::data::Cifar10 cifar = load_data(s.data);
   const int64_t n_train = cifar.train.size();
@@ -534,7 +719,14 @@ int run_train(const TrainArgs& args) {
   std::unique_ptr<optim::LRScheduler> sched =
       make_scheduler(s, *opt, s.epochs * train_loader.num_batches());
 
+  if (args.overwrite && is_directory(out)) {
+    for (const std::string& f : run_files()) {
+      std::error_code ec;
+      std::filesystem::remove(out + "/" + f, ec);
+    }
+  }
   make_directories(out);
+  remove_stale_temporaries(out);
   json config = {{"tandem_version", td::build_info().version},
                  {"device", device.is_cuda() ? "cuda" : "cpu"},
                  {"settings", to_json(s)},
@@ -556,7 +748,10 @@ int run_train(const TrainArgs& args) {
   topt.scheduler_step = train::SchedulerStep::PerBatch;
   topt.tta_flip = s.tta_flip;
   topt.checkpoint_dir = out;
-  topt.on_step = [&progress](const train::StepInfo& i) { progress.on_step(i); };
+  topt.on_step = [&progress](const train::StepInfo& i) {
+    progress.on_step(i);
+    if (g_interrupted != 0) throw Interrupted{};
+  };
   // The metrics files and curves are rewritten after every epoch, so an
   // interrupted run still has them.
   const train::Trainer* running = nullptr;
@@ -567,18 +762,33 @@ int run_train(const TrainArgs& args) {
   train::Trainer trainer(net.ptr(), *opt, sched.get(), topt);
   running = &trainer;
   if (!checkpoint.empty()) {
+    if (dir != out) remove_stale_temporaries(dir);
     trainer.resume(checkpoint);
     std::cout << "resumed after epoch " << trainer.epochs_done() << " of " << s.epochs << "\n";
   }
+  // A checkpoint before the first epoch: Ctrl-C in it leaves a run to resume.
+  if (checkpoint.empty()) trainer.save_last(train_loader);
   progress.set_first_epoch(trainer.epochs_done());
   const auto t0 = Clock::now();
   try {
+    SigintHandler sigint;
     trainer.fit(train_loader, val_loader.get());
+    if (g_interrupted != 0) throw Interrupted{};  // during the last validation
   } catch (const train::NonFiniteLoss& e) {
     progress.clear_bar();
     write_metrics(out, trainer.history());
     std::cerr << "tandem train: " << e.message() << "\n";
     return kExitRuntime;
+  } catch (const Interrupted&) {
+    progress.clear_bar();
+    write_metrics(out, trainer.history());
+    const int64_t done = trainer.epochs_done();
+    std::cout << "\ninterrupted (Ctrl-C)"
+              << (done < s.epochs ? "; epoch " + std::to_string(done + 1) + " was abandoned" : "")
+              << "; " << trainer.last_checkpoint_path() << " holds the run after " << done << " of "
+              << s.epochs << " epoch(s). To continue: tandem train --resume " << out << "\n"
+              << std::flush;
+    return kExitInterrupted;
   }
   write_metrics(out, trainer.history());
   const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -590,6 +800,7 @@ int run_train(const TrainArgs& args) {
   td::plot::confusion_matrix(out + "/confusion.svg", test.confusion, classes,
                              "Confusion matrix (test set, " + s.model + ")");
   print_test_result(test, classes);
+  const bool diverged = !std::isfinite(test.loss);
   json results = result_json(test, classes);
   results["model"] = s.model;
   results["device"] = device.is_cuda() ? "cuda" : "cpu";
@@ -603,6 +814,11 @@ int run_train(const TrainArgs& args) {
   std::cout << "wrote " << out << "/{config.json, metrics.csv, metrics.jsonl, last.safetensors"
             << (trainer.history().best_epoch >= 0 ? ", best.safetensors" : "")
             << ", loss.svg, accuracy.svg, confusion.svg, results.json}\n";
+  if (diverged) {
+    std::cerr << "tandem train: error: the test loss is non-finite (" << test.loss
+              << "): the trained model's outputs overflow (try a smaller learning rate)\n";
+    return kExitRuntime;
+  }
   return kExitOk;
 }
 
@@ -655,6 +871,12 @@ int run_eval(const EvalArgs& args) {
                        e.message());
     }
     throw;
+  }
+  if (const std::string bad = first_non_finite(*net); !bad.empty()) {
+    std::cerr << "tandem eval: warning: " << args.checkpoint
+              << " holds non-finite weights (NaN or infinity in '" << bad << "')\n";
+    throw std::runtime_error(args.checkpoint + " holds non-finite weights (NaN or infinity in '" +
+                             bad + "'): the model it saved diverged; evaluate another checkpoint");
   }
   net->to(device);
   td::data::Cifar10 cifar = load_data(s.data);
