@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tests of the `tandem` command-line tool (tools/cli/), run on the built binary.
 
-    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|train|model_json|bench|info]
+    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|safety|messages|threads|train|model_json|bench|info]
 
 Runs are small (synthetic CIFAR-shaped sets of a few hundred images, lenet or
 mlp, 1-3 epochs) so that the whole file takes well under a minute on a CPU.
