@@ -358,7 +358,7 @@ class Messages(unittest.TestCase):
         out, err = self.expect(["train", "--synthetic", "0"], 2, "--synthetic", "must be a whole number from 1 to")
         self.assertIsNone(re.search(r"\d{20}", out + err), err)
         self.expect(["train", "--synthetic", "64", "--seed", "-1", "--out", self.dir], 2, "--seed",
-                    "must be a whole number from 0")
+                    "must be a whole number >= 0")
         self.expect(["train", "--synthetic", "64", "--val-split", "-1", "--out", self.dir], 2,
                     "--val-split must be >= 0")
 

@@ -157,7 +157,7 @@ std::string with_flag_names(std::string message, const std::string& source,
                             const std::string& cache) {
   const std::vector<std::pair<std::string, std::string>> words = {
       {"Cifar10Options::source and TANDEM_CIFAR10 are empty",
-       "no source was given (" + source + ") and TANDEM_CIFAR10 is unset"},
+       "neither " + source + " nor TANDEM_CIFAR10 names one"},
       {"Cifar10Options::download = false", "--no-download"},
       {"Cifar10Options::cache_dir or ", cache.empty() ? "" : cache + " or "},
       {"Cifar10Options::cache_dir", cache.empty() ? "TANDEM_DATA_DIR" : cache},

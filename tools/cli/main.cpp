@@ -43,8 +43,11 @@ void ensure_passive_openmp_wait(char** argv) {
 CLI::Validator whole_number(int64_t lo, int64_t hi) {
   return CLI::Validator(
       [lo, hi](std::string& text) -> std::string {
-        const std::string range = "must be a whole number from " + std::to_string(lo) + " to " +
-                                  std::to_string(hi) + ", got '" + text + "'";
+        const std::string range = (hi == std::numeric_limits<int64_t>::max()
+                                       ? "must be a whole number >= " + std::to_string(lo)
+                                       : "must be a whole number from " + std::to_string(lo) +
+                                             " to " + std::to_string(hi)) +
+                                  ", got '" + text + "'";
         size_t used = 0;
         long long v = 0;
         try {
