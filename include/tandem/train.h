@@ -138,10 +138,12 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
   std::string last_checkpoint_path() const;
   std::string best_checkpoint_path() const;
+  // Writes last.safetensors now (fit() does after every epoch): before the
+  // first epoch, it gives an interrupted first epoch a point to resume from.
+  void save_last(const data::DataLoader& train) const;
 
  private:
   EpochStats train_epoch(data::DataLoader& train);
-  void save_last(const data::DataLoader& train) const;
 
   std::shared_ptr<nn::Module> model_;
   optim::Optimizer& optimizer_;

@@ -211,6 +211,26 @@ std::string Trainer::best_checkpoint_path() const {
   return options_.checkpoint_dir.empty() ? "" : options_.checkpoint_dir + "/best.safetensors";
 }
 
+namespace {
+
+// After an epoch whose losses were finite, the last step may still have sent
+// weights to NaN or infinity (a huge learning rate): such a model is never
+// saved. One sum per parameter per epoch.
+void check_finite_parameters(const nn::Module& model, int64_t epoch, const std::string& last) {
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : model.named_parameters()) {
+    if (std::isfinite(sum(p.detach()).item<double>())) continue;
+    std::ostringstream msg;
+    msg << "train: the weights became non-finite (NaN or infinity in '" << name << "') in epoch "
+        << epoch + 1 << "; training stopped";
+    if (!last.empty()) msg << "; the last good checkpoint is " << last;
+    msg << ". Try a smaller learning rate or gradient clipping.";
+    throw NonFiniteLoss(msg.str(), __FILE__, __LINE__);
+  }
+}
+
+}  // namespace
+
 EpochStats Trainer::train_epoch(data::DataLoader& train) {
   EpochStats s;
   s.epoch = epoch_;
@@ -305,12 +325,23 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
     EpochStats s;
     try {
       s = train_epoch(train);
+      check_finite_parameters(*model_, epoch_, last_checkpoint_path());
       s.val_loss = s.val_accuracy = std::numeric_limits<double>::quiet_NaN();
       if (val != nullptr) {
         const EvalResult v = evaluate(*model_, *val, options_.num_classes, options_.tta_flip, 0,
                                       options_.on_val_step);
         s.val_loss = v.loss;
         s.val_accuracy = v.accuracy;
+        if (!std::isfinite(v.loss)) {
+          std::ostringstream msg;
+          msg << "train: the validation loss became non-finite (" << v.loss << ") in epoch "
+              << epoch_ + 1 << ": the weights overflow; training stopped";
+          if (!options_.checkpoint_dir.empty()) {
+            msg << "; the last good checkpoint is " << last_checkpoint_path();
+          }
+          msg << ". Try a smaller learning rate or gradient clipping.";
+          throw NonFiniteLoss(msg.str(), __FILE__, __LINE__);
+        }
       }
     } catch (...) {
       history_ = before;  // the failed epoch leaves no trace
@@ -322,8 +353,8 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
     }
     history_.epochs.push_back(s);
     ++epoch_;
-    const bool improved =
-        std::isfinite(s.val_accuracy) && s.val_accuracy > history_.best_val_accuracy;
+    const bool improved = std::isfinite(s.val_accuracy) && std::isfinite(s.val_loss) &&
+                          s.val_accuracy > history_.best_val_accuracy;
     if (improved) {
       history_.best_val_accuracy = s.val_accuracy;
       history_.best_epoch = s.epoch;

@@ -74,7 +74,7 @@ int run_predict(const PredictArgs& args) {
     throw UsageError("--from " + args.from + ": " + dir +
                      "/config.json is missing (the model and its normalisation come from it)");
   }
-  const json config = json::parse(read_text_file(dir + "/config.json"), nullptr, false);
+  const json config = read_json_file(dir + "/config.json", dir + "/config.json");
   std::vector<double> mean, std;
   bool tta = false;
   std::string model_json;
@@ -93,6 +93,10 @@ int run_predict(const PredictArgs& args) {
   const td::Device device = resolve_device(args.device, &why);
   td::nn::Sequential net = td::models::from_json(model_json);
   td::load(*net, checkpoint);
+  if (const std::string bad = first_non_finite(*net); !bad.empty()) {
+    throw std::runtime_error(checkpoint + " holds non-finite weights (NaN or infinity in '" + bad +
+                             "'): the model it saved diverged; use another checkpoint");
+  }
   net->to(device);
   net->eval();
   td::NoGradGuard no_grad;

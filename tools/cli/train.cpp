@@ -3,16 +3,26 @@
 // progress bar or one log line per epoch, and the run directory: config.json,
 // metrics.csv/.jsonl, last/best.safetensors, loss/accuracy/confusion SVGs and
 // results.json.
+#include <omp.h>
+#include <signal.h>
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <memory>
 #include <sstream>
 
 #include "cli.h"
+#include "step_times.h"
 
 namespace cli {
 namespace {
@@ -108,6 +118,22 @@ Settings settings_from_config(const json& config, const std::string& where) {
     s.clip_grad_norm = j.value("clip_grad_norm", 0.0);
     s.patience = j.value("patience", int64_t{0});
     s.limit_batches = j.value("limit_batches", int64_t{0});
+    // What the options' own checks refuse may not come in through a file
+    // (--config, --resume): a seed of -1 wrapped to 2^64-1, a huge synthetic set.
+    if (!j.at("seed").is_number_unsigned() ||
+        s.seed > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      throw UsageError(where + ": settings.seed must be a whole number from 0 to " +
+                       std::to_string(std::numeric_limits<int64_t>::max()) + ", got " +
+                       j.at("seed").dump());
+    }
+    if (s.data.synthetic < 0 || s.data.synthetic > kMaxSynthetic) {
+      throw UsageError(where + ": settings.data.synthetic must be a whole number from 0 to " +
+                       std::to_string(kMaxSynthetic) + ", got " + std::to_string(s.data.synthetic));
+    }
+    if (s.val_split < -1) {
+      throw UsageError(where + ": settings.val_split must be >= 0 (-1: a tenth), got " +
+                       std::to_string(s.val_split));
+    }
   } catch (const json::exception& e) {
     throw UsageError(where + " is not a tandem run configuration: " + e.what());
   }
@@ -132,8 +158,7 @@ bool was_given(const TrainArgs& args, const std::string& option) {
 // --print-config's output), with the options given on the command line over them.
 Settings config_settings(const TrainArgs& args) {
   if (!is_file(args.config)) throw UsageError("--config " + args.config + ": no such file");
-  const json config = json::parse(read_text_file(args.config), nullptr, false);
-  if (config.is_discarded()) throw UsageError("--config " + args.config + " is not valid JSON");
+  const json config = read_json_file(args.config, "--config " + args.config);
   Settings s = settings_from_config(config, "--config " + args.config);
   if (was_given(args, "--model")) {
     ModelSpec spec;
@@ -273,7 +298,8 @@ Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
               "--schedule must be constant, warmup-linear or cosine, got '" + s.schedule + "'");
   check_range(s.label_smoothing >= 0 && s.label_smoothing < 1,
               "--label-smoothing must be in [0, 1), got " + num_text(s.label_smoothing));
-  check_range(s.val_split >= -1, "--val-split must be >= 0, got " + std::to_string(s.val_split));
+  check_range(!args.val_split || *args.val_split >= 0,
+              "--val-split must be >= 0, got " + std::to_string(s.val_split));
   return s;
 }
 
@@ -301,9 +327,19 @@ void check_resume_conflicts(const TrainArgs& args, const Settings& saved, const 
                        " cannot be combined with --resume: the run continues with the "
                        "settings in " +
                        dir +
-                       "/config.json (only --epochs, --device, "
-                       "--data/--synthetic and --out may be given)");
+                       "/config.json (only --epochs, --device, --data/--synthetic, --out "
+                       "(with --overwrite), --clip-grad-norm, --patience, --limit-batches, "
+                       "--workers and --threads may be given)");
     }
+  }
+  // --overwrite deletes the run files of --out, which would be the checkpoint
+  // being resumed when --out is the resumed run (or not given).
+  std::error_code ec;
+  if (args.overwrite && (args.out.empty() || std::filesystem::equivalent(args.out, dir, ec))) {
+    throw UsageError("--overwrite cannot be combined with --resume " + dir +
+                     " writing into that run: it would delete the checkpoint being resumed "
+                     "(a resumed run keeps writing into its directory; give --out NEW_DIR "
+                     "--overwrite to continue it elsewhere)");
   }
 }
 
@@ -371,41 +407,195 @@ td::data::LoaderOptions loader_options(const Settings& s, const td::Device& devi
   return o;
 }
 
+// ---- Checks before anything is written -------------------------------------------------
+
+// A forward pass of two images through a fresh copy of the model, layer by
+// layer, on the CPU: shape errors and an output size that is not the number
+// of classes are found before the run directory exists. Run before the seed
+// is set (building the copy draws from the default generator).
+void check_model_runs(const Settings& s, int64_t num_classes) {
+  td::nn::Sequential probe = td::models::from_json(s.model_json);
+  probe->eval();
+  td::NoGradGuard no_grad;
+  td::Tensor x = td::zeros({2, 3, 32, 32});
+  for (size_t i = 0; i < probe->size(); ++i) {
+    const std::shared_ptr<td::nn::Module> layer = (*probe)[i];
+    const td::Shape in = x.sizes();
+    try {
+      x = layer->forward(x);
+    } catch (const td::Error& e) {
+      throw UsageError("--model " + s.model + ": layer " + std::to_string(i) + " (" +
+                       layer->type_name() + ") cannot take its input of shape " +
+                       td::shape_str(in) +
+                       " (a batch of 2 CIFAR images, 2x3x32x32, "
+                       "through the layers before it): " +
+                       e.message());
+    }
+  }
+  if (x.dim() != 2 || x.size(1) != num_classes) {
+    const std::string outputs = x.dim() == 2 ? std::to_string(x.size(1)) + " outputs"
+                                             : "output shape " + td::shape_str(x.sizes());
+    throw UsageError("--model " + s.model + ": the model gives " + outputs +
+                     " per image, but the data has " + std::to_string(num_classes) +
+                     " classes: its last layer must give one score per class (shape [N, " +
+                     std::to_string(num_classes) + "])");
+  }
+}
+
+// What `tandem train` writes into a run directory (--overwrite replaces these).
+const std::vector<std::string>& run_files() {
+  static const std::vector<std::string> files = {
+      "config.json", "metrics.csv",  "metrics.jsonl", "last.safetensors", "best.safetensors",
+      "loss.svg",    "accuracy.svg", "confusion.svg", "results.json"};
+  return files;
+}
+
+std::vector<std::string> directory_entries(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A new directory runs/<date-time> (with -2, -3 ... when taken).
+std::string new_run_dir() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::localtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  std::string dir = std::string("runs/") + stamp;
+  for (int n = 2; std::filesystem::exists(dir); ++n) {
+    dir = std::string("runs/") + stamp + "-" + std::to_string(n);
+  }
+  return dir;
+}
+
+// --out (or --resume's directory written into): a non-empty directory that is
+// not the run being resumed is refused unless --overwrite.
+void check_out_dir(const std::string& out, const std::string& resumed_dir, bool overwrite) {
+  if (out.empty()) return;
+  if (std::filesystem::exists(out) && !is_directory(out)) {
+    throw UsageError("--out " + out + " is a file, not a directory");
+  }
+  if (!is_directory(out) || overwrite) return;
+  std::error_code ec;
+  if (!resumed_dir.empty() && std::filesystem::equivalent(out, resumed_dir, ec)) return;
+  const std::vector<std::string> names = directory_entries(out);
+  if (names.empty()) return;
+  std::string some;
+  for (size_t i = 0; i < names.size() && i < 3; ++i) some += (i ? ", " : "") + names[i];
+  if (names.size() > 3) some += ", ...";
+  throw UsageError("--out " + out + " is not empty (" + std::to_string(names.size()) +
+                   " file(s): " + some +
+                   "); a new run would overwrite its files. Continue that run with "
+                   "'tandem train --resume " +
+                   out +
+                   "', choose a new --out (or none: a new "
+                   "runs/<date-time>), or give --overwrite to replace its run files");
+}
+
+// Temporaries that a killed process left behind: "<file>.tmp.<pid>.<n>" of a
+// checkpoint whose writer is gone, and "<file>.tmp" of the text files.
+void remove_stale_temporaries(const std::string& dir) {
+  for (const std::string& name : directory_entries(dir)) {
+    bool stale = false;
+    const size_t at = name.find(".safetensors.tmp.");
+    if (at != std::string::npos) {
+      const long pid = std::atol(name.c_str() + at + std::strlen(".safetensors.tmp."));
+      stale = pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
+    } else if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
+      const std::string base = name.substr(0, name.size() - 4);
+      stale = std::find(run_files().begin(), run_files().end(), base) != run_files().end();
+    }
+    if (stale) {
+      std::error_code ec;
+      std::filesystem::remove(dir + "/" + name, ec);
+      std::cout << "removed " << dir << "/" << name << " (a temporary left by a killed run)\n";
+    }
+  }
+}
+
+// How many epochs a last.safetensors holds (Trainer's "tandem.train.epochs_done").
+int64_t epochs_in_checkpoint(const std::string& path) {
+  const td::SafetensorsFile f = td::load_safetensors(path);
+  const auto it = f.metadata.find("tandem.train.epochs_done");
+  if (it == f.metadata.end()) return -1;
+  return std::atoll(it->second.c_str());
+}
+
+// ---- Ctrl-C ------------------------------------------------------------------------------
+
+// SIGINT during training: the current step finishes, the epoch is abandoned
+// (last.safetensors keeps the last finished one) and the run says how to go
+// on. A second Ctrl-C ends the process at once (SA_RESETHAND).
+volatile sig_atomic_t g_interrupted = 0;
+extern "C" void on_sigint(int) { g_interrupted = 1; }
+
+struct Interrupted {};
+
+class SigintHandler {
+ public:
+  SigintHandler() {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_);
+  }
+  ~SigintHandler() { ::sigaction(SIGINT, &old_, nullptr); }
+  SigintHandler(const SigintHandler&) = delete;
+  SigintHandler& operator=(const SigintHandler&) = delete;
+
+ private:
+  struct sigaction old_ {};
+};
+
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
+
 // ---- Progress -------------------------------------------------------------------------
 
 // A progress bar per epoch on a terminal, one line per epoch otherwise, and
-// once, after the first timed steps, an estimate of the whole run's time.
+// an estimate of the whole run's time after the first timed steps (said again
+// at the first epoch's end when the steps have since become much faster or
+// slower). Step times: StepTimes, the median of the last 50 steps after two
+// warm-up steps, so that one slow step does not throw the ETA off.
 class Progress {
  public:
   Progress(int64_t epochs, int64_t val_images, bool tty)
       : epochs_(epochs), val_images_(val_images), tty_(tty) {}
   void set_first_epoch(int64_t epoch) { first_epoch_ = epoch; }
 
+  // Steps timed (after the warm-up) before the run's time is estimated.
+  static constexpr int64_t kEstimateSteps = 20;
+
   void on_step(const train::StepInfo& info) {
     const auto now = Clock::now();
-    if (info.step == 0) epoch_start_ = now;
-    // The first step of the run is warm-up (allocations, library handles).
-    if (info.epoch == first_epoch_ && info.step == 0) timed_start_ = now;
-    if (info.epoch == first_epoch_ && info.step > 0) {
-      timed_steps_ = info.step;
-      step_seconds_ = std::chrono::duration<double>(now - timed_start_).count() / timed_steps_;
+    if (info.step == 0) {
+      // A step's time is the time since the step before it in the epoch: the
+      // epoch's first has none (validation and the loader's start came before).
+      epoch_start_ = now;
+    } else {
+      times_.add(std::chrono::duration<double>(now - last_step_).count());
     }
-    const int64_t estimate_after = std::min<int64_t>(5, std::max<int64_t>(1, info.steps - 1));
-    if (!estimated_ && info.epoch == first_epoch_ && info.step >= estimate_after) {
-      estimated_ = true;
-      clear_bar();
-      const double per_epoch =
-          step_seconds_ * static_cast<double>(info.steps) +
-          static_cast<double>(val_images_) / std::max(info.images_per_second * 3, 1.0);
-      std::cout << "estimate: " << format_duration(per_epoch) << " per epoch, "
-                << format_duration(per_epoch * static_cast<double>(epochs_ - first_epoch_))
-                << " for " << epochs_ - first_epoch_ << " epoch(s) (from the first " << timed_steps_
-                << " timed steps)\n"
-                << std::flush;
+    last_step_ = now;
+    if (info.epoch == first_epoch_) {
+      // Once enough steps are timed (or the first epoch's steps are done),
+      // and again at its end when the estimate has moved by more than a quarter.
+      const bool last = info.step + 1 == info.steps;
+      const bool enough = times_.counted() >= kEstimateSteps || (last && info.step > 0);
+      if (enough && !std::isfinite(estimated_per_step_)) {
+        print_estimate(info, "");
+      } else if (last && info.step > 0 && std::isfinite(estimated_per_step_) &&
+                 std::abs(times_.median() - estimated_per_step_) > 0.25 * estimated_per_step_) {
+        print_estimate(info, " (updated)");
+      }
     }
     epoch_ = info.epoch;
     if (!tty_) return;
-    // Time per step from the steps after the epoch's first (which started the clock).
     const double elapsed = std::chrono::duration<double>(now - epoch_start_).count();
     ProgressFields f;
     f.epoch = info.epoch + 1;
@@ -415,9 +605,7 @@ class Progress {
     f.loss = info.running_loss;
     f.accuracy = info.running_accuracy;
     f.elapsed = elapsed;
-    f.eta = info.step == 0 ? std::numeric_limits<double>::quiet_NaN()
-                           : elapsed / static_cast<double>(info.step) *
-                                 static_cast<double>(info.steps - info.step - 1);
+    f.eta = times_.eta(info.steps - info.step - 1);  // NaN before the first timed step
     f.images_per_second = info.images_per_second;
     draw(f);
     val_start_ = Clock::now();
@@ -476,12 +664,26 @@ class Progress {
   }
 
  private:
+  void print_estimate(const train::StepInfo& info, const char* what) {
+    estimated_per_step_ = times_.median();
+    clear_bar();
+    const double per_epoch =
+        estimated_per_step_ * static_cast<double>(info.steps) +
+        static_cast<double>(val_images_) / std::max(info.images_per_second * 3, 1.0);
+    const int64_t timed = times_.sampled();
+    std::cout << "estimate" << what << ": " << format_duration(per_epoch) << " per epoch, "
+              << format_duration(per_epoch * static_cast<double>(epochs_ - first_epoch_)) << " for "
+              << epochs_ - first_epoch_ << " epoch(s) (the median of " << timed
+              << " timed step(s))\n"
+              << std::flush;
+  }
+
   int64_t epochs_, first_epoch_ = 0, val_images_, epoch_ = 0;
   bool tty_;
-  bool bar_shown_ = false, estimated_ = false;
-  Clock::time_point epoch_start_, timed_start_, val_start_, last_draw_;
-  int64_t timed_steps_ = 0;
-  double step_seconds_ = 0;
+  bool bar_shown_ = false;
+  Clock::time_point epoch_start_, last_step_, val_start_, last_draw_;
+  StepTimes times_{50, 2};
+  double estimated_per_step_ = std::numeric_limits<double>::quiet_NaN();
 };
 
 // ---- Run directory ----------------------------------------------------------------------
@@ -616,6 +818,11 @@ void resume_paths(const std::string& resume, std::string* dir, std::string* chec
 int run_train(const TrainArgs& args) {
   std::string why;
   const td::Device device = resolve_device(args.device, &why);
+  if (device.is_cpu()) {
+    const int threads = omp_get_max_threads();
+    why += "; " + std::to_string(threads) + " CPU thread" + (threads == 1 ? "" : "s") +
+           (args.threads > 0 ? " (--threads)" : "");
+  }
   // --print-config prints the JSON alone on stdout; what the run says goes to stderr.
   std::ostream& log = args.print_config ? std::cerr : std::cout;
   log << "device: " << why << "\n";
@@ -623,32 +830,37 @@ int run_train(const TrainArgs& args) {
   Settings s;
   std::string checkpoint, out = args.out;
   json saved_config;
+  std::string dir;
   if (!args.resume.empty()) {
-    std::string dir;
     resume_paths(args.resume, &dir, &checkpoint);
-    saved_config = json::parse(read_text_file(dir + "/config.json"), nullptr, false);
-    if (saved_config.is_discarded()) throw UsageError(dir + "/config.json is not valid JSON");
+    saved_config = read_json_file(dir + "/config.json", dir + "/config.json");
     s = settings_from_config(saved_config, dir + "/config.json");
     check_resume_conflicts(args, s, dir);
     if (args.epochs) s.epochs = *args.epochs;
     check_range(s.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(s.epochs));
+    const int64_t done = epochs_in_checkpoint(checkpoint);
+    check_range(done <= s.epochs, "--epochs " + std::to_string(s.epochs) + " is below the " +
+                                      std::to_string(done) + " epochs " + checkpoint +
+                                      " has done; give --epochs " + std::to_string(done + 1) +
+                                      " or more to train on (the total, counting those done)");
     if (args.data.synthetic > 0 || !args.data.data.empty()) {
       s.data = args.data;
       s.data.seed = s.seed;
     }
-    if (out.empty()) out = dir;
     apply_run_options(args, &s);
     log << "resuming " << checkpoint << " (model " << s.model << ")\n";
   } else {
     s = resolve_settings(args, device);
-    if (out.empty() && !args.print_config) {
-      throw UsageError("--out RUN_DIR is required (where the run's files go)");
-    }
   }
+  check_model_runs(s, 10);
   if (args.print_config) {
+    // Settings only: nothing is read or written, so --out is not checked.
     std::cout << run_config(s, device).dump(2) << "\n";
     return kExitOk;
   }
+  // dir: the resumed run's directory ("" for a new run), written into when no --out.
+  check_out_dir(out, dir, args.overwrite);
+  if (out.empty()) out = dir.empty() ? new_run_dir() : dir;
 
   td::data::Cifar10 cifar = load_data(s.data);
   const int64_t n_train = cifar.train.size();
@@ -695,7 +907,14 @@ int run_train(const TrainArgs& args) {
   std::unique_ptr<optim::LRScheduler> sched =
       make_scheduler(s, *opt, s.epochs * train_loader.num_batches());
 
+  if (args.overwrite && is_directory(out)) {
+    for (const std::string& f : run_files()) {
+      std::error_code ec;
+      std::filesystem::remove(out + "/" + f, ec);
+    }
+  }
   make_directories(out);
+  remove_stale_temporaries(out);
   write_text_file(out + "/config.json", run_config(s, device).dump(2) + "\n");
 
   std::cout << "model: " << s.model << " (" << count_parameters(*net) << " parameters), "
@@ -712,7 +931,10 @@ int run_train(const TrainArgs& args) {
   topt.scheduler_step = train::SchedulerStep::PerBatch;
   topt.tta_flip = s.tta_flip;
   topt.checkpoint_dir = out;
-  topt.on_step = [&progress](const train::StepInfo& i) { progress.on_step(i); };
+  topt.on_step = [&progress](const train::StepInfo& i) {
+    progress.on_step(i);
+    if (g_interrupted != 0) throw Interrupted{};
+  };
   topt.on_val_step = [&progress](int64_t done, int64_t total) {
     progress.on_val_step(done, total);
   };
@@ -728,13 +950,18 @@ int run_train(const TrainArgs& args) {
   train::Trainer trainer(net.ptr(), *opt, sched.get(), topt);
   running = &trainer;
   if (!checkpoint.empty()) {
+    if (dir != out) remove_stale_temporaries(dir);
     trainer.resume(checkpoint);
     std::cout << "resumed after epoch " << trainer.epochs_done() << " of " << s.epochs << "\n";
   }
+  // A checkpoint before the first epoch: Ctrl-C in it leaves a run to resume.
+  if (checkpoint.empty()) trainer.save_last(train_loader);
   progress.set_first_epoch(trainer.epochs_done());
   const auto t0 = Clock::now();
   try {
+    SigintHandler sigint;
     trainer.fit(train_loader, val_loader.get());
+    if (g_interrupted != 0) throw Interrupted{};  // during the last validation
     if (trainer.stopped_early()) {
       std::cout << "early stopping: validation accuracy has not improved for " << s.patience
                 << " epoch(s) since epoch " << trainer.history().best_epoch + 1 << " ("
@@ -745,6 +972,16 @@ int run_train(const TrainArgs& args) {
     write_metrics(out, trainer.history());
     std::cerr << "tandem train: " << e.message() << "\n";
     return kExitRuntime;
+  } catch (const Interrupted&) {
+    progress.clear_bar();
+    write_metrics(out, trainer.history());
+    const int64_t done = trainer.epochs_done();
+    std::cout << "\ninterrupted (Ctrl-C)"
+              << (done < s.epochs ? "; epoch " + std::to_string(done + 1) + " was abandoned" : "")
+              << "; " << trainer.last_checkpoint_path() << " holds the run after " << done << " of "
+              << s.epochs << " epoch(s). To continue: tandem train --resume " << out << "\n"
+              << std::flush;
+    return kExitInterrupted;
   }
   write_metrics(out, trainer.history());
   const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -756,6 +993,7 @@ int run_train(const TrainArgs& args) {
   td::plot::confusion_matrix(out + "/confusion.svg", test.confusion, classes,
                              "Confusion matrix (test set, " + s.model + ")");
   print_test_result(test, classes);
+  const bool diverged = !std::isfinite(test.loss);
   json results = result_json(test, classes);
   results["model"] = s.model;
   results["device"] = device.is_cuda() ? "cuda" : "cpu";
@@ -773,6 +1011,11 @@ int run_train(const TrainArgs& args) {
   std::cout << "wrote " << out << "/{config.json, metrics.csv, metrics.jsonl, last.safetensors"
             << (trainer.history().best_epoch >= 0 ? ", best.safetensors" : "")
             << ", loss.svg, accuracy.svg, confusion.svg, results.json}\n";
+  if (diverged) {
+    std::cerr << "tandem train: error: the test loss is non-finite (" << test.loss
+              << "): the trained model's outputs overflow (try a smaller learning rate)\n";
+    return kExitRuntime;
+  }
   return kExitOk;
 }
 
@@ -784,8 +1027,7 @@ int run_eval(const EvalArgs& args) {
   Settings s;
   const bool have_config = is_file(dir + "/config.json");
   if (have_config) {
-    json config = json::parse(read_text_file(dir + "/config.json"), nullptr, false);
-    if (config.is_discarded()) throw UsageError(dir + "/config.json is not valid JSON");
+    const json config = read_json_file(dir + "/config.json", dir + "/config.json");
     s = settings_from_config(config, dir + "/config.json");
   }
   if (!args.model.empty()) {
@@ -825,6 +1067,12 @@ int run_eval(const EvalArgs& args) {
                        e.message());
     }
     throw;
+  }
+  if (const std::string bad = first_non_finite(*net); !bad.empty()) {
+    std::cerr << "tandem eval: warning: " << args.checkpoint
+              << " holds non-finite weights (NaN or infinity in '" << bad << "')\n";
+    throw std::runtime_error(args.checkpoint + " holds non-finite weights (NaN or infinity in '" +
+                             bad + "'): the model it saved diverged; evaluate another checkpoint");
   }
   net->to(device);
   td::data::Cifar10 cifar = load_data(s.data);
