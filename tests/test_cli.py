@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tests of the `tandem` command-line tool (tools/cli/), run on the built binary.
 
-    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|train|model_json|bench|info]
+    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|safety|messages|threads|train|model_json|bench|info|ux]
 
 Runs are small (synthetic CIFAR-shaped sets of a few hundred images, lenet or
 mlp, 1-3 epochs) so that the whole file takes well under a minute on a CPU.
@@ -10,6 +10,9 @@ import argparse
 import csv
 import json
 import os
+import re
+import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -20,14 +23,47 @@ TANDEM = None
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(*args, timeout=240):
+def test_env(extra=None):
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "2")
     # No network, no real cache: a test that would reach prepare_cifar10 by
     # mistake fails instead of downloading.
     env.pop("TANDEM_CIFAR10", None)
-    p = subprocess.run([TANDEM, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    env.update(extra or {})
+    return env
+
+
+def run(*args, timeout=240, cwd=None, env=None):
+    p = subprocess.run([TANDEM, *args], capture_output=True, text=True, timeout=timeout, env=test_env(env),
+                       cwd=cwd)
     return p.returncode, p.stdout, p.stderr
+
+
+def write_fake_cifar_cache(cache_root, records=20):
+    """A complete CIFAR-10 cache ($TANDEM_DATA_DIR/cifar10/cifar-10-batches-bin) of a few records per file."""
+    d = os.path.join(cache_root, "cifar10", "cifar-10-batches-bin")
+    os.makedirs(d)
+    rec = bytes([3]) + bytes(3072)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(rec * records)
+    with open(os.path.join(d, "batches.meta.txt"), "w") as f:
+        f.write("airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n")
+    return d
+
+
+def poison_safetensors(path):
+    """Overwrites the first float32 tensor of a .safetensors file with NaNs."""
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        for name, t in header.items():
+            if name != "__metadata__" and t["dtype"] == "F32":
+                begin, end = t["data_offsets"]
+                f.seek(8 + n + begin)
+                f.write(struct.pack("<f", float("nan")) * ((end - begin) // 4))
+                return name
+    raise AssertionError("no F32 tensor in " + path)
 
 
 class Errors(unittest.TestCase):
@@ -103,8 +139,19 @@ class Errors(unittest.TestCase):
         self.expect(["train", "--model", "mlp", "--synthetic", "64", "--device", "tpu", "--out", self.dir],
                     2, "--device")
 
-    def test_missing_out(self):
-        self.expect(["train", "--model", "mlp", "--synthetic", "64"], 2, "--out RUN_DIR is required")
+    def test_default_out_is_a_new_run_dir(self):
+        rc, out, err = run("train", "--model", "mlp", "--synthetic", "64", "--epochs", "1", "--val-split", "0",
+                           cwd=self.dir)
+        self.assertEqual(rc, 0, out + err)
+        runs = os.listdir(os.path.join(self.dir, "runs"))
+        self.assertEqual(len(runs), 1, runs)
+        self.assertTrue(os.path.isfile(os.path.join(self.dir, "runs", runs[0], "config.json")))
+        self.assertIn("runs/" + runs[0], out)
+        # A second run in the same second gets its own directory.
+        rc, out, err = run("train", "--model", "mlp", "--synthetic", "64", "--epochs", "1", "--val-split", "0",
+                           cwd=self.dir)
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(len(os.listdir(os.path.join(self.dir, "runs"))), 2)
 
     def test_device_cuda_without_gpu(self):
         rc, out, _ = run("info")
@@ -137,6 +184,369 @@ class Errors(unittest.TestCase):
             rc, out, err = run(*cmd, "--help")
             self.assertEqual(rc, 0, cmd)
             self.assertIn("Examples:", out, cmd)
+
+
+class Safety(unittest.TestCase):
+    """Issue 24: the tool never loses or hides data (run directories, data sources, NaN models,
+    Ctrl-C, stale temporaries, hostile JSON)."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def train(self, *args, **kw):
+        return run("train", "--model", "mlp", "--synthetic", "64", "--epochs", "1", "--val-split", "16", *args, **kw)
+
+    def test_out_refuses_a_non_empty_dir(self):
+        run_dir = os.path.join(self.dir, "old")
+        os.mkdir(run_dir)
+        with open(os.path.join(run_dir, "notes.txt"), "w") as f:
+            f.write("precious")
+        rc, out, err = self.train("--out", run_dir)
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn(run_dir, err)
+        self.assertIn("not empty", err)
+        self.assertIn("--overwrite", err)
+        self.assertIn("--resume", err)
+        self.assertEqual(os.listdir(run_dir), ["notes.txt"])
+        rc, out, err = self.train("--out", run_dir, "--overwrite")
+        self.assertEqual(rc, 0, out + err)
+        self.assertTrue(os.path.isfile(os.path.join(run_dir, "config.json")))
+        self.assertTrue(os.path.isfile(os.path.join(run_dir, "notes.txt")))  # only tandem's files are replaced
+        # The finished run itself is not overwritten by a new one either.
+        rc, out, err = self.train("--out", run_dir)
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("not empty", err)
+        # An empty directory is fine.
+        empty = os.path.join(self.dir, "empty")
+        os.mkdir(empty)
+        rc, out, err = self.train("--out", empty)
+        self.assertEqual(rc, 0, out + err)
+
+    def test_unreadable_data_is_an_error_not_the_cache(self):
+        cache = os.path.join(self.dir, "cache")
+        write_fake_cifar_cache(cache)
+        env = {"TANDEM_DATA_DIR": cache}
+        empty = os.path.join(self.dir, "empty")
+        os.mkdir(empty)
+        junk = os.path.join(self.dir, "junk.bin")
+        with open(junk, "wb") as f:
+            f.write(os.urandom(5000))
+        damaged = os.path.join(self.dir, "damaged.tar.gz")
+        with open(damaged, "wb") as f:
+            f.write(b"\x1f\x8b\x08\x00" + os.urandom(3000))
+        for i, source in enumerate((empty, junk, damaged)):
+            run_dir = os.path.join(self.dir, f"run{i}")
+            rc, out, err = run("train", "--model", "mlp", "--data", source, "--epochs", "1", "--out", run_dir, env=env)
+            self.assertEqual(rc, 1, f"--data {source}: exit {rc}\n{out}\n{err}")
+            self.assertIn(source, err)
+            self.assertIn("--data", err)
+            self.assertNotIn("test accuracy", out)
+        # No source: the cache is used.
+        rc, out, err = run("train", "--model", "mlp", "--epochs", "1", "--val-split", "10", "--out",
+                           os.path.join(self.dir, "cached"), env=env)
+        self.assertEqual(rc, 0, out + err)
+
+    def test_non_finite_model_is_never_best(self):
+        run_dir = os.path.join(self.dir, "nan")
+        rc, out, err = run("train", "--model", "mlp", "--synthetic", "64", "--epochs", "1", "--val-split", "16",
+                           "--batch-size", "64", "--lr", "1e30", "--out", run_dir)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("non-finite", err)
+        self.assertFalse(os.path.exists(os.path.join(run_dir, "best.safetensors")))
+
+    def test_eval_refuses_non_finite_weights(self):
+        run_dir = os.path.join(self.dir, "ok")
+        rc, out, err = self.train("--out", run_dir)
+        self.assertEqual(rc, 0, out + err)
+        ckpt = os.path.join(run_dir, "best.safetensors")
+        name = poison_safetensors(ckpt)
+        rc, out, err = run("eval", "--checkpoint", ckpt)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("non-finite", err)
+        self.assertIn(name, err)
+        self.assertNotIn("loss nan", out)
+
+    def test_sigint_saves_and_says_how_to_resume(self):
+        run_dir = os.path.join(self.dir, "run")
+        p = subprocess.Popen([TANDEM, "train", "--model", "mlp", "--synthetic", "512", "--epochs", "500",
+                              "--val-split", "64", "--batch-size", "16", "--out", run_dir],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=test_env())
+        seen = []
+        for line in p.stdout:
+            seen.append(line)
+            if line.startswith("(Epoch 2 / 500)"):
+                break
+        p.send_signal(signal.SIGINT)
+        rest, err = p.communicate(timeout=60)
+        out = "".join(seen) + rest
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertIn("tandem train --resume " + run_dir, out + err)
+        self.assertTrue(os.path.isfile(os.path.join(run_dir, "last.safetensors")))
+        self.assertEqual([f for f in os.listdir(run_dir) if ".tmp" in f], [])
+        # kill -9 in the middle of a save leaves a temporary: the next start cleans it.
+        stale = os.path.join(run_dir, "last.safetensors.tmp.999999999.0")
+        with open(stale, "wb") as f:
+            f.write(b"partial")
+        with open(os.path.join(run_dir, "metrics.csv")) as f:
+            done = len(list(csv.DictReader(f)))
+        rc, out, err = run("train", "--resume", run_dir, "--epochs", str(done + 1))
+        self.assertEqual(rc, 0, out + err)
+        self.assertFalse(os.path.exists(stale))
+
+    def test_sigint_in_the_first_epoch(self):
+        run_dir = os.path.join(self.dir, "run")
+        p = subprocess.Popen([TANDEM, "train", "--model", "mlp", "--synthetic", "20000", "--epochs", "2",
+                              "--val-split", "0", "--batch-size", "8", "--out", run_dir],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=test_env())
+        seen = []
+        for line in p.stdout:
+            seen.append(line)
+            if line.startswith("estimate:"):
+                break
+        p.send_signal(signal.SIGINT)
+        rest, err = p.communicate(timeout=60)
+        out = "".join(seen) + rest
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertIn("tandem train --resume " + run_dir, out + err)
+        self.assertTrue(os.path.isfile(os.path.join(run_dir, "last.safetensors")))
+
+    def test_deeply_nested_json_model(self):
+        for name, text in (("deep.json", '{"layers": [' + '{"type": "Sequential", "layers": [' * 10000 + "]}" * 10000
+                            + "]}"), ("brackets.json", "[" * 200000)):
+            path = os.path.join(self.dir, name)
+            with open(path, "w") as f:
+                f.write(text)
+            rc, out, err = run("train", "--model", path, "--synthetic", "64", "--out", os.path.join(self.dir, "r"))
+            self.assertEqual(rc, 2, f"{name}: exit {rc}\n{out}\n{err}")
+            self.assertIn("nest", err)
+            self.assertFalse(os.path.exists(os.path.join(self.dir, "r")))
+
+
+    def test_deeply_nested_config_json(self):
+        # --resume, eval, predict and --config read a config.json: bounded as a model file is.
+        run_dir = os.path.join(self.dir, "r")
+        rc, out, err = self.train("--out", run_dir)
+        self.assertEqual(rc, 0, out + err)
+        deep = '{"settings": ' + "[" * 200000 + "]" * 200000 + "}"
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            f.write(deep)
+        png = os.path.join(self.dir, "x.png")
+        write_png(png, 32, 32, (1, 2, 3))
+        for args in (("train", "--resume", run_dir, "--epochs", "2"),
+                     ("eval", "--checkpoint", os.path.join(run_dir, "last.safetensors")),
+                     ("predict", "--from", run_dir, png),
+                     ("train", "--config", os.path.join(run_dir, "config.json"), "--out",
+                      os.path.join(self.dir, "c"))):
+            rc, out, err = run(*args)
+            self.assertEqual(rc, 2, f"{args}: exit {rc}\n{out}\n{err}")
+            self.assertIn("nest deeper than", err)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "c")))
+
+    def test_overwrite_with_resume(self):
+        run_dir = os.path.join(self.dir, "r")
+        rc, out, err = self.train("--out", run_dir)
+        self.assertEqual(rc, 0, out + err)
+        # --overwrite into the resumed run would delete the checkpoint it resumes.
+        for extra in ((), ("--out", run_dir)):
+            rc, out, err = run("train", "--resume", run_dir, "--epochs", "2", "--overwrite", *extra)
+            self.assertEqual(rc, 2, out + err)
+            self.assertIn("--overwrite cannot be combined with --resume", err)
+            self.assertTrue(os.path.isfile(os.path.join(run_dir, "last.safetensors")))
+        other = os.path.join(self.dir, "other")
+        os.makedirs(other)
+        with open(os.path.join(other, "metrics.csv"), "w") as f:
+            f.write("old\n")
+        rc, out, err = run("train", "--resume", run_dir, "--epochs", "2", "--out", other)
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("is not empty", err)
+        rc, out, err = run("train", "--resume", run_dir, "--epochs", "2", "--out", other, "--overwrite")
+        self.assertEqual(rc, 0, out + err)
+        with open(os.path.join(other, "metrics.csv")) as f:
+            self.assertEqual(len(list(csv.DictReader(f))), 2)
+
+    def test_config_file_goes_through_the_checks(self):
+        rc, out, err = run("train", "--model", "mlp", "--synthetic", "64", "--epochs", "1", "--print-config")
+        self.assertEqual(rc, 0, out + err)
+        good = json.loads(out)
+        bad_model = os.path.join(self.dir, "seven.json")
+        with open(bad_model, "w") as f:
+            json.dump({"layers": [{"type": "Flatten"}, {"type": "Linear", "in": 3072, "out": 7}]}, f)
+        rc, out, err = run("train", "--model", bad_model, "--synthetic", "64", "--print-config")
+        self.assertEqual(rc, 2, out + err)  # the dry forward runs before --print-config too
+        self.assertIn("7 outputs", err)
+        out_dir = os.path.join(self.dir, "x")
+        cases = [("seed", lambda c: c["settings"].update(seed=-1), "settings.seed"),
+                 ("synthetic", lambda c: c["settings"]["data"].update(synthetic=10 ** 9), "settings.data.synthetic"),
+                 ("lr", lambda c: c["settings"].update(lr=-1), "--lr must be a positive number"),
+                 ("val_split", lambda c: c["settings"].update(val_split=-5), "settings.val_split"),
+                 ("model", lambda c: c["model"]["layers"][-1].update(out=7), "7 outputs")]
+        for name, change, message in cases:
+            c = json.loads(json.dumps(good))
+            change(c)
+            path = os.path.join(self.dir, name + ".json")
+            with open(path, "w") as f:
+                json.dump(c, f)
+            rc, out, err = run("train", "--config", path, "--out", out_dir)
+            self.assertEqual(rc, 2, f"{name}: exit {rc}\n{out}\n{err}")
+            self.assertIn(message, err)
+            self.assertFalse(os.path.exists(out_dir), name)
+        # --config does not bypass the run-directory rule.
+        path = os.path.join(self.dir, "good.json")
+        with open(path, "w") as f:
+            json.dump(good, f)
+        os.makedirs(out_dir)
+        with open(os.path.join(out_dir, "keep.txt"), "w") as f:
+            f.write("x")
+        rc, out, err = run("train", "--config", path, "--out", out_dir)
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("is not empty", err)
+        # Without --out, a new runs/<date-time> (in the working directory).
+        rc, out, err = run("train", "--config", path, cwd=self.dir)
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(len(os.listdir(os.path.join(self.dir, "runs"))), 1)
+
+    def test_predict_refuses_non_finite_weights(self):
+        run_dir = os.path.join(self.dir, "ok")
+        rc, out, err = self.train("--out", run_dir)
+        self.assertEqual(rc, 0, out + err)
+        ckpt = os.path.join(run_dir, "last.safetensors")
+        poison_safetensors(ckpt)
+        png = os.path.join(self.dir, "x.png")
+        write_png(png, 32, 32, (1, 2, 3))
+        rc, out, err = run("predict", "--from", ckpt, png, "--threads", "1")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("non-finite", err)
+
+
+class Messages(unittest.TestCase):
+    """Issue 24: messages name the user's words and flags, not CLI11's or the library's."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def expect(self, args, code, *needles, env=None):
+        rc, out, err = run(*args, env=env)
+        self.assertEqual(rc, code, f"tandem {' '.join(args)}: exit {rc}\nstdout:\n{out}\nstderr:\n{err}")
+        for n in needles:
+            self.assertIn(n, out + err, f"tandem {' '.join(args)}: no '{n}' in\n{out}\n{err}")
+        return out, err
+
+    def test_unknown_command_suggests(self):
+        out, err = self.expect(["trian"], 2, "'trian'", "tandem train")
+        self.assertNotIn("A subcommand is required", err)
+        self.expect(["bench", "tarin"], 2, "'tarin'", "tandem bench train")
+        self.expect(["data", "gte"], 2, "'gte'", "tandem data get")
+
+    def test_repeated_option(self):
+        out, err = self.expect(["train", "--epochs", "1", "--epochs", "2", "--synthetic", "64"], 2, "--epochs",
+                               "once")
+        self.assertNotIn("At Most", err)
+
+    def test_ranges(self):
+        out, err = self.expect(["train", "--synthetic", "0"], 2, "--synthetic", "must be a whole number from 1 to")
+        self.assertIsNone(re.search(r"\d{20}", out + err), err)
+        self.expect(["train", "--synthetic", "64", "--seed", "-1", "--out", self.dir], 2, "--seed",
+                    "must be a whole number >= 0")
+        self.expect(["train", "--synthetic", "64", "--val-split", "-1", "--out", self.dir], 2,
+                    "--val-split must be >= 0")
+
+    def test_data_flags_named(self):
+        out, err = self.expect(["data", "get", "--no-download", "--cache-dir", os.path.join(self.dir, "c")], 1,
+                               "--no-download")
+        self.assertNotIn("Cifar10Options", err)
+        out, err = self.expect(["data", "get", "--no-download", "--cache-dir", "/proc/foo"], 1, "--cache-dir")
+        self.assertNotIn("Cifar10Options", err)
+
+    def test_huge_model_says_its_size(self):
+        path = os.path.join(self.dir, "huge.json")
+        with open(path, "w") as f:
+            json.dump({"layers": [{"type": "Conv2d", "in": 3, "out": 10 ** 12, "kernel": 3}]}, f)
+        out, err = self.expect(["train", "--model", path, "--synthetic", "64", "--out", self.dir], 2,
+                               "parameters", "too large")
+        self.assertNotIn("batch size", err)
+        self.assertNotIn("not a valid JSON model file", err)
+
+    def test_model_checked_before_the_run_dir(self):
+        for name, layers, needles in (
+                ("seven.json", [{"type": "Flatten"}, {"type": "Linear", "in": 3072, "out": 7}],
+                 ("7 outputs", "10 classes")),
+                ("shape.json", [{"type": "Flatten"}, {"type": "Linear", "in": 100, "out": 10}], ("layer 1",))):
+            path = os.path.join(self.dir, name)
+            with open(path, "w") as f:
+                json.dump({"layers": layers}, f)
+            run_dir = os.path.join(self.dir, "run")
+            out, err = self.expect(["train", "--model", path, "--synthetic", "64", "--out", run_dir], 2, *needles)
+            self.assertFalse(os.path.exists(run_dir), name)
+
+    def test_resume_with_fewer_epochs(self):
+        run_dir = os.path.join(self.dir, "run")
+        rc, out, err = run("train", "--model", "mlp", "--synthetic", "64", "--epochs", "2", "--val-split", "0",
+                           "--out", run_dir)
+        self.assertEqual(rc, 0, out + err)
+        with open(os.path.join(run_dir, "config.json")) as f:
+            before = f.read()
+        out, err = self.expect(["train", "--resume", run_dir, "--epochs", "1"], 2, "--epochs 1", "2 epochs")
+        with open(os.path.join(run_dir, "config.json")) as f:
+            self.assertEqual(f.read(), before)
+
+    def test_info_reason_once(self):
+        rc, out, err = run("info")
+        self.assertEqual(rc, 0, out + err)
+        if "CUDA backend: can run here" in out:
+            self.skipTest("a usable GPU is present")
+        reasons = [l for l in out.splitlines() if "CUDA" in l and ("not built" in l or "built without" in l)]
+        self.assertEqual(len(reasons), 1, out)
+
+    def test_help_shows_its_own_examples(self):
+        for cmd, own in ((["bench"], "tandem bench ops"), (["data"], "tandem data import")):
+            rc, out, err = run(*cmd, "--help")
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn(own, out)
+            self.assertNotIn("tandem train --out runs/first", out)
+
+    def test_usage_says_tandem(self):
+        for cmd in ([], ["train"], ["bench", "train"]):
+            rc, out, err = run(*cmd, "--help")
+            self.assertIn("Usage: tandem", out)
+            self.assertNotIn(TANDEM, out)
+
+
+class Threads(unittest.TestCase):
+    """--threads N on every command; idle OpenMP threads wait passively by default."""
+
+    def test_threads_option(self):
+        for cmd in (["info"], ["bench", "ops", "--scale", "0.02", "--reps", "1", "--device", "cpu"],
+                    ["bench", "train", "--model", "mlp", "--batch-size", "8", "--steps", "1", "--warmup", "1"]):
+            rc, out, err = run(*cmd, "--threads", "1")
+            self.assertEqual(rc, 0, f"{cmd}: {out}{err}")
+        rc, out, err = run("info", "--threads", "1", "--json")
+        self.assertEqual(json.loads(out)["cpu_threads"], 1)
+        rc, out, err = run("info", "--threads", "0")
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("--threads", err)
+        with tempfile.TemporaryDirectory() as tmp:
+            rc, out, err = run("train", "--model", "mlp", "--synthetic", "64", "--epochs", "1", "--threads", "1",
+                               "--out", os.path.join(tmp, "r"))
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn("1 CPU thread", out)
+
+    def test_passive_wait_policy(self):
+        env = test_env()
+        env.pop("OMP_WAIT_POLICY", None)
+        p = subprocess.run([TANDEM, "info", "--json"], capture_output=True, text=True, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["omp_wait_policy"], "passive")
+        env["OMP_WAIT_POLICY"] = "active"
+        p = subprocess.run([TANDEM, "info", "--json"], capture_output=True, text=True, env=env)
+        self.assertEqual(json.loads(p.stdout)["omp_wait_policy"], "active")
 
 
 def parse_svg(path):
@@ -326,7 +736,203 @@ class Info(unittest.TestCase):
         self.assertIn("hostname", json.loads(out))
 
 
-GROUPS = {"errors": Errors, "train": Train, "model_json": ModelJson, "bench": Bench, "info": Info}
+def write_png(path, width, height, rgb):
+    """A solid-colour RGB PNG, written with zlib alone."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        c = struct.pack(">I", len(data)) + kind + data
+        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def run_in_terminal(args, columns, timeout=240):
+    """Runs tandem on a pseudo-terminal `columns` wide; returns (rc, everything it wrote)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = dict(os.environ, OMP_NUM_THREADS="2", COLUMNS=str(columns))
+    env.pop("TANDEM_CIFAR10", None)
+    p = subprocess.Popen([TANDEM, *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return p.wait(timeout=timeout), b"".join(chunks).decode(errors="replace")
+
+
+class Ux(unittest.TestCase):
+    """Issue 24: plots and progress, and the options users of Keras, Lightning or timm reach for."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def train(self, *extra, out="run"):
+        run_dir = os.path.join(self.dir, out)
+        rc, o, e = run("train", "--synthetic", "128", "--model", "mlp", "--batch-size", "16", *extra,
+                       "--out", run_dir)
+        self.assertEqual(rc, 0, o + e)
+        return run_dir, o, e
+
+    def test_summary_line_fixed_decimals_and_one_epoch_plots(self):
+        # One validation image: its accuracy is exactly 0 or 1, once printed "1" beside "0.4642".
+        run_dir, out, _ = self.train("--epochs", "1", "--val-split", "1")
+        line = [l for l in out.splitlines() if l.startswith("(Epoch 1 / 1)")][0]
+        import re
+        self.assertRegex(line, r"train acc: \d\.\d{4}; val acc: \d\.\d{4}; train loss: \d+\.\d{4}; "
+                               r"val loss: \d+\.\d{4};", line)
+        # A 1-epoch run's plots show a marker per point (a 1-point polyline draws nothing).
+        for svg in ("loss.svg", "accuracy.svg"):
+            self.assertEqual(len(parse_svg(os.path.join(run_dir, svg)).getElementsByTagName("circle")), 2, svg)
+
+    def test_progress_bar_fits_terminal(self):
+        rc, text = run_in_terminal(["train", "--synthetic", "640", "--model", "mlp", "--batch-size", "16",
+                                    "--epochs", "1", "--val-split", "160", "--workers", "1",
+                                    "--out", os.path.join(self.dir, "run")], 60)
+        self.assertEqual(rc, 0, text)
+        segments = [s.replace("\x1b[K", "") for s in text.replace("\n", "\r").split("\r")]
+        bars = [s for s in segments if s.startswith("epoch ")]
+        self.assertTrue(bars, text)
+        for b in bars:
+            self.assertLess(len(b), 60, repr(b))  # never wraps in a 60-column terminal
+        train_bars = [b for b in bars if " val " not in b]
+        self.assertTrue(train_bars[-1].startswith("epoch 1/1 30/30 "), train_bars)  # the step counter
+        self.assertRegex(train_bars[-1], r" \d+\.\d s ETA ")  # elapsed time and ETA
+        self.assertTrue(any(b.startswith("epoch 1/1 val 1/1") for b in bars), bars)  # validation
+        # The bar's loss is the epoch's running mean: at the last step, the epoch's train loss.
+        summary = [s for s in segments if s.startswith("(Epoch 1 / 1)")][0]
+        epoch_loss = summary.split("train loss: ")[1].split(";")[0]
+        self.assertIn(f"loss {epoch_loss} ", train_bars[-1] + " ")
+        # Not a terminal: one plain line per epoch, no redraws.
+        _, out, _ = self.train("--epochs", "1", out="plain")
+        self.assertNotIn("\r", out)
+
+    def test_clip_grad_norm(self):
+        run_dir, _, _ = self.train("--epochs", "1", "--clip-grad-norm", "0.5", "--lr", "0.5")
+        with open(os.path.join(run_dir, "config.json")) as f:
+            self.assertEqual(json.load(f)["settings"]["clip_grad_norm"], 0.5)
+        rc, out, err = run("train", "--synthetic", "64", "--clip-grad-norm", "-1", "--out", self.dir)
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("--clip-grad-norm must be", err)
+
+    def test_patience_and_best_checkpoint(self):
+        # An lr of 1e-12 changes nothing: no epoch after the first improves.
+        run_dir, out, _ = self.train("--epochs", "10", "--val-split", "32", "--lr", "1e-12", "--patience", "2")
+        self.assertIn("early stopping", out)
+        with open(os.path.join(run_dir, "metrics.csv")) as f:
+            self.assertEqual(len(list(csv.DictReader(f))), 3)
+        with open(os.path.join(run_dir, "results.json")) as f:
+            r = json.load(f)
+        self.assertTrue(r["stopped_early"])
+        self.assertEqual(r["epochs"], 3)
+        self.assertEqual(r["evaluated_checkpoint"], "last")
+        best = r["best_checkpoint"]
+        self.assertEqual(best["epoch"], 1)
+        self.assertTrue(best["path"].endswith("best.safetensors"))
+        self.assertTrue(0 <= best["test_accuracy"] <= 1)
+        self.assertEqual(sum(map(sum, best["confusion"])), r["test_images"])
+        self.assertIn("test accuracy of best.safetensors (epoch 1", out)
+
+    def test_limit_batches(self):
+        run_dir, out, _ = self.train("--epochs", "1", "--limit-batches", "2", "--val-split", "32")
+        self.assertIn("--limit-batches 2: 32 training / 32 validation / 32 test images", out)
+        self.assertIn("estimate: ", out)  # from the steps there are (the median of 1 timed step)
+        with open(os.path.join(run_dir, "results.json")) as f:
+            self.assertEqual(json.load(f)["test_images"], 32)
+
+    def test_predict(self):
+        run_dir, _, _ = self.train("--epochs", "1", "--val-split", "16")
+        imgs = os.path.join(self.dir, "imgs")
+        os.makedirs(os.path.join(imgs, "sub"))
+        write_png(os.path.join(imgs, "red.png"), 32, 32, (250, 10, 10))
+        write_png(os.path.join(imgs, "sub", "blue.png"), 32, 32, (10, 10, 250))
+        rc, out, err = run("predict", "--from", run_dir, os.path.join(imgs, "red.png"), imgs)
+        self.assertEqual(rc, 0, out + err)
+        rows = list(csv.DictReader(out.splitlines()))
+        self.assertEqual(len(rows), 3)
+        self.assertEqual([os.path.basename(r["path"]) for r in rows], ["red.png", "red.png", "blue.png"])
+        for r in rows:
+            probs = [float(v) for k, v in r.items() if k.startswith("p_")]
+            self.assertEqual(len(probs), 10)
+            self.assertAlmostEqual(sum(probs), 1.0, places=4)
+            self.assertEqual(float(r["probability"]), max(probs))
+        rc, out, err = run("predict", "--from", os.path.join(run_dir, "last.safetensors"), imgs, "--format", "json")
+        self.assertEqual(rc, 0, out + err)
+        j = json.loads(out)
+        self.assertEqual(len(j), 2)
+        self.assertIn(j[0]["class"], j[0]["probabilities"])
+        write_png(os.path.join(self.dir, "big.png"), 48, 40, (1, 2, 3))
+        rc, out, err = run("predict", "--from", run_dir, os.path.join(self.dir, "big.png"))
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("48x40", err)
+        rc, out, err = run("predict", "--from", run_dir, os.path.join(self.dir, "none.png"))
+        self.assertEqual(rc, 2, out + err)
+
+    def test_print_config_and_config_file(self):
+        rc, out, err = run("train", "--synthetic", "96", "--model", "mlp", "--lr", "0.02", "--epochs", "2",
+                           "--batch-size", "16", "--print-config")
+        self.assertEqual(rc, 0, out + err)
+        printed = json.loads(out)  # JSON alone on stdout
+        self.assertEqual(printed["settings"]["lr"], 0.02)
+        self.assertFalse(os.listdir(self.dir))  # nothing trained or written
+        path = os.path.join(self.dir, "printed.json")
+        with open(path, "w") as f:
+            f.write(out)
+        run_dir, _, _ = self.train("--config", path, out="a")
+        with open(os.path.join(run_dir, "config.json")) as f:
+            a = json.load(f)
+        self.assertEqual(a["settings"]["lr"], 0.02)
+        self.assertEqual(a["settings"]["epochs"], 2)
+        # A run directory's config.json reproduces the run; given options override it.
+        b_dir = os.path.join(self.dir, "b")
+        rc, out, err = run("train", "--config", os.path.join(run_dir, "config.json"), "--epochs", "1",
+                           "--out", b_dir)
+        self.assertEqual(rc, 0, out + err)
+        with open(os.path.join(b_dir, "config.json")) as f:
+            b = json.load(f)
+        self.assertEqual(b["settings"]["epochs"], 1)
+        a["settings"]["epochs"] = 1
+        self.assertEqual(a["settings"], b["settings"])
+        self.assertEqual(a["model"], b["model"])
+        rc, out, err = run("train", "--config", os.path.join(self.dir, "nope.json"), "--out", b_dir)
+        self.assertEqual(rc, 2, out + err)
+
+    def test_example_model_file_trains_one_step(self):
+        example = os.path.join(ROOT, "examples", "models", "small_cnn.json")
+        run_dir = os.path.join(self.dir, "ex")
+        rc, out, err = run("train", "--model", example, "--synthetic", "64", "--batch-size", "32",
+                           "--limit-batches", "1", "--epochs", "1", "--val-split", "0", "--out", run_dir)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("32 training", out)
+        with open(os.path.join(run_dir, "metrics.csv")) as f:
+            self.assertEqual(len(list(csv.DictReader(f))), 1)
+        with open(example) as f:
+            types = [l["type"] for l in json.load(f)["layers"]]
+        with open(os.path.join(run_dir, "config.json")) as f:
+            self.assertEqual([l["type"] for l in json.load(f)["model"]["layers"]], types)
+
+
+GROUPS = {"errors": Errors, "safety": Safety, "messages": Messages, "threads": Threads, "train": Train,
+          "model_json": ModelJson, "bench": Bench, "info": Info, "ux": Ux}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

@@ -284,6 +284,110 @@ TEST(LineChart, ConstantAndAllNonFiniteSeries) {
   EXPECT_EQ(empty.find("nan"), std::string::npos);
 }
 
+// The tick labels of the x axis (text-anchor middle) and y axis (end).
+std::vector<std::string> tick_labels(const XmlChecker& xml, const std::string& anchor) {
+  std::vector<std::string> out;
+  for (const Element* t : xml.by_name("text")) {
+    if (t->attrs.count("class") != 0 && t->attrs.at("class") == "tick" &&
+        t->attrs.at("text-anchor") == anchor) {
+      out.push_back(t->text);
+    }
+  }
+  return out;
+}
+
+// Issue 24: a 1-epoch run drew blank plots (a polyline of one point draws nothing).
+TEST(LineChart, ShortSeriesGetMarkers) {
+  const std::string svg =
+      plot::line_chart_svg("Loss", "epoch", "loss", {{"train", {1}, {2.3}}, {"val", {1}, {2.2}}});
+  XmlChecker xml(svg);
+  ASSERT_EQ(xml.check(), "");
+  EXPECT_EQ(xml.by_name("circle").size(), 2u);
+  // A long series has none (the line shows it).
+  std::vector<double> xs, ys;
+  for (int i = 1; i <= 300; ++i) xs.push_back(i), ys.push_back(1.0 / i + 1);
+  XmlChecker long_xml(plot::line_chart_svg("t", "x", "y", {{"long", xs, ys}}));
+  ASSERT_EQ(long_xml.check(), "");
+  EXPECT_TRUE(long_xml.by_name("circle").empty());
+}
+
+// Issue 24: a 2-epoch run had ticks 1.0, 1.2, ... 2.0; epochs are whole numbers.
+TEST(LineChart, WholeNumberXGetsWholeNumberTicks) {
+  XmlChecker xml(plot::line_chart_svg("t", "epoch", "y", {{"train", {1, 2}, {0.3, 0.5}}}));
+  ASSERT_EQ(xml.check(), "");
+  const std::vector<std::string> xt = tick_labels(xml, "middle");
+  ASSERT_FALSE(xt.empty());
+  for (const std::string& t : xt) EXPECT_EQ(t.find('.'), std::string::npos) << t;
+  EXPECT_NE(std::find(xt.begin(), xt.end(), "1"), xt.end());
+  EXPECT_NE(std::find(xt.begin(), xt.end(), "2"), xt.end());
+  // One epoch: still whole numbers.
+  XmlChecker one(plot::line_chart_svg("t", "epoch", "y", {{"train", {1}, {0.3}}}));
+  ASSERT_EQ(one.check(), "");
+  for (const std::string& t : tick_labels(one, "middle")) EXPECT_EQ(t.find('.'), std::string::npos);
+}
+
+// Issue 24: the legend (top right inside the plot) covered the train curve's
+// last epochs; it now sits right of the plot area.
+TEST(LineChart, LegendIsOutsideThePlotArea) {
+  XmlChecker xml(plot::line_chart_svg(
+      "t", "epoch", "acc",
+      {{"train", {1, 2, 3}, {0.5, 0.8, 0.99}}, {"validation", {1, 2, 3}, {0.4, 0.6, 0.7}}}));
+  ASSERT_EQ(xml.check(), "");
+  const Element* frame = nullptr;  // the plot area: the rect with fill none, stroke black
+  const Element* legend = nullptr;
+  for (const Element* r : xml.by_name("rect")) {
+    if (r->attrs.count("stroke") && r->attrs.at("stroke") == "black") frame = r;
+    if (r->attrs.count("stroke") && r->attrs.at("stroke") == "#999999") legend = r;
+  }
+  ASSERT_NE(frame, nullptr);
+  ASSERT_NE(legend, nullptr);
+  const double plot_right = std::stod(frame->attrs.at("x")) + std::stod(frame->attrs.at("width"));
+  EXPECT_GE(std::stod(legend->attrs.at("x")), plot_right);
+  const double svg_width = std::stod(xml.elements()[0].attrs.at("width"));
+  EXPECT_LE(std::stod(legend->attrs.at("x")) + std::stod(legend->attrs.at("width")), svg_width);
+}
+
+// Issue 24: a long run's loss (2.3 down to 1e-4) squashed into an L; a range
+// over two decades or more gets a log axis by default, or when asked.
+TEST(LineChart, LogScaleOverDecades) {
+  std::vector<double> xs, ys;
+  for (int i = 1; i <= 1700; ++i) xs.push_back(i), ys.push_back(2.3 / i);
+  XmlChecker xml(plot::line_chart_svg("Loss", "epoch", "loss", {{"train", xs, ys}}));
+  ASSERT_EQ(xml.check(), "");
+  const std::vector<std::string> yt = tick_labels(xml, "end");
+  for (const char* want : {"0.001", "0.01", "0.1", "1", "10"}) {
+    EXPECT_NE(std::find(yt.begin(), yt.end(), want), yt.end()) << want;
+  }
+  bool labelled = false;
+  for (const Element* t : xml.by_name("text")) labelled |= t->text == "loss (log scale)";
+  EXPECT_TRUE(labelled);
+  // Accuracy from 0.1 to 0.9 stays linear; Scale::Linear / Log force either.
+  XmlChecker acc(plot::line_chart_svg("t", "epoch", "acc", {{"a", {1, 2, 3}, {0.1, 0.5, 0.9}}}));
+  ASSERT_EQ(acc.check(), "");
+  for (const Element* t : acc.by_name("text"))
+    EXPECT_EQ(t->text.find("log scale"), std::string::npos);
+  plot::ChartOptions linear;
+  linear.y_scale = plot::ChartOptions::Scale::Linear;
+  const std::string lin = plot::line_chart_svg("t", "epoch", "loss", {{"train", xs, ys}}, linear);
+  EXPECT_EQ(lin.find("log scale"), std::string::npos);
+  plot::ChartOptions logxy;
+  logxy.x_scale = logxy.y_scale = plot::ChartOptions::Scale::Log;
+  XmlChecker lg(plot::line_chart_svg("t", "epoch", "loss", {{"train", xs, ys}}, logxy));
+  ASSERT_EQ(lg.check(), "");
+  const std::vector<std::string> xt = tick_labels(lg, "middle");
+  EXPECT_NE(std::find(xt.begin(), xt.end(), "1000"), xt.end());
+  // Every point of the log-log chart lies inside the plot area.
+  std::istringstream in(lg.by_name("polyline")[0]->attrs.at("points"));
+  std::string p;
+  while (in >> p) {
+    const double x = std::stod(p.substr(0, p.find(','))), y = std::stod(p.substr(p.find(',') + 1));
+    EXPECT_GE(x, 79.99);
+    EXPECT_LE(x, 740.01);
+    EXPECT_GE(y, 49.99);
+    EXPECT_LE(y, 400.01);
+  }
+}
+
 TEST(LineChart, Errors) {
   expect_error([] { plot::line_chart_svg("t", "x", "y", {}); }, "line_chart: no series to plot");
   expect_error(

@@ -41,14 +41,10 @@ step_data_source() {
 }
 
 step_train() {
-  local has_out=0 arg
-  for arg in "$@"; do
-    case "$arg" in --out | --out=* | --resume | --resume=*) has_out=1 ;; esac
-  done
-  local extra=()
-  [[ $has_out -eq 1 ]] || extra=(--out "runs/$(date +%Y%m%d-%H%M%S)")
+  # Without --out, `tandem train` makes a new runs/<date-time> (never an
+  # existing run's directory).
   echo
-  exec "$root/build/default/tools/tandem" train "${extra[@]}" "$@"
+  exec "$root/build/default/tools/tandem" train "$@"
 }
 
 step_setup

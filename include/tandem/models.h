@@ -199,8 +199,16 @@ ParameterSplit split_parameters(nn::Module& model);
 // type) and the field: unknown type, unknown or missing field, wrong JSON type,
 // value out of range.
 
+// from_json refuses a file whose lists and objects nest deeper than
+// kMaxJsonNesting levels (before parsing it: a hostile file nested 10,000 deep
+// would overflow the stack); a model is a few levels deep.
 nn::Sequential from_json(const std::string& json_text);
 nn::Sequential load_json(const std::string& path);
+constexpr int64_t kMaxJsonNesting = 200;
+// The deepest nesting of JSON arrays and objects in `text` (brackets inside
+// strings do not count), scanning only until it passes `limit`; the text need
+// not be valid JSON.
+int64_t json_nesting(const std::string& text, int64_t limit);
 // The model as JSON (2-space indented; fields at their default are left
 // out). Throws for a layer type the format cannot express.
 std::string to_json(const nn::Module& model, const std::string& name = "");

@@ -24,13 +24,34 @@ struct Series {
   std::vector<double> xs, ys;  // the same length
 };
 
-// The SVG text of a line chart: axes with ticks, one polyline per series (and
-// per run of finite points), a legend with the series names.
+// How a line chart draws its axes and points.
+struct ChartOptions {
+  // Auto: a log10 axis when every value is > 0 and the largest is at least
+  // 100 times the smallest (two decades: a loss from 2.3 to 0.001), else
+  // linear. Log: log10 (values <= 0 are left out). Linear: always linear.
+  enum class Scale : int8_t { Auto, Linear, Log };
+  Scale x_scale = Scale::Linear;
+  Scale y_scale = Scale::Auto;
+  // A series with at most this many drawable points gets a circle marker per
+  // point (a single point draws no line otherwise); 0: no markers.
+  int markers_up_to = 40;
+};
+
+// The SVG text of a line chart: axes with ticks (whole numbers only when
+// every x is a whole number, as epochs are), one polyline per series (and per
+// run of finite points), markers on short series, a legend with the series
+// names right of the plot area (never over the data).
 std::string line_chart_svg(const std::string& title, const std::string& x_label,
                            const std::string& y_label, const std::vector<Series>& series);
+std::string line_chart_svg(const std::string& title, const std::string& x_label,
+                           const std::string& y_label, const std::vector<Series>& series,
+                           const ChartOptions& options);
 // Writes line_chart_svg(...) to `path`.
 void line_chart(const std::string& path, const std::string& title, const std::string& x_label,
                 const std::string& y_label, const std::vector<Series>& series);
+void line_chart(const std::string& path, const std::string& title, const std::string& x_label,
+                const std::string& y_label, const std::vector<Series>& series,
+                const ChartOptions& options);
 
 // The SVG text of a confusion-matrix heat map: matrix[true][predicted] counts
 // (N x N, >= 0), one cell per entry with its count, coloured by the fraction

@@ -71,8 +71,10 @@ struct EvalResult {
 // restored afterwards) over one pass of `loader` (epoch `epoch` of its order).
 // With tta_flip, the logits are the mean of the image's and its horizontal
 // mirror's.
+// `on_batch(done, total)`, when set, is called after each batch (for progress).
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
-                    bool tta_flip = false, int64_t epoch = 0);
+                    bool tta_flip = false, int64_t epoch = 0,
+                    const std::function<void(int64_t, int64_t)>& on_batch = {});
 
 // Thrown when a training loss is NaN or infinite: the message names the
 // epoch, the step and the last finite loss.
@@ -89,9 +91,10 @@ enum class SchedulerStep : int8_t {
 // Progress of one training step (for progress bars).
 struct StepInfo {
   int64_t epoch = 0;
-  int64_t step = 0;   // within the epoch, 0-based
-  int64_t steps = 0;  // per epoch
-  double loss = 0;
+  int64_t step = 0;             // within the epoch, 0-based
+  int64_t steps = 0;            // per epoch
+  double loss = 0;              // this batch's
+  double running_loss = 0;      // mean over the epoch's samples so far
   double running_accuracy = 0;  // of the epoch so far
   double images_per_second = 0;
 };
@@ -104,7 +107,12 @@ struct TrainerOptions {
   double clip_grad_norm = 0.0;  // > 0: clip the gradients' global norm
   bool tta_flip = false;        // evaluation with the mirrored image too
   std::string checkpoint_dir;   // "": no checkpoints
+  // > 0: early stopping; fit() ends once this many epochs in a row have not
+  // improved the best validation accuracy (stopped_early() says so).
+  int64_t patience = 0;
   std::function<void(const StepInfo&)> on_step;
+  // Progress of the validation pass after each epoch: (batches done, total).
+  std::function<void(int64_t, int64_t)> on_val_step;
   std::function<void(const EpochStats&)> on_epoch;
 };
 
@@ -125,14 +133,17 @@ class Trainer {
   void resume(const std::string& checkpoint_path);
 
   int64_t epochs_done() const { return epoch_; }
+  bool stopped_early() const { return stopped_early_; }
   const History& history() const { return history_; }
   const TrainerOptions& options() const { return options_; }
   std::string last_checkpoint_path() const;
   std::string best_checkpoint_path() const;
+  // Writes last.safetensors now (fit() does after every epoch): before the
+  // first epoch, it gives an interrupted first epoch a point to resume from.
+  void save_last(const data::DataLoader& train) const;
 
  private:
   EpochStats train_epoch(data::DataLoader& train);
-  void save_last(const data::DataLoader& train) const;
 
   std::shared_ptr<nn::Module> model_;
   optim::Optimizer& optimizer_;
@@ -140,6 +151,7 @@ class Trainer {
   TrainerOptions options_;
   History history_;
   int64_t epoch_ = 0;
+  bool stopped_early_ = false;
   int64_t resumed_seed_ = -1;  // the loader seed and batch size a resume expects
   int64_t resumed_batch_size_ = -1;
 };

@@ -421,7 +421,35 @@ Json layers_json(const nn::Module& model, const std::string& prefix) {
 
 }  // namespace
 
+int64_t json_nesting(const std::string& text, int64_t limit) {
+  int64_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) break;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 nn::Sequential from_json(const std::string& json_text) {
+  if (json_nesting(json_text, kMaxJsonNesting) > kMaxJsonNesting) {
+    TANDEM_FAIL("model json: lists and objects nest deeper than ", kMaxJsonNesting,
+                " levels; a model is a few levels deep (each Sequential or Residual adds two)");
+  }
   Json top;
   try {
     top = Json::parse(json_text);

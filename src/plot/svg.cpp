@@ -1,5 +1,7 @@
 // The SVG writer of tandem/plot.h: a line chart (linear axes with "nice"
-// ticks at 1, 2 or 5 times a power of ten) and a confusion-matrix heat map.
+// ticks at 1, 2 or 5 times a power of ten, whole-number ticks for whole-number
+// x values, log axes over decades; markers on short series; the legend right of
+// the plot area) and a confusion-matrix heat map.
 // Coordinates are written with two decimals; every piece of user text goes
 // through xml_escape.
 #include <algorithm>
@@ -7,6 +9,9 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "tandem/error.h"
 #include "tandem/plot.h"
@@ -116,10 +121,76 @@ bool finite_point(double x, double y) { return std::isfinite(x) && std::isfinite
 
 // ---- Line chart -------------------------------------------------------------------------
 
+namespace {
+
+// An axis as drawn: the data range in axis units (log10 of the value on a log
+// axis) and its ticks (value, label).
+struct DrawnAxis {
+  bool log = false;
+  double lo = 0.0, hi = 1.0;
+  std::vector<std::pair<double, std::string>> ticks;
+  double pos(double v) const { return log ? std::log10(v) : v; }
+};
+
+DrawnAxis linear_axis(double lo, double hi, bool integer) {
+  Axis a = nice_axis(lo, hi);
+  if (integer && a.step < 1.0) {
+    // Whole numbers (epochs): ticks 1 apart, never 0.5 or 0.2.
+    a = {std::floor(lo <= hi ? lo : 0.0), std::ceil(lo <= hi ? hi : 1.0), 1.0};
+    if (a.hi - a.lo < 1.0) a.lo -= 1.0, a.hi += 1.0;
+  }
+  DrawnAxis d;
+  d.lo = a.lo;
+  d.hi = a.hi;
+  for (int i = 0; i <= ticks(a); ++i) {
+    const double t = a.lo + i * a.step;
+    d.ticks.emplace_back(t, tick_label(t, a.step));
+  }
+  return d;
+}
+
+// A log10 axis over [lo, hi] (both > 0): whole decades, ticks at powers of
+// ten, plus 2x and 5x where it spans fewer than three decades.
+DrawnAxis log_axis(double lo, double hi) {
+  DrawnAxis d;
+  d.log = true;
+  d.lo = std::floor(std::log10(lo) + 1e-9);
+  d.hi = std::ceil(std::log10(hi) - 1e-9);
+  if (d.hi <= d.lo) d.hi = d.lo + 1;
+  const bool minor = d.hi - d.lo < 3;
+  for (double e = d.lo; e <= d.hi + 0.5; e += 1.0) {
+    for (double m : {1.0, 2.0, 5.0}) {
+      if (m != 1.0 && (!minor || e >= d.hi)) continue;
+      const double v = m * std::pow(10.0, e);
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%g", v);
+      d.ticks.emplace_back(std::log10(v), buf);
+    }
+  }
+  return d;
+}
+
+bool use_log(ChartOptions::Scale scale, double lo, double hi) {
+  if (scale == ChartOptions::Scale::Log) return lo <= hi && lo > 0;
+  if (scale == ChartOptions::Scale::Linear) return false;
+  return lo <= hi && lo > 0 && hi / lo >= 100.0;  // Auto: two decades or more
+}
+
+}  // namespace
+
 std::string line_chart_svg(const std::string& title, const std::string& x_label,
                            const std::string& y_label, const std::vector<Series>& series) {
+  return line_chart_svg(title, x_label, y_label, series, ChartOptions{});
+}
+
+std::string line_chart_svg(const std::string& title, const std::string& x_label,
+                           const std::string& y_label, const std::vector<Series>& series,
+                           const ChartOptions& options) {
   TANDEM_CHECK(!series.empty(), "line_chart: no series to plot");
+  // The ranges of the finite points, and of the positive ones (for log axes).
   double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+  double pxlo = INFINITY, pylo = INFINITY;
+  bool integer_x = true;
   for (const Series& s : series) {
     TANDEM_CHECK(s.xs.size() == s.ys.size(), "line_chart: series '", s.name, "' has ", s.xs.size(),
                  " x values and ", s.ys.size(), " y values");
@@ -129,37 +200,53 @@ std::string line_chart_svg(const std::string& title, const std::string& x_label,
       xhi = std::max(xhi, s.xs[i]);
       ylo = std::min(ylo, s.ys[i]);
       yhi = std::max(yhi, s.ys[i]);
+      if (s.xs[i] > 0) pxlo = std::min(pxlo, s.xs[i]);
+      if (s.ys[i] > 0) pylo = std::min(pylo, s.ys[i]);
+      integer_x = integer_x && s.xs[i] == std::round(s.xs[i]);
     }
   }
-  const Axis ax = nice_axis(xlo, xhi), ay = nice_axis(ylo, yhi);
-  const double width = 760, height = 460, left = 80, right = 20, top = 50, bottom = 60;
-  const double pw = width - left - right, ph = height - top - bottom;
-  auto px = [&](double x) { return left + (x - ax.lo) / (ax.hi - ax.lo) * pw; };
-  auto py = [&](double y) { return top + ph - (y - ay.lo) / (ay.hi - ay.lo) * ph; };
+  const bool xlog = use_log(options.x_scale, xlo, xhi), ylog = use_log(options.y_scale, ylo, yhi);
+  // A log axis forced over data with values <= 0 leaves those points out.
+  const DrawnAxis ax = xlog ? log_axis(pxlo, xhi) : linear_axis(xlo, xhi, integer_x);
+  const DrawnAxis ay = ylog ? log_axis(pylo, yhi) : linear_axis(ylo, yhi, false);
+  auto drawable = [&](double x, double y) {
+    return finite_point(x, y) && (!xlog || x > 0) && (!ylog || y > 0);
+  };
+
+  // The legend sits right of the plot area, never over the data.
+  size_t longest = 1;
+  for (const Series& s : series) longest = std::max(longest, s.name.size());
+  const double lw = 46 + 7.0 * static_cast<double>(std::min<size_t>(longest, 40));
+  const double plot_w = 660, height = 460, left = 80, top = 50, bottom = 60;
+  const double width = left + plot_w + 20 + lw + 10;
+  const double pw = plot_w, ph = height - top - bottom;
+  auto px = [&](double x) { return left + (ax.pos(x) - ax.lo) / (ax.hi - ax.lo) * pw; };
+  auto py = [&](double y) { return top + ph - (ay.pos(y) - ay.lo) / (ay.hi - ay.lo) * ph; };
+  auto tx = [&](double t) { return left + (t - ax.lo) / (ax.hi - ax.lo) * pw; };
+  auto ty = [&](double t) { return top + ph - (t - ay.lo) / (ay.hi - ay.lo) * ph; };
 
   std::string svg = svg_open(width, height);
-  svg += text_el(width / 2, 28, title, "text-anchor=\"middle\" font-size=\"18\"");
+  svg += text_el(left + pw / 2, 28, title, "text-anchor=\"middle\" font-size=\"18\"");
   svg += "<g class=\"grid\" stroke=\"#dddddd\" stroke-width=\"1\">\n";
   std::string labels;
-  for (int i = 0; i <= ticks(ax); ++i) {
-    const double t = ax.lo + i * ax.step;
-    svg += "<line x1=\"" + num(px(t)) + "\" y1=\"" + num(top) + "\" x2=\"" + num(px(t)) +
+  for (const auto& [t, label] : ax.ticks) {
+    svg += "<line x1=\"" + num(tx(t)) + "\" y1=\"" + num(top) + "\" x2=\"" + num(tx(t)) +
            "\" y2=\"" + num(top + ph) + "\"/>\n";
-    labels += text_el(px(t), top + ph + 18, tick_label(t, ax.step),
+    labels += text_el(tx(t), top + ph + 18, label,
                       "class=\"tick\" text-anchor=\"middle\" font-size=\"12\"");
   }
-  for (int i = 0; i <= ticks(ay); ++i) {
-    const double t = ay.lo + i * ay.step;
-    svg += "<line x1=\"" + num(left) + "\" y1=\"" + num(py(t)) + "\" x2=\"" + num(left + pw) +
-           "\" y2=\"" + num(py(t)) + "\"/>\n";
-    labels += text_el(left - 8, py(t) + 4, tick_label(t, ay.step),
-                      "class=\"tick\" text-anchor=\"end\" font-size=\"12\"");
+  for (const auto& [t, label] : ay.ticks) {
+    svg += "<line x1=\"" + num(left) + "\" y1=\"" + num(ty(t)) + "\" x2=\"" + num(left + pw) +
+           "\" y2=\"" + num(ty(t)) + "\"/>\n";
+    labels +=
+        text_el(left - 8, ty(t) + 4, label, "class=\"tick\" text-anchor=\"end\" font-size=\"12\"");
   }
   svg += "</g>\n" + labels;
   svg += "<rect x=\"" + num(left) + "\" y=\"" + num(top) + "\" width=\"" + num(pw) +
          "\" height=\"" + num(ph) + "\" fill=\"none\" stroke=\"black\"/>\n";
-  svg += text_el(left + pw / 2, height - 15, x_label, "text-anchor=\"middle\" font-size=\"14\"");
-  svg += text_el(0, 0, y_label,
+  svg += text_el(left + pw / 2, height - 15, x_label + (xlog ? " (log scale)" : ""),
+                 "text-anchor=\"middle\" font-size=\"14\"");
+  svg += text_el(0, 0, y_label + (ylog ? " (log scale)" : ""),
                  "text-anchor=\"middle\" font-size=\"14\" transform=\"translate(20 " +
                      num(top + ph / 2) + ") rotate(-90)\"");
 
@@ -168,24 +255,33 @@ std::string line_chart_svg(const std::string& title, const std::string& x_label,
     const std::string color = kColors[k % 10];
     svg += "<g class=\"series\" fill=\"none\" stroke=\"" + color +
            "\" stroke-width=\"2\">\n<title>" + xml_escape(s.name) + "</title>\n";
-    std::string points;
+    std::string points, markers;
+    size_t drawn = 0;
+    for (size_t i = 0; i < s.xs.size(); ++i) drawn += drawable(s.xs[i], s.ys[i]) ? 1 : 0;
+    // Short series get a marker per point: one point draws no line at all.
+    const bool mark = drawn <= static_cast<size_t>(std::max(options.markers_up_to, 0));
     auto flush = [&] {
       if (!points.empty()) svg += "<polyline points=\"" + points + "\"/>\n";
       points.clear();
     };
     for (size_t i = 0; i < s.xs.size(); ++i) {
-      if (!finite_point(s.xs[i], s.ys[i])) {
+      if (!drawable(s.xs[i], s.ys[i])) {
         flush();
         continue;
       }
-      points += (points.empty() ? "" : " ") + num(px(s.xs[i])) + "," + num(py(s.ys[i]));
+      const std::string x = num(px(s.xs[i])), y = num(py(s.ys[i]));
+      points += (points.empty() ? "" : " ") + x + "," + y;
+      if (mark) {
+        markers += "<circle class=\"marker\" cx=\"" + x + "\" cy=\"" + y + "\" r=\"3.5\" fill=\"" +
+                   color + "\"/>\n";
+      }
     }
     flush();
-    svg += "</g>\n";
+    svg += markers + "</g>\n";
   }
-  // Legend, top right inside the plot area.
-  const double lw = 170, lh = 8 + 20 * static_cast<double>(series.size());
-  const double lx = left + pw - lw - 10, ly = top + 10;
+  // Legend, right of the plot area.
+  const double lh = 8 + 20 * static_cast<double>(series.size());
+  const double lx = left + pw + 20, ly = top;
   svg += "<g class=\"legend\">\n<rect x=\"" + num(lx) + "\" y=\"" + num(ly) + "\" width=\"" +
          num(lw) + "\" height=\"" + num(lh) +
          "\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#999999\"/>\n";
@@ -201,7 +297,13 @@ std::string line_chart_svg(const std::string& title, const std::string& x_label,
 
 void line_chart(const std::string& path, const std::string& title, const std::string& x_label,
                 const std::string& y_label, const std::vector<Series>& series) {
-  write_file(path, line_chart_svg(title, x_label, y_label, series), "line_chart");
+  line_chart(path, title, x_label, y_label, series, ChartOptions{});
+}
+
+void line_chart(const std::string& path, const std::string& title, const std::string& x_label,
+                const std::string& y_label, const std::vector<Series>& series,
+                const ChartOptions& options) {
+  write_file(path, line_chart_svg(title, x_label, y_label, series, options), "line_chart");
 }
 
 // ---- Confusion matrix ---------------------------------------------------------------------

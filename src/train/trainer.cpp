@@ -142,7 +142,7 @@ std::vector<double> EvalResult::per_class_accuracy() const {
 }
 
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes, bool tta_flip,
-                    int64_t epoch) {
+                    int64_t epoch, const std::function<void(int64_t, int64_t)>& on_batch) {
   TANDEM_CHECK(num_classes > 0, "evaluate: num_classes must be positive, got ", num_classes);
   const bool was_training = model.is_training();
   model.eval();
@@ -151,7 +151,7 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
   r.confusion.assign(static_cast<size_t>(num_classes),
                      std::vector<int64_t>(static_cast<size_t>(num_classes), 0));
   double loss_sum = 0;
-  int64_t correct = 0;
+  int64_t correct = 0, batches = 0;
   try {
     loader.start_epoch(epoch);
     data::Batch b;
@@ -171,6 +171,7 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
         correct += pred[i] == truth[i] ? 1 : 0;
       }
       r.samples += static_cast<int64_t>(pred.size());
+      if (on_batch) on_batch(++batches, loader.num_batches());
     }
   } catch (...) {
     model.train(was_training);
@@ -198,6 +199,7 @@ Trainer::Trainer(std::shared_ptr<nn::Module> model, optim::Optimizer& optimizer,
                options_.num_classes);
   TANDEM_CHECK(options_.label_smoothing >= 0 && options_.label_smoothing <= 1,
                "Trainer: label_smoothing must be in [0, 1], got ", options_.label_smoothing);
+  TANDEM_CHECK(options_.patience >= 0, "Trainer: patience must be >= 0, got ", options_.patience);
   TANDEM_CHECK(options_.clip_grad_norm >= 0, "Trainer: clip_grad_norm must be >= 0, got ",
                options_.clip_grad_norm);
 }
@@ -208,6 +210,26 @@ std::string Trainer::last_checkpoint_path() const {
 std::string Trainer::best_checkpoint_path() const {
   return options_.checkpoint_dir.empty() ? "" : options_.checkpoint_dir + "/best.safetensors";
 }
+
+namespace {
+
+// After an epoch whose losses were finite, the last step may still have sent
+// weights to NaN or infinity (a huge learning rate): such a model is never
+// saved. One sum per parameter per epoch.
+void check_finite_parameters(const nn::Module& model, int64_t epoch, const std::string& last) {
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : model.named_parameters()) {
+    if (std::isfinite(sum(p.detach()).item<double>())) continue;
+    std::ostringstream msg;
+    msg << "train: the weights became non-finite (NaN or infinity in '" << name << "') in epoch "
+        << epoch + 1 << "; training stopped";
+    if (!last.empty()) msg << "; the last good checkpoint is " << last;
+    msg << ". Try a smaller learning rate or gradient clipping.";
+    throw NonFiniteLoss(msg.str(), __FILE__, __LINE__);
+  }
+}
+
+}  // namespace
 
 EpochStats Trainer::train_epoch(data::DataLoader& train) {
   EpochStats s;
@@ -269,6 +291,7 @@ EpochStats Trainer::train_epoch(data::DataLoader& train) {
       info.step = step;
       info.steps = steps;
       info.loss = l;
+      info.running_loss = loss_sum / static_cast<double>(seen);
       info.running_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
       info.images_per_second = static_cast<double>(seen) / std::max(seconds_since(t0), 1e-9);
       options_.on_step(info);
@@ -302,11 +325,23 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
     EpochStats s;
     try {
       s = train_epoch(train);
+      check_finite_parameters(*model_, epoch_, last_checkpoint_path());
       s.val_loss = s.val_accuracy = std::numeric_limits<double>::quiet_NaN();
       if (val != nullptr) {
-        const EvalResult v = evaluate(*model_, *val, options_.num_classes, options_.tta_flip, 0);
+        const EvalResult v = evaluate(*model_, *val, options_.num_classes, options_.tta_flip, 0,
+                                      options_.on_val_step);
         s.val_loss = v.loss;
         s.val_accuracy = v.accuracy;
+        if (!std::isfinite(v.loss)) {
+          std::ostringstream msg;
+          msg << "train: the validation loss became non-finite (" << v.loss << ") in epoch "
+              << epoch_ + 1 << ": the weights overflow; training stopped";
+          if (!options_.checkpoint_dir.empty()) {
+            msg << "; the last good checkpoint is " << last_checkpoint_path();
+          }
+          msg << ". Try a smaller learning rate or gradient clipping.";
+          throw NonFiniteLoss(msg.str(), __FILE__, __LINE__);
+        }
       }
     } catch (...) {
       history_ = before;  // the failed epoch leaves no trace
@@ -318,8 +353,8 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
     }
     history_.epochs.push_back(s);
     ++epoch_;
-    const bool improved =
-        std::isfinite(s.val_accuracy) && s.val_accuracy > history_.best_val_accuracy;
+    const bool improved = std::isfinite(s.val_accuracy) && std::isfinite(s.val_loss) &&
+                          s.val_accuracy > history_.best_val_accuracy;
     if (improved) {
       history_.best_val_accuracy = s.val_accuracy;
       history_.best_epoch = s.epoch;
@@ -333,6 +368,11 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
       save_last(train);
     }
     if (options_.on_epoch) options_.on_epoch(s);
+    if (options_.patience > 0 && history_.best_epoch >= 0 &&
+        s.epoch - history_.best_epoch >= options_.patience) {
+      stopped_early_ = true;
+      break;
+    }
   }
   return history_;
 }

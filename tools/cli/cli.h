@@ -29,6 +29,9 @@ constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
 
+// --synthetic N: at most this many images.
+constexpr int64_t kMaxSynthetic = 1000000;
+
 // ---- Devices ----------------------------------------------------------------------
 
 // "auto" | "cpu" | "cuda" -> a device, or a UsageError ("cuda" where CUDA
@@ -50,6 +53,12 @@ td::data::Cifar10 load_data(const DataArgs& args);
 // N random CIFAR-shaped images whose mean colour depends on the label (so a
 // model can learn something), and N / 4 (at least 10) test images.
 td::data::Cifar10 synthetic_cifar(int64_t n, uint64_t seed);
+// A data-preparation message with the library's option names
+// (Cifar10Options::source, ::download, ::cache_dir) replaced by what the user
+// gave: `source` (the words for the source: "--data", the import argument),
+// `cache` (the cache flag, "--cache-dir", or "" where the command has none).
+std::string with_flag_names(std::string message, const std::string& source,
+                            const std::string& cache);
 // A short description of the data source for config.json.
 json describe_data(const DataArgs& args);
 
@@ -71,10 +80,31 @@ int64_t count_parameters(td::nn::Module& model);
 // ---- Output helpers ---------------------------------------------------------------
 
 bool stdout_is_terminal();
+// The terminal's width in columns: TIOCGWINSZ on stdout, else $COLUMNS, else 80.
+int terminal_columns();
+// One redraw of the progress bar (progress_line.cpp), at most columns - 1
+// characters: "epoch 3/10 123/1407 [####....] loss 1.2345 acc 54.1% 0:12<0:45
+// 1234 img/s", the bar narrowed and the last fields dropped to fit.
+struct ProgressFields {
+  int64_t epoch = 1, epochs = 1;  // 1-based
+  int64_t done = 0, total = 0;    // steps (or validation batches) done, per epoch
+  bool validating = false;        // the validation pass: no loss, accuracy, img/s
+  double loss = 0, accuracy = 0;  // running means over the epoch
+  double elapsed = 0;             // seconds since the epoch began
+  double eta = 0;                 // seconds left in the pass (NaN: unknown)
+  double images_per_second = 0;
+};
+std::string progress_line(const ProgressFields& fields, int columns);
 std::string format_duration(double seconds);  // "1:02:03", "4:05", "12.3 s"
 std::string format_bytes(double bytes);
 void write_text_file(const std::string& path, const std::string& text);
 std::string read_text_file(const std::string& path);
+// A JSON file (a run's config.json): a UsageError naming `what` when it is not
+// valid JSON or nests deeper than a config can (the model JSON's depth limit,
+// models::kMaxJsonNesting, plus the config's own level), before it is parsed.
+json read_json_file(const std::string& path, const std::string& what);
+// The name of a parameter or buffer holding NaN or infinity, or "".
+std::string first_non_finite(const td::nn::Module& model);
 bool is_directory(const std::string& path);
 bool is_file(const std::string& path);
 void make_directories(const std::string& path);
@@ -96,7 +126,13 @@ struct TrainArgs {
   std::string out;
   std::string resume;
   bool no_augment = false;
+  bool overwrite = false;  // --overwrite: a non-empty --out is allowed
   int workers = 2;
+  std::optional<double> clip_grad_norm;
+  std::optional<int64_t> patience, limit_batches;
+  std::string config;         // --config FILE: settings from a config.json
+  bool print_config = false;  // print the resolved config.json and exit
+  int threads = 0;            // --threads (set by main)
   // Which options the user gave (for the --resume conflict check).
   std::vector<std::string> given;
 };
@@ -112,6 +148,15 @@ struct EvalArgs {
   bool json_output = false;
 };
 int run_eval(const EvalArgs& args);
+
+struct PredictArgs {
+  std::vector<std::string> inputs;  // images (PNG/JPEG) and folders of them
+  std::string from;                 // a run directory or a checkpoint
+  std::string device = "auto";
+  std::string format = "csv";  // csv | json
+  int64_t batch_size = 256;
+};
+int run_predict(const PredictArgs& args);
 
 struct BenchTrainArgs {
   std::string model = "lenet";

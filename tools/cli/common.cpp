@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -59,6 +60,24 @@ td::Device resolve_device(const std::string& name, std::string* why) {
 
 // ---- Data ------------------------------------------------------------------------------
 
+namespace {
+
+// A directory name for a data source: its canonical path, size and time.
+std::string source_key(const std::string& path) {
+  std::error_code ec;
+  std::string key = std::filesystem::weakly_canonical(path, ec).string();
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    key += ":" + std::to_string(st.st_size) + ":" + std::to_string(st.st_mtime);
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(std::hash<std::string>{}(key)));
+  return hex;
+}
+
+}  // namespace
+
 td::data::Cifar10 synthetic_cifar(int64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed ^ 0x5eed5eedULL);
   auto make = [&](int64_t count) {
@@ -108,9 +127,48 @@ td::data::Cifar10 load_data(const DataArgs& args) {
   }
   td::data::Cifar10Options opt;
   opt.source = args.data;
-  const std::string dir = td::data::prepare_cifar10(opt);
-  std::cerr << "data: CIFAR-10 from " << dir << "\n";
-  return td::data::read_cifar10(dir);
+  if (!args.data.empty()) {
+    // A --data source is always read: into the default cache while that is
+    // empty, else into a cache of its own (keyed by its path, size and time),
+    // never silently replaced by a cache that holds other data.
+    const std::string cache = td::data::default_cifar10_cache_dir();
+    if (is_file(cache + "/cifar-10-batches-bin/" + td::data::cifar10_meta_file())) {
+      opt.cache_dir = cache + "/sources/" + source_key(args.data);
+    }
+  }
+  std::string dir;
+  td::data::Cifar10 data;
+  try {
+    dir = td::data::prepare_cifar10(opt);
+    data = td::data::read_cifar10(dir);
+  } catch (const td::Error& e) {
+    if (args.data.empty()) {
+      throw std::runtime_error(with_flag_names(e.message(), "--data", ""));
+    }
+    throw std::runtime_error("--data " + args.data + " cannot be read as CIFAR-10: " +
+                             with_flag_names(e.message(), "--data", ""));
+  }
+  std::cerr << "data: CIFAR-10 from " << dir
+            << (args.data.empty() ? "" : " (imported from " + args.data + ")") << "\n";
+  return data;
+}
+
+std::string with_flag_names(std::string message, const std::string& source,
+                            const std::string& cache) {
+  const std::vector<std::pair<std::string, std::string>> words = {
+      {"Cifar10Options::source and TANDEM_CIFAR10 are empty",
+       "neither " + source + " nor TANDEM_CIFAR10 names one"},
+      {"Cifar10Options::download = false", "--no-download"},
+      {"Cifar10Options::cache_dir or ", cache.empty() ? "" : cache + " or "},
+      {"Cifar10Options::cache_dir", cache.empty() ? "TANDEM_DATA_DIR" : cache},
+      {"Cifar10Options::source", source}};
+  for (const auto& [from, to] : words) {
+    for (size_t at = message.find(from); at != std::string::npos;
+         at = message.find(from, at + to.size())) {
+      message.replace(at, from.size(), to);
+    }
+  }
+  return message;
 }
 
 json describe_data(const DataArgs& args) {
@@ -120,6 +178,55 @@ json describe_data(const DataArgs& args) {
 }
 
 // ---- Models ------------------------------------------------------------------------------
+
+namespace {
+
+// The parameters a JSON model's layers would hold (weights and biases of
+// Linear and Conv2d, BatchNorm's affine pair), from the file alone.
+double estimate_parameters(const json& j) {
+  double n = 0;
+  if (j.is_array()) {
+    for (const json& e : j) n += estimate_parameters(e);
+    return n;
+  }
+  if (!j.is_object()) return 0;
+  auto field = [&j](const char* key, double fallback) {
+    return j.contains(key) && j.at(key).is_number() ? j.at(key).get<double>() : fallback;
+  };
+  const bool bias = !(j.contains("bias") && j.at("bias").is_boolean() && !j.at("bias").get<bool>());
+  const std::string type =
+      j.contains("type") && j.at("type").is_string() ? j.at("type").get<std::string>() : "";
+  if (type == "Linear") n += field("in", 0) * field("out", 0) + (bias ? field("out", 0) : 0);
+  if (type == "Conv2d") {
+    double area = field("kernel", 1) * field("kernel", 1);
+    if (j.contains("kernel") && j.at("kernel").is_array()) {
+      area = 1;
+      for (const json& k : j.at("kernel")) area *= k.is_number() ? k.get<double>() : 1;
+    }
+    n += field("in", 0) * field("out", 0) * area / std::max(field("groups", 1), 1.0) +
+         (bias ? field("out", 0) : 0);
+  }
+  if (type.rfind("BatchNorm", 0) == 0) n += 2 * field("features", 0);
+  for (const char* key : {"layers", "shortcut"}) {
+    if (j.contains(key)) n += estimate_parameters(j.at(key));
+  }
+  return n;
+}
+
+// 1.2e12 -> "1,200,000,000,000" (up to 1e15), else "1.2e+18".
+std::string num_words(double v) {
+  if (!(v < 1e15)) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+    return buf;
+  }
+  std::string digits = std::to_string(static_cast<long long>(v));
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3)
+    digits.insert(static_cast<size_t>(i), ",");
+  return digits;
+}
+
+}  // namespace
 
 td::nn::Sequential make_model(const std::string& name_or_file, ModelSpec* spec) {
   const std::vector<std::string> presets = td::models::preset_names();
@@ -133,6 +240,12 @@ td::nn::Sequential make_model(const std::string& name_or_file, ModelSpec* spec) 
     try {
       net = td::models::load_json(name_or_file);
     } catch (const td::Error& e) {
+      if (e.message().find("out of memory") != std::string::npos) {
+        const double params = estimate_parameters(json::parse(read_text_file(name_or_file)));
+        throw UsageError("--model " + name_or_file + ": the model is too large for this machine: " +
+                         num_words(params) + " parameters, " + format_bytes(params * 4) +
+                         " of float32 weights, more memory than this machine has");
+      }
       throw UsageError("--model " + name_or_file + ": not a valid JSON model file: " + e.message());
     }
   } else {
@@ -216,6 +329,31 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
+json read_json_file(const std::string& path, const std::string& what) {
+  const std::string text = read_text_file(path);
+  // The config's own object, then its "model" (up to the model JSON's limit).
+  const int64_t limit = td::models::kMaxJsonNesting + 1;
+  if (td::models::json_nesting(text, limit) > limit) {
+    throw UsageError(what + ": lists and objects nest deeper than " + std::to_string(limit) +
+                     " levels; a tandem config.json is a few levels deep");
+  }
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) throw UsageError(what + " is not valid JSON");
+  return j;
+}
+
+// The name of a parameter or buffer holding NaN or infinity, or "".
+std::string first_non_finite(const td::nn::Module& model) {
+  td::NoGradGuard no_grad;
+  td::nn::StateDict all = model.named_parameters();
+  for (auto& b : model.named_buffers()) all.push_back(b);
+  for (const auto& [name, t] : all) {
+    if (!td::is_floating(t.dtype())) continue;
+    if (!std::isfinite(td::sum(t.detach()).item<double>())) return name;
+  }
+  return "";
+}
+
 bool is_directory(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -249,19 +387,22 @@ json host_info() {
   const td::BuildInfo info = td::build_info();
   json gpus = json::array();
   for (const td::GpuInfo& g : info.gpus) gpus.push_back(g.name);
-  return {{"hostname", host},
-          {"cpu_model", cpu},
-          {"cpu_threads", info.cpu_threads},
-          {"hardware_threads", std::thread::hardware_concurrency()},
-          {"blas", info.blas_config},
-          {"onednn", info.onednn},
-          {"gpus", gpus},
-          {"gpu_name", info.gpus.empty() ? json() : json(info.gpus[0].name)},
-          {"cuda_usable", info.cuda_usable},
-          {"cuda_driver", info.cuda_driver},
-          {"cuda_runtime", info.cuda_runtime},
-          {"tandem_version", info.version},
-          {"build_type", info.build_type}};
+  return {
+      {"hostname", host},
+      {"cpu_model", cpu},
+      {"cpu_threads", info.cpu_threads},
+      {"hardware_threads", std::thread::hardware_concurrency()},
+      {"blas", info.blas_config},
+      {"onednn", info.onednn},
+      {"gpus", gpus},
+      {"gpu_name", info.gpus.empty() ? json() : json(info.gpus[0].name)},
+      {"cuda_usable", info.cuda_usable},
+      {"cuda_driver", info.cuda_driver},
+      {"cuda_runtime", info.cuda_runtime},
+      {"omp_wait_policy",
+       std::getenv("OMP_WAIT_POLICY") != nullptr ? json(std::getenv("OMP_WAIT_POLICY")) : json()},
+      {"tandem_version", info.version},
+      {"build_type", info.build_type}};
 }
 
 double peak_rss_bytes() {

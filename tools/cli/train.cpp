@@ -3,15 +3,26 @@
 // progress bar or one log line per epoch, and the run directory: config.json,
 // metrics.csv/.jsonl, last/best.safetensors, loss/accuracy/confusion SVGs and
 // results.json.
+#include <omp.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <memory>
 #include <sstream>
 
 #include "cli.h"
+#include "step_times.h"
 
 namespace cli {
 namespace {
@@ -38,6 +49,9 @@ struct Settings {
   uint64_t seed = 0;
   DataArgs data;
   std::string recipe_notes;
+  double clip_grad_norm = 0;  // 0: none
+  int64_t patience = 0;       // 0: no early stopping
+  int64_t limit_batches = 0;  // 0: every batch
 };
 
 json to_json(const Settings& s) {
@@ -64,7 +78,10 @@ json to_json(const Settings& s) {
           {"std", s.std},
           {"seed", s.seed},
           {"data", {{"path", s.data.data}, {"synthetic", s.data.synthetic}}},
-          {"recipe_notes", s.recipe_notes}};
+          {"recipe_notes", s.recipe_notes},
+          {"clip_grad_norm", s.clip_grad_norm},
+          {"patience", s.patience},
+          {"limit_batches", s.limit_batches}};
 }
 
 Settings settings_from_config(const json& config, const std::string& where) {
@@ -98,6 +115,25 @@ Settings settings_from_config(const json& config, const std::string& where) {
     s.data.synthetic = j.at("data").at("synthetic").get<int64_t>();
     s.data.seed = s.seed;
     s.recipe_notes = j.value("recipe_notes", "");
+    s.clip_grad_norm = j.value("clip_grad_norm", 0.0);
+    s.patience = j.value("patience", int64_t{0});
+    s.limit_batches = j.value("limit_batches", int64_t{0});
+    // What the options' own checks refuse may not come in through a file
+    // (--config, --resume): a seed of -1 wrapped to 2^64-1, a huge synthetic set.
+    if (!j.at("seed").is_number_unsigned() ||
+        s.seed > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      throw UsageError(where + ": settings.seed must be a whole number from 0 to " +
+                       std::to_string(std::numeric_limits<int64_t>::max()) + ", got " +
+                       j.at("seed").dump());
+    }
+    if (s.data.synthetic < 0 || s.data.synthetic > kMaxSynthetic) {
+      throw UsageError(where + ": settings.data.synthetic must be a whole number from 0 to " +
+                       std::to_string(kMaxSynthetic) + ", got " + std::to_string(s.data.synthetic));
+    }
+    if (s.val_split < -1) {
+      throw UsageError(where + ": settings.val_split must be >= 0 (-1: a tenth), got " +
+                       std::to_string(s.val_split));
+    }
   } catch (const json::exception& e) {
     throw UsageError(where + " is not a tandem run configuration: " + e.what());
   }
@@ -114,65 +150,137 @@ std::string num_text(double v) {
   return ss.str();
 }
 
+bool was_given(const TrainArgs& args, const std::string& option) {
+  return std::find(args.given.begin(), args.given.end(), option) != args.given.end();
+}
+
+// --config FILE: the settings of a config.json (a run directory's, or
+// --print-config's output), with the options given on the command line over them.
+Settings config_settings(const TrainArgs& args) {
+  if (!is_file(args.config)) throw UsageError("--config " + args.config + ": no such file");
+  const json config = read_json_file(args.config, "--config " + args.config);
+  Settings s = settings_from_config(config, "--config " + args.config);
+  if (was_given(args, "--model")) {
+    ModelSpec spec;
+    make_model(args.model, &spec);
+    s.model = args.model;
+    s.preset = spec.preset;
+    s.model_json = spec.json_text;
+  }
+  if (args.epochs) s.epochs = *args.epochs;
+  if (args.batch_size) s.batch_size = *args.batch_size;
+  if (args.val_split) s.val_split = *args.val_split;
+  if (args.optimizer) s.optimizer = *args.optimizer;
+  if (args.schedule) s.schedule = *args.schedule;
+  if (args.lr) s.lr = *args.lr;
+  if (args.weight_decay) s.weight_decay = *args.weight_decay;
+  if (args.momentum) s.momentum = *args.momentum;
+  if (args.label_smoothing) s.label_smoothing = *args.label_smoothing;
+  if (args.seed) s.seed = *args.seed;
+  if (args.no_augment) {
+    s.augment_flip = false;
+    s.augment_translate = 0;
+  }
+  if (args.data.synthetic > 0 || !args.data.data.empty()) s.data = args.data;
+  s.data.seed = s.seed;
+  return s;
+}
+
+// --clip-grad-norm, --patience and --limit-batches (also on --resume).
+void apply_run_options(const TrainArgs& args, Settings* s) {
+  if (args.clip_grad_norm) s->clip_grad_norm = *args.clip_grad_norm;
+  if (args.patience) s->patience = *args.patience;
+  if (args.limit_batches) s->limit_batches = *args.limit_batches;
+  check_range(std::isfinite(s->clip_grad_norm) && s->clip_grad_norm >= 0,
+              "--clip-grad-norm must be > 0 (0: no clipping), got " + num_text(s->clip_grad_norm));
+  check_range(s->patience >= 0,
+              "--patience must be >= 1 (0: no early stopping), got " + std::to_string(s->patience));
+  check_range(s->limit_batches >= 0, "--limit-batches must be >= 1 (0: every batch), got " +
+                                         std::to_string(s->limit_batches));
+}
+
+// The first n samples of `d` (all of them when it has no more).
+td::data::ImageDataset first_samples(const td::data::ImageDataset& d, int64_t n) {
+  if (d.size() <= n) return d;
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i;
+  return d.subset(idx);
+}
+
+// config.json: every setting and the model, loadable by --config.
+json run_config(const Settings& s, const td::Device& device) {
+  return {{"tandem_version", td::build_info().version},
+          {"device", device.is_cuda() ? "cuda" : "cpu"},
+          {"settings", to_json(s)},
+          {"model", json::parse(s.model_json)},
+          {"data", describe_data(s.data)}};
+}
+
 // --model auto: resnet-fast on a GPU; lenet on a CPU, saying why.
-std::string resolve_model_name(const std::string& requested, const td::Device& device) {
+std::string resolve_model_name(const std::string& requested, const td::Device& device,
+                               std::ostream& log) {
   if (requested != "auto") return requested;
   if (device.is_cuda()) {
-    std::cout << "model: resnet-fast (--model auto on a GPU)\n";
+    log << "model: resnet-fast (--model auto on a GPU)\n";
     return "resnet-fast";
   }
-  std::cout << "model: lenet (--model auto on the CPU: resnet-fast needs about 180 times lenet's "
-               "compute per image, 0.24 vs 0.0013 GFLOP forward, which is slow on a CPU; to run it "
-               "here anyway: tandem train --model resnet-fast --device cpu; the estimate below "
-               "says how long lenet takes)\n";
+  log << "model: lenet (--model auto on the CPU: resnet-fast needs about 180 times lenet's "
+         "compute per image, 0.24 vs 0.0013 GFLOP forward, which is slow on a CPU; to run it "
+         "here anyway: tandem train --model resnet-fast --device cpu; the estimate below "
+         "says how long lenet takes)\n";
   return "lenet";
 }
 
 // The options of `args` over the recipe of the model.
 Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
   Settings s;
-  ModelSpec spec;
-  s.model = resolve_model_name(args.model, device);
-  make_model(s.model, &spec);
-  s.preset = spec.preset;
-  s.model_json = spec.json_text;
-  const models::Recipe r = recipe_for(spec);
-  s.recipe_notes = r.notes;
-  s.epochs = args.epochs.value_or(r.epochs);
-  s.batch_size = args.batch_size.value_or(r.batch_size);
-  s.optimizer = args.optimizer.value_or(r.optimizer);
-  const bool recipe_optimizer = s.optimizer == r.optimizer;
-  // Another optimizer than the recipe's starts from that optimizer's defaults.
-  const double default_lr = recipe_optimizer ? r.lr : (s.optimizer == "sgd" ? 0.01 : 1e-3);
-  s.lr = args.lr.value_or(default_lr);
-  s.momentum =
-      args.momentum.value_or(recipe_optimizer ? r.momentum : (s.optimizer == "sgd" ? 0.9 : 0.0));
-  s.nesterov = recipe_optimizer && r.nesterov && !args.momentum;
-  s.weight_decay = args.weight_decay.value_or(
-      recipe_optimizer ? r.weight_decay : (s.optimizer == "adamw" ? 1e-2 : 0.0));
-  s.bn_bias_lr_scale = recipe_optimizer ? r.batchnorm_bias_lr_scale : 1.0;
-  const std::string recipe_schedule =
-      r.schedule == models::Schedule::WarmupLinear ? "warmup-linear" : "constant";
-  s.schedule = args.schedule.value_or(recipe_schedule);
-  if (s.schedule == recipe_schedule && r.schedule == models::Schedule::WarmupLinear) {
-    s.warmup_fraction = r.warmup_fraction;
-    s.start_factor = r.start_factor;
-    s.end_factor = r.end_factor;
-  } else if (s.schedule == "warmup-linear") {
-    s.warmup_fraction = 0.1;
-    s.start_factor = 0.1;
-    s.end_factor = 0.0;
+  if (!args.config.empty()) {
+    s = config_settings(args);
+  } else {
+    ModelSpec spec;
+    s.model = resolve_model_name(args.model, device, args.print_config ? std::cerr : std::cout);
+    make_model(s.model, &spec);
+    s.preset = spec.preset;
+    s.model_json = spec.json_text;
+    const models::Recipe r = recipe_for(spec);
+    s.recipe_notes = r.notes;
+    s.epochs = args.epochs.value_or(r.epochs);
+    s.batch_size = args.batch_size.value_or(r.batch_size);
+    s.optimizer = args.optimizer.value_or(r.optimizer);
+    const bool recipe_optimizer = s.optimizer == r.optimizer;
+    // Another optimizer than the recipe's starts from that optimizer's defaults.
+    const double default_lr = recipe_optimizer ? r.lr : (s.optimizer == "sgd" ? 0.01 : 1e-3);
+    s.lr = args.lr.value_or(default_lr);
+    s.momentum =
+        args.momentum.value_or(recipe_optimizer ? r.momentum : (s.optimizer == "sgd" ? 0.9 : 0.0));
+    s.nesterov = recipe_optimizer && r.nesterov && !args.momentum;
+    s.weight_decay = args.weight_decay.value_or(
+        recipe_optimizer ? r.weight_decay : (s.optimizer == "adamw" ? 1e-2 : 0.0));
+    s.bn_bias_lr_scale = recipe_optimizer ? r.batchnorm_bias_lr_scale : 1.0;
+    const std::string recipe_schedule =
+        r.schedule == models::Schedule::WarmupLinear ? "warmup-linear" : "constant";
+    s.schedule = args.schedule.value_or(recipe_schedule);
+    if (s.schedule == recipe_schedule && r.schedule == models::Schedule::WarmupLinear) {
+      s.warmup_fraction = r.warmup_fraction;
+      s.start_factor = r.start_factor;
+      s.end_factor = r.end_factor;
+    } else if (s.schedule == "warmup-linear") {
+      s.warmup_fraction = 0.1;
+      s.start_factor = 0.1;
+      s.end_factor = 0.0;
+    }
+    s.label_smoothing = args.label_smoothing.value_or(r.label_smoothing);
+    s.augment_flip = r.augment_flip && !args.no_augment;
+    s.augment_translate = args.no_augment ? 0 : r.augment_translate;
+    s.tta_flip = r.tta_flip;
+    s.mean = r.mean;
+    s.std = r.std;
+    s.seed = args.seed.value_or(0);
+    s.data = args.data;
+    s.data.seed = s.seed;
+    s.val_split = args.val_split.value_or(-1);  // -1: a tenth of the training set
   }
-  s.label_smoothing = args.label_smoothing.value_or(r.label_smoothing);
-  s.augment_flip = r.augment_flip && !args.no_augment;
-  s.augment_translate = args.no_augment ? 0 : r.augment_translate;
-  s.tta_flip = r.tta_flip;
-  s.mean = r.mean;
-  s.std = r.std;
-  s.seed = args.seed.value_or(0);
-  s.data = args.data;
-  s.data.seed = s.seed;
-  s.val_split = args.val_split.value_or(-1);  // -1: a tenth of the training set
+  apply_run_options(args, &s);
 
   check_range(s.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(s.epochs));
   check_range(s.batch_size >= 1,
@@ -190,7 +298,8 @@ Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
               "--schedule must be constant, warmup-linear or cosine, got '" + s.schedule + "'");
   check_range(s.label_smoothing >= 0 && s.label_smoothing < 1,
               "--label-smoothing must be in [0, 1), got " + num_text(s.label_smoothing));
-  check_range(s.val_split >= -1, "--val-split must be >= 0, got " + std::to_string(s.val_split));
+  check_range(!args.val_split || *args.val_split >= 0,
+              "--val-split must be >= 0, got " + std::to_string(s.val_split));
   return s;
 }
 
@@ -209,17 +318,28 @@ void check_resume_conflicts(const TrainArgs& args, const Settings& saved, const 
     }
   }
   static const std::vector<std::string> fixed = {
-      "--batch-size", "--optimizer", "--lr",        "--weight-decay",    "--momentum",
-      "--schedule",   "--seed",      "--val-split", "--label-smoothing", "--no-augment"};
+      "--batch-size",      "--optimizer",  "--lr",    "--weight-decay",
+      "--momentum",        "--schedule",   "--seed",  "--val-split",
+      "--label-smoothing", "--no-augment", "--config"};
   for (const std::string& opt : args.given) {
     if (std::find(fixed.begin(), fixed.end(), opt) != fixed.end()) {
       throw UsageError(opt +
                        " cannot be combined with --resume: the run continues with the "
                        "settings in " +
                        dir +
-                       "/config.json (only --epochs, --device, "
-                       "--data/--synthetic and --out may be given)");
+                       "/config.json (only --epochs, --device, --data/--synthetic, --out "
+                       "(with --overwrite), --clip-grad-norm, --patience, --limit-batches, "
+                       "--workers and --threads may be given)");
     }
+  }
+  // --overwrite deletes the run files of --out, which would be the checkpoint
+  // being resumed when --out is the resumed run (or not given).
+  std::error_code ec;
+  if (args.overwrite && (args.out.empty() || std::filesystem::equivalent(args.out, dir, ec))) {
+    throw UsageError("--overwrite cannot be combined with --resume " + dir +
+                     " writing into that run: it would delete the checkpoint being resumed "
+                     "(a resumed run keeps writing into its directory; give --out NEW_DIR "
+                     "--overwrite to continue it elsewhere)");
   }
 }
 
@@ -287,74 +407,254 @@ td::data::LoaderOptions loader_options(const Settings& s, const td::Device& devi
   return o;
 }
 
+// ---- Checks before anything is written -------------------------------------------------
+
+// A forward pass of two images through a fresh copy of the model, layer by
+// layer, on the CPU: shape errors and an output size that is not the number
+// of classes are found before the run directory exists. Run before the seed
+// is set (building the copy draws from the default generator).
+void check_model_runs(const Settings& s, int64_t num_classes) {
+  td::nn::Sequential probe = td::models::from_json(s.model_json);
+  probe->eval();
+  td::NoGradGuard no_grad;
+  td::Tensor x = td::zeros({2, 3, 32, 32});
+  for (size_t i = 0; i < probe->size(); ++i) {
+    const std::shared_ptr<td::nn::Module> layer = (*probe)[i];
+    const td::Shape in = x.sizes();
+    try {
+      x = layer->forward(x);
+    } catch (const td::Error& e) {
+      throw UsageError("--model " + s.model + ": layer " + std::to_string(i) + " (" +
+                       layer->type_name() + ") cannot take its input of shape " +
+                       td::shape_str(in) +
+                       " (a batch of 2 CIFAR images, 2x3x32x32, "
+                       "through the layers before it): " +
+                       e.message());
+    }
+  }
+  if (x.dim() != 2 || x.size(1) != num_classes) {
+    const std::string outputs = x.dim() == 2 ? std::to_string(x.size(1)) + " outputs"
+                                             : "output shape " + td::shape_str(x.sizes());
+    throw UsageError("--model " + s.model + ": the model gives " + outputs +
+                     " per image, but the data has " + std::to_string(num_classes) +
+                     " classes: its last layer must give one score per class (shape [N, " +
+                     std::to_string(num_classes) + "])");
+  }
+}
+
+// What `tandem train` writes into a run directory (--overwrite replaces these).
+const std::vector<std::string>& run_files() {
+  static const std::vector<std::string> files = {
+      "config.json", "metrics.csv",  "metrics.jsonl", "last.safetensors", "best.safetensors",
+      "loss.svg",    "accuracy.svg", "confusion.svg", "results.json"};
+  return files;
+}
+
+std::vector<std::string> directory_entries(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A new directory runs/<date-time> (with -2, -3 ... when taken).
+std::string new_run_dir() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::localtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  std::string dir = std::string("runs/") + stamp;
+  for (int n = 2; std::filesystem::exists(dir); ++n) {
+    dir = std::string("runs/") + stamp + "-" + std::to_string(n);
+  }
+  return dir;
+}
+
+// --out (or --resume's directory written into): a non-empty directory that is
+// not the run being resumed is refused unless --overwrite.
+void check_out_dir(const std::string& out, const std::string& resumed_dir, bool overwrite) {
+  if (out.empty()) return;
+  if (std::filesystem::exists(out) && !is_directory(out)) {
+    throw UsageError("--out " + out + " is a file, not a directory");
+  }
+  if (!is_directory(out) || overwrite) return;
+  std::error_code ec;
+  if (!resumed_dir.empty() && std::filesystem::equivalent(out, resumed_dir, ec)) return;
+  const std::vector<std::string> names = directory_entries(out);
+  if (names.empty()) return;
+  std::string some;
+  for (size_t i = 0; i < names.size() && i < 3; ++i) some += (i ? ", " : "") + names[i];
+  if (names.size() > 3) some += ", ...";
+  throw UsageError("--out " + out + " is not empty (" + std::to_string(names.size()) +
+                   " file(s): " + some +
+                   "); a new run would overwrite its files. Continue that run with "
+                   "'tandem train --resume " +
+                   out +
+                   "', choose a new --out (or none: a new "
+                   "runs/<date-time>), or give --overwrite to replace its run files");
+}
+
+// Temporaries that a killed process left behind: "<file>.tmp.<pid>.<n>" of a
+// checkpoint whose writer is gone, and "<file>.tmp" of the text files.
+void remove_stale_temporaries(const std::string& dir) {
+  for (const std::string& name : directory_entries(dir)) {
+    bool stale = false;
+    const size_t at = name.find(".safetensors.tmp.");
+    if (at != std::string::npos) {
+      const long pid = std::atol(name.c_str() + at + std::strlen(".safetensors.tmp."));
+      stale = pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
+    } else if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
+      const std::string base = name.substr(0, name.size() - 4);
+      stale = std::find(run_files().begin(), run_files().end(), base) != run_files().end();
+    }
+    if (stale) {
+      std::error_code ec;
+      std::filesystem::remove(dir + "/" + name, ec);
+      std::cout << "removed " << dir << "/" << name << " (a temporary left by a killed run)\n";
+    }
+  }
+}
+
+// How many epochs a last.safetensors holds (Trainer's "tandem.train.epochs_done").
+int64_t epochs_in_checkpoint(const std::string& path) {
+  const td::SafetensorsFile f = td::load_safetensors(path);
+  const auto it = f.metadata.find("tandem.train.epochs_done");
+  if (it == f.metadata.end()) return -1;
+  return std::atoll(it->second.c_str());
+}
+
+// ---- Ctrl-C ------------------------------------------------------------------------------
+
+// SIGINT during training: the current step finishes, the epoch is abandoned
+// (last.safetensors keeps the last finished one) and the run says how to go
+// on. A second Ctrl-C ends the process at once (SA_RESETHAND).
+volatile sig_atomic_t g_interrupted = 0;
+extern "C" void on_sigint(int) { g_interrupted = 1; }
+
+struct Interrupted {};
+
+class SigintHandler {
+ public:
+  SigintHandler() {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_);
+  }
+  ~SigintHandler() { ::sigaction(SIGINT, &old_, nullptr); }
+  SigintHandler(const SigintHandler&) = delete;
+  SigintHandler& operator=(const SigintHandler&) = delete;
+
+ private:
+  struct sigaction old_ {};
+};
+
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
+
 // ---- Progress -------------------------------------------------------------------------
 
 // A progress bar per epoch on a terminal, one line per epoch otherwise, and
-// once, after the first timed steps, an estimate of the whole run's time.
+// an estimate of the whole run's time after the first timed steps (said again
+// at the first epoch's end when the steps have since become much faster or
+// slower). Step times: StepTimes, the median of the last 50 steps after two
+// warm-up steps, so that one slow step does not throw the ETA off.
 class Progress {
  public:
   Progress(int64_t epochs, int64_t val_images, bool tty)
       : epochs_(epochs), val_images_(val_images), tty_(tty) {}
   void set_first_epoch(int64_t epoch) { first_epoch_ = epoch; }
 
+  // Steps timed (after the warm-up) before the run's time is estimated.
+  static constexpr int64_t kEstimateSteps = 20;
+
   void on_step(const train::StepInfo& info) {
     const auto now = Clock::now();
-    if (info.step == 0) epoch_start_ = now;
-    // The first step of the run is warm-up (allocations, library handles).
-    if (info.epoch == first_epoch_ && info.step == 0) timed_start_ = now;
-    if (info.epoch == first_epoch_ && info.step > 0) {
-      timed_steps_ = info.step;
-      step_seconds_ = std::chrono::duration<double>(now - timed_start_).count() / timed_steps_;
+    if (info.step == 0) {
+      // A step's time is the time since the step before it in the epoch: the
+      // epoch's first has none (validation and the loader's start came before).
+      epoch_start_ = now;
+    } else {
+      times_.add(std::chrono::duration<double>(now - last_step_).count());
     }
-    const int64_t estimate_after = std::min<int64_t>(5, std::max<int64_t>(1, info.steps - 1));
-    if (!estimated_ && info.epoch == first_epoch_ && info.step >= estimate_after) {
-      estimated_ = true;
-      clear_bar();
-      const double per_epoch =
-          step_seconds_ * static_cast<double>(info.steps) +
-          static_cast<double>(val_images_) / std::max(info.images_per_second * 3, 1.0);
-      std::cout << "estimate: " << format_duration(per_epoch) << " per epoch, "
-                << format_duration(per_epoch * static_cast<double>(epochs_ - first_epoch_))
-                << " for " << epochs_ - first_epoch_ << " epoch(s) (from the first " << timed_steps_
-                << " timed steps)\n"
-                << std::flush;
+    last_step_ = now;
+    if (info.epoch == first_epoch_) {
+      // Once enough steps are timed (or the first epoch's steps are done),
+      // and again at its end when the estimate has moved by more than a quarter.
+      const bool last = info.step + 1 == info.steps;
+      const bool enough = times_.counted() >= kEstimateSteps || (last && info.step > 0);
+      if (enough && !std::isfinite(estimated_per_step_)) {
+        print_estimate(info, "");
+      } else if (last && info.step > 0 && std::isfinite(estimated_per_step_) &&
+                 std::abs(times_.median() - estimated_per_step_) > 0.25 * estimated_per_step_) {
+        print_estimate(info, " (updated)");
+      }
     }
+    epoch_ = info.epoch;
     if (!tty_) return;
-    const double frac = static_cast<double>(info.step + 1) / static_cast<double>(info.steps);
-    // Time per step from the steps after the epoch's first (which started the clock).
     const double elapsed = std::chrono::duration<double>(now - epoch_start_).count();
-    const double eta = info.step == 0 ? std::numeric_limits<double>::quiet_NaN()
-                                      : elapsed / static_cast<double>(info.step) *
-                                            static_cast<double>(info.steps - info.step - 1);
-    const int width = 24;
-    const int filled = static_cast<int>(frac * width);
-    std::string bar(static_cast<size_t>(filled), '#');
-    bar.resize(width, '.');
-    char line[256];
-    std::snprintf(
-        line, sizeof line,
-        "\r\033[Kepoch %lld/%lld [%s] %3.0f%% %7.0f img/s  loss %.4f  acc %5.1f%%  ETA %s",
-        static_cast<long long>(info.epoch + 1), static_cast<long long>(epochs_), bar.c_str(),
-        frac * 100, info.images_per_second, info.loss, info.running_accuracy * 100,
-        format_duration(eta).c_str());
-    std::cout << line << std::flush;
+    ProgressFields f;
+    f.epoch = info.epoch + 1;
+    f.epochs = epochs_;
+    f.done = info.step + 1;
+    f.total = info.steps;
+    f.loss = info.running_loss;
+    f.accuracy = info.running_accuracy;
+    f.elapsed = elapsed;
+    f.eta = times_.eta(info.steps - info.step - 1);  // NaN before the first timed step
+    f.images_per_second = info.images_per_second;
+    draw(f);
+    val_start_ = Clock::now();
+  }
+
+  // The validation pass after an epoch's training steps.
+  void on_val_step(int64_t done, int64_t total) {
+    if (!tty_) return;
+    const double elapsed = std::chrono::duration<double>(Clock::now() - val_start_).count();
+    ProgressFields f;
+    f.epoch = epoch_ + 1;
+    f.epochs = epochs_;
+    f.validating = true;
+    f.done = done;
+    f.total = total;
+    f.elapsed = elapsed;
+    f.eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
+    draw(f);
+  }
+
+  // At most 20 redraws a second (and always the last of a pass), so that a
+  // fast model's steps do not wait on the terminal.
+  void draw(const ProgressFields& f) {
+    const auto now = Clock::now();
+    if (f.done != f.total && bar_shown_ &&
+        std::chrono::duration<double>(now - last_draw_).count() < 0.05) {
+      return;
+    }
+    last_draw_ = now;
+    std::cout << "\r\033[K" << progress_line(f, terminal_columns()) << std::flush;
     bar_shown_ = true;
   }
 
   void on_epoch(const train::EpochStats& e) {
     clear_bar();
     char line[512];
+    // Fixed decimals: "1.0000" beside "0.4642", never "1".
     auto acc = [](double v) {
-      return std::isfinite(v) ? num_text(std::round(v * 1e4) / 1e4) : std::string("n/a");
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.4f", v);
+      return std::isfinite(v) ? std::string(buf) : std::string("n/a");
     };
-    std::snprintf(
-        line, sizeof line,
-        "(Epoch %lld / %lld) train acc: %s; val acc: %s; train loss: %.4f; val loss: %s; "
-        "lr: %.4g; %.0f img/s; %s\n",
-        static_cast<long long>(e.epoch + 1), static_cast<long long>(epochs_),
-        acc(e.train_accuracy).c_str(), acc(e.val_accuracy).c_str(), e.train_loss,
-        std::isfinite(e.val_loss) ? num_text(std::round(e.val_loss * 1e4) / 1e4).c_str() : "n/a",
-        e.lr, e.images_per_second, format_duration(e.seconds).c_str());
+    std::snprintf(line, sizeof line,
+                  "(Epoch %lld / %lld) train acc: %s; val acc: %s; train loss: %.4f; val loss: %s; "
+                  "lr: %.4g; %.0f img/s; %s\n",
+                  static_cast<long long>(e.epoch + 1), static_cast<long long>(epochs_),
+                  acc(e.train_accuracy).c_str(), acc(e.val_accuracy).c_str(), e.train_loss,
+                  acc(e.val_loss).c_str(), e.lr, e.images_per_second,
+                  format_duration(e.seconds).c_str());
     std::cout << line << std::flush;
   }
 
@@ -364,12 +664,26 @@ class Progress {
   }
 
  private:
-  int64_t epochs_, first_epoch_ = 0, val_images_;
+  void print_estimate(const train::StepInfo& info, const char* what) {
+    estimated_per_step_ = times_.median();
+    clear_bar();
+    const double per_epoch =
+        estimated_per_step_ * static_cast<double>(info.steps) +
+        static_cast<double>(val_images_) / std::max(info.images_per_second * 3, 1.0);
+    const int64_t timed = times_.sampled();
+    std::cout << "estimate" << what << ": " << format_duration(per_epoch) << " per epoch, "
+              << format_duration(per_epoch * static_cast<double>(epochs_ - first_epoch_)) << " for "
+              << epochs_ - first_epoch_ << " epoch(s) (the median of " << timed
+              << " timed step(s))\n"
+              << std::flush;
+  }
+
+  int64_t epochs_, first_epoch_ = 0, val_images_, epoch_ = 0;
   bool tty_;
-  bool bar_shown_ = false, estimated_ = false;
-  Clock::time_point epoch_start_, timed_start_;
-  int64_t timed_steps_ = 0;
-  double step_seconds_ = 0;
+  bool bar_shown_ = false;
+  Clock::time_point epoch_start_, last_step_, val_start_, last_draw_;
+  StepTimes times_{50, 2};
+  double estimated_per_step_ = std::numeric_limits<double>::quiet_NaN();
 };
 
 // ---- Run directory ----------------------------------------------------------------------
@@ -446,6 +760,37 @@ json result_json(const train::EvalResult& r, const std::vector<std::string>& cla
           {"confusion", r.confusion}};
 }
 
+// The test set on best.safetensors too (Keras' restore_best_weights, Lightning's
+// ckpt_path="best"): results.json's "best_checkpoint". When the best epoch is
+// the last, the last model's result is the best's.
+json test_best_checkpoint(const train::Trainer& trainer, const Settings& s,
+                          const td::Device& device, const td::data::ImageDataset& test_set,
+                          const std::vector<std::string>& classes, int workers,
+                          const train::EvalResult& last) {
+  const train::History& h = trainer.history();
+  const std::string path = trainer.best_checkpoint_path();
+  if (h.best_epoch < 0 || path.empty() || !is_file(path)) return json();
+  train::EvalResult r = last;
+  if (h.best_epoch + 1 != trainer.epochs_done()) {
+    td::nn::Sequential best = td::models::from_json(s.model_json);
+    td::load(*best, path);
+    best->to(device);
+    td::data::DataLoader loader(test_set, loader_options(s, device, false, workers));
+    r = train::evaluate(*best, loader, 10, s.tta_flip);
+  }
+  char line[160];
+  std::snprintf(line, sizeof line,
+                "test accuracy of best.safetensors (epoch %lld, val acc %.4f): %.2f%%%s\n",
+                static_cast<long long>(h.best_epoch + 1), h.best_val_accuracy, r.accuracy * 100,
+                h.best_epoch + 1 == trainer.epochs_done() ? " (the last epoch's model)" : "");
+  std::cout << line;
+  json j = result_json(r, classes);
+  j["path"] = path;
+  j["epoch"] = h.best_epoch + 1;
+  j["val_accuracy"] = nullable(h.best_val_accuracy);
+  return j;
+}
+
 // Where --resume points: a run directory or a checkpoint file inside one.
 void resume_paths(const std::string& resume, std::string* dir, std::string* checkpoint) {
   if (is_directory(resume)) {
@@ -473,30 +818,49 @@ void resume_paths(const std::string& resume, std::string* dir, std::string* chec
 int run_train(const TrainArgs& args) {
   std::string why;
   const td::Device device = resolve_device(args.device, &why);
-  std::cout << "device: " << why << "\n";
+  if (device.is_cpu()) {
+    const int threads = omp_get_max_threads();
+    why += "; " + std::to_string(threads) + " CPU thread" + (threads == 1 ? "" : "s") +
+           (args.threads > 0 ? " (--threads)" : "");
+  }
+  // --print-config prints the JSON alone on stdout; what the run says goes to stderr.
+  std::ostream& log = args.print_config ? std::cerr : std::cout;
+  log << "device: " << why << "\n";
 
   Settings s;
   std::string checkpoint, out = args.out;
   json saved_config;
+  std::string dir;
   if (!args.resume.empty()) {
-    std::string dir;
     resume_paths(args.resume, &dir, &checkpoint);
-    saved_config = json::parse(read_text_file(dir + "/config.json"), nullptr, false);
-    if (saved_config.is_discarded()) throw UsageError(dir + "/config.json is not valid JSON");
+    saved_config = read_json_file(dir + "/config.json", dir + "/config.json");
     s = settings_from_config(saved_config, dir + "/config.json");
     check_resume_conflicts(args, s, dir);
     if (args.epochs) s.epochs = *args.epochs;
     check_range(s.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(s.epochs));
+    const int64_t done = epochs_in_checkpoint(checkpoint);
+    check_range(done <= s.epochs, "--epochs " + std::to_string(s.epochs) + " is below the " +
+                                      std::to_string(done) + " epochs " + checkpoint +
+                                      " has done; give --epochs " + std::to_string(done + 1) +
+                                      " or more to train on (the total, counting those done)");
     if (args.data.synthetic > 0 || !args.data.data.empty()) {
       s.data = args.data;
       s.data.seed = s.seed;
     }
-    if (out.empty()) out = dir;
-    std::cout << "resuming " << checkpoint << " (model " << s.model << ")\n";
+    apply_run_options(args, &s);
+    log << "resuming " << checkpoint << " (model " << s.model << ")\n";
   } else {
-    if (out.empty()) throw UsageError("--out RUN_DIR is required (where the run's files go)");
     s = resolve_settings(args, device);
   }
+  check_model_runs(s, 10);
+  if (args.print_config) {
+    // Settings only: nothing is read or written, so --out is not checked.
+    std::cout << run_config(s, device).dump(2) << "\n";
+    return kExitOk;
+  }
+  // dir: the resumed run's directory ("" for a new run), written into when no --out.
+  check_out_dir(out, dir, args.overwrite);
+  if (out.empty()) out = dir.empty() ? new_run_dir() : dir;
 
   td::data::Cifar10 cifar = load_data(s.data);
   const int64_t n_train = cifar.train.size();
@@ -510,6 +874,15 @@ int run_train(const TrainArgs& args) {
         cifar.train, static_cast<double>(s.val_split) / static_cast<double>(n_train), s.seed);
     train_set = std::move(split.first);
     val_set = std::move(split.second);
+  }
+  if (s.limit_batches > 0) {
+    // A smoke test: the first N batches of each set.
+    const int64_t eval_batch = std::max<int64_t>(s.batch_size, 256);
+    train_set = first_samples(train_set, s.limit_batches * s.batch_size);
+    val_set = first_samples(val_set, s.limit_batches * eval_batch);
+    cifar.test = first_samples(cifar.test, s.limit_batches * eval_batch);
+    std::cout << "--limit-batches " << s.limit_batches << ": " << train_set.size() << " training / "
+              << val_set.size() << " validation / " << cifar.test.size() << " test images\n";
   }
 
   td::manual_seed(s.seed);
@@ -534,13 +907,15 @@ int run_train(const TrainArgs& args) {
   std::unique_ptr<optim::LRScheduler> sched =
       make_scheduler(s, *opt, s.epochs * train_loader.num_batches());
 
+  if (args.overwrite && is_directory(out)) {
+    for (const std::string& f : run_files()) {
+      std::error_code ec;
+      std::filesystem::remove(out + "/" + f, ec);
+    }
+  }
   make_directories(out);
-  json config = {{"tandem_version", td::build_info().version},
-                 {"device", device.is_cuda() ? "cuda" : "cpu"},
-                 {"settings", to_json(s)},
-                 {"model", json::parse(s.model_json)},
-                 {"data", describe_data(s.data)}};
-  write_text_file(out + "/config.json", config.dump(2) + "\n");
+  remove_stale_temporaries(out);
+  write_text_file(out + "/config.json", run_config(s, device).dump(2) + "\n");
 
   std::cout << "model: " << s.model << " (" << count_parameters(*net) << " parameters), "
             << s.optimizer << " lr " << s.lr << ", batch " << s.batch_size << ", " << s.epochs
@@ -556,7 +931,15 @@ int run_train(const TrainArgs& args) {
   topt.scheduler_step = train::SchedulerStep::PerBatch;
   topt.tta_flip = s.tta_flip;
   topt.checkpoint_dir = out;
-  topt.on_step = [&progress](const train::StepInfo& i) { progress.on_step(i); };
+  topt.on_step = [&progress](const train::StepInfo& i) {
+    progress.on_step(i);
+    if (g_interrupted != 0) throw Interrupted{};
+  };
+  topt.on_val_step = [&progress](int64_t done, int64_t total) {
+    progress.on_val_step(done, total);
+  };
+  topt.clip_grad_norm = s.clip_grad_norm;
+  topt.patience = s.patience;
   // The metrics files and curves are rewritten after every epoch, so an
   // interrupted run still has them.
   const train::Trainer* running = nullptr;
@@ -567,18 +950,38 @@ int run_train(const TrainArgs& args) {
   train::Trainer trainer(net.ptr(), *opt, sched.get(), topt);
   running = &trainer;
   if (!checkpoint.empty()) {
+    if (dir != out) remove_stale_temporaries(dir);
     trainer.resume(checkpoint);
     std::cout << "resumed after epoch " << trainer.epochs_done() << " of " << s.epochs << "\n";
   }
+  // A checkpoint before the first epoch: Ctrl-C in it leaves a run to resume.
+  if (checkpoint.empty()) trainer.save_last(train_loader);
   progress.set_first_epoch(trainer.epochs_done());
   const auto t0 = Clock::now();
   try {
+    SigintHandler sigint;
     trainer.fit(train_loader, val_loader.get());
+    if (g_interrupted != 0) throw Interrupted{};  // during the last validation
+    if (trainer.stopped_early()) {
+      std::cout << "early stopping: validation accuracy has not improved for " << s.patience
+                << " epoch(s) since epoch " << trainer.history().best_epoch + 1 << " ("
+                << trainer.epochs_done() << " of " << s.epochs << " epochs run)\n";
+    }
   } catch (const train::NonFiniteLoss& e) {
     progress.clear_bar();
     write_metrics(out, trainer.history());
     std::cerr << "tandem train: " << e.message() << "\n";
     return kExitRuntime;
+  } catch (const Interrupted&) {
+    progress.clear_bar();
+    write_metrics(out, trainer.history());
+    const int64_t done = trainer.epochs_done();
+    std::cout << "\ninterrupted (Ctrl-C)"
+              << (done < s.epochs ? "; epoch " + std::to_string(done + 1) + " was abandoned" : "")
+              << "; " << trainer.last_checkpoint_path() << " holds the run after " << done << " of "
+              << s.epochs << " epoch(s). To continue: tandem train --resume " << out << "\n"
+              << std::flush;
+    return kExitInterrupted;
   }
   write_metrics(out, trainer.history());
   const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -590,6 +993,7 @@ int run_train(const TrainArgs& args) {
   td::plot::confusion_matrix(out + "/confusion.svg", test.confusion, classes,
                              "Confusion matrix (test set, " + s.model + ")");
   print_test_result(test, classes);
+  const bool diverged = !std::isfinite(test.loss);
   json results = result_json(test, classes);
   results["model"] = s.model;
   results["device"] = device.is_cuda() ? "cuda" : "cpu";
@@ -599,10 +1003,19 @@ int run_train(const TrainArgs& args) {
   results["train_seconds"] = train_seconds;
   results["evaluated"] =
       "the model after the last epoch" + std::string(s.tta_flip ? ", flip TTA" : "");
+  results["evaluated_checkpoint"] = "last";
+  results["stopped_early"] = trainer.stopped_early();
+  results["best_checkpoint"] =
+      test_best_checkpoint(trainer, s, device, cifar.test, classes, args.workers, test);
   write_text_file(out + "/results.json", results.dump(2) + "\n");
   std::cout << "wrote " << out << "/{config.json, metrics.csv, metrics.jsonl, last.safetensors"
             << (trainer.history().best_epoch >= 0 ? ", best.safetensors" : "")
             << ", loss.svg, accuracy.svg, confusion.svg, results.json}\n";
+  if (diverged) {
+    std::cerr << "tandem train: error: the test loss is non-finite (" << test.loss
+              << "): the trained model's outputs overflow (try a smaller learning rate)\n";
+    return kExitRuntime;
+  }
   return kExitOk;
 }
 
@@ -614,8 +1027,7 @@ int run_eval(const EvalArgs& args) {
   Settings s;
   const bool have_config = is_file(dir + "/config.json");
   if (have_config) {
-    json config = json::parse(read_text_file(dir + "/config.json"), nullptr, false);
-    if (config.is_discarded()) throw UsageError(dir + "/config.json is not valid JSON");
+    const json config = read_json_file(dir + "/config.json", dir + "/config.json");
     s = settings_from_config(config, dir + "/config.json");
   }
   if (!args.model.empty()) {
@@ -655,6 +1067,12 @@ int run_eval(const EvalArgs& args) {
                        e.message());
     }
     throw;
+  }
+  if (const std::string bad = first_non_finite(*net); !bad.empty()) {
+    std::cerr << "tandem eval: warning: " << args.checkpoint
+              << " holds non-finite weights (NaN or infinity in '" << bad << "')\n";
+    throw std::runtime_error(args.checkpoint + " holds non-finite weights (NaN or infinity in '" +
+                             bad + "'): the model it saved diverged; evaluate another checkpoint");
   }
   net->to(device);
   td::data::Cifar10 cifar = load_data(s.data);
