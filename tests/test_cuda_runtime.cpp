@@ -235,9 +235,12 @@ TEST_F(CudaTest, RecordStreamKeepsABlockFromReuseUntilTheOtherStreamIsDone) {
   Tensor busy;
   {
     tandem::cuda::StreamGuard guard(side);
-    // Enough work on the side stream to still be running when x is freed.
+    // Enough work on the side stream to still be running when x is freed (on
+    // the emulated device queued work waits for a synchronisation, so one
+    // GEMM is still "running"; forty would take minutes there).
     busy = a;
-    for (int i = 0; i < 40; ++i) busy = tandem::matmul(busy, a) * (1.0 / 1536.0);
+    const int gemms = TANDEM_CUDA_EMULATED ? 1 : 40;
+    for (int i = 0; i < gemms; ++i) busy = tandem::matmul(busy, a) * (1.0 / 1536.0);
     Tensor read = tandem::sum(x.view({1024, 1024}), 1);  // x used on the side stream
     tandem::cuda::record_stream(x, side);
     tandem::cuda::record_stream(read, tandem::cuda::current_stream());  // no-op: its own stream

@@ -33,6 +33,9 @@ RANK = {
 # Source directories (prefix of the path relative to the root) -> layer.
 DIRS = [
     ("src/core/", "core"),
+    # The emulated CUDA device stands where the driver and NVIDIA's libraries
+    # do: below everything, including nothing of tandem's.
+    ("src/emu/", "core"),
     ("src/cpu/", "cpu"),
     ("src/cuda/", "cuda"),
     ("kernels/", "cuda"),

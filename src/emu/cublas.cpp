@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "emu/emu.h"
 
@@ -102,22 +103,48 @@ double load(T v, bool tf32) {
 }
 
 // The reference: C_b = alpha op(A_b) op(B_b) + beta C_b for every batch b.
+// op(A) as rows of k doubles (row i holds op(A)[i, 0..k)), op(B) as columns of
+// k doubles (column j holds op(B)[0..k, j]): every dot product then reads two
+// contiguous rows, in four interleaved partial sums (a fixed order, still all
+// in double).
+template <typename T>
+void pack(const T* p, int64_t ld, bool trans, int64_t rows, int64_t k, bool tf32,
+          std::vector<double>& out) {
+  out.resize(static_cast<size_t>(rows * k));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t l = 0; l < k; ++l) {
+      out[static_cast<size_t>(r * k + l)] = load(trans ? p[l + r * ld] : p[r + l * ld], tf32);
+    }
+  }
+}
+inline double dot(const double* x, const double* y, int64_t k) {
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  int64_t l = 0;
+  for (; l + 4 <= k; l += 4) {
+    for (int q = 0; q < 4; ++q) s[q] += x[l + q] * y[l + q];
+  }
+  for (; l < k; ++l) s[0] += x[l] * y[l];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
 template <typename T>
 void run_gemm(const GemmArgs& g, const T* a, const T* b, T* c) {
+  std::vector<double> pa, pb;
   for (int64_t bt = 0; bt < g.batch; ++bt) {
     const T* ab = a + bt * g.stride_a;
     const T* bb = b + bt * g.stride_b;
     T* cb = c + bt * g.stride_c;
+    if (g.reads_ab()) {
+      // op(A)[i, l] = A[i + l*lda] (N) or A[l + i*lda] (T): rows of op(A).
+      pack(ab, g.lda, g.trans_a, g.m, g.k, g.tf32, pa);
+      // op(B)[l, j] = B[l + j*ldb] (N) or B[j + l*ldb] (T): columns of op(B),
+      // i.e. rows of op(B)^T, whose storage is the transposed reading.
+      pack(bb, g.ldb, !g.trans_b, g.n, g.k, g.tf32, pb);
+    }
     for (int64_t j = 0; j < g.n; ++j) {
       for (int64_t i = 0; i < g.m; ++i) {
-        double acc = 0.0;
-        if (g.reads_ab()) {
-          for (int64_t l = 0; l < g.k; ++l) {
-            const T av = g.trans_a ? ab[l + i * g.lda] : ab[i + l * g.lda];
-            const T bv = g.trans_b ? bb[j + l * g.ldb] : bb[l + j * g.ldb];
-            acc += load(av, g.tf32) * load(bv, g.tf32);
-          }
-        }
+        const double acc = g.reads_ab() ? dot(&pa[static_cast<size_t>(i * g.k)],
+                                              &pb[static_cast<size_t>(j * g.k)], g.k)
+                                        : 0.0;
         T& out = cb[i + j * g.ldc];
         const double prior = g.beta == 0.0 ? 0.0 : g.beta * static_cast<double>(out);
         out = static_cast<T>(g.alpha * acc + prior);
@@ -125,9 +152,6 @@ void run_gemm(const GemmArgs& g, const T* a, const T* b, T* c) {
     }
   }
 }
-
-// Validates the arguments as cuBLAS documents, checks the operands' extents
-// and enqueues the GEMM on the handle's stream.
 template <typename T>
 cublasStatus_t gemm(const char* what, cublasHandle_t handle, cublasOperation_t ta,
                     cublasOperation_t tb, int m, int n, int k, const T* alpha, const T* a, int lda,

@@ -351,7 +351,7 @@ std::string site(const char* file, int line) {
 }
 
 bool same_site(const EmuThread& a, const EmuThread& b) {
-  return a.line == b.line && std::strcmp(a.file, b.file) == 0;
+  return a.line == b.line && (a.file == b.file || std::strcmp(a.file, b.file) == 0);
 }
 
 // Releases the warp operations of warp `w` whose lanes have all arrived.

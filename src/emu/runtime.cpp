@@ -214,6 +214,8 @@ void run_op(Op& op);
 
 // Runs `s`'s queued work up to position `upto` (all of it: UINT64_MAX).
 void drain(CUstream_st* s, uint64_t upto) {
+  if (s->executed >= upto || s->ops.empty()) return;
+  DeviceAccess access;  // once per drain: unprotecting costs a syscall per allocation
   while (s->executed < upto && !s->ops.empty()) {
     Op op = std::move(s->ops.front());
     s->ops.pop_front();
@@ -227,7 +229,6 @@ void run_op(Op& op) {
     drain(op.wait_stream, op.wait_seq);
     return;
   }
-  DeviceAccess access;
   try {
     op.work();
   } catch (const std::exception& e) {
@@ -237,6 +238,7 @@ void run_op(Op& op) {
 
 void drain_all() {
   State& s = state();
+  DeviceAccess access;
   bool more = true;
   while (more) {
     more = false;
