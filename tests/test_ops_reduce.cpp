@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -272,6 +273,43 @@ TEST(ReduceTest, IntegerSumsDoNotOverflowTheInputType) {
   Tensor si = tandem::sum(i, 1);
   EXPECT_EQ(si.dtype(), tandem::kInt64);
   EXPECT_EQ(tandem::to_vector<int64_t>(si), (std::vector<int64_t>(3, 8000000000LL)));
+}
+
+// Integer sums of contiguous rows whose length falls around the CPU's chunk
+// boundaries (16384 elements per chunk; the tail chunk's length mod 16 took
+// every value), against a plain loop over the values. GCC 12 at -O3 once
+// miscompiled the eight-chain row sum for uint8 and dropped elements of a tail
+// chunk of length 8..15 mod 16 (a sum of 1001000 ones gave 1000209). Max and
+// argmax of the same rows are checked too.
+TEST(ReduceTest, IntegerSumsAroundChunkBoundaries) {
+  constexpr int64_t kChunk = 16384;
+  std::vector<int64_t> sizes = {15, 16, 17, 23, 24, 31, 999441, 1000999, 1001000, 1001001, 1015807};
+  for (int64_t chunks : {1, 2}) {
+    for (int64_t r = -17; r <= 40; ++r) sizes.push_back(chunks * kChunk + r);
+  }
+  for (int64_t r : {-1, 1, 8, 15, 16, 24, 31}) sizes.push_back(61 * kChunk + r);
+  const int64_t max_n = *std::max_element(sizes.begin(), sizes.end());
+  const std::vector<double> v = tt::int_values(max_n, 0, 255);
+  for (DType dt : {tandem::kUInt8, tandem::kInt32, tandem::kInt64}) {
+    const Tensor all = tt::make_tensor(v, {max_n}, dt);
+    for (int64_t n : sizes) {
+      SCOPED_TRACE(std::string(tandem::dtype_name(dt)) + " n " + std::to_string(n));
+      int64_t ref = 0, best = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        ref += static_cast<int64_t>(v[static_cast<size_t>(i)]);
+        if (v[static_cast<size_t>(i)] > v[static_cast<size_t>(best)]) best = i;
+      }
+      const Tensor x = all.slice(0, n);  // a prefix: contiguous, offset 0
+      EXPECT_EQ(tandem::sum(x).item<int64_t>(), ref);
+      EXPECT_EQ(tandem::argmax(x).item<int64_t>(), best);
+      EXPECT_EQ(tt::to_doubles(tandem::max(x))[0], v[static_cast<size_t>(best)]);
+      // The same row three times, summed along dim 1 (one task per row).
+      if (n < 100000) {
+        const Tensor rows = tandem::stack({x, x, x}, 0);
+        EXPECT_EQ(tandem::to_vector<int64_t>(tandem::sum(rows, 1)), std::vector<int64_t>(3, ref));
+      }
+    }
+  }
 }
 
 TEST(ReduceTest, ZeroDimInputs) {

@@ -34,9 +34,13 @@ struct SumReducer {
   using In = T;
   using Out = OutT;
   using Acc = std::conditional_t<util::kIsFloat<T>, double, int64_t>;
-  // Order-free enough to split a row into chains (rounding differs from one
-  // chain, and is still fixed by the shape).
-  static constexpr bool kChains = true;
+  // Floating sums split a contiguous row into eight chains (rounding differs
+  // from one chain, and is still fixed by the shape). Integer sums keep one
+  // chain: wrapping adds need no chains for speed (the compiler vectorizes the
+  // plain loop), and GCC 12's -O3 loop vectorizer miscompiles the eight-chain
+  // loop for uint8 -> int64, dropping elements of a chunk whose length mod 16
+  // is 8..15 (a sum of 1001000 uint8 ones gave 1000209).
+  static constexpr bool kChains = util::kIsFloat<T>;
   static Acc first(T v, int64_t) { return static_cast<Acc>(v); }
   static void step(Acc& a, T v, int64_t) { a = util::add_wrap(a, static_cast<Acc>(v)); }
   static void merge(Acc& a, const Acc& later) { a = util::add_wrap(a, later); }
