@@ -343,13 +343,13 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
       const dim3 grid(static_cast<unsigned>(ceil_div<int64_t>(c, kTileChannels)),
                       static_cast<unsigned>(splits));
       TANDEM_LAUNCH(grid, dim3(kTileChannels, kTileRows), 0, stream, bn_grad_partial_1d_kernel<T>)
-      (grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<double>(), save_invstd.data_ptr<double>(), n,
-       c, partial.data_ptr<double>());
+      (grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<double>(),
+       save_invstd.data_ptr<double>(), n, c, partial.data_ptr<double>());
     } else {
       const dim3 grid(static_cast<unsigned>(c), static_cast<unsigned>(splits));
       TANDEM_LAUNCH(grid, kBlock, 0, stream, bn_grad_partial_kernel<T>)
-      (grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<double>(), save_invstd.data_ptr<double>(), n,
-       c, m, partial.data_ptr<double>());
+      (grad_y.data_ptr<T>(), x.data_ptr<T>(), save_mean.data_ptr<double>(),
+       save_invstd.data_ptr<double>(), n, c, m, partial.data_ptr<double>());
     }
     const int cgrid = static_cast<int>(ceil_div<int64_t>(c, kBlock));
     TANDEM_LAUNCH(cgrid, kBlock, 0, stream, bn_grad_finalize_kernel<T>)
@@ -360,9 +360,10 @@ void batch_norm_backward_train(const Tensor& grad_y, const Tensor& x, const Tens
       dispatch_index_width(fits_int32({total}), [&](auto index_tag) {
         using Index = decltype(index_tag);
         TANDEM_LAUNCH(egrid, kBlock, 0, stream, bn_grad_input_kernel<T, Index>)
-        (grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight), save_mean.data_ptr<double>(),
-         save_invstd.data_ptr<double>(), Divmod<Index>(c), Divmod<Index>(m), static_cast<Index>(total),
-         coef.data_ptr<double>(), grad_x.data_ptr<T>());
+        (grad_y.data_ptr<T>(), x.data_ptr<T>(), ptr_or_null<T>(weight),
+         save_mean.data_ptr<double>(), save_invstd.data_ptr<double>(), Divmod<Index>(c),
+         Divmod<Index>(m), static_cast<Index>(total), coef.data_ptr<double>(),
+         grad_x.data_ptr<T>());
       });
     }
   });
