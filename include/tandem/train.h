@@ -93,12 +93,12 @@ enum class SchedulerStep : int8_t {
 // `step` by up to read_every - 1 steps; NaN before the epoch's first read.
 struct StepInfo {
   int64_t epoch = 0;
-  int64_t step = 0;             // within the epoch, 0-based
-  int64_t steps = 0;            // per epoch
-  int64_t steps_read = 0;       // the epoch's steps whose figures are below
-  double loss = 0;              // the last read step's batch loss
-  double running_loss = 0;      // mean over the read steps' samples
-  double running_accuracy = 0;  // of the read steps
+  int64_t step = 0;              // within the epoch, 0-based
+  int64_t steps = 0;             // per epoch
+  int64_t steps_read = 0;        // the epoch's steps whose figures are below
+  double loss = 0;               // the last read step's batch loss
+  double running_loss = 0;       // mean over the read steps' samples
+  double running_accuracy = 0;   // of the read steps
   double images_per_second = 0;  // of the read steps, over the epoch's time so far
 };
 
@@ -114,8 +114,8 @@ struct TrainerOptions {
   // no checkpoint). 0: every step on the CPU (a read is free there), every 50
   // steps on CUDA. Each epoch's last step is always read.
   int64_t read_every = 0;
-  bool tta_flip = false;        // evaluation with the mirrored image too
-  std::string checkpoint_dir;   // "": no checkpoints
+  bool tta_flip = false;       // evaluation with the mirrored image too
+  std::string checkpoint_dir;  // "": no checkpoints
   // > 0: early stopping; fit() ends once this many epochs in a row have not
   // improved the best validation accuracy (stopped_early() says so).
   int64_t patience = 0;

@@ -351,8 +351,7 @@ EpochStats Trainer::train_epoch(data::DataLoader& train) {
       info.running_loss = seen > 0 ? loss_sum / static_cast<double>(seen) : last_loss;
       info.running_accuracy = seen > 0 ? static_cast<double>(correct) / static_cast<double>(seen)
                                        : std::numeric_limits<double>::quiet_NaN();
-      info.images_per_second =
-          static_cast<double>(seen) / std::max(seconds_since(t0), 1e-9);
+      info.images_per_second = static_cast<double>(seen) / std::max(seconds_since(t0), 1e-9);
       options_.on_step(info);
     }
     ++step;
@@ -369,8 +368,7 @@ EpochStats Trainer::train_epoch(data::DataLoader& train) {
   return s;
 }
 
-void Trainer::throw_non_finite(double loss, int64_t step, int64_t steps,
-                               double last_finite) const {
+void Trainer::throw_non_finite(double loss, int64_t step, int64_t steps, double last_finite) const {
   std::ostringstream msg;
   msg << "train: the loss became " << loss << " at epoch " << epoch_ + 1 << ", step " << step + 1
       << " of " << steps << " (last finite loss: ";
