@@ -14,8 +14,8 @@ namespace utils {
 // of all gradient elements as one vector; norm_type may be INFINITY) is at
 // most max_norm: every gradient is multiplied by
 // min(1, max_norm / (total + 1e-6)). Returns the total norm before clipping
-// (0 when no parameter has a gradient) as a float64 0-d tensor on the first
-// gradient's device: the norm (one fused reduction per device and dtype,
+// as a float64 0-d tensor on the first gradient's device (a CPU 0 when no
+// parameter has a gradient): the norm (one fused reduction per device and dtype,
 // accumulated in double), the factor and the scaling all stay on the device,
 // so on CUDA nothing waits for the GPU until the caller reads the norm.
 // Throws when max_norm < 0 or norm_type <= 0.
