@@ -582,7 +582,7 @@ class Train(unittest.TestCase):
             self.assertEqual(config["settings"]["model"], "lenet")
             self.assertEqual(config["settings"]["epochs"], 2)
             self.assertEqual(config["settings"]["batch_size"], 32)
-            self.assertEqual(config["settings"]["lr"], 0.01)  # lenet's recipe
+            self.assertEqual(config["settings"]["lr"], 0.02)  # lenet's recipe
             self.assertEqual(config["model"]["layers"][0]["type"], "Conv2d")
             with open(os.path.join(run_dir, "metrics.csv")) as f:
                 rows = list(csv.DictReader(f))

@@ -175,7 +175,11 @@ TEST(ModelRecipes, ValuesAndSchedules) {
   EXPECT_EQ(fast.epochs, 10);
   EXPECT_EQ(fast.schedule, models::Schedule::WarmupLinear);
   const models::Recipe lenet = models::recipe("lenet");
-  EXPECT_EQ(lenet.schedule, models::Schedule::Constant);
+  EXPECT_EQ(lenet.schedule, models::Schedule::Cosine);
+  EXPECT_TRUE(lenet.augment_flip);
+  EXPECT_DOUBLE_EQ(models::schedule_factor(lenet, 0, 100), 1.0);
+  EXPECT_NEAR(models::schedule_factor(lenet, 50, 100), 0.5, 1e-15);
+  EXPECT_NEAR(models::schedule_factor(lenet, 100, 100), 0.0, 1e-15);
   EXPECT_DOUBLE_EQ(lenet.momentum, 0.9);
   EXPECT_FALSE(lenet.notes.empty());
 
@@ -195,7 +199,9 @@ TEST(ModelRecipes, ValuesAndSchedules) {
     else
       EXPECT_LT(cur, prev) << s;
   }
-  EXPECT_DOUBLE_EQ(models::schedule_factor(lenet, 17, total), 1.0);
+  EXPECT_DOUBLE_EQ(models::schedule_factor(models::recipe("mlp"), 17, total), 1.0);  // constant
+  EXPECT_NEAR(models::schedule_factor(lenet, 17, total),
+              0.5 * (1.0 + std::cos(std::acos(-1.0) * 17.0 / total)), 1e-15);
   expect_error([&] { models::schedule_factor(fast, 0, 0); },
                "schedule_factor: total_steps must be positive, got 0");
   expect_error([&] { models::schedule_factor(fast, -1, 5); },

@@ -1455,6 +1455,35 @@ TEST(Optimizers, CudaPerTensorAdamMatchesMultiTensor) {
 }
 #endif
 
+// clip_grad_norm_tensor_ returns the norm as a float64 0-d tensor on the
+// gradients' device and scales exactly as clip_grad_norm_ does (a factor of
+// min(1, ...): gradients under the limit are left bit-identical).
+TEST(ClipGrad, TensorFormMatchesTheDoubleForm) {
+  for (double max_norm : {0.1, 1e6}) {
+    manual_seed(4);
+    Tensor a = zeros({7, 3}).set_requires_grad(true), b = zeros({33}).set_requires_grad(true);
+    a.mutable_grad() = tt::random_tensor({7, 3}, kFloat32);
+    b.mutable_grad() = tt::random_tensor({33}, kFloat32);
+    Tensor c = a.detach().clone().set_requires_grad(true);
+    Tensor d = b.detach().clone().set_requires_grad(true);
+    c.mutable_grad() = a.grad().clone();
+    d.mutable_grad() = b.grad().clone();
+    const std::vector<float> before = to_vector<float>(a.grad());
+    const double n1 = nn::utils::clip_grad_norm_({a, b}, max_norm);
+    const Tensor n2 = nn::utils::clip_grad_norm_tensor_({c, d}, max_norm);
+    EXPECT_EQ(n2.dtype(), kFloat64);
+    EXPECT_EQ(n2.dim(), 0);
+    EXPECT_EQ(n2.item<double>(), n1);
+    EXPECT_EQ(to_vector<float>(c.grad()), to_vector<float>(a.grad()));
+    EXPECT_EQ(to_vector<float>(d.grad()), to_vector<float>(b.grad()));
+    if (max_norm > 1e5) {
+      EXPECT_EQ(to_vector<float>(a.grad()), before) << "under the limit";
+    }
+  }
+  Tensor lone = zeros({3}).set_requires_grad(true);
+  EXPECT_EQ(nn::utils::clip_grad_norm_tensor_({lone}, 1.0).item<double>(), 0.0);
+}
+
 TEST(ClipGrad, CudaNormMatchesCpu) {
   TANDEM_SKIP_WITHOUT_CUDA();
   const Device gpu(kCUDA);
@@ -1471,7 +1500,15 @@ TEST(ClipGrad, CudaNormMatchesCpu) {
         pg.push_back(q);
       }
       const double nc = nn::utils::clip_grad_norm_(pc, 0.5, norm_type);
-      const double ng = nn::utils::clip_grad_norm_(pg, 0.5, norm_type);
+      // The tensor form keeps norm, factor and scaling on the device: no wait.
+      const uint64_t syncs = cuda::host_sync_count();
+      const Tensor norm = nn::utils::clip_grad_norm_tensor_(pg, 0.5, norm_type);
+      EXPECT_EQ(cuda::host_sync_count(), syncs);
+      EXPECT_EQ(norm.device(), gpu);
+      EXPECT_EQ(norm.dtype(), kFloat64);
+      EXPECT_EQ(norm.dim(), 0);
+      const double ng = norm.item<double>();
+      EXPECT_EQ(cuda::host_sync_count(), syncs + 1) << "the read of the norm";
       // Both accumulate in double, in different orders (and libm's pow may
       // differ by an ulp): equal to far better than float rounding.
       EXPECT_NEAR(ng, nc, 1e-10 * nc);

@@ -212,6 +212,115 @@ TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
   EXPECT_EQ(snapshot(*fresh), good);
 }
 
+// With read_every > 1 the loss is read only every few steps: a NaN is
+// still caught (at the read after it, naming its own step) and the epoch
+// writes no checkpoint.
+TEST(Trainer, NonFiniteLossIsCaughtAtTheNextRead) {
+  manual_seed(5);
+  const std::string dir = temp_dir("run");
+  data::DataLoader train(synthetic_cifar(160, 5), loader_options(3, true));
+  nn::Sequential net = small_net();
+  optim::SGD sgd(net->parameters(), optim::SGDOptions(0.01).momentum(0.9));
+  train::TrainerOptions opt;
+  opt.epochs = 1;
+  opt.read_every = 4;
+  opt.checkpoint_dir = dir;
+  train::Trainer first(net.ptr(), sgd, nullptr, opt);
+  first.fit(train);
+  const auto good = snapshot(*net);
+  opt.epochs = 2;
+  int64_t last_step = -1;
+  opt.on_step = [&](const train::StepInfo& s) { last_step = s.step; };
+  train::Trainer second(net.ptr(), sgd, nullptr, opt);
+  second.resume(dir + "/last.safetensors");
+  sgd.param_groups()[0].options().set_lr(1e30);
+  try {
+    second.fit(train);
+    FAIL() << "no NonFiniteLoss";
+  } catch (const train::NonFiniteLoss& e) {
+    const std::string m = e.message();
+    EXPECT_NE(m.find("at epoch 2, step"), std::string::npos) << m;
+    EXPECT_NE(m.find("last.safetensors"), std::string::npos) << m;
+  }
+  EXPECT_EQ(last_step, 2) << "the first read (at step 4) found the NaN";
+  EXPECT_EQ(second.history().epochs.size(), 1u);
+  nn::Sequential fresh = small_net();
+  load(*fresh, dir + "/last.safetensors");
+  EXPECT_EQ(snapshot(*fresh), good);
+}
+
+// Reading the figures every 7 steps (lagging progress) gives the history
+// that reading every step gives, bit for bit; the progress figures trail by
+// less than the interval and catch up at each read and at the epoch's end.
+TEST(Trainer, ReadingEveryFewStepsGivesTheSameHistory) {
+  auto train_with = [](int64_t read_every, std::vector<train::StepInfo>* infos) {
+    manual_seed(3);
+    data::DataLoader train(synthetic_cifar(300, 8), loader_options(4, true));
+    nn::Sequential net = small_net();
+    optim::SGD sgd(net->parameters(), optim::SGDOptions(0.02).momentum(0.9));
+    train::TrainerOptions opt;
+    opt.epochs = 2;
+    opt.read_every = read_every;
+    opt.clip_grad_norm = 0.5;
+    opt.on_step = [infos](const train::StepInfo& s) { infos->push_back(s); };
+    train::Trainer t(net.ptr(), sgd, nullptr, opt);
+    return std::make_pair(t.fit(train), snapshot(*net));
+  };
+  std::vector<train::StepInfo> every, lagging;
+  const auto a = train_with(1, &every);
+  const auto b = train_with(7, &lagging);
+  EXPECT_EQ(a.first.step_loss, b.first.step_loss);
+  EXPECT_EQ(a.second, b.second);
+  ASSERT_EQ(a.first.epochs.size(), 2u);
+  for (size_t e = 0; e < 2; ++e) {
+    EXPECT_EQ(a.first.epochs[e].train_loss, b.first.epochs[e].train_loss);
+    EXPECT_EQ(a.first.epochs[e].train_accuracy, b.first.epochs[e].train_accuracy);
+  }
+  ASSERT_EQ(every.size(), lagging.size());
+  for (size_t i = 0; i < every.size(); ++i) {
+    const train::StepInfo& s = lagging[i];
+    EXPECT_EQ(every[i].steps_read, every[i].step + 1);
+    const bool read = (s.step + 1) % 7 == 0 || s.step + 1 == s.steps;
+    EXPECT_EQ(s.steps_read, read ? s.step + 1 : s.step + 1 - (s.step + 1) % 7) << i;
+    if (read) {
+      EXPECT_EQ(s.running_loss, every[i].running_loss) << i;
+      EXPECT_EQ(s.running_accuracy, every[i].running_accuracy) << i;
+    }
+  }
+}
+
+// A steady-state training step on CUDA never blocks the host on the device:
+// the loss, the correct count and the clip norm stay on the device between
+// reads (cuda::host_sync_count counts every wait of tandem's CUDA code).
+TEST(TrainerCuda, SteadyStateStepsNeverWaitOnTheHost) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  manual_seed(2);
+  data::LoaderOptions lo = loader_options(5, true);
+  lo.device = Device(kCUDA);
+  lo.mode = data::LoaderMode::DeviceResident;
+  data::DataLoader train(synthetic_cifar(32 * 12, 9), lo);
+  nn::Sequential net = small_net();
+  net->to(Device(kCUDA));
+  optim::SGD sgd(net->parameters(), optim::SGDOptions(0.01).momentum(0.9));
+  constexpr int64_t kWarmup = 3;
+  train::TrainerOptions opt;
+  opt.epochs = 1;
+  opt.clip_grad_norm = 1.0;
+  opt.read_every = 100;  // one read, at the epoch's last step
+  uint64_t at_warm = 0, at_last = 0;
+  opt.on_step = [&](const train::StepInfo& s) {
+    if (s.step + 1 == kWarmup) at_warm = cuda::host_sync_count();
+    if (s.step + 2 == s.steps) at_last = cuda::host_sync_count();
+  };
+  train::Trainer t(net.ptr(), sgd, nullptr, opt);
+  const train::History& h = t.fit(train);
+  EXPECT_EQ(at_last, at_warm) << "steps " << kWarmup + 1 << " to 11 of 12 waited on the device "
+                              << at_last - at_warm << " times";
+  ASSERT_EQ(h.step_loss.size(), 12u);
+  for (double l : h.step_loss) EXPECT_TRUE(std::isfinite(l));
+  EXPECT_GT(cuda::host_sync_count(), at_last) << "the last step reads the figures";
+}
+
 // Runs `epochs` epochs from a fresh model, optionally interrupted (an
 // exception from on_step) at `stop_epoch`/`stop_step` and resumed with new
 // objects from the last checkpoint; returns the final weights and history.

@@ -43,6 +43,17 @@ void reset_peak_memory_stats(int device = 0);
 // running tandem ops on the GPU.
 void empty_cache();
 
+// How many times tandem has blocked the host until a device finished queued
+// work, over all devices and threads since the process started (or since
+// reset_host_sync_count): every item(), to(kCPU) and other device-to-host
+// copy, cuda::synchronize and Stream::synchronize, the data loader waiting for
+// a finished upload, the caching allocator waiting for an event, and the
+// per-launch synchronisation of sync debug. A steady training step
+// (train::Trainer between two reads of its figures) makes none. 0 in a
+// CPU-only build.
+uint64_t host_sync_count();
+void reset_host_sync_count();
+
 // An opaque CUDA stream handle (cudaStream_t) and the current stream that
 // every tandem launch, copy and library call of a device is enqueued on.
 //

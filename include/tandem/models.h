@@ -127,6 +127,7 @@ nn::Sequential make(const std::string& name, const ModelOptions& opts = {});
 enum class Schedule {
   Constant,      // lr throughout
   WarmupLinear,  // lr * (start_factor -> 1 over warmup_fraction of the steps, then -> end_factor)
+  Cosine,        // lr * (1 + cos(pi * step / total)) / 2: lr -> 0 (CosineAnnealingLR)
 };
 
 // The training recipe recommended for a preset: SGD (mean-reduced

@@ -88,15 +88,18 @@ enum class SchedulerStep : int8_t {
   PerBatch,  // after each optimizer step (warm-up + decay, OneCycleLR)
 };
 
-// Progress of one training step (for progress bars).
+// Progress of one training step (for progress bars). The figures are those
+// of the steps read back so far (TrainerOptions::read_every): they may lag
+// `step` by up to read_every - 1 steps; NaN before the epoch's first read.
 struct StepInfo {
   int64_t epoch = 0;
-  int64_t step = 0;             // within the epoch, 0-based
-  int64_t steps = 0;            // per epoch
-  double loss = 0;              // this batch's
-  double running_loss = 0;      // mean over the epoch's samples so far
-  double running_accuracy = 0;  // of the epoch so far
-  double images_per_second = 0;
+  int64_t step = 0;              // within the epoch, 0-based
+  int64_t steps = 0;             // per epoch
+  int64_t steps_read = 0;        // the epoch's steps whose figures are below
+  double loss = 0;               // the last read step's batch loss
+  double running_loss = 0;       // mean over the read steps' samples
+  double running_accuracy = 0;   // of the read steps
+  double images_per_second = 0;  // of the read steps, over the epoch's time so far
 };
 
 struct TrainerOptions {
@@ -105,8 +108,14 @@ struct TrainerOptions {
   double label_smoothing = 0.0;
   SchedulerStep scheduler_step = SchedulerStep::PerEpoch;
   double clip_grad_norm = 0.0;  // > 0: clip the gradients' global norm
-  bool tta_flip = false;        // evaluation with the mirrored image too
-  std::string checkpoint_dir;   // "": no checkpoints
+  // Steps between reads of the step figures (loss, correct count) from the
+  // device: the steps in between never wait for it. A non-finite loss is
+  // caught at the read after it (its step named; the epoch fails and writes
+  // no checkpoint). 0: every step on the CPU (a read is free there), every 50
+  // steps on CUDA. Each epoch's last step is always read.
+  int64_t read_every = 0;
+  bool tta_flip = false;       // evaluation with the mirrored image too
+  std::string checkpoint_dir;  // "": no checkpoints
   // > 0: early stopping; fit() ends once this many epochs in a row have not
   // improved the best validation accuracy (stopped_early() says so).
   int64_t patience = 0;
@@ -144,6 +153,8 @@ class Trainer {
 
  private:
   EpochStats train_epoch(data::DataLoader& train);
+  [[noreturn]] void throw_non_finite(double loss, int64_t step, int64_t steps,
+                                     double last_finite) const;
 
   std::shared_ptr<nn::Module> model_;
   optim::Optimizer& optimizer_;

@@ -46,6 +46,8 @@ void synchronize(int /*device*/) { fail_not_built("synchronize"); }
 MemoryStats memory_stats(int /*device*/) { return MemoryStats{}; }
 void reset_peak_memory_stats(int /*device*/) {}
 void empty_cache() {}
+uint64_t host_sync_count() { return 0; }
+void reset_host_sync_count() {}
 
 void Stream::synchronize() const { fail_not_built("Stream::synchronize"); }
 Stream current_stream(int /*device*/) { fail_not_built("current_stream"); }

@@ -230,6 +230,7 @@ void DeviceAllocator::release(Block* block, int device) {
   }
   if (!ok) {
     (void)cudaGetLastError();
+    count_host_sync();
     if (cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
     for (cudaEvent_t ev : pending.events) p.spare_events.push_back(ev);
     pending.events.clear();
@@ -262,6 +263,7 @@ void DeviceAllocator::process_pending_frees_locked(DevicePool& p, bool wait) {
     PendingFree& pf = p.pending_frees[i];
     bool done = true;
     for (cudaEvent_t ev : pf.events) {
+      if (wait) count_host_sync();
       const cudaError_t q = wait ? cudaEventSynchronize(ev) : cudaEventQuery(ev);
       if (q == cudaErrorNotReady) {
         (void)cudaGetLastError();
@@ -561,6 +563,7 @@ void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device, 
     StagingSlot& slot = ring.slots[static_cast<size_t>(ring.next)];
     ring.next = (ring.next + 1) % kStagingSlots;
     if (slot.in_flight) {
+      count_host_sync();
       TANDEM_CUDA_CHECK(cudaEventSynchronize(slot.done));  // its previous copy has left the slot
       slot.in_flight = false;
     }
@@ -577,6 +580,7 @@ void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device) 
   DeviceGuard guard(device);
   cudaStream_t stream = stream_for_device(device);
   TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream));
+  count_host_sync();
   TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream));  // the caller asked for the data
 }
 

@@ -44,6 +44,11 @@ namespace detail {
 // tables, which keeps the hot paths lock-free.
 constexpr int kMaxDevices = 64;
 
+// Counts one host-blocking wait on the device (cuda::host_sync_count): called
+// next to every cudaStreamSynchronize, cudaEventSynchronize and
+// cudaDeviceSynchronize of tandem's own code.
+void count_host_sync();
+
 // ---- Error checking ---------------------------------------------------------------
 
 [[noreturn]] void throw_status(cudaError_t status, const char* stmt, const char* file, int line);

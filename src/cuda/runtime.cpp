@@ -190,6 +190,7 @@ void release_cublas_workspaces() {
   for (auto& [pair, ws] : taken) {
     DeviceGuard guard(ws.device);
     // GEMMs already queued on the stream may still use the workspace.
+    count_host_sync();
     TANDEM_CUDA_CHECK(cudaStreamSynchronize(pair.second));
     // The handle forgets the buffer; current_cublas_handle() binds a new one
     // (from the cache) before the handle's next GEMM.
@@ -246,6 +247,7 @@ void check_launch(const char* what, const char* file, int line) {
                                 file, line);
   }
   if (sync_debug()) {
+    count_host_sync();
     err = cudaStreamSynchronize(current_cuda_stream());
     if (err != cudaSuccess) {
       (void)cudaGetLastError();
@@ -256,6 +258,24 @@ void check_launch(const char* what, const char* file, int line) {
     }
   }
 }
+
+// ---- Host synchronisations ------------------------------------------------------------------
+
+namespace {
+std::atomic<uint64_t>& host_syncs() {
+  static std::atomic<uint64_t> n{0};
+  return n;
+}
+}  // namespace
+
+void count_host_sync() { host_syncs().fetch_add(1, std::memory_order_relaxed); }
+
+}  // namespace detail
+
+uint64_t host_sync_count() { return detail::host_syncs().load(std::memory_order_relaxed); }
+void reset_host_sync_count() { detail::host_syncs().store(0, std::memory_order_relaxed); }
+
+namespace detail {
 
 // ---- Devices ----------------------------------------------------------------------------------
 
@@ -414,11 +434,13 @@ std::string device_name(int device) {
 void synchronize(int device) {
   const int d = device < 0 ? detail::current_device() : device;
   detail::DeviceGuard guard(d);
+  detail::count_host_sync();
   TANDEM_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 void Stream::synchronize() const {
   detail::DeviceGuard guard(device_);
+  detail::count_host_sync();
   TANDEM_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(handle_)));
 }
 

@@ -125,7 +125,9 @@ void wait_on_current_stream(const DeviceCopy& c) {
 }
 
 void wait_host(const DeviceCopy& c) {
-  if (c.done) TANDEM_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(c.done.get())));
+  if (!c.done) return;
+  cuda::detail::count_host_sync();
+  TANDEM_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(c.done.get())));
 }
 
 namespace {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -200,6 +201,8 @@ Trainer::Trainer(std::shared_ptr<nn::Module> model, optim::Optimizer& optimizer,
   TANDEM_CHECK(options_.label_smoothing >= 0 && options_.label_smoothing <= 1,
                "Trainer: label_smoothing must be in [0, 1], got ", options_.label_smoothing);
   TANDEM_CHECK(options_.patience >= 0, "Trainer: patience must be >= 0, got ", options_.patience);
+  TANDEM_CHECK(options_.read_every >= 0, "Trainer: read_every must be >= 0, got ",
+               options_.read_every);
   TANDEM_CHECK(options_.clip_grad_norm >= 0, "Trainer: clip_grad_norm must be >= 0, got ",
                options_.clip_grad_norm);
 }
@@ -231,73 +234,129 @@ void check_finite_parameters(const nn::Module& model, int64_t epoch, const std::
 
 }  // namespace
 
+namespace {
+
+// The per-step figures (loss, correct count) of the steps since the last
+// read, kept on the loss's device: each step writes one row of `rows`
+// ([read_every, 2] float64) without waiting for the device, and read() copies
+// the rows to the host at once, one synchronisation per read_every steps.
+// float32 -> float64 and counts up to 2^53 are exact, so the figures are the
+// ones a per-step item() gave.
+class StepFigures {
+ public:
+  explicit StepFigures(int64_t capacity) : capacity_(capacity) {}
+
+  // Records a step's loss (0-d) and correct count (0-d) over `n` samples.
+  void record(const Tensor& loss, const Tensor& correct, int64_t n) {
+    if (!rows_.defined() || rows_.device() != loss.device()) {
+      rows_ = zeros({capacity_, 2}, TensorOptions(kFloat64).device(loss.device()));
+    }
+    Tensor row = rows_.select(0, static_cast<int64_t>(sizes_.size()));
+    row.select(0, 0).copy_(loss);
+    row.select(0, 1).copy_(correct);
+    sizes_.push_back(n);
+  }
+  bool full() const { return static_cast<int64_t>(sizes_.size()) == capacity_; }
+  bool empty() const { return sizes_.empty(); }
+
+  // The pending steps' (loss, correct, n), read back in one copy.
+  struct Step {
+    double loss;
+    int64_t correct;
+    int64_t n;
+  };
+  std::vector<Step> read() {
+    std::vector<Step> out;
+    if (sizes_.empty()) return out;
+    const int64_t k = static_cast<int64_t>(sizes_.size());
+    const std::vector<double> v = to_vector<double>(rows_.narrow(0, 0, k).cpu());
+    for (int64_t i = 0; i < k; ++i) {
+      out.push_back({v[static_cast<size_t>(2 * i)],
+                     static_cast<int64_t>(v[static_cast<size_t>(2 * i + 1)]),
+                     sizes_[static_cast<size_t>(i)]});
+    }
+    sizes_.clear();
+    return out;
+  }
+
+ private:
+  int64_t capacity_;
+  Tensor rows_;
+  std::vector<int64_t> sizes_;
+};
+
+// Steps between reads of the figures: on the CPU a read costs nothing, so
+// every step (a NaN loss stops training at once); on CUDA every 50 steps.
+int64_t read_interval(const TrainerOptions& o, const Device& device) {
+  if (o.read_every > 0) return o.read_every;
+  return device.is_cuda() ? 50 : 1;
+}
+
+}  // namespace
+
 EpochStats Trainer::train_epoch(data::DataLoader& train) {
   EpochStats s;
   s.epoch = epoch_;
   s.lr = first_lr(optimizer_);
   model_->train();
   const auto t0 = Clock::now();
-  double loss_sum = 0;
-  int64_t correct = 0, seen = 0, step = 0;
+  double loss_sum = 0, last_loss = std::numeric_limits<double>::quiet_NaN();
+  int64_t correct = 0, seen = 0, step = 0, steps_read = 0;
   const int64_t steps = train.num_batches();
   double last_finite = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> step_losses;
+  std::unique_ptr<StepFigures> figures;
+  // Adds the figures of the steps since the last read; a non-finite loss
+  // throws, naming its step.
+  auto read_figures = [&] {
+    for (const StepFigures::Step& f : figures->read()) {
+      const double l = f.loss;
+      if (!std::isfinite(l)) throw_non_finite(l, steps_read, steps, last_finite);
+      last_finite = last_loss = l;
+      loss_sum += l * static_cast<double>(f.n);
+      correct += f.correct;
+      seen += f.n;
+      step_losses.push_back(l);
+      ++steps_read;
+    }
+  };
   train.start_epoch(epoch_);
   data::Batch b;
   while (train.next(&b)) {
     optimizer_.zero_grad();
     Tensor logits = (*model_)(b.images);
     Tensor loss = cross_entropy(logits, b.labels, Reduction::Mean, options_.label_smoothing);
-    const double l = loss.item<double>();
-    if (!std::isfinite(l)) {
-      std::ostringstream msg;
-      msg << "train: the loss became " << l << " at epoch " << epoch_ + 1 << ", step " << step + 1
-          << " of " << steps << " (last finite loss: ";
-      if (std::isfinite(last_finite)) {
-        msg << last_finite;
-      } else if (!history_.step_loss.empty()) {
-        msg << history_.step_loss.back() << ", in the previous epoch";
-      } else {
-        msg << "none";
-      }
-      msg << "); training stopped";
-      if (!options_.checkpoint_dir.empty()) {
-        msg << "; the last good checkpoint is " << last_checkpoint_path()
-            << (epoch_ > 0 ? "" : " (none was written yet)");
-      }
-      msg << ". Try a smaller learning rate or gradient clipping.";
-      throw NonFiniteLoss(msg.str(), __FILE__, __LINE__);
-    }
-    last_finite = l;
     loss.backward();
     if (options_.clip_grad_norm > 0) {
-      nn::utils::clip_grad_norm_(model_->parameters(), options_.clip_grad_norm);
+      nn::utils::clip_grad_norm_tensor_(model_->parameters(), options_.clip_grad_norm);
     }
     optimizer_.step();
     if (scheduler_ != nullptr && options_.scheduler_step == SchedulerStep::PerBatch) {
       scheduler_->step();
     }
-    const int64_t n = b.labels.numel();
     {
       NoGradGuard no_grad;
-      correct += sum(eq(argmax(logits.detach(), 1), b.labels)).item<int64_t>();
+      if (!figures) figures = std::make_unique<StepFigures>(read_interval(options_, loss.device()));
+      figures->record(loss.detach(), sum(eq(argmax(logits.detach(), 1), b.labels)),
+                      b.labels.numel());
     }
-    loss_sum += l * static_cast<double>(n);
-    seen += n;
-    step_losses.push_back(l);
+    if (figures->full() || step + 1 >= steps) read_figures();
     if (options_.on_step) {
       StepInfo info;
       info.epoch = epoch_;
       info.step = step;
       info.steps = steps;
-      info.loss = l;
-      info.running_loss = loss_sum / static_cast<double>(seen);
-      info.running_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+      info.steps_read = steps_read;
+      info.loss = last_loss;
+      info.running_loss = seen > 0 ? loss_sum / static_cast<double>(seen) : last_loss;
+      info.running_accuracy = seen > 0 ? static_cast<double>(correct) / static_cast<double>(seen)
+                                       : std::numeric_limits<double>::quiet_NaN();
       info.images_per_second = static_cast<double>(seen) / std::max(seconds_since(t0), 1e-9);
       options_.on_step(info);
     }
     ++step;
   }
+  if (figures) read_figures();
   TANDEM_CHECK(seen > 0, "train: the training loader gave no batch in epoch ", epoch_ + 1,
                " (an empty data set, or drop_last with fewer samples than a batch)");
   const double train_seconds = seconds_since(t0);
@@ -307,6 +366,26 @@ EpochStats Trainer::train_epoch(data::DataLoader& train) {
   s.images_per_second = static_cast<double>(seen) / std::max(train_seconds, 1e-9);
   s.seconds = train_seconds;
   return s;
+}
+
+void Trainer::throw_non_finite(double loss, int64_t step, int64_t steps, double last_finite) const {
+  std::ostringstream msg;
+  msg << "train: the loss became " << loss << " at epoch " << epoch_ + 1 << ", step " << step + 1
+      << " of " << steps << " (last finite loss: ";
+  if (std::isfinite(last_finite)) {
+    msg << last_finite;
+  } else if (!history_.step_loss.empty()) {
+    msg << history_.step_loss.back() << ", in the previous epoch";
+  } else {
+    msg << "none";
+  }
+  msg << "); training stopped";
+  if (!options_.checkpoint_dir.empty()) {
+    msg << "; the last good checkpoint is " << last_checkpoint_path()
+        << (epoch_ > 0 ? "" : " (none was written yet)");
+  }
+  msg << ". Try a smaller learning rate or gradient clipping.";
+  throw NonFiniteLoss(msg.str(), __FILE__, __LINE__);
 }
 
 const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {

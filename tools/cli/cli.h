@@ -89,7 +89,7 @@ struct ProgressFields {
   int64_t epoch = 1, epochs = 1;  // 1-based
   int64_t done = 0, total = 0;    // steps (or validation batches) done, per epoch
   bool validating = false;        // the validation pass: no loss, accuracy, img/s
-  double loss = 0, accuracy = 0;  // running means over the epoch
+  double loss = 0, accuracy = 0;  // running means over the epoch (NaN: none read yet)
   double elapsed = 0;             // seconds since the epoch began
   double eta = 0;                 // seconds left in the pass (NaN: unknown)
   double images_per_second = 0;

@@ -39,8 +39,10 @@ std::string progress_line(const ProgressFields& f, int columns) {
       fmt("%lld/%lld", static_cast<long long>(f.done), static_cast<long long>(f.total));
   // Fields after the bar, most useful first; dropped from the end to fit.
   std::vector<std::string> tail;
-  if (!f.validating) {
-    tail.push_back(fmt(" loss %.4f", f.loss));
+  // The trainer reads its figures from a GPU every few steps: none yet
+  // (NaN) at an epoch's first steps.
+  if (!f.validating && std::isfinite(f.loss)) tail.push_back(fmt(" loss %.4f", f.loss));
+  if (!f.validating && std::isfinite(f.accuracy)) {
     tail.push_back(fmt(" acc %.1f%%", f.accuracy * 100));
   }
   tail.push_back(" " + format_duration(f.elapsed) +

@@ -257,8 +257,10 @@ Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
     s.weight_decay = args.weight_decay.value_or(
         recipe_optimizer ? r.weight_decay : (s.optimizer == "adamw" ? 1e-2 : 0.0));
     s.bn_bias_lr_scale = recipe_optimizer ? r.batchnorm_bias_lr_scale : 1.0;
-    const std::string recipe_schedule =
-        r.schedule == models::Schedule::WarmupLinear ? "warmup-linear" : "constant";
+    const std::string recipe_schedule = r.schedule == models::Schedule::WarmupLinear
+                                            ? "warmup-linear"
+                                        : r.schedule == models::Schedule::Cosine ? "cosine"
+                                                                                 : "constant";
     s.schedule = args.schedule.value_or(recipe_schedule);
     if (s.schedule == recipe_schedule && r.schedule == models::Schedule::WarmupLinear) {
       s.warmup_fraction = r.warmup_fraction;
