@@ -533,8 +533,9 @@ class Threads(unittest.TestCase):
         self.assertEqual(rc, 2, out + err)
         self.assertIn("--threads", err)
         with tempfile.TemporaryDirectory() as tmp:
+            # On the CPU (with a GPU, emulated or real, --device auto would pick it).
             rc, out, err = run("train", "--model", "mlp", "--synthetic", "64", "--epochs", "1", "--threads", "1",
-                               "--out", os.path.join(tmp, "r"))
+                               "--device", "cpu", "--out", os.path.join(tmp, "r"))
             self.assertEqual(rc, 0, out + err)
             self.assertIn("1 CPU thread", out)
 

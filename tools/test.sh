@@ -70,6 +70,8 @@ fi
 jobs="${JOBS:-$(nproc)}"
 # The CPU-only build's test programs when a CUDA build runs too (see above).
 cpu_subset="tandem_test_errors;tandem_test_build_info;tandem_test_tensor;tandem_test_data;tandem_test_serialize"
+# What the emulated device runs under ASan + UBSan (--asan): every kernel.
+emu_asan_subset="tandem_test_cuda;tandem_test_emu;tandem_test_emu_libs"
 
 if [[ $run_setup -eq 1 ]]; then
   "$root/tools/setup.sh"
@@ -114,7 +116,16 @@ for preset in "${presets[@]}"; do
   junit="$root/build/$preset/ctest-junit.xml"
   status=ok
   configure_args=()
-  if [[ $preset == cpu ]]; then
+  if [[ $preset == ci && $run_emu -eq 1 ]]; then
+    # build/emu runs the whole suite (the CPU tests and every CUDA test, on
+    # the emulated device); build/ci keeps nvcc compiling everything and
+    # runs what differs in a CUDA build without a device.
+    configure_args=("-DTANDEM_TESTS_ONLY=$cpu_subset")
+  elif [[ $preset == emu-asan ]]; then
+    # Every kernel runs in tandem_test_cuda; the emulator's own tests and its
+    # libraries' tests complete the cover.
+    configure_args=("-DTANDEM_TESTS_ONLY=$emu_asan_subset")
+  elif [[ $preset == cpu ]]; then
     if [[ $run_cuda -eq 1 ]]; then
       configure_args=("-DTANDEM_TESTS_ONLY=$cpu_subset" -DTANDEM_BUILD_EXAMPLES=OFF
         -DTANDEM_BUILD_BENCHMARKS=OFF)

@@ -174,19 +174,24 @@ Tensor device_shuffled_order(uint64_t seed, int64_t n, int64_t epoch, Device dev
   TANDEM_LAUNCH(grid, kBlockSize, 0, stream, shuffle_keys_kernel)(k, idx, n, seed, epoch);
 #if defined(TANDEM_EMU)
   // thrust::stable_sort_by_key on the host, in the stream's order: the same
-  // permutation (equal keys keep their order).
-  ::tandem::emu::enqueue(stream, "thrust::stable_sort_by_key", [k, idx, n] {
+  // permutation (equal keys keep their order). Its scratch (the unsorted keys
+  // and values) comes from the caching allocator, as Thrust's does on a GPU.
+  const auto count = static_cast<size_t>(n);
+  cuda::detail::DeviceWorkspace scratch(count * (sizeof(uint64_t) + sizeof(int64_t)));
+  auto* old_keys = scratch.as<uint64_t>();
+  auto* old_values = reinterpret_cast<int64_t*>(old_keys + count);
+  ::tandem::emu::enqueue(stream, "thrust::stable_sort_by_key", [=] {
     constexpr const char* kWhat = "thrust::stable_sort_by_key";
-    const auto count = static_cast<size_t>(n);
     if (!::tandem::emu::check_device_range(kWhat, "keys", k, count * sizeof(uint64_t)) ||
         !::tandem::emu::check_device_range(kWhat, "values", idx, count * sizeof(int64_t))) {
       return;
     }
+    std::copy(k, k + count, old_keys);
+    std::copy(idx, idx + count, old_values);
     std::vector<size_t> perm(count);
     std::iota(perm.begin(), perm.end(), size_t{0});
-    std::stable_sort(perm.begin(), perm.end(), [k](size_t a, size_t b) { return k[a] < k[b]; });
-    const std::vector<uint64_t> old_keys(k, k + count);
-    const std::vector<int64_t> old_values(idx, idx + count);
+    std::stable_sort(perm.begin(), perm.end(),
+                     [old_keys](size_t a, size_t b) { return old_keys[a] < old_keys[b]; });
     for (size_t i = 0; i < count; ++i) {
       k[i] = old_keys[perm[i]];
       idx[i] = old_values[perm[i]];

@@ -206,7 +206,9 @@ struct HostThreadState {
   std::vector<Fiber*> free_fibers;
 };
 
-thread_local HostThreadState t_host;
+// initial-exec: kernels read it at every threadIdx/blockIdx, and the default
+// TLS model of a shared library calls __tls_get_addr each time.
+__attribute__((tls_model("initial-exec"))) thread_local HostThreadState t_host;
 
 std::atomic<uint64_t> g_block_serial{1};
 std::atomic<uint64_t> g_grids{0}, g_blocks{0}, g_threads{0}, g_barriers{0};

@@ -45,6 +45,7 @@ struct Mark {
   CUstream_st* stream = nullptr;
   uint64_t seq = 0;  // complete when stream->executed >= seq
   double time_ms = -1;
+  int queries = 0;  // cudaEventQuery calls that found it pending
 };
 struct Op {
   const char* what = "";
@@ -61,6 +62,7 @@ struct CUstream_st {
   std::deque<Op> ops;
   uint64_t enqueued = 0;
   uint64_t executed = 0;
+  int queries = 0;  // cudaStreamQuery calls that found work pending
 };
 
 struct CUevent_st {
@@ -1003,7 +1005,11 @@ cudaError_t CUDARTAPI cudaStreamQuery(cudaStream_t stream) {
   Lock lock(s.mu);
   if (!tandem::emu::valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
   CUstream_st* st = tandem::emu::resolve(stream);
-  return st->executed >= st->enqueued ? cudaSuccess : cudaErrorNotReady;
+  if (st->executed >= st->enqueued) return cudaSuccess;
+  if (st->queries++ == 0) return cudaErrorNotReady;  // as cudaEventQuery
+  st->queries = 0;
+  tandem::emu::drain(st, st->enqueued);
+  return take_pending();
 }
 
 cudaError_t CUDARTAPI cudaDeviceSynchronize(void) {
@@ -1057,9 +1063,12 @@ cudaError_t CUDARTAPI cudaEventQuery(cudaEvent_t event) {
   State& s = state();
   Lock lock(s.mu);
   if (!event->mark) return cudaSuccess;
-  // The emulated device makes progress when asked: the work before the event
-  // runs now, as a GPU would have finished it by some later query.
-  tandem::emu::drain(event->mark->stream, event->mark->seq);
+  Mark& m = *event->mark;
+  if (tandem::emu::is_complete(m)) return cudaSuccess;
+  // Pending work is still running at the first query, as on a GPU right after
+  // the launch; by the next it has finished (so a polling loop ends).
+  if (m.queries++ == 0) return cudaErrorNotReady;
+  tandem::emu::drain(m.stream, m.seq);
   return take_pending();
 }
 
