@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
 # The project's test command (what CI runs through .ci/run).
 #
-#   tools/test.sh              setup, then two builds, each built and tested:
+#   tools/test.sh              setup, then three builds, each built and tested:
+#                                build/emu  the emulated CUDA device (preset
+#                                           "emu", src/emu): the whole suite,
+#                                           every CUDA test run on the CPU
+#                                           under the emulator's checkers with
+#                                           TANDEM_REQUIRE_CUDA=1 (needs CUDA's
+#                                           headers, not a GPU)
 #                                build/ci   CUDA AUTO, sm_90 only (preset "ci"):
-#                                           the whole suite
+#                                           the library (nvcc keeps compiling
+#                                           every kernel), tools, examples and
+#                                           benchmarks; tested: the programs
+#                                           whose behaviour differs in a CUDA
+#                                           build without a device, and the
+#                                           tools' tests (the whole suite with
+#                                           --no-emu)
 #                                build/cpu  CPU-only, TANDEM_CUDA=OFF (preset "cpu"):
 #                                           only the test programs whose
 #                                           behaviour differs without the CUDA
 #                                           backend (no-device errors, build
 #                                           info, the data and checkpoint
 #                                           paths with CUDA stubs) and the
-#                                           installed package; the rest ran
-#                                           in build/ci already
+#                                           installed package
 #   tools/test.sh --cpu-only   only the CPU-only build, with the whole suite
 #   tools/test.sh --gpu        build/gpu (TANDEM_CUDA=ON, the machine's own GPU
-#                              architecture) instead of build/ci, tested with
-#                              TANDEM_REQUIRE_CUDA=1: a GPU test that finds no
-#                              usable device fails instead of skipping
-#                                build/emu  the emulated CUDA device (preset
-#                                           "emu", src/emu): the whole suite
-#                                           with every CUDA test run on the
-#                                           CPU under the emulator's
-#                                           checkers, TANDEM_REQUIRE_CUDA=1
-#                                           (needs CUDA's headers, not a GPU)
+#                              architecture) instead of build/ci, the whole
+#                              suite with TANDEM_REQUIRE_CUDA=1: a GPU test that
+#                              finds no usable device fails instead of skipping
 #   tools/test.sh --asan       also build/asan (CPU-only, ASan + UBSan, Debug)
-#                              and build/emu-asan (the emulated device under
-#                              ASan + UBSan)
-#   tools/test.sh --no-emu     skip build/emu
+#                              and build/emu-asan (every kernel's tests on the
+#                              emulated device under ASan + UBSan)
+#   tools/test.sh --no-emu     skip the emulated device
 #   tools/test.sh --no-setup   do not run tools/setup.sh first
 #
 # Environment: JOBS (default: nproc) for build and ctest parallelism.
@@ -34,7 +39,7 @@
 # still attempted so that one report covers them all.
 set -euo pipefail
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -46,7 +51,10 @@ run_asan=0
 run_emu=1
 for arg in "$@"; do
   case "$arg" in
-    --cpu-only) run_cuda=0 ;;
+    --cpu-only)
+      run_cuda=0
+      run_emu=0
+      ;;
     --no-emu) run_emu=0 ;;
     --gpu) cuda_preset=gpu ;;
     --asan) run_asan=1 ;;
@@ -84,8 +92,6 @@ if ! "$root/tools/format.sh" --check; then
 fi
 
 presets=()
-[[ $run_cuda -eq 1 ]] && presets+=("$cuda_preset")
-presets+=(cpu)
 # The emulated device needs CUDA's headers only (no nvcc, no GPU).
 if [[ $run_emu -eq 1 ]]; then
   if [[ -f /usr/local/cuda/include/cuda_runtime.h || -f /usr/include/cuda_runtime.h ]]; then
@@ -95,6 +101,8 @@ if [[ $run_emu -eq 1 ]]; then
     run_emu=0
   fi
 fi
+[[ $run_cuda -eq 1 ]] && presets+=("$cuda_preset")
+presets+=(cpu)
 [[ $run_asan -eq 1 ]] && presets+=(asan)
 [[ $run_asan -eq 1 && $run_emu -eq 1 ]] && presets+=(emu-asan)
 
@@ -116,11 +124,15 @@ for preset in "${presets[@]}"; do
   junit="$root/build/$preset/ctest-junit.xml"
   status=ok
   configure_args=()
-  if [[ $preset == ci && $run_emu -eq 1 ]]; then
+  if [[ $preset == ci ]]; then
     # build/emu runs the whole suite (the CPU tests and every CUDA test, on
     # the emulated device); build/ci keeps nvcc compiling everything and
     # runs what differs in a CUDA build without a device.
-    configure_args=("-DTANDEM_TESTS_ONLY=$cpu_subset")
+    if [[ $run_emu -eq 1 ]]; then
+      configure_args=("-DTANDEM_TESTS_ONLY=$cpu_subset")
+    else
+      configure_args=(-DTANDEM_TESTS_ONLY=)
+    fi
   elif [[ $preset == emu-asan ]]; then
     # Every kernel runs in tandem_test_cuda; the emulator's own tests and its
     # libraries' tests complete the cover.
