@@ -435,3 +435,72 @@ TEST_F(Emu, TheDeviceLooksLikeAnH100) {
 }
 
 }  // namespace
+
+namespace {
+
+// The caching allocator's answer to a failed cudaMalloc: release the cache
+// and retry once. The first attempt fails (injected), the retry succeeds.
+TEST_F(Emu, TheAllocatorReleasesItsCacheAndRetriesAfterAFailedCudaMalloc) {
+  tandem::cuda::synchronize();
+  tandem::cuda::empty_cache();  // only this test's block is cached below
+  {
+    const tandem::Tensor warm = tandem::zeros({4096}, tandem::device(kGpu));  // cached on free
+  }
+  const auto before = tandem::cuda::memory_stats();
+  ASSERT_GT(before.cached_bytes, 0u);
+  setenv("TANDEM_EMU_MALLOC_FAIL_AT", "1", 1);
+  tandem::emu::reload_faults();
+  const tandem::Tensor t = tandem::ones({1 << 18}, tandem::device(kGpu));  // a new block
+  const auto after = tandem::cuda::memory_stats();
+  unsetenv("TANDEM_EMU_MALLOC_FAIL_AT");
+  tandem::emu::reload_faults();
+  EXPECT_EQ(after.cached_bytes, 0u) << "the cache was not released";
+  EXPECT_GT(after.num_device_frees, before.num_device_frees);
+  EXPECT_EQ(t.sum().item<float>(), static_cast<float>(1 << 18));
+}
+
+// cuDNN refusing algorithms at run time (NOT_SUPPORTED): tandem falls back to
+// the next candidate and the convolution still matches the CPU.
+TEST_F(Emu, RefusedCudnnAlgorithmsFallBackToTheNextCandidate) {
+  setenv("TANDEM_EMU_CUDNN_REFUSE",
+         "fwd:0,fwd:1,fwd:2,bwd_data:0,bwd_data:1,bwd_filter:0,bwd_filter:1", 1);
+  tandem::emu::reload_faults();
+  const tandem::Tensor x = tandem::randn({2, 3, 9, 9}, tandem::dtype(tandem::kFloat64));
+  const tandem::Tensor w = tandem::randn({4, 3, 3, 3}, tandem::dtype(tandem::kFloat64));
+  const tandem::Tensor xg = x.to(kGpu).set_requires_grad(true);
+  const tandem::Tensor wg = w.to(kGpu).set_requires_grad(true);
+  const tandem::Tensor xc = x.clone().set_requires_grad(true);
+  const tandem::Tensor wc = w.clone().set_requires_grad(true);
+  const tandem::Tensor yg = tandem::conv2d(xg, wg, tandem::Tensor(), 1, 1);
+  const tandem::Tensor yc = tandem::conv2d(xc, wc, tandem::Tensor(), 1, 1);
+  yg.sum().backward();
+  yc.sum().backward();
+  unsetenv("TANDEM_EMU_CUDNN_REFUSE");
+  tandem::emu::reload_faults();
+  const auto max_diff = [](const tandem::Tensor& a, const tandem::Tensor& b) {
+    return tandem::max(tandem::abs(a.cpu() - b)).item<double>();
+  };
+  EXPECT_LT(max_diff(yg, yc), 1e-10);
+  EXPECT_LT(max_diff(xg.grad(), xc.grad()), 1e-10);
+  EXPECT_LT(max_diff(wg.grad(), wc.grad()), 1e-10);
+}
+
+// A failing cuBLAS call is a tandem::Error naming the call, not a crash.
+TEST_F(Emu, AFailingCublasCallIsAnError) {
+  const tandem::Tensor a = tandem::randn({8, 8}).to(kGpu);
+  setenv("TANDEM_EMU_CUBLAS_FAIL_AT", "1", 1);
+  tandem::emu::reload_faults();
+  try {
+    (void)tandem::matmul(a, a);
+    ADD_FAILURE() << "a failing GEMM went unnoticed";
+  } catch (const tandem::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("CUBLAS_STATUS_EXECUTION_FAILED"), std::string::npos)
+        << e.what();
+  }
+  unsetenv("TANDEM_EMU_CUBLAS_FAIL_AT");
+  tandem::emu::reload_faults();
+  EXPECT_NEAR(tandem::matmul(a, a).cpu().sum().item<float>(),
+              tandem::matmul(a.cpu(), a.cpu()).sum().item<float>(), 1e-3);
+}
+
+}  // namespace
