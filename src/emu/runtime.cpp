@@ -112,7 +112,7 @@ double now_ms() {
   return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
 }
 
-size_t page_size() {
+[[maybe_unused]] size_t page_size() {
   static const size_t p = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   return p;
 }
@@ -154,6 +154,7 @@ class DeviceAccess {
   }
 };
 
+#if !defined(TANDEM_EMU_ASAN)  // under ASan, ASan reports faults
 // A fault in device memory or its guard pages says what it was before the
 // process dies: host code touching device memory, or a kernel (or copy)
 // running past an allocation. Best effort (no locks in a signal handler).
@@ -209,6 +210,7 @@ void install_segv_handler() {
   }();
   (void)installed;
 }
+#endif
 
 bool is_complete(const Mark& m) { return m.stream == nullptr || m.stream->executed >= m.seq; }
 
