@@ -184,7 +184,7 @@ inline std::vector<GradCase> grad_cases() {
   cases.push_back({"squeeze_unsqueeze", {{{3, 1, 2}}}, [](const In& x) {
                      return x[0].squeeze(1).unsqueeze(0) * x[0].squeeze();
                    }});
-  cases.push_back({"slice", {{{5, 2}}}, [](const In& x) { return x[0].slice(1, 4); }});
+  cases.push_back({"slice", {{{5, 2}}}, [](const In& x) { return x[0].slice(0, 1, 4); }});
   cases.push_back({"select", {{{4, 3}}}, [](const In& x) { return x[0].select(0, 2) * x[0][1]; }});
   cases.push_back({"narrow", {{{5, 2}}}, [](const In& x) { return x[0].narrow(0, 2, 2); }});
   cases.push_back({"permute", {{{2, 3, 4}}}, [](const In& x) { return x[0].permute({2, 0, 1}); }});
