@@ -101,6 +101,10 @@ inline std::vector<SliceRecord> slice_records() {
                {5, 3},
                one([](const Tensor& x) { return x.slice(0, -100, 2); }),
                {{{{0, 1}, all(3)}, {2, 3}, true}}});
+  r.push_back({"slice(0, -4, -1)",
+               {6, 2},
+               one([](const Tensor& x) { return x.slice(0, -4, -1); }),
+               {{{{2, 3, 4}, all(2)}, {3, 2}, true}}});
   r.push_back({"slice(1, 1, None, 3)",
                {3, 8},
                one([](const Tensor& x) { return x.slice(1, 1, std::nullopt, 3); }),
