@@ -18,6 +18,11 @@
 //     launch (more: one launch per index of the outer dims; index arithmetic
 //     in uint32_t with FastDivmod, core/fast_divmod.h, when the tensor has at most 2^31 - 1
 //     elements, 64-bit otherwise). Elements move as raw 1-, 4- or 8-byte words.
+//   - strided_gather / strided_scatter (slicing off a leading range, and its
+//     backward): the same general walk (strided_kernel, Walk::Gather or
+//     Walk::Scatter) from the op layer's StridedPlan (core/backend.h); the
+//     scatter's positions are distinct, so plain stores, as on the CPU.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -110,8 +115,15 @@ struct PermuteGeometry {
   Index strides[kPermuteMaxDims];        // input stride of each output dim
 };
 
-template <typename W, typename Index>
-__global__ void permute_kernel(const W* x, W* out, Index n, PermuteGeometry<Index> g) {
+// Which side of a strided walk is dense: Gather reads the strided side and
+// writes the dense one (permute, strided_gather), Scatter the reverse
+// (strided_scatter, whose positions are distinct: plain stores).
+enum class Walk : int8_t { Gather, Scatter };
+
+// S and D: the word pointer types of the strided and the dense side (const
+// on the side that is read).
+template <Walk kWalk, typename S, typename D, typename Index>
+__global__ void strided_kernel(S strided, D dense, Index n, PermuteGeometry<Index> g) {
   for (Index e = grid_thread<Index>(); e < n; e += grid_threads<Index>()) {
     Index rem = e;
     Index offset = 0;
@@ -121,7 +133,11 @@ __global__ void permute_kernel(const W* x, W* out, Index n, PermuteGeometry<Inde
       offset += r * g.strides[d];
       rem = q;
     }
-    out[e] = x[offset];
+    if constexpr (kWalk == Walk::Gather) {
+      dense[e] = strided[offset];
+    } else {
+      strided[offset] = dense[e];
+    }
   }
 }
 
@@ -134,6 +150,65 @@ void convert_from(const S* src, Tensor& dst, int64_t n) {
     const int grid = grid_for(n, kBlock, kBlock);
     TANDEM_LAUNCH(grid, kBlock, 0, current_cuda_stream(), convert_kernel<S, scalar_t>)
     (src, dst.data_ptr<scalar_t>(), n);
+  });
+}
+
+// The plan's positions lie inside the strided tensor (the op layer built it;
+// a bad plan is a bug).
+void check_plan(const char* op, const Tensor& strided, const StridedPlan& plan,
+                const Tensor& dense) {
+  TANDEM_CHECK(plan.sizes.size() == plan.strides.size(), op, ": ", plan.sizes.size(), " sizes and ",
+               plan.strides.size(), " strides");
+  TANDEM_CHECK(strided.dtype() == dense.dtype(), op, ": dtypes differ (",
+               dtype_name(strided.dtype()), " vs ", dtype_name(dense.dtype()), ")");
+  int64_t n = 1, last = plan.offset;
+  for (size_t d = 0; d < plan.sizes.size(); ++d) {
+    n *= plan.sizes[d];
+    last += (plan.sizes[d] - 1) * plan.strides[d];
+  }
+  TANDEM_CHECK(n == dense.numel(), op, ": the plan walks ", n, " elements, the dense side has ",
+               dense.numel());
+  TANDEM_CHECK(n == 0 || (plan.offset >= 0 && last < strided.numel()), op,
+               ": the plan reaches element ", last, " of a tensor of ", strided.numel());
+}
+
+// The general walk of permute and slicing over n elements of the dense side,
+// sizes outermost first. More dims than the geometry holds: one launch per
+// index of the outer dims over the innermost kPermuteMaxDims, so any rank
+// runs, as on the CPU.
+template <Walk kWalk, typename S, typename D>
+void strided_walk(S strided, D dense, const std::vector<int64_t>& sizes,
+                  const std::vector<int64_t>& strides, int64_t n, cudaStream_t stream) {
+  const size_t k = sizes.size();
+  const size_t outer = k > static_cast<size_t>(kPermuteMaxDims) ? k - kPermuteMaxDims : 0;
+  const size_t inner_dims = k - outer;
+  int64_t n_inner = 1, n_outer = 1;
+  for (size_t d = outer; d < k; ++d) n_inner *= sizes[d];
+  for (size_t d = 0; d < outer; ++d) n_outer *= sizes[d];
+  constexpr int kBlock = kBlockSize;
+  const int grid = grid_for(n_inner, kBlock, kBlock);
+  // Index width from the larger side: the strided side's positions reach
+  // past n (a gather from a big tensor).
+  int64_t reach = n;
+  for (size_t d = 0; d < k; ++d) reach = std::max(reach, (sizes[d] - 1) * strides[d] + 1);
+  dispatch_index_width(fits_int32({n, reach}), [&](auto index_tag) {
+    using Index = decltype(index_tag);
+    PermuteGeometry<Index> g{};
+    g.ndim = static_cast<int>(inner_dims);
+    for (size_t j = 0; j < inner_dims; ++j) {
+      g.sizes[j] = Divmod<Index>(sizes[k - 1 - j]);
+      g.strides[j] = static_cast<Index>(strides[k - 1 - j]);
+    }
+    for (int64_t o = 0; o < n_outer; ++o) {
+      int64_t offset = 0;
+      for (size_t d = outer, rem = static_cast<size_t>(o); d-- > 0;) {
+        const auto size = static_cast<size_t>(sizes[d]);
+        offset += static_cast<int64_t>(rem % size) * strides[d];
+        rem /= size;
+      }
+      TANDEM_LAUNCH(grid, kBlock, 0, stream, strided_kernel<kWalk, S, D, Index>)
+      (strided + offset, dense + o * n_inner, static_cast<Index>(n_inner), g);
+    }
   });
 }
 
@@ -236,35 +311,29 @@ void permute(const Tensor& x, Tensor& out, const Shape& perm) {
       TANDEM_LAUNCH(grid, block, 0, stream, transpose_tiled_kernel<W>)(xp, op, batch, rows, cols);
       return;
     }
-    // More merged dims than the geometry holds: one launch per index of the
-    // outer dims over the innermost kPermuteMaxDims, so any rank runs, as on
-    // the CPU.
-    const size_t outer = k > static_cast<size_t>(kPermuteMaxDims) ? k - kPermuteMaxDims : 0;
-    const size_t inner_dims = k - outer;
-    int64_t n_inner = 1, n_outer = 1;
-    for (size_t d = outer; d < k; ++d) n_inner *= sizes[d];
-    for (size_t d = 0; d < outer; ++d) n_outer *= sizes[d];
-    constexpr int kBlock = kBlockSize;
-    const int grid = grid_for(n_inner, kBlock, kBlock);
-    dispatch_index_width(fits_int32({n}), [&](auto index_tag) {
-      using Index = decltype(index_tag);
-      PermuteGeometry<Index> g{};
-      g.ndim = static_cast<int>(inner_dims);
-      for (size_t j = 0; j < inner_dims; ++j) {
-        g.sizes[j] = Divmod<Index>(sizes[k - 1 - j]);
-        g.strides[j] = static_cast<Index>(strides[k - 1 - j]);
-      }
-      for (int64_t o = 0; o < n_outer; ++o) {
-        int64_t in_offset = 0;
-        for (size_t d = outer, rem = static_cast<size_t>(o); d-- > 0;) {
-          const auto size = static_cast<size_t>(sizes[d]);
-          in_offset += static_cast<int64_t>(rem % size) * strides[d];
-          rem /= size;
-        }
-        TANDEM_LAUNCH(grid, kBlock, 0, stream, permute_kernel<W, Index>)
-        (xp + in_offset, op + o * n_inner, static_cast<Index>(n_inner), g);
-      }
-    });
+    strided_walk<Walk::Gather>(xp, op, sizes, strides, n, stream);
+  });
+}
+
+void strided_gather(const Tensor& x, const StridedPlan& plan, Tensor& out) {
+  check_plan("strided_gather (cuda)", x, plan, out);
+  if (out.numel() == 0) return;
+  visit_word(x.element_size(), "strided_gather (cuda)", [&](auto word) {
+    using W = decltype(word);
+    strided_walk<Walk::Gather>(static_cast<const W*>(x.raw_data()) + plan.offset,
+                               static_cast<W*>(out.raw_data()), plan.sizes, plan.strides,
+                               out.numel(), current_cuda_stream());
+  });
+}
+
+void strided_scatter(const Tensor& src, const StridedPlan& plan, Tensor& x) {
+  check_plan("strided_scatter (cuda)", x, plan, src);
+  if (src.numel() == 0) return;
+  visit_word(x.element_size(), "strided_scatter (cuda)", [&](auto word) {
+    using W = decltype(word);
+    strided_walk<Walk::Scatter>(static_cast<W*>(x.raw_data()) + plan.offset,
+                                static_cast<const W*>(src.raw_data()), plan.sizes, plan.strides,
+                                src.numel(), current_cuda_stream());
   });
 }
 

@@ -13,6 +13,7 @@
 
 #include "op_cases.h"
 #include "op_records.h"
+#include "slice_records.h"
 #include "test_util.h"
 
 namespace tt {
@@ -184,9 +185,23 @@ inline std::vector<GradCase> grad_cases() {
   cases.push_back({"squeeze_unsqueeze", {{{3, 1, 2}}}, [](const In& x) {
                      return x[0].squeeze(1).unsqueeze(0) * x[0].squeeze();
                    }});
-  cases.push_back({"slice", {{{5, 2}}}, [](const In& x) { return x[0].slice(1, 4); }});
+  cases.push_back({"slice", {{{5, 2}}}, [](const In& x) { return x[0].slice(0, 1, 4); }});
   cases.push_back({"select", {{{4, 3}}}, [](const In& x) { return x[0].select(0, 2) * x[0][1]; }});
   cases.push_back({"narrow", {{{5, 2}}}, [](const In& x) { return x[0].narrow(0, 2, 2); }});
+  // Every slicing record with elements to check (a small enough input; the
+  // pieces flattened, weighted apart and joined into one output).
+  for (const SliceRecord& rec : slice_records()) {
+    size_t out_numel = 0;
+    for (const SlicePiece& p : rec.pieces) out_numel += static_cast<size_t>(numel_of(p.shape));
+    if (out_numel == 0 || numel_of(rec.input) > 10000) continue;
+    cases.push_back({"slicing " + rec.name, {{rec.input}}, [fn = rec.fn](const In& x) {
+                       std::vector<Tensor> parts;
+                       const std::vector<Tensor> pieces = fn(x[0]);
+                       for (size_t i = 0; i < pieces.size(); ++i)
+                         parts.push_back(pieces[i].flatten() * static_cast<double>(i + 1));
+                       return cat(parts, 0);
+                     }});
+  }
   cases.push_back({"permute", {{{2, 3, 4}}}, [](const In& x) { return x[0].permute({2, 0, 1}); }});
   cases.push_back({"transpose", {{{2, 3, 4}}}, [](const In& x) { return x[0].transpose(0, 2); }});
   cases.push_back({"t", {{{3, 4}}}, [](const In& x) { return x[0].t(); }});

@@ -201,8 +201,8 @@ TEST(Conv2d, LargeBatchSpansSeveralIm2colChunksAndMatchesPerSample) {
   const Tensor w = tt::random_tensor({8, 64, 3, 3}, kFloat32, -0.1, 0.1);
   const Tensor y = conv2d(x, w, Tensor(), 1, 1);
   for (int64_t i : {0, 17, 39}) {
-    const Tensor yi = conv2d(x.slice(i, i + 1), w, Tensor(), 1, 1);
-    tt::expect_close(y.slice(i, i + 1), yi, tt::scaled(tt::default_tol(kFloat32), 10.0));
+    const Tensor yi = conv2d(x.slice(0, i, i + 1), w, Tensor(), 1, 1);
+    tt::expect_close(y.slice(0, i, i + 1), yi, tt::scaled(tt::default_tol(kFloat32), 10.0));
   }
 }
 
@@ -628,7 +628,7 @@ TEST(BatchNorm, InputOverlappingTheRunningStatisticsIsReadFirst) {
     const int64_t n = 7, c = 5;
     Tensor x = tt::random_tensor({n, c}, dt, 0.5, 2.0);
     Tensor xc = x.clone();
-    Tensor rm = x.view({-1}).slice(1, c + 1), rv = x.view({-1}).slice(c + 1, 2 * c + 1);
+    Tensor rm = x.view({-1}).slice(0, 1, c + 1), rv = x.view({-1}).slice(0, c + 1, 2 * c + 1);
     Tensor rmc = rm.clone(), rvc = rv.clone();
     const Tensor w = tt::random_tensor({c}, dt, 0.5, 1.5), b = tt::random_tensor({c}, dt);
     const Tensor y = tandem::batch_norm(x, rm, rv, w, b, /*training=*/true, 0.3);

@@ -175,9 +175,9 @@ TEST_F(CudaTest, InPlaceOverlappingOperandsMatchCpu) {
     run(x0, [](Tensor& x) { x.sub_(x[50001]); });
     run(m0, [](Tensor& m) { m.sub_(m[0]); });
     run(m0, [](Tensor& m) { m.mul_(m[500]); });
-    run(m0, [](Tensor& m) { m.slice(1, 1001).add_(m.slice(0, 1000), 2.0); });
-    run(m0, [](Tensor& m) { m.slice(0, 1000).copy_(m.slice(1, 1001)); });
-    run(m0, [](Tensor& m) { m.slice(1, 1001).copy_(m.slice(0, 1000)); });
+    run(m0, [](Tensor& m) { m.slice(0, 1, 1001).add_(m.slice(0, 0, 1000), 2.0); });
+    run(m0, [](Tensor& m) { m.slice(0, 0, 1000).copy_(m.slice(0, 1, 1001)); });
+    run(m0, [](Tensor& m) { m.slice(0, 1, 1001).copy_(m.slice(0, 0, 1000)); });
     run(m0, [](Tensor& m) { m.copy_(m.detach()); });
   }
 }

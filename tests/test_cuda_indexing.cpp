@@ -1,4 +1,5 @@
-// Shape and indexing ops on the device: cat, stack, index_select, gather,
+// Shape and indexing ops on the device: the slicing records (slice_records.h:
+// values and aliasing; their backward: test_gradcheck.cpp), cat, stack, index_select, gather,
 // scatter_add, index_add, one_hot, the FastDivmod paths at odd sizes, general
 // permutes, out-of-range indices. CPU references: test_ops_indexing.cpp.
 // Skipped without a CUDA device.
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "slice_records.h"
 #include "test_cuda_util.h"
 #include "test_util.h"
 
@@ -118,6 +120,26 @@ TEST_P(IndexingParity, OddSizesThroughTheDivmodPaths) {
     Tensor cpu = p.permute(perm);
     poison_output(cpu.sizes(), dt);
     expect_parity(pg.permute(perm), cpu, tt::exact());
+  }
+}
+
+// Every slicing record on the device: the same values (strided_gather's
+// walk) and the same aliasing as on the CPU.
+TEST_P(IndexingParity, SliceRecords) {
+  const DType dt = GetParam();
+  for (const tt::SliceRecord& rec : tt::slice_records()) {
+    SCOPED_TRACE(rec.name);
+    const Tensor x = tt::random_tensor(rec.input, dt, -9, 200);
+    const Tensor g = x.cuda();
+    const std::vector<Tensor> cpu = rec.fn(x);
+    if (!rec.pieces[0].aliases) poison_output(rec.pieces[0].shape, dt);
+    const std::vector<Tensor> gpu = rec.fn(g);
+    ASSERT_EQ(gpu.size(), cpu.size());
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      SCOPED_TRACE("piece " + std::to_string(i));
+      expect_parity(gpu[i], cpu[i], tt::exact());
+      EXPECT_EQ(gpu[i].impl()->storage == g.impl()->storage, rec.pieces[i].aliases);
+    }
   }
 }
 

@@ -98,9 +98,9 @@ TEST_F(CudaTest, CopyAcrossDevices) {
   // into a slice of a device tensor
   Tensor base = tandem::zeros({4, 3}, tandem::TensorOptions(tandem::kFloat64).device(kGpu));
   Tensor rows = tt::random_tensor({2, 3}, tandem::kFloat64);
-  base.slice(1, 3).copy_(rows);
+  base.slice(0, 1, 3).copy_(rows);
   Tensor ref = tandem::zeros({4, 3}, tandem::kFloat64);
-  ref.slice(1, 3).copy_(rows);
+  ref.slice(0, 1, 3).copy_(rows);
   expect_parity(base, ref, tt::exact());
   // large
   Tensor big = tt::random_tensor({1000003}, tandem::kFloat32);
@@ -130,9 +130,9 @@ TEST_F(CudaTest, ViewsFillCloneItemAndLayoutOnTheDevice) {
   const char* base = static_cast<const char*>(g.raw_data());
   EXPECT_EQ(g.view({15, 4}).raw_data(), g.raw_data());
   EXPECT_EQ(g.flatten().raw_data(), g.raw_data());
-  EXPECT_EQ(static_cast<const char*>(g.slice(2, 4).raw_data()), base + 2 * 12 * sizeof(float));
+  EXPECT_EQ(static_cast<const char*>(g.slice(0, 2, 4).raw_data()), base + 2 * 12 * sizeof(float));
   EXPECT_EQ(static_cast<const char*>(g[3].raw_data()), base + 3 * 12 * sizeof(float));
-  tt::expect_equal(g.slice(2, 4).cpu(), x.slice(2, 4));
+  tt::expect_equal(g.slice(0, 2, 4).cpu(), x.slice(0, 2, 4));
   tt::expect_equal(g.permute({2, 0, 1}).cpu(), x.permute({2, 0, 1}));
   tt::expect_equal(g.transpose(0, 2).cpu(), x.transpose(0, 2));
   tt::expect_equal(g[1].t().cpu(), x[1].t());
@@ -140,10 +140,10 @@ TEST_F(CudaTest, ViewsFillCloneItemAndLayoutOnTheDevice) {
   EXPECT_TRUE(c.is_cuda());
   EXPECT_NE(c.raw_data(), g.raw_data());
   tt::expect_equal(c.cpu(), x);
-  EXPECT_EQ(g[2][1].view({-1}).slice(3, 4).item<float>(),
+  EXPECT_EQ(g[2][1].view({-1}).slice(0, 3, 4).item<float>(),
             tandem::to_vector<float>(x)[2 * 12 + 1 * 4 + 3]);
-  g.slice(1, 2).fill_(9.0);
-  x.slice(1, 2).fill_(9.0);
+  g.slice(0, 1, 2).fill_(9.0);
+  x.slice(0, 1, 2).fill_(9.0);
   tt::expect_equal(g.cpu(), x);
   Tensor big = tandem::empty({1000003}, tandem::TensorOptions(tandem::kFloat64).device(kGpu));
   big.fill_(-0.5);

@@ -213,16 +213,54 @@ TEST(ErrorTest, BadView) {
 }
 
 TEST(ErrorTest, BadSliceSelectNarrow) {
+  using namespace tandem::indexing;  // NOLINT(google-build-using-namespace)
   Tensor x = f32({3, 4});
-  expect_error([&] { x.select(0, 3); }, {"select: ", "3"});
-  expect_error([&] { (void)x[5]; }, {"select: ", "5"});
-  expect_error([&] { x.select(1, 0); }, {"select: ", "dim"});
-  expect_error([&] { x.slice(2, 5); }, {"slice: ", "5"});
-  expect_error([&] { x.slice(2, 1); }, "slice: ");
-  expect_error([&] { x.slice(-1, 2); }, "slice: ");
-  expect_error([&] { x.narrow(0, 2, 2); }, "narrow: ");
-  expect_error([&] { x.narrow(1, 0, 2); }, {"narrow: ", "dim"});
-  expect_error([&] { tandem::zeros({}).select(0, 0); }, "select: ");
+  expect_error([&] { x.select(0, 3); },
+               "select: index 3 is out of range for dim 0 of size 3 (tensor [3, 4])");
+  expect_error([&] { (void)x[5]; }, {"select: index 5", "dim 0 of size 3"});
+  expect_error([&] { x.select(-1, -5); },
+               "select: index -5 is out of range for dim 1 of size 4 (tensor [3, 4])");
+  expect_error([&] { x.select(2, 0); },
+               "select: dim 2 is out of range for a tensor of 2 dims [3, 4] (expected a dim in "
+               "[-2, 1])");
+  expect_error([&] { tandem::zeros({}).select(0, 0); },
+               "select: cannot be applied to a 0-dim tensor");
+  expect_error([&] { x.slice(2, 0, 1); }, {"slice: dim 2 is out of range", "[3, 4]"});
+  expect_error([&] { x.slice(-3); }, {"slice: dim -3 is out of range", "[3, 4]"});
+  expect_error([&] { x.slice(1, 0, 4, 0); },
+               "slice: step must be positive, got 0 (dim 1 of [3, 4])");
+  expect_error([&] { x.slice(1, 0, 4, -1); }, "slice: step must be positive, got -1");
+  expect_error([&] { x.narrow(1, 5, 0); },
+               "narrow: start 5 is out of range for dim 1 of size 4 (tensor [3, 4], expected a "
+               "start in [-4, 4])");
+  expect_error([&] { x.narrow(1, 2, 3); },
+               "narrow: start 2 + length 3 exceeds dim 1 of size 4 (tensor [3, 4])");
+  expect_error([&] { x.narrow(0, 0, -1); }, "narrow: length must be non-negative, got -1");
+  expect_error([&] { x.narrow(-3, 0, 1); }, {"narrow: dim -3", "[3, 4]"});
+  expect_error([&] { x.chunk(0, 1); }, "chunk: chunks must be positive, got 0");
+  expect_error([&] { x.chunk(2, 2); }, {"chunk: dim 2", "[3, 4]"});
+  expect_error([&] { x.split(0, 1); },
+               "split: split_size 0 must be positive (0 only for an empty dim; dim 1 of [3, 4])");
+  expect_error(
+      [&] {
+        x.split_with_sizes({1, 1}, 1);
+      },
+      "split_with_sizes: sizes [1, 1] sum to 2, not to dim 1 of size 4 (tensor [3, 4])");
+  expect_error(
+      [&] {
+        x.split_with_sizes({5, -1}, 1);
+      },
+      "split_with_sizes: sizes [5, -1] must be non-negative");
+  expect_error([&] { x.unbind(-3); }, {"unbind: dim -3", "[3, 4]"});
+  expect_error([&] { x.index({0, 0, 0}); }, "index: 3 indices for a tensor of 2 dims [3, 4]");
+  expect_error([&] { x.index({Ellipsis, 0, Ellipsis}); }, "index: at most one Ellipsis, got 2");
+  expect_error(
+      [&] {
+        x.index({None, Slice(), 4});
+      },
+      "index: index 4 is out of range for dim 1 of size 4 (tensor [3, 4])");
+  expect_error([&] { x.index({Slice(0, 3, 0)}); }, "index: step must be positive, got 0");
+  expect_error([&] { Tensor().slice(0, 0, 1); }, "slice: ");
 }
 
 // ---- item / data_ptr ----------------------------------------------------------------------
@@ -508,8 +546,6 @@ TEST(ErrorTest, CoreAndOpsMessagesNameTheProblem) {
                {"randint: dtype float32 is not supported", "int64 or int32"});
   expect_error([] { tandem::dropout_mask({2}, 0.5, kInt64); },
                {"dropout: dtype int64 is not supported"});
-  expect_error([&] { x.narrow(1, 0, 1); }, {"narrow: only dim 0", "got dim 1"});
-  expect_error([&] { x.select(1, 0); }, {"select: only dim 0", "got dim 1"});
   expect_error([&] { x.clamp(1.0, 0.0); }, {"clamp: lo (1) must not exceed hi (0)"});
   expect_error([] { tandem::arange(0.0, 5.0, 0.0); }, {"arange: ", "non-zero step"});
   expect_error([] { tandem::arange(5.0, 0.0, 1.0); }, {"arange: step 1 does not go from 5"});

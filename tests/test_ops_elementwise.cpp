@@ -333,8 +333,8 @@ TEST(OffsetViewTest, OpsReadViewsAtTheirOffset) {
     SCOPED_TRACE(tandem::dtype_name(dt));
     const tt::Tol tol = tt::default_tol(dt);
     Tensor base = tt::random_tensor({9, 8}, dt, 0.1, 2);
-    Tensor a = base.slice(3, 7);  // rows 3..6: offset 24 elements
-    Tensor b = base.slice(1, 5);
+    Tensor a = base.slice(0, 3, 7);  // rows 3..6: offset 24 elements
+    Tensor b = base.slice(0, 1, 5);
     Tensor ac = a.clone(), bc = b.clone();
     tt::expect_equal(tandem::sqrt(a), tandem::sqrt(ac));
     tt::expect_equal(tandem::add(a, b), tandem::add(ac, bc));
@@ -347,8 +347,8 @@ TEST(OffsetViewTest, OpsReadViewsAtTheirOffset) {
     expect_close(tandem::softmax(a, 1), tandem::softmax(ac, 1), tol);
     expect_close(tandem::var(a, int64_t{0}), tandem::var(ac, int64_t{0}), tol);
     expect_close(tandem::matmul(a, b.t()), tandem::matmul(ac, bc.t()), tol);
-    expect_close(tandem::mm(a.slice(1, 3), base.slice(0, 8)),
-                 tandem::mm(ac.slice(1, 3).clone(), base.slice(0, 8).clone()), tol);
+    expect_close(tandem::mm(a.slice(0, 1, 3), base.slice(0, 0, 8)),
+                 tandem::mm(ac.slice(0, 1, 3).clone(), base.slice(0, 0, 8).clone()), tol);
     Tensor idx = tandem::from_vector(std::vector<int64_t>{3, 0, 3});
     tt::expect_equal(tandem::index_select(a, 0, idx), tandem::index_select(ac, 0, idx));
     tt::expect_equal(tandem::index_select(a, 1, idx), tandem::index_select(ac, 1, idx));
@@ -358,7 +358,7 @@ TEST(OffsetViewTest, OpsReadViewsAtTheirOffset) {
     tt::expect_equal(tandem::stack({a, b}, 2), tandem::stack({ac, bc}, 2));
     tt::expect_equal(a.permute({1, 0}), ac.permute({1, 0}));
     tt::expect_equal(a.to(tandem::kInt32), ac.to(tandem::kInt32));
-    Tensor lab = tandem::from_vector(std::vector<int64_t>{0, 2, 1, 3, 2}).slice(2, 5);
+    Tensor lab = tandem::from_vector(std::vector<int64_t>{0, 2, 1, 3, 2}).slice(0, 2, 5);
     tt::expect_equal(tandem::one_hot(lab, 4), tandem::one_hot(lab.clone(), 4));
   }
 }
@@ -653,7 +653,7 @@ TEST_P(InPlaceTest, InPlaceOnASliceChangesOnlyThoseRows) {
   const DType dt = GetParam();
   Tensor base = tt::random_tensor({5, 4}, dt, -2, 2);
   Ref ref{base.sizes(), tt::to_doubles(base)};
-  Tensor rows = base.slice(1, 3);
+  Tensor rows = base.slice(0, 1, 3);
   Tensor o = tt::random_tensor({4}, dt, -2, 2);
   const auto ov = tt::to_doubles(o);
   rows.add_(o);
@@ -730,12 +730,12 @@ TEST_P(InPlaceOverlapTest, ShiftedSlicesOfOneTensor) {
   for (int64_t n : {int64_t{9}, int64_t{4001}}) {
     SCOPED_TRACE("n " + std::to_string(n));
     Tensor x = tt::random_nonzero({n, 5}, dt, 1.0, 9.0);
-    Tensor dst = x.slice(1, n), src = x.slice(0, n - 1);
+    Tensor dst = x.slice(0, 1, n), src = x.slice(0, 0, n - 1);
     const Ref ref = ref_binary_tensor(BinaryOp::Add, dst, src.clone(), 2.0);
     dst.add_(src, 2.0);
     expect_close(dst, ref, tt::default_tol(dt));
     Tensor y = tt::random_nonzero({n, 5}, dt, 1.0, 9.0);
-    Tensor dst2 = y.slice(0, n - 1), src2 = y.slice(1, n);
+    Tensor dst2 = y.slice(0, 0, n - 1), src2 = y.slice(0, 1, n);
     const Ref ref2 = ref_binary_tensor(BinaryOp::Mul, dst2, src2.clone(), 1.0);
     dst2.mul_(src2);
     expect_close(dst2, ref2, tt::default_tol(dt));

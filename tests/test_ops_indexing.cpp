@@ -1,4 +1,6 @@
-// Shape and indexing ops on the CPU against naive references: cat and stack on
+// Shape and indexing ops on the CPU against naive references: the slicing
+// records (slice_records.h: slice, narrow, select, chunk, split, unbind,
+// index; values, shapes, aliasing and gradients), cat and stack on
 // dims 0, 1 and last, index_select (dims 0, 1, last; int32 and int64 indices),
 // gather, one_hot, and the adjoints scatter_add / index_add (repeated indices,
 // every error message, CUDA against CPU where a device is present).
@@ -10,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "slice_records.h"
 #include "test_util.h"
 
 namespace {
@@ -96,6 +99,98 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CatStackTest,
                          [](const ::testing::TestParamInfo<DType>& param_info) {
                            return std::string(tandem::dtype_name(param_info.param));
                          });
+
+// ---- Slicing (slice_records.h) -------------------------------------------------------
+
+bool shares_storage(const Tensor& a, const Tensor& b) {
+  return a.impl()->storage == b.impl()->storage;
+}
+
+class SliceRecordTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(SliceRecordTest, PicksTheHandWrittenIndices) {
+  const DType dt = GetParam();
+  for (const tt::SliceRecord& rec : tt::slice_records()) {
+    SCOPED_TRACE(rec.name);
+    const Tensor x = tt::random_tensor(rec.input, dt, -9, 200);
+    const auto xv = tt::to_doubles(x);
+    const std::vector<Tensor> pieces = rec.fn(x);
+    ASSERT_EQ(pieces.size(), rec.pieces.size());
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      SCOPED_TRACE("piece " + std::to_string(i));
+      const tt::SlicePiece& p = rec.pieces[i];
+      EXPECT_EQ(pieces[i].sizes(), p.shape);
+      EXPECT_EQ(pieces[i].dtype(), dt);
+      expect_close(pieces[i], Ref{p.shape, tt::slice_reference(xv, rec.input, p)}, tt::exact());
+      EXPECT_EQ(shares_storage(pieces[i], x), p.aliases);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, SliceRecordTest,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt64,
+                                           tandem::kInt32, tandem::kUInt8),
+                         [](const ::testing::TestParamInfo<DType>& param_info) {
+                           return std::string(tandem::dtype_name(param_info.param));
+                         });
+
+// The gradient of sum_i sum(piece_i * w_i) is w_i at the picked positions and
+// zero elsewhere: a scatter into zeros, checked by an index loop.
+TEST(SliceTest, BackwardScattersIntoZeros) {
+  for (const tt::SliceRecord& rec : tt::slice_records()) {
+    SCOPED_TRACE(rec.name);
+    Tensor x = tt::random_tensor(rec.input, tandem::kFloat64).set_requires_grad(true);
+    const std::vector<Tensor> pieces = rec.fn(x);
+    Tensor loss = tandem::zeros({}, tandem::kFloat64);
+    std::vector<double> expected(static_cast<size_t>(x.numel()), 0.0);
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      const Tensor w = tt::random_tensor(pieces[i].sizes(), tandem::kFloat64);
+      loss = loss + (pieces[i] * w).sum();
+      // Where each element of the piece came from: slice_reference on the
+      // input's flat indices.
+      std::vector<double> flat(expected.size());
+      for (size_t k = 0; k < flat.size(); ++k) flat[k] = static_cast<double>(k);
+      const auto from = tt::slice_reference(flat, rec.input, rec.pieces[i]);
+      const auto wv = tt::to_doubles(w);
+      ASSERT_EQ(from.size(), wv.size());
+      for (size_t k = 0; k < from.size(); ++k) expected[static_cast<size_t>(from[k])] += wv[k];
+    }
+    if (!loss.requires_grad()) continue;  // every piece empty
+    loss.backward();
+    expect_close(x.grad(), Ref{rec.input, expected}, tt::exact());
+  }
+}
+
+TEST(SliceTest, AliasesWriteThroughAndCopiesDoNot) {
+  using namespace tandem::indexing;  // NOLINT(google-build-using-namespace)
+  Tensor x = tandem::arange(24.0, tandem::kFloat32).view({2, 3, 4});
+  x.slice(0, 1, 2).fill_(-1.0);  // dim 0: an alias
+  x.index({0, 1}).fill_(-2.0);   // outer dims at one index: an alias
+  x.slice(2, 0, 1).fill_(-3.0);  // a column: a copy, x unchanged
+  x.select(1, 0).fill_(-4.0);    // a copy
+  const auto v = tt::to_doubles(x);
+  for (int64_t i = 0; i < 24; ++i) {
+    const double want = i >= 12 ? -1.0 : (i >= 4 && i < 8) ? -2.0 : static_cast<double>(i);
+    EXPECT_EQ(v[static_cast<size_t>(i)], want) << "element " << i;
+  }
+}
+
+// The forms agree with each other where libtorch says they are the same.
+TEST(SliceTest, EquivalentSpellings) {
+  using namespace tandem::indexing;  // NOLINT(google-build-using-namespace)
+  const Tensor x = tt::random_tensor({4, 5, 6}, tandem::kFloat32);
+  tt::expect_equal(x.narrow(1, 1, 3), x.slice(1, 1, 4));
+  tt::expect_equal(x.index({Slice(), Slice(1, 4)}), x.slice(1, 1, 4));
+  tt::expect_equal(x.index({Ellipsis, 2}), x.select(2, 2));
+  tt::expect_equal(x.index({Slice(), -1}), x.select(1, 4));
+  tt::expect_equal(x.slice(2, -2), x.slice(2, 4, 6));
+  tt::expect_equal(x.slice(1), x);
+  tt::expect_equal(tandem::cat(x.chunk(3, 2), 2), x);
+  tt::expect_equal(tandem::cat(x.split(2, 1), 1), x);
+  tt::expect_equal(tandem::stack(x.unbind(2), 2), x);
+  tt::expect_equal(x.index({None}), x.unsqueeze(0));
+  tt::expect_equal(x[1], x.select(0, 1));
+}
 
 // ---- index_select ---------------------------------------------------------------------
 

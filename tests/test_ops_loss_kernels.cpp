@@ -249,7 +249,7 @@ TEST_P(CrossEntropyKernelTest, InconsistentArgumentsThrow) {
       [&] { tandem::cpu::cross_entropy_forward(logits.view({40}), target, 0.0, loss, stats); },
       "cross_entropy: expected logits [rows, classes], got [40]");
   tt::expect_error(
-      [&] { tandem::cpu::cross_entropy_forward(logits, target.slice(0, 3), 0.0, loss, stats); },
+      [&] { tandem::cpu::cross_entropy_forward(logits, target.slice(0, 0, 3), 0.0, loss, stats); },
       "cross_entropy: target has 3 elements for 4 rows");
   Tensor short_loss = tandem::empty({3}, dt);
   tt::expect_error(

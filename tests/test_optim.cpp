@@ -702,11 +702,11 @@ TEST(Optimizers, GradientOverlappingAParameterIsReadBeforeTheStep) {
     // p1 = base[0, n), p2 = base[n, 2n); p2's gradient is base[n - 1, 2n - 1):
     // p1's last element and all but the last of p2.
     Tensor base = tt::random_tensor({2 * n}, kFloat32, 1.0, 2.0);
-    Tensor p1 = base.slice(0, n), p2 = base.slice(n, 2 * n);
+    Tensor p1 = base.slice(0, 0, n), p2 = base.slice(0, n, 2 * n);
     p1.set_requires_grad(true);
     p2.set_requires_grad(true);
     p1.mutable_grad() = tt::random_tensor({n}, kFloat32, -1.0, 1.0);
-    p2.mutable_grad() = base.slice(n - 1, 2 * n - 1).detach();
+    p2.mutable_grad() = base.slice(0, n - 1, 2 * n - 1).detach();
     // The reference: copies of everything, no sharing.
     Tensor q1 = p1.detach().clone().set_requires_grad(true);
     Tensor q2 = p2.detach().clone().set_requires_grad(true);
@@ -1089,8 +1089,8 @@ TEST(Optimizers, OptionErrors) {
 TEST(Optimizers, OverlappingParametersAreAnError) {
   const Tensor w = tt::random_tensor({6}, kFloat32);
   const Tensor before = w.clone();
-  Tensor a = w.slice(0, 4).set_requires_grad(true);
-  Tensor b = w.slice(3, 6).set_requires_grad(true);
+  Tensor a = w.slice(0, 0, 4).set_requires_grad(true);
+  Tensor b = w.slice(0, 3, 6).set_requires_grad(true);
   a.mutable_grad() = ones({4});
   b.mutable_grad() = ones({3});
   optim::SGD sgd({a, b}, optim::SGDOptions(0.1).momentum(0.9));
@@ -1184,8 +1184,8 @@ TEST(ClipGrad, AGradientListedTwiceIsAnError) {
   // Two parameters whose gradients are overlapping views of one tensor.
   const Tensor shared = tt::random_tensor({6}, kFloat32);
   Tensor p = zeros({4}, requires_grad()), q = zeros({4}, requires_grad());
-  p.mutable_grad() = shared.slice(0, 4);
-  q.mutable_grad() = shared.slice(2, 6);
+  p.mutable_grad() = shared.slice(0, 0, 4);
+  q.mutable_grad() = shared.slice(0, 2, 6);
   expect_error(
       [&] {
         nn::utils::clip_grad_norm_({p, q}, 1e-3);
@@ -1194,7 +1194,7 @@ TEST(ClipGrad, AGradientListedTwiceIsAnError) {
   // Disjoint views of one tensor are fine.
   q.mutable_grad() = zeros({0});
   Tensor r = zeros({2}, requires_grad());
-  r.mutable_grad() = shared.slice(4, 6);
+  r.mutable_grad() = shared.slice(0, 4, 6);
   EXPECT_GT(nn::utils::clip_grad_norm_({p, r}, 1e6), 0.0);
 }
 
@@ -1209,7 +1209,7 @@ TEST(ForeachOps, OverlappingTensorsInOneListAreAnError) {
   tt::expect_equal(t, before);
   expect_error(
       [&] {
-        detail::foreach_norm_partial({t.slice(0, 3), t.slice(2, 5)}, 2.0);
+        detail::foreach_norm_partial({t.slice(0, 0, 3), t.slice(0, 2, 5)}, 2.0);
       },
       {"foreach_norm_partial", "tensors 0 and 1", "overlap"});
 }

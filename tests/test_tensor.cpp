@@ -232,13 +232,13 @@ TEST(TensorTest, EveryTensorIsContiguous) {
   const float* p = base.data_ptr<float>();
   const std::vector<std::pair<Tensor, int64_t>> views = {
       {base, 0},
-      {base.slice(2, 5), 2 * 21},
+      {base.slice(0, 2, 5), 2 * 21},
       {base.select(0, 3), 3 * 21},
-      {base[4].slice(1, 6), 4 * 21 + 3},
+      {base[4].slice(0, 1, 6), 4 * 21 + 3},
       {base.view({35, 3}).narrow(0, 11, 9), 33},
       {base.flatten(), 0},
       {base.unsqueeze(1).squeeze(), 0},
-      {base.slice(1, 4).view({-1}), 21},
+      {base.slice(0, 1, 4).view({-1}), 21},
   };
   for (const auto& v : views) {
     const Tensor& t = v.first;
@@ -351,7 +351,7 @@ TEST(ViewTest, SliceSelectNarrowAlias) {
   const auto xv = tt::to_doubles(x);
   const char* base = static_cast<const char*>(x.raw_data());
 
-  Tensor s = x.slice(1, 4);
+  Tensor s = x.slice(0, 1, 4);
   EXPECT_EQ(s.sizes(), (Shape{3, 3}));
   EXPECT_EQ(static_cast<const char*>(s.raw_data()), base + 1 * 3 * sizeof(double));
   EXPECT_EQ(tt::to_doubles(s), std::vector<double>(xv.begin() + 3, xv.begin() + 12));
@@ -373,15 +373,15 @@ TEST(ViewTest, SliceSelectNarrowAlias) {
   for (int i = 3; i < 12; ++i) expected[i] = 7.0;
   EXPECT_EQ(tt::to_doubles(x), expected);
   // A slice of a slice keeps the offset.
-  Tensor ss = s.slice(1, 2);
+  Tensor ss = s.slice(0, 1, 2);
   EXPECT_EQ(static_cast<const char*>(ss.raw_data()), base + 2 * 3 * sizeof(double));
-  Tensor empty_rows = x.slice(2, 2);
+  Tensor empty_rows = x.slice(0, 2, 2);
   EXPECT_EQ(empty_rows.sizes(), (Shape{0, 3}));
 }
 
 TEST(ViewTest, ViewOfSliceKeepsOffset) {
   Tensor x = tandem::arange(12, tandem::kFloat32).view({4, 3});
-  Tensor v = x.slice(2, 4).view({-1});
+  Tensor v = x.slice(0, 2, 4).view({-1});
   EXPECT_EQ(tandem::to_vector<float>(v), (std::vector<float>{6, 7, 8, 9, 10, 11}));
   EXPECT_EQ(tandem::to_vector<float>(x[1].unsqueeze(0)), (std::vector<float>{3, 4, 5}));
 }
@@ -535,7 +535,7 @@ TEST(CopyTest, OverlappingSlicesOfOneTensor) {
   // values src had before the copy (memmove semantics), never a smear.
   Tensor x = tandem::arange(10, tandem::kFloat32).view({10, 1});
   try {
-    x.slice(1, 10).copy_(x.slice(0, 9));
+    x.slice(0, 1, 10).copy_(x.slice(0, 0, 9));
   } catch (const tandem::Error&) {
     return;
   }
@@ -552,13 +552,13 @@ TEST(CopyTest, OverlappingCopiesReadTheSourceFirst) {
     SCOPED_TRACE("n " + std::to_string(n));
     Tensor x = tt::random_tensor({n, 3}, tandem::kFloat64);
     auto v = tt::to_doubles(x);
-    x.slice(1, n).copy_(x.slice(0, n - 1));
+    x.slice(0, 1, n).copy_(x.slice(0, 0, n - 1));
     std::vector<double> ref(v.begin(), v.begin() + 3);
     ref.insert(ref.end(), v.begin(), v.end() - 3);
     expect_close(x, tt::Ref{{n, 3}, ref}, tt::exact());
 
     v = tt::to_doubles(x);
-    x.slice(0, n - 1).copy_(x.slice(1, n));
+    x.slice(0, 0, n - 1).copy_(x.slice(0, 1, n));
     ref.assign(v.begin() + 3, v.end());
     ref.insert(ref.end(), v.end() - 3, v.end());
     expect_close(x, tt::Ref{{n, 3}, ref}, tt::exact());
@@ -569,7 +569,7 @@ TEST(CopyTest, OverlappingCopiesReadTheSourceFirst) {
 
     Tensor flat = x.view({-1});
     const double kept = v[7];
-    flat.copy_(flat.slice(7, 8));  // one element of the destination, broadcast
+    flat.copy_(flat.slice(0, 7, 8));  // one element of the destination, broadcast
     expect_close(x, tt::Ref{{n, 3}, std::vector<double>(static_cast<size_t>(3 * n), kept)},
                  tt::exact());
   }
@@ -578,7 +578,7 @@ TEST(CopyTest, OverlappingCopiesReadTheSourceFirst) {
 TEST(CopyTest, CopyIntoASliceWritesTheBase) {
   Tensor base = tandem::zeros({4, 3}, tandem::kFloat64);
   Tensor src = tt::random_tensor({2, 3}, tandem::kFloat64);
-  base.slice(1, 3).copy_(src);
+  base.slice(0, 1, 3).copy_(src);
   const auto sv = tt::to_doubles(src);
   std::vector<double> ref(12, 0.0);
   for (int i = 0; i < 6; ++i) ref[3 + i] = sv[i];
@@ -620,7 +620,7 @@ TEST(OffsetViewTest, ClonesConversionsAndLayoutOfSlices) {
   Tensor x = tt::random_tensor({6, 5}, tandem::kFloat64);
   const auto xv = tt::to_doubles(x);
   const std::vector<double> rows(xv.begin() + 10, xv.begin() + 25);  // rows 2..4
-  Tensor s = x.slice(2, 5);
+  Tensor s = x.slice(0, 2, 5);
   Tensor c = s.clone();
   EXPECT_EQ(c.sizes(), (Shape{3, 5}));
   EXPECT_EQ(tt::to_doubles(c), rows);
@@ -743,7 +743,7 @@ TEST(PrintTest, MorePyTorchStyleStrings) {
 
 TEST(PrintTest, SlicesPrintTheirOwnRows) {
   Tensor x = tandem::arange(6, tandem::kFloat32).view({3, 2});
-  EXPECT_EQ(printed(x.slice(1, 3)), "tensor([[2., 3.],\n        [4., 5.]])");
+  EXPECT_EQ(printed(x.slice(0, 1, 3)), "tensor([[2., 3.],\n        [4., 5.]])");
 }
 
 TEST(PrintTest, LargeIntegersPrintExactly) {

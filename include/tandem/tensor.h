@@ -1,6 +1,8 @@
 // Tensor: a dense, contiguous, row-major array on the CPU or a CUDA device.
-// Storage is shared: reshape/view/flatten/squeeze/unsqueeze and slicing along
-// dim 0 return tensors that alias the same memory; permute/transpose copy.
+// Storage is shared: reshape/view/flatten/squeeze/unsqueeze and the slicing
+// forms whose elements are one dense range (see "Slicing" below) return
+// tensors that alias the same memory; permute/transpose and the other slicing
+// forms copy.
 // Host <-> device copies happen only in to(), item(), copy_() across devices and
 // printing.
 #pragma once
@@ -8,6 +10,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <type_traits>
@@ -117,6 +120,57 @@ struct TensorImpl {
   std::shared_ptr<autograd::AutogradMeta> autograd;
 };
 
+// libtorch's torch::indexing, for Tensor::index: x.index({Slice(), 0,
+// Slice(2, 30), Ellipsis, None}) is Python's x[:, 0, 2:30, ..., None].
+namespace indexing {
+
+// start:stop:step. An unset start or stop is the dim's start or end; negative
+// ones count from the end, then both are clamped to the dim (Python's rule);
+// step >= 1 (default 1).
+class Slice {
+ public:
+  Slice(std::optional<int64_t> start = std::nullopt,  // NOLINT(google-explicit-constructor)
+        std::optional<int64_t> stop = std::nullopt, std::optional<int64_t> step = std::nullopt)
+      : start_(start), stop_(stop), step_(step.value_or(1)) {}
+  std::optional<int64_t> start() const { return start_; }
+  std::optional<int64_t> stop() const { return stop_; }
+  int64_t step() const { return step_; }
+
+ private:
+  std::optional<int64_t> start_, stop_;
+  int64_t step_;
+};
+
+struct EllipsisIndexType {};
+constexpr EllipsisIndexType Ellipsis{};        // as many full dims as the other indices leave
+constexpr std::nullopt_t None = std::nullopt;  // a new dim of size 1
+
+// One entry of Tensor::index: an integer (selects, dropping the dim), a
+// Slice, Ellipsis or None.
+class TensorIndex {
+ public:
+  TensorIndex(std::nullopt_t) : kind_(Kind::NewDim) {}      // NOLINT(google-explicit-constructor)
+  TensorIndex(EllipsisIndexType) : kind_(Kind::AllDims) {}  // NOLINT(google-explicit-constructor)
+  TensorIndex(int64_t i) : kind_(Kind::Integer), integer_(i) {}  // NOLINT
+  TensorIndex(int i) : TensorIndex(static_cast<int64_t>(i)) {}   // NOLINT
+  TensorIndex(Slice s) : kind_(Kind::Range), slice_(s) {}        // NOLINT
+
+  bool is_none() const { return kind_ == Kind::NewDim; }
+  bool is_ellipsis() const { return kind_ == Kind::AllDims; }
+  bool is_integer() const { return kind_ == Kind::Integer; }
+  bool is_slice() const { return kind_ == Kind::Range; }
+  int64_t integer() const { return integer_; }
+  const Slice& slice() const { return slice_; }
+
+ private:
+  enum class Kind : int8_t { NewDim, AllDims, Integer, Range };
+  Kind kind_;
+  int64_t integer_ = 0;
+  Slice slice_;
+};
+
+}  // namespace indexing
+
 class Tensor {
  public:
   Tensor() = default;  // undefined tensor
@@ -182,10 +236,43 @@ class Tensor {
   Tensor squeeze() const;
   Tensor squeeze(int64_t dim) const;
   Tensor unsqueeze(int64_t dim) const;
-  Tensor slice(int64_t start, int64_t end) const;                   // rows [start, end) of dim 0
-  Tensor narrow(int64_t dim, int64_t start, int64_t length) const;  // dim 0 only
-  Tensor select(int64_t dim, int64_t index) const;                  // dim 0 only
   Tensor operator[](int64_t index) const { return select(0, index); }
+
+  // ---- Slicing, with libtorch's meanings, on any dim ----
+  // Tensors have no strides, so a slicing form ALIASES its input (writes go
+  // through, as in libtorch) only when the elements it picks are one dense
+  // range of the input: the dims after the sliced one kept whole, the sliced
+  // one taken at step 1 (or one index), and every dim before it of size 1 or
+  // picked at one index. So a step-1 range or an index of dim 0 aliases, and
+  // so does x.index({2, Slice(1, 3)}). Every other form is a COPY (one
+  // strided gather kernel; writes into it leave the input as it was), as
+  // libtorch's reshape may copy where view never does. Gradients flow either
+  // way. Errors (tandem::Error) name the op, the dim and the sizes.
+  //
+  // Elements start, start + step, ... below end of `dim`; start and end as
+  // Python's (negative counts from the end, then clamped to [0, size]);
+  // step >= 1. x.slice(1, 0, 5) is x[:, 0:5].
+  Tensor slice(int64_t dim = 0, std::optional<int64_t> start = std::nullopt,
+               std::optional<int64_t> end = std::nullopt, int64_t step = 1) const;
+  // slice(dim, start, start + length); start in [-size, size] (negative wraps
+  // once), start + length <= size.
+  Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
+  // Index `index` (in [-size, size)) of `dim`, which is dropped: x.select(1, 0) is x[:, 0].
+  Tensor select(int64_t dim, int64_t index) const;
+  // Pieces of ceil(size / chunks) along dim (the last shorter; fewer than
+  // `chunks` pieces when they run out, as libtorch's).
+  std::vector<Tensor> chunk(int64_t chunks, int64_t dim = 0) const;
+  // Pieces of split_size along dim, the last shorter.
+  std::vector<Tensor> split(int64_t split_size, int64_t dim = 0) const;
+  // Pieces of the given sizes along dim (they sum to its size).
+  std::vector<Tensor> split_with_sizes(const std::vector<int64_t>& split_sizes,
+                                       int64_t dim = 0) const;
+  // Every index of dim, each with dim dropped (select(dim, i) for each i).
+  std::vector<Tensor> unbind(int64_t dim = 0) const;
+  // Python's x[...] with integers, Slices, Ellipsis and None
+  // (tandem::indexing): x.index({Slice(), Slice(), Slice(2, 30), Slice(2, 30)})
+  // is x[:, :, 2:30, 2:30]. Dims not indexed are kept whole.
+  Tensor index(const std::vector<indexing::TensorIndex>& indices) const;
 
   // Copies with a new layout.
   Tensor permute(const Shape& dims) const;

@@ -91,7 +91,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
         ++rep.skipped;
         continue;
       }
-      Tensor element = flat.slice(j, j + 1);
+      Tensor element = flat.slice(0, j, j + 1);
       element.fill_(v + options.eps);
       const double plus = project(fn(inputs), r).item<double>();
       element.fill_(v - options.eps);

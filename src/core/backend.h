@@ -41,6 +41,18 @@ struct PoolShape {
   bool count_include_pad;          // avg_pool2d only
 };
 
+// A strided walk between a dense array and positions of another (slicing:
+// strided_gather and strided_scatter in backend_decls.inc). Element e of the
+// dense side, whose index over `sizes` (outermost first) is (j_0, ..., j_k-1),
+// sits at offset + sum_d j_d * strides[d] of the strided side. Built by
+// src/ops/slicing.cpp with size-1 dims dropped and contiguous neighbours
+// merged; strides are positive, so the positions are distinct.
+struct StridedPlan {
+  int64_t offset = 0;
+  std::vector<int64_t> sizes;
+  std::vector<int64_t> strides;
+};
+
 namespace cpu {
 #include "core/backend_decls.inc"
 }  // namespace cpu

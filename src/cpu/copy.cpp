@@ -1,6 +1,7 @@
-// CPU copies and fills: copy_convert, fill, arange, copy_2d (cat/stack) and
-// permute. All tensors are contiguous; copy_2d and permute move elements as raw
-// words, so they serve every dtype. Conversion rules are in cpu_utils.h.
+// CPU copies and fills: copy_convert, fill, arange, copy_2d (cat/stack),
+// permute and the slicing walks (strided_gather, strided_scatter). All tensors
+// are contiguous; copy_2d, permute and the walks move elements as raw words, so
+// they serve every dtype. Conversion rules are in cpu_utils.h.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -14,6 +15,56 @@ namespace cpu {
 namespace {
 
 using util::parallel_for;
+
+// Which side of a strided walk is dense: Gather reads the strided side and
+// writes the dense one, Scatter the reverse.
+enum class Walk : int8_t { Gather, Scatter };
+
+// The walk shared by permute and slicing: the dense side's rows of the
+// innermost dim (sizes outermost first; one row when sizes is empty) against
+// the strided side at base + the rows' coordinates times strides.
+// S and D are the word pointer types (const on the side that is read).
+template <Walk kWalk, typename S, typename D>
+void strided_walk(S strided, D dense, const std::vector<int64_t>& sizes,
+                  const std::vector<int64_t>& strides) {
+  const size_t k = sizes.size();
+  const int64_t len = k == 0 ? 1 : sizes[k - 1], step = k == 0 ? 1 : strides[k - 1];
+  int64_t rows = 1;
+  for (size_t d = 0; d + 1 < k; ++d) rows *= sizes[d];
+  if (rows == 0 || len == 0) return;
+  parallel_for(rows, len, [&](int64_t r) {
+    int64_t rem = r, off = 0;  // the strided offset of dense row r
+    for (size_t d = k == 0 ? 0 : k - 1; d-- > 0;) {
+      off += (rem % sizes[d]) * strides[d];
+      rem /= sizes[d];
+    }
+    const D o = dense + r * len;
+    const S s = strided + off;
+    if constexpr (kWalk == Walk::Gather) {
+      for (int64_t j = 0; j < len; ++j) o[j] = s[j * step];
+    } else {
+      for (int64_t j = 0; j < len; ++j) s[j * step] = o[j];
+    }
+  });
+}
+
+// The plan's positions lie inside x (the op layer built it; a bad plan is a bug).
+void check_plan(const char* op, const Tensor& strided, const StridedPlan& plan,
+                const Tensor& dense) {
+  TANDEM_CHECK(plan.sizes.size() == plan.strides.size(), op, ": ", plan.sizes.size(), " sizes and ",
+               plan.strides.size(), " strides");
+  TANDEM_CHECK(strided.dtype() == dense.dtype(), op, ": dtypes differ (",
+               dtype_name(strided.dtype()), " vs ", dtype_name(dense.dtype()), ")");
+  int64_t n = 1, last = plan.offset;
+  for (size_t d = 0; d < plan.sizes.size(); ++d) {
+    n *= plan.sizes[d];
+    last += (plan.sizes[d] - 1) * plan.strides[d];
+  }
+  TANDEM_CHECK(n == dense.numel(), op, ": the plan walks ", n, " elements, the dense side has ",
+               dense.numel());
+  TANDEM_CHECK(n == 0 || (plan.offset >= 0 && last < strided.numel()), op,
+               ": the plan reaches element ", last, " of a tensor of ", strided.numel());
+}
 
 template <typename S>
 void convert_from(const S* src, Tensor& dst, int64_t n) {
@@ -80,23 +131,28 @@ void permute(const Tensor& x, Tensor& out, const Shape& perm) {
     if (x.raw_data() != out.raw_data()) std::memcpy(out.raw_data(), x.raw_data(), x.nbytes());
     return;
   }
-  const size_t k = sizes.size();
-  const int64_t len = sizes[k - 1], in_step = strides[k - 1];
-  const int64_t rows = x.numel() / len;
   util::visit_word(x.element_size(), "permute", [&](auto word) {
     using W = decltype(word);
-    const W* src = static_cast<const W*>(x.raw_data());
-    W* dst = static_cast<W*>(out.raw_data());
-    parallel_for(rows, len, [&](int64_t r) {
-      // Input offset of output row r: its coordinates over the outer dims.
-      int64_t rem = r, off = 0;
-      for (size_t d = k - 1; d-- > 0;) {
-        off += (rem % sizes[d]) * strides[d];
-        rem /= sizes[d];
-      }
-      W* o = dst + r * len;
-      for (int64_t j = 0; j < len; ++j) o[j] = src[off + j * in_step];
-    });
+    strided_walk<Walk::Gather>(static_cast<const W*>(x.raw_data()), static_cast<W*>(out.raw_data()),
+                               sizes, strides);
+  });
+}
+
+void strided_gather(const Tensor& x, const StridedPlan& plan, Tensor& out) {
+  check_plan("strided_gather", x, plan, out);
+  util::visit_word(x.element_size(), "strided_gather", [&](auto word) {
+    using W = decltype(word);
+    strided_walk<Walk::Gather>(static_cast<const W*>(x.raw_data()) + plan.offset,
+                               static_cast<W*>(out.raw_data()), plan.sizes, plan.strides);
+  });
+}
+
+void strided_scatter(const Tensor& src, const StridedPlan& plan, Tensor& x) {
+  check_plan("strided_scatter", x, plan, src);
+  util::visit_word(x.element_size(), "strided_scatter", [&](auto word) {
+    using W = decltype(word);
+    strided_walk<Walk::Scatter>(static_cast<W*>(x.raw_data()) + plan.offset,
+                                static_cast<const W*>(src.raw_data()), plan.sizes, plan.strides);
   });
 }
 

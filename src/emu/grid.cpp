@@ -51,6 +51,7 @@
 #endif
 #endif
 #if defined(TANDEM_EMU_ASAN)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -204,6 +205,16 @@ struct HostThreadState {
   const void* sched_stack_bottom = nullptr;
   size_t sched_stack_size = 0;
   std::vector<Fiber*> free_fibers;
+  HostThreadState() = default;
+  HostThreadState(const HostThreadState&) = delete;
+  HostThreadState& operator=(const HostThreadState&) = delete;
+  ~HostThreadState() {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    for (Fiber* f : free_fibers) {
+      munmap(f->stack_lo - page, f->size + page);
+      delete f;
+    }
+  }
 };
 
 // initial-exec: kernels read it at every threadIdx/blockIdx, and the default
@@ -232,6 +243,11 @@ void fiber_main_uc(unsigned lo, unsigned hi) {
 
 // Prepares `f` to start fiber_main(t) at its first resumption.
 void init_fiber(Fiber* f, EmuThread* t) {
+#if defined(TANDEM_EMU_ASAN)
+  // A reused stack still carries the redzones of the frames of the fiber that
+  // ran on it last.
+  ASAN_UNPOISON_MEMORY_REGION(f->stack_lo, f->size);
+#endif
 #if defined(__x86_64__)
   auto top = reinterpret_cast<uintptr_t>(f->stack_lo + f->size) & ~uintptr_t{15};
   auto* sp = reinterpret_cast<uint64_t*>(top - 64 - 16);

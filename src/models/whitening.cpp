@@ -111,7 +111,7 @@ std::vector<double> patch_covariance(const Tensor& images, int64_t kh, int64_t k
   int64_t count = 0;
   constexpr int64_t kChunk = 256;  // images per GEMM, bounds the patch matrix's memory
   for (int64_t start = 0; start < n; start += kChunk) {
-    Tensor x = images.slice(start, std::min(n, start + kChunk)).to(kFloat64);
+    Tensor x = images.slice(0, start, std::min(n, start + kChunk)).to(kFloat64);
     if (images.dtype() == kUInt8) x = (x * (1.0 / 255.0) - mean) * inv_std;
     const Tensor patches = conv2d(x, extract);  // [b, d, P, Q]
     const Tensor rows = patches.transpose(0, 1).reshape({d, patches.numel() / d});

@@ -42,21 +42,16 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   if (autograd::should_record_list(parts)) {
     std::vector<int64_t> lengths;
     for (const Tensor& t : parts) lengths.push_back(t.size(d));
-    autograd::record(
-        out, "cat", parts, {}, [d, lengths](const Tensor& g, const std::vector<Tensor>&) {
-          std::vector<Tensor> grads;
-          int64_t start = 0;
-          for (int64_t len : lengths) {
-            grads.push_back(d == 0
-                                ? g.slice(start, start + len)
-                                : index_select(g, d,
-                                               arange(static_cast<double>(start),
-                                                      static_cast<double>(start + len), 1.0,
-                                                      TensorOptions(kInt64).device(g.device()))));
-            start += len;
-          }
-          return grads;
-        });
+    autograd::record(out, "cat", parts, {},
+                     [d, lengths](const Tensor& g, const std::vector<Tensor>&) {
+                       std::vector<Tensor> grads;
+                       int64_t start = 0;
+                       for (int64_t len : lengths) {
+                         grads.push_back(g.narrow(d, start, len));
+                         start += len;
+                       }
+                       return grads;
+                     });
   }
   return out;
 }

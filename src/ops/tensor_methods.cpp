@@ -1,7 +1,7 @@
 // The Tensor methods that compute or record autograd (declared in
 // include/tandem/tensor.h): conversions and copies (to, clone, copy_, item),
-// fill_, the views recorded by autograd (view, flatten, squeeze, unsqueeze,
-// slice, narrow, select), permute/transpose, and the arange factory. They
+// fill_, the views recorded by autograd (view, flatten, squeeze, unsqueeze;
+// slicing is in slicing.cpp), permute/transpose, and the arange factory. They
 // check, allocate and dispatch like every op; src/core keeps the metadata
 // and the byte copies (src/core/tensor.cpp), so that the core looks down only.
 #include <algorithm>
@@ -17,7 +17,6 @@
 namespace tandem {
 
 using detail::alias_with_shape;
-using detail::make_tensor;
 
 namespace {
 // Records `out`, a view of `self` with another shape, in the graph.
@@ -178,50 +177,6 @@ Tensor Tensor::unsqueeze(int64_t d) const {
   Shape out = sizes();
   out.insert(out.begin() + k, 1);
   return view_result(*this, alias_with_shape(*this, out), "unsqueeze");
-}
-
-Tensor Tensor::slice(int64_t start, int64_t end) const {
-  TANDEM_CHECK(dim() > 0, "slice: cannot slice a 0-dim tensor");
-  const int64_t n = sizes()[0];
-  TANDEM_CHECK(start >= 0 && start <= end && end <= n, "slice: rows [", start, ", ", end,
-               ") are out of range for dim 0 of size ", n);
-  Shape out = sizes();
-  out[0] = end - start;
-  const TensorImpl& impl = *impl_;
-  Tensor result = make_tensor(impl.storage, impl.offset + start * detail::prod(sizes(), 1, dim()),
-                              out, impl.dtype);
-  if (autograd::should_record(*this)) {
-    autograd::record(result, "slice", {*this}, {},
-                     [start, end, shape = sizes()](const Tensor& g, const std::vector<Tensor>&) {
-                       Tensor full = zeros(shape, TensorOptions(g.dtype()).device(g.device()));
-                       full.slice(start, end).copy_(g);
-                       return std::vector<Tensor>{full};
-                     });
-  }
-  return result;
-}
-
-Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
-  TANDEM_CHECK(dim() > 0 && detail::normalize_dim("narrow", d, dim()) == 0,
-               "narrow: only dim 0 can be narrowed without a copy (got dim ", d,
-               "); use index_select for other dims");
-  const int64_t n = sizes()[0];
-  TANDEM_CHECK(start >= 0 && length >= 0 && start + length <= n, "narrow: start ", start,
-               " and length ", length, " are out of range for dim 0 of size ", n);
-  return slice(start, start + length);
-}
-
-Tensor Tensor::select(int64_t d, int64_t index) const {
-  TANDEM_CHECK(dim() > 0 && detail::normalize_dim("select", d, dim()) == 0,
-               "select: only dim 0 can be selected without a copy (got dim ", d,
-               "); use index_select for other dims");
-  const int64_t n = sizes()[0];
-  TANDEM_CHECK(index >= -n && index < n, "select: index ", index,
-               " is out of range for dim 0 of size ", n);
-  if (index < 0) index += n;
-  Tensor row = slice(index, index + 1);
-  return view_result(row, alias_with_shape(row, Shape(sizes().begin() + 1, sizes().end())),
-                     "select");
 }
 
 Tensor Tensor::permute(const Shape& dims) const {
