@@ -299,7 +299,7 @@ TEST(ReduceTest, IntegerSumsAroundChunkBoundaries) {
         ref += static_cast<int64_t>(v[static_cast<size_t>(i)]);
         if (v[static_cast<size_t>(i)] > v[static_cast<size_t>(best)]) best = i;
       }
-      const Tensor x = all.slice(0, n);  // a prefix: contiguous, offset 0
+      const Tensor x = all.slice(0, 0, n);  // a prefix: contiguous, offset 0
       EXPECT_EQ(tandem::sum(x).item<int64_t>(), ref);
       EXPECT_EQ(tandem::argmax(x).item<int64_t>(), best);
       EXPECT_EQ(tt::to_doubles(tandem::max(x))[0], v[static_cast<size_t>(best)]);
