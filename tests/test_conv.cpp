@@ -1221,8 +1221,9 @@ TEST(ConvCuda, RepeatedStepsReuseThePlan) {
 TEST(ConvCuda, BatchBeyondTwoToThe31ElementsRunsInChunks) {
   TANDEM_SKIP_WITHOUT_CUDA();
   if (TANDEM_CUDA_EMULATED) {
-    GTEST_SKIP() << "cannot run on the emulated device: its 2.2e9-element tensors need about 40 GB, "
-                    "more than this machine's memory (the chunking runs on a GPU)";
+    GTEST_SKIP()
+        << "cannot run on the emulated device: its 2.2e9-element tensors need about 40 GB, "
+           "more than this machine's memory (the chunking runs on a GPU)";
   }
   const Device gpu(kCUDA);
   const int64_t n = 33, side = 8192;  // 2.2e9 float32 elements, 8.9 GB per tensor
