@@ -41,18 +41,6 @@ namespace tandem {
 namespace emu {
 namespace {
 
-// Rounds a float to TF32 (1 sign, 8 exponent, 10 mantissa bits) to nearest
-// even, as the tensor cores read their float inputs. NaN and Inf pass.
-float round_tf32(float v) {
-  uint32_t bits = 0;
-  std::memcpy(&bits, &v, sizeof bits);
-  if ((bits & 0x7f800000u) == 0x7f800000u) return v;
-  bits += 0xfffu + ((bits >> 13) & 1u);
-  bits &= ~0x1fffu;
-  std::memcpy(&v, &bits, sizeof v);
-  return v;
-}
-
 bool valid_op(cublasOperation_t op) {
   return op == CUBLAS_OP_N || op == CUBLAS_OP_T || op == CUBLAS_OP_C;
 }

@@ -105,16 +105,6 @@ double read_scalar(const void* p, cudnnDataType_t t) {
                                 : static_cast<double>(*static_cast<const float*>(p));
 }
 
-float round_tf32(float v) {
-  uint32_t bits = 0;
-  std::memcpy(&bits, &v, sizeof bits);
-  if ((bits & 0x7f800000u) == 0x7f800000u) return v;
-  bits += 0xfffu + ((bits >> 13) & 1u);
-  bits &= ~0x1fffu;
-  std::memcpy(&v, &bits, sizeof v);
-  return v;
-}
-
 // ---- Convolution geometry --------------------------------------------------------------
 
 // One convolution, validated, copied by value into the deferred work.

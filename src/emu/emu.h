@@ -19,6 +19,17 @@
 
 #include <cuda_runtime.h>
 
+#include <cstring>
+
+// TANDEM_EMU_ASAN: built with AddressSanitizer (GCC or Clang).
+#if defined(__SANITIZE_ADDRESS__)
+#define TANDEM_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TANDEM_EMU_ASAN 1
+#endif
+#endif
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -118,6 +129,19 @@ bool malloc_should_fail(size_t nbytes);               // counts the call
 bool cudnn_refuses(const char* pass, int algorithm);  // pass: "fwd", "bwd_data", "bwd_filter"
 bool cublas_should_fail();                            // counts the call
 size_t device_memory_bytes();
+
+// Rounds a float to TF32 (1 sign, 8 exponent, 10 mantissa bits) to nearest
+// even, as tensor cores read their float inputs (cuBLAS and cuDNN in TF32
+// mode). NaN and Inf pass.
+inline float round_tf32(float v) {
+  uint32_t bits = 0;
+  std::memcpy(&bits, &v, sizeof bits);
+  if ((bits & 0x7f800000u) == 0x7f800000u) return v;
+  bits += 0xfffu + ((bits >> 13) & 1u);
+  bits &= ~0x1fffu;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
 
 }  // namespace emu
 }  // namespace tandem

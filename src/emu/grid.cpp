@@ -43,13 +43,6 @@
 #include "emu/device.h"
 #include "emu/emu.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TANDEM_EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TANDEM_EMU_ASAN 1
-#endif
-#endif
 #if defined(TANDEM_EMU_ASAN)
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>

@@ -32,14 +32,6 @@
 
 #include "emu/emu.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TANDEM_EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TANDEM_EMU_ASAN 1
-#endif
-#endif
-
 namespace {
 struct Mark {
   CUstream_st* stream = nullptr;
