@@ -112,7 +112,19 @@ struct AutogradMeta {
   std::shared_ptr<Node> grad_fn;         // null for leaves
   std::weak_ptr<Node> grad_accumulator;  // leaves: the node that adds into grad
   bool retains_grad = false;
+  // Leaves: called after backward has added a gradient into grad().
+  std::vector<std::function<void(const Tensor&)>> post_accumulate_grad_hooks;
 };
+
+// Registers `hook(leaf)` to run each time backward has accumulated a gradient
+// into the leaf's grad() (PyTorch's register_post_accumulate_grad_hook): it
+// runs on the thread running backward, with grad mode off, while the rest of
+// the graph is still to run (data-parallel training starts its gradient
+// all-reduce from here). `leaf` must require grad and have no grad_fn.
+void register_post_accumulate_grad_hook(const Tensor& leaf,
+                                        std::function<void(const Tensor&)> hook);
+// Removes every such hook of `leaf`.
+void clear_post_accumulate_grad_hooks(const Tensor& leaf);
 
 // Computes the gradients of sum_i <grad_tensors[i], tensors[i]> and adds them
 // into the grad() of the leaves. grad_tensors may be empty for scalar outputs.

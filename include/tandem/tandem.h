@@ -8,6 +8,7 @@
 #include "tandem/cuda.h"
 #include "tandem/data.h"
 #include "tandem/device.h"
+#include "tandem/dist.h"
 #include "tandem/dtype.h"
 #include "tandem/error.h"
 #include "tandem/generator.h"

@@ -43,6 +43,10 @@ class AccumulateGrad : public Node {
       NoGradGuard no_grad;
       meta.grad.add_(grad);
     }
+    if (!meta.post_accumulate_grad_hooks.empty()) {
+      const Tensor leaf(variable_);
+      for (const auto& hook : meta.post_accumulate_grad_hooks) hook(leaf);
+    }
     return {};
   }
   void release() override {}
@@ -401,6 +405,22 @@ bool Tensor::requires_grad() const {
   if (!impl_ || !impl_->autograd) return false;
   return impl_->autograd->requires_grad || impl_->autograd->grad_fn != nullptr;
 }
+
+namespace autograd {
+
+void register_post_accumulate_grad_hook(const Tensor& leaf,
+                                        std::function<void(const Tensor&)> hook) {
+  TANDEM_CHECK(leaf.defined() && leaf.requires_grad() && !leaf.grad_fn(),
+               "register_post_accumulate_grad_hook: the tensor must be a leaf that requires grad");
+  TANDEM_CHECK(static_cast<bool>(hook), "register_post_accumulate_grad_hook: empty hook");
+  ensure_meta(leaf).post_accumulate_grad_hooks.push_back(std::move(hook));
+}
+
+void clear_post_accumulate_grad_hooks(const Tensor& leaf) {
+  if (leaf.defined() && leaf.impl()->autograd) leaf.impl()->autograd->post_accumulate_grad_hooks.clear();
+}
+
+}  // namespace autograd
 
 Tensor& Tensor::set_requires_grad(bool value) {
   checked_impl();

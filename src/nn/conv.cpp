@@ -196,6 +196,7 @@ Tensor BatchNormImplBase::forward(const Tensor& input) {
                 shape_str(input.sizes()));
   }
   const bool use_batch_stats = is_training() || !options.track_running_stats();
+  if (use_batch_stats && sync_stats) return forward_synced(input);
   Tensor out;
   try {
     out = batch_norm(input, running_mean, running_var, weight, bias, use_batch_stats,
@@ -205,6 +206,35 @@ Tensor BatchNormImplBase::forward(const Tensor& input) {
   }
   if (is_training() && options.track_running_stats()) {
     NoGradGuard no_grad;
+    num_batches_tracked.add_(1.0);
+  }
+  return out;
+}
+
+// The statistics of the whole distributed batch: per channel, the sum, the
+// sum of squares and the count summed over the ranks; var = E[x^2] - mean^2.
+Tensor BatchNormImplBase::forward_synced(const Tensor& input) {
+  const int64_t c = options.num_features();
+  const Tensor x3 = input.view({input.size(0), c, -1});
+  const Tensor local_sum = sum(sum(x3, 2), 0);
+  const Tensor local_sq = sum(sum(x3 * x3, 2), 0);
+  const double count = static_cast<double>(input.numel() / std::max<int64_t>(c, 1));
+  const Tensor local_n = full({c}, count, TensorOptions(input.dtype()).device(input.device()));
+  const Tensor all = sync_stats(stack({local_sum, local_sq, local_n}, 0));
+  const Tensor n = all.select(0, 2);
+  const Tensor mean = all.select(0, 0) / n;
+  const Tensor var = all.select(0, 1) / n - mean * mean;
+  Shape bshape(static_cast<size_t>(input.dim()), 1);
+  bshape[1] = c;
+  Tensor scale = rsqrt(var + options.eps());
+  if (options.affine()) scale = scale * weight;
+  Tensor out = (input - mean.view(bshape)) * scale.view(bshape);
+  if (options.affine()) out = out + bias.view(bshape);
+  if (is_training() && options.track_running_stats()) {
+    NoGradGuard no_grad;
+    const double m = options.momentum();
+    running_mean.mul_(1.0 - m).add_(mean, m);
+    running_var.mul_(1.0 - m).add_(var * n / (n - 1.0), m);
     num_batches_tracked.add_(1.0);
   }
   return out;

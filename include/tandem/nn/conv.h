@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <ostream>
 
@@ -129,8 +130,14 @@ class BatchNormImplBase : public Module {
   BatchNormOptions options;
   Tensor weight, bias;                                    // [C] when affine
   Tensor running_mean, running_var, num_batches_tracked;  // when tracked
+  // SyncBatchNorm (set by dist::convert_sync_batchnorm): when set, training
+  // mode normalises with the statistics of the whole distributed batch. It
+  // sums a [3, C] tensor (per-channel sum, sum of squares, count) over all
+  // ranks, differentiably (its backward sums the gradients over the ranks).
+  std::function<Tensor(const Tensor&)> sync_stats;
 
  private:
+  Tensor forward_synced(const Tensor& input);
   int64_t dim_lo_, dim_hi_;
 };
 
