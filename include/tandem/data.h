@@ -161,6 +161,14 @@ struct LoaderOptions {
   LoaderMode mode = LoaderMode::HostPrefetch;
   int workers = 2;   // HostPrefetch: background threads building batches
   int prefetch = 4;  // HostPrefetch: batches built ahead of use
+  // Data-parallel sharding (PyTorch's DistributedSampler): with num_replicas
+  // > 1 the loader yields rank `rank`'s share of each epoch's permutation,
+  // dist::shard_indices(permutation, rank, num_replicas, pad_shards). Padded
+  // (training): every rank has the same number of samples, the first few
+  // repeated; unpadded (evaluation): every sample exactly once over the ranks.
+  int64_t num_replicas = 1;
+  int64_t rank = 0;
+  bool pad_shards = true;
 };
 
 struct Batch {
@@ -176,10 +184,12 @@ class DataLoader {
   DataLoader& operator=(DataLoader&&) noexcept;
 
   int64_t size() const;         // samples in the data set
+  int64_t epoch_size() const;   // samples this loader yields per epoch (its shard)
   int64_t num_batches() const;  // per epoch
   const LoaderOptions& options() const;
 
-  // The order of the data set's samples in `epoch` (identity without shuffle).
+  // The order of the data set's samples in `epoch` (identity without shuffle);
+  // with num_replicas > 1, this rank's shard of it.
   std::vector<int64_t> permutation(int64_t epoch) const;
   // Batch `index` of `epoch`, built synchronously (no threads): what the
   // iteration below yields, for tests and random access.

@@ -18,6 +18,7 @@
 #include "data/data_internal.h"
 #include "tandem/cuda.h"
 #include "tandem/data.h"
+#include "tandem/dist.h"
 
 namespace tandem {
 namespace data {
@@ -67,12 +68,13 @@ struct DataLoader::Impl {
 
   ~Impl() { stop_workers(); }
 
+  int64_t epoch_len = 0;  // samples per epoch: n, or this rank's shard
   int64_t num_batches() const {
     const int64_t b = opt.batch_size;
-    return opt.drop_last ? n / b : (n + b - 1) / b;
+    return opt.drop_last ? epoch_len / b : (epoch_len + b - 1) / b;
   }
   int64_t batch_len(int64_t index) const {
-    return std::min(opt.batch_size, n - index * opt.batch_size);
+    return std::min(opt.batch_size, epoch_len - index * opt.batch_size);
   }
 
   // The last order computed, so batch() at random access does not sort per call.
@@ -90,10 +92,16 @@ struct DataLoader::Impl {
   }
 
   std::vector<int64_t> permutation(int64_t e) const {
-    if (opt.shuffle) return detail::shuffled_order(opt.seed, n, e);
-    std::vector<int64_t> id(static_cast<size_t>(n));
-    std::iota(id.begin(), id.end(), 0);
-    return id;
+    std::vector<int64_t> id;
+    if (opt.shuffle) {
+      id = detail::shuffled_order(opt.seed, n, e);
+    } else {
+      id.resize(static_cast<size_t>(n));
+      std::iota(id.begin(), id.end(), 0);
+    }
+    if (opt.num_replicas == 1) return id;
+    return dist::shard_indices(id, static_cast<int>(opt.rank), static_cast<int>(opt.num_replicas),
+                               opt.pad_shards);
   }
 
   void check_index(int64_t index) const {
@@ -246,7 +254,10 @@ struct DataLoader::Impl {
   void ensure_device_order(int64_t e) {
     ensure_device_data();
     if (dev_order.defined() && dev_order_epoch == e) return;
-    if (opt.shuffle) {
+    if (opt.num_replicas > 1) {
+      const std::vector<int64_t> host = permutation(e);
+      dev_order = from_vector(host).to(opt.device);
+    } else if (opt.shuffle) {
       dev_order = detail::device_shuffled_order(opt.seed, n, e, opt.device);
     } else {
       dev_order = arange(static_cast<double>(n), TensorOptions(kInt64).device(opt.device));
@@ -288,6 +299,14 @@ DataLoader::DataLoader(ImageDataset dataset, LoaderOptions options)
                "DataLoader: workers and prefetch must be at least 1, got ", options.workers,
                " and ", options.prefetch);
   m.n = dataset.size();
+  TANDEM_CHECK(options.num_replicas >= 1 && options.rank >= 0 && options.rank < options.num_replicas,
+               "DataLoader: rank ", options.rank, " is not in [0, num_replicas ",
+               options.num_replicas, ")");
+  m.epoch_len = options.num_replicas == 1
+              ? m.n
+              : (options.pad_shards ? (m.n + options.num_replicas - 1) / options.num_replicas
+                                    : (m.n - options.rank + options.num_replicas - 1) /
+                                          options.num_replicas);
   m.channels = dataset.images.size(1);
   m.height = dataset.images.size(2);
   m.width = dataset.images.size(3);
@@ -335,6 +354,7 @@ DataLoader::DataLoader(DataLoader&&) noexcept = default;
 DataLoader& DataLoader::operator=(DataLoader&&) noexcept = default;
 
 int64_t DataLoader::size() const { return impl_->n; }
+int64_t DataLoader::epoch_size() const { return impl_->epoch_len; }
 int64_t DataLoader::num_batches() const { return impl_->num_batches(); }
 const LoaderOptions& DataLoader::options() const { return impl_->opt; }
 std::vector<int64_t> DataLoader::permutation(int64_t epoch) const {
