@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "tandem/data.h"
+#include "tandem/dist.h"
 #include "tandem/error.h"
 #include "tandem/nn/module.h"
 #include "tandem/optim.h"
@@ -72,9 +73,13 @@ struct EvalResult {
 // With tta_flip, the logits are the mean of the image's and its horizontal
 // mirror's.
 // `on_batch(done, total)`, when set, is called after each batch (for progress).
+// With `group` (a data-parallel run; each rank's loader an unpadded shard),
+// the sums (loss, correct, samples, confusion) are all-reduced over the ranks,
+// so every rank returns the figures of the whole set.
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
                     bool tta_flip = false, int64_t epoch = 0,
-                    const std::function<void(int64_t, int64_t)>& on_batch = {});
+                    const std::function<void(int64_t, int64_t)>& on_batch = {},
+                    dist::ProcessGroup* group = nullptr);
 
 // Thrown when a training loss is NaN or infinite: the message names the
 // epoch, the step and the last finite loss.
@@ -123,6 +128,15 @@ struct TrainerOptions {
   // Progress of the validation pass after each epoch: (batches done, total).
   std::function<void(int64_t, int64_t)> on_val_step;
   std::function<void(const EpochStats&)> on_epoch;
+  // Data-parallel training (null or size 1: one process). fit() wraps the
+  // model in dist::DataParallel (parameters and buffers broadcast from rank 0,
+  // gradients averaged over the ranks before each optimizer step); each
+  // rank's train loader must be its shard (LoaderOptions::num_replicas/rank),
+  // the validation loader an unpadded shard. The epoch figures and the
+  // validation results are reduced over the ranks; only rank 0 writes
+  // checkpoints. resume() on every rank reads the same checkpoint.
+  std::shared_ptr<dist::ProcessGroup> group;
+  dist::DataParallelOptions data_parallel;
 };
 
 class Trainer {
@@ -130,6 +144,7 @@ class Trainer {
   // `scheduler` may be null. The model's parameters must be the optimizer's.
   Trainer(std::shared_ptr<nn::Module> model, optim::Optimizer& optimizer,
           optim::LRScheduler* scheduler, TrainerOptions options);
+  ~Trainer();
 
   // Trains from the current epoch (0, or the one after a resumed checkpoint)
   // up to options.epochs, validating on `val` (may be null) after each epoch.
@@ -163,6 +178,8 @@ class Trainer {
   History history_;
   int64_t epoch_ = 0;
   bool stopped_early_ = false;
+  bool writes_checkpoints() const;
+  std::unique_ptr<dist::DataParallel> ddp_;
   int64_t resumed_seed_ = -1;  // the loader seed and batch size a resume expects
   int64_t resumed_batch_size_ = -1;
 };

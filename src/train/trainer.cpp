@@ -143,7 +143,8 @@ std::vector<double> EvalResult::per_class_accuracy() const {
 }
 
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes, bool tta_flip,
-                    int64_t epoch, const std::function<void(int64_t, int64_t)>& on_batch) {
+                    int64_t epoch, const std::function<void(int64_t, int64_t)>& on_batch,
+                    dist::ProcessGroup* group) {
   TANDEM_CHECK(num_classes > 0, "evaluate: num_classes must be positive, got ", num_classes);
   const bool was_training = model.is_training();
   model.eval();
@@ -179,6 +180,21 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
     throw;
   }
   model.train(was_training);
+  if (group != nullptr && group->size() > 1) {
+    Tensor sums = from_vector(std::vector<double>{loss_sum, static_cast<double>(correct),
+                                                  static_cast<double>(r.samples)});
+    group->all_reduce(sums);
+    loss_sum = sums[0].item<double>();
+    correct = static_cast<int64_t>(sums[1].item<double>());
+    r.samples = static_cast<int64_t>(sums[2].item<double>());
+    std::vector<int64_t> flat;
+    for (const auto& row : r.confusion) flat.insert(flat.end(), row.begin(), row.end());
+    Tensor conf = from_vector(flat);
+    group->all_reduce(conf);
+    const std::vector<int64_t> all = to_vector<int64_t>(conf);
+    for (size_t i = 0; i < all.size(); ++i)
+      r.confusion[i / static_cast<size_t>(num_classes)][i % static_cast<size_t>(num_classes)] = all[i];
+  }
   r.loss = r.samples > 0 ? loss_sum / static_cast<double>(r.samples)
                          : std::numeric_limits<double>::quiet_NaN();
   r.accuracy = r.samples > 0 ? static_cast<double>(correct) / static_cast<double>(r.samples)
@@ -327,6 +343,7 @@ EpochStats Trainer::train_epoch(data::DataLoader& train) {
     Tensor logits = (*model_)(b.images);
     Tensor loss = cross_entropy(logits, b.labels, Reduction::Mean, options_.label_smoothing);
     loss.backward();
+    if (ddp_) ddp_->finish_gradient_sync();
     if (options_.clip_grad_norm > 0) {
       nn::utils::clip_grad_norm_tensor_(model_->parameters(), options_.clip_grad_norm);
     }
@@ -357,6 +374,14 @@ EpochStats Trainer::train_epoch(data::DataLoader& train) {
     ++step;
   }
   if (figures) read_figures();
+  if (ddp_) {  // the epoch's figures over all ranks
+    Tensor sums = from_vector(
+        std::vector<double>{loss_sum, static_cast<double>(correct), static_cast<double>(seen)});
+    options_.group->all_reduce(sums);
+    loss_sum = sums[0].item<double>();
+    correct = static_cast<int64_t>(sums[1].item<double>());
+    seen = static_cast<int64_t>(sums[2].item<double>());
+  }
   TANDEM_CHECK(seen > 0, "train: the training loader gave no batch in epoch ", epoch_ + 1,
                " (an empty data set, or drop_last with fewer samples than a batch)");
   const double train_seconds = seconds_since(t0);
@@ -397,7 +422,10 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
                  seed, " and batch size ", train.options().batch_size,
                  " (the run would not continue exactly)");
   }
-  make_dir(options_.checkpoint_dir);
+  if (writes_checkpoints()) make_dir(options_.checkpoint_dir);
+  if (options_.group && options_.group->size() > 1 && !ddp_) {
+    ddp_ = std::make_unique<dist::DataParallel>(model_, options_.group, options_.data_parallel);
+  }
   while (epoch_ < options_.epochs) {
     const auto t0 = Clock::now();
     const History before = history_;
@@ -408,7 +436,7 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
       s.val_loss = s.val_accuracy = std::numeric_limits<double>::quiet_NaN();
       if (val != nullptr) {
         const EvalResult v = evaluate(*model_, *val, options_.num_classes, options_.tta_flip, 0,
-                                      options_.on_val_step);
+                                      options_.on_val_step, options_.group.get());
         s.val_loss = v.loss;
         s.val_accuracy = v.accuracy;
         if (!std::isfinite(v.loss)) {
@@ -438,7 +466,7 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
       history_.best_val_accuracy = s.val_accuracy;
       history_.best_epoch = s.epoch;
     }
-    if (!options_.checkpoint_dir.empty()) {
+    if (!options_.checkpoint_dir.empty() && writes_checkpoints()) {
       if (improved) {
         save(*model_, best_checkpoint_path(),
              {{"tandem.train.epoch", std::to_string(s.epoch)},
@@ -456,7 +484,12 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
   return history_;
 }
 
+Trainer::~Trainer() = default;
+
+bool Trainer::writes_checkpoints() const { return !options_.group || options_.group->rank() == 0; }
+
 void Trainer::save_last(const data::DataLoader& train) const {
+  if (!writes_checkpoints()) return;
   const Generator& g = default_generator();
   Metadata md{{kEpochKey, std::to_string(epoch_)},
               {kHistoryKey, history_.to_json()},
