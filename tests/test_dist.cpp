@@ -190,6 +190,18 @@ TEST(Dist, FirstBucketAllReduceStartsBeforeBackwardEnds) {
   std::cout << rs[0].out;
 }
 
+TEST(Dist, TrainerOnTwoRanksResumesAndOnlyRankZeroWrites) {
+  const std::string dir = fresh_dir() + "/run";
+  auto rs = run_ranks({"trainer", dir}, 2, {0, 1}, file_rendezvous(), 60);
+  for (const auto& r : rs) EXPECT_TRUE(exited_ok(r)) << describe(rs);
+  // The reduced validation figures are the same on both ranks.
+  const auto figure = [](const std::string& out) { return out.substr(out.find("val_accuracy")); };
+  ASSERT_NE(rs[0].out.find("OK trainer"), std::string::npos) << describe(rs);
+  ASSERT_NE(rs[1].out.find("OK trainer"), std::string::npos) << describe(rs);
+  EXPECT_EQ(figure(rs[0].out), figure(rs[1].out));
+  EXPECT_TRUE(std::ifstream(dir + "/last.safetensors").good());
+}
+
 TEST(Dist, ShardIndicesCoverEverySampleOncePerEpoch) {
   for (int world : {1, 2, 3, 4}) {
     for (int64_t n : {1, 7, 12, 103}) {

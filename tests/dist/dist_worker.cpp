@@ -151,6 +151,49 @@ void overlap(const std::shared_ptr<dist::ProcessGroup>& pg) {
   expect(tm.bucket_start_ns[0] < t1, "the first bucket's all-reduce started after backward ended");
 }
 
+// Trainer on 2 ranks: 2 epochs with checkpoints (rank 0 writes), then a new
+// Trainer resumes from last.safetensors on every rank and trains epoch 3.
+// Prints the reduced validation accuracy (the same on every rank).
+void trainer(const std::shared_ptr<dist::ProcessGroup>& pg, const std::string& dir) {
+  manual_seed(5);
+  data::ImageDataset ds;
+  ds.images = randint(0, 256, {40, 3, 8, 8}).to(kUInt8);
+  ds.labels = randint(0, 10, {40});
+  for (int c = 0; c < 10; ++c) ds.classes.push_back("c" + std::to_string(c));
+  auto loader = [&](bool train) {
+    data::LoaderOptions o;
+    o.batch_size = 4;
+    o.seed = 3;
+    o.shuffle = train;
+    o.num_replicas = pg->size();
+    o.rank = pg->rank();
+    o.pad_shards = train;
+    return data::DataLoader(ds, o);
+  };
+  auto run = [&](int64_t epochs, bool resume) {
+    manual_seed(9);
+    auto model = make_model("bn");
+    dist::convert_sync_batchnorm(*model, pg->new_group(resume ? "bn2" : "bn1"));
+    optim::SGD opt(model->parameters(), optim::SGDOptions(0.05).momentum(0.9));
+    train::TrainerOptions to;
+    to.epochs = epochs;
+    to.checkpoint_dir = dir;
+    to.group = pg;
+    train::Trainer t(model, opt, nullptr, to);
+    if (resume) t.resume(dir + "/last.safetensors");
+    data::DataLoader tr = loader(true), va = loader(false);
+    t.fit(tr, &va);
+    return t.history();
+  };
+  const train::History h2 = run(2, false);
+  pg->barrier();
+  const train::History h3 = run(3, true);
+  expect(h3.epochs.size() == 3, "resumed history has 3 epochs");
+  expect(h3.epochs[1].val_accuracy == h2.epochs[1].val_accuracy, "resume kept the history");
+  std::cout << "OK trainer rank " << pg->rank() << " val_accuracy " << h3.epochs[2].val_accuracy
+            << " train_loss " << h3.epochs[2].train_loss << "\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -171,6 +214,8 @@ int main(int argc, char** argv) {
       pg->all_reduce(t);
       std::cout << "UNEXPECTED: the all-reduce with a dead rank returned\n";
       return 0;
+    } else if (scenario == "trainer" && argc > 2) {
+      trainer(pg, argv[2]);
     } else if (scenario == "overlap") {
       overlap(pg);
     } else {
