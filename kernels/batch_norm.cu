@@ -110,6 +110,7 @@ __global__ void bn_stats_partial_kernel(const T* x, int64_t n, int64_t c, int64_
 // channels (threadIdx.x) and kTileRows rows at a time (threadIdx.y), so each
 // row's read is coalesced across channels; the kTileRows partials of a
 // channel are added in a fixed order.
+TANDEM_KERNEL_BOUNDS(bn_stats_partial_1d_kernel, kTileChannels* kTileRows);
 template <typename T>
 __global__ void __launch_bounds__(kTileChannels* kTileRows)
     bn_stats_partial_1d_kernel(const T* x, int64_t n, int64_t c, double* partial) {
@@ -200,6 +201,7 @@ __global__ void bn_grad_partial_kernel(const T* gy, const T* x, const double* me
 }
 
 // BatchNorm1d backward partials, laid out as bn_stats_partial_1d_kernel.
+TANDEM_KERNEL_BOUNDS(bn_grad_partial_1d_kernel, kTileChannels* kTileRows);
 template <typename T>
 __global__ void __launch_bounds__(kTileChannels* kTileRows)
     bn_grad_partial_1d_kernel(const T* gy, const T* x, const double* mean, const double* invstd,

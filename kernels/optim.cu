@@ -101,6 +101,7 @@ __device__ __forceinline__ void apply_range(T* const (&ptr)[Fn::kDepthValue], in
 // ---- Kernels -----------------------------------------------------------------------------
 
 // One block per chunk of one tensor of the list.
+TANDEM_KERNEL_BOUNDS(multi_tensor_update_kernel, kBlock);
 template <typename T, typename Fn>
 __global__ void __launch_bounds__(kBlock)
     multi_tensor_update_kernel(const __grid_constant__ TensorListArgs<T, Fn::kDepthValue> args,
@@ -122,6 +123,7 @@ struct TensorPointers {
   T* ptr[kDepth];
 };
 
+TANDEM_KERNEL_BOUNDS(single_tensor_update_kernel, kBlock);
 template <typename T, typename Fn>
 __global__ void __launch_bounds__(kBlock)
     single_tensor_update_kernel(const TensorPointers<T, Fn::kDepthValue> tp, int64_t n, const Fn fn,
@@ -161,6 +163,7 @@ struct NormCombine {
 };
 
 // One partial per chunk-block: partials[block_offset + blockIdx.x].
+TANDEM_KERNEL_BOUNDS(multi_tensor_norm_kernel, kBlock);
 template <typename T, NormKind kKind>
 __global__ void __launch_bounds__(kBlock)
     multi_tensor_norm_kernel(const __grid_constant__ TensorListArgs<T, 1> args, double p,
@@ -181,6 +184,7 @@ __global__ void __launch_bounds__(kBlock)
 }
 
 // out[0] = the partials combined in index order by one block.
+TANDEM_KERNEL_BOUNDS(norm_finish_kernel, kBlock);
 template <NormKind kKind>
 __global__ void __launch_bounds__(kBlock)
     norm_finish_kernel(const double* partials, int64_t count, double* out) {

@@ -199,7 +199,7 @@ struct Launcher {
   template <typename... Args>
   void operator()(Args&&... args) const {
 #if defined(TANDEM_EMU)
-    (void)::tandem::emu::launch(name, kernel, grid, block, shared_bytes, stream,
+    (void)::tandem::emu::launch(name, file, kernel, grid, block, shared_bytes, stream,
                                 std::forward<Args>(args)...);
 #else
     kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
@@ -227,6 +227,21 @@ Launcher<Kernel> make_launcher(const char* name, Kernel kernel, dim3 grid, dim3 
 #define TANDEM_LAUNCH(grid, block, shared_bytes, stream, ...)                       \
   ::tandem::cuda::detail::make_launcher(#__VA_ARGS__, __VA_ARGS__, (grid), (block), \
                                         (shared_bytes), (stream), __FILE__, __LINE__)
+
+// TANDEM_KERNEL_BOUNDS(my_kernel, kBlock), at namespace scope after a kernel
+// declared `__global__ void __launch_bounds__(kBlock) my_kernel(...)`: the
+// same bound for the emulated device, which cannot read the attribute and
+// refuses a larger block as the hardware does (cudaErrorLaunchOutOfResources).
+// Under nvcc it only checks the bound is a valid block size. A test holds the
+// two spellings equal for every kernel (tests/emu/test_emu.cpp).
+#if defined(TANDEM_EMU)
+#define TANDEM_KERNEL_BOUNDS(kernel_name, max_threads)                  \
+  [[maybe_unused]] static const bool kernel_name##_emu_launch_bounds_ = \
+      ::tandem::emu::register_launch_bounds(__FILE__, #kernel_name, (max_threads))
+#else
+#define TANDEM_KERNEL_BOUNDS(kernel_name, max_threads) \
+  static_assert((max_threads) > 0 && (max_threads) <= 1024, #kernel_name ": bad launch bound")
+#endif
 
 // TANDEM_SHARED(double, scratch, [33]) declares `__shared__ double scratch[33]`
 // (dims may be empty for a scalar or struct, or several: [8][32]). Under the

@@ -153,16 +153,30 @@ auto block_shared(const void* tag, const char* name) {
 // CUDA error a real launch would give (cudaErrorInvalidConfiguration ...) or
 // cudaSuccess, in which case the grid is enqueued on `stream`. The error is also
 // what the next cudaGetLastError returns, as with a real launch.
-cudaError_t launch_grid(const char* kernel_name, dim3 grid, dim3 block, size_t shared_bytes,
-                        cudaStream_t stream, std::function<void()> thread_body);
+// A block of more threads than the kernel's __launch_bounds__ is refused with
+// cudaErrorLaunchOutOfResources, as the hardware refuses it ("too many
+// resources requested for launch"). `file` is the launching source file: a
+// kernel's bound is looked up by (file, name) as TANDEM_KERNEL_BOUNDS recorded it.
+cudaError_t launch_grid(const char* kernel_name, const char* file, dim3 grid, dim3 block,
+                        size_t shared_bytes, cudaStream_t stream,
+                        std::function<void()> thread_body);
+
+// The host compiler cannot read __launch_bounds__, so each bounded kernel
+// states its bound once more through TANDEM_KERNEL_BOUNDS (src/cuda/cuda_utils.h),
+// which records it here at static initialisation; tests/emu/test_emu.cpp holds
+// the two spellings equal for every kernel in kernels/ and src/data/.
+bool register_launch_bounds(const char* file, const char* kernel_name, int max_threads);
+// The recorded bound of `kernel_name` (template arguments ignored) launched from
+// `file`, or 0 when it has none.
+int launch_bounds_of(const char* file, const char* kernel_name);
 
 template <typename... Params, typename... Args>
-cudaError_t launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block,
-                   size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+cudaError_t launch(const char* kernel_name, const char* file, void (*kernel)(Params...), dim3 grid,
+                   dim3 block, size_t shared_bytes, cudaStream_t stream, Args&&... args) {
   // The arguments are copied at launch, as CUDA copies them into the launch's
   // parameter buffer.
   auto params = std::make_tuple(std::decay_t<Params>(std::forward<Args>(args))...);
-  return launch_grid(kernel_name, grid, block, shared_bytes, stream,
+  return launch_grid(kernel_name, file, grid, block, shared_bytes, stream,
                      [kernel, params]() { std::apply(kernel, params); });
 }
 

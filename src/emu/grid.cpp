@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -749,9 +750,48 @@ void shared_out_of_bounds(const char* name, int64_t index, int64_t extent) {
 
 // ---- Launch -------------------------------------------------------------------------------
 
-cudaError_t launch_grid(const char* kernel_name, dim3 grid, dim3 block, size_t shared_bytes,
-                        cudaStream_t stream, std::function<void()> thread_body) {
+namespace {
+
+// A kernel's name as TANDEM_LAUNCH spells it ("k<T, Fn>", "ns::k") reduced to
+// the name TANDEM_KERNEL_BOUNDS records ("k").
+std::string base_kernel_name(const char* name) {
+  std::string s(name);
+  s = s.substr(0, s.find('<'));
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  const size_t colon = s.rfind("::");
+  if (colon != std::string::npos) s = s.substr(colon + 2);
+  return s;
+}
+
+std::mutex& bounds_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<std::pair<std::string, std::string>, int>& bounds_table() {
+  static std::map<std::pair<std::string, std::string>, int> table;
+  return table;
+}
+
+}  // namespace
+
+bool register_launch_bounds(const char* file, const char* kernel_name, int max_threads) {
+  std::lock_guard<std::mutex> lock(bounds_mutex());
+  bounds_table()[{file, base_kernel_name(kernel_name)}] = max_threads;
+  return true;
+}
+
+int launch_bounds_of(const char* file, const char* kernel_name) {
+  if (file == nullptr) return 0;
+  std::lock_guard<std::mutex> lock(bounds_mutex());
+  const auto it = bounds_table().find({file, base_kernel_name(kernel_name)});
+  return it == bounds_table().end() ? 0 : it->second;
+}
+
+cudaError_t launch_grid(const char* kernel_name, const char* file, dim3 grid, dim3 block,
+                        size_t shared_bytes, cudaStream_t stream,
+                        std::function<void()> thread_body) {
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
+  const int bound = launch_bounds_of(file, kernel_name);
   cudaError_t err = cudaSuccess;
   if (threads == 0 || threads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
       grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 ||
@@ -759,6 +799,8 @@ cudaError_t launch_grid(const char* kernel_name, dim3 grid, dim3 block, size_t s
     err = cudaErrorInvalidConfiguration;
   } else if (shared_bytes > kSharedLimit) {
     err = cudaErrorInvalidValue;
+  } else if (bound > 0 && threads > static_cast<uint64_t>(bound)) {
+    err = cudaErrorLaunchOutOfResources;
   }
   if (err != cudaSuccess) {
     set_last_error(err);

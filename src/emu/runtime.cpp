@@ -571,6 +571,8 @@ const char* CUDARTAPI cudaGetErrorName(cudaError_t error) {
       return "cudaErrorIllegalAddress";
     case cudaErrorInvalidMemcpyDirection:
       return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorLaunchOutOfResources:
+      return "cudaErrorLaunchOutOfResources";
     default:
       return "cudaErrorUnknown";
   }
@@ -600,6 +602,8 @@ const char* CUDARTAPI cudaGetErrorString(cudaError_t error) {
       return "an illegal memory access was encountered";
     case cudaErrorInvalidMemcpyDirection:
       return "invalid copy direction for memcpy";
+    case cudaErrorLaunchOutOfResources:
+      return "too many resources requested for launch";
     default:
       return "unknown error";
   }

@@ -7,9 +7,15 @@
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -267,6 +273,143 @@ TEST_F(Emu, A2048ThreadBlockIsRefusedWithCudasError) {
   TANDEM_LAUNCH(4, 1024, 0, nullptr, fill_kernel)(out.ptr, 4096, 2.0f);
   ASSERT_EQ(sync(), cudaSuccess);
   for (float v : out.download()) ASSERT_EQ(v, 2.0f);
+}
+
+// ---- Launch bounds: a block larger than the kernel was compiled for -------------
+
+constexpr int kBoundedBlock = 64;
+
+TANDEM_KERNEL_BOUNDS(bounded_fill_kernel, kBoundedBlock);
+__global__ void __launch_bounds__(kBoundedBlock) bounded_fill_kernel(float* out, int n) {
+  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) out[i] = 3.0f;
+}
+
+TEST_F(Emu, ABlockAboveTheKernelsLaunchBoundsIsRefusedAsTheHardwareRefusesIt) {
+  DeviceBuffer<float> out(256);
+  // 128 threads are a valid block for the device but not for a kernel compiled
+  // with __launch_bounds__(64): "too many resources requested for launch".
+  try {
+    TANDEM_LAUNCH(2, 2 * kBoundedBlock, 0, nullptr, bounded_fill_kernel)(out.ptr, 256);
+    ADD_FAILURE() << "a launch above the kernel's launch bounds was accepted";
+  } catch (const tandem::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("too many resources requested for launch"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // the launch check consumed it
+  // The mended launch: the block the kernel was compiled for.
+  TANDEM_LAUNCH(4, kBoundedBlock, 0, nullptr, bounded_fill_kernel)(out.ptr, 256);
+  ASSERT_EQ(sync(), cudaSuccess);
+  for (float v : out.download()) ASSERT_EQ(v, 3.0f);
+  // A kernel with no recorded bound keeps the device's limit.
+  TANDEM_LAUNCH(1, 1024, 0, nullptr, fill_kernel)(out.ptr, 256, 1.0f);
+  ASSERT_EQ(sync(), cudaSuccess);
+}
+
+// The host compiler cannot read __launch_bounds__, so every bounded kernel of
+// kernels/ and src/data/ states its bound to the emulator: a constant bound
+// through TANDEM_KERNEL_BOUNDS with the same expression; a bound that is one
+// of the kernel's template parameters is checked here instead, at each launch
+// of the kernel, against the block size the launch passes.
+std::string read_source(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string squeeze(std::string s) {
+  s.erase(std::remove_if(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); }),
+          s.end());
+  return s;
+}
+
+// The top-level comma-separated parts of `s` (brackets and angle brackets nest).
+std::vector<std::string> split_top_level(const std::string& s) {
+  std::vector<std::string> parts(1);
+  int depth = 0;
+  for (char c : s) {
+    if (c == '(' || c == '<' || c == '[') ++depth;
+    if (c == ')' || c == '>' || c == ']') --depth;
+    if (c == ',' && depth == 0) {
+      parts.emplace_back();
+    } else {
+      parts.back() += c;
+    }
+  }
+  for (auto& p : parts) p = squeeze(p);
+  return parts;
+}
+
+// The text between the bracket at `open` and its match.
+std::string bracketed(const std::string& s, size_t open, char left, char right) {
+  int depth = 0;
+  for (size_t i = open; i < s.size(); ++i) {
+    if (s[i] == left) ++depth;
+    if (s[i] == right && --depth == 0) return s.substr(open + 1, i - open - 1);
+  }
+  return "";
+}
+
+TEST(EmuLaunchBounds, EveryBoundedKernelStatesItsBoundToTheEmulator) {
+  const std::string root = TANDEM_PROJECT_DIR;
+  std::vector<std::string> files = {root + "/src/data/data_cuda.cu"};
+  for (const auto& e : std::filesystem::directory_iterator(root + "/kernels")) {
+    if (e.path().extension() == ".cu") files.push_back(e.path().string());
+  }
+  const std::regex bound_re(R"(__launch_bounds__\(([^)]*)\)\s*(\w+)\s*\()");
+  int constant_bounds = 0;
+  int template_bounds = 0;
+  for (const auto& file : files) {
+    const std::string src = read_source(file);
+    ASSERT_FALSE(src.empty()) << file;
+    for (std::sregex_iterator it(src.begin(), src.end(), bound_re), end; it != end; ++it) {
+      const std::string expr = squeeze((*it)[1]);
+      const std::string name = (*it)[2];
+      SCOPED_TRACE(file + ": " + name);
+      // The kernel's template parameters, if it has any.
+      const size_t decl = static_cast<size_t>(it->position(0));
+      const size_t tmpl = src.rfind("template <", decl);
+      const size_t prev_end = src.rfind(';', decl);
+      const size_t prev_brace = src.rfind('}', decl);
+      std::vector<std::string> params;
+      if (tmpl != std::string::npos && (prev_end == std::string::npos || tmpl > prev_end) &&
+          (prev_brace == std::string::npos || tmpl > prev_brace)) {
+        params = split_top_level(bracketed(src, tmpl + 9, '<', '>'));
+      }
+      int position = -1;
+      for (size_t i = 0; i < params.size(); ++i) {
+        const std::string& p = params[i];
+        if (p.size() > expr.size() && p.compare(p.size() - expr.size(), expr.size(), expr) == 0) {
+          position = static_cast<int>(i);  // "intkBlock" names the bound
+        }
+      }
+      if (position < 0) {
+        ++constant_bounds;
+        EXPECT_NE(squeeze(src).find("TANDEM_KERNEL_BOUNDS(" + name + "," + expr + ");"),
+                  std::string::npos)
+            << "add TANDEM_KERNEL_BOUNDS(" << name << ", " << expr << ") beside the kernel";
+        continue;
+      }
+      ++template_bounds;
+      int launches = 0;
+      for (size_t at = src.find("TANDEM_LAUNCH("); at != std::string::npos;
+           at = src.find("TANDEM_LAUNCH(", at + 1)) {
+        const auto args = split_top_level(bracketed(src, at + 13, '(', ')'));
+        if (args.size() != 5 || args[4].rfind(name + "<", 0) != 0) continue;
+        ++launches;
+        const auto targs = split_top_level(bracketed(args[4], name.size(), '<', '>'));
+        ASSERT_LT(static_cast<size_t>(position), targs.size()) << args[4];
+        EXPECT_EQ(args[1], targs[static_cast<size_t>(position)])
+            << "a launch of " << args[4] << " passes block " << args[1] << ", not its launch bound";
+      }
+      EXPECT_GT(launches, 0) << "no TANDEM_LAUNCH of " << name << " in its file";
+    }
+  }
+  // kernels/optim.cu, batch_norm.cu (constant) and reduce, softmax, loss (template).
+  EXPECT_GE(constant_bounds, 6);
+  EXPECT_GE(template_bounds, 4);
 }
 
 // ---- Bounds: an off-by-one in a grid-stride loop ----------------------------------------

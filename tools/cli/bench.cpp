@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <memory>
 
 #include "cli.h"
+#include "commands.h"
 
 namespace cli {
 namespace {
@@ -253,6 +255,57 @@ int run_bench_ops(const BenchOpsArgs& a) {
                 cell("cuda", "rate").c_str(), ratio.c_str());
   }
   return kExitOk;
+}
+
+}  // namespace cli
+
+namespace cli {
+namespace {
+
+void add_bench_train(CLI::App* bench) {
+  auto a = std::make_shared<BenchTrainArgs>();
+  CLI::App* cmd = bench->add_subcommand(
+      "train", "time training steps of one model and batch on the CPU and on CUDA");
+  cmd->footer(R"(Examples:
+  tandem bench train --model lenet --batch-size 128 --steps 20
+  tandem bench train --model resnet-fast --batch-size 512 --steps 10 --json > $(hostname).json
+  python3 benchmarks/cpu_vs_gpu_table.py *.json   # a markdown table from several machines)");
+  cmd->add_option("--model", a->model, "preset or JSON model file")->capture_default_str();
+  cmd->add_option("--batch-size", a->batch_size, "batch size")->capture_default_str();
+  cmd->add_option("--steps", a->steps, "timed steps")->capture_default_str();
+  cmd->add_option("--warmup", a->warmup, "untimed warm-up steps")->capture_default_str();
+  add_device_option(cmd, &a->devices, "auto (CPU, and CUDA where it runs), both, cpu or cuda",
+                    {"auto", "both", "cpu", "cuda"});
+  cmd->add_flag("--json", a->json_output, "machine-readable output (with host and GPU names)");
+  add_threads_option(cmd, &a->threads);
+  run_when_parsed(cmd, [a] { return run_bench_train(*a); });
+}
+
+void add_bench_ops(CLI::App* bench) {
+  auto a = std::make_shared<BenchOpsArgs>();
+  CLI::App* cmd = bench->add_subcommand(
+      "ops", "elementwise, softmax, GEMM, conv and optimizer step on the CPU and on CUDA");
+  cmd->footer("Examples:\n  tandem bench ops\n  tandem bench ops --scale 0.25 --reps 3 --json");
+  cmd->add_option("--scale", a->scale, "problem sizes times this, in (0, 4]")
+      ->capture_default_str();
+  cmd->add_option("--reps", a->reps, "timed calls per op")->capture_default_str();
+  add_device_option(cmd, &a->devices, "auto, both, cpu or cuda", {"auto", "both", "cpu", "cuda"});
+  cmd->add_flag("--json", a->json_output, "machine-readable output");
+  add_threads_option(cmd, &a->threads);
+  run_when_parsed(cmd, [a] { return run_bench_ops(*a); });
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand("bench", "benchmarks: CPU vs GPU");
+  cmd->require_subcommand(1);
+  cmd->footer(R"(Examples:
+  tandem bench train --model lenet --batch-size 128 --steps 20
+  tandem bench ops --scale 0.25 --reps 3 --json
+Run 'tandem bench train --help' or 'tandem bench ops --help' for their options.)");
+  add_bench_train(cmd);
+  add_bench_ops(cmd);
 }
 
 }  // namespace cli

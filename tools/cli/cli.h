@@ -1,8 +1,8 @@
 // The `tandem` command-line tool (tools/cli/): what its subcommands share.
-// main.cpp parses the command line with CLI11 and calls one run_* function;
-// each returns the process exit status (0 ok, 1 runtime error, 2 usage error).
-// A UsageError (bad or conflicting options found after parsing) exits 2; any
-// other tandem::Error / std::exception exits 1 with its message.
+// Each subcommand's add_* (commands.h) declares its options into one of the
+// *Args structs below and runs one run_* function; each returns the process exit status (0 ok, 1
+// runtime error, 2 usage error). A UsageError (bad or conflicting options found after parsing)
+// exits 2; any other tandem::Error / std::exception exits 1 with its message.
 #pragma once
 
 #include <tandem/tandem.h>
@@ -132,8 +132,8 @@ struct TrainArgs {
   std::optional<int64_t> patience, limit_batches;
   std::string config;         // --config FILE: settings from a config.json
   bool print_config = false;  // print the resolved config.json and exit
-  int threads = 0;            // --threads (set by main)
-  // Which options the user gave (for the --resume conflict check).
+  int threads = 0;            // --threads (0: OpenMP's default)
+  // The options the user gave, by name ("--lr"), in declaration order.
   std::vector<std::string> given;
 };
 int run_train(const TrainArgs& args);
@@ -144,8 +144,9 @@ struct EvalArgs {
   DataArgs data;
   std::string device = "auto";
   int64_t batch_size = 256;
-  std::optional<bool> tta;
+  std::optional<bool> tta;  // --tta / --no-tta: the run's setting when neither
   bool json_output = false;
+  int threads = 0;
 };
 int run_eval(const EvalArgs& args);
 
@@ -155,6 +156,7 @@ struct PredictArgs {
   std::string device = "auto";
   std::string format = "csv";  // csv | json
   int64_t batch_size = 256;
+  int threads = 0;
 };
 int run_predict(const PredictArgs& args);
 
@@ -165,6 +167,7 @@ struct BenchTrainArgs {
   int64_t warmup = 3;
   std::string devices = "auto";  // auto (both where CUDA runs), cpu, cuda
   bool json_output = false;
+  int threads = 0;
 };
 int run_bench_train(const BenchTrainArgs& args);
 
@@ -173,6 +176,7 @@ struct BenchOpsArgs {
   double scale = 1.0;  // problem sizes times this (0 < scale <= 4)
   int64_t reps = 10;
   bool json_output = false;
+  int threads = 0;
 };
 int run_bench_ops(const BenchOpsArgs& args);
 

@@ -6,10 +6,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "cli.h"
+#include "commands.h"
 
 namespace cli {
 namespace {
@@ -171,6 +173,36 @@ int run_predict(const PredictArgs& args) {
   if (args.format == "json") std::cout << rows.dump(2) << "\n";
   std::cerr << "predicted " << paths.size() << " image(s) with " << checkpoint << "\n";
   return kExitOk;
+}
+
+}  // namespace cli
+
+namespace cli {
+
+void add_predict(CLI::App& app) {
+  auto a = std::make_shared<PredictArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "predict", "classify images (PNG/JPEG, 32x32) with a trained run or checkpoint");
+  cmd->footer(R"(Examples:
+  tandem predict --from runs/lenet cat.png ship.jpg       # best.safetensors (else last) of the run
+  tandem predict --from runs/lenet/last.safetensors photos/ --format json
+Prints one row per image: its path, the predicted class, its probability and
+every class's probability (CSV with a header, or a JSON list).)");
+  cmd->add_option("inputs", a->inputs, "images and folders of images (searched recursively)")
+      ->required();
+  cmd->add_option("--from", a->from,
+                  "a run directory (its best.safetensors, else last) or a checkpoint next to "
+                  "its config.json")
+      ->required();
+  cmd->add_option("--format", a->format, "csv or json")
+      ->check(CLI::IsMember({"csv", "json"}))
+      ->capture_default_str();
+  add_device_option(cmd, &a->device, "auto, cpu or cuda");
+  cmd->add_option("--batch-size", a->batch_size, "images per forward pass")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  add_threads_option(cmd, &a->threads);
+  run_when_parsed(cmd, [a] { return run_predict(*a); });
 }
 
 }  // namespace cli

@@ -22,6 +22,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "commands.h"
 #include "step_times.h"
 
 namespace cli {
@@ -199,6 +200,15 @@ void apply_run_options(const TrainArgs& args, Settings* s) {
                                          std::to_string(s->limit_batches));
 }
 
+// The class names of a data set (CIFAR-10's when it names none).
+std::vector<std::string> class_names(const td::data::ImageDataset& d) {
+  return d.classes.empty() ? td::data::cifar10_classes() : d.classes;
+}
+
+int64_t num_classes(const td::data::ImageDataset& d) {
+  return static_cast<int64_t>(class_names(d).size());
+}
+
 // The first n samples of `d` (all of them when it has no more).
 td::data::ImageDataset first_samples(const td::data::ImageDataset& d, int64_t n) {
   if (d.size() <= n) return d;
@@ -307,8 +317,7 @@ Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
 
 // Options that --resume takes from the saved run and that may not be given again.
 void check_resume_conflicts(const TrainArgs& args, const Settings& saved, const std::string& dir) {
-  if (!args.model.empty() && args.model != "auto" &&
-      std::find(args.given.begin(), args.given.end(), "--model") != args.given.end()) {
+  if (!args.model.empty() && args.model != "auto" && was_given(args, "--model")) {
     ModelSpec spec;
     make_model(args.model, &spec);
     // Canonical JSON of both: the same layers with the same fields.
@@ -778,7 +787,7 @@ json test_best_checkpoint(const train::Trainer& trainer, const Settings& s,
     td::load(*best, path);
     best->to(device);
     td::data::DataLoader loader(test_set, loader_options(s, device, false, workers));
-    r = train::evaluate(*best, loader, 10, s.tta_flip);
+    r = train::evaluate(*best, loader, static_cast<int64_t>(classes.size()), s.tta_flip);
   }
   char line[160];
   std::snprintf(line, sizeof line,
@@ -854,7 +863,11 @@ int run_train(const TrainArgs& args) {
   } else {
     s = resolve_settings(args, device);
   }
-  check_model_runs(s, 10);
+  // Every source is CIFAR-10 (read_cifar10 checks its class names): the model
+  // is checked against its classes before the data is read, and again below
+  // should the data name others.
+  const int64_t checked_classes = static_cast<int64_t>(td::data::cifar10_classes().size());
+  check_model_runs(s, checked_classes);
   if (args.print_config) {
     // Settings only: nothing is read or written, so --out is not checked.
     std::cout << run_config(s, device).dump(2) << "\n";
@@ -865,6 +878,8 @@ int run_train(const TrainArgs& args) {
   if (out.empty()) out = dir.empty() ? new_run_dir() : dir;
 
   td::data::Cifar10 cifar = load_data(s.data);
+  const int64_t classes_count = num_classes(cifar.train);
+  if (classes_count != checked_classes) check_model_runs(s, classes_count);
   const int64_t n_train = cifar.train.size();
   if (s.val_split < 0) s.val_split = n_train / 10;
   check_range(s.val_split < n_train, "--val-split " + std::to_string(s.val_split) +
@@ -928,7 +943,7 @@ int run_train(const TrainArgs& args) {
   Progress progress(s.epochs, val_set.size(), stdout_is_terminal());
   train::TrainerOptions topt;
   topt.epochs = s.epochs;
-  topt.num_classes = 10;
+  topt.num_classes = classes_count;
   topt.label_smoothing = s.label_smoothing;
   topt.scheduler_step = train::SchedulerStep::PerBatch;
   topt.tta_flip = s.tta_flip;
@@ -989,9 +1004,8 @@ int run_train(const TrainArgs& args) {
   const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 
   td::data::DataLoader test_loader(cifar.test, loader_options(s, device, false, args.workers));
-  const train::EvalResult test = train::evaluate(*net, test_loader, 10, s.tta_flip);
-  std::vector<std::string> classes = cifar.test.classes;
-  if (classes.empty()) classes = td::data::cifar10_classes();
+  const train::EvalResult test = train::evaluate(*net, test_loader, classes_count, s.tta_flip);
+  const std::vector<std::string> classes = class_names(cifar.test);
   td::plot::confusion_matrix(out + "/confusion.svg", test.confusion, classes,
                              "Confusion matrix (test set, " + s.model + ")");
   print_test_result(test, classes);
@@ -1079,9 +1093,9 @@ int run_eval(const EvalArgs& args) {
   net->to(device);
   td::data::Cifar10 cifar = load_data(s.data);
   td::data::DataLoader loader(cifar.test, loader_options(s, device, false, 2));
-  const train::EvalResult r = train::evaluate(*net, loader, 10, s.tta_flip);
-  std::vector<std::string> classes = cifar.test.classes;
-  if (classes.empty()) classes = td::data::cifar10_classes();
+  const std::vector<std::string> classes = class_names(cifar.test);
+  const train::EvalResult r =
+      train::evaluate(*net, loader, static_cast<int64_t>(classes.size()), s.tta_flip);
   if (args.json_output) {
     json j = result_json(r, classes);
     j["checkpoint"] = args.checkpoint;
@@ -1093,6 +1107,113 @@ int run_eval(const EvalArgs& args) {
     print_test_result(r, classes);
   }
   return kExitOk;
+}
+
+}  // namespace cli
+
+namespace cli {
+namespace {
+
+const char* kTrainExamples = R"(Examples:
+  tandem train --out runs/first                     # CIFAR-10, --model auto (resnet-fast on a GPU, lenet on a CPU)
+  tandem train --model resnet-fast --device cuda --out runs/rn
+  tandem train --model lenet --epochs 20 --lr 0.005 --schedule cosine --out runs/lenet
+  tandem train --model my_net.json --data ~/cifar-10-batches-bin --out runs/mine
+  tandem train --data cifar10-jpeg.tar.xz --out runs/jpeg     # any source prepare_cifar10 accepts
+  tandem train --synthetic 512 --model mlp --epochs 2 --out /tmp/demo   # no data needed
+  tandem train --resume runs/lenet --epochs 30     # continue from runs/lenet/last.safetensors
+  tandem train --model lenet --patience 5 --clip-grad-norm 1 --epochs 100 --out runs/es
+  tandem train --synthetic 256 --limit-batches 2 --epochs 1 --out /tmp/smoke   # smoke test
+  tandem train --model lenet --lr 0.02 --print-config > lenet.json   # settings, no training
+  tandem train --config runs/lenet/config.json --seed 2 --out runs/lenet2   # rerun, another seed
+Options left out come from the model's recipe (the run prints its settings);
+RUN_DIR gets config.json, metrics.csv/.jsonl, last/best.safetensors, loss.svg,
+accuracy.svg, confusion.svg and results.json.)";
+
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  CLI::App* cmd =
+      app.add_subcommand("train", "train a model on CIFAR-10 (or a synthetic set) into RUN_DIR");
+  cmd->footer(kTrainExamples);
+  cmd->add_option("--model", a->model,
+                  "auto, a preset (mlp, lenet, resnet-fast) or a JSON model file")
+      ->capture_default_str();
+  add_data_options(cmd, &a->data);
+  add_device_option(cmd, &a->device, "auto (the GPU when usable), cpu or cuda");
+  cmd->add_option("--epochs", a->epochs, "epochs (total, also on --resume)");
+  cmd->add_option("--batch-size", a->batch_size, "training batch size");
+  cmd->add_option("--optimizer", a->optimizer, "sgd, adam or adamw");
+  cmd->add_option("--lr", a->lr, "learning rate (peak lr of a schedule)");
+  cmd->add_option("--weight-decay", a->weight_decay, "L2 weight decay (decoupled for adamw)");
+  cmd->add_option("--momentum", a->momentum, "SGD momentum");
+  cmd->add_option("--schedule", a->schedule,
+                  "constant, warmup-linear (per step) or cosine (per step)");
+  cmd->add_option("--label-smoothing", a->label_smoothing, "in [0, 1)");
+  cmd->add_option("--seed", a->seed, "seed of the initialisation, data order, split, augmentation")
+      ->check(whole_number(0, std::numeric_limits<int64_t>::max()));
+  cmd->add_option("--val-split", a->val_split,
+                  "training images held out for validation (default: a tenth, "
+                  "5,000 of CIFAR-10's 50,000; 0: none)");
+  cmd->add_flag("--no-augment", a->no_augment, "turn the recipe's augmentation off");
+  cmd->add_option("--out", a->out,
+                  "RUN_DIR: where config, metrics, checkpoints and plots go (default: "
+                  "a new runs/<date-time>; an existing non-empty directory is "
+                  "refused unless --overwrite)");
+  cmd->add_flag("--overwrite", a->overwrite,
+                "replace the run files (config, metrics, checkpoints, plots) in "
+                "a non-empty --out directory; other files are kept");
+  cmd->add_option("--resume", a->resume,
+                  "RUN_DIR or a checkpoint: continue that run with its saved settings");
+  cmd->add_option("--clip-grad-norm", a->clip_grad_norm,
+                  "clip the gradients' global L2 norm to X every step (0: off)");
+  cmd->add_option("--patience", a->patience,
+                  "early stopping: stop after N epochs without a better "
+                  "validation accuracy (0: off)");
+  cmd->add_option("--limit-batches", a->limit_batches,
+                  "smoke test: only the first N batches of the training, validation and "
+                  "test sets");
+  cmd->add_option("--config", a->config,
+                  "settings from a config.json (a run directory's, or "
+                  "--print-config's); options given override them");
+  cmd->add_flag("--print-config", a->print_config,
+                "print the resolved settings as config.json (loadable by --config) and exit");
+  cmd->add_option("--workers", a->workers, "data loader threads (CPU batches)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  add_threads_option(cmd, &a->threads);
+  run_when_parsed(cmd, [a, cmd] {
+    for (const CLI::Option* o : cmd->get_options()) {
+      if (o->count() > 0) a->given.push_back(o->get_name());
+    }
+    // --resume takes the model from the run unless --model is given.
+    if (!a->resume.empty() && cmd->get_option("--model")->count() == 0) a->model.clear();
+    return run_train(*a);
+  });
+}
+
+void add_eval(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand("eval", "evaluate a checkpoint on the test set");
+  cmd->footer(R"(Examples:
+  tandem eval --checkpoint runs/first/best.safetensors        # model and data from runs/first/config.json
+  tandem eval --checkpoint net.safetensors --model lenet --data ~/cifar-10-batches-bin --json)");
+  cmd->add_option("--checkpoint", a->checkpoint, "a .safetensors file (a run's best/last)")
+      ->required();
+  cmd->add_option("--model", a->model,
+                  "preset or JSON model file (default: the run's config.json)");
+  add_data_options(cmd, &a->data);
+  add_device_option(cmd, &a->device, "auto, cpu or cuda");
+  cmd->add_option("--batch-size", a->batch_size, "evaluation batch size")->capture_default_str();
+  CLI::Option* tta = cmd->add_flag_callback(
+      "--tta", [a] { a->tta = true; }, "average with the mirrored image (flip TTA)");
+  cmd->add_flag_callback(
+         "--no-tta", [a] { a->tta = false; }, "no flip TTA")
+      ->excludes(tta);
+  cmd->add_flag("--json", a->json_output, "print the result as JSON");
+  add_threads_option(cmd, &a->threads);
+  run_when_parsed(cmd, [a] { return run_eval(*a); });
 }
 
 }  // namespace cli
