@@ -133,10 +133,28 @@ struct TrainArgs {
   std::string config;         // --config FILE: settings from a config.json
   bool print_config = false;  // print the resolved config.json and exit
   int threads = 0;            // --threads (0: OpenMP's default)
+  // Data parallelism: --nproc local ranks, or this process as one rank of
+  // --world-size meeting at --rendezvous (several machines).
+  int nproc = 1;
+  std::optional<int> rank, world_size;
+  std::string rendezvous;
+  bool no_sync_batchnorm = false;
   // The options the user gave, by name ("--lr"), in declaration order.
   std::vector<std::string> given;
 };
 int run_train(const TrainArgs& args);
+
+// A data-parallel run's view of itself (tools/cli/dist.cpp).
+struct DistSetup {
+  bool launch = false;  // this process starts --nproc ranks and waits
+  int world = 1, rank = 0, local_rank = 0;
+  td::dist::InitOptions init;
+};
+DistSetup dist_setup(const TrainArgs& args);
+// Starts args.nproc ranks of this command (RANK, WORLD_SIZE, a fresh file
+// rendezvous, the cores split) writing into `out`; returns the first
+// non-zero exit status of a rank, or 0.
+int launch_local(const TrainArgs& args, const std::string& out);
 
 struct EvalArgs {
   std::string checkpoint;

@@ -28,6 +28,12 @@ int run_info(bool json_output) {
               << (info.cuda_built ? info.cuda_unusable_reason : "the CUDA backend was not built")
               << "\n";
   }
+  // Data-parallel backends (tandem train --nproc N).
+  for (const td::dist::BackendInfo& b : td::dist::backends()) {
+    std::cout << "dist backend " << b.name << ": "
+              << (b.available ? "available, version " + b.version : "unavailable") << " ("
+              << b.detail << ")\n";
+  }
   return kExitOk;
 }
 

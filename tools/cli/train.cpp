@@ -826,9 +826,28 @@ void resume_paths(const std::string& resume, std::string* dir, std::string* chec
 
 }  // namespace
 
+// A null stream buffer: ranks other than 0 say nothing on stdout.
+struct NullBuffer : std::streambuf {
+  int overflow(int c) override { return c; }
+};
+
 int run_train(const TrainArgs& args) {
+  const DistSetup dsetup = dist_setup(args);
+  if (dsetup.launch) {
+    std::string launch_out = args.out;
+    if (launch_out.empty() && args.resume.empty() && !args.print_config) launch_out = new_run_dir();
+    return launch_local(args, launch_out);
+  }
+  static NullBuffer null_buffer;
+  std::streambuf* const saved_cout = std::cout.rdbuf();
+  struct RestoreCout {
+    std::streambuf* b;
+    ~RestoreCout() { std::cout.rdbuf(b); }
+  } restore_cout{saved_cout};
+  if (dsetup.rank > 0) std::cout.rdbuf(&null_buffer);
   std::string why;
-  const td::Device device = resolve_device(args.device, &why);
+  td::Device device = resolve_device(args.device, &why);
+  if (device.is_cuda() && dsetup.world > 1) device = td::Device(td::kCUDA, dsetup.local_rank);
   if (device.is_cpu()) {
     const int threads = omp_get_max_threads();
     why += "; " + std::to_string(threads) + " CPU thread" + (threads == 1 ? "" : "s") +
@@ -874,7 +893,8 @@ int run_train(const TrainArgs& args) {
     return kExitOk;
   }
   // dir: the resumed run's directory ("" for a new run), written into when no --out.
-  check_out_dir(out, dir, args.overwrite);
+  // (Ranks other than 0 write nothing; rank 0 checks --out before they meet.)
+  if (dsetup.rank == 0) check_out_dir(out, dir, args.overwrite);
   if (out.empty()) out = dir.empty() ? new_run_dir() : dir;
 
   td::data::Cifar10 cifar = load_data(s.data);
@@ -902,6 +922,31 @@ int run_train(const TrainArgs& args) {
               << val_set.size() << " validation / " << cifar.test.size() << " test images\n";
   }
 
+  std::shared_ptr<td::dist::ProcessGroup> group;
+  if (dsetup.world > 1) {
+    if (s.batch_size % dsetup.world != 0)
+      throw UsageError("--batch-size " + std::to_string(s.batch_size) +
+                       " (the global batch) must be a multiple of the " +
+                       std::to_string(dsetup.world) + " ranks");
+    td::dist::Backend backend = td::dist::Backend::Gloo;
+    if (device.is_cuda()) {
+      for (const auto& b : td::dist::backends()) {
+        if (b.name != "nccl") continue;
+        if (b.available) {
+          backend = td::dist::Backend::Nccl;
+        } else {
+          std::cout << "dist: NCCL unavailable (" << b.detail << "): GPU gradients go through "
+                    << "Gloo with pinned host buffers\n";
+        }
+      }
+    }
+    group = td::dist::ProcessGroup::create(dsetup.init, backend);
+    std::cout << "dist: rank " << dsetup.rank << " of " << dsetup.world << ", backend "
+              << td::dist::backend_name(backend) << ", global batch " << s.batch_size << " ("
+              << s.batch_size / dsetup.world << " per rank)\n";
+  }
+  const int64_t world = dsetup.world;
+  const int64_t global_batch = s.batch_size;
   td::manual_seed(s.seed);
   td::nn::Sequential net = td::models::from_json(s.model_json);
   if (args.resume.empty()) {
@@ -915,24 +960,42 @@ int run_train(const TrainArgs& args) {
   net->to(device);
   std::unique_ptr<optim::Optimizer> opt = make_optimizer(s, *net);
 
-  td::data::DataLoader train_loader(train_set, loader_options(s, device, true, args.workers));
+  // Each rank's shard: the global batch split, evaluation sets unpadded.
+  const auto shard = [&](td::data::LoaderOptions o, bool training) {
+    if (world > 1) {
+      o.num_replicas = world;
+      o.rank = dsetup.rank;
+      o.pad_shards = training;
+      if (training) o.batch_size = global_batch / world;
+    }
+    return o;
+  };
+  if (group && !args.no_sync_batchnorm) {
+    const int64_t n_bn = td::dist::convert_sync_batchnorm(*net, group->new_group("syncbn"));
+    if (n_bn > 0) std::cout << "dist: SyncBatchNorm in " << n_bn << " layer(s)\n";
+  }
+  td::data::DataLoader train_loader(train_set,
+                                    shard(loader_options(s, device, true, args.workers), true));
   std::unique_ptr<td::data::DataLoader> val_loader;
   if (val_set.size() > 0) {
     val_loader = std::make_unique<td::data::DataLoader>(
-        val_set, loader_options(s, device, false, args.workers));
+        val_set, shard(loader_options(s, device, false, args.workers), false));
   }
   std::unique_ptr<optim::LRScheduler> sched =
       make_scheduler(s, *opt, s.epochs * train_loader.num_batches());
 
-  if (args.overwrite && is_directory(out)) {
-    for (const std::string& f : run_files()) {
-      std::error_code ec;
-      std::filesystem::remove(out + "/" + f, ec);
+  const bool writer = dsetup.rank == 0;  // only rank 0 writes the run directory
+  if (writer) {
+    if (args.overwrite && is_directory(out)) {
+      for (const std::string& f : run_files()) {
+        std::error_code ec;
+        std::filesystem::remove(out + "/" + f, ec);
+      }
     }
+    make_directories(out);
+    remove_stale_temporaries(out);
+    write_text_file(out + "/config.json", run_config(s, device).dump(2) + "\n");
   }
-  make_directories(out);
-  remove_stale_temporaries(out);
-  write_text_file(out + "/config.json", run_config(s, device).dump(2) + "\n");
 
   std::cout << "model: " << s.model << " (" << count_parameters(*net) << " parameters), "
             << s.optimizer << " lr " << s.lr << ", batch " << s.batch_size << ", " << s.epochs
@@ -948,26 +1011,28 @@ int run_train(const TrainArgs& args) {
   topt.scheduler_step = train::SchedulerStep::PerBatch;
   topt.tta_flip = s.tta_flip;
   topt.checkpoint_dir = out;
-  topt.on_step = [&progress](const train::StepInfo& i) {
-    progress.on_step(i);
+  topt.on_step = [&progress, writer](const train::StepInfo& i) {
+    if (writer) progress.on_step(i);
     if (g_interrupted != 0) throw Interrupted{};
   };
-  topt.on_val_step = [&progress](int64_t done, int64_t total) {
-    progress.on_val_step(done, total);
+  topt.on_val_step = [&progress, writer](int64_t done, int64_t total) {
+    if (writer) progress.on_val_step(done, total);
   };
   topt.clip_grad_norm = s.clip_grad_norm;
   topt.patience = s.patience;
   // The metrics files and curves are rewritten after every epoch, so an
   // interrupted run still has them.
   const train::Trainer* running = nullptr;
-  topt.on_epoch = [&progress, &out, &running](const train::EpochStats& e) {
+  topt.on_epoch = [&progress, &out, &running, writer](const train::EpochStats& e) {
+    if (!writer) return;
     progress.on_epoch(e);
     if (running != nullptr) write_metrics(out, running->history());
   };
+  topt.group = group;
   train::Trainer trainer(net.ptr(), *opt, sched.get(), topt);
   running = &trainer;
   if (!checkpoint.empty()) {
-    if (dir != out) remove_stale_temporaries(dir);
+    if (dir != out && writer) remove_stale_temporaries(dir);
     trainer.resume(checkpoint);
     std::cout << "resumed after epoch " << trainer.epochs_done() << " of " << s.epochs << "\n";
   }
@@ -986,12 +1051,12 @@ int run_train(const TrainArgs& args) {
     }
   } catch (const train::NonFiniteLoss& e) {
     progress.clear_bar();
-    write_metrics(out, trainer.history());
+    if (writer) write_metrics(out, trainer.history());
     std::cerr << "tandem train: " << e.message() << "\n";
     return kExitRuntime;
   } catch (const Interrupted&) {
     progress.clear_bar();
-    write_metrics(out, trainer.history());
+    if (writer) write_metrics(out, trainer.history());
     const int64_t done = trainer.epochs_done();
     std::cout << "\ninterrupted (Ctrl-C)"
               << (done < s.epochs ? "; epoch " + std::to_string(done + 1) + " was abandoned" : "")
@@ -1000,11 +1065,14 @@ int run_train(const TrainArgs& args) {
               << std::flush;
     return kExitInterrupted;
   }
-  write_metrics(out, trainer.history());
+  if (writer) write_metrics(out, trainer.history());
   const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 
-  td::data::DataLoader test_loader(cifar.test, loader_options(s, device, false, args.workers));
-  const train::EvalResult test = train::evaluate(*net, test_loader, classes_count, s.tta_flip);
+  td::data::DataLoader test_loader(cifar.test,
+                                   shard(loader_options(s, device, false, args.workers), false));
+  const train::EvalResult test =
+      train::evaluate(*net, test_loader, classes_count, s.tta_flip, 0, {}, group.get());
+  if (!writer) return kExitOk;
   const std::vector<std::string> classes = class_names(cifar.test);
   td::plot::confusion_matrix(out + "/confusion.svg", test.confusion, classes,
                              "Confusion matrix (test set, " + s.model + ")");
@@ -1017,6 +1085,7 @@ int run_train(const TrainArgs& args) {
   results["best_epoch"] = trainer.history().best_epoch + 1;
   results["best_val_accuracy"] = nullable(trainer.history().best_val_accuracy);
   results["train_seconds"] = train_seconds;
+  results["world_size"] = world;
   results["evaluated"] =
       "the model after the last epoch" + std::string(s.tta_flip ? ", flip TTA" : "");
   results["evaluated_checkpoint"] = "last";
@@ -1183,6 +1252,18 @@ void add_train(CLI::App& app) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   add_threads_option(cmd, &a->threads);
+  cmd->add_option("--nproc", a->nproc,
+                  "data-parallel: start N ranks on this machine (one per GPU; on a CPU the "
+                  "cores are split); --batch-size is the global batch")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--rank", a->rank, "this process's rank (several machines; with --world-size)");
+  cmd->add_option("--world-size", a->world_size, "ranks in all (several machines)");
+  cmd->add_option("--rendezvous", a->rendezvous,
+                  "where the ranks meet: tcp://HOST:PORT (rank 0 serves it) or file:///PATH "
+                  "(a fresh directory every rank sees)");
+  cmd->add_flag("--no-sync-batchnorm", a->no_sync_batchnorm,
+                "data-parallel: batch norm statistics per rank instead of over all ranks");
   run_when_parsed(cmd, [a, cmd] {
     for (const CLI::Option* o : cmd->get_options()) {
       if (o->count() > 0) a->given.push_back(o->get_name());
