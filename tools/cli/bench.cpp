@@ -4,9 +4,12 @@
 // CUDA is timed with synchronize + steady clock around the timed steps; CPU
 // peak memory is the process's peak RSS (getrusage), CUDA's the caching
 // allocator's peak of live tensors.
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -62,10 +65,19 @@ json bench_train_on(const td::Device& d, const BenchTrainArgs& a) {
   const auto fopt = td::dtype(td::kFloat32).device(d);
   td::Tensor x = td::randn({a.batch_size, 3, 32, 32}, fopt);
   td::Tensor y = td::randint(0, 10, {a.batch_size}, td::TensorOptions(td::kInt64).device(d));
+  // A rank of `bench train --nproc N` (the environment says so): the steps of
+  // data-parallel training, gradients all-reduced (Gloo) before each update.
+  std::shared_ptr<td::dist::ProcessGroup> group;
+  std::unique_ptr<td::dist::DataParallel> ddp;
+  if (td::dist::env_is_distributed()) {
+    group = td::dist::ProcessGroup::create(td::dist::options_from_env());
+    ddp = std::make_unique<td::dist::DataParallel>(net.ptr(), group);
+  }
   auto step = [&] {
     opt.zero_grad();
     td::Tensor loss = td::cross_entropy(net(x), y);
     loss.backward();
+    if (ddp) ddp->finish_gradient_sync();
     opt.step();
   };
   if (d.is_cuda()) td::cuda::reset_peak_memory_stats(0);
@@ -76,10 +88,14 @@ json bench_train_on(const td::Device& d, const BenchTrainArgs& a) {
   sync(d);
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   const double ms = seconds * 1000.0 / static_cast<double>(a.steps);
+  const int64_t world = group ? group->size() : 1;
   json j = {{"device", d.is_cuda() ? "cuda" : "cpu"},
             {"device_name", device_label(d)},
             {"ms_per_step", ms},
-            {"images_per_second", static_cast<double>(a.batch_size * a.steps) / seconds}};
+            {"ranks", world},
+            {"global_batch", a.batch_size * world},
+            {"images_per_second", static_cast<double>(a.batch_size * world * a.steps) / seconds}};
+  if (group) group->barrier();
   if (d.is_cuda()) {
     const td::cuda::MemoryStats m = td::cuda::memory_stats(0);
     j["peak_memory_bytes"] = static_cast<double>(m.peak_allocated_bytes);
@@ -153,7 +169,51 @@ std::vector<OpCase> op_cases(double scale) {
 
 }  // namespace
 
+// --nproc N: one process with every core at batch B, then N ranks at B / N
+// each (the same global batch, the cores split), the second's rank 0 writing
+// its JSON to a file this process reads.
+int run_bench_train_nproc(const BenchTrainArgs& a) {
+  if (a.batch_size % a.nproc != 0)
+    throw UsageError("--batch-size must be a multiple of --nproc (it is the global batch)");
+  const td::Device cpu(td::kCPU);
+  if (!a.json_output)
+    std::cerr << "bench: " << a.model << ", global batch " << a.batch_size << ", " << a.steps
+              << " steps: 1 process with all cores, then " << a.nproc << " ranks ...\n";
+  const json one = bench_train_on(cpu, a);
+  char tmpl[] = "/tmp/tandem_bench_XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("cannot create a temporary directory");
+  const std::string file = std::string(tmpl) + "/rank0.json";
+  const int rc = launch_ranks({"tandem", "bench", "train", "--model", a.model, "--batch-size",
+                               std::to_string(a.batch_size / a.nproc), "--steps",
+                               std::to_string(a.steps), "--warmup", std::to_string(a.warmup),
+                               "--device", "cpu", "--json"},
+                              a.nproc, a.threads == 0, file);
+  if (rc != 0) throw std::runtime_error("a rank of the data-parallel benchmark failed");
+  const json ranks = read_json_file(file, file)["results"][0];
+  const double speedup =
+      ranks["images_per_second"].get<double>() / one["images_per_second"].get<double>();
+  json out = {{"benchmark", "train --nproc"}, {"model", a.model},
+              {"global_batch", a.batch_size},  {"steps", a.steps},
+              {"host", host_info()},           {"one_process", one},
+              {"data_parallel", ranks},        {"speedup", speedup}};
+  if (a.json_output) {
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::printf("model %s, global batch %lld, %lld timed steps (CPU)\n", a.model.c_str(),
+              static_cast<long long>(a.batch_size), static_cast<long long>(a.steps));
+  std::printf("%-40s %12s %12s\n", "configuration", "ms/step", "images/s");
+  std::printf("%-40s %12.2f %12.1f\n", "1 process, all cores", one["ms_per_step"].get<double>(),
+              one["images_per_second"].get<double>());
+  std::printf("%-40s %12.2f %12.1f\n",
+              (std::to_string(a.nproc) + " ranks (Gloo), cores split").c_str(),
+              ranks["ms_per_step"].get<double>(), ranks["images_per_second"].get<double>());
+  std::printf("data-parallel / one process: %.2fx\n", speedup);
+  return kExitOk;
+}
+
 int run_bench_train(const BenchTrainArgs& a) {
+  if (a.nproc > 1 && !td::dist::env_is_distributed()) return run_bench_train_nproc(a);
   if (a.batch_size < 1)
     throw UsageError("--batch-size must be at least 1, got " + std::to_string(a.batch_size));
   if (a.steps < 1) throw UsageError("--steps must be at least 1, got " + std::to_string(a.steps));
@@ -278,6 +338,11 @@ void add_bench_train(CLI::App* bench) {
                     {"auto", "both", "cpu", "cuda"});
   cmd->add_flag("--json", a->json_output, "machine-readable output (with host and GPU names)");
   add_threads_option(cmd, &a->threads);
+  cmd->add_option("--nproc", a->nproc,
+                  "CPU: N data-parallel ranks (cores split, --batch-size the global batch) "
+                  "against one process with all cores")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   run_when_parsed(cmd, [a] { return run_bench_train(*a); });
 }
 

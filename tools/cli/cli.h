@@ -155,6 +155,11 @@ DistSetup dist_setup(const TrainArgs& args);
 // rendezvous, the cores split) writing into `out`; returns the first
 // non-zero exit status of a rank, or 0.
 int launch_local(const TrainArgs& args, const std::string& out);
+// Starts `n` ranks of the command `argv` (argv[0] is replaced by this
+// executable); with split_cores, OMP_NUM_THREADS = cores / n each. Rank 0's
+// stdout goes to `rank0_stdout` when not empty.
+int launch_ranks(std::vector<std::string> argv, int n, bool split_cores,
+                 const std::string& rank0_stdout);
 
 struct EvalArgs {
   std::string checkpoint;
@@ -186,6 +191,7 @@ struct BenchTrainArgs {
   std::string devices = "auto";  // auto (both where CUDA runs), cpu, cuda
   bool json_output = false;
   int threads = 0;
+  int nproc = 1;  // > 1: N data-parallel ranks against one process with all cores
 };
 int run_bench_train(const BenchTrainArgs& args);
 

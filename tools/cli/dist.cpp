@@ -2,6 +2,7 @@
 // launcher (N processes of this executable, a fresh file rendezvous, the CPU
 // cores split between them, one GPU each on a GPU machine) and the rank's
 // setup (--rank/--world-size/--rendezvous or the environment).
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -65,20 +66,23 @@ DistSetup dist_setup(const TrainArgs& args) {
 }
 
 int launch_local(const TrainArgs& args, const std::string& out) {
-  const int n = args.nproc;
-  char tmpl[] = "/tmp/tandem_rendezvous_XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("cannot create a rendezvous directory");
-  const std::string rendezvous = std::string("file://") + tmpl + "/store";
   std::vector<std::string> argv = own_argv();
   if (argv.empty()) throw std::runtime_error("cannot read this process's command line");
-  argv[0] = "/proc/self/exe";
   if (args.out.empty() && !out.empty()) {
     argv.push_back("--out");
     argv.push_back(out);
   }
+  return launch_ranks(argv, args.nproc, args.threads == 0, "");
+}
+
+int launch_ranks(std::vector<std::string> argv, int n, bool split_cores,
+                 const std::string& rank0_stdout) {
+  char tmpl[] = "/tmp/tandem_rendezvous_XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("cannot create a rendezvous directory");
+  const std::string rendezvous = std::string("file://") + tmpl + "/store";
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const unsigned threads = std::max(1u, cores / static_cast<unsigned>(n));
-  std::cout << "launching " << n << " ranks on this machine (rendezvous " << rendezvous << ", "
+  std::cerr << "launching " << n << " ranks on this machine (rendezvous " << rendezvous << ", "
             << threads << " CPU thread" << (threads == 1 ? "" : "s") << " each)" << std::endl;
   std::vector<pid_t> pids(static_cast<size_t>(n), -1);
   char exe[4096] = {0};
@@ -95,7 +99,7 @@ int launch_local(const TrainArgs& args, const std::string& out) {
     env.push_back("LOCAL_RANK=" + std::to_string(r));
     env.push_back("WORLD_SIZE=" + std::to_string(n));
     env.push_back("TANDEM_RENDEZVOUS=" + rendezvous);
-    if (args.threads == 0) env.push_back("OMP_NUM_THREADS=" + std::to_string(threads));
+    if (split_cores) env.push_back("OMP_NUM_THREADS=" + std::to_string(threads));
     std::vector<char*> envp, av;
     for (auto& s : env) envp.push_back(s.data());
     envp.push_back(nullptr);
@@ -109,8 +113,14 @@ int launch_local(const TrainArgs& args, const std::string& out) {
     sigaddset(&dflt, SIGINT);
     posix_spawnattr_setsigdefault(&attr, &dflt);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-    const int rc = posix_spawn(&pids[static_cast<size_t>(r)], exe, nullptr, &attr, av.data(),
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (r == 0 && !rank0_stdout.empty())
+      posix_spawn_file_actions_addopen(&fa, 1, rank0_stdout.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                       0600);
+    const int rc = posix_spawn(&pids[static_cast<size_t>(r)], exe, &fa, &attr, av.data(),
                                envp.data());
+    posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) throw std::runtime_error("cannot start rank " + std::to_string(r));
     if (r == 0) ::signal(SIGINT, SIG_IGN);

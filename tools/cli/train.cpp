@@ -836,6 +836,8 @@ int run_train(const TrainArgs& args) {
   if (dsetup.launch) {
     std::string launch_out = args.out;
     if (launch_out.empty() && args.resume.empty() && !args.print_config) launch_out = new_run_dir();
+    // A refused --out is said once, here, before any rank starts.
+    if (args.resume.empty() && !args.print_config) check_out_dir(launch_out, "", args.overwrite);
     return launch_local(args, launch_out);
   }
   static NullBuffer null_buffer;
@@ -897,7 +899,28 @@ int run_train(const TrainArgs& args) {
   if (dsetup.rank == 0) check_out_dir(out, dir, args.overwrite);
   if (out.empty()) out = dir.empty() ? new_run_dir() : dir;
 
-  td::data::Cifar10 cifar = load_data(s.data);
+  std::shared_ptr<td::dist::ProcessGroup> group;
+  td::dist::Backend backend = td::dist::Backend::Gloo;
+  if (dsetup.world > 1) {
+    if (device.is_cuda()) {
+      for (const auto& b : td::dist::backends()) {
+        if (b.name != "nccl") continue;
+        if (b.available) {
+          backend = td::dist::Backend::Nccl;
+        } else {
+          std::cout << "dist: NCCL unavailable (" << b.detail << "): GPU gradients go through "
+                    << "Gloo with pinned host buffers\n";
+        }
+      }
+    }
+    group = td::dist::ProcessGroup::create(dsetup.init, backend);
+  }
+  // Rank 0 prepares the data (an archive is unpacked into a shared cache once)
+  // while the others wait, then they read what it prepared.
+  td::data::Cifar10 cifar;
+  if (dsetup.rank == 0) cifar = load_data(s.data);
+  if (group) group->barrier();
+  if (dsetup.rank != 0) cifar = load_data(s.data);
   const int64_t classes_count = num_classes(cifar.train);
   if (classes_count != checked_classes) check_model_runs(s, classes_count);
   const int64_t n_train = cifar.train.size();
@@ -922,25 +945,11 @@ int run_train(const TrainArgs& args) {
               << val_set.size() << " validation / " << cifar.test.size() << " test images\n";
   }
 
-  std::shared_ptr<td::dist::ProcessGroup> group;
-  if (dsetup.world > 1) {
+  if (group) {
     if (s.batch_size % dsetup.world != 0)
       throw UsageError("--batch-size " + std::to_string(s.batch_size) +
                        " (the global batch) must be a multiple of the " +
                        std::to_string(dsetup.world) + " ranks");
-    td::dist::Backend backend = td::dist::Backend::Gloo;
-    if (device.is_cuda()) {
-      for (const auto& b : td::dist::backends()) {
-        if (b.name != "nccl") continue;
-        if (b.available) {
-          backend = td::dist::Backend::Nccl;
-        } else {
-          std::cout << "dist: NCCL unavailable (" << b.detail << "): GPU gradients go through "
-                    << "Gloo with pinned host buffers\n";
-        }
-      }
-    }
-    group = td::dist::ProcessGroup::create(dsetup.init, backend);
     std::cout << "dist: rank " << dsetup.rank << " of " << dsetup.world << ", backend "
               << td::dist::backend_name(backend) << ", global batch " << s.batch_size << " ("
               << s.batch_size / dsetup.world << " per rank)\n";
