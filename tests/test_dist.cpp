@@ -128,8 +128,8 @@ bool exited_ok(const Rank& r) { return WIFEXITED(r.status) && WEXITSTATUS(r.stat
 std::string describe(const std::vector<Rank>& rs) {
   std::string s;
   for (size_t i = 0; i < rs.size(); ++i)
-    s += "rank #" + std::to_string(i) + " status " + std::to_string(rs[i].status) + "\n out: " +
-         rs[i].out + "\n err: " + rs[i].err + "\n";
+    s += "rank #" + std::to_string(i) + " status " + std::to_string(rs[i].status) +
+         "\n out: " + rs[i].out + "\n err: " + rs[i].err + "\n";
   return s;
 }
 

@@ -55,7 +55,7 @@ bool env_is_distributed();
 
 // What `tandem info` lists.
 struct BackendInfo {
-  std::string name;     // "gloo", "nccl"
+  std::string name;  // "gloo", "nccl"
   bool available = false;
   std::string version;  // "" when unavailable
   std::string detail;   // transports, or why it is unavailable

@@ -417,7 +417,8 @@ void register_post_accumulate_grad_hook(const Tensor& leaf,
 }
 
 void clear_post_accumulate_grad_hooks(const Tensor& leaf) {
-  if (leaf.defined() && leaf.impl()->autograd) leaf.impl()->autograd->post_accumulate_grad_hooks.clear();
+  if (leaf.defined() && leaf.impl()->autograd)
+    leaf.impl()->autograd->post_accumulate_grad_hooks.clear();
 }
 
 }  // namespace autograd

@@ -299,14 +299,14 @@ DataLoader::DataLoader(ImageDataset dataset, LoaderOptions options)
                "DataLoader: workers and prefetch must be at least 1, got ", options.workers,
                " and ", options.prefetch);
   m.n = dataset.size();
-  TANDEM_CHECK(options.num_replicas >= 1 && options.rank >= 0 && options.rank < options.num_replicas,
-               "DataLoader: rank ", options.rank, " is not in [0, num_replicas ",
-               options.num_replicas, ")");
+  TANDEM_CHECK(
+      options.num_replicas >= 1 && options.rank >= 0 && options.rank < options.num_replicas,
+      "DataLoader: rank ", options.rank, " is not in [0, num_replicas ", options.num_replicas, ")");
   m.epoch_len = options.num_replicas == 1
-              ? m.n
-              : (options.pad_shards ? (m.n + options.num_replicas - 1) / options.num_replicas
-                                    : (m.n - options.rank + options.num_replicas - 1) /
-                                          options.num_replicas);
+                    ? m.n
+                    : (options.pad_shards ? (m.n + options.num_replicas - 1) / options.num_replicas
+                                          : (m.n - options.rank + options.num_replicas - 1) /
+                                                options.num_replicas);
   m.channels = dataset.images.size(1);
   m.height = dataset.images.size(2);
   m.width = dataset.images.size(3);

@@ -23,7 +23,7 @@ int64_t now_ns() {
 }
 
 struct Bucket {
-  std::vector<size_t> params;   // indices into Impl::params
+  std::vector<size_t> params;    // indices into Impl::params
   std::vector<int64_t> offsets;  // of each param in flat
   Tensor flat;
   size_t pending = 0;  // params whose gradient has not arrived this step
@@ -52,8 +52,9 @@ struct DataParallel::Impl {
       const bool fits = !buckets.empty() && [&] {
         const Bucket& b = buckets.back();
         const Tensor& first = params[b.params.front()];
-        const size_t bytes = static_cast<size_t>(b.offsets.back() + params[b.params.back()].numel()) *
-                             first.element_size();
+        const size_t bytes =
+            static_cast<size_t>(b.offsets.back() + params[b.params.back()].numel()) *
+            first.element_size();
         return first.dtype() == p.dtype() && first.device() == p.device() &&
                bytes + p.nbytes() <= std::max(cap, first.element_size());
       }();
@@ -108,7 +109,8 @@ struct DataParallel::Impl {
     NoGradGuard no_grad;
     for (Bucket& b : buckets) {
       b.work->wait();
-      timings.bucket_start_ns.push_back(b.work->start_ns() > 0 ? b.work->start_ns() : b.launched_ns);
+      timings.bucket_start_ns.push_back(b.work->start_ns() > 0 ? b.work->start_ns()
+                                                               : b.launched_ns);
       b.work.reset();
       b.flat.mul_(scale);
       for (size_t pos = 0; pos < b.params.size(); ++pos) {

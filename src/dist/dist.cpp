@@ -64,8 +64,8 @@ InitOptions options_from_env() {
   TANDEM_CHECK(std::getenv("RANK") != nullptr || o.world_size == 1,
                "dist: WORLD_SIZE=", o.world_size, " but RANK is not set");
   o.rank = env_int("RANK", 0);
-  TANDEM_CHECK(o.rank < o.world_size, "dist: RANK=", o.rank, " is not below WORLD_SIZE=",
-               o.world_size);
+  TANDEM_CHECK(o.rank < o.world_size, "dist: RANK=", o.rank,
+               " is not below WORLD_SIZE=", o.world_size);
   o.rendezvous = env_str("TANDEM_RENDEZVOUS");
   if (o.rendezvous.empty()) {
     const std::string addr = env_str("MASTER_ADDR"), port = env_str("MASTER_PORT");
@@ -86,8 +86,8 @@ std::vector<BackendInfo> backends() { return {detail::gloo_info(), detail::nccl_
 std::shared_ptr<ProcessGroup> ProcessGroup::create(const InitOptions& options, Backend backend) {
   TANDEM_CHECK(options.world_size >= 1 && options.rank >= 0 && options.rank < options.world_size,
                "dist: rank ", options.rank, " is not in [0, world size ", options.world_size, ")");
-  TANDEM_CHECK(options.world_size == 1 || !options.rendezvous.empty(),
-               "dist: a group of ", options.world_size, " ranks needs a rendezvous");
+  TANDEM_CHECK(options.world_size == 1 || !options.rendezvous.empty(), "dist: a group of ",
+               options.world_size, " ranks needs a rendezvous");
   TANDEM_CHECK(options.timeout.count() > 0, "dist: the timeout must be positive");
   std::shared_ptr<detail::Store> store;
   if (!options.rendezvous.empty())
@@ -114,8 +114,12 @@ namespace detail {
 
 Rendezvous::Rendezvous(std::shared_ptr<Store> store, std::string prefix, int rank, int size,
                        std::chrono::milliseconds timeout)
-    : store_(std::move(store)), prefix_(std::move(prefix)), rank_(rank), size_(size),
-      timeout_(timeout), peers_(static_cast<size_t>(size)) {
+    : store_(std::move(store)),
+      prefix_(std::move(prefix)),
+      rank_(rank),
+      size_(size),
+      timeout_(timeout),
+      peers_(static_cast<size_t>(size)) {
   peers_[static_cast<size_t>(rank)] = Peer{host_name(), static_cast<long>(::getpid())};
   if (size == 1) return;
   store_->set(prefix_ + "/peer/" + std::to_string(rank),

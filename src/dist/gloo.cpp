@@ -44,7 +44,8 @@ class GlooStore : public gloo::rendezvous::Store {
   }
   void wait(const std::vector<std::string>& keys) override { wait(keys, rv_.timeout()); }
   void wait(const std::vector<std::string>& keys, const std::chrono::milliseconds& t) override {
-    for (const auto& k : keys) rv_.store().get(rv_.prefix() + "/gloo/" + k, t, "Gloo's key '" + k + "'");
+    for (const auto& k : keys)
+      rv_.store().get(rv_.prefix() + "/gloo/" + k, t, "Gloo's key '" + k + "'");
   }
 
  private:
@@ -55,9 +56,15 @@ template <typename T>
 void set_reduce(gloo::AllreduceOptions& o, ReduceOp op) {
   using Fn = void (*)(void*, const void*, const void*, size_t);
   switch (op) {
-    case ReduceOp::Sum: o.setReduceFunction(static_cast<Fn>(&gloo::sum<T>)); break;
-    case ReduceOp::Max: o.setReduceFunction(static_cast<Fn>(&gloo::max<T>)); break;
-    case ReduceOp::Min: o.setReduceFunction(static_cast<Fn>(&gloo::min<T>)); break;
+    case ReduceOp::Sum:
+      o.setReduceFunction(static_cast<Fn>(&gloo::sum<T>));
+      break;
+    case ReduceOp::Max:
+      o.setReduceFunction(static_cast<Fn>(&gloo::max<T>));
+      break;
+    case ReduceOp::Min:
+      o.setReduceFunction(static_cast<Fn>(&gloo::min<T>));
+      break;
   }
 }
 
@@ -98,9 +105,15 @@ class GlooGroup : public ProcessGroup {
       o.setTag(next_tag());
       o.setTimeout(rv_->timeout());
       switch (host.dtype()) {
-        case kFloat32: set_io<float>(o, host), set_reduce<float>(o, op); break;
-        case kFloat64: set_io<double>(o, host), set_reduce<double>(o, op); break;
-        default: set_io<int64_t>(o, host), set_reduce<int64_t>(o, op); break;
+        case kFloat32:
+          set_io<float>(o, host), set_reduce<float>(o, op);
+          break;
+        case kFloat64:
+          set_io<double>(o, host), set_reduce<double>(o, op);
+          break;
+        default:
+          set_io<int64_t>(o, host), set_reduce<int64_t>(o, op);
+          break;
       }
       gloo::allreduce(o);
     });
@@ -130,30 +143,34 @@ class GlooGroup : public ProcessGroup {
     if (size_ == 1) {
       out.copy_(in.view(shape));
     } else {
-      comm_->submit([&] {
-        guarded("all_gather", [&] {
-          gloo::AllgatherOptions o(ctx_);
-          o.setTag(next_tag());
-          o.setTimeout(rv_->timeout());
-          o.setInput(static_cast<char*>(in.raw_data()), in.nbytes());
-          o.setOutput(static_cast<char*>(out.raw_data()), out.nbytes());
-          gloo::allgather(o);
-        });
-      })->wait();
+      comm_
+          ->submit([&] {
+            guarded("all_gather", [&] {
+              gloo::AllgatherOptions o(ctx_);
+              o.setTag(next_tag());
+              o.setTimeout(rv_->timeout());
+              o.setInput(static_cast<char*>(in.raw_data()), in.nbytes());
+              o.setOutput(static_cast<char*>(out.raw_data()), out.nbytes());
+              gloo::allgather(o);
+            });
+          })
+          ->wait();
     }
     return t.is_cuda() ? out.to(t.device()) : out;
   }
 
   void barrier() override {
     if (size_ == 1) return;
-    comm_->submit([this] {
-      guarded("barrier", [this] {
-        gloo::BarrierOptions o(ctx_);
-        o.setTag(next_tag());
-        o.setTimeout(rv_->timeout());
-        gloo::barrier(o);
-      });
-    })->wait();
+    comm_
+        ->submit([this] {
+          guarded("barrier", [this] {
+            gloo::BarrierOptions o(ctx_);
+            o.setTag(next_tag());
+            o.setTimeout(rv_->timeout());
+            gloo::barrier(o);
+          });
+        })
+        ->wait();
   }
 
  private:
@@ -224,7 +241,8 @@ BackendInfo gloo_info() {
   b.available = true;
   b.version = std::to_string(GLOO_VERSION_MAJOR) + "." + std::to_string(GLOO_VERSION_MINOR) + "." +
               std::to_string(GLOO_VERSION_PATCH);
-  b.detail = std::string("transport tcp") + (GLOO_HAVE_TRANSPORT_IBVERBS ? ", ibverbs (unused)" : "") +
+  b.detail = std::string("transport tcp") +
+             (GLOO_HAVE_TRANSPORT_IBVERBS ? ", ibverbs (unused)" : "") +
              (GLOO_USE_CUDA ? "; CUDA" : "; no CUDA: GPU tensors through pinned host buffers");
   return b;
 }

@@ -98,10 +98,12 @@ const NcclApi& nccl_api() {
       resolve(api, api.GetVersion, "ncclGetVersion");
       TANDEM_CHECK(api.GetVersion(&api.version) == ncclSuccess, "dist: ncclGetVersion failed");
       const int major = api.version >= 10000 ? api.version / 10000 : api.version / 1000;
-      TANDEM_CHECK(major == NCCL_MAJOR && api.version >= kMinVersion, "dist: NCCL ",
-                   api.version, " at ", library_name(), " is not usable: tandem was compiled "
-                   "against NCCL ", NCCL_MAJOR, ".", NCCL_MINOR, " and needs major version ",
-                   NCCL_MAJOR, ", at least ", kMinVersion, "; GPU training goes through Gloo");
+      TANDEM_CHECK(major == NCCL_MAJOR && api.version >= kMinVersion, "dist: NCCL ", api.version,
+                   " at ", library_name(),
+                   " is not usable: tandem was compiled "
+                   "against NCCL ",
+                   NCCL_MAJOR, ".", NCCL_MINOR, " and needs major version ", NCCL_MAJOR,
+                   ", at least ", kMinVersion, "; GPU training goes through Gloo");
       resolve(api, api.GetErrorString, "ncclGetErrorString");
       resolve(api, api.GetUniqueId, "ncclGetUniqueId");
       resolve(api, api.CommInitRank, "ncclCommInitRank");
@@ -126,9 +128,9 @@ std::string version_text(int v) {
   return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
 }
 
-#define TANDEM_NCCL_CHECK(stmt)                                                                 \
-  do {                                                                                          \
-    const ncclResult_t r_ = (stmt);                                                             \
+#define TANDEM_NCCL_CHECK(stmt)                                                                   \
+  do {                                                                                            \
+    const ncclResult_t r_ = (stmt);                                                               \
     TANDEM_CHECK(r_ == ncclSuccess, "dist: ", #stmt, " failed: ", nccl_api().GetErrorString(r_)); \
   } while (0)
 #define TANDEM_CUDART_CHECK(stmt)                                                          \
@@ -139,10 +141,14 @@ std::string version_text(int v) {
 
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
-    case kFloat32: return ncclFloat32;
-    case kFloat64: return ncclFloat64;
-    case kInt64: return ncclInt64;
-    default: TANDEM_FAIL("dist: NCCL collectives support float32, float64 and int64, got ", dtype_name(t));
+    case kFloat32:
+      return ncclFloat32;
+    case kFloat64:
+      return ncclFloat64;
+    case kInt64:
+      return ncclInt64;
+    default:
+      TANDEM_FAIL("dist: NCCL collectives support float32, float64 and int64, got ", dtype_name(t));
   }
 }
 ncclRedOp_t nccl_op(ReduceOp op) {
@@ -199,15 +205,17 @@ class NcclGroup : public ProcessGroup {
   std::shared_ptr<Work> all_reduce_async(Tensor t, ReduceOp op) override {
     check(t, "all_reduce");
     return enqueue(t, [&](cudaStream_t s) {
-      TANDEM_NCCL_CHECK(nccl_api().AllReduce(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()),
-                                             nccl_type(t.dtype()), nccl_op(op), comm_, s));
+      TANDEM_NCCL_CHECK(nccl_api().AllReduce(t.raw_data(), t.raw_data(),
+                                             static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
+                                             nccl_op(op), comm_, s));
     });
   }
   void broadcast(Tensor& t, int root) override {
     check(t, "broadcast");
     enqueue(t, [&](cudaStream_t s) {
-      TANDEM_NCCL_CHECK(nccl_api().Broadcast(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()),
-                                             nccl_type(t.dtype()), root, comm_, s));
+      TANDEM_NCCL_CHECK(nccl_api().Broadcast(t.raw_data(), t.raw_data(),
+                                             static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
+                                             root, comm_, s));
     })->wait();
   }
   Tensor all_gather(const Tensor& t) override {
@@ -216,8 +224,9 @@ class NcclGroup : public ProcessGroup {
     shape.insert(shape.begin(), size_);
     Tensor out = empty(shape, TensorOptions(t.dtype()).device(t.device()));
     enqueue(t, [&](cudaStream_t s) {
-      TANDEM_NCCL_CHECK(nccl_api().AllGather(t.raw_data(), out.raw_data(), static_cast<size_t>(t.numel()),
-                                             nccl_type(t.dtype()), comm_, s));
+      TANDEM_NCCL_CHECK(nccl_api().AllGather(t.raw_data(), out.raw_data(),
+                                             static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
+                                             comm_, s));
     })->wait();
     return out;
   }
@@ -309,7 +318,7 @@ BackendInfo nccl_info() {
   BackendInfo b;
   b.name = "nccl";
   b.detail = TANDEM_DIST_CUDA ? "not built (nccl.h was not found)"
-                                      : "not built (no CUDA backend in this build)";
+                              : "not built (no CUDA backend in this build)";
   return b;
 }
 

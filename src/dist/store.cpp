@@ -53,7 +53,8 @@ class FileStore : public Store {
  public:
   explicit FileStore(std::string dir) : dir_(std::move(dir)) {
     if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
-      TANDEM_FAIL("dist: cannot create the rendezvous directory ", dir_, ": ", std::strerror(errno));
+      TANDEM_FAIL("dist: cannot create the rendezvous directory ", dir_, ": ",
+                  std::strerror(errno));
   }
   void set(const std::string& key, const std::string& value) override {
     const std::string path = dir_ + "/" + hex_key(key);
@@ -242,7 +243,8 @@ class TcpStore : public Store {
       if (fd_ >= 0) break;
       TANDEM_CHECK(Clock::now() < deadline, "dist: rank ", rank,
                    " could not reach the rendezvous store of rank 0 at ", url, " within ",
-                   seconds(timeout), " s (", why, "): rank 0 did not arrive or the address is wrong");
+                   seconds(timeout), " s (", why,
+                   "): rank 0 did not arrive or the address is wrong");
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -330,8 +332,7 @@ std::shared_ptr<Store> make_store(const std::string& url, int rank,
 }
 
 std::string local_address(const std::string& url) {
-  if (const char* env = std::getenv("TANDEM_DIST_HOST"); env != nullptr && *env != '\0')
-    return env;
+  if (const char* env = std::getenv("TANDEM_DIST_HOST"); env != nullptr && *env != '\0') return env;
   if (url.compare(0, 6, "tcp://") != 0) return "127.0.0.1";
   auto [host, port] = parse_tcp_url(url);
   // The address of the interface that routes to the rendezvous host (a UDP
@@ -347,9 +348,10 @@ std::string local_address(const std::string& url) {
     socklen_t len = sizeof(ss);
     char buf[INET6_ADDRSTRLEN] = {0};
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-      const void* addr = ss.ss_family == AF_INET
-                             ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&ss)->sin_addr)
-                             : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr);
+      const void* addr =
+          ss.ss_family == AF_INET
+              ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&ss)->sin_addr)
+              : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr);
       if (::inet_ntop(ss.ss_family, addr, buf, sizeof(buf)) != nullptr) out = buf;
     }
   }

@@ -193,7 +193,8 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
     group->all_reduce(conf);
     const std::vector<int64_t> all = to_vector<int64_t>(conf);
     for (size_t i = 0; i < all.size(); ++i)
-      r.confusion[i / static_cast<size_t>(num_classes)][i % static_cast<size_t>(num_classes)] = all[i];
+      r.confusion[i / static_cast<size_t>(num_classes)][i % static_cast<size_t>(num_classes)] =
+          all[i];
   }
   r.loss = r.samples > 0 ? loss_sum / static_cast<double>(r.samples)
                          : std::numeric_limits<double>::quiet_NaN();

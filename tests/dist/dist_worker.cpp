@@ -119,8 +119,8 @@ void equiv(const std::shared_ptr<dist::ProcessGroup>& pg, const std::string& kin
                          std::to_string(w * batch) + " reference by " + std::to_string(d) +
                          " tolerances (atol 1e-5, rtol 1e-4)");
   }
-  std::cout << "OK equiv " << kind << " rank " << r << " buckets " << ddp.num_buckets()
-            << " worst " << worst_seen << "\n";
+  std::cout << "OK equiv " << kind << " rank " << r << " buckets " << ddp.num_buckets() << " worst "
+            << worst_seen << "\n";
 }
 
 void overlap(const std::shared_ptr<dist::ProcessGroup>& pg) {
@@ -145,8 +145,8 @@ void overlap(const std::shared_ptr<dist::ProcessGroup>& pg) {
   ddp.finish_gradient_sync();
   const auto& tm = ddp.last_timings();
   expect(tm.buckets >= 2, "overlap: expected several buckets");
-  std::cout << "OK overlap rank " << pg->rank() << " buckets " << tm.buckets
-            << " backward_ms " << static_cast<double>(t1 - t0) / 1e6 << " first_bucket_start_ms "
+  std::cout << "OK overlap rank " << pg->rank() << " buckets " << tm.buckets << " backward_ms "
+            << static_cast<double>(t1 - t0) / 1e6 << " first_bucket_start_ms "
             << static_cast<double>(tm.bucket_start_ns[0] - t0) / 1e6 << "\n";
   expect(tm.bucket_start_ns[0] < t1, "the first bucket's all-reduce started after backward ended");
 }

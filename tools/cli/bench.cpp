@@ -183,19 +183,19 @@ int run_bench_train_nproc(const BenchTrainArgs& a) {
   char tmpl[] = "/tmp/tandem_bench_XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("cannot create a temporary directory");
   const std::string file = std::string(tmpl) + "/rank0.json";
-  const int rc = launch_ranks({"tandem", "bench", "train", "--model", a.model, "--batch-size",
-                               std::to_string(a.batch_size / a.nproc), "--steps",
-                               std::to_string(a.steps), "--warmup", std::to_string(a.warmup),
-                               "--device", "cpu", "--json"},
-                              a.nproc, a.threads == 0, file);
+  const int rc =
+      launch_ranks({"tandem", "bench", "train", "--model", a.model, "--batch-size",
+                    std::to_string(a.batch_size / a.nproc), "--steps", std::to_string(a.steps),
+                    "--warmup", std::to_string(a.warmup), "--device", "cpu", "--json"},
+                   a.nproc, a.threads == 0, file);
   if (rc != 0) throw std::runtime_error("a rank of the data-parallel benchmark failed");
   const json ranks = read_json_file(file, file)["results"][0];
   const double speedup =
       ranks["images_per_second"].get<double>() / one["images_per_second"].get<double>();
   json out = {{"benchmark", "train --nproc"}, {"model", a.model},
-              {"global_batch", a.batch_size},  {"steps", a.steps},
-              {"host", host_info()},           {"one_process", one},
-              {"data_parallel", ranks},        {"speedup", speedup}};
+              {"global_batch", a.batch_size}, {"steps", a.steps},
+              {"host", host_info()},          {"one_process", one},
+              {"data_parallel", ranks},       {"speedup", speedup}};
   if (a.json_output) {
     std::cout << out.dump(2) << "\n";
     return kExitOk;

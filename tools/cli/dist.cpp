@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -39,8 +39,9 @@ DistSetup dist_setup(const TrainArgs& args) {
   if (args.nproc < 1) throw UsageError("--nproc must be at least 1");
   if (args.nproc > 1 && !launched) {
     if (args.world_size || args.rank || !args.rendezvous.empty())
-      throw UsageError("--nproc starts the ranks of one machine; --rank, --world-size and "
-                       "--rendezvous are for starting each rank yourself (several machines)");
+      throw UsageError(
+          "--nproc starts the ranks of one machine; --rank, --world-size and "
+          "--rendezvous are for starting each rank yourself (several machines)");
     d.launch = true;
     return d;
   }
@@ -118,8 +119,8 @@ int launch_ranks(std::vector<std::string> argv, int n, bool split_cores,
     if (r == 0 && !rank0_stdout.empty())
       posix_spawn_file_actions_addopen(&fa, 1, rank0_stdout.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                        0600);
-    const int rc = posix_spawn(&pids[static_cast<size_t>(r)], exe, &fa, &attr, av.data(),
-                               envp.data());
+    const int rc =
+        posix_spawn(&pids[static_cast<size_t>(r)], exe, &fa, &attr, av.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) throw std::runtime_error("cannot start rank " + std::to_string(r));
