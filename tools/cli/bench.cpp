@@ -214,6 +214,13 @@ int run_bench_train_nproc(const BenchTrainArgs& a) {
 
 int run_bench_train(const BenchTrainArgs& a) {
   if (a.nproc > 1 && !td::dist::env_is_distributed()) return run_bench_train_nproc(a);
+  // A rank of --nproc: rank 0's JSON is the answer; the others say nothing.
+  struct NullBuffer : std::streambuf {
+    int overflow(int c) override { return c; }
+  };
+  static NullBuffer null_buffer;
+  if (td::dist::env_is_distributed() && td::dist::options_from_env().rank > 0)
+    std::cout.rdbuf(&null_buffer);
   if (a.batch_size < 1)
     throw UsageError("--batch-size must be at least 1, got " + std::to_string(a.batch_size));
   if (a.steps < 1) throw UsageError("--steps must be at least 1, got " + std::to_string(a.steps));
