@@ -736,6 +736,41 @@ class Info(unittest.TestCase):
         self.assertEqual(rc, 0, out + err)
         self.assertIn("hostname", json.loads(out))
 
+    def test_info_lists_dist_backends(self):
+        rc, out, err = run("info")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("dist backend gloo: ", out)
+        self.assertIn("dist backend nccl: ", out)
+
+
+class Dist(unittest.TestCase):
+    """tandem train --nproc 2 on a synthetic set: the ranks meet over a file
+    rendezvous on this machine; only rank 0 writes the run directory."""
+
+    def test_nproc_two_ranks_train_and_resume(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out_dir = os.path.join(tmp, "run")
+            env = dict(os.environ, TANDEM_DIST_TIMEOUT="60")
+            rc, out, err = run("train", "--synthetic", "256", "--model", "lenet", "--epochs", "1",
+                               "--batch-size", "32", "--val-split", "64", "--nproc", "2",
+                               "--out", out_dir, env=env)
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn("launching 2 ranks", err)
+            self.assertEqual(out.count("dist: rank 0 of 2, backend gloo, global batch 32 (16 per rank)"), 1, out)
+            with open(os.path.join(out_dir, "results.json")) as f:
+                results = json.load(f)
+            self.assertEqual(results["world_size"], 2)
+            rc, out, err = run("train", "--resume", out_dir, "--epochs", "2", "--nproc", "2", env=env)
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn("resumed after epoch 1 of 2", out)
+            with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+                self.assertEqual(len(f.read().strip().splitlines()), 2)
+
+    def test_nproc_with_rank_is_a_usage_error(self):
+        rc, out, err = run("train", "--synthetic", "64", "--nproc", "2", "--rank", "0")
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("--nproc starts the ranks of one machine", err)
+
 
 def write_png(path, width, height, rgb):
     """A solid-colour RGB PNG, written with zlib alone."""
@@ -933,7 +968,7 @@ class Ux(unittest.TestCase):
 
 
 GROUPS = {"errors": Errors, "safety": Safety, "messages": Messages, "threads": Threads, "train": Train,
-          "model_json": ModelJson, "bench": Bench, "info": Info, "ux": Ux}
+          "model_json": ModelJson, "bench": Bench, "info": Info, "ux": Ux, "dist": Dist}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
