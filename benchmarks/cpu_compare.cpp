@@ -62,8 +62,14 @@ nn::Sequential cbr_net() {
   return net;
 }
 
+// SGD with momentum over the trainable parameters (resnet-fast freezes its
+// whitening and BatchNorm weights; PyTorch's SGD skips them, having no grad).
 std::shared_ptr<optim::Optimizer> sgd(nn::Sequential& net) {
-  return std::make_shared<optim::SGD>(net->parameters(), optim::SGDOptions(0.01).momentum(0.9));
+  std::vector<Tensor> trainable;
+  for (const Tensor& p : net->parameters()) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  return std::make_shared<optim::SGD>(trainable, optim::SGDOptions(0.01).momentum(0.9));
 }
 
 // 10M parameters split like a model's: 100 tensors of 100,000.
