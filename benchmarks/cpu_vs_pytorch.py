@@ -28,6 +28,7 @@ CASES = [
     ("lenet_b64", "LeNet training step, batch 64 (SGD momentum)", 10),
     ("lenet_b128", "LeNet training step, batch 128", 10),
     ("cbr_b64", "conv-BN-ReLU-pool net 64/128/256, batch 64", 2),
+    ("resnet_fast_b64", "resnet-fast (airbench94's net) training step, batch 64", 1),
     ("cbr_b128", "conv-BN-ReLU-pool net 64/128/256, batch 128", 2),
     ("conv_fwd", "conv2d 64->64 3x3 pad 1, 32x32, batch 128, forward", 3),
     ("conv_fwd_bwd", "the same conv, forward + backward", 2),
@@ -72,6 +73,31 @@ def torch_cases(torch):
             cin = w
         return nn.Sequential(*layers, nn.Flatten(), nn.Linear(256 * 16, 10))
 
+    def resnet_fast():
+        """tandem's resnet-fast preset (src/models/presets.cpp): a frozen 2x2
+        whitening conv 3->24, GELU, three groups (conv3x3 -> max-pool 2 -> BN ->
+        GELU -> conv3x3 -> BN -> GELU) of 64, 256, 256 channels with the BN
+        weights frozen at 1, a 3x3 max-pool, a bias-free Linear scaled by 1/9."""
+        def bn(c):
+            b = nn.BatchNorm2d(c, eps=1e-12, momentum=0.4)
+            b.weight.requires_grad_(False)
+            return b
+
+        def group(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2), bn(cout),
+                    nn.GELU(), nn.Conv2d(cout, cout, 3, padding=1, bias=False), bn(cout),
+                    nn.GELU()]
+
+        class Scale(nn.Module):
+            def forward(self, x):
+                return x * (1.0 / 9.0)
+
+        whiten = nn.Conv2d(3, 24, 2, bias=False)
+        whiten.weight.requires_grad_(False)
+        return nn.Sequential(whiten, nn.GELU(), *group(24, 64), *group(64, 256),
+                             *group(256, 256), nn.MaxPool2d(3), nn.Flatten(),
+                             nn.Linear(256, 10, bias=False), Scale())
+
     def train_step(net, batch):
         x = randn(batch, 3, 32, 32)
         y = torch.randint(0, 10, (batch,), generator=g)
@@ -94,6 +120,8 @@ def torch_cases(torch):
     def make(name):
         if name in ("lenet_b64", "lenet_b128"):
             return train_step(lenet(), 64 if name == "lenet_b64" else 128)
+        if name == "resnet_fast_b64":
+            return train_step(resnet_fast(), 64)
         if name in ("cbr_b64", "cbr_b128"):
             return train_step(cbr(), 64 if name == "cbr_b64" else 128)
         if name in ("conv_fwd", "conv_fwd_bwd"):
