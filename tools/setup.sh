@@ -32,6 +32,7 @@ packages=(
   patchelf             # tools/gpu-bundle.sh: RUNPATHs of the packed binaries
   xz-utils             # .tar.xz image archives (tar runs xz); the GPU bundle archive
   libcli11-dev         # command-line parsing of the tandem tool (tools/cli)
+  libgloo-dev          # collectives of tandem::dist on CPUs (Gloo, TCP transport; src/dist)
 )
 # --bench: also what benchmarks/cpu_vs_pytorch.py compares against (Debian's
 # PyTorch 1.13, CPU). The tests never need it.
