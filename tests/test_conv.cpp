@@ -1241,8 +1241,8 @@ TEST(ConvCuda, BatchBeyondTwoToThe31ElementsRunsInChunks) {
   TANDEM_SKIP_IF(SmallDevice, free_bytes < 4 * tensor_bytes + (size_t{2} << 30),
                  "needs about 40 GB of free device memory, " << (free_bytes >> 20) << " MiB free");
 #endif
-  Tensor x = tandem::rand({n, 1, side, side}, TensorOptions(kFloat32).device(gpu))
-                 .set_requires_grad(true);
+  Tensor x =
+      tandem::rand({n, 1, side, side}, TensorOptions(kFloat32).device(gpu)).set_requires_grad(true);
   const Tensor w =
       full({1, 1, 1, 1}, 0.75, TensorOptions(kFloat32).device(gpu)).set_requires_grad(true);
   const Tensor b = full({1}, -0.25, TensorOptions(kFloat32).device(gpu));

@@ -125,22 +125,28 @@ TEST_P(Edges, LossesOfZeroRows) {
   const Tensor target = rand({0, 3});
   const std::vector<Loss> losses = {
       {"cross_entropy",
-       [&](Reduction r) { return tandem::cross_entropy(logits, target_idx, r); }, logits, {0}},
+       [&](Reduction r) { return tandem::cross_entropy(logits, target_idx, r); },
+       logits,
+       {0}},
       {"cross_entropy smoothed",
-       [&](Reduction r) { return tandem::cross_entropy(logits, target_idx, r, 0.1); }, logits,
+       [&](Reduction r) { return tandem::cross_entropy(logits, target_idx, r, 0.1); },
+       logits,
        {0}},
       {"nll_loss",
        [&](Reduction r) { return tandem::nll_loss(tandem::log_softmax(logits, 1), target_idx, r); },
-       logits, {0}},
+       logits,
+       {0}},
       {"mse_loss", [&](Reduction r) { return tandem::mse_loss(pred, target, r); }, pred, {0, 3}},
       {"binary_cross_entropy",
        [&](Reduction r) { return tandem::binary_cross_entropy(probs, tandem::abs(target), r); },
-       probs, {0, 3}},
+       probs,
+       {0, 3}},
       {"binary_cross_entropy_with_logits",
        [&](Reduction r) {
          return tandem::binary_cross_entropy_with_logits(pred, tandem::abs(target), r);
        },
-       pred, {0, 3}},
+       pred,
+       {0, 3}},
   };
   for (const Loss& l : losses) {
     SCOPED_TRACE(l.name);
@@ -205,9 +211,10 @@ void expect_offset_invariant(const Tensor& base, int64_t rows,
   ASSERT_EQ(slice.raw_data(),
             static_cast<const char*>(b.raw_data()) + slice.numel() / rows * b.element_size())
       << "the slice must alias its base at an offset";
-  const Tensor copy = tt::make_tensor(tt::to_doubles(slice.detach().cpu()), slice.sizes(), b.dtype())
-                          .to(b.device())
-                          .set_requires_grad(true);
+  const Tensor copy =
+      tt::make_tensor(tt::to_doubles(slice.detach().cpu()), slice.sizes(), b.dtype())
+          .to(b.device())
+          .set_requires_grad(true);
   const Tensor y = op(slice), y_ref = op(copy);
   tt::expect_close(y.cpu(), y_ref.cpu(), tol);
   const Tensor g = tt::random_tensor(y.sizes(), y.dtype()).to(y.device());
@@ -235,11 +242,16 @@ TEST_P(Edges, ConvOfASliceWithAnOffset) {
 
 TEST_P(Edges, PoolingOfASliceWithAnOffset) {
   const Tensor base = rand({4, 3, 5, 7});
-  expect_offset_invariant(base, 2, [](const Tensor& x) { return tandem::max_pool2d(x, 2); }, tol());
+  expect_offset_invariant(
+      base, 2, [](const Tensor& x) { return tandem::max_pool2d(x, 2); }, tol());
   expect_offset_invariant(
       base, 2, [](const Tensor& x) { return tandem::avg_pool2d(x, 3, 2, 1, false); }, tol());
   expect_offset_invariant(
-      base, 2, [](const Tensor& x) { return tandem::adaptive_avg_pool2d(x, {2, 3}); }, tol());
+      base, 2,
+      [](const Tensor& x) {
+        return tandem::adaptive_avg_pool2d(x, {2, 3});
+      },
+      tol());
 }
 
 TEST_P(Edges, BatchNormOfASliceWithAnOffsetAndOffsetRunningStats) {
@@ -261,8 +273,8 @@ TEST_P(Edges, BatchNormOfASliceWithAnOffsetAndOffsetRunningStats) {
         [&](const Tensor& x) {
           const bool on_slice = first;
           first = false;
-          return tandem::batch_norm(x, on_slice ? rm : rm_ref, on_slice ? rv : rv_ref, weight,
-                                    bias, training, 0.1, 1e-5);
+          return tandem::batch_norm(x, on_slice ? rm : rm_ref, on_slice ? rv : rv_ref, weight, bias,
+                                    training, 0.1, 1e-5);
         },
         tol());
     const Tensor after = stats.cpu();
@@ -283,16 +295,15 @@ TEST_P(Edges, BatchNormOfASliceWithAnOffsetAndOffsetRunningStats) {
 
 TEST_P(Edges, LossesOfSlicesWithAnOffset) {
   const int64_t rows = 3, classes = 5;  // the slice starts 5 elements in
-  const Tensor idx_base =
-      tt::random_tensor({rows + 2}, tandem::kInt64, 0, classes - 1).to(dev());
+  const Tensor idx_base = tt::random_tensor({rows + 2}, tandem::kInt64, 0, classes - 1).to(dev());
   const Tensor target_idx = offset_slice(idx_base, rows);
   const Tensor target = tandem::abs(rand({rows, classes}));
   for (Reduction r : {Reduction::None, Reduction::Mean, Reduction::Sum}) {
     SCOPED_TRACE(static_cast<int>(r));
     const Tensor base = rand({rows + 2, classes});
     expect_offset_invariant(
-        base, rows,
-        [&](const Tensor& x) { return tandem::cross_entropy(x, target_idx, r, 0.1); }, tol());
+        base, rows, [&](const Tensor& x) { return tandem::cross_entropy(x, target_idx, r, 0.1); },
+        tol());
     expect_offset_invariant(
         base, rows,
         [&](const Tensor& x) { return tandem::nll_loss(tandem::log_softmax(x, 1), target_idx, r); },
@@ -310,8 +321,7 @@ TEST_P(Edges, LossesOfSlicesWithAnOffset) {
   // The target slice against an unshared copy of it.
   const Tensor logits = rand({rows, classes});
   tt::expect_close(tandem::cross_entropy(logits, target_idx, Reduction::None).cpu(),
-                   tandem::cross_entropy(logits, target_idx.clone(), Reduction::None).cpu(),
-                   tol());
+                   tandem::cross_entropy(logits, target_idx.clone(), Reduction::None).cpu(), tol());
 }
 
 }  // namespace

@@ -56,17 +56,24 @@ def source_files(tests_dir):
 
 
 def skip_sites(path):
-    """(WHEN, 'Suite.Name' or None outside a test body, line) for each TANDEM_SKIP_IF."""
-    sites, current = [], None
-    for n, line in enumerate(open(path, errors="replace"), 1):
+    """(WHEN, 'Suite.Name' or None outside a test body, line) for each TANDEM_SKIP_IF
+    (its arguments may run over several lines)."""
+    lines = open(path, errors="replace").read().split("\n")
+    owner, current = [], None  # the test each line belongs to
+    for line in lines:
         m = TEST_DEF.match(line)
         if m:
             current = f"{m.group(1)}.{m.group(2)}"
         elif line.startswith("}"):
             current = None  # a function at namespace scope ends here
-        for when in SKIP_SITE.findall(line):
-            if "#define" not in line and when != "WHEN":
-                sites.append((when, current, n))
+        owner.append(current)
+    text = "\n".join(lines)
+    sites = []
+    for m in SKIP_SITE.finditer(text):
+        n = text.count("\n", 0, m.start())
+        when = m.group(1)
+        if "#define" not in lines[n] and when != "WHEN":
+            sites.append((when, owner[n], n + 1))
     return sites
 
 

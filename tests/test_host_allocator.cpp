@@ -334,11 +334,11 @@ TEST(HostAllocator, EnvironmentSwitch) {
 
 TEST(HostAllocator, OutOfMemoryReleasesTheCacheThenThrows) {
   const char* asan_options = std::getenv("ASAN_OPTIONS");
-  TANDEM_SKIP_IF(Asan,
-                 kAsan && (asan_options == nullptr ||
-                           std::string(asan_options).find("allocator_may_return_null=1") ==
-                               std::string::npos),
-                 "AddressSanitizer aborts on an impossible allocation");
+  TANDEM_SKIP_IF(
+      Asan,
+      kAsan && (asan_options == nullptr ||
+                std::string(asan_options).find("allocator_may_return_null=1") == std::string::npos),
+      "AddressSanitizer aborts on an impossible allocation");
   CachingGuard caching(true);
   { (void)bytes(5 * (1 << 20)); }
   ASSERT_GT(cpu::memory_stats().cached_bytes, 0u);

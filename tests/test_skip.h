@@ -46,7 +46,8 @@ inline const std::vector<ExpectedSkip>& expected_skips() {
 
 inline bool glob_match(const char* pattern, const char* s) {
   if (*pattern == '\0') return *s == '\0';
-  if (*pattern == '*') return glob_match(pattern + 1, s) || (*s != '\0' && glob_match(pattern, s + 1));
+  if (*pattern == '*')
+    return glob_match(pattern + 1, s) || (*s != '\0' && glob_match(pattern, s + 1));
   return *s == *pattern && glob_match(pattern + 1, s + 1);
 }
 
@@ -65,7 +66,8 @@ inline std::string unexpected_skip(SkipWhen when, const char* when_name) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   const std::string name =
       info ? std::string(info->test_suite_name()) + "." + info->name() : std::string("?");
-  if (when == SkipWhen::NoCuda && cuda_required()) return "TANDEM_REQUIRE_CUDA=1 but no CUDA device";
+  if (when == SkipWhen::NoCuda && cuda_required())
+    return "TANDEM_REQUIRE_CUDA=1 but no CUDA device";
   for (const ExpectedSkip& e : expected_skips()) {
     if (e.when == when && glob_match(e.test, name.c_str())) return "";
   }
@@ -76,15 +78,16 @@ inline std::string unexpected_skip(SkipWhen when, const char* when_name) {
 
 // Skips the running test with `message` (streamable) when `condition` holds,
 // if tests/expected_skips.h lists it for WHEN (a SkipWhen name); fails otherwise.
-#define TANDEM_SKIP_IF(WHEN, condition, message)                                 \
-  do {                                                                           \
-    if (condition) {                                                             \
+#define TANDEM_SKIP_IF(WHEN, condition, message)                                          \
+  do {                                                                                    \
+    if (condition) {                                                                      \
       const std::string tandem_why_ = ::tt::unexpected_skip(::tt::SkipWhen::WHEN, #WHEN); \
-      if (!tandem_why_.empty()) FAIL() << tandem_why_ << ": " << message;        \
-      GTEST_SKIP() << "[" #WHEN "] " << message;                                 \
-    }                                                                            \
+      if (!tandem_why_.empty()) FAIL() << tandem_why_ << ": " << message;                 \
+      GTEST_SKIP() << "[" #WHEN "] " << message;                                          \
+    }                                                                                     \
   } while (0)
 
 // Skips the current test, printing why, when no CUDA device can be used.
-#define TANDEM_SKIP_WITHOUT_CUDA() \
-  TANDEM_SKIP_IF(NoCuda, !::tandem::cuda::is_available(), "no CUDA device: " << ::tt::cuda_unavailable_reason())
+#define TANDEM_SKIP_WITHOUT_CUDA()                        \
+  TANDEM_SKIP_IF(NoCuda, !::tandem::cuda::is_available(), \
+                 "no CUDA device: " << ::tt::cuda_unavailable_reason())

@@ -446,7 +446,8 @@ inline std::vector<Device> devices() {
   if (tandem::cuda::is_available()) {
     d.emplace_back(tandem::kCUDA, 0);
   } else if (cuda_required()) {
-    ADD_FAILURE() << "TANDEM_REQUIRE_CUDA=1 but no CUDA device: the CUDA half of this test did not run";
+    ADD_FAILURE()
+        << "TANDEM_REQUIRE_CUDA=1 but no CUDA device: the CUDA half of this test did not run";
   }
   return d;
 }
