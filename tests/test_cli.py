@@ -1224,7 +1224,12 @@ class EndToEnd(unittest.TestCase):
 
     def test_device_cuda_matches_the_cpu(self):
         if "CUDA backend: can run here" not in run("info")[1]:
-            self.skipTest("no usable CUDA device (the emulated one counts) in this build")
+            # No device (the emulated one counts): the same request is a usage error.
+            rc, out, err = run("train", "--device", "cuda", "--model", "mlp", "--synthetic", "64",
+                               "--out", os.path.join(self.dir, "gpu"))
+            self.assertEqual(rc, 2, out + err)
+            self.assertIn("--device cuda: the CUDA backend cannot run here", err)
+            return
         cpu, _, _ = self.small("cpu", "--seed", "9")
         gpu, out, _ = self.train("gpu", "--synthetic", "160", "--model", "mlp", "--batch-size", "16",
                                  "--epochs", "2", "--val-split", "32", "--device", "cuda", "--seed", "9")

@@ -1232,8 +1232,8 @@ TEST(ConvCuda, BatchBeyondTwoToThe31ElementsRunsInChunks) {
                  "(the chunking runs on a GPU)");
   const Device gpu(kCUDA);
   const int64_t n = 33, side = 8192;  // 2.2e9 float32 elements, 8.9 GB per tensor
-  const size_t tensor_bytes = static_cast<size_t>(n * side * side) * sizeof(float);
 #if TANDEM_WITH_CUDA
+  const size_t tensor_bytes = static_cast<size_t>(n * side * side) * sizeof(float);
   cuda::synchronize();
   cuda::empty_cache();
   size_t free_bytes = 0, total_bytes = 0;
