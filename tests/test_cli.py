@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tests of the `tandem` command-line tool (tools/cli/), run on the built binary.
 
-    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|safety|messages|threads|train|model_json|bench|info|ux]
+    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|safety|messages|threads|train|model_json|bench|info|ux|e2e]
 
 Runs are small (synthetic CIFAR-shaped sets of a few hundred images, lenet or
 mlp, 1-3 epochs) so that the whole file takes well under a minute on a CPU.
@@ -9,6 +9,7 @@ mlp, 1-3 epochs) so that the whole file takes well under a minute on a CPU.
 import argparse
 import csv
 import json
+import math
 import os
 import re
 import signal
@@ -967,8 +968,319 @@ class Ux(unittest.TestCase):
             self.assertEqual([l["type"] for l in json.load(f)["model"]["layers"]], types)
 
 
+def learnable_images(n, seed):
+    """n CIFAR-shaped images (3x32x32 bytes) and labels: a colour per class plus noise, so a
+    small net learns them in an epoch or two."""
+    import random
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = i % 10
+        img = bytearray()
+        for c in range(3):
+            base = (label * (c + 3) * 37) % 156
+            img += bytes(base + rng.randrange(100) for _ in range(1024))
+        out.append((label, bytes(img)))
+    return out
+
+
+def write_cifar_bin_dir(d, train_per_file=20, test=20, seed=1):
+    """A small CIFAR-10 directory in the official binary layout (five training batch files,
+    the test batch and batches.meta.txt); returns {file name: [(label, 3072 bytes)]}."""
+    os.makedirs(d, exist_ok=True)
+    content = {}
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for k, name in enumerate(names):
+        recs = learnable_images(test if name == "test_batch.bin" else train_per_file, seed * 100 + k)
+        content[name] = recs
+        with open(os.path.join(d, name), "wb") as f:
+            for label, img in recs:
+                f.write(bytes([label]) + img)
+    with open(os.path.join(d, "batches.meta.txt"), "w") as f:
+        f.write("\n".join(CLASSES) + "\n")
+    return content
+
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_png(path, chw):
+    """An 8-bit RGB PNG of a 3x32x32 planar image (standard library only)."""
+    import zlib
+    rows = b"".join(b"\x00" + bytes(chw[c * 1024 + y * 32 + x] for x in range(32) for c in range(3))
+                    for y in range(32))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def read_records(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    assert len(data) % 3073 == 0, path
+    return [(data[i], data[i + 1:i + 3073]) for i in range(0, len(data), 3073)]
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(l) for l in f]
+
+
+def results(run_dir):
+    with open(os.path.join(run_dir, "results.json")) as f:
+        return json.load(f)
+
+
+def settings(run_dir):
+    with open(os.path.join(run_dir, "config.json")) as f:
+        return json.load(f)["settings"]
+
+
+FIGURES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+
+
+def figures(run_dir):
+    """The run's figures that do not depend on timing: per epoch and the test result."""
+    per_epoch = [{k: e.get(k) for k in FIGURES} for e in metrics(run_dir)]
+    r = results(run_dir)
+    return per_epoch, r["test_accuracy"], r["confusion"]
+
+
+class EndToEnd(unittest.TestCase):
+    """Issue 29: the options of train, eval and data run end to end, and their figures are
+    checked: reproducible under --seed, equal where they must be, learning where they must."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def train(self, name, *args, env=None):
+        run_dir = os.path.join(self.dir, name)
+        rc, out, err = run("train", *args, "--out", run_dir, env=env)
+        self.assertEqual(rc, 0, f"tandem train {' '.join(args)}\n{out}\n{err}")
+        return run_dir, out, err
+
+    def small(self, name, *extra, epochs=2):
+        """mlp on 160 synthetic images, batches of 16, 32 for validation."""
+        return self.train(name, "--synthetic", "160", "--model", "mlp", "--batch-size", "16",
+                          "--epochs", str(epochs), "--val-split", "32", "--device", "cpu", *extra)
+
+    def test_seed_reproduces_the_figures_and_learns(self):
+        a, _, _ = self.small("a", "--seed", "7")
+        b, _, _ = self.small("b", "--seed", "7")
+        c, _, _ = self.small("c", "--seed", "8")
+        self.assertEqual(figures(a), figures(b), "the same --seed gave other figures")
+        self.assertNotEqual(figures(a)[0], figures(c)[0], "--seed 8 changed nothing")
+        self.assertEqual(settings(a)["seed"], 7)
+        # The synthetic set (a colour per class plus noise) is learnable: chance is 10%.
+        per_epoch, test_acc, confusion = figures(a)
+        self.assertLess(per_epoch[0]["train_loss"], math.log(10))
+        self.assertLess(per_epoch[1]["train_loss"], per_epoch[0]["train_loss"])
+        self.assertGreaterEqual(per_epoch[1]["val_accuracy"], 0.9)
+        self.assertGreaterEqual(test_acc, 0.9)
+        self.assertEqual(sum(map(sum, confusion)), 40)  # 160 / 4 test images
+        self.assertAlmostEqual(sum(confusion[i][i] for i in range(10)) / 40, test_acc, places=12)
+
+    def test_workers_do_not_change_the_figures(self):
+        a, _, _ = self.small("w1", "--seed", "3", "--workers", "1")
+        b, _, _ = self.small("w3", "--seed", "3", "--workers", "3")
+        self.assertEqual(figures(a), figures(b))
+
+    def test_schedules(self):
+        # 128 images in batches of 16 (no validation): 8 steps an epoch, 32 in all. metrics
+        # records the lr at the start of each epoch.
+        def lrs(schedule):
+            run_dir, out, _ = self.train(schedule, "--synthetic", "128", "--model", "mlp", "--batch-size",
+                                         "16", "--epochs", "4", "--val-split", "0", "--device", "cpu",
+                                         "--schedule", schedule)
+            self.assertIn(f"schedule {schedule}", out)
+            self.assertEqual(settings(run_dir)["schedule"], schedule)
+            return [e["lr"] for e in metrics(run_dir)], settings(run_dir)["lr"]
+
+        got, lr0 = lrs("cosine")
+        want = [lr0 * (1 + math.cos(math.pi * s / 32)) / 2 for s in (0, 8, 16, 24)]
+        for g, w in zip(got, want):
+            self.assertAlmostEqual(g, w, delta=1e-9 * lr0, msg=f"cosine: {got} vs {want}")
+        got, lr0 = lrs("warmup-linear")
+        peak = math.floor(0.1 * 32)  # 10% warm-up from 0.1 lr, then linear to 0
+
+        def factor(s):
+            return 0.1 + 0.9 * s / peak if s < peak else 1 - (s - peak) / (32 - peak)
+
+        want = [lr0 * factor(s) for s in (0, 8, 16, 24)]
+        for g, w in zip(got, want):
+            self.assertAlmostEqual(g, w, delta=1e-9 * lr0, msg=f"warmup-linear: {got} vs {want}")
+        got, lr0 = lrs("constant")
+        self.assertEqual(got, [lr0] * 4)
+
+    def test_label_smoothing(self):
+        # With smoothing s the target puts 1 - s + s/10 on the label and s/10 elsewhere; the
+        # cross-entropy cannot fall below that distribution's entropy, while the unsmoothed loss
+        # of the same (learnable) run falls well below it.
+        s = 0.2
+        hi, lo = 1 - s + s / 10, s / 10
+        floor = -(hi * math.log(hi) + 9 * lo * math.log(lo))
+        smooth, _, _ = self.small("smooth", "--seed", "5", "--label-smoothing", str(s), epochs=3)
+        plain, _, _ = self.small("plain", "--seed", "5", epochs=3)
+        self.assertEqual(settings(smooth)["label_smoothing"], s)
+        self.assertEqual(settings(plain)["label_smoothing"], 0)
+        for e in metrics(smooth):  # the validation loss is the plain cross-entropy
+            self.assertGreater(e["train_loss"], floor)
+        self.assertLess(metrics(plain)[-1]["train_loss"], floor - 0.3)
+
+    def test_no_augment(self):
+        # lenet's recipe flips images at random; --no-augment turns that off (and so changes
+        # the figures of an otherwise identical run, which repeats exactly without it).
+        args = ("--synthetic", "96", "--model", "lenet", "--batch-size", "16", "--epochs", "1",
+                "--val-split", "16", "--device", "cpu", "--seed", "2")
+        aug, _, _ = self.train("aug", *args)
+        no1, _, _ = self.train("no1", *args, "--no-augment")
+        no2, _, _ = self.train("no2", *args, "--no-augment")
+        self.assertTrue(settings(aug)["augment_flip"])
+        self.assertFalse(settings(no1)["augment_flip"])
+        self.assertEqual(settings(no1)["augment_translate"], 0)
+        self.assertEqual(figures(no1), figures(no2))
+        self.assertNotEqual(metrics(aug)[0]["train_loss"], metrics(no1)[0]["train_loss"])
+
+    def test_eval_tta_and_no_tta(self):
+        run_dir, _, _ = self.small("run", "--seed", "4")
+        ckpt = os.path.join(run_dir, "best.safetensors")
+
+        def ev(*flags):
+            rc, out, err = run("eval", "--checkpoint", ckpt, "--json", *flags)
+            self.assertEqual(rc, 0, out + err)
+            return json.loads(out)
+
+        plain, tta = ev("--no-tta"), ev("--tta")
+        self.assertFalse(plain["tta_flip"])
+        self.assertTrue(tta["tta_flip"])
+        # The run's own test figure (mlp: no TTA) is what eval reproduces.
+        self.assertEqual(ev()["tta_flip"], False)
+        self.assertEqual(plain["test_accuracy"], results(run_dir)["test_accuracy"])
+        self.assertEqual(plain["confusion"], results(run_dir)["confusion"])
+        for r in (plain, tta):
+            self.assertEqual(sum(map(sum, r["confusion"])), 40)
+        # Flipped images are other inputs to an mlp (its weights are per pixel), so the
+        # averaged logits give other results; the class colours still show (chance is 10%).
+        self.assertGreaterEqual(tta["test_accuracy"], 0.5)
+        rc, out, err = run("eval", "--checkpoint", ckpt, "--tta", "--no-tta")
+        self.assertEqual(rc, 2, out + err)
+
+    def test_resume_from_a_checkpoint_file_continues_the_run(self):
+        # Two epochs in one go against one epoch, then --resume of its last.safetensors (a
+        # file, not the directory) for the second.
+        whole, _, _ = self.small("whole", "--seed", "6")
+        part, _, _ = self.small("part", "--seed", "6", epochs=1)
+        rc, out, err = run("train", "--resume", os.path.join(part, "last.safetensors"), "--epochs", "2")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("resumed after epoch 1 of 2", out)
+        self.assertEqual([e["epoch"] for e in metrics(part)], [1, 2])
+        w, p = metrics(whole), metrics(part)
+        for k in FIGURES:
+            self.assertAlmostEqual(p[1][k], w[1][k], delta=1e-6 * max(1.0, abs(w[1][k])),
+                                   msg=f"{k} of the resumed epoch")
+        self.assertAlmostEqual(results(part)["test_accuracy"], results(whole)["test_accuracy"], delta=0.026)
+
+    def test_model_auto_on_the_cpu(self):
+        run_dir, out, err = self.train("auto", "--model", "auto", "--device", "cpu", "--synthetic", "64",
+                                       "--batch-size", "32", "--epochs", "1", "--limit-batches", "1",
+                                       "--val-split", "0")
+        self.assertIn("model: lenet (--model auto on the CPU", out + err)
+        self.assertEqual(settings(run_dir)["model"], "lenet")
+
+    def test_data_dir_trains_and_learns(self):
+        data = os.path.join(self.dir, "cifar-bin")
+        content = write_cifar_bin_dir(data, train_per_file=40, test=30)
+        run_dir, out, err = self.train("run", "--data", data, "--model", "mlp", "--batch-size", "20",
+                                       "--epochs", "3", "--val-split", "20", "--device", "cpu", "--seed", "1")
+        self.assertIn(f"CIFAR-10 binary files in {data}", out + err)
+        r = results(run_dir)
+        self.assertEqual(r["test_images"], 30)
+        # The confusion rows are the true labels of the test file.
+        want = [sum(1 for label, _ in content["test_batch.bin"] if label == k) for k in range(10)]
+        self.assertEqual([sum(row) for row in r["confusion"]], want)
+        self.assertGreaterEqual(r["test_accuracy"], 0.9)
+        with open(os.path.join(run_dir, "config.json")) as f:
+            self.assertEqual(json.load(f)["settings"]["data"]["path"], data)
+
+    def test_data_get_from_the_environment_then_the_cache(self):
+        src = os.path.join(self.dir, "src")
+        content = write_cifar_bin_dir(src, train_per_file=3, test=4)
+        cache = os.path.join(self.dir, "cache")
+        rc, out, err = run("data", "get", "--cache-dir", cache, "--no-download", env={"TANDEM_CIFAR10": src})
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("15 training and 4 test images", out)
+        for name, recs in content.items():
+            self.assertEqual(read_records(os.path.join(cache, "cifar-10-batches-bin", name)), recs, name)
+        # Again without a source: the cache answers.
+        rc, out, err = run("data", "get", "--cache-dir", cache, "--no-download")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("15 training and 4 test images", out)
+        # No cache, no source, no download: an error that says what to do.
+        rc, out, err = run("data", "get", "--cache-dir", os.path.join(self.dir, "none"), "--no-download")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("tandem data get: error", err)
+        self.assertIn("TANDEM_CIFAR10", err)
+
+    def test_data_import_of_an_image_tree_and_its_archive(self):
+        import tarfile
+        tree = os.path.join(self.dir, "tree")
+        want = {"train": [], "test": []}
+        for split, per_class in (("train", 2), ("test", 1)):
+            for k, cls in enumerate(CLASSES):
+                os.makedirs(os.path.join(tree, split, cls))
+                for j in range(per_class):
+                    img = learnable_images(1, 1000 * k + 10 * j + (split == "test"))[0][1]
+                    write_png(os.path.join(tree, split, cls, f"{j:04d}.png"), img)
+                    want[split].append((k, img))
+        archive = os.path.join(self.dir, "tree.tar.gz")
+        with tarfile.open(archive, "w:gz") as t:
+            t.add(tree, arcname="cifar10-png")
+        for source in (tree, archive):
+            cache = os.path.join(self.dir, "cache-" + os.path.basename(source))
+            rc, out, err = run("data", "import", source, "--cache-dir", cache)
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn("20 training and 10 test images", out)
+            bin_dir = os.path.join(cache, "cifar-10-batches-bin")
+            train = [r for i in range(1, 6) for r in read_records(os.path.join(bin_dir, f"data_batch_{i}.bin"))]
+            # Every pixel and label made it; the training order interleaves the classes.
+            self.assertEqual(sorted(train), sorted(want["train"]))
+            self.assertEqual(sorted(read_records(os.path.join(bin_dir, "test_batch.bin"))), sorted(want["test"]))
+            self.assertEqual([label for label, _ in train[:10]], list(range(10)))
+        rc, out, err = run("data", "import", os.path.join(self.dir, "nope"))
+        self.assertEqual(rc, 2, out + err)
+
+    def test_device_cuda_matches_the_cpu(self):
+        if "CUDA backend: can run here" not in run("info")[1]:
+            # No device (the emulated one counts): the same request is a usage error.
+            rc, out, err = run("train", "--device", "cuda", "--model", "mlp", "--synthetic", "64",
+                               "--out", os.path.join(self.dir, "gpu"))
+            self.assertEqual(rc, 2, out + err)
+            self.assertIn("--device cuda: the CUDA backend cannot run here", err)
+            return
+        cpu, _, _ = self.small("cpu", "--seed", "9")
+        gpu, out, _ = self.train("gpu", "--synthetic", "160", "--model", "mlp", "--batch-size", "16",
+                                 "--epochs", "2", "--val-split", "32", "--device", "cuda", "--seed", "9")
+        self.assertIn("device: the GPU (--device cuda)", out)
+        self.assertEqual(settings(gpu)["seed"], 9)
+        c, g = metrics(cpu), metrics(gpu)
+        for ec, eg in zip(c, g):
+            for k in ("train_loss", "val_loss"):
+                self.assertAlmostEqual(eg[k], ec[k], delta=1e-3 * abs(ec[k]), msg=k)
+            for k in ("train_accuracy", "val_accuracy"):
+                self.assertAlmostEqual(eg[k], ec[k], delta=0.04, msg=k)
+
+
 GROUPS = {"errors": Errors, "safety": Safety, "messages": Messages, "threads": Threads, "train": Train,
-          "model_json": ModelJson, "bench": Bench, "info": Info, "ux": Ux, "dist": Dist}
+          "model_json": ModelJson, "bench": Bench, "info": Info, "ux": Ux, "dist": Dist,
+          "e2e": EndToEnd}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

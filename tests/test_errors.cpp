@@ -395,7 +395,7 @@ TEST(ErrorTest, MaxOfEmpty) {
 }
 
 TEST(ErrorTest, CudaTensorWithoutADevice) {
-  if (tandem::cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
+  TANDEM_SKIP_IF(CudaPresent, tandem::cuda::is_available(), "a CUDA device is present");
   const char* expected = tandem::cuda::is_built() ? "no CUDA device" : "built without CUDA support";
   expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA)); }, {"CUDA", expected});
   expect_error([] { tandem::zeros({2}).to(tandem::kCUDA); }, {"CUDA", expected});
@@ -405,8 +405,25 @@ TEST(ErrorTest, CudaTensorWithoutADevice) {
   EXPECT_EQ(tandem::cuda::device_count(), 0);
 }
 
+// The skip mechanism (tests/test_skip.h): a skip that tests/expected_skips.h
+// does not list for this test is refused, and a missing device is refused
+// under TANDEM_REQUIRE_CUDA=1.
+TEST(SkipList, ASkipTheListDoesNotHoldIsRefused) {
+  const std::string why = tt::unexpected_skip(tt::SkipWhen::CudaPresent, "CudaPresent");
+  EXPECT_NE(why.find("tests/expected_skips.h does not list (SkipList."
+                     "ASkipTheListDoesNotHoldIsRefused, CudaPresent)"),
+            std::string::npos)
+      << why;
+  EXPECT_FALSE(tt::unexpected_skip(tt::SkipWhen::Asan, "Asan").empty());
+  EXPECT_EQ(tt::unexpected_skip(tt::SkipWhen::NoCuda, "NoCuda").empty(), !tt::cuda_required());
+  EXPECT_TRUE(tt::glob_match("*/Suite.Name/*", "Devices/Suite.Name/cuda"));
+  EXPECT_TRUE(tt::glob_match("Suite.Name", "Suite.Name"));
+  EXPECT_FALSE(tt::glob_match("Suite.Name", "Suite.Name2"));
+  EXPECT_FALSE(tt::glob_match("Suite.*", "Other.Name"));
+}
+
 TEST(ErrorTest, StreamsWithoutADevice) {
-  if (tandem::cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
+  TANDEM_SKIP_IF(CudaPresent, tandem::cuda::is_available(), "a CUDA device is present");
   const bool built = tandem::cuda::is_built();
   const char* expected = built ? "no CUDA device" : "built without CUDA support";
   expect_error([] { tandem::cuda::set_current_stream(tandem::cuda::Stream()); }, expected);

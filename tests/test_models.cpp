@@ -468,7 +468,8 @@ TEST(ModelJson, EveryLayerTypeRoundTrips) {
 }
 
 TEST(ModelJson, FilesRoundTrip) {
-  const std::string path = ::testing::TempDir() + "tandem_model_json_test.json";
+  const tt::ScratchDir dir;
+  const std::string path = dir.path("model.json");
   nn::Sequential fast = models::resnet_fast();
   models::save_json(*fast, path, "resnet-fast");
   nn::Sequential back = models::load_json(path);

@@ -220,7 +220,8 @@ TEST(LineChart, SeriesLegendTicksAndSkippedPoints) {
     acc.ys.push_back(i == 4 ? NAN : i == 9 ? INFINITY : 0.1 * i);
   }
   plot::Series single{"one point", {3.0}, {1.0}};
-  const std::string path = ::testing::TempDir() + "tandem_plot_line.svg";
+  const tt::ScratchDir dir;
+  const std::string path = dir.path("line.svg");
   plot::line_chart(path, "Loss & accuracy <epoch>", "epoch", "value", {loss, acc, single});
   const std::string svg = read_file(path);
   XmlChecker xml(svg);
@@ -413,7 +414,8 @@ TEST(ConfusionMatrix, CellsCountsAndLabels) {
       names.push_back("class <" + std::to_string(i) + "> & co");
       for (int64_t j = 0; j < n; ++j) m[i].push_back(static_cast<int64_t>(r[i * n + j]));
     }
-    const std::string path = ::testing::TempDir() + "tandem_plot_confusion.svg";
+    const tt::ScratchDir dir;
+    const std::string path = dir.path("confusion.svg");
     plot::confusion_matrix(path, m, names, "Test \"confusion\"");
     const std::string svg = read_file(path);
     XmlChecker xml(svg);
@@ -435,7 +437,8 @@ TEST(ConfusionMatrix, CellsCountsAndLabels) {
     EXPECT_EQ(columns, names);
   }
   // A tensor works too; unnamed classes are numbered; an all-zero row is fine.
-  const std::string path = ::testing::TempDir() + "tandem_plot_confusion2.svg";
+  const tt::ScratchDir dir;
+  const std::string path = dir.path("confusion2.svg");
   plot::confusion_matrix(path, from_vector<int32_t>({0, 0, 3, 4}, {2, 2}), {});
   XmlChecker xml(read_file(path));
   ASSERT_EQ(xml.check(), "");

@@ -1,6 +1,6 @@
 // Shared test helpers: the one tolerance policy, tensor comparison with useful
 // failure messages, random inputs (drawn here with std::mt19937_64, not with the
-// library's RNG), poisoning, float64 reference helpers and the CUDA skip macro.
+// library's RNG), poisoning and float64 reference helpers; the skips are test_skip.h.
 //
 // Tolerance policy: |actual - ref| <= atol + rtol * |ref|, with a per-dtype table
 // (PyTorch's defaults for float32, tighter for float64, exact for integers).
@@ -18,10 +18,12 @@
 #include <limits>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "op_records.h"
+#include "test_skip.h"
 
 namespace tt {
 
@@ -324,6 +326,23 @@ inline std::mt19937_64& rng() {
   return engine;
 }
 
+namespace detail {
+// Every test also starts the library's default generator (nn init, dropout,
+// tandem::rand without a generator) from a seed of its own, as rng(): its
+// values do not depend on which tests ran before it (a filter, shuffling,
+// ctest's one test per process) and TANDEM_TEST_SEED varies them.
+class SeedDefaultGenerator : public ::testing::EmptyTestEventListener {
+  void OnTestStart(const ::testing::TestInfo& info) override {
+    const std::string name = std::string(info.test_suite_name()) + "." + info.name();
+    tandem::manual_seed(base_seed() ^ std::hash<std::string>{}(name));
+  }
+};
+inline const bool seed_default_generator_registered = [] {
+  ::testing::UnitTest::GetInstance()->listeners().Append(new SeedDefaultGenerator);
+  return true;
+}();
+}  // namespace detail
+
 inline std::vector<double> uniform_values(int64_t n, double lo, double hi) {
   std::uniform_real_distribution<double> dist(lo, hi);
   auto& g = rng();
@@ -393,16 +412,49 @@ inline void poison_next_allocation(const Shape& shape, DType dt, Device dev) {
   if (dev.is_cuda()) tandem::cuda::synchronize();
 }
 
+// ---- Scratch files ---------------------------------------------------------------
+
+// A fresh directory per use (mkdtemp), removed at the end: no fixed names
+// under /tmp that parallel runs or a stale file from another user could share.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string templ = ::testing::TempDir() + "tandem_test_XXXXXX";
+    if (::mkdtemp(&templ[0]) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = templ;
+  }
+  ~ScratchDir() {
+    const int rc = std::system(("rm -rf '" + dir_ + "'").c_str());
+    (void)rc;
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+
+ private:
+  std::string dir_;
+};
+
 // ---- Devices ---------------------------------------------------------------------
 
-inline std::string cuda_unavailable_reason() {
-  if (!tandem::cuda::is_built()) return "tandem was built without CUDA support";
-  return "tandem was built with CUDA but no device is visible";
-}
+// The CPU and, where there is one, the CUDA device. Prefer a test
+// parameterised over the device (its CUDA instance skips by name); a loop over
+// devices() fails under TANDEM_REQUIRE_CUDA=1 without a device rather than
+// silently losing its CUDA half.
 inline std::vector<Device> devices() {
   std::vector<Device> d{Device(tandem::kCPU)};
-  if (tandem::cuda::is_available()) d.emplace_back(tandem::kCUDA, 0);
+  if (tandem::cuda::is_available()) {
+    d.emplace_back(tandem::kCUDA, 0);
+  } else if (cuda_required()) {
+    ADD_FAILURE()
+        << "TANDEM_REQUIRE_CUDA=1 but no CUDA device: the CUDA half of this test did not run";
+  }
   return d;
+}
+
+// gtest's name of a device parameter: "cpu" or "cuda".
+inline std::string device_param_name(const ::testing::TestParamInfo<Device>& param_info) {
+  return param_info.param.is_cuda() ? "cuda" : "cpu";
 }
 
 }  // namespace tt
@@ -443,20 +495,6 @@ inline const bool emu_findings_check_registered = [] {
 }();
 }  // namespace tt::detail
 #endif
-
-// Skips the current test, printing why, when no CUDA device can be used.
-// With TANDEM_REQUIRE_CUDA=1 (tools/test.sh --gpu) a missing device is a
-// failure instead of a skip, so a GPU run cannot pass by skipping.
-#define TANDEM_SKIP_WITHOUT_CUDA()                                                                 \
-  do {                                                                                             \
-    if (!::tandem::cuda::is_available()) {                                                         \
-      const char* tandem_require_ = std::getenv("TANDEM_REQUIRE_CUDA");                            \
-      if (tandem_require_ != nullptr && std::string(tandem_require_) == "1") {                     \
-        FAIL() << "TANDEM_REQUIRE_CUDA=1 but no CUDA device: " << ::tt::cuda_unavailable_reason(); \
-      }                                                                                            \
-      GTEST_SKIP() << "no CUDA device: " << ::tt::cuda_unavailable_reason();                       \
-    }                                                                                              \
-  } while (0)
 
 // ---- float64 reference helpers -------------------------------------------------------
 namespace tt {

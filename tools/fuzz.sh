@@ -5,11 +5,13 @@
 #
 #   tools/fuzz.sh check [--cxx CXX]                 exit 0 if CXX supports -fsanitize=fuzzer
 #   tools/fuzz.sh build --out BIN [--cxx CXX]       compile the target
-#   tools/fuzz.sh run --bin BIN [--seconds N] [--work DIR]
+#   tools/fuzz.sh run --bin BIN [--seconds N] [--work DIR] [--seed S]
 #                                                   fuzz for N seconds (default 20) from the
 #                                                   seed corpus tests/data/safetensors/{good,bad},
 #                                                   copied to DIR/corpus (default build/fuzz);
-#                                                   crashes are written to DIR/crash-*
+#                                                   crashes are written to DIR/crash-*;
+#                                                   libFuzzer's seed S (default 1, so a
+#                                                   run repeats; 0: a random one)
 #   tools/fuzz.sh [--seconds N]                     build build/fuzz/fuzz_safetensors and run
 #
 # CXX defaults to clang++. ctest runs `run` for 20 s when CMake found a CXX that
@@ -22,8 +24,9 @@ out=""
 bin=""
 seconds=20
 work="$root/build/fuzz"
+seed=1
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 fuzz_check() {
   local tmp
@@ -47,12 +50,13 @@ fuzz_build() {
 }
 
 fuzz_run() {
+  rm -rf "$work/corpus"  # each run starts from the seed corpus alone
   mkdir -p "$work/corpus"
   cp "$root"/tests/data/safetensors/good/* "$root"/tests/data/safetensors/bad/* "$work/corpus/"
   # -max_len: the seeds are small; 64 KiB leaves room to grow headers.
   "$bin" "$work/corpus" -dict="$root/tests/fuzz/safetensors.dict" \
     -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$work/" -print_final_stats=1
+    -seed="$seed" -artifact_prefix="$work/" -print_final_stats=1
   echo "fuzz.sh: $seconds s without a finding ($(ls "$work/corpus" | wc -l) inputs in $work/corpus)"
 }
 
@@ -68,6 +72,7 @@ while [[ $# -gt 0 ]]; do
     --bin) bin="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "fuzz.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac

@@ -199,7 +199,7 @@ step_stage() {
   # Test fixtures the test programs read at run time (TANDEM_TEST_SOURCE_DIR).
   mkdir -p "$stage/tests"
   cp -r "$root/tests/data" "$stage/tests/"
-  cp "$root/tests/safetensors_ref.py" "$stage/tests/"
+  cp "$root/tests/safetensors_ref.py" "$root/tests/expected_skips.h" "$stage/tests/"
   if [[ -n $cifar10 ]]; then
     mkdir -p "$stage/data"
     cp "$cifar10" "$stage/data/"

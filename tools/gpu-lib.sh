@@ -202,7 +202,17 @@ kernel_filter+=':ConvCuda.Pooling*:ConvCuda.ForwardAndBackward*:Nets.*OnCuda:SGD
 kernel_filter+=':Optimizers.Cuda*:ClipGrad.Cuda*:*GradcheckOps.CudaBackward*'
 quick_exclude='*float64*:*int64*:*GradcheckOps*:*CifarSized*:*ResNetBlock*:*100Steps*'
 sanitizer_exclude="${GPU_CHECK_SANITIZER_EXCLUDE-*OutOfMemory*}"  # set but empty: exclude nothing
-allowed_skips="${GPU_CHECK_ALLOWED_SKIPS-^ErrorTest\.CudaTensorWithoutADevice$}"  # empty: none
+# The skips a GPU run allows: the CudaPresent entries of the one list of
+# expected skips, tests/expected_skips.h (next to tools/ in the source tree
+# and in the bundle), as an anchored regex; empty (none) if the list is absent.
+gc_expected_gpu_skips() {
+  local list
+  list="$(dirname "${BASH_SOURCE[0]}")/../tests/expected_skips.h"
+  [[ -f $list ]] || return 0
+  sed -n 's/^TANDEM_EXPECTED_SKIP("\([^"]*\)", *CudaPresent,.*/\1/p' "$list" |
+    sed 's/[.]/\\./g; s/[*]/.*/g' | paste -sd '|' | sed 's/^\(..*\)$/^(\1)$/'
+}
+allowed_skips="${GPU_CHECK_ALLOWED_SKIPS-$(gc_expected_gpu_skips)}"  # empty: none
 quick=0
 
 # gtest filter: positive patterns, then '-' and the negative ones.

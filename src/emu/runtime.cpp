@@ -998,6 +998,20 @@ cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t stream) {
   return take_pending();
 }
 
+// A host function queued on a stream runs, in order, when the stream's work
+// runs (at the next synchronisation point), on the thread that drains it.
+cudaError_t CUDARTAPI cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* user_data) {
+  if (fn == nullptr) return fail(cudaErrorInvalidValue);
+  State& s = state();
+  Lock lock(s.mu);
+  if (!tandem::emu::valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
+  Op op;
+  op.what = "cudaLaunchHostFunc";
+  op.work = [fn, user_data]() { fn(user_data); };
+  tandem::emu::push_ordered(tandem::emu::resolve(stream), std::move(op));
+  return cudaSuccess;
+}
+
 cudaError_t CUDARTAPI cudaStreamQuery(cudaStream_t stream) {
   State& s = state();
   Lock lock(s.mu);

@@ -3,6 +3,7 @@
 // matrix, which is how N-D x 2-D and broadcast batches avoid copies.
 #include "autograd/record.h"
 #include "ops/dispatch.h"
+#include "ops/record_empty.h"
 #include "tandem/ops.h"
 
 namespace tandem {
@@ -179,7 +180,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Shape out_shape(x.sizes().begin(), x.sizes().end() - 1);
   out_shape.push_back(out_features);
   Tensor out = empty(out_shape, TensorOptions(x.dtype()).device(x.device()));
-  if (out.numel() == 0) return out;
+  if (out.numel() == 0) return detail::record_empty(out, "linear", {x, weight, bias});
   if (in == 0) {
     out.zero_();
   } else {

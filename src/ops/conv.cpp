@@ -10,6 +10,7 @@
 
 #include "autograd/record.h"
 #include "ops/dispatch.h"
+#include "ops/record_empty.h"
 #include "tandem/ops.h"
 
 namespace tandem {
@@ -93,7 +94,7 @@ Tensor conv2d_batch(const Tensor& x, const Tensor& weight, const Tensor& bias, S
   }
 
   Tensor y = empty({s.n, s.k, s.p, s.q}, like(x));
-  if (s.n == 0) return y;
+  if (s.n == 0) return detail::record_empty(y, "conv2d", {x, weight, bias});
   if (s.c == 0) {  // no input channels: only the bias remains
     y.zero_();
     if (bias.defined()) {
@@ -159,7 +160,7 @@ PoolShape pool_shape(const char* op, const Tensor& x, Size2 kernel, std::optiona
 
 Tensor max_pool_batch(const Tensor& x, const PoolShape& s) {
   Tensor y = empty({s.n, s.c, s.oh, s.ow}, like(x));
-  if (y.numel() == 0) return y;
+  if (y.numel() == 0) return detail::record_empty(y, "max_pool2d", {x});
   Tensor indices = empty({s.n, s.c, s.oh, s.ow}, TensorOptions(kInt64).device(x.device()));
   TANDEM_BACKEND_CALL(x.device(), max_pool2d_forward, x, s, y, indices);
   if (autograd::should_record(x)) {
@@ -175,7 +176,9 @@ Tensor max_pool_batch(const Tensor& x, const PoolShape& s) {
 
 Tensor avg_pool_batch(const Tensor& x, const PoolShape& s, bool adaptive) {
   Tensor y = empty({s.n, s.c, s.oh, s.ow}, like(x));
-  if (y.numel() == 0) return y;
+  if (y.numel() == 0) {
+    return detail::record_empty(y, adaptive ? "adaptive_avg_pool2d" : "avg_pool2d", {x});
+  }
   if (adaptive) {
     TANDEM_BACKEND_CALL(x.device(), adaptive_avg_pool2d_forward, x, s, y);
   } else {

@@ -1,6 +1,7 @@
 // cat, stack, index_select, gather, one_hot.
 #include "autograd/record.h"
 #include "ops/dispatch.h"
+#include "ops/record_empty.h"
 #include "tandem/ops.h"
 
 namespace tandem {
@@ -83,7 +84,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   out_shape[static_cast<size_t>(d)] = index.numel();
   if (x.dim() == 0) out_shape = index.dim() == 0 ? Shape{} : Shape{index.numel()};
   Tensor out = empty(out_shape, TensorOptions(x.dtype()).device(x.device()));
-  if (out.numel() == 0) return out;
+  if (out.numel() == 0) return detail::record_empty(out, "index_select", {x});
   TANDEM_CHECK(input.size(d) > 0, "index_select: cannot select from an empty dimension");
   TANDEM_BACKEND_CALL(x.device(), index_select, input, index, out,
                       detail::prod(input.sizes(), 0, d), input.size(d),
@@ -116,7 +117,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
                  " and input ", shape_str(x.sizes()), " must match in every dim except dim ", d);
   }
   Tensor out = empty(index.sizes(), TensorOptions(x.dtype()).device(x.device()));
-  if (out.numel() == 0) return out;
+  if (out.numel() == 0) return detail::record_empty(out, "gather", {x});
   TANDEM_CHECK(x.size(d) > 0, "gather: cannot gather from an empty dimension");
   TANDEM_BACKEND_CALL(x.device(), gather, x, index, out, detail::prod(x.sizes(), 0, d), x.size(d),
                       index.size(d), detail::prod(x.sizes(), d + 1, x.dim()));
@@ -151,10 +152,11 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
                  " must match in every dim except dim ", d);
   }
   Tensor out = x.detach().clone();
-  if (src.numel() == 0) return out;
-  TANDEM_CHECK(x.size(d) > 0, "scatter_add: cannot scatter into an empty dimension");
-  TANDEM_BACKEND_CALL(x.device(), scatter_add, src, index, out, detail::prod(x.sizes(), 0, d),
-                      x.size(d), index.size(d), detail::prod(x.sizes(), d + 1, x.dim()));
+  if (src.numel() > 0) {  // else out is x, still recorded: x's gradient passes through
+    TANDEM_CHECK(x.size(d) > 0, "scatter_add: cannot scatter into an empty dimension");
+    TANDEM_BACKEND_CALL(x.device(), scatter_add, src, index, out, detail::prod(x.sizes(), 0, d),
+                        x.size(d), index.size(d), detail::prod(x.sizes(), d + 1, x.dim()));
+  }
   if (autograd::should_record(x, src)) {
     autograd::record(out, "scatter_add", {x, src}, {index},
                      [d](const Tensor& g, const std::vector<Tensor>& s) {
@@ -182,10 +184,11 @@ Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor
                " must have shape ", shape_str(expected), " (the input's with dim ", d,
                " of the index's length)");
   Tensor out = x.detach().clone();
-  if (src.numel() == 0) return out;
-  TANDEM_CHECK(x.size(d) > 0, "index_add: cannot add into an empty dimension");
-  TANDEM_BACKEND_CALL(x.device(), index_add, src, index, out, detail::prod(x.sizes(), 0, d),
-                      x.size(d), detail::prod(x.sizes(), d + 1, x.dim()));
+  if (src.numel() > 0) {  // else out is x, still recorded: x's gradient passes through
+    TANDEM_CHECK(x.size(d) > 0, "index_add: cannot add into an empty dimension");
+    TANDEM_BACKEND_CALL(x.device(), index_add, src, index, out, detail::prod(x.sizes(), 0, d),
+                        x.size(d), detail::prod(x.sizes(), d + 1, x.dim()));
+  }
   if (autograd::should_record(x, src)) {
     autograd::record(out, "index_add", {x, src}, {index},
                      [d](const Tensor& g, const std::vector<Tensor>& s) {

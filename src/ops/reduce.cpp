@@ -2,10 +2,12 @@
 // [outer, n, inner] (outer = product of dims before d, inner = after d), so one
 // backend kernel serves every dim and the whole-tensor case (outer = inner = 1).
 // var is composed from mean, sub, square and sum (two passes, numerically sound).
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/record.h"
 #include "ops/dispatch.h"
+#include "ops/record_empty.h"
 #include "tandem/ops.h"
 
 namespace tandem {
@@ -32,7 +34,7 @@ Tensor reduce_view(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64
   const char* name = op_name(op);
   if (op == ReduceOp::Mean) detail::check_floating(name, x);
   Tensor out = empty(out_shape, TensorOptions(reduce_dtype(op, x.dtype())).device(x.device()));
-  if (out.numel() == 0) return out;
+  if (out.numel() == 0) return detail::record_empty(out, name, {x});
   if (n == 0) {
     TANDEM_CHECK(op == ReduceOp::Sum || op == ReduceOp::Mean, name,
                  ": cannot reduce over an empty dimension (input ", detail::describe(x), ")");
@@ -121,8 +123,10 @@ Tensor var(const Tensor& x, int64_t dim, bool unbiased, bool keepdim) {
   const int64_t d = detail::normalize_dim("var", dim, input.dim());
   const Tensor centered = input - mean(input, d, /*keepdim=*/true);
   const int64_t n = input.size(d);
-  // n - 1 == 0 gives nan (0/0) or inf, as in PyTorch.
-  return sum(square(centered), d, keepdim) / static_cast<double>(n - (unbiased ? 1 : 0));
+  // As PyTorch: divided by max(n - correction, 0), so fewer values than the
+  // correction needs give 0 / 0 = NaN (not 0 / -1 = -0 for an empty dim).
+  const int64_t divisor = std::max<int64_t>(n - (unbiased ? 1 : 0), 0);
+  return sum(square(centered), d, keepdim) / static_cast<double>(divisor);
 }
 
 Tensor var(const Tensor& x, bool unbiased) {
@@ -135,7 +139,7 @@ Tensor softmax_impl(SoftmaxKind kind, const Tensor& x, int64_t dim) {
   detail::check_defined(name, x);
   detail::check_floating(name, x);
   Tensor out = empty_like(x);
-  if (x.numel() == 0) return out;
+  if (x.numel() == 0) return detail::record_empty(out, name, {x});
   const Tensor input = x.dim() == 0 ? x.view({1}) : x;
   const int64_t d = detail::normalize_dim(name, dim, input.dim());
   TANDEM_BACKEND_CALL(x.device(), softmax, kind, input, out, detail::prod(input.sizes(), 0, d),

@@ -21,6 +21,7 @@
 
 #include "cuda/cuda_utils.h"
 #include "emu/emu.h"
+#include "test_skip.h"
 
 namespace {
 
@@ -501,7 +502,8 @@ TEST_F(Emu, AnEventOrdersWorkAcrossStreams) {
 TEST_F(Emu, HostCodeReadingDeviceMemoryFaults) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
 #if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "under ASan device memory is heap memory (ASan checks kernels' accesses instead)";
+  TANDEM_SKIP_IF(Asan, true,
+                 "under ASan device memory is heap memory (ASan checks kernels' accesses instead)");
 #else
   DeviceBuffer<float> x(16);
   volatile float* p = x.ptr;
