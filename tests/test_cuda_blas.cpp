@@ -48,7 +48,12 @@ TEST_P(BlasParity, MmBmmMatmulLinear) {
                                                              {{3, m, k}, {k, n}},
                                                              {{2, 3, m, k}, {k, n}},
                                                              {{3, m, k}, {3, k, n}},
-                                                             {{2, 3, m, k}, {2, 3, k, n}}};
+                                                             {{2, 3, m, k}, {2, 3, k, n}},
+                                                             {{m, k}, {3, k, n}},
+                                                             {{k}, {3, k, n}},
+                                                             {{1, m, k}, {3, k, n}},
+                                                             {{m, k}, {2, 3, k, n}},
+                                                             {{3, m, k}, {1, k, n}}};
   for (const auto& c : matmul_cases) {
     SCOPED_TRACE("matmul " + tt::str(c.first) + " x " + tt::str(c.second));
     Tensor a = tt::random_tensor(c.first, dt), b = tt::random_tensor(c.second, dt);
