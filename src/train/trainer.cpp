@@ -457,6 +457,9 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
 }
 
 void Trainer::save_last(const data::DataLoader& train) const {
+  TANDEM_CHECK(!options_.checkpoint_dir.empty(),
+               "Trainer::save_last: TrainerOptions::checkpoint_dir is empty (nowhere to save)");
+  make_dir(options_.checkpoint_dir);  // as fit() does: save_last may come first
   const Generator& g = default_generator();
   Metadata md{{kEpochKey, std::to_string(epoch_)},
               {kHistoryKey, history_.to_json()},
