@@ -361,7 +361,9 @@ TEST(Conv2d, ArgumentErrorsNameTheProblem) {
       {"conv2d", "smaller than the (dilated) kernel"});
   tt::expect_error([&] { conv2d(x, w, tt::random_tensor({5}, kFloat32)); },
                    {"conv2d", "bias [5]", "out_channels 4"});
-  tt::expect_error([&] { conv2d(x, w.to(kFloat64)); }, {"conv2d: expected tensors of the same dtype", "float32[2, 3, 8, 8]", "float64[4, 3, 3, 3]"});
+  tt::expect_error(
+      [&] { conv2d(x, w.to(kFloat64)); },
+      {"conv2d: expected tensors of the same dtype", "float32[2, 3, 8, 8]", "float64[4, 3, 3, 3]"});
   tt::expect_error(
       [&] {
         conv2d(tt::random_tensor({3, 8}, kFloat32), w);
@@ -372,7 +374,11 @@ TEST(Conv2d, ArgumentErrorsNameTheProblem) {
         conv2d(x, tt::random_tensor({4, 3, 3}, kFloat32));
       },
       {"conv2d", "weight must be 4-D"});
-  tt::expect_error([&] { conv2d(tt::random_tensor({2, 3, 8, 8}, kInt32), w); }, "conv2d: dtype int32 is not supported (expected float32 or float64)");
+  tt::expect_error(
+      [&] {
+        conv2d(tt::random_tensor({2, 3, 8, 8}, kInt32), w);
+      },
+      "conv2d: dtype int32 is not supported (expected float32 or float64)");
 }
 
 // The batch split of the cuDNN path (issue 18 item 6): no chunk's input or

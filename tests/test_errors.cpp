@@ -43,13 +43,21 @@ TEST(ErrorTest, OtherMatrixProductMismatches) {
       },
       {"matmul", "[2, 3, 4]", "[3, 4, 5]"});
   expect_error([] { tandem::mm(f32({2, 3}), f32({4, 5})); }, {"mm", "[2, 3]", "[4, 5]"});
-  expect_error([] { tandem::mm(f32({2, 3, 4}), f32({4, 5})); }, "mm: expected 2-D tensors, got [2, 3, 4] and [4, 5]");
+  expect_error(
+      [] {
+        tandem::mm(f32({2, 3, 4}), f32({4, 5}));
+      },
+      "mm: expected 2-D tensors, got [2, 3, 4] and [4, 5]");
   expect_error(
       [] {
         tandem::bmm(f32({2, 3, 4}), f32({3, 4, 5}));
       },
       {"bmm", "[2, 3, 4]", "[3, 4, 5]"});
-  expect_error([] { tandem::bmm(f32({3, 4}), f32({4, 5})); }, "bmm: expected 3-D tensors, got [3, 4] and [4, 5]");
+  expect_error(
+      [] {
+        tandem::bmm(f32({3, 4}), f32({4, 5}));
+      },
+      "bmm: expected 3-D tensors, got [3, 4] and [4, 5]");
   expect_error([] { tandem::linear(f32({5, 33}), f32({7, 32})); }, {"linear", "33"});
   expect_error([] { tandem::linear(f32({5, 33}), f32({7, 33}), f32({6})); }, {"linear", "[6]"});
 }
@@ -74,7 +82,11 @@ TEST(ErrorTest, InPlaceOtherMustBroadcastToSelf) {
   Tensor x = f32({3});
   expect_error([&] { x.add_(f32({2, 3})); }, {"add", "[2, 3]", "[3]"});
   expect_error([&] { x.mul_(f32({4})); }, {"mul", "[4]", "[3]"});
-  expect_error([&] { x += f32({2, 3}); }, "add_: [2, 3] cannot be broadcast to the destination shape [3]");
+  expect_error(
+      [&] {
+        x += f32({2, 3});
+      },
+      "add_: [2, 3] cannot be broadcast to the destination shape [3]");
   expect_error([&] { x.addcmul_(f32({4}), f32({4})); }, {"[4]", "[3]"});
 }
 
@@ -110,7 +122,8 @@ TEST(ErrorTest, UnsupportedDtype) {
                        tandem::zeros({2, 2}, tandem::kInt64));
       },
       "matmul: dtype int64 is not supported (expected float32 or float64)");
-  expect_error([&] { tandem::rand({3}, tandem::kInt64); }, "uniform: dtype int64 is not supported (expected float32 or float64)");
+  expect_error([&] { tandem::rand({3}, tandem::kInt64); },
+               "uniform: dtype int64 is not supported (expected float32 or float64)");
   expect_error([&] { tandem::dropout(i64, 0.5); }, {"dropout", "int64"});
   expect_error([&] { tandem::index_select(f32({4}), 0, f32({2})); }, {"index_select", "float32"});
   expect_error([&] { tandem::gather(f32({2, 2}), 1, f32({2, 2})); }, {"gather", "float32"});
@@ -166,7 +179,8 @@ TEST(ErrorTest, ZeroDimTensorsStillValidateDims) {
 TEST(ErrorTest, MiscShapeErrors) {
   expect_error([] { f32({2, 3, 4}).t(); }, {"t: ", "[2, 3, 4]"});
   expect_error([] { f32({2, 3, 4}).flatten(2, 1); }, "flatten: start_dim 2 comes after end_dim 1");
-  expect_error([] { tandem::matmul(tandem::full({}, 1.0), f32({3})); }, "matmul: expected tensors of at least 1 dim, got [] and [3]");
+  expect_error([] { tandem::matmul(tandem::full({}, 1.0), f32({3})); },
+               "matmul: expected tensors of at least 1 dim, got [] and [3]");
   expect_error([] { tandem::linear(f32({2, 3}), f32({3})); }, {"linear: ", "weight"});
 }
 
@@ -178,10 +192,12 @@ TEST(ErrorTest, BadScalarArguments) {
   expect_error([&] { x.clamp(2.0, -2.0); }, {"clamp", "lo (2)", "hi (-2)"});
   expect_error([&] { x.clamp_(1.0, 0.0); }, {"clamp_: ", "lo (1)"});
   expect_error([] { tandem::uniform({3}, 5.0, 1.0); }, {"uniform: ", "5", "1"});
-  expect_error([] { tandem::uniform({3}, 0.0, INFINITY); }, "uniform: need finite lo <= hi, got [0, inf)");
+  expect_error([] { tandem::uniform({3}, 0.0, INFINITY); },
+               "uniform: need finite lo <= hi, got [0, inf)");
   expect_error([] { tandem::normal({3}, 0.0, -1.0); }, {"normal: ", "-1"});
   expect_error([] { tandem::randint(0, 10, {3}, tandem::kFloat32); }, {"randint: ", "float32"});
-  expect_error([] { tandem::randn({3}, tandem::kInt32); }, "normal: dtype int32 is not supported (expected float32 or float64)");
+  expect_error([] { tandem::randn({3}, tandem::kInt32); },
+               "normal: dtype int32 is not supported (expected float32 or float64)");
 }
 
 TEST(ErrorTest, IntegerDivisionByZero) {
@@ -277,7 +293,8 @@ TEST(ErrorTest, DataPtrWithTheWrongType) {
                {"data_ptr: ", "int32", "int64"});
   expect_error([] { tandem::zeros({2}, tandem::kUInt8).data_ptr<float>(); },
                {"data_ptr: ", "uint8", "float32"});
-  expect_error([] { tandem::to_vector<double>(f32({2})); }, "to_vector: tensor has dtype float32 but float64 was requested");
+  expect_error([] { tandem::to_vector<double>(f32({2})); },
+               "to_vector: tensor has dtype float32 but float64 was requested");
 }
 
 // ---- indices ----------------------------------------------------------------------------
@@ -303,8 +320,13 @@ TEST(ErrorTest, IndexOutOfRange) {
         tandem::gather(x, 1, tandem::full({5, 1}, 2, tandem::kInt64));
       },
       {"gather: ", "2"});
-  expect_error([&] { tandem::gather(x, 1, tandem::zeros({5}, tandem::kInt64)); }, "gather: index [5] must have as many dims as the input [5, 2]");
-  expect_error([&] { tandem::gather(x, 1, tandem::zeros({4, 1}, tandem::kInt64)); }, "gather: index [4, 1] and input [5, 2] must match in every dim except dim 1");
+  expect_error([&] { tandem::gather(x, 1, tandem::zeros({5}, tandem::kInt64)); },
+               "gather: index [5] must have as many dims as the input [5, 2]");
+  expect_error(
+      [&] {
+        tandem::gather(x, 1, tandem::zeros({4, 1}, tandem::kInt64));
+      },
+      "gather: index [4, 1] and input [5, 2] must match in every dim except dim 1");
   expect_error(
       [] {
         tandem::one_hot(tandem::from_vector(std::vector<int64_t>{0, 3}), 3);
@@ -320,7 +342,11 @@ TEST(ErrorTest, IndexOutOfRange) {
 
 TEST(ErrorTest, CatAndStack) {
   expect_error([] { tandem::cat({f32({2, 3}), f32({2, 4})}, 0); }, {"cat: ", "[2, 3]", "[2, 4]"});
-  expect_error([] { tandem::cat({f32({2, 3}), f32({2, 3, 1})}, 0); }, "cat: tensor 1 has shape [2, 3, 1] but expected [2, 3] except in dim 0");
+  expect_error(
+      [] {
+        tandem::cat({f32({2, 3}), f32({2, 3, 1})}, 0);
+      },
+      "cat: tensor 1 has shape [2, 3, 1] but expected [2, 3] except in dim 0");
   expect_error([] { tandem::cat({}, 0); }, "cat: expected a non-empty list of tensors");
   expect_error([] { tandem::cat(std::vector<Tensor>{}); },
                "cat: expected a non-empty list of tensors");
@@ -355,7 +381,8 @@ TEST(ErrorTest, UndefinedTensorReachesAnOp) {
   expect_error([&] { tandem::softmax(u, 0); }, "softmax: input is an undefined tensor");
   expect_error([&] { tandem::matmul(u, x); }, "matmul: first input is an undefined tensor");
   expect_error([&] { tandem::cat({x, u}); }, "cat: input is an undefined tensor");
-  expect_error([&] { tandem::index_select(x, 0, u); }, "index_select: index is an undefined tensor");
+  expect_error([&] { tandem::index_select(x, 0, u); },
+               "index_select: index is an undefined tensor");
   expect_error([&] { tandem::where(u, x, x); }, "where: condition is an undefined tensor");
   expect_error([&] { tandem::dropout(u, 0.5); }, "dropout: input is an undefined tensor");
   expect_error([&] { x.add_(u); }, "add_: second input is an undefined tensor");
@@ -370,12 +397,14 @@ TEST(ErrorTest, UndefinedTensorReachesAnOp) {
 TEST(ErrorTest, CopyNumelMismatch) {
   Tensor d = f32({3, 2});
   expect_error([&] { d.copy_(f32({5})); }, {"copy_: ", "[5]", "[3, 2]"});
-  expect_error([&] { d.copy_(f32({0})); }, "copy_: source float32[0] on cpu does not match destination float32[3, 2] on cpu");
+  expect_error([&] { d.copy_(f32({0})); },
+               "copy_: source float32[0] on cpu does not match destination float32[3, 2] on cpu");
 }
 
 TEST(ErrorTest, BadFactoryArguments) {
   expect_error([] { tandem::zeros({2, -1}); }, "-1");
-  expect_error([] { tandem::arange(0, 10, 0); }, "arange: need finite start/end and a non-zero step, got start=0 end=10 step=0");
+  expect_error([] { tandem::arange(0, 10, 0); },
+               "arange: need finite start/end and a non-zero step, got start=0 end=10 step=0");
   expect_error([] { tandem::arange(0, 10, -1); }, "arange: step -1 does not go from 0 towards 10");
   expect_error(
       [] {
@@ -389,9 +418,15 @@ TEST(ErrorTest, BadFactoryArguments) {
 }
 
 TEST(ErrorTest, MaxOfEmpty) {
-  expect_error([] { tandem::max(tandem::empty({0})); }, "max: cannot reduce over an empty dimension (input float32[0] on cpu)");
-  expect_error([] { tandem::argmin(tandem::empty({0})); }, "argmin: cannot reduce over an empty dimension (input float32[0] on cpu)");
-  expect_error([] { tandem::max(tandem::empty({3, 0}), 1); }, "max: cannot reduce over an empty dimension (input float32[3, 0] on cpu)");
+  expect_error([] { tandem::max(tandem::empty({0})); },
+               "max: cannot reduce over an empty dimension (input float32[0] on cpu)");
+  expect_error([] { tandem::argmin(tandem::empty({0})); },
+               "argmin: cannot reduce over an empty dimension (input float32[0] on cpu)");
+  expect_error(
+      [] {
+        tandem::max(tandem::empty({3, 0}), 1);
+      },
+      "max: cannot reduce over an empty dimension (input float32[3, 0] on cpu)");
 }
 
 TEST(ErrorTest, CudaTensorWithoutADevice) {
@@ -427,8 +462,10 @@ TEST(ErrorTest, DeviceMismatch) {
   expect_error([&] { c.add_(h); }, {"add", "cpu", "cuda"});
   expect_error([&] { tandem::where(tandem::ones({3}, tandem::kUInt8), c, c); },
                {"where", "cpu", "cuda"});
-  expect_error([&] { (void)c.data_ptr<double>(); }, "data_ptr: tensor has dtype float32 but float64 was requested");
-  expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA, 64)); }, "cuda: device 64 requested but only");
+  expect_error([&] { (void)c.data_ptr<double>(); },
+               "data_ptr: tensor has dtype float32 but float64 was requested");
+  expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA, 64)); },
+               "cuda: device 64 requested but only");
   expect_error(
       [] { tandem::empty({2}, tandem::TensorOptions().device(tandem::kCUDA).pinned_memory(true)); },
       {"pinned_memory", "CPU"});

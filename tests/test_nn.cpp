@@ -386,7 +386,12 @@ TEST(Linear, BatchDimsNoBiasAndShapeErrors) {
                "Linear(in_features=10, out_features=5, bias=true): expected input with 10 "
                "features (shape [*, 10]), got []");
   expect_error([&] { layer(Tensor()); }, "Linear: input is an undefined tensor");
-  expect_error([&] { layer(zeros({2, 10}, kFloat64)); }, {"linear: expected tensors of the same dtype", "float64[2, 10]", "float32[5, 10]"});  // dtype mismatch
+  expect_error(
+      [&] {
+        layer(zeros({2, 10}, kFloat64));
+      },
+      {"linear: expected tensors of the same dtype", "float64[2, 10]",
+       "float32[5, 10]"});  // dtype mismatch
   expect_error([] { nn::Linear(0, 3); },
                "Linear: in_features and out_features must be positive, got 0 and 3");
   expect_error([] { nn::Linear(4, -1); },

@@ -48,14 +48,14 @@ Ref ref_matmul(const Tensor& a, const Tensor& b) {
   const bool a_shared = tt::numel_of(a_batch) == 1, b_shared = tt::numel_of(b_batch) == 1;
   // The batch of the side with several matrices; with one on each side, the
   // longer batch shape (all ones).
-  const Shape batch_shape = !a_shared                         ? a_batch
-                            : !b_shared                       ? b_batch
+  const Shape batch_shape = !a_shared                          ? a_batch
+                            : !b_shared                        ? b_batch
                             : a_batch.size() >= b_batch.size() ? a_batch
                                                                : b_batch;
   const int64_t batch = tt::numel_of(batch_shape);
   Ref r;
-  r.values = naive_gemm(tt::to_doubles(a), tt::to_doubles(b), batch, m, k, n,
-                        a_shared ? 0 : m * k, b_shared ? 0 : k * n);
+  r.values = naive_gemm(tt::to_doubles(a), tt::to_doubles(b), batch, m, k, n, a_shared ? 0 : m * k,
+                        b_shared ? 0 : k * n);
   r.shape = batch_shape;
   if (!a_vec) r.shape.push_back(m);
   if (!b_vec) r.shape.push_back(n);
@@ -142,11 +142,11 @@ TEST_P(BlasTest, MatmulEveryRankCombination) {
       {{B, 1, k}, {k, 1}, {B, 1, 1}},
       // One matrix (or vector) on the left times a batch: the left operand is
       // repeated for every matrix of the right.
-      {{m, k}, {B, k, n}, {B, m, n}},                  // 2-D x N-D
-      {{k}, {B, k, n}, {B, n}},                        // 1-D x N-D
-      {{1, m, k}, {B, k, n}, {B, m, n}},               // batch of one x N-D
-      {{m, k}, {B1, B2, k, n}, {B1, B2, m, n}},        // 2-D x N-D, two batch dims
-      {{B, m, k}, {1, k, n}, {B, m, n}},               // N-D x a batch of one
+      {{m, k}, {B, k, n}, {B, m, n}},            // 2-D x N-D
+      {{k}, {B, k, n}, {B, n}},                  // 1-D x N-D
+      {{1, m, k}, {B, k, n}, {B, m, n}},         // batch of one x N-D
+      {{m, k}, {B1, B2, k, n}, {B1, B2, m, n}},  // 2-D x N-D, two batch dims
+      {{B, m, k}, {1, k, n}, {B, m, n}},         // N-D x a batch of one
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(tt::str(c.a) + " x " + tt::str(c.b));

@@ -615,10 +615,9 @@ void check_public_losses(DType dt, tandem::Device dev) {
         for (double smoothing : {0.0, 0.1, 1.0}) {
           SCOPED_TRACE("cross_entropy smoothing " + std::to_string(smoothing));
           const Tensor loss = tandem::cross_entropy(on(x), on(target), r, smoothing);
-          tt::expect_close(loss.cpu(),
-                           reduce_ref(ref_cross_entropy_rows(xv, tv, classes, smoothing),
-                                      cs.target, r),
-                           tol);
+          tt::expect_close(
+              loss.cpu(),
+              reduce_ref(ref_cross_entropy_rows(xv, tv, classes, smoothing), cs.target, r), tol);
         }
         SCOPED_TRACE("nll_loss");
         // Any scores will do (nll_loss picks and negates); these are not normalised.
@@ -644,7 +643,8 @@ void check_public_losses(DType dt, tandem::Device dev) {
              tv = tt::to_doubles(t), lrv = tt::to_doubles(logits);
   std::vector<long double> mse;
   for (size_t i = 0; i < av.size(); ++i)
-    mse.push_back((static_cast<long double>(av[i]) - bv[i]) * (static_cast<long double>(av[i]) - bv[i]));
+    mse.push_back((static_cast<long double>(av[i]) - bv[i]) *
+                  (static_cast<long double>(av[i]) - bv[i]));
   for (Reduction r : reductions) {
     SCOPED_TRACE(reduction_name(r));
     SCOPED_TRACE("mse_loss");

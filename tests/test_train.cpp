@@ -398,7 +398,9 @@ TEST(Trainer, ResumeErrors) {
   save(*net, dir + "/model.safetensors");
   train::Trainer u(net.ptr(), sgd, nullptr, opt);
   tt::expect_error([&] { u.resume(dir + "/model.safetensors"); }, "is not a training checkpoint");
-  tt::expect_error([&] { u.resume(dir + "/missing.safetensors"); }, {"load_safetensors: cannot open", "missing.safetensors", "No such file or directory"});
+  tt::expect_error(
+      [&] { u.resume(dir + "/missing.safetensors"); },
+      {"load_safetensors: cannot open", "missing.safetensors", "No such file or directory"});
 
   // Resuming with another data order would not continue the run.
   opt.epochs = 2;
@@ -410,7 +412,8 @@ TEST(Trainer, ResumeErrors) {
   // Bad options.
   train::TrainerOptions bad;
   bad.label_smoothing = 1.5;
-  tt::expect_error([&] { train::Trainer w(net.ptr(), sgd, nullptr, bad); }, "Trainer: label_smoothing must be in [0, 1], got 1.5");
+  tt::expect_error([&] { train::Trainer w(net.ptr(), sgd, nullptr, bad); },
+                   "Trainer: label_smoothing must be in [0, 1], got 1.5");
   train::TrainerOptions none;
   tt::expect_error([&] { train::Trainer w(nullptr, sgd, nullptr, none); }, "no model");
 }
