@@ -303,7 +303,8 @@ TEST(Autograd, LossArgumentErrors) {
         cross_entropy(logits, from_vector<int64_t>({0, 1, 2}));
       },
       "cross_entropy: target [3] does not match scores [4, 3]");
-  expect_error([&] { cross_entropy(logits, randn({4})); }, "cross_entropy:");
+  expect_error([&] { cross_entropy(logits, randn({4})); },
+               "cross_entropy: index dtype float32 is not supported (expected int64 or int32)");
   expect_error(
       [&] {
         cross_entropy(logits, from_vector<int64_t>({0, 1, 2, 0}), Reduction::Mean, 1.5);
@@ -314,7 +315,11 @@ TEST(Autograd, LossArgumentErrors) {
         cross_entropy(randn({2, 2, 2}), from_vector<int64_t>({0, 1}));
       },
       "cross_entropy: expected scores of shape [N, C] or [C], got [2, 2, 2]");
-  expect_error([&] { cross_entropy(logits, from_vector<int64_t>({0, 1, 7, 0})); }, "cross_entropy");
+  expect_error(
+      [&] {
+        cross_entropy(logits, from_vector<int64_t>({0, 1, 7, 0}));
+      },
+      "cross_entropy: target 7 of row 2 is out of range [0, 3)");
   expect_error([&] { mse_loss(randn({3}), randn({4})); },
                "mse_loss: input [3] and target [4] must have the same shape");
   expect_error([&] { binary_cross_entropy(rand({2}), rand({3})); },

@@ -43,13 +43,21 @@ TEST(ErrorTest, OtherMatrixProductMismatches) {
       },
       {"matmul", "[2, 3, 4]", "[3, 4, 5]"});
   expect_error([] { tandem::mm(f32({2, 3}), f32({4, 5})); }, {"mm", "[2, 3]", "[4, 5]"});
-  expect_error([] { tandem::mm(f32({2, 3, 4}), f32({4, 5})); }, "mm");
+  expect_error(
+      [] {
+        tandem::mm(f32({2, 3, 4}), f32({4, 5}));
+      },
+      "mm: expected 2-D tensors, got [2, 3, 4] and [4, 5]");
   expect_error(
       [] {
         tandem::bmm(f32({2, 3, 4}), f32({3, 4, 5}));
       },
       {"bmm", "[2, 3, 4]", "[3, 4, 5]"});
-  expect_error([] { tandem::bmm(f32({3, 4}), f32({4, 5})); }, "bmm");
+  expect_error(
+      [] {
+        tandem::bmm(f32({3, 4}), f32({4, 5}));
+      },
+      "bmm: expected 3-D tensors, got [3, 4] and [4, 5]");
   expect_error([] { tandem::linear(f32({5, 33}), f32({7, 32})); }, {"linear", "33"});
   expect_error([] { tandem::linear(f32({5, 33}), f32({7, 33}), f32({6})); }, {"linear", "[6]"});
 }
@@ -74,7 +82,11 @@ TEST(ErrorTest, InPlaceOtherMustBroadcastToSelf) {
   Tensor x = f32({3});
   expect_error([&] { x.add_(f32({2, 3})); }, {"add", "[2, 3]", "[3]"});
   expect_error([&] { x.mul_(f32({4})); }, {"mul", "[4]", "[3]"});
-  expect_error([&] { x += f32({2, 3}); }, "add");
+  expect_error(
+      [&] {
+        x += f32({2, 3});
+      },
+      "add_: [2, 3] cannot be broadcast to the destination shape [3]");
   expect_error([&] { x.addcmul_(f32({4}), f32({4})); }, {"[4]", "[3]"});
 }
 
@@ -109,8 +121,9 @@ TEST(ErrorTest, UnsupportedDtype) {
         tandem::matmul(tandem::zeros({2, 2}, tandem::kInt64),
                        tandem::zeros({2, 2}, tandem::kInt64));
       },
-      "int64");
-  expect_error([&] { tandem::rand({3}, tandem::kInt64); }, "int64");
+      "matmul: dtype int64 is not supported (expected float32 or float64)");
+  expect_error([&] { tandem::rand({3}, tandem::kInt64); },
+               "uniform: dtype int64 is not supported (expected float32 or float64)");
   expect_error([&] { tandem::dropout(i64, 0.5); }, {"dropout", "int64"});
   expect_error([&] { tandem::index_select(f32({4}), 0, f32({2})); }, {"index_select", "float32"});
   expect_error([&] { tandem::gather(f32({2, 2}), 1, f32({2, 2})); }, {"gather", "float32"});
@@ -159,14 +172,15 @@ TEST(ErrorTest, ZeroDimTensorsStillValidateDims) {
   expect_error([&] { tandem::sum(s, 3); }, {"sum: ", "dim 3"});
   expect_error([&] { tandem::argmax(s, -2); }, {"argmax: ", "-2"});
   expect_error([&] { tandem::softmax(s, 1); }, {"softmax: ", "dim 1"});
-  expect_error([&] { s.size(0); }, "size: ");
+  expect_error([&] { s.size(0); }, "size: a 0-dim tensor has no dims");
   expect_error([&] { tandem::cat({s, s}); }, {"cat: ", "zero-dimensional"});
 }
 
 TEST(ErrorTest, MiscShapeErrors) {
   expect_error([] { f32({2, 3, 4}).t(); }, {"t: ", "[2, 3, 4]"});
-  expect_error([] { f32({2, 3, 4}).flatten(2, 1); }, "flatten: ");
-  expect_error([] { tandem::matmul(tandem::full({}, 1.0), f32({3})); }, "matmul: ");
+  expect_error([] { f32({2, 3, 4}).flatten(2, 1); }, "flatten: start_dim 2 comes after end_dim 1");
+  expect_error([] { tandem::matmul(tandem::full({}, 1.0), f32({3})); },
+               "matmul: expected tensors of at least 1 dim, got [] and [3]");
   expect_error([] { tandem::linear(f32({2, 3}), f32({3})); }, {"linear: ", "weight"});
 }
 
@@ -178,10 +192,12 @@ TEST(ErrorTest, BadScalarArguments) {
   expect_error([&] { x.clamp(2.0, -2.0); }, {"clamp", "lo (2)", "hi (-2)"});
   expect_error([&] { x.clamp_(1.0, 0.0); }, {"clamp_: ", "lo (1)"});
   expect_error([] { tandem::uniform({3}, 5.0, 1.0); }, {"uniform: ", "5", "1"});
-  expect_error([] { tandem::uniform({3}, 0.0, INFINITY); }, "uniform: ");
+  expect_error([] { tandem::uniform({3}, 0.0, INFINITY); },
+               "uniform: need finite lo <= hi, got [0, inf)");
   expect_error([] { tandem::normal({3}, 0.0, -1.0); }, {"normal: ", "-1"});
   expect_error([] { tandem::randint(0, 10, {3}, tandem::kFloat32); }, {"randint: ", "float32"});
-  expect_error([] { tandem::randn({3}, tandem::kInt32); }, "int32");
+  expect_error([] { tandem::randn({3}, tandem::kInt32); },
+               "normal: dtype int32 is not supported (expected float32 or float64)");
 }
 
 TEST(ErrorTest, IntegerDivisionByZero) {
@@ -260,7 +276,7 @@ TEST(ErrorTest, BadSliceSelectNarrow) {
       },
       "index: index 4 is out of range for dim 1 of size 4 (tensor [3, 4])");
   expect_error([&] { x.index({Slice(0, 3, 0)}); }, "index: step must be positive, got 0");
-  expect_error([&] { Tensor().slice(0, 0, 1); }, "slice: ");
+  expect_error([&] { Tensor().slice(0, 0, 1); }, "slice: input is an undefined tensor");
 }
 
 // ---- item / data_ptr ----------------------------------------------------------------------
@@ -277,7 +293,8 @@ TEST(ErrorTest, DataPtrWithTheWrongType) {
                {"data_ptr: ", "int32", "int64"});
   expect_error([] { tandem::zeros({2}, tandem::kUInt8).data_ptr<float>(); },
                {"data_ptr: ", "uint8", "float32"});
-  expect_error([] { tandem::to_vector<double>(f32({2})); }, {"float32", "float64"});
+  expect_error([] { tandem::to_vector<double>(f32({2})); },
+               "to_vector: tensor has dtype float32 but float64 was requested");
 }
 
 // ---- indices ----------------------------------------------------------------------------
@@ -297,14 +314,19 @@ TEST(ErrorTest, IndexOutOfRange) {
       [&] {
         tandem::index_select(x, 0, tandem::zeros({2, 2}, tandem::kInt64));
       },
-      "index_select: ");
+      "index_select: index must be 1-D, got [2, 2]");
   expect_error(
       [&] {
         tandem::gather(x, 1, tandem::full({5, 1}, 2, tandem::kInt64));
       },
       {"gather: ", "2"});
-  expect_error([&] { tandem::gather(x, 1, tandem::zeros({5}, tandem::kInt64)); }, "gather: ");
-  expect_error([&] { tandem::gather(x, 1, tandem::zeros({4, 1}, tandem::kInt64)); }, "gather: ");
+  expect_error([&] { tandem::gather(x, 1, tandem::zeros({5}, tandem::kInt64)); },
+               "gather: index [5] must have as many dims as the input [5, 2]");
+  expect_error(
+      [&] {
+        tandem::gather(x, 1, tandem::zeros({4, 1}, tandem::kInt64));
+      },
+      "gather: index [4, 1] and input [5, 2] must match in every dim except dim 1");
   expect_error(
       [] {
         tandem::one_hot(tandem::from_vector(std::vector<int64_t>{0, 3}), 3);
@@ -313,14 +335,18 @@ TEST(ErrorTest, IndexOutOfRange) {
   expect_error([] { tandem::one_hot(tandem::from_vector(std::vector<int64_t>{-1}), 3); },
                {"one_hot: ", "-1"});
   expect_error([] { tandem::one_hot(tandem::from_vector(std::vector<int64_t>{0}), 0); },
-               "one_hot: ");
+               "one_hot: num_classes must be positive, got 0");
 }
 
 // ---- cat / stack -------------------------------------------------------------------------
 
 TEST(ErrorTest, CatAndStack) {
   expect_error([] { tandem::cat({f32({2, 3}), f32({2, 4})}, 0); }, {"cat: ", "[2, 3]", "[2, 4]"});
-  expect_error([] { tandem::cat({f32({2, 3}), f32({2, 3, 1})}, 0); }, "cat: ");
+  expect_error(
+      [] {
+        tandem::cat({f32({2, 3}), f32({2, 3, 1})}, 0);
+      },
+      "cat: tensor 1 has shape [2, 3, 1] but expected [2, 3] except in dim 0");
   expect_error([] { tandem::cat({}, 0); }, "cat: expected a non-empty list of tensors");
   expect_error([] { tandem::cat(std::vector<Tensor>{}); },
                "cat: expected a non-empty list of tensors");
@@ -348,21 +374,22 @@ TEST(ErrorTest, RandintEmptyRange) {
 
 TEST(ErrorTest, UndefinedTensorReachesAnOp) {
   Tensor u, x = f32({3});
-  expect_error([&] { tandem::relu(u); }, "relu");
-  expect_error([&] { tandem::add(u, x); }, "add");
-  expect_error([&] { tandem::add(x, u); }, "add");
-  expect_error([&] { tandem::sum(u); }, "sum");
-  expect_error([&] { tandem::softmax(u, 0); }, "softmax");
-  expect_error([&] { tandem::matmul(u, x); }, "matmul");
-  expect_error([&] { tandem::cat({x, u}); }, "cat");
-  expect_error([&] { tandem::index_select(x, 0, u); }, "index_select");
-  expect_error([&] { tandem::where(u, x, x); }, "where");
-  expect_error([&] { tandem::dropout(u, 0.5); }, "dropout");
-  expect_error([&] { x.add_(u); }, "add");
-  expect_error([&] { x.copy_(u); }, "copy_");
-  expect_error([&] { (void)u.sizes(); }, "undefined");
-  expect_error([&] { (void)u.numel(); }, "undefined");
-  expect_error([&] { u.clone(); }, "undefined");
+  expect_error([&] { tandem::relu(u); }, "relu: input is an undefined tensor");
+  expect_error([&] { tandem::add(u, x); }, "add: first input is an undefined tensor");
+  expect_error([&] { tandem::add(x, u); }, "add: second input is an undefined tensor");
+  expect_error([&] { tandem::sum(u); }, "sum: input is an undefined tensor");
+  expect_error([&] { tandem::softmax(u, 0); }, "softmax: input is an undefined tensor");
+  expect_error([&] { tandem::matmul(u, x); }, "matmul: first input is an undefined tensor");
+  expect_error([&] { tandem::cat({x, u}); }, "cat: input is an undefined tensor");
+  expect_error([&] { tandem::index_select(x, 0, u); },
+               "index_select: index is an undefined tensor");
+  expect_error([&] { tandem::where(u, x, x); }, "where: condition is an undefined tensor");
+  expect_error([&] { tandem::dropout(u, 0.5); }, "dropout: input is an undefined tensor");
+  expect_error([&] { x.add_(u); }, "add_: second input is an undefined tensor");
+  expect_error([&] { x.copy_(u); }, "copy_: source is an undefined tensor");
+  expect_error([&] { (void)u.sizes(); }, "Tensor: the tensor is undefined (default-constructed)");
+  expect_error([&] { (void)u.numel(); }, "Tensor: the tensor is undefined (default-constructed)");
+  expect_error([&] { u.clone(); }, "Tensor: the tensor is undefined (default-constructed)");
 }
 
 // ---- copies, factories, devices -------------------------------------------------------------
@@ -370,28 +397,36 @@ TEST(ErrorTest, UndefinedTensorReachesAnOp) {
 TEST(ErrorTest, CopyNumelMismatch) {
   Tensor d = f32({3, 2});
   expect_error([&] { d.copy_(f32({5})); }, {"copy_: ", "[5]", "[3, 2]"});
-  expect_error([&] { d.copy_(f32({0})); }, "copy_: ");
+  expect_error([&] { d.copy_(f32({0})); },
+               "copy_: source float32[0] on cpu does not match destination float32[3, 2] on cpu");
 }
 
 TEST(ErrorTest, BadFactoryArguments) {
   expect_error([] { tandem::zeros({2, -1}); }, "-1");
-  expect_error([] { tandem::arange(0, 10, 0); }, "arange: ");
-  expect_error([] { tandem::arange(0, 10, -1); }, "arange: ");
+  expect_error([] { tandem::arange(0, 10, 0); },
+               "arange: need finite start/end and a non-zero step, got start=0 end=10 step=0");
+  expect_error([] { tandem::arange(0, 10, -1); }, "arange: step -1 does not go from 0 towards 10");
   expect_error(
       [] {
         tandem::from_vector(std::vector<float>{1, 2, 3}, {2, 2});
       },
       {"from_vector: ", "[2, 2]", "3"});
   expect_error([] { tandem::from_blob(nullptr, {2}, tandem::kFloat32, tandem::kFloat32); },
-               "from_blob: ");
+               "from_blob: null data pointer for 2 elements");
   expect_error([] { tandem::Device("gpu:0"); }, "gpu:0");
   expect_error([] { tandem::Device("cuda:x"); }, "cuda:x");
 }
 
 TEST(ErrorTest, MaxOfEmpty) {
-  expect_error([] { tandem::max(tandem::empty({0})); }, "max: ");
-  expect_error([] { tandem::argmin(tandem::empty({0})); }, "argmin: ");
-  expect_error([] { tandem::max(tandem::empty({3, 0}), 1); }, "max: ");
+  expect_error([] { tandem::max(tandem::empty({0})); },
+               "max: cannot reduce over an empty dimension (input float32[0] on cpu)");
+  expect_error([] { tandem::argmin(tandem::empty({0})); },
+               "argmin: cannot reduce over an empty dimension (input float32[0] on cpu)");
+  expect_error(
+      [] {
+        tandem::max(tandem::empty({3, 0}), 1);
+      },
+      "max: cannot reduce over an empty dimension (input float32[3, 0] on cpu)");
 }
 
 TEST(ErrorTest, CudaTensorWithoutADevice) {
@@ -399,8 +434,8 @@ TEST(ErrorTest, CudaTensorWithoutADevice) {
   const char* expected = tandem::cuda::is_built() ? "no CUDA device" : "built without CUDA support";
   expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA)); }, {"CUDA", expected});
   expect_error([] { tandem::zeros({2}).to(tandem::kCUDA); }, {"CUDA", expected});
-  expect_error([] { tandem::zeros({2}).cuda(); }, "CUDA");
-  expect_error([] { tandem::rand({2}, tandem::Device(tandem::kCUDA)); }, "CUDA");
+  expect_error([] { tandem::zeros({2}).cuda(); }, {"cuda: ", expected});
+  expect_error([] { tandem::rand({2}, tandem::Device(tandem::kCUDA)); }, {"cuda: ", expected});
   expect_error([] { tandem::empty({2}, tandem::TensorOptions().pinned_memory(true)); }, "CUDA");
   EXPECT_EQ(tandem::cuda::device_count(), 0);
 }
@@ -444,8 +479,10 @@ TEST(ErrorTest, DeviceMismatch) {
   expect_error([&] { c.add_(h); }, {"add", "cpu", "cuda"});
   expect_error([&] { tandem::where(tandem::ones({3}, tandem::kUInt8), c, c); },
                {"where", "cpu", "cuda"});
-  expect_error([&] { (void)c.data_ptr<double>(); }, "data_ptr: ");
-  expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA, 64)); }, "64");
+  expect_error([&] { (void)c.data_ptr<double>(); },
+               "data_ptr: tensor has dtype float32 but float64 was requested");
+  expect_error([] { tandem::zeros({2}, tandem::Device(tandem::kCUDA, 64)); },
+               "cuda: device 64 requested but only");
   expect_error(
       [] { tandem::empty({2}, tandem::TensorOptions().device(tandem::kCUDA).pinned_memory(true)); },
       {"pinned_memory", "CPU"});

@@ -386,7 +386,12 @@ TEST(Linear, BatchDimsNoBiasAndShapeErrors) {
                "Linear(in_features=10, out_features=5, bias=true): expected input with 10 "
                "features (shape [*, 10]), got []");
   expect_error([&] { layer(Tensor()); }, "Linear: input is an undefined tensor");
-  expect_error([&] { layer(zeros({2, 10}, kFloat64)); }, "linear");  // dtype mismatch
+  expect_error(
+      [&] {
+        layer(zeros({2, 10}, kFloat64));
+      },
+      {"linear: expected tensors of the same dtype", "float64[2, 10]",
+       "float32[5, 10]"});  // dtype mismatch
   expect_error([] { nn::Linear(0, 3); },
                "Linear: in_features and out_features must be positive, got 0 and 3");
   expect_error([] { nn::Linear(4, -1); },
@@ -758,6 +763,85 @@ TEST(Module, CudaForwardBackwardMatchesCpu) {
   manual_seed(4);
   const Tensor d_gpu = drop_gpu(x.to(Device(kCUDA)));
   expect_close(d_gpu, d_cpu, tol);
+}
+
+TEST(ConvModuleOptions, EveryCheckNamesTheOptionAndTheValue) {
+  // The ten option checks of src/nn/conv.cpp, each with the value it got;
+  // the values just inside each bound construct.
+  using nn::Conv2dOptions;
+  expect_error([] { nn::Conv2d(0, 4, 3); },
+               "Conv2d: in_channels and out_channels must be positive, got 0 and 4");
+  expect_error([] { nn::Conv2d(3, -1, 3); },
+               "Conv2d: in_channels and out_channels must be positive, got 3 and -1");
+  expect_error([] { nn::Conv2d(Conv2dOptions(4, 6, 3).groups(4)); },
+               "Conv2d: in_channels 4 and out_channels 6 must be divisible by groups 4");
+  expect_error([] { nn::Conv2d(Conv2dOptions(4, 6, 3).groups(0)); },
+               "Conv2d: in_channels 4 and out_channels 6 must be divisible by groups 0");
+  expect_error([] { nn::Conv2d(Conv2dOptions(3, 4, Size2(3, 0))); },
+               "Conv2d: kernel_size must be positive, got (3, 0)");
+  expect_error([] { nn::Conv2d(Conv2dOptions(3, 4, 3).stride(Size2(0, 1))); },
+               "Conv2d: stride must be positive, got (0, 1)");
+  expect_error([] { nn::Conv2d(Conv2dOptions(3, 4, 3).padding(Size2(1, -1))); },
+               "Conv2d: padding must be >= 0, got (1, -1)");
+  expect_error([] { nn::Conv2d(Conv2dOptions(3, 4, 3).dilation(0)); },
+               "Conv2d: dilation must be positive, got (0, 0)");
+  const nn::Conv2d edge(Conv2dOptions(4, 6, 1).groups(2).stride(1).padding(0).dilation(1));
+  EXPECT_EQ(edge->weight.sizes(), (Shape{6, 2, 1, 1}));
+
+  expect_error([] { nn::AdaptiveAvgPool2d(Size2(2, 0)); },
+               "AdaptiveAvgPool2d: output_size must be positive, got (2, 0)");
+
+  expect_error([] { nn::BatchNorm2d(0); }, "BatchNorm2d: num_features must be positive, got 0");
+  expect_error([] { nn::BatchNorm1d(-3); }, "BatchNorm1d: num_features must be positive, got -3");
+  expect_error([] { nn::BatchNorm2d(nn::BatchNormOptions(4).eps(0.0)); },
+               "BatchNorm2d: eps must be > 0, got 0");
+  expect_error([] { nn::BatchNorm2d(nn::BatchNormOptions(4).eps(INFINITY)); },
+               "BatchNorm2d: eps must be > 0, got inf");
+  expect_error([] { nn::BatchNorm1d(nn::BatchNormOptions(4).momentum(1.5)); },
+               "BatchNorm1d: momentum must be in [0, 1], got 1.5");
+  expect_error([] { nn::BatchNorm1d(nn::BatchNormOptions(4).momentum(-0.1)); },
+               "BatchNorm1d: momentum must be in [0, 1], got -0.1");
+  EXPECT_NO_THROW(nn::BatchNorm1d(nn::BatchNormOptions(1).momentum(0.0)));
+  EXPECT_NO_THROW(nn::BatchNorm1d(nn::BatchNormOptions(1).momentum(1.0).eps(1e-300)));
+}
+
+TEST(BatchNormModule, ResetRunningStatsRestoresTheInitialStatisticsOnly) {
+  manual_seed(5);
+  for (DType dt : tt::float_dtypes()) {
+    SCOPED_TRACE(dtype_name(dt));
+    nn::BatchNorm2d bn(3);
+    bn->to(dt);
+    // Handles taken before the reset see it: the buffers are reset in place.
+    const Tensor mean_handle = bn->running_mean, var_handle = bn->running_var;
+    const Tensor x = tt::random_tensor({4, 3, 5, 5}, dt, 1.0, 3.0);
+    bn->forward(x);
+    bn->forward(x);
+    ASSERT_EQ(bn->num_batches_tracked.item<int64_t>(), 2);
+    ASSERT_GT(tt::to_doubles(bn->running_mean)[0], 0.1) << "the batch moved the statistics";
+    {
+      NoGradGuard no_grad;
+      bn->weight.fill_(2.0);
+      bn->bias.fill_(-1.0);
+    }
+    bn->reset_running_stats();
+    expect_close(mean_handle, tt::Ref{{3}, {0, 0, 0}}, tt::exact());
+    expect_close(var_handle, tt::Ref{{3}, {1, 1, 1}}, tt::exact());
+    EXPECT_EQ(bn->num_batches_tracked.item<int64_t>(), 0);
+    EXPECT_EQ(bn->running_mean.dtype(), dt);
+    // The affine parameters are not statistics: kept.
+    expect_close(bn->weight, tt::Ref{{3}, {2, 2, 2}}, tt::exact());
+    expect_close(bn->bias, tt::Ref{{3}, {-1, -1, -1}}, tt::exact());
+    // Eval mode now normalises with mean 0 and variance 1: y = 2 x / sqrt(1 + eps) - 1.
+    bn->eval();
+    const auto xv = tt::to_doubles(x);
+    std::vector<double> want;
+    for (double v : xv) want.push_back(2.0 * v / std::sqrt(1.0 + 1e-5) - 1.0);
+    expect_close(bn->forward(x), tt::Ref{x.sizes(), want}, tt::default_tol(dt));
+  }
+  // Without tracked statistics there is nothing to reset.
+  nn::BatchNorm1d untracked(nn::BatchNormOptions(2).track_running_stats(false));
+  EXPECT_NO_THROW(untracked->reset_running_stats());
+  EXPECT_FALSE(untracked->running_mean.defined());
 }
 
 }  // namespace

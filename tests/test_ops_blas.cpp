@@ -35,20 +35,27 @@ std::vector<double> naive_gemm(const std::vector<double>& a, const std::vector<d
 }
 
 // matmul's documented semantics, written independently: 1-D operands are
-// promoted to a matrix and the added dim removed; a 2-D right operand is
-// shared by all batches of the left; N-D x N-D needs equal batch dims.
+// promoted to a matrix and the added dim removed; an operand whose batch dims
+// hold one matrix (a 2-D operand, or batch dims of size 1) is repeated for
+// every matrix of the other; otherwise the batch dims must be equal.
 Ref ref_matmul(const Tensor& a, const Tensor& b) {
   Shape sa = a.sizes(), sb = b.sizes();
   const bool a_vec = sa.size() == 1, b_vec = sb.size() == 1;
   if (a_vec) sa.insert(sa.begin(), 1);
   if (b_vec) sb.push_back(1);
   const int64_t m = sa[sa.size() - 2], k = sa.back(), n = sb.back();
-  const Shape batch_shape(sa.begin(), sa.end() - 2);
+  const Shape a_batch(sa.begin(), sa.end() - 2), b_batch(sb.begin(), sb.end() - 2);
+  const bool a_shared = tt::numel_of(a_batch) == 1, b_shared = tt::numel_of(b_batch) == 1;
+  // The batch of the side with several matrices; with one on each side, the
+  // longer batch shape (all ones).
+  const Shape batch_shape = !a_shared                          ? a_batch
+                            : !b_shared                        ? b_batch
+                            : a_batch.size() >= b_batch.size() ? a_batch
+                                                               : b_batch;
   const int64_t batch = tt::numel_of(batch_shape);
-  const bool b_shared = sb.size() == 2;
   Ref r;
-  r.values =
-      naive_gemm(tt::to_doubles(a), tt::to_doubles(b), batch, m, k, n, m * k, b_shared ? 0 : k * n);
+  r.values = naive_gemm(tt::to_doubles(a), tt::to_doubles(b), batch, m, k, n, a_shared ? 0 : m * k,
+                        b_shared ? 0 : k * n);
   r.shape = batch_shape;
   if (!a_vec) r.shape.push_back(m);
   if (!b_vec) r.shape.push_back(n);
@@ -133,6 +140,13 @@ TEST_P(BlasTest, MatmulEveryRankCombination) {
       {{1}, {1}, {}},
       {{1, 1}, {1, 1}, {1, 1}},
       {{B, 1, k}, {k, 1}, {B, 1, 1}},
+      // One matrix (or vector) on the left times a batch: the left operand is
+      // repeated for every matrix of the right.
+      {{m, k}, {B, k, n}, {B, m, n}},            // 2-D x N-D
+      {{k}, {B, k, n}, {B, n}},                  // 1-D x N-D
+      {{1, m, k}, {B, k, n}, {B, m, n}},         // batch of one x N-D
+      {{m, k}, {B1, B2, k, n}, {B1, B2, m, n}},  // 2-D x N-D, two batch dims
+      {{B, m, k}, {1, k, n}, {B, m, n}},         // N-D x a batch of one
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(tt::str(c.a) + " x " + tt::str(c.b));

@@ -3,8 +3,10 @@
 // long-double reference computed here from the contract's formulas (random
 // logits, odd sizes, label smoothing 0 and 0.1, int32 and int64 targets,
 // logits of magnitude 1e4, a -inf logit, out-of-range targets), and
-// cuda:: against cpu:: (skipped without a device). The public cross_entropy
-// (autograd, reductions) is tested in test_autograd.cpp and test_gradcheck.cpp.
+// cuda:: against cpu:: (skipped without a device). At the end, every public
+// loss (cross_entropy, nll_loss, mse_loss, binary_cross_entropy and its logits
+// form) with each reduction against float64 loops on both devices; their
+// gradients are in test_autograd.cpp and test_gradcheck.cpp.
 #include <gtest/gtest.h>
 #include <tandem/tandem.h>
 
@@ -525,5 +527,191 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CrossEntropyCudaTest,
                          ::testing::Combine(::testing::Values(tandem::kFloat32, tandem::kFloat64),
                                             ::testing::Values(tandem::kInt32, tandem::kInt64)),
                          loss_param_name);
+
+// ---- The public losses against float64 loops ------------------------------------------------
+
+// nll_loss, mse_loss, the two binary cross-entropies and cross_entropy's
+// reductions and label smoothing, through the public functions, against each
+// loss's textbook formula in long double (written apart from the library's
+// composition: log-softmax for cross_entropy, log1p(exp(-x)) for the logits
+// form), reduced here. The reference takes the inputs as the tensors hold
+// them, so float32 inputs are compared after their rounding.
+using tandem::Reduction;
+
+std::string reduction_name(Reduction r) {
+  return r == Reduction::Mean ? "mean" : r == Reduction::Sum ? "sum" : "none";
+}
+
+// Per-element (or per-row) losses reduced as `r` asks: one value, or all.
+Ref reduce_ref(const std::vector<long double>& per, const Shape& none_shape, Reduction r) {
+  if (r == Reduction::None) return Ref{none_shape, std::vector<double>(per.begin(), per.end())};
+  long double total = 0;
+  for (long double v : per) total += v;
+  if (r == Reduction::Mean) total /= static_cast<long double>(per.size());
+  return Ref{{}, {static_cast<double>(total)}};
+}
+
+// Rows of scores [rows, classes] (a 1-D input is one row) and a target per row.
+std::vector<long double> ref_cross_entropy_rows(const std::vector<double>& x,
+                                                const std::vector<double>& target, int64_t classes,
+                                                double smoothing) {
+  std::vector<long double> out;
+  const int64_t rows = static_cast<int64_t>(target.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    const double* row = x.data() + r * classes;
+    long double m = row[0], s = 0, sum_lp = 0;
+    for (int64_t j = 1; j < classes; ++j) m = std::max(m, static_cast<long double>(row[j]));
+    for (int64_t j = 0; j < classes; ++j) s += std::exp(static_cast<long double>(row[j]) - m);
+    const long double lse = m + std::log(s);
+    for (int64_t j = 0; j < classes; ++j) sum_lp += row[j] - lse;
+    const long double lp_t = row[static_cast<int64_t>(target[static_cast<size_t>(r)])] - lse;
+    const long double eps = smoothing;
+    out.push_back(-(1 - eps) * lp_t - eps / static_cast<long double>(classes) * sum_lp);
+  }
+  return out;
+}
+
+std::vector<long double> ref_nll_rows(const std::vector<double>& lp,
+                                      const std::vector<double>& target, int64_t classes) {
+  std::vector<long double> out;
+  for (size_t r = 0; r < target.size(); ++r)
+    out.push_back(-static_cast<long double>(
+        lp[r * static_cast<size_t>(classes) + static_cast<size_t>(target[r])]));
+  return out;
+}
+
+// -(t log p + (1 - t) log(1 - p)), each log clamped at -100 (PyTorch's rule).
+std::vector<long double> ref_bce(const std::vector<double>& p, const std::vector<double>& t) {
+  std::vector<long double> out;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const long double lp = std::max(std::log(static_cast<long double>(p[i])), -100.0L);
+    const long double lq = std::max(std::log(1.0L - p[i]), -100.0L);
+    out.push_back(-(t[i] * lp + (1.0L - t[i]) * lq));
+  }
+  return out;
+}
+
+// -(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), with log sigmoid(x) =
+// -log1p(exp(-x)) and log(1 - sigmoid(x)) = -log1p(exp(x)).
+std::vector<long double> ref_bce_with_logits(const std::vector<double>& x,
+                                             const std::vector<double>& t) {
+  std::vector<long double> out;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const long double xi = x[i];
+    out.push_back(t[i] * std::log1p(std::exp(-xi)) + (1.0L - t[i]) * std::log1p(std::exp(xi)));
+  }
+  return out;
+}
+
+// Few-ulp functions (exp, log, log1p) in the input's type and a float32 sum of
+// up to a few hundred terms; float64 is held close to its own rounding.
+tt::Tol public_loss_tol(DType dt) {
+  return dt == tandem::kFloat32 ? tt::scaled(tt::default_tol(dt), 10.0) : tt::Tol{1e-12, 1e-13};
+}
+
+void check_public_losses(DType dt, tandem::Device dev) {
+  const tt::Tol tol = public_loss_tol(dt);
+  const auto on = [&](const Tensor& t) { return t.to(dev); };
+  const std::vector<Reduction> reductions = {Reduction::Mean, Reduction::Sum, Reduction::None};
+  // Class losses: [rows, classes] with one target per row, and [C] with a 0-dim one.
+  struct ClassShape {
+    Shape scores, target;
+  };
+  for (const ClassShape& cs : std::vector<ClassShape>{{{37, 11}, {37}}, {{1, 1}, {1}}, {{9}, {}}}) {
+    const int64_t classes = cs.scores.back();
+    const int64_t rows = tt::numel_of(cs.target);
+    for (DType it : {tandem::kInt64, tandem::kInt32}) {
+      const Tensor x = tt::random_tensor(cs.scores, dt, -4, 4);
+      const Tensor target = tt::make_tensor(tt::int_values(rows, 0, classes - 1), cs.target, it);
+      const auto xv = tt::to_doubles(x), tv = tt::to_doubles(target);
+      for (Reduction r : reductions) {
+        SCOPED_TRACE(tt::str(cs.scores) + " " + tandem::dtype_name(it) + " " + reduction_name(r));
+        for (double smoothing : {0.0, 0.1, 1.0}) {
+          SCOPED_TRACE("cross_entropy smoothing " + std::to_string(smoothing));
+          const Tensor loss = tandem::cross_entropy(on(x), on(target), r, smoothing);
+          tt::expect_close(
+              loss.cpu(),
+              reduce_ref(ref_cross_entropy_rows(xv, tv, classes, smoothing), cs.target, r), tol);
+        }
+        SCOPED_TRACE("nll_loss");
+        // Any scores will do (nll_loss picks and negates); these are not normalised.
+        tt::expect_close(tandem::nll_loss(on(x), on(target), r).cpu(),
+                         reduce_ref(ref_nll_rows(xv, tv, classes), cs.target, r), tol);
+      }
+    }
+  }
+  // Elementwise losses on [5, 7, 3].
+  const Shape shape = {5, 7, 3};
+  const int64_t n = tt::numel_of(shape);
+  const Tensor a = tt::random_tensor(shape, dt, -3, 3), b = tt::random_tensor(shape, dt, -3, 3);
+  // Probabilities with exact 0 and 1 at the first four places (the -100 clamp),
+  // and soft targets in [0, 1].
+  std::vector<double> pv = tt::uniform_values(n, 0.01, 0.99);
+  pv[0] = 0.0, pv[1] = 1.0, pv[2] = 0.0, pv[3] = 1.0;
+  const Tensor p = tt::make_tensor(pv, shape, dt), t = tt::random_tensor(shape, dt, 0, 1);
+  // Logits in [-8, 8] and two far out (the stable form's log term underflows).
+  std::vector<double> lv = tt::uniform_values(n, -8, 8);
+  lv[0] = 30.0, lv[1] = -30.0;
+  const Tensor logits = tt::make_tensor(lv, shape, dt);
+  const auto av = tt::to_doubles(a), bv = tt::to_doubles(b), prv = tt::to_doubles(p),
+             tv = tt::to_doubles(t), lrv = tt::to_doubles(logits);
+  std::vector<long double> mse;
+  for (size_t i = 0; i < av.size(); ++i)
+    mse.push_back((static_cast<long double>(av[i]) - bv[i]) *
+                  (static_cast<long double>(av[i]) - bv[i]));
+  for (Reduction r : reductions) {
+    SCOPED_TRACE(reduction_name(r));
+    SCOPED_TRACE("mse_loss");
+    tt::expect_close(tandem::mse_loss(on(a), on(b), r).cpu(), reduce_ref(mse, shape, r), tol);
+    SCOPED_TRACE("binary_cross_entropy");
+    tt::expect_close(tandem::binary_cross_entropy(on(p), on(t), r).cpu(),
+                     reduce_ref(ref_bce(prv, tv), shape, r), tol);
+    SCOPED_TRACE("binary_cross_entropy_with_logits");
+    tt::expect_close(tandem::binary_cross_entropy_with_logits(on(logits), on(t), r).cpu(),
+                     reduce_ref(ref_bce_with_logits(lrv, tv), shape, r), tol);
+  }
+}
+
+class PublicLossTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(PublicLossTest, EveryLossAndReductionMatchesFloat64Loops) {
+  check_public_losses(GetParam(), tandem::kCPU);
+}
+
+TEST_P(PublicLossTest, EveryLossAndReductionMatchesFloat64LoopsOnCuda) {
+  TANDEM_SKIP_WITHOUT_CUDA();
+  check_public_losses(GetParam(), tandem::Device(tandem::kCUDA, 0));
+}
+
+INSTANTIATE_TEST_SUITE_P(Floating, PublicLossTest,
+                         ::testing::Values(tandem::kFloat32, tandem::kFloat64),
+                         [](const ::testing::TestParamInfo<DType>& param_info) {
+                           return std::string(tandem::dtype_name(param_info.param));
+                         });
+
+TEST(PublicLossErrors, BinaryCrossEntropyWithLogitsNamesTheProblem) {
+  const char* op = "binary_cross_entropy_with_logits";
+  const Tensor x = tt::random_tensor({2, 3}, tandem::kFloat32);
+  tt::expect_error(
+      [&] {
+        tandem::binary_cross_entropy_with_logits(x, tt::random_tensor({3, 2}, tandem::kFloat32));
+      },
+      {op, ": input [2, 3] and target [3, 2] must have the same shape"});
+  tt::expect_error(
+      [&] {
+        tandem::binary_cross_entropy_with_logits(x, tt::random_tensor({2, 3}, tandem::kFloat64));
+      },
+      {op, ": expected tensors of the same dtype", "float32", "float64"});
+  tt::expect_error(
+      [&] {
+        tandem::binary_cross_entropy_with_logits(tandem::zeros({2, 3}, tandem::kInt64),
+                                                 tandem::zeros({2, 3}, tandem::kInt64));
+      },
+      {op, ": dtype int64 is not supported (expected float32 or float64)"});
+  tt::expect_error([&] { tandem::binary_cross_entropy_with_logits(x, Tensor()); },
+                   {op, ": target is an undefined tensor"});
+  tt::expect_error([&] { tandem::binary_cross_entropy_with_logits(Tensor(), x); },
+                   {op, ": input is an undefined tensor"});
+}
 
 }  // namespace

@@ -531,14 +531,10 @@ TEST(CopyTest, OneElementBroadcastKeepsInt64Exact) {
 }
 
 TEST(CopyTest, OverlappingSlicesOfOneTensor) {
-  // dst and src share storage and overlap: either a clean tandem::Error or the
-  // values src had before the copy (memmove semantics), never a smear.
+  // dst and src share storage and overlap: the values src had before the copy
+  // (memmove semantics), never a smear, and no error.
   Tensor x = tandem::arange(10, tandem::kFloat32).view({10, 1});
-  try {
-    x.slice(0, 1, 10).copy_(x.slice(0, 0, 9));
-  } catch (const tandem::Error&) {
-    return;
-  }
+  x.slice(0, 1, 10).copy_(x.slice(0, 0, 9));
   EXPECT_EQ(tandem::to_vector<float>(x), (std::vector<float>{0, 0, 1, 2, 3, 4, 5, 6, 7, 8}));
 }
 

@@ -398,7 +398,9 @@ TEST(Trainer, ResumeErrors) {
   save(*net, dir + "/model.safetensors");
   train::Trainer u(net.ptr(), sgd, nullptr, opt);
   tt::expect_error([&] { u.resume(dir + "/model.safetensors"); }, "is not a training checkpoint");
-  tt::expect_error([&] { u.resume(dir + "/missing.safetensors"); }, "missing.safetensors");
+  tt::expect_error(
+      [&] { u.resume(dir + "/missing.safetensors"); },
+      {"load_safetensors: cannot open", "missing.safetensors", "No such file or directory"});
 
   // Resuming with another data order would not continue the run.
   opt.epochs = 2;
@@ -410,7 +412,8 @@ TEST(Trainer, ResumeErrors) {
   // Bad options.
   train::TrainerOptions bad;
   bad.label_smoothing = 1.5;
-  tt::expect_error([&] { train::Trainer w(net.ptr(), sgd, nullptr, bad); }, "label_smoothing");
+  tt::expect_error([&] { train::Trainer w(net.ptr(), sgd, nullptr, bad); },
+                   "Trainer: label_smoothing must be in [0, 1], got 1.5");
   train::TrainerOptions none;
   tt::expect_error([&] { train::Trainer w(nullptr, sgd, nullptr, none); }, "no model");
 }
@@ -458,6 +461,82 @@ TEST(Trainer, ErrorsNameTheProblem) {
 
   tt::expect_error([] { train::History::from_json("{\"epochs\": 3}"); },
                    "not valid JSON of the expected form");
+}
+
+TEST(Trainer, EpochFiguresAreTheMeansOverTheEpochsSamples) {
+  // With lr 0 the model does not change during the epoch and has no dropout
+  // or batch norm, so the epoch's training figures (train_epoch, over
+  // batches of 32, 32 and 6) must be evaluate()'s over the same unshuffled,
+  // unaugmented data: the loss a mean over samples, not over batches.
+  manual_seed(11);
+  data::DataLoader loader(synthetic_cifar(70, 11), loader_options(0, false));
+  nn::Sequential net(nn::Flatten(), nn::Linear(3 * 32 * 32, 10));
+  const auto before = snapshot(*net);
+  optim::SGD sgd(net->parameters(), optim::SGDOptions(0.0));
+  train::TrainerOptions opt;
+  opt.epochs = 1;
+  std::vector<int64_t> steps_read;
+  opt.on_step = [&](const train::StepInfo& s) { steps_read.push_back(s.steps_read); };
+  train::Trainer trainer(net.ptr(), sgd, nullptr, opt);
+  const train::History& h = trainer.fit(loader);
+  EXPECT_EQ(snapshot(*net), before) << "lr 0 leaves the weights as they were";
+  EXPECT_EQ(steps_read, (std::vector<int64_t>{1, 2, 3})) << "every step read on the CPU";
+  ASSERT_EQ(h.epochs.size(), 1u);
+  ASSERT_EQ(h.step_loss.size(), 3u);
+  const train::EvalResult ev = train::evaluate(*net, loader, 10);
+  ASSERT_EQ(ev.samples, 70);
+  const train::EpochStats& e = h.epochs[0];
+  EXPECT_NEAR(e.train_loss, ev.loss, 1e-5 * ev.loss);
+  EXPECT_DOUBLE_EQ(e.train_accuracy, ev.accuracy);
+  const double weighted = (32 * h.step_loss[0] + 32 * h.step_loss[1] + 6 * h.step_loss[2]) / 70;
+  EXPECT_NEAR(e.train_loss, weighted, 1e-12 * weighted);
+  EXPECT_TRUE(std::isnan(e.val_loss) && std::isnan(e.val_accuracy)) << "no validation loader";
+  EXPECT_EQ(e.epoch, 0);
+  EXPECT_EQ(e.lr, 0.0);
+  EXPECT_GT(e.images_per_second, 0.0);
+}
+
+TEST(Trainer, SaveLastBeforeTheFirstEpochResumesToTheSameRun) {
+  // save_last() before fit() gives an interrupted first epoch a point to
+  // resume from: a new trainer resumed from it (other initial weights, other
+  // generator state) holds the saved weights and trains to the same
+  // weights and losses, bit for bit.
+  data::DataLoader train(synthetic_cifar(96, 12), loader_options(5, true));
+  const std::string dir = temp_dir("first");  // not made yet: save_last makes it
+  const std::string start = dir + "/start.safetensors";
+  manual_seed(12);
+  nn::Sequential a = small_net();
+  optim::SGD sgd_a(a->parameters(), optim::SGDOptions(0.05).momentum(0.9));
+  train::TrainerOptions opt;
+  opt.epochs = 1;
+  opt.checkpoint_dir = dir;
+  train::Trainer ta(a.ptr(), sgd_a, nullptr, opt);
+  ta.save_last(train);
+  ASSERT_EQ(std::rename(ta.last_checkpoint_path().c_str(), start.c_str()), 0)
+      << "save_last wrote " << ta.last_checkpoint_path();
+  const auto initial = snapshot(*a);
+  ta.fit(train);
+  const auto trained = snapshot(*a);
+  ASSERT_NE(trained, initial);
+
+  manual_seed(999);
+  nn::Sequential b = small_net();
+  ASSERT_NE(snapshot(*b), initial);
+  optim::SGD sgd_b(b->parameters(), optim::SGDOptions(0.05).momentum(0.9));
+  opt.checkpoint_dir = temp_dir("second");
+  train::Trainer tb(b.ptr(), sgd_b, nullptr, opt);
+  tb.resume(start);
+  EXPECT_EQ(tb.epochs_done(), 0);
+  EXPECT_TRUE(tb.history().step_loss.empty());
+  EXPECT_EQ(snapshot(*b), initial);
+  tb.fit(train);
+  EXPECT_EQ(snapshot(*b), trained);
+  EXPECT_EQ(tb.history().step_loss, ta.history().step_loss);
+
+  // Without a checkpoint directory there is nowhere to save.
+  train::Trainer none(b.ptr(), sgd_b, nullptr, train::TrainerOptions());
+  tt::expect_error([&] { none.save_last(train); },
+                   "Trainer::save_last: TrainerOptions::checkpoint_dir is empty (nowhere to save)");
 }
 
 }  // namespace

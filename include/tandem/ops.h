@@ -82,7 +82,10 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor mm(const Tensor& a, const Tensor& b);   // [m,k] x [k,n]
 Tensor bmm(const Tensor& a, const Tensor& b);  // [B,m,k] x [B,k,n]
 // 1-D.1-D dot, 2-D.1-D, 1-D.2-D, N-D.2-D (leading dims flattened), N-D.N-D with
-// equal batch dims.
+// equal batch dims, and one matrix times a batch: an operand whose batch dims
+// hold a single matrix (1-D, 2-D, or batch dims of size 1) is repeated for every
+// matrix of the other, e.g. [m,k].[B,k,n], [k].[B,k,n] and [1,m,k].[B,k,n] give
+// [B,m,n], [B,n] and [B,m,n].
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x [*, in] W [out, in] b [out] (optional): x W^T + b.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());

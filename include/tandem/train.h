@@ -164,6 +164,7 @@ class Trainer {
   std::string best_checkpoint_path() const;
   // Writes last.safetensors now (fit() does after every epoch): before the
   // first epoch, it gives an interrupted first epoch a point to resume from.
+  // Creates checkpoint_dir as fit() does; throws when it is empty.
   void save_last(const data::DataLoader& train) const;
 
  private:

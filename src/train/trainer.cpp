@@ -490,7 +490,10 @@ Trainer::~Trainer() = default;
 bool Trainer::writes_checkpoints() const { return !options_.group || options_.group->rank() == 0; }
 
 void Trainer::save_last(const data::DataLoader& train) const {
+  TANDEM_CHECK(!options_.checkpoint_dir.empty(),
+               "Trainer::save_last: TrainerOptions::checkpoint_dir is empty (nowhere to save)");
   if (!writes_checkpoints()) return;
+  make_dir(options_.checkpoint_dir);  // as fit() does: save_last may come first
   const Generator& g = default_generator();
   Metadata md{{kEpochKey, std::to_string(epoch_)},
               {kHistoryKey, history_.to_json()},
