@@ -14,6 +14,10 @@
 #include <string>
 #include <vector>
 
+namespace CLI {
+class App;
+}  // namespace CLI
+
 namespace cli {
 
 namespace td = tandem;
@@ -185,5 +189,8 @@ struct DataCmdArgs {
 int run_data(const DataCmdArgs& args);
 
 int run_info(bool json_output);
+// `tandem check` (check.cpp): adds the subcommand; runs it once parsed.
+CLI::App* add_check(CLI::App& app);
+int run_check_command();
 
 }  // namespace cli

@@ -66,7 +66,7 @@ constexpr int kMaxThreads = 1024;
 // The command words, for messages: "tandem", "tandem train", "tandem bench ops".
 const std::map<std::string, std::vector<std::string>>& command_tree() {
   static const std::map<std::string, std::vector<std::string>> tree = {
-      {"", {"train", "eval", "predict", "bench", "data", "info"}},
+      {"", {"train", "eval", "predict", "bench", "data", "info", "check"}},
       {"bench", {"train", "ops"}},
       {"data", {"get", "import"}}};
   return tree;
@@ -490,6 +490,7 @@ Run 'tandem data get --help' or 'tandem data import --help' for their options.)"
   info_cmd->footer("Examples:\n  tandem info\n  tandem info --json");
   info_cmd->add_flag("--json", info_json, "host facts as JSON (what bench --json records)");
   add_threads_option(info_cmd, &threads);
+  CLI::App* check_cmd = add_check(app);
 
   try {
     app.parse(argc, argv);
@@ -543,6 +544,10 @@ Run 'tandem data get --help' or 'tandem data import --help' for their options.)"
       return run_data_checked(dimp);
     }
     if (info_cmd->parsed()) return run_info(info_json);
+    if (check_cmd->parsed()) {
+      command = "tandem check";
+      return run_check_command();
+    }
   } catch (const UsageError& e) {
     std::cerr << command << ": error: " << e.what() << "\nRun '" << command
               << " --help' for the options.\n";
