@@ -159,6 +159,9 @@ struct CheckOptions {
   bool quick = false;   // only records marked quick, backward in float64 only
   uint64_t seed = 1234;
 };
+// Whether a record runs for this --ops pattern: its op or name contains one of
+// the comma-separated parts, or its family is one (empty: every record).
+bool record_matches(const OpRecord& r, const std::string& pattern);
 // Runs the matching records; `on_row` sees each row as it is made.
 std::vector<CheckRow> run_check(const CheckOptions& options,
                                 const std::function<void(const CheckRow&)>& on_row = nullptr);

@@ -89,6 +89,9 @@ int run_check_command() {
              "): checking the CPU against the float64 reference instead";
     }
   }
+  bool any = false;
+  for (const ck::OpRecord& r : ck::op_records()) any = any || ck::record_matches(r, a.ops);
+  if (!any) throw UsageError("--ops '" + a.ops + "' matches no op record (tandem check --json lists them)");
   const std::string against =
       o.device.is_cpu() ? "the float64 reference (forward) and finite differences (backward)"
                         : "the CPU";
@@ -100,8 +103,6 @@ int run_check_command() {
                 "max_abs", "max_rel", "atol", "rtol", "verdict");
   }
   const auto rows = ck::run_check(o, a.json_output ? nullptr : print_row);
-  if (rows.empty())
-    throw UsageError("--ops '" + a.ops + "' matches no op record (names: tandem check --json)");
   size_t failed = 0;
   json list = json::array();
   std::string failures;
