@@ -162,6 +162,8 @@ struct CheckOptions {
 // Whether a record runs for this --ops pattern: its op or name contains one of
 // the comma-separated parts, or its family is one (empty: every record).
 bool record_matches(const OpRecord& r, const std::string& pattern);
+// The rows of one record: forward (and backward) per dtype of options.dtypes.
+std::vector<CheckRow> check_record(const OpRecord& r, const CheckOptions& options);
 // Runs the matching records; `on_row` sees each row as it is made.
 std::vector<CheckRow> run_check(const CheckOptions& options,
                                 const std::function<void(const CheckRow&)>& on_row = nullptr);

@@ -341,25 +341,30 @@ Array to_array(const Tensor& t0) {
   return a;
 }
 
+std::vector<CheckRow> check_record(const OpRecord& r, const CheckOptions& o) {
+  std::vector<CheckRow> rows;
+  for (DType dt : o.dtypes) {
+    if (std::find(r.dtypes.begin(), r.dtypes.end(), dt) == r.dtypes.end()) continue;
+    if (o.device.is_cpu()) {
+      forward_vs_reference(r, dt, o, rows);
+      if (r.differentiable && dt == kFloat64) backward_gradcheck(r, o, rows);
+    } else {
+      forward_vs_cpu(r, dt, o, rows);
+      if (r.differentiable) backward_vs_cpu(r, dt, o, rows);
+    }
+  }
+  return rows;
+}
+
 std::vector<CheckRow> run_check(const CheckOptions& o,
                                 const std::function<void(const CheckRow&)>& on_row) {
   std::vector<CheckRow> rows;
-  const bool on_cpu = o.device.is_cpu();
   for (const OpRecord& r : op_records()) {
     if (!record_matches(r, o.pattern) || (o.quick && !r.quick)) continue;
-    const size_t first = rows.size();
-    for (DType dt : o.dtypes) {
-      if (std::find(r.dtypes.begin(), r.dtypes.end(), dt) == r.dtypes.end()) continue;
-      if (on_cpu) {
-        forward_vs_reference(r, dt, o, rows);
-        if (r.differentiable && dt == kFloat64) backward_gradcheck(r, o, rows);
-      } else {
-        forward_vs_cpu(r, dt, o, rows);
-        if (r.differentiable) backward_vs_cpu(r, dt, o, rows);
-      }
+    for (const CheckRow& row : check_record(r, o)) {
+      if (on_row) on_row(row);
+      rows.push_back(row);
     }
-    if (on_row)
-      for (size_t i = first; i < rows.size(); ++i) on_row(rows[i]);
   }
   return rows;
 }
