@@ -20,7 +20,7 @@ TEST(RegistryCoverage, EveryListedOpHasARecord) {
   for (const std::string& op : ck::ops_without_record()) missing += " " + op;
   EXPECT_TRUE(missing.empty()) << "ops of op_list.h with no record in src/check/records.cpp:"
                                << missing;
-  EXPECT_GE(ck::listed_ops().size(), 80u);
+  EXPECT_GE(ck::listed_ops().size(), 70u);  // the lists parsed
 }
 
 TEST(RegistryCoverage, RecordsAreWellFormed) {
