@@ -79,7 +79,7 @@ std::string record_name(const ::testing::TestParamInfo<size_t>& info) {
   return name;
 }
 
-INSTANTIATE_TEST_SUITE_P(AllRecords, Registry,
-                         ::testing::Range<size_t>(0, ck::op_records().size()), record_name);
+INSTANTIATE_TEST_SUITE_P(AllRecords, Registry, ::testing::Range<size_t>(0, ck::op_records().size()),
+                         record_name);
 
 }  // namespace

@@ -76,8 +76,8 @@ struct OpRecord {
   std::string name;    // the case: op plus variant, e.g. "conv2d_stride2_pad"
   std::string family;  // "elementwise", "reduce", "loss", "matmul", "conv", ...
   std::vector<InputSpec> inputs;
-  OpFn fn;             // calls the op on inputs of any device and dtype
-  RefFn ref;           // the float64 reference (Statistical: the moments {mean, var})
+  OpFn fn;    // calls the op on inputs of any device and dtype
+  RefFn ref;  // the float64 reference (Statistical: the moments {mean, var})
   TolClass tol = TolClass::Rounding;
   bool differentiable = true;
   bool quick = true;  // in `tandem check --quick` (the larger variants are not)

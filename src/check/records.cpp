@@ -122,7 +122,8 @@ void elementwise(std::vector<OpRecord>& out) {
           b.name, b.name + suffix, TC::Rounding, {a, c},
           [rec](const In& x) { return call_binary(rec->op, x[0], x[1]); },
           [rec](const A& x) {
-            return ref::zip(x[0], x[1], [&](double p, double q) { return rec->ref(p, q, 1.0, false); });
+            return ref::zip(x[0], x[1],
+                            [&](double p, double q) { return rec->ref(p, q, 1.0, false); });
           });
       r.differentiable = b.differentiable;
       if (b.domain == BinaryDomain::Ties) r.tol = TC::Exact;
@@ -144,14 +145,16 @@ void elementwise(std::vector<OpRecord>& out) {
   }
   InputSpec a = in({3, 4});
   a.kinks = {0.0};
-  t.add("where", "where", TC::Rounding, {a, in({4})},
-        [](const In& x) { return where(gt(x[0], 0.0), x[0] * 2.0, x[1]); },
-        [](const A& x) {
-          return ref::zip(x[0], x[1], [](double p, double q) { return p > 0 ? 2 * p : q; });
-        });
-  t.add("isfinite", "isfinite", TC::Exact, {nonzero({5, 7}, 0.2, 2.0)},
-        [](const In& x) { return isfinite(log(x[0])); },
-        [](const A& x) { return ref::map(x[0], [](double p) { return p > 0 ? 1.0 : 0.0; }); })
+  t.add(
+      "where", "where", TC::Rounding, {a, in({4})},
+      [](const In& x) { return where(gt(x[0], 0.0), x[0] * 2.0, x[1]); },
+      [](const A& x) {
+        return ref::zip(x[0], x[1], [](double p, double q) { return p > 0 ? 2 * p : q; });
+      });
+  t.add(
+       "isfinite", "isfinite", TC::Exact, {nonzero({5, 7}, 0.2, 2.0)},
+       [](const In& x) { return isfinite(log(x[0])); },
+       [](const A& x) { return ref::map(x[0], [](double p) { return p > 0 ? 1.0 : 0.0; }); })
       .differentiable = false;
 }
 
@@ -183,13 +186,15 @@ void reductions(std::vector<OpRecord>& out) {
     const ReduceOp op = k.op;
     const auto f = k.f;
     const bool diff = op != ReduceOp::ArgMax && op != ReduceOp::ArgMin;
-    auto dim_case = [&](const std::string& suffix, Shape s, int64_t dim, bool keepdim) -> OpRecord& {
-      OpFn fn = dim == ref::kAll ? OpFn([op](const In& x) { return reduce(op, x[0]); })
-                                 : OpFn([op, dim, keepdim](const In& x) {
-                                     return reduce(op, x[0], dim, keepdim);
-                                   });
-      OpRecord& r = t.add(k.name, k.name + suffix, k.tol, {in(std::move(s))}, fn,
-                          [f, dim, keepdim](const A& x) { return ref::reduce(x[0], dim, keepdim, f); });
+    auto dim_case = [&](const std::string& suffix, Shape s, int64_t dim,
+                        bool keepdim) -> OpRecord& {
+      OpFn fn =
+          dim == ref::kAll
+              ? OpFn([op](const In& x) { return reduce(op, x[0]); })
+              : OpFn([op, dim, keepdim](const In& x) { return reduce(op, x[0], dim, keepdim); });
+      OpRecord& r =
+          t.add(k.name, k.name + suffix, k.tol, {in(std::move(s))}, fn,
+                [f, dim, keepdim](const A& x) { return ref::reduce(x[0], dim, keepdim, f); });
       r.differentiable = diff;
       return r;
     };
@@ -201,31 +206,35 @@ void reductions(std::vector<OpRecord>& out) {
     dim_case("_all_large", {1 << 18}, ref::kAll, false).quick = false;
     dim_case("_dim1_large", {16, 1001, 3}, 1, false).quick = false;
   }
-  t.add("sum", "sum_empty_dim0", TC::Accumulate, {in({0, 3})},
-        [](const In& x) { return sum(x[0], 0); },
-        [](const A& x) { return ref::reduce(x[0], 0, false, ref::sum); })
+  t.add(
+       "sum", "sum_empty_dim0", TC::Accumulate, {in({0, 3})},
+       [](const In& x) { return sum(x[0], 0); },
+       [](const A& x) { return ref::reduce(x[0], 0, false, ref::sum); })
       .differentiable = false;
-  t.add("var", "var_all", TC::Accumulate, {in({3, 5})}, [](const In& x) { return var(x[0]); },
-        [](const A& x) {
-          return ref::reduce(x[0], ref::kAll, false,
-                             [](const std::vector<double>& v) { return ref::variance(v, true); });
-        });
-  t.add("var", "var_dim", TC::Accumulate, {in({3, 5})},
-        [](const In& x) { return var(x[0], 1, false, true); },
-        [](const A& x) {
-          return ref::reduce(x[0], 1, true,
-                             [](const std::vector<double>& v) { return ref::variance(v, false); });
-        });
+  t.add(
+      "var", "var_all", TC::Accumulate, {in({3, 5})}, [](const In& x) { return var(x[0]); },
+      [](const A& x) {
+        return ref::reduce(x[0], ref::kAll, false,
+                           [](const std::vector<double>& v) { return ref::variance(v, true); });
+      });
+  t.add(
+      "var", "var_dim", TC::Accumulate, {in({3, 5})},
+      [](const In& x) { return var(x[0], 1, false, true); },
+      [](const A& x) {
+        return ref::reduce(x[0], 1, true,
+                           [](const std::vector<double>& v) { return ref::variance(v, false); });
+      });
 }
 
 void softmax_and_losses(std::vector<OpRecord>& out) {
   Table t{out, "softmax"};
   auto sm = [&](bool log, const std::string& name, Shape s, int64_t dim) -> OpRecord& {
-    return t.add(log ? "log_softmax" : "softmax", name, TC::Accumulate, {in(std::move(s))},
-                 [log, dim](const In& x) { return log ? log_softmax(x[0], dim) : softmax(x[0], dim); },
-                 [log, dim](const A& x) {
-                   return ref::rowwise(x[0], dim, log ? ref::log_softmax : ref::softmax);
-                 });
+    return t.add(
+        log ? "log_softmax" : "softmax", name, TC::Accumulate, {in(std::move(s))},
+        [log, dim](const In& x) { return log ? log_softmax(x[0], dim) : softmax(x[0], dim); },
+        [log, dim](const A& x) {
+          return ref::rowwise(x[0], dim, log ? ref::log_softmax : ref::softmax);
+        });
   };
   sm(false, "softmax", {3, 5}, 1);
   sm(false, "softmax_dim0", {4, 3, 2}, 0);
@@ -252,59 +261,70 @@ void softmax_and_losses(std::vector<OpRecord>& out) {
     const std::string suffix = r == Reduction::Mean  ? "_mean"
                                : r == Reduction::Sum ? "_sum"
                                                      : "_none";
-    t.add("cross_entropy", "cross_entropy" + suffix, TC::Accumulate, {in({4, 5}), labels},
-          [r](const In& x) { return cross_entropy(x[0], x[1], r); },
-          [r, ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), r); });
-    t.add("nll_loss", "nll_loss" + suffix, TC::Accumulate, {in({4, 5}), labels},
-          [r](const In& x) { return nll_loss(log_softmax(x[0], 1), x[1], r); },
-          [r, ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), r); });
-    t.add("mse_loss", "mse_loss" + suffix, TC::Accumulate, {in({3, 4}), in({3, 4})},
-          [r](const In& x) { return mse_loss(x[0], x[1], r); },
-          [r](const A& x) {
-            return reduced(ref::zip(x[0], x[1], [](double a, double b) { return (a - b) * (a - b); }),
-                           r);
-          });
-    t.add("binary_cross_entropy", "binary_cross_entropy" + suffix, TC::Accumulate,
-          {probability({3, 4}), probability({3, 4})},
-          [r](const In& x) { return binary_cross_entropy(x[0], x[1], r); },
-          [r](const A& x) {
-            return reduced(ref::zip(x[0], x[1],
-                                    [](double p, double y) {
-                                      return -(y * std::log(p) + (1 - y) * std::log(1 - p));
-                                    }),
-                           r);
-          });
-    t.add("binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits" + suffix,
-          TC::Accumulate, {in({3, 4}), probability({3, 4})},
-          [r](const In& x) { return binary_cross_entropy_with_logits(x[0], x[1], r); },
-          [r](const A& x) {
-            return reduced(ref::zip(x[0], x[1],
-                                    [](double z, double y) {
-                                      return std::max(z, 0.0) - z * y +
-                                             std::log1p(std::exp(-std::fabs(z)));
-                                    }),
-                           r);
-          });
-  }
-  t.add("cross_entropy", "cross_entropy_smoothing", TC::Accumulate, {in({4, 5}), labels},
-        [](const In& x) { return cross_entropy(x[0], x[1], Reduction::Mean, 0.2); },
-        [ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.2, true), Reduction::Mean); });
-  t.add("cross_entropy", "cross_entropy_1d", TC::Accumulate, {in({5}), index({3}, {})},
-        [](const In& x) { return cross_entropy(x[0], x[1]); },
-        [ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), Reduction::Mean); });
-  t.add("cross_entropy", "cross_entropy_large", TC::Accumulate,
-        {in({256, 10}), index(std::vector<int64_t>(256, 7), {256})},
-        [](const In& x) { return cross_entropy(x[0], x[1]); },
-        [ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), Reduction::Mean); })
-      .quick = false;
-  t.add("l2_penalty", "l2_penalty", TC::Accumulate, {in({3, 4}), in({2, 3})},
-        [](const In& x) { return l2_penalty({x[0], x[1]}, 0.05); },
-        [](const A& x) {
-          double s = 0.0;
-          for (const Array& a : x)
-            for (double v : a.v) s += v * v;
-          return Array{{}, {0.05 * s}};
+    t.add(
+        "cross_entropy", "cross_entropy" + suffix, TC::Accumulate, {in({4, 5}), labels},
+        [r](const In& x) { return cross_entropy(x[0], x[1], r); },
+        [r, ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), r); });
+    t.add(
+        "nll_loss", "nll_loss" + suffix, TC::Accumulate, {in({4, 5}), labels},
+        [r](const In& x) { return nll_loss(log_softmax(x[0], 1), x[1], r); },
+        [r, ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), r); });
+    t.add(
+        "mse_loss", "mse_loss" + suffix, TC::Accumulate, {in({3, 4}), in({3, 4})},
+        [r](const In& x) { return mse_loss(x[0], x[1], r); },
+        [r](const A& x) {
+          return reduced(ref::zip(x[0], x[1], [](double a, double b) { return (a - b) * (a - b); }),
+                         r);
         });
+    t.add(
+        "binary_cross_entropy", "binary_cross_entropy" + suffix, TC::Accumulate,
+        {probability({3, 4}), probability({3, 4})},
+        [r](const In& x) { return binary_cross_entropy(x[0], x[1], r); },
+        [r](const A& x) {
+          return reduced(ref::zip(x[0], x[1],
+                                  [](double p, double y) {
+                                    return -(y * std::log(p) + (1 - y) * std::log(1 - p));
+                                  }),
+                         r);
+        });
+    t.add(
+        "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits" + suffix,
+        TC::Accumulate, {in({3, 4}), probability({3, 4})},
+        [r](const In& x) { return binary_cross_entropy_with_logits(x[0], x[1], r); },
+        [r](const A& x) {
+          return reduced(ref::zip(x[0], x[1],
+                                  [](double z, double y) {
+                                    return std::max(z, 0.0) - z * y +
+                                           std::log1p(std::exp(-std::fabs(z)));
+                                  }),
+                         r);
+        });
+  }
+  t.add(
+      "cross_entropy", "cross_entropy_smoothing", TC::Accumulate, {in({4, 5}), labels},
+      [](const In& x) { return cross_entropy(x[0], x[1], Reduction::Mean, 0.2); },
+      [ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.2, true), Reduction::Mean); });
+  t.add(
+      "cross_entropy", "cross_entropy_1d", TC::Accumulate, {in({5}), index({3}, {})},
+      [](const In& x) { return cross_entropy(x[0], x[1]); },
+      [ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), Reduction::Mean); });
+  t.add(
+       "cross_entropy", "cross_entropy_large", TC::Accumulate,
+       {in({256, 10}), index(std::vector<int64_t>(256, 7), {256})},
+       [](const In& x) { return cross_entropy(x[0], x[1]); },
+       [ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), Reduction::Mean); })
+      .quick = false;
+  t.add(
+      "l2_penalty", "l2_penalty", TC::Accumulate, {in({3, 4}), in({2, 3})},
+      [](const In& x) {
+        return l2_penalty({x[0], x[1]}, 0.05);
+      },
+      [](const A& x) {
+        double s = 0.0;
+        for (const Array& a : x)
+          for (double v : a.v) s += v * v;
+        return Array{{}, {0.05 * s}};
+      });
 }
 
 void matmuls(std::vector<OpRecord>& out) {
@@ -332,18 +352,20 @@ void matmuls(std::vector<OpRecord>& out) {
   mat("mm", "mm_empty_k", {3, 0}, {0, 4}).differentiable = false;
   mat("mm", "mm_large", {96, 200}, {200, 72}).quick = false;
   mat("bmm", "bmm_large", {8, 64, 96}, {8, 96, 33}).quick = false;
-  t.add("linear", "linear", TC::Gemm, {in({5, 4}), in({3, 4}), in({3})},
-        [](const In& x) { return linear(x[0], x[1], x[2]); },
-        [](const A& x) { return ref::linear(x[0], x[1], &x[2]); });
-  t.add("linear", "linear_3d_no_bias", TC::Gemm, {in({2, 5, 4}), in({3, 4})},
-        [](const In& x) { return linear(x[0], x[1]); },
-        [](const A& x) { return ref::linear(x[0], x[1], nullptr); });
+  t.add(
+      "linear", "linear", TC::Gemm, {in({5, 4}), in({3, 4}), in({3})},
+      [](const In& x) { return linear(x[0], x[1], x[2]); },
+      [](const A& x) { return ref::linear(x[0], x[1], &x[2]); });
+  t.add(
+      "linear", "linear_3d_no_bias", TC::Gemm, {in({2, 5, 4}), in({3, 4})},
+      [](const In& x) { return linear(x[0], x[1]); },
+      [](const A& x) { return ref::linear(x[0], x[1], nullptr); });
 }
 
 void conv_pool_bn(std::vector<OpRecord>& out) {
   Table t{out, "conv"};
-  auto conv = [&](const std::string& name, Shape xs, Shape ws, bool bias, Size2 stride,
-                  Size2 pad, Size2 dil, int64_t groups) -> OpRecord& {
+  auto conv = [&](const std::string& name, Shape xs, Shape ws, bool bias, Size2 stride, Size2 pad,
+                  Size2 dil, int64_t groups) -> OpRecord& {
     std::vector<InputSpec> ins = {in(std::move(xs)), in(std::move(ws))};
     if (bias) ins.push_back(in({ins[1].shape[0]}));
     ref::Conv c{stride.h, stride.w, pad.h, pad.w, dil.h, dil.w, groups};
@@ -382,30 +404,35 @@ void conv_pool_bn(std::vector<OpRecord>& out) {
   pool("avg_pool2d_pad_exclude", {1, 2, 5, 5}, P::AvgExcludePad, 3, Size2(2), 1);
   pool("max_pool2d_large", {16, 32, 32, 32}, P::Max, 2, std::nullopt, 0).quick = false;
   auto adaptive = [&](const std::string& name, Shape xs, Size2 o) {
-    t.add("adaptive_avg_pool2d", name, TC::Accumulate, {in(std::move(xs))},
-          [o](const In& x) { return adaptive_avg_pool2d(x[0], o); },
-          [o](const A& x) { return ref::adaptive_avg_pool2d(x[0], o.h, o.w); });
+    t.add(
+        "adaptive_avg_pool2d", name, TC::Accumulate, {in(std::move(xs))},
+        [o](const In& x) { return adaptive_avg_pool2d(x[0], o); },
+        [o](const A& x) { return ref::adaptive_avg_pool2d(x[0], o.h, o.w); });
   };
   adaptive("adaptive_avg_pool2d", {2, 3, 7, 5}, {3, 2});
   adaptive("adaptive_avg_pool2d_global", {2, 3, 4, 5}, 1);
 
   t.family = "batch_norm";
-  t.add("batch_norm", "batch_norm_train_2d", TC::Accumulate, {in({3, 4, 3, 2}), in({4}), in({4})},
-        [](const In& x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); },
-        [](const A& x) { return ref::batch_norm(x[0], nullptr, nullptr, &x[1], &x[2], 1e-5); });
-  t.add("batch_norm", "batch_norm_train_1d_no_affine", TC::Accumulate, {in({5, 3})},
-        [](const In& x) {
-          return batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-3);
-        },
-        [](const A& x) { return ref::batch_norm(x[0], nullptr, nullptr, nullptr, nullptr, 1e-3); });
-  t.add("batch_norm", "batch_norm_eval", TC::Accumulate,
-        {in({3, 4, 2, 2}), constant(in({4})), constant(positive({4})), in({4}), in({4})},
-        [](const In& x) { return batch_norm(x[0], x[1], x[2], x[3], x[4], false); },
-        [](const A& x) { return ref::batch_norm(x[0], &x[1], &x[2], &x[3], &x[4], 1e-5); });
-  t.add("batch_norm", "batch_norm_train_large", TC::Accumulate,
-        {in({32, 16, 16, 16}), in({16}), in({16})},
-        [](const In& x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); },
-        [](const A& x) { return ref::batch_norm(x[0], nullptr, nullptr, &x[1], &x[2], 1e-5); })
+  t.add(
+      "batch_norm", "batch_norm_train_2d", TC::Accumulate, {in({3, 4, 3, 2}), in({4}), in({4})},
+      [](const In& x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); },
+      [](const A& x) { return ref::batch_norm(x[0], nullptr, nullptr, &x[1], &x[2], 1e-5); });
+  t.add(
+      "batch_norm", "batch_norm_train_1d_no_affine", TC::Accumulate, {in({5, 3})},
+      [](const In& x) {
+        return batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-3);
+      },
+      [](const A& x) { return ref::batch_norm(x[0], nullptr, nullptr, nullptr, nullptr, 1e-3); });
+  t.add(
+      "batch_norm", "batch_norm_eval", TC::Accumulate,
+      {in({3, 4, 2, 2}), constant(in({4})), constant(positive({4})), in({4}), in({4})},
+      [](const In& x) { return batch_norm(x[0], x[1], x[2], x[3], x[4], false); },
+      [](const A& x) { return ref::batch_norm(x[0], &x[1], &x[2], &x[3], &x[4], 1e-5); });
+  t.add(
+       "batch_norm", "batch_norm_train_large", TC::Accumulate,
+       {in({32, 16, 16, 16}), in({16}), in({16})},
+       [](const In& x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); },
+       [](const A& x) { return ref::batch_norm(x[0], nullptr, nullptr, &x[1], &x[2], 1e-5); })
       .quick = false;
 }
 
@@ -413,97 +440,142 @@ void indexing(std::vector<OpRecord>& out) {
   Table t{out, "index"};
   auto select = [&](const std::string& name, Shape xs, int64_t dim, std::vector<int64_t> idx) {
     const int64_t n = static_cast<int64_t>(idx.size());
-    t.add("index_select", name, TC::Exact, {in(std::move(xs)), index(idx, {n})},
-          [dim](const In& x) { return index_select(x[0], dim, x[1]); },
-          [dim](const A& x) { return ref::index_select(x[0], dim, ints(x[1])); });
+    t.add(
+        "index_select", name, TC::Exact, {in(std::move(xs)), index(idx, {n})},
+        [dim](const In& x) { return index_select(x[0], dim, x[1]); },
+        [dim](const A& x) { return ref::index_select(x[0], dim, ints(x[1])); });
   };
   select("index_select_dim1", {3, 5}, 1, {4, 0, 4, 2});
   select("index_select_dim0", {4, 2}, 0, {1, 1, 3});
-  t.add("gather", "gather", TC::Exact, {in({3, 4}), index({0, 3, 3, 1, 2, 2, 0, 0, 1}, {3, 3})},
-        [](const In& x) { return gather(x[0], 1, x[1]); },
-        [](const A& x) { return ref::gather(x[0], 1, x[1]); });
+  t.add(
+      "gather", "gather", TC::Exact, {in({3, 4}), index({0, 3, 3, 1, 2, 2, 0, 0, 1}, {3, 3})},
+      [](const In& x) { return gather(x[0], 1, x[1]); },
+      [](const A& x) { return ref::gather(x[0], 1, x[1]); });
   // Adds in an order that may vary (atomics): summation tolerance.
-  t.add("scatter_add", "scatter_add", TC::Accumulate,
-        {in({3, 4}), index({0, 0, 3, 1, 2, 2}, {3, 2}), in({3, 2})},
-        [](const In& x) { return scatter_add(x[0], 1, x[1], x[2]); },
-        [](const A& x) { return ref::scatter_add(x[0], 1, x[1], x[2]); });
-  t.add("index_add", "index_add", TC::Accumulate, {in({4, 3}), index({2, 0, 2}, {3}), in({3, 3})},
-        [](const In& x) { return index_add(x[0], 0, x[1], x[2]); },
-        [](const A& x) { return ref::index_add(x[0], 0, ints(x[1]), x[2]); });
-  t.add("one_hot", "one_hot", TC::Exact, {index({2, 0, 4, 4, 1}, {5})},
-        [](const In& x) { return one_hot(x[0], 6, TensorOptions(kInt64).device(x[0].device())); },
-        [](const A& x) {
-          Array y = ref::full({5, 6}, 0.0);
-          for (size_t i = 0; i < x[0].v.size(); ++i) y.v[i * 6 + size_t(x[0].v[i])] = 1.0;
-          return y;
-        })
+  t.add(
+      "scatter_add", "scatter_add", TC::Accumulate,
+      {in({3, 4}), index({0, 0, 3, 1, 2, 2}, {3, 2}), in({3, 2})},
+      [](const In& x) { return scatter_add(x[0], 1, x[1], x[2]); },
+      [](const A& x) { return ref::scatter_add(x[0], 1, x[1], x[2]); });
+  t.add(
+      "index_add", "index_add", TC::Accumulate, {in({4, 3}), index({2, 0, 2}, {3}), in({3, 3})},
+      [](const In& x) { return index_add(x[0], 0, x[1], x[2]); },
+      [](const A& x) { return ref::index_add(x[0], 0, ints(x[1]), x[2]); });
+  t.add(
+       "one_hot", "one_hot", TC::Exact, {index({2, 0, 4, 4, 1}, {5})},
+       [](const In& x) { return one_hot(x[0], 6, TensorOptions(kInt64).device(x[0].device())); },
+       [](const A& x) {
+         Array y = ref::full({5, 6}, 0.0);
+         for (size_t i = 0; i < x[0].v.size(); ++i) y.v[i * 6 + size_t(x[0].v[i])] = 1.0;
+         return y;
+       })
       .differentiable = false;
 }
 
 void copies(std::vector<OpRecord>& out) {
   Table t{out, "copy"};
-  t.add("cat", "cat_dim0", TC::Exact, {in({2, 3}), in({4, 3})},
-        [](const In& x) { return cat({x[0], x[1]}); },
-        [](const A& x) { return ref::cat({x[0], x[1]}, 0); });
-  t.add("cat", "cat_dim1", TC::Exact, {in({2, 3}), in({2, 1})},
-        [](const In& x) { return cat({x[0], x[1]}, 1); },
-        [](const A& x) { return ref::cat({x[0], x[1]}, 1); });
-  t.add("cat", "cat_empty", TC::Exact, {in({0, 3}), in({2, 3})},
-        [](const In& x) { return cat({x[0], x[1]}); },
-        [](const A& x) { return ref::cat({x[0], x[1]}, 0); })
+  t.add(
+      "cat", "cat_dim0", TC::Exact, {in({2, 3}), in({4, 3})},
+      [](const In& x) {
+        return cat({x[0], x[1]});
+      },
+      [](const A& x) {
+        return ref::cat({x[0], x[1]}, 0);
+      });
+  t.add(
+      "cat", "cat_dim1", TC::Exact, {in({2, 3}), in({2, 1})},
+      [](const In& x) {
+        return cat({x[0], x[1]}, 1);
+      },
+      [](const A& x) {
+        return ref::cat({x[0], x[1]}, 1);
+      });
+  t.add(
+       "cat", "cat_empty", TC::Exact, {in({0, 3}), in({2, 3})},
+       [](const In& x) {
+         return cat({x[0], x[1]});
+       },
+       [](const A& x) {
+         return ref::cat({x[0], x[1]}, 0);
+       })
       .differentiable = false;
-  t.add("stack", "stack_dim1", TC::Exact, {in({2, 3}), in({2, 3})},
-        [](const In& x) { return stack({x[0], x[1]}, 1); },
-        [](const A& x) {
-          Array a = x[0], b = x[1];
-          a.shape = b.shape = {2, 1, 3};
-          return ref::cat({a, b}, 1);
-        });
-  t.add("view", "view", TC::Rounding, {in({3, 4})},
-        [](const In& x) { return x[0].view({2, 6}) * 1.5; },
-        [](const A& x) {
-          Array y = scale(x[0], 1.5);
-          y.shape = {2, 6};
-          return y;
-        });
-  t.add("view", "flatten", TC::Exact, {in({2, 3, 2})}, [](const In& x) { return x[0].flatten(1); },
-        [](const A& x) { return Array{{2, 6}, x[0].v}; });
-  t.add("view", "squeeze_unsqueeze", TC::Rounding, {in({3, 1, 2})},
-        [](const In& x) { return x[0].squeeze(1).unsqueeze(0) * x[0].squeeze(); },
-        [](const A& x) { return Array{{1, 3, 2}, ref::map(x[0], [](double v) { return v * v; }).v}; });
-  t.add("slice", "slice", TC::Exact, {in({5, 2})}, [](const In& x) { return x[0].slice(0, 1, 4); },
-        [](const A& x) { return ref::narrow(x[0], 0, 1, 3); });
-  t.add("select", "select", TC::Rounding, {in({4, 3})},
-        [](const In& x) { return x[0].select(0, 2) * x[0][1]; },
-        [](const A& x) {
-          Array y{{3}, {}};
-          for (int j = 0; j < 3; ++j) y.v.push_back(x[0].v[6 + j] * x[0].v[3 + j]);
-          return y;
-        });
-  t.add("narrow", "narrow", TC::Exact, {in({5, 2})}, [](const In& x) { return x[0].narrow(0, 2, 2); },
-        [](const A& x) { return ref::narrow(x[0], 0, 2, 2); });
+  t.add(
+      "stack", "stack_dim1", TC::Exact, {in({2, 3}), in({2, 3})},
+      [](const In& x) {
+        return stack({x[0], x[1]}, 1);
+      },
+      [](const A& x) {
+        Array a = x[0], b = x[1];
+        a.shape = b.shape = {2, 1, 3};
+        return ref::cat({a, b}, 1);
+      });
+  t.add(
+      "view", "view", TC::Rounding, {in({3, 4})},
+      [](const In& x) {
+        return x[0].view({2, 6}) * 1.5;
+      },
+      [](const A& x) {
+        Array y = scale(x[0], 1.5);
+        y.shape = {2, 6};
+        return y;
+      });
+  t.add(
+      "view", "flatten", TC::Exact, {in({2, 3, 2})}, [](const In& x) { return x[0].flatten(1); },
+      [](const A& x) {
+        return Array{{2, 6}, x[0].v};
+      });
+  t.add(
+      "view", "squeeze_unsqueeze", TC::Rounding, {in({3, 1, 2})},
+      [](const In& x) { return x[0].squeeze(1).unsqueeze(0) * x[0].squeeze(); },
+      [](const A& x) {
+        return Array{{1, 3, 2}, ref::map(x[0], [](double v) { return v * v; }).v};
+      });
+  t.add(
+      "slice", "slice", TC::Exact, {in({5, 2})}, [](const In& x) { return x[0].slice(0, 1, 4); },
+      [](const A& x) { return ref::narrow(x[0], 0, 1, 3); });
+  t.add(
+      "select", "select", TC::Rounding, {in({4, 3})},
+      [](const In& x) { return x[0].select(0, 2) * x[0][1]; },
+      [](const A& x) {
+        Array y{{3}, {}};
+        for (int j = 0; j < 3; ++j) y.v.push_back(x[0].v[6 + j] * x[0].v[3 + j]);
+        return y;
+      });
+  t.add(
+      "narrow", "narrow", TC::Exact, {in({5, 2})}, [](const In& x) { return x[0].narrow(0, 2, 2); },
+      [](const A& x) { return ref::narrow(x[0], 0, 2, 2); });
   auto perm = [&](const std::string& op, const std::string& name, Shape s, OpFn fn,
                   std::vector<int64_t> order) -> OpRecord& {
     return t.add(op, name, TC::Exact, {in(std::move(s))}, std::move(fn),
                  [order](const A& x) { return ref::permute(x[0], order); });
   };
-  perm("permute", "permute", {2, 3, 4}, [](const In& x) { return x[0].permute({2, 0, 1}); },
+  perm("permute", "permute", {2, 3, 4},
+       [](const In& x) {
+         return x[0].permute({2, 0, 1});
+       },
        {2, 0, 1});
   perm("transpose", "transpose", {2, 3, 4}, [](const In& x) { return x[0].transpose(0, 2); },
        {2, 1, 0});
   perm("transpose", "t", {3, 4}, [](const In& x) { return x[0].t(); }, {1, 0});
-  perm("permute", "permute_size1", {1, 5, 1, 3}, [](const In& x) { return x[0].permute({3, 1, 2, 0}); },
+  perm("permute", "permute_size1", {1, 5, 1, 3},
+       [](const In& x) {
+         return x[0].permute({3, 1, 2, 0});
+       },
        {3, 1, 2, 0});
-  perm("permute", "permute_large", {16, 33, 65}, [](const In& x) { return x[0].permute({2, 0, 1}); },
+  perm("permute", "permute_large", {16, 33, 65},
+       [](const In& x) {
+         return x[0].permute({2, 0, 1});
+       },
        {2, 0, 1})
       .quick = false;
-  t.add("clone", "clone", TC::Rounding, {in({3, 4})},
-        [](const In& x) { return x[0].clone() * x[0]; },
-        [](const A& x) { return ref::map(x[0], [](double v) { return v * v; }); });
+  t.add(
+      "clone", "clone", TC::Rounding, {in({3, 4})}, [](const In& x) { return x[0].clone() * x[0]; },
+      [](const A& x) { return ref::map(x[0], [](double v) { return v * v; }); });
   InputSpec off = in({1001});
   off.offset_view = true;
-  t.add("clone", "clone_offset", TC::Exact, {off}, [](const In& x) { return x[0].clone(); },
-        [](const A& x) { return x[0]; });
+  t.add(
+      "clone", "clone_offset", TC::Exact, {off}, [](const In& x) { return x[0].clone(); },
+      [](const A& x) { return x[0]; });
 }
 
 // Random ops: moments of 20000 draws against the distribution's.
@@ -511,7 +583,9 @@ void random_ops(std::vector<OpRecord>& out) {
   Table t{out, "random"};
   auto stat = [&](const std::string& op, double mean, double var, OpFn fn) {
     OpRecord& r = t.add(op, op, TC::Statistical, {constant(in({20000}))}, std::move(fn),
-                        [mean, var](const A&) { return Array{{2}, {mean, var}}; });
+                        [mean, var](const A&) {
+                          return Array{{2}, {mean, var}};
+                        });
     r.differentiable = false;
   };
   auto opts = [](const Tensor& x) { return TensorOptions(x.dtype()).device(x.device()); };
@@ -571,7 +645,8 @@ void optimizer_steps(std::vector<OpRecord>& out) {
         });
     r.differentiable = false;
   };
-  opt("sgd_step", "sgd_momentum_nesterov",
+  opt(
+      "sgd_step", "sgd_momentum_nesterov",
       [](std::vector<Tensor> ps) {
         return std::make_unique<optim::SGD>(
             ps, optim::SGDOptions(0.1).momentum(0.9).nesterov(true).weight_decay(0.01));
@@ -581,9 +656,14 @@ void optimizer_steps(std::vector<OpRecord>& out) {
         buf[0] = k == 1 ? d : 0.9 * buf[0] + d;
         p -= 0.1 * (d + 0.9 * buf[0]);
       });
-  opt("sgd_step", "sgd_plain",
-      [](std::vector<Tensor> ps) { return std::make_unique<optim::SGD>(ps, optim::SGDOptions(0.1)); },
-      [](std::vector<double>&, std::vector<double>&, double g, double& p, int64_t) { p -= 0.1 * g; });
+  opt(
+      "sgd_step", "sgd_plain",
+      [](std::vector<Tensor> ps) {
+        return std::make_unique<optim::SGD>(ps, optim::SGDOptions(0.1));
+      },
+      [](std::vector<double>&, std::vector<double>&, double g, double& p, int64_t) {
+        p -= 0.1 * g;
+      });
   auto adam_ref = [](bool decoupled, double wd) {
     return [decoupled, wd](std::vector<double>&, std::vector<double>& s, double g, double& p,
                            int64_t k) {
@@ -598,17 +678,20 @@ void optimizer_steps(std::vector<OpRecord>& out) {
       p -= lr / c1 * s[0] / (std::sqrt(s[1]) / std::sqrt(c2) + eps);
     };
   };
-  opt("adam_step", "adam",
+  opt(
+      "adam_step", "adam",
       [](std::vector<Tensor> ps) {
         return std::make_unique<optim::Adam>(ps, optim::AdamOptions(0.01).weight_decay(0.02));
       },
       adam_ref(false, 0.02));
-  opt("adam_step", "adamw",
+  opt(
+      "adam_step", "adamw",
       [](std::vector<Tensor> ps) {
         return std::make_unique<optim::AdamW>(ps, optim::AdamWOptions(0.01).weight_decay(0.1));
       },
       adam_ref(true, 0.1));
-  opt("rmsprop_step", "rmsprop_centered_momentum",
+  opt(
+      "rmsprop_step", "rmsprop_centered_momentum",
       [](std::vector<Tensor> ps) {
         return std::make_unique<optim::RMSprop>(
             ps, optim::RMSpropOptions(0.01).alpha(0.9).momentum(0.5).centered(true));
@@ -620,7 +703,8 @@ void optimizer_steps(std::vector<OpRecord>& out) {
         buf[0] = 0.5 * buf[0] + g / avg;
         p -= 0.01 * buf[0];
       });
-  opt("adagrad_step", "adagrad",
+  opt(
+      "adagrad_step", "adagrad",
       [](std::vector<Tensor> ps) {
         return std::make_unique<optim::Adagrad>(ps, optim::AdagradOptions(0.1).lr_decay(0.01));
       },

@@ -8,9 +8,7 @@
 namespace tandem::check::ref {
 namespace {
 
-int64_t wrap(int64_t dim, size_t rank) {
-  return dim < 0 ? dim + static_cast<int64_t>(rank) : dim;
-}
+int64_t wrap(int64_t dim, size_t rank) { return dim < 0 ? dim + static_cast<int64_t>(rank) : dim; }
 // The shape as outer x len x inner around `dim`.
 struct Split {
   int64_t outer = 1, len = 1, inner = 1;
@@ -183,7 +181,8 @@ Array conv2d(const Array& x0, const Array& w, const Array* bias, const Conv& c) 
                 const int64_t ih = oh * c.sh - c.ph + kh * c.dh, iw = ow * c.sw - c.pw + kw * c.dw;
                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
                 const int64_t cin = (o / Og) * Cg + ci;
-                s += x.v[((n * C + cin) * H + ih) * W + iw] * w.v[((o * Cg + ci) * KH + kh) * KW + kw];
+                s += x.v[((n * C + cin) * H + ih) * W + iw] *
+                     w.v[((o * Cg + ci) * KH + kh) * KW + kw];
               }
           y.v[((n * O + o) * OH + oh) * OW + ow] = s;
         }

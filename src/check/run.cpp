@@ -129,7 +129,8 @@ void guarded(CheckRow& row, F&& f) {
   }
 }
 
-void forward_vs_cpu(const OpRecord& r, DType dt, const CheckOptions& o, std::vector<CheckRow>& rows) {
+void forward_vs_cpu(const OpRecord& r, DType dt, const CheckOptions& o,
+                    std::vector<CheckRow>& rows) {
   CheckRow row = make_row(r, dt, "forward");
   guarded(row, [&] {
     const std::vector<Tensor> cpu = draw_inputs(r, dt, o.seed ^ fnv1a(r.name));
@@ -143,7 +144,8 @@ void forward_vs_cpu(const OpRecord& r, DType dt, const CheckOptions& o, std::vec
   rows.push_back(row);
 }
 
-void backward_vs_cpu(const OpRecord& r, DType dt, const CheckOptions& o, std::vector<CheckRow>& rows) {
+void backward_vs_cpu(const OpRecord& r, DType dt, const CheckOptions& o,
+                     std::vector<CheckRow>& rows) {
   CheckRow row = make_row(r, dt, "backward");
   guarded(row, [&] {
     std::vector<Tensor> cpu = draw_inputs(r, dt, o.seed ^ fnv1a(r.name));

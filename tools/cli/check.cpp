@@ -2,10 +2,11 @@
 // machine's GPU against the CPU, forward and backward, as a table; without a
 // GPU, the CPU against the float64 references and finite differences. Exit 0
 // when every check passes, 1 when one fails, 2 for a usage error.
+#include <tandem/check.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
-#include <tandem/check.h>
 
 #include "cli.h"
 
@@ -32,16 +33,16 @@ std::string number(double v) {
 
 void print_row(const tandem::check::CheckRow& r) {
   std::printf("%-44s %-8s %-16s %-21s %9s %9s %9s %9s  %s\n", r.name.c_str(), r.dtype.c_str(),
-              r.shape.c_str(), r.what.c_str(), number(r.max_abs).c_str(),
-              number(r.max_rel).c_str(), number(r.tol.atol).c_str(), number(r.tol.rtol).c_str(),
+              r.shape.c_str(), r.what.c_str(), number(r.max_abs).c_str(), number(r.max_rel).c_str(),
+              number(r.tol.atol).c_str(), number(r.tol.rtol).c_str(),
               r.pass ? "ok" : ("FAIL" + (r.error.empty() ? "" : ": " + r.error)).c_str());
   std::fflush(stdout);
 }
 
 json row_json(const tandem::check::CheckRow& r) {
-  return json{{"op", r.name},        {"dtype", r.dtype},     {"shape", r.shape},
-              {"check", r.what},     {"max_abs", r.max_abs}, {"max_rel", r.max_rel},
-              {"atol", r.tol.atol},  {"rtol", r.tol.rtol},   {"pass", r.pass},
+  return json{{"op", r.name},       {"dtype", r.dtype},     {"shape", r.shape},
+              {"check", r.what},    {"max_abs", r.max_abs}, {"max_rel", r.max_rel},
+              {"atol", r.tol.atol}, {"rtol", r.tol.rtol},   {"pass", r.pass},
               {"error", r.error}};
 }
 
@@ -62,8 +63,9 @@ tolerance (atol + rtol * |expected|) and the verdict. Exit 0 when all pass,
   cmd->add_option("--device", a.device, "auto (cuda where usable, else cpu), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
-  cmd->add_option("--ops", a.ops, "only records whose op, name or family contains one of these "
-                                  "(comma-separated, e.g. conv,softmax)");
+  cmd->add_option("--ops", a.ops,
+                  "only records whose op, name or family contains one of these "
+                  "(comma-separated, e.g. conv,softmax)");
   cmd->add_option("--dtype", a.dtype, "float32 or float64 (default: both)")
       ->check(CLI::IsMember({"float32", "float64"}));
   cmd->add_flag("--quick", a.quick, "the small records only (about 30 s on a GPU)");
@@ -91,7 +93,8 @@ int run_check_command() {
   }
   bool any = false;
   for (const ck::OpRecord& r : ck::op_records()) any = any || ck::record_matches(r, a.ops);
-  if (!any) throw UsageError("--ops '" + a.ops + "' matches no op record (tandem check --json lists them)");
+  if (!any)
+    throw UsageError("--ops '" + a.ops + "' matches no op record (tandem check --json lists them)");
   const std::string against =
       o.device.is_cpu() ? "the float64 reference (forward) and finite differences (backward)"
                         : "the CPU";
