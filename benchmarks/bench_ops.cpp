@@ -6,13 +6,17 @@
 // that rate over copy_raw's at the same device and size (measured first, in
 // the same run): see benchmarks/README.md for the targets.
 //
-// The unary ops come from their test records (tests/op_records.h): each op's
+// The unary ops come from their records (the op registry, tandem/check.h): each op's
 // forward (<name>) and, where it is differentiable, forward + backward through
 // autograd (<name>_fwd_bwd), on inputs from its first variant's domain; the
 // binary ops likewise (<name>_same, operands of one shape). A new op is timed
-// here once it has a record.
+// here once it has a record. Every family's large registry records (conv,
+// pooling, batch norm, GEMM, softmax, losses, reductions, permute, ...) are
+// timed as record/<name>/<device>, on the inputs `tandem check` uses.
 //
 // Names: <op>/<device>/<elements>/iterations:<calls>/manual_time.
+#include <tandem/check.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -102,6 +106,39 @@ void register_op(const std::string& name, const Body& body) {
 
 // [n] viewed as [n / cols, cols].
 tandem::Shape rows_of(int64_t n, int64_t cols) { return {n / cols, cols}; }
+
+// The op registry's large records (tandem/check.h, quick = false: one per
+// family's larger case), float32, as "record/NAME/cpu" and ".../cuda": the
+// inputs and the call `tandem check` holds against the CPU, timed here.
+void register_record(const tandem::check::OpRecord& r, Device device) {
+  const std::string name = "record/" + r.name + "/" + (device.is_cpu() ? "cpu" : "cuda");
+  auto* b = benchmark::RegisterBenchmark(name.c_str(), [rec = &r, device](benchmark::State& state) {
+    tb::guarded(state, [&] {
+      if (device.is_cuda() && !tb::require_cuda(state)) return;
+      std::vector<Tensor> in;
+      int64_t bytes = 0;
+      for (const Tensor& t : tandem::check::draw_inputs(*rec, tandem::kFloat32, 1)) {
+        in.push_back(t.to(device));
+        bytes += static_cast<int64_t>(t.nbytes());
+      }
+      Tensor y;
+      time_op(state, device, [&] { y = rec->fn(in); });
+      state.SetBytesProcessed(state.iterations() * (bytes + static_cast<int64_t>(y.nbytes())));
+    });
+  });
+  b->Iterations(device.is_cpu() ? kCpuCalls : kCudaCalls)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+void register_records() {
+  for (const tandem::check::OpRecord& r : tandem::check::op_records()) {
+    if (r.quick || r.tol == tandem::check::TolClass::Statistical) continue;
+    register_record(r, tb::cpu_device());
+#if TANDEM_WITH_CUDA
+    register_record(r, tb::cuda_device());
+#endif
+  }
+}
 
 void register_all() {
   // ---- Copy baselines -------------------------------------------------------
@@ -274,6 +311,7 @@ void register_all() {
     time_op(state, d, [&] { y = tandem::dropout(x, 0.1, true, &gen); });
     return 2 * n * kFloatBytes;
   });
+  register_records();
 }
 
 }  // namespace

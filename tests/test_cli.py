@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tests of the `tandem` command-line tool (tools/cli/), run on the built binary.
 
-    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|safety|messages|threads|train|model_json|bench|info|ux|e2e]
+    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|safety|messages|threads|train|model_json|bench|info|ux|dist|e2e|check]
 
 Runs are small (synthetic CIFAR-shaped sets of a few hundred images, lenet or
 mlp, 1-3 epochs) so that the whole file takes well under a minute on a CPU.
@@ -773,6 +773,50 @@ class Dist(unittest.TestCase):
         self.assertIn("--nproc starts the ranks of one machine", err)
 
 
+class Check(unittest.TestCase):
+    """`tandem check`: the op registry on the CPU (against float64) and on the
+    CUDA device (against the CPU; the emulated device in the emu build)."""
+
+    def test_cpu_quick(self):
+        rc, out, err = run("check", "--device", "cpu", "--quick")
+        self.assertEqual(rc, 0, out[-3000:] + err)
+        self.assertIn("cpu against the float64 reference", out)
+        self.assertRegex(out, r"\n\d+ checks on cpu: 0 failed\n")
+        for column in ("op", "dtype", "shape", "max_abs", "max_rel", "atol", "rtol", "verdict"):
+            self.assertIn(column, out.splitlines()[1])
+
+    def test_cuda_quick(self):
+        rc, out, err = run("check", "--device", "cuda", "--quick", "--json", timeout=600)
+        self.assertEqual(rc, 0, out[-3000:] + err)
+        report = json.loads(out)
+        if report["device"] == "cpu":  # no usable GPU: said, and the CPU is checked instead
+            self.assertNotEqual(os.environ.get("TANDEM_REQUIRE_CUDA"), "1", err)
+            self.assertIn("no usable CUDA device", err)
+        else:
+            self.assertEqual(report["device"], "cuda:0")
+            self.assertEqual(report["against"], "the CPU")
+        self.assertEqual(report["failed"], 0)
+        self.assertGreater(report["checks"], 500)
+        whats = {r["check"] for r in report["rows"]}
+        self.assertTrue({"forward", "backward"} <= whats or {"forward vs float64", "backward (gradcheck)"} <= whats,
+                        whats)
+
+    def test_ops_and_dtype(self):
+        rc, out, err = run("check", "--ops", "conv2d_stride,max_pool", "--dtype", "float64", "--json")
+        self.assertEqual(rc, 0, out + err)
+        rows = json.loads(out)["rows"]
+        self.assertTrue(rows)
+        self.assertEqual({r["dtype"] for r in rows}, {"float64"})
+        self.assertTrue(all("conv2d_stride" in r["op"] or "max_pool" in r["op"] for r in rows), rows)
+
+    def test_usage_errors(self):
+        for args, needle in ((["--dtype", "int8"], "--dtype"), (["--device", "tpu"], "--device"),
+                             (["--ops", "no_such_op"], "matches no op record")):
+            rc, out, err = run("check", *args)
+            self.assertEqual(rc, 2, args)
+            self.assertIn(needle, err, args)
+
+
 def write_png(path, width, height, rgb):
     """A solid-colour RGB PNG, written with zlib alone."""
     import struct
@@ -1280,7 +1324,7 @@ class EndToEnd(unittest.TestCase):
 
 GROUPS = {"errors": Errors, "safety": Safety, "messages": Messages, "threads": Threads, "train": Train,
           "model_json": ModelJson, "bench": Bench, "info": Info, "ux": Ux, "dist": Dist,
-          "e2e": EndToEnd}
+          "e2e": EndToEnd, "check": Check}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

@@ -2,7 +2,12 @@
 // float64 on the CPU, and the CUDA backward against the CPU backward. Also the
 // gradcheck utility itself: it must pass correct gradients and catch wrong ones.
 #include <gtest/gtest.h>
+#include <tandem/check.h>
 #include <tandem/tandem.h>
+
+#include <algorithm>
+#include <functional>
+#include <string>
 
 #include "autograd/record.h"
 #include "grad_cases.h"
@@ -13,7 +18,23 @@ namespace {
 using namespace tandem;  // NOLINT
 using tt::GradCase;
 
+// A registry record's inputs: its specs, the domain cut to [-2, 2] (finite
+// differences of exp(20) say little), a seed from the name.
+std::vector<Tensor> draw_record_inputs(const tandem::check::OpRecord& rec, DType dt) {
+  tandem::check::OpRecord r = rec;
+  for (tandem::check::InputSpec& s : r.inputs) {
+    s.lo = std::max(s.lo, -2.0);
+    s.hi = std::min(s.hi, 2.0);
+  }
+  std::vector<Tensor> inputs = tandem::check::draw_inputs(r, dt, std::hash<std::string>()(r.name));
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (r.inputs[i].requires_grad && r.inputs[i].int_values.empty())
+      inputs[i].set_requires_grad(true);
+  return inputs;
+}
+
 std::vector<Tensor> draw_inputs(const GradCase& c, DType dt) {
+  if (c.record) return draw_record_inputs(*c.record, dt);
   std::vector<Tensor> inputs;
   for (const tt::GradInput& in : c.inputs) {
     Tensor t = tt::draw_input(in, dt);

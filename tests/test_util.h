@@ -542,17 +542,11 @@ inline Tensor record_input(const UnaryVariant& v, const Shape& shape, DType dt) 
 inline Tol reference_tol(const UnaryRecord& r, DType dt) {
   return r.tol == TolClass::Exact ? exact() : default_tol(dt);
 }
-// CUDA against the CPU.
+// CUDA against the CPU: the registry's policy (tandem::check::tolerance).
 inline Tol parity_tol(const UnaryRecord& r, DType dt) {
-  switch (r.tol) {
-    case TolClass::Exact:
-      return exact();
-    case TolClass::Rounding:
-      return default_tol(dt);
-    case TolClass::Transcendental:
-      return scaled(default_tol(dt), 4.0);
-  }
-  return default_tol(dt);
+  const tandem::check::Tolerance t =
+      tandem::check::tolerance(r.tol, dt, tandem::check::Against::Device);
+  return {t.rtol, t.atol};
 }
 
 // Operands of shapes sa and sb for a binary op's record (see BinaryDomain).

@@ -117,6 +117,17 @@ junit_attr() {
   sed -n "s/^[[:space:]]*$1=\"\\([0-9]*\\)\".*/\\1/p" "$2" | head -n 1
 }
 
+# `tandem check --device cuda --quick` on the emulated device: every op record,
+# forward and backward, against the CPU (a few seconds). Fails unless the
+# device really was the (emulated) GPU.
+check_ops_on_emu() {
+  local log="$root/build/emu/tandem-check.log"
+  "$root/build/emu/tools/tandem" check --device cuda --quick >"$log" 2>&1
+  local rc=$?
+  tail -n 1 "$log"
+  [[ $rc -eq 0 ]] && grep -q "checks on cuda" "$log"
+}
+
 for preset in "${presets[@]}"; do
   echo
   echo "==== [$preset] configure, build, test (build/$preset, -j$jobs) ===="
@@ -158,6 +169,9 @@ for preset in "${presets[@]}"; do
     [[ $preset == gpu ]] && test_env=(env TANDEM_REQUIRE_CUDA=1)
     if ! "${test_env[@]}" ctest --preset "$preset" -j "$jobs" --output-junit "$junit"; then
       status="tests FAILED"
+    fi
+    if [[ $preset == emu && -x build/emu/tools/tandem ]] && ! check_ops_on_emu; then
+      status="tandem check FAILED (build/emu/tandem-check.log); $status"
     fi
     if [[ -f "$junit" ]]; then
       n=$(junit_attr tests "$junit")

@@ -1,8 +1,9 @@
-// The one list of elementwise ops. Public functions, op names, the backends'
-// op switches and the autograd record iterate over these X-macros, so a new
-// op is added here once; its formula goes in src/core/elementwise_math.h and
-// its test record in tests/op_records.h. docs/design.md's op table is written
-// by hand and checked against this list (ctest docs_ops).
+// The one list of ops: elementwise ops and reductions with enums, the other
+// families by name. Public functions, op names, the backends' op switches and
+// the autograd record iterate over these X-macros, so a new op is added here
+// once; its formula goes in src/core/elementwise_math.h and its record in the
+// op registry (src/check/, tandem/check.h). docs/design.md's op table is
+// written by hand and checked against this list (ctest docs_ops).
 //
 //   X(function_name, EnumName)
 #pragma once
@@ -57,6 +58,42 @@
   X(min, Min)                \
   X(argmax, ArgMax)          \
   X(argmin, ArgMin)
+
+// The other ops, by family, one X(name) per public function (their
+// signatures differ, so no enum or switch is built from these). The op
+// registry (tandem/check.h) is held against every list here: each op has at
+// least one record (ctest RegistryCoverage.EveryListedOpHasARecord).
+#define TANDEM_MORE_REDUCE_OPS(X) X(var)
+#define TANDEM_SOFTMAX_LOSS_OPS(X)    \
+  X(softmax)                          \
+  X(log_softmax)                      \
+  X(cross_entropy)                    \
+  X(nll_loss)                         \
+  X(mse_loss)                         \
+  X(binary_cross_entropy)             \
+  X(binary_cross_entropy_with_logits) \
+  X(l2_penalty)
+#define TANDEM_MATMUL_OPS(X) X(mm) X(bmm) X(matmul) X(linear)
+#define TANDEM_CONV_OPS(X) \
+  X(conv2d) X(max_pool2d) X(avg_pool2d) X(adaptive_avg_pool2d) X(batch_norm)
+#define TANDEM_INDEX_OPS(X) \
+  X(where) X(isfinite) X(index_select) X(gather) X(scatter_add) X(index_add) X(one_hot)
+#define TANDEM_RANDOM_OPS(X) X(rand) X(randn) X(randint) X(uniform) X(normal) X(dropout)
+#define TANDEM_COPY_OPS(X) \
+  X(cat) X(stack) X(permute) X(transpose) X(clone) X(view) X(slice) X(select) X(narrow)
+// The fused optimizer steps (src/core/optim_decls.inc), run through optim::*.
+#define TANDEM_OPTIM_OPS(X) X(sgd_step) X(adam_step) X(rmsprop_step) X(adagrad_step)
+// clang-format off
+#define TANDEM_OTHER_OPS(X) \
+  TANDEM_MORE_REDUCE_OPS(X) \
+  TANDEM_SOFTMAX_LOSS_OPS(X) \
+  TANDEM_MATMUL_OPS(X) \
+  TANDEM_CONV_OPS(X) \
+  TANDEM_INDEX_OPS(X) \
+  TANDEM_RANDOM_OPS(X) \
+  TANDEM_COPY_OPS(X) \
+  TANDEM_OPTIM_OPS(X)
+// clang-format on
 
 namespace tandem {
 

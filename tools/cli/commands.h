@@ -18,6 +18,7 @@ void add_predict(CLI::App& app);  // predict.cpp
 void add_bench(CLI::App& app);    // bench.cpp: bench train, bench ops
 void add_data(CLI::App& app);     // data.cpp: data get, data import
 void add_info(CLI::App& app);     // info.cpp
+void add_check(CLI::App& app);    // check.cpp: the op registry on this machine
 
 // `run` is what `cmd` does: main calls it after parsing when `cmd` is the
 // command given. It returns the exit status.

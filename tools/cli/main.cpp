@@ -1,5 +1,5 @@
 // `tandem`: the command-line tool. Subcommands train, eval, predict, bench
-// (train, ops), data (get, import) and info, each declared by its file's
+// (train, ops), data (get, import), info and check, each declared by its file's
 // add_<command>(app) (commands.h); parsing with CLI11. Exit status: 0 ok,
 // 1 runtime error (missing data, non-finite loss, I/O), 2 usage error (unknown
 // option or model, bad number, conflicting options).
@@ -42,6 +42,7 @@ const char* kExamples = R"(Examples:
   tandem bench train --model lenet --batch-size 128 --steps 20 --json
   tandem data get                        # download / import CIFAR-10 into the cache
   tandem info                            # build, BLAS, GPU, CUDA versions; why CUDA cannot run
+  tandem check --quick                   # every op on this GPU against the CPU
 Run 'tandem <command> --help' for each command's options and examples.)";
 
 // Parses the command line: the exit status when it is a usage error or --help.
@@ -100,6 +101,7 @@ int main(int argc, char** argv) {
   add_predict(app);
   add_data(app);
   add_info(app);
+  add_check(app);
   if (const std::optional<int> status = parse(app, argc, argv)) return *status;
   return run(app);
 }

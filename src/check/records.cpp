@@ -1,0 +1,761 @@
+// The op registry (tandem/check.h): one table per family, each record an op
+// call, its inputs and its float64 reference (check/reference.h). The shapes
+// are odd and small (gradcheck runs on most of them); a record marked
+// quick = false is a larger case for the full `tandem check` and the
+// benchmarks. Edge shapes: empty tensors, size-1 dims, broadcast operands and
+// offset views (a narrow() of a larger tensor: tandem has no strides, so an
+// offset into the storage is its non-contiguous case).
+#include <tandem/check.h>
+#include <tandem/optim.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "check/reference.h"
+
+namespace tandem::check {
+namespace {
+
+using In = std::vector<Tensor>;
+using A = std::vector<Array>;
+using TC = TolClass;
+
+InputSpec in(Shape s, double lo = -1.5, double hi = 1.5) {
+  InputSpec i;
+  i.shape = std::move(s);
+  i.lo = lo;
+  i.hi = hi;
+  return i;
+}
+InputSpec positive(Shape s) { return in(std::move(s), 0.5, 2.0); }
+InputSpec probability(Shape s) { return in(std::move(s), 0.05, 0.95); }
+InputSpec nonzero(Shape s, double lo = 0.2, double hi = 1.5) {
+  InputSpec i = in(std::move(s), lo, hi);
+  i.away_from_zero = true;
+  return i;
+}
+InputSpec constant(InputSpec i) {
+  i.requires_grad = false;
+  return i;
+}
+InputSpec index(std::vector<int64_t> values, Shape s) {
+  InputSpec i = in(std::move(s));
+  i.int_values = std::move(values);
+  i.requires_grad = false;
+  return i;
+}
+std::vector<int64_t> ints(const Array& a) {
+  std::vector<int64_t> r;
+  for (double v : a.v) r.push_back(static_cast<int64_t>(v));
+  return r;
+}
+Array reduced(const Array& losses, Reduction r) {
+  if (r == Reduction::None) return losses;
+  return {Shape{}, {r == Reduction::Sum ? ref::sum(losses.v) : ref::mean(losses.v)}};
+}
+Array scale(Array a, double s) {
+  for (double& v : a.v) v *= s;
+  return a;
+}
+
+// Appends records of one family.
+struct Table {
+  std::vector<OpRecord>& out;
+  std::string family;
+  OpRecord& add(std::string op, std::string name, TolClass tol, std::vector<InputSpec> inputs,
+                OpFn fn, RefFn ref) {
+    OpRecord r;
+    r.op = std::move(op);
+    r.name = std::move(name);
+    r.family = family;
+    r.inputs = std::move(inputs);
+    r.fn = std::move(fn);
+    r.ref = std::move(ref);
+    r.tol = tol;
+    out.push_back(std::move(r));
+    return out.back();
+  }
+};
+
+void elementwise(std::vector<OpRecord>& out) {
+  Table t{out, "elementwise"};
+  for (const UnaryRecord& u : unary_records()) {
+    for (size_t k = 0; k < u.variants.size(); ++k) {
+      const UnaryVariant v = u.variants[k];
+      const UnaryRecord* rec = &u;
+      const std::string name = u.variants.size() == 1 ? u.name : u.variant_name(v);
+      auto with_shape = [&](const std::string& suffix, Shape s, bool offset) -> OpRecord& {
+        InputSpec x = in(std::move(s), v.lo, v.hi);
+        x.kinks = v.kinks;
+        x.offset_view = offset;
+        OpRecord& r = t.add(
+            u.name, name + suffix, u.tol, {x}, [rec, v](const In& a) { return rec->call(a[0], v); },
+            [rec, v](const A& a) {
+              return ref::map(a[0], [&](double e) { return rec->ref(e, v.p0, v.p1); });
+            });
+        r.differentiable = u.differentiable && ref::numel(r.inputs[0].shape) > 0;
+        return r;
+      };
+      with_shape("", {7, 33}, false);
+      if (k != 0) continue;
+      with_shape("_empty", {0, 5}, false);
+      with_shape("_size1", {1, 3, 1}, false);
+      with_shape("_offset", {1001}, true);
+      with_shape("_large", {1 << 18}, false).quick = false;
+    }
+  }
+  for (const BinaryRecord& b : binary_records()) {
+    const BinaryRecord* rec = &b;
+    auto operand = [&](Shape s, bool second) {
+      if (b.domain == BinaryDomain::Ties) {
+        InputSpec i = in(std::move(s), -1.0, 1.0);
+        i.grid = 0.5;
+        return i;
+      }
+      if (second && b.domain == BinaryDomain::Divisor) return nonzero(std::move(s), 0.25, 2.0);
+      return in(std::move(s), -2.0, 2.0);
+    };
+    auto pair = [&](const std::string& suffix, Shape sa, Shape sb, bool offset) -> OpRecord& {
+      InputSpec a = operand(std::move(sa), false), c = operand(std::move(sb), true);
+      a.offset_view = c.offset_view = offset;
+      OpRecord& r = t.add(
+          b.name, b.name + suffix, TC::Rounding, {a, c},
+          [rec](const In& x) { return call_binary(rec->op, x[0], x[1]); },
+          [rec](const A& x) {
+            return ref::zip(x[0], x[1],
+                            [&](double p, double q) { return rec->ref(p, q, 1.0, false); });
+          });
+      r.differentiable = b.differentiable;
+      if (b.domain == BinaryDomain::Ties) r.tol = TC::Exact;
+      return r;
+    };
+    pair("", {7, 33}, {7, 33}, false);
+    pair("_broadcast", {2, 1, 33}, {7, 1}, false);
+    pair("_offset", {1001}, {1001}, true);
+    pair("_empty", {0, 3}, {3}, false).differentiable = false;
+    pair("_large", {1 << 18}, {1 << 18}, false).quick = false;
+    OpRecord& s = t.add(
+        b.name, b.name + std::string("_scalar"), TC::Rounding, {operand({7, 33}, true)},
+        [rec](const In& x) { return call_binary_scalar(rec->op, x[0], 0.75); },
+        [rec](const A& x) {
+          return ref::map(x[0], [&](double p) { return rec->ref(p, 0.75, 1.0, false); });
+        });
+    s.differentiable = b.differentiable;
+    if (b.domain == BinaryDomain::Ties) s.tol = TC::Exact;
+  }
+  InputSpec a = in({3, 4});
+  a.kinks = {0.0};
+  t.add(
+      "where", "where", TC::Rounding, {a, in({4})},
+      [](const In& x) { return where(gt(x[0], 0.0), x[0] * 2.0, x[1]); },
+      [](const A& x) {
+        return ref::zip(x[0], x[1], [](double p, double q) { return p > 0 ? 2 * p : q; });
+      });
+  t.add(
+       "isfinite", "isfinite", TC::Exact, {nonzero({5, 7}, 0.2, 2.0)},
+       [](const In& x) { return isfinite(log(x[0])); },
+       [](const A& x) { return ref::map(x[0], [](double p) { return p > 0 ? 1.0 : 0.0; }); })
+      .differentiable = false;
+}
+
+void reductions(std::vector<OpRecord>& out) {
+  Table t{out, "reduce"};
+  struct Kind {
+    ReduceOp op;
+    const char* name;
+    TolClass tol;
+    std::function<double(const std::vector<double>&)> f;
+  };
+  auto arg = [](bool max) {
+    return [max](const std::vector<double>& v) {
+      auto it = max ? std::max_element(v.begin(), v.end()) : std::min_element(v.begin(), v.end());
+      return double(it - v.begin());
+    };
+  };
+  const std::vector<Kind> kinds = {
+      {ReduceOp::Sum, "sum", TC::Accumulate, ref::sum},
+      {ReduceOp::Mean, "mean", TC::Accumulate, ref::mean},
+      {ReduceOp::Max, "max", TC::Exact,
+       [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }},
+      {ReduceOp::Min, "min", TC::Exact,
+       [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }},
+      {ReduceOp::ArgMax, "argmax", TC::Exact, arg(true)},
+      {ReduceOp::ArgMin, "argmin", TC::Exact, arg(false)},
+  };
+  for (const Kind& k : kinds) {
+    const ReduceOp op = k.op;
+    const auto f = k.f;
+    const bool diff = op != ReduceOp::ArgMax && op != ReduceOp::ArgMin;
+    auto dim_case = [&](const std::string& suffix, Shape s, int64_t dim,
+                        bool keepdim) -> OpRecord& {
+      OpFn fn =
+          dim == ref::kAll
+              ? OpFn([op](const In& x) { return reduce(op, x[0]); })
+              : OpFn([op, dim, keepdim](const In& x) { return reduce(op, x[0], dim, keepdim); });
+      OpRecord& r =
+          t.add(k.name, k.name + suffix, k.tol, {in(std::move(s))}, fn,
+                [f, dim, keepdim](const A& x) { return ref::reduce(x[0], dim, keepdim, f); });
+      r.differentiable = diff;
+      return r;
+    };
+    dim_case("_all", {3, 5}, ref::kAll, false);
+    dim_case("_dim1", {3, 5, 2}, 1, false);
+    dim_case("_dim0_keepdim", {4, 3}, 0, true);
+    dim_case("_size1_dim", {3, 1, 4}, 1, false);
+    dim_case("_offset", {3, 5}, 1, false).inputs[0].offset_view = true;
+    dim_case("_all_large", {1 << 18}, ref::kAll, false).quick = false;
+    dim_case("_dim1_large", {16, 1001, 3}, 1, false).quick = false;
+  }
+  t.add(
+       "sum", "sum_empty_dim0", TC::Accumulate, {in({0, 3})},
+       [](const In& x) { return sum(x[0], 0); },
+       [](const A& x) { return ref::reduce(x[0], 0, false, ref::sum); })
+      .differentiable = false;
+  t.add(
+      "var", "var_all", TC::Accumulate, {in({3, 5})}, [](const In& x) { return var(x[0]); },
+      [](const A& x) {
+        return ref::reduce(x[0], ref::kAll, false,
+                           [](const std::vector<double>& v) { return ref::variance(v, true); });
+      });
+  t.add(
+      "var", "var_dim", TC::Accumulate, {in({3, 5})},
+      [](const In& x) { return var(x[0], 1, false, true); },
+      [](const A& x) {
+        return ref::reduce(x[0], 1, true,
+                           [](const std::vector<double>& v) { return ref::variance(v, false); });
+      });
+}
+
+void softmax_and_losses(std::vector<OpRecord>& out) {
+  Table t{out, "softmax"};
+  auto sm = [&](bool log, const std::string& name, Shape s, int64_t dim) -> OpRecord& {
+    return t.add(
+        log ? "log_softmax" : "softmax", name, TC::Accumulate, {in(std::move(s))},
+        [log, dim](const In& x) { return log ? log_softmax(x[0], dim) : softmax(x[0], dim); },
+        [log, dim](const A& x) {
+          return ref::rowwise(x[0], dim, log ? ref::log_softmax : ref::softmax);
+        });
+  };
+  sm(false, "softmax", {3, 5}, 1);
+  sm(false, "softmax_dim0", {4, 3, 2}, 0);
+  sm(true, "log_softmax", {3, 5}, -1);
+  sm(true, "log_softmax_dim1", {2, 4, 3}, 1);
+  sm(false, "softmax_large", {64, 1001}, 1).quick = false;
+  sm(true, "log_softmax_large", {64, 1001}, 1).quick = false;
+
+  t.family = "loss";
+  // Per-row cross-entropy with label smoothing ls, from log-probabilities.
+  auto ce_rows = [](const Array& x, const Array& labels, double ls, bool from_logits) {
+    const int64_t C = x.shape.back(), N = ref::numel(x.shape) / C;
+    Array losses{labels.shape, {}};
+    for (int64_t n = 0; n < N; ++n) {
+      std::vector<double> row(x.v.begin() + n * C, x.v.begin() + (n + 1) * C);
+      if (from_logits) row = ref::log_softmax(row);
+      const double picked = row[static_cast<size_t>(labels.v[n])];
+      losses.v.push_back(-(1.0 - ls) * picked - ls / double(C) * ref::sum(row));
+    }
+    return losses;
+  };
+  const InputSpec labels = index({2, 0, 4, 4}, {4});
+  for (Reduction r : {Reduction::Mean, Reduction::Sum, Reduction::None}) {
+    const std::string suffix = r == Reduction::Mean  ? "_mean"
+                               : r == Reduction::Sum ? "_sum"
+                                                     : "_none";
+    t.add(
+        "cross_entropy", "cross_entropy" + suffix, TC::Accumulate, {in({4, 5}), labels},
+        [r](const In& x) { return cross_entropy(x[0], x[1], r); },
+        [r, ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), r); });
+    t.add(
+        "nll_loss", "nll_loss" + suffix, TC::Accumulate, {in({4, 5}), labels},
+        [r](const In& x) { return nll_loss(log_softmax(x[0], 1), x[1], r); },
+        [r, ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), r); });
+    t.add(
+        "mse_loss", "mse_loss" + suffix, TC::Accumulate, {in({3, 4}), in({3, 4})},
+        [r](const In& x) { return mse_loss(x[0], x[1], r); },
+        [r](const A& x) {
+          return reduced(ref::zip(x[0], x[1], [](double a, double b) { return (a - b) * (a - b); }),
+                         r);
+        });
+    t.add(
+        "binary_cross_entropy", "binary_cross_entropy" + suffix, TC::Accumulate,
+        {probability({3, 4}), probability({3, 4})},
+        [r](const In& x) { return binary_cross_entropy(x[0], x[1], r); },
+        [r](const A& x) {
+          return reduced(ref::zip(x[0], x[1],
+                                  [](double p, double y) {
+                                    return -(y * std::log(p) + (1 - y) * std::log(1 - p));
+                                  }),
+                         r);
+        });
+    t.add(
+        "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits" + suffix,
+        TC::Accumulate, {in({3, 4}), probability({3, 4})},
+        [r](const In& x) { return binary_cross_entropy_with_logits(x[0], x[1], r); },
+        [r](const A& x) {
+          return reduced(ref::zip(x[0], x[1],
+                                  [](double z, double y) {
+                                    return std::max(z, 0.0) - z * y +
+                                           std::log1p(std::exp(-std::fabs(z)));
+                                  }),
+                         r);
+        });
+  }
+  t.add(
+      "cross_entropy", "cross_entropy_smoothing", TC::Accumulate, {in({4, 5}), labels},
+      [](const In& x) { return cross_entropy(x[0], x[1], Reduction::Mean, 0.2); },
+      [ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.2, true), Reduction::Mean); });
+  t.add(
+      "cross_entropy", "cross_entropy_1d", TC::Accumulate, {in({5}), index({3}, {})},
+      [](const In& x) { return cross_entropy(x[0], x[1]); },
+      [ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), Reduction::Mean); });
+  t.add(
+       "cross_entropy", "cross_entropy_large", TC::Accumulate,
+       {in({256, 10}), index(std::vector<int64_t>(256, 7), {256})},
+       [](const In& x) { return cross_entropy(x[0], x[1]); },
+       [ce_rows](const A& x) { return reduced(ce_rows(x[0], x[1], 0.0, true), Reduction::Mean); })
+      .quick = false;
+  t.add(
+      "l2_penalty", "l2_penalty", TC::Accumulate, {in({3, 4}), in({2, 3})},
+      [](const In& x) {
+        return l2_penalty({x[0], x[1]}, 0.05);
+      },
+      [](const A& x) {
+        double s = 0.0;
+        for (const Array& a : x)
+          for (double v : a.v) s += v * v;
+        return Array{{}, {0.05 * s}};
+      });
+}
+
+void matmuls(std::vector<OpRecord>& out) {
+  Table t{out, "matmul"};
+  const RefFn mm_ref = [](const A& x) { return ref::matmul(x[0], x[1]); };
+  auto mat = [&](const std::string& op, const std::string& name, Shape a, Shape b) -> OpRecord& {
+    OpFn fn = op == "mm"    ? OpFn([](const In& x) { return mm(x[0], x[1]); })
+              : op == "bmm" ? OpFn([](const In& x) { return bmm(x[0], x[1]); })
+                            : OpFn([](const In& x) { return matmul(x[0], x[1]); });
+    return t.add(op, name, TC::Gemm, {in(std::move(a)), in(std::move(b))}, fn, mm_ref);
+  };
+  mat("mm", "mm", {3, 4}, {4, 5});
+  mat("bmm", "bmm", {2, 3, 4}, {2, 4, 5});
+  mat("matmul", "matmul_dot", {4}, {4});
+  mat("matmul", "matmul_mv", {3, 4}, {4});
+  mat("matmul", "matmul_vm", {4}, {4, 3});
+  mat("matmul", "matmul_nd_2d", {2, 3, 4}, {4, 5});
+  mat("matmul", "matmul_2d_nd", {3, 4}, {2, 4, 5});
+  mat("matmul", "matmul_batched", {2, 3, 4}, {2, 4, 2});
+  mat("matmul", "matmul_4d", {2, 3, 2, 4}, {2, 3, 4, 3});
+  mat("matmul", "matmul_broadcast_1", {1, 3, 4}, {2, 4, 5});
+  mat("matmul", "matmul_nd_1d", {2, 3, 4}, {4});
+  mat("matmul", "matmul_1d_nd", {4}, {2, 4, 3});
+  mat("mm", "mm_size1", {1, 7}, {7, 1});
+  mat("mm", "mm_empty_k", {3, 0}, {0, 4}).differentiable = false;
+  mat("mm", "mm_large", {96, 200}, {200, 72}).quick = false;
+  mat("bmm", "bmm_large", {8, 64, 96}, {8, 96, 33}).quick = false;
+  t.add(
+      "linear", "linear", TC::Gemm, {in({5, 4}), in({3, 4}), in({3})},
+      [](const In& x) { return linear(x[0], x[1], x[2]); },
+      [](const A& x) { return ref::linear(x[0], x[1], &x[2]); });
+  t.add(
+      "linear", "linear_3d_no_bias", TC::Gemm, {in({2, 5, 4}), in({3, 4})},
+      [](const In& x) { return linear(x[0], x[1]); },
+      [](const A& x) { return ref::linear(x[0], x[1], nullptr); });
+}
+
+void conv_pool_bn(std::vector<OpRecord>& out) {
+  Table t{out, "conv"};
+  auto conv = [&](const std::string& name, Shape xs, Shape ws, bool bias, Size2 stride, Size2 pad,
+                  Size2 dil, int64_t groups) -> OpRecord& {
+    std::vector<InputSpec> ins = {in(std::move(xs)), in(std::move(ws))};
+    if (bias) ins.push_back(in({ins[1].shape[0]}));
+    ref::Conv c{stride.h, stride.w, pad.h, pad.w, dil.h, dil.w, groups};
+    return t.add(
+        "conv2d", name, TC::Gemm, ins,
+        [=](const In& x) {
+          return conv2d(x[0], x[1], bias ? x[2] : Tensor(), stride, pad, dil, groups);
+        },
+        [=](const A& x) { return ref::conv2d(x[0], x[1], bias ? &x[2] : nullptr, c); });
+  };
+  conv("conv2d", {2, 3, 7, 6}, {4, 3, 3, 2}, true, 1, 0, 1, 1);
+  conv("conv2d_stride2_pad", {1, 2, 7, 8}, {3, 2, 3, 3}, true, 2, 1, 1, 1);
+  conv("conv2d_dilation_groups_nobias", {2, 4, 9, 7}, {6, 2, 3, 2}, false, {1, 2}, {2, 1}, {2, 1},
+       2);
+  conv("conv2d_chw_1x1", {3, 5, 4}, {2, 3, 1, 1}, true, 1, 0, 1, 1);
+  conv("conv2d_large", {8, 16, 32, 32}, {32, 16, 3, 3}, true, 1, 1, 1, 1).quick = false;
+
+  t.family = "pool";
+  using P = ref::Pool;
+  auto pool = [&](const std::string& name, Shape xs, P kind, Size2 k, std::optional<Size2> s,
+                  Size2 p) -> OpRecord& {
+    const Size2 st = s.value_or(k);
+    const std::string op = kind == P::Max ? "max_pool2d" : "avg_pool2d";
+    return t.add(
+        op, name, kind == P::Max ? TC::Exact : TC::Accumulate, {in(std::move(xs))},
+        [=](const In& x) {
+          return kind == P::Max ? max_pool2d(x[0], k, s, p)
+                                : avg_pool2d(x[0], k, s, p, kind == P::AvgIncludePad);
+        },
+        [=](const A& x) { return ref::pool2d(x[0], kind, k.h, k.w, st.h, st.w, p.h, p.w); });
+  };
+  pool("max_pool2d", {2, 3, 7, 6}, P::Max, 2, std::nullopt, 0);
+  pool("max_pool2d_overlap_pad", {1, 2, 7, 7}, P::Max, 3, Size2(2), 1);
+  pool("avg_pool2d", {2, 3, 7, 6}, P::AvgIncludePad, {3, 2}, Size2(2, 1), 0);
+  pool("avg_pool2d_pad_include", {1, 2, 5, 5}, P::AvgIncludePad, 3, Size2(2), 1);
+  pool("avg_pool2d_pad_exclude", {1, 2, 5, 5}, P::AvgExcludePad, 3, Size2(2), 1);
+  pool("max_pool2d_large", {16, 32, 32, 32}, P::Max, 2, std::nullopt, 0).quick = false;
+  auto adaptive = [&](const std::string& name, Shape xs, Size2 o) {
+    t.add(
+        "adaptive_avg_pool2d", name, TC::Accumulate, {in(std::move(xs))},
+        [o](const In& x) { return adaptive_avg_pool2d(x[0], o); },
+        [o](const A& x) { return ref::adaptive_avg_pool2d(x[0], o.h, o.w); });
+  };
+  adaptive("adaptive_avg_pool2d", {2, 3, 7, 5}, {3, 2});
+  adaptive("adaptive_avg_pool2d_global", {2, 3, 4, 5}, 1);
+
+  t.family = "batch_norm";
+  t.add(
+      "batch_norm", "batch_norm_train_2d", TC::Accumulate, {in({3, 4, 3, 2}), in({4}), in({4})},
+      [](const In& x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); },
+      [](const A& x) { return ref::batch_norm(x[0], nullptr, nullptr, &x[1], &x[2], 1e-5); });
+  t.add(
+      "batch_norm", "batch_norm_train_1d_no_affine", TC::Accumulate, {in({5, 3})},
+      [](const In& x) {
+        return batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-3);
+      },
+      [](const A& x) { return ref::batch_norm(x[0], nullptr, nullptr, nullptr, nullptr, 1e-3); });
+  t.add(
+      "batch_norm", "batch_norm_eval", TC::Accumulate,
+      {in({3, 4, 2, 2}), constant(in({4})), constant(positive({4})), in({4}), in({4})},
+      [](const In& x) { return batch_norm(x[0], x[1], x[2], x[3], x[4], false); },
+      [](const A& x) { return ref::batch_norm(x[0], &x[1], &x[2], &x[3], &x[4], 1e-5); });
+  t.add(
+       "batch_norm", "batch_norm_train_large", TC::Accumulate,
+       {in({32, 16, 16, 16}), in({16}), in({16})},
+       [](const In& x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); },
+       [](const A& x) { return ref::batch_norm(x[0], nullptr, nullptr, &x[1], &x[2], 1e-5); })
+      .quick = false;
+}
+
+void indexing(std::vector<OpRecord>& out) {
+  Table t{out, "index"};
+  auto select = [&](const std::string& name, Shape xs, int64_t dim, std::vector<int64_t> idx) {
+    const int64_t n = static_cast<int64_t>(idx.size());
+    t.add(
+        "index_select", name, TC::Exact, {in(std::move(xs)), index(idx, {n})},
+        [dim](const In& x) { return index_select(x[0], dim, x[1]); },
+        [dim](const A& x) { return ref::index_select(x[0], dim, ints(x[1])); });
+  };
+  select("index_select_dim1", {3, 5}, 1, {4, 0, 4, 2});
+  select("index_select_dim0", {4, 2}, 0, {1, 1, 3});
+  t.add(
+      "gather", "gather", TC::Exact, {in({3, 4}), index({0, 3, 3, 1, 2, 2, 0, 0, 1}, {3, 3})},
+      [](const In& x) { return gather(x[0], 1, x[1]); },
+      [](const A& x) { return ref::gather(x[0], 1, x[1]); });
+  // Adds in an order that may vary (atomics): summation tolerance.
+  t.add(
+      "scatter_add", "scatter_add", TC::Accumulate,
+      {in({3, 4}), index({0, 0, 3, 1, 2, 2}, {3, 2}), in({3, 2})},
+      [](const In& x) { return scatter_add(x[0], 1, x[1], x[2]); },
+      [](const A& x) { return ref::scatter_add(x[0], 1, x[1], x[2]); });
+  t.add(
+      "index_add", "index_add", TC::Accumulate, {in({4, 3}), index({2, 0, 2}, {3}), in({3, 3})},
+      [](const In& x) { return index_add(x[0], 0, x[1], x[2]); },
+      [](const A& x) { return ref::index_add(x[0], 0, ints(x[1]), x[2]); });
+  t.add(
+       "one_hot", "one_hot", TC::Exact, {index({2, 0, 4, 4, 1}, {5})},
+       [](const In& x) { return one_hot(x[0], 6, TensorOptions(kInt64).device(x[0].device())); },
+       [](const A& x) {
+         Array y = ref::full({5, 6}, 0.0);
+         for (size_t i = 0; i < x[0].v.size(); ++i) y.v[i * 6 + size_t(x[0].v[i])] = 1.0;
+         return y;
+       })
+      .differentiable = false;
+}
+
+void copies(std::vector<OpRecord>& out) {
+  Table t{out, "copy"};
+  t.add(
+      "cat", "cat_dim0", TC::Exact, {in({2, 3}), in({4, 3})},
+      [](const In& x) {
+        return cat({x[0], x[1]});
+      },
+      [](const A& x) {
+        return ref::cat({x[0], x[1]}, 0);
+      });
+  t.add(
+      "cat", "cat_dim1", TC::Exact, {in({2, 3}), in({2, 1})},
+      [](const In& x) {
+        return cat({x[0], x[1]}, 1);
+      },
+      [](const A& x) {
+        return ref::cat({x[0], x[1]}, 1);
+      });
+  t.add(
+       "cat", "cat_empty", TC::Exact, {in({0, 3}), in({2, 3})},
+       [](const In& x) {
+         return cat({x[0], x[1]});
+       },
+       [](const A& x) {
+         return ref::cat({x[0], x[1]}, 0);
+       })
+      .differentiable = false;
+  t.add(
+      "stack", "stack_dim1", TC::Exact, {in({2, 3}), in({2, 3})},
+      [](const In& x) {
+        return stack({x[0], x[1]}, 1);
+      },
+      [](const A& x) {
+        Array a = x[0], b = x[1];
+        a.shape = b.shape = {2, 1, 3};
+        return ref::cat({a, b}, 1);
+      });
+  t.add(
+      "view", "view", TC::Rounding, {in({3, 4})},
+      [](const In& x) {
+        return x[0].view({2, 6}) * 1.5;
+      },
+      [](const A& x) {
+        Array y = scale(x[0], 1.5);
+        y.shape = {2, 6};
+        return y;
+      });
+  t.add(
+      "view", "flatten", TC::Exact, {in({2, 3, 2})}, [](const In& x) { return x[0].flatten(1); },
+      [](const A& x) {
+        return Array{{2, 6}, x[0].v};
+      });
+  t.add(
+      "view", "squeeze_unsqueeze", TC::Rounding, {in({3, 1, 2})},
+      [](const In& x) { return x[0].squeeze(1).unsqueeze(0) * x[0].squeeze(); },
+      [](const A& x) {
+        return Array{{1, 3, 2}, ref::map(x[0], [](double v) { return v * v; }).v};
+      });
+  t.add(
+      "slice", "slice", TC::Exact, {in({5, 2})}, [](const In& x) { return x[0].slice(0, 1, 4); },
+      [](const A& x) { return ref::narrow(x[0], 0, 1, 3); });
+  t.add(
+      "select", "select", TC::Rounding, {in({4, 3})},
+      [](const In& x) { return x[0].select(0, 2) * x[0][1]; },
+      [](const A& x) {
+        Array y{{3}, {}};
+        for (int j = 0; j < 3; ++j) y.v.push_back(x[0].v[6 + j] * x[0].v[3 + j]);
+        return y;
+      });
+  t.add(
+      "narrow", "narrow", TC::Exact, {in({5, 2})}, [](const In& x) { return x[0].narrow(0, 2, 2); },
+      [](const A& x) { return ref::narrow(x[0], 0, 2, 2); });
+  auto perm = [&](const std::string& op, const std::string& name, Shape s, OpFn fn,
+                  std::vector<int64_t> order) -> OpRecord& {
+    return t.add(op, name, TC::Exact, {in(std::move(s))}, std::move(fn),
+                 [order](const A& x) { return ref::permute(x[0], order); });
+  };
+  perm("permute", "permute", {2, 3, 4},
+       [](const In& x) {
+         return x[0].permute({2, 0, 1});
+       },
+       {2, 0, 1});
+  perm("transpose", "transpose", {2, 3, 4}, [](const In& x) { return x[0].transpose(0, 2); },
+       {2, 1, 0});
+  perm("transpose", "t", {3, 4}, [](const In& x) { return x[0].t(); }, {1, 0});
+  perm("permute", "permute_size1", {1, 5, 1, 3},
+       [](const In& x) {
+         return x[0].permute({3, 1, 2, 0});
+       },
+       {3, 1, 2, 0});
+  perm("permute", "permute_large", {16, 33, 65},
+       [](const In& x) {
+         return x[0].permute({2, 0, 1});
+       },
+       {2, 0, 1})
+      .quick = false;
+  t.add(
+      "clone", "clone", TC::Rounding, {in({3, 4})}, [](const In& x) { return x[0].clone() * x[0]; },
+      [](const A& x) { return ref::map(x[0], [](double v) { return v * v; }); });
+  InputSpec off = in({1001});
+  off.offset_view = true;
+  t.add(
+      "clone", "clone_offset", TC::Exact, {off}, [](const In& x) { return x[0].clone(); },
+      [](const A& x) { return x[0]; });
+}
+
+// Random ops: moments of 20000 draws against the distribution's.
+void random_ops(std::vector<OpRecord>& out) {
+  Table t{out, "random"};
+  auto stat = [&](const std::string& op, double mean, double var, OpFn fn) {
+    OpRecord& r = t.add(op, op, TC::Statistical, {constant(in({20000}))}, std::move(fn),
+                        [mean, var](const A&) {
+                          return Array{{2}, {mean, var}};
+                        });
+    r.differentiable = false;
+  };
+  auto opts = [](const Tensor& x) { return TensorOptions(x.dtype()).device(x.device()); };
+  stat("rand", 0.5, 1.0 / 12, [opts](const In& x) {
+    Generator g(42);
+    return rand(x[0].sizes(), opts(x[0]), &g);
+  });
+  stat("randn", 0.0, 1.0, [opts](const In& x) {
+    Generator g(43);
+    return randn(x[0].sizes(), opts(x[0]), &g);
+  });
+  stat("uniform", 0.5, 25.0 / 12, [opts](const In& x) {
+    Generator g(44);
+    return uniform(x[0].sizes(), -2.0, 3.0, opts(x[0]), &g);
+  });
+  stat("normal", 1.0, 4.0, [opts](const In& x) {
+    Generator g(45);
+    return normal(x[0].sizes(), 1.0, 2.0, opts(x[0]), &g);
+  });
+  stat("randint", 4.5, 99.0 / 12, [](const In& x) {
+    Generator g(46);
+    return randint(0, 10, x[0].sizes(), TensorOptions(kInt64).device(x[0].device()), &g);
+  });
+  // Ones through dropout: 0 or 1/(1-p), mean 1, variance p/(1-p).
+  stat("dropout", 1.0, 0.4 / 0.6, [](const In& x) {
+    Generator g(47);
+    return dropout(x[0] * 0.0 + 1.0, 0.4, true, &g);
+  });
+}
+
+// The fused optimizer steps, through optim::*: three steps with one gradient.
+void optimizer_steps(std::vector<OpRecord>& out) {
+  Table t{out, "optim"};
+  using Step = std::function<void(std::vector<double>&, std::vector<double>&, double g, double& p,
+                                  int64_t step)>;
+  // p, g: the param and its gradient; the reference runs `step` per element with
+  // its own state vector.
+  auto opt = [&](const std::string& op, const std::string& name,
+                 std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)> make,
+                 Step step) {
+    OpRecord& r = t.add(
+        op, name, TC::Accumulate, {constant(in({37})), constant(in({37}))},
+        [make](const In& x) {
+          Tensor p = x[0].clone().set_requires_grad(true);
+          p.mutable_grad() = x[1].clone();
+          auto o = make({p});
+          for (int i = 0; i < 3; ++i) o->step();
+          return p.detach();
+        },
+        [step](const A& x) {
+          Array p = x[0];
+          for (size_t i = 0; i < p.v.size(); ++i) {
+            std::vector<double> s1(1, 0.0), s2(2, 0.0);
+            for (int64_t k = 1; k <= 3; ++k) step(s1, s2, x[1].v[i], p.v[i], k);
+          }
+          return p;
+        });
+    r.differentiable = false;
+  };
+  opt(
+      "sgd_step", "sgd_momentum_nesterov",
+      [](std::vector<Tensor> ps) {
+        return std::make_unique<optim::SGD>(
+            ps, optim::SGDOptions(0.1).momentum(0.9).nesterov(true).weight_decay(0.01));
+      },
+      [](std::vector<double>& buf, std::vector<double>&, double g, double& p, int64_t k) {
+        const double d = g + 0.01 * p;
+        buf[0] = k == 1 ? d : 0.9 * buf[0] + d;
+        p -= 0.1 * (d + 0.9 * buf[0]);
+      });
+  opt(
+      "sgd_step", "sgd_plain",
+      [](std::vector<Tensor> ps) {
+        return std::make_unique<optim::SGD>(ps, optim::SGDOptions(0.1));
+      },
+      [](std::vector<double>&, std::vector<double>&, double g, double& p, int64_t) {
+        p -= 0.1 * g;
+      });
+  auto adam_ref = [](bool decoupled, double wd) {
+    return [decoupled, wd](std::vector<double>&, std::vector<double>& s, double g, double& p,
+                           int64_t k) {
+      const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+      if (decoupled)
+        p *= 1 - lr * wd;
+      else
+        g += wd * p;
+      s[0] = b1 * s[0] + (1 - b1) * g;
+      s[1] = b2 * s[1] + (1 - b2) * g * g;
+      const double c1 = 1 - std::pow(b1, double(k)), c2 = 1 - std::pow(b2, double(k));
+      p -= lr / c1 * s[0] / (std::sqrt(s[1]) / std::sqrt(c2) + eps);
+    };
+  };
+  opt(
+      "adam_step", "adam",
+      [](std::vector<Tensor> ps) {
+        return std::make_unique<optim::Adam>(ps, optim::AdamOptions(0.01).weight_decay(0.02));
+      },
+      adam_ref(false, 0.02));
+  opt(
+      "adam_step", "adamw",
+      [](std::vector<Tensor> ps) {
+        return std::make_unique<optim::AdamW>(ps, optim::AdamWOptions(0.01).weight_decay(0.1));
+      },
+      adam_ref(true, 0.1));
+  opt(
+      "rmsprop_step", "rmsprop_centered_momentum",
+      [](std::vector<Tensor> ps) {
+        return std::make_unique<optim::RMSprop>(
+            ps, optim::RMSpropOptions(0.01).alpha(0.9).momentum(0.5).centered(true));
+      },
+      [](std::vector<double>& buf, std::vector<double>& s, double g, double& p, int64_t) {
+        s[0] = 0.9 * s[0] + 0.1 * g * g;
+        s[1] = 0.9 * s[1] + 0.1 * g;
+        const double avg = std::sqrt(s[0] - s[1] * s[1]) + 1e-8;
+        buf[0] = 0.5 * buf[0] + g / avg;
+        p -= 0.01 * buf[0];
+      });
+  opt(
+      "adagrad_step", "adagrad",
+      [](std::vector<Tensor> ps) {
+        return std::make_unique<optim::Adagrad>(ps, optim::AdagradOptions(0.1).lr_decay(0.01));
+      },
+      [](std::vector<double>& sum, std::vector<double>&, double g, double& p, int64_t k) {
+        const double clr = 0.1 / (1 + double(k - 1) * 0.01);
+        sum[0] += g * g;
+        p -= clr * g / (std::sqrt(sum[0]) + 1e-10);
+      });
+}
+
+}  // namespace
+
+const std::vector<OpRecord>& op_records() {
+  static const std::vector<OpRecord> records = [] {
+    std::vector<OpRecord> r;
+    elementwise(r);
+    reductions(r);
+    softmax_and_losses(r);
+    matmuls(r);
+    conv_pool_bn(r);
+    indexing(r);
+    copies(r);
+    random_ops(r);
+    optimizer_steps(r);
+    return r;
+  }();
+  return records;
+}
+
+std::vector<std::string> listed_ops() {
+  std::vector<std::string> ops;
+#define TANDEM_CHECK_NAME2_(fn, Enum) ops.push_back(#fn);
+#define TANDEM_CHECK_NAME1_(fn) ops.push_back(#fn);
+  TANDEM_UNARY_OPS(TANDEM_CHECK_NAME2_)
+  TANDEM_PARAM_UNARY_OPS(TANDEM_CHECK_NAME2_)
+  TANDEM_BINARY_OPS(TANDEM_CHECK_NAME2_)
+  TANDEM_REDUCE_OPS(TANDEM_CHECK_NAME2_)
+  TANDEM_OTHER_OPS(TANDEM_CHECK_NAME1_)
+#undef TANDEM_CHECK_NAME1_
+#undef TANDEM_CHECK_NAME2_
+  return ops;
+}
+
+std::vector<std::string> ops_without_record() {
+  std::vector<std::string> missing;
+  for (const std::string& op : listed_ops()) {
+    const auto& rs = op_records();
+    if (std::none_of(rs.begin(), rs.end(), [&](const OpRecord& r) { return r.op == op; }))
+      missing.push_back(op);
+  }
+  return missing;
+}
+
+}  // namespace tandem::check
