@@ -147,8 +147,9 @@ struct LookaheadRef {
       started = true;
       return;
     }
-    const double rho = std::pow(o.decay_base, static_cast<double>(o.every)) *
-                       std::pow(static_cast<double>(step) / static_cast<double>(total), o.decay_pow);
+    const double rho =
+        std::pow(o.decay_base, static_cast<double>(o.every)) *
+        std::pow(static_cast<double>(step) / static_cast<double>(total), o.decay_pow);
     for (size_t i = 0; i < w.size(); ++i) {
       ema[i] = ema[i] * rho + w[i] * (1.0 - rho);
       w[i] = ema[i];
@@ -376,8 +377,8 @@ TEST(ReflectTranslate, EveryImageIsAReflectPaddedShift) {
                   src[static_cast<size_t>(((i * c + ch) * h + reflect(y + dy, h)) * w +
                                           reflect(x + dx, w))] /
                   255.0;
-              match = std::abs(got[static_cast<size_t>(((i * c + ch) * h + y) * w + x)] - want) <
-                      1e-6;
+              match =
+                  std::abs(got[static_cast<size_t>(((i * c + ch) * h + y) * w + x)] - want) < 1e-6;
             }
         if (match) {
           found = true;
@@ -444,7 +445,9 @@ TEST(TestTimeAugment, TranslateIsTheWeightedMeanOfSixViews) {
   NoGradGuard no_grad;
   const Tensor x = random_tensor({3, 3, 6, 5}, 92, kFloat64);
   net->to(kFloat64);
-  auto f = [&](int64_t dy, int64_t dx, bool m) { return to_doubles((*net)(view_by_hand(x, dy, dx, m))); };
+  auto f = [&](int64_t dy, int64_t dx, bool m) {
+    return to_doubles((*net)(view_by_hand(x, dy, dx, m)));
+  };
   const std::vector<double> a = f(0, 0, false), b = f(0, 0, true), c = f(1, 1, false),
                             d = f(1, 1, true), e = f(-1, -1, false), g = f(-1, -1, true);
   std::vector<double> flip(a.size()), level2(a.size());
@@ -453,8 +456,10 @@ TEST(TestTimeAugment, TranslateIsTheWeightedMeanOfSixViews) {
     level2[i] = 0.25 * (a[i] + b[i]) + 0.125 * (c[i] + d[i] + e[i] + g[i]);
   }
   const Tol tol{1e-12, 1e-12};
-  EXPECT_TRUE(vectors_close(to_doubles(train::tta_logits(*net, x, train::TestTimeAugment::None)), a, tol));
-  EXPECT_TRUE(vectors_close(to_doubles(train::tta_logits(*net, x, train::TestTimeAugment::Flip)), flip, tol));
+  EXPECT_TRUE(
+      vectors_close(to_doubles(train::tta_logits(*net, x, train::TestTimeAugment::None)), a, tol));
+  EXPECT_TRUE(vectors_close(to_doubles(train::tta_logits(*net, x, train::TestTimeAugment::Flip)),
+                            flip, tol));
   EXPECT_TRUE(vectors_close(
       to_doubles(train::tta_logits(*net, x, train::TestTimeAugment::FlipTranslate)), level2, tol));
   // translate_reflect itself, for a shift of 2 (rows) and -1 (columns).
@@ -550,8 +555,7 @@ TEST(WhiteningBias, TrainerWithLookaheadResumesExactly) {
     o.augment = {1, true, 0, data::PadMode::Reflect, true};
     // 16 -> 15 (whitening) -> 7 -> 3 -> global max-pool.
     data::DataLoader loader(random_images(56, 3, 16, 16, 112), o);
-    optim::SGD sgd(params,
-                   optim::SGDOptions(0.05).momentum(0.85).nesterov(true));
+    optim::SGD sgd(params, optim::SGDOptions(0.05).momentum(0.85).nesterov(true));
     optim::Lookahead la(optim::lookahead_tensors(*net), lo);
     train::TrainerOptions opt;
     opt.epochs = stop_after;

@@ -12,10 +12,13 @@
 //   lenet        the PyTorch CIFAR-10 tutorial CNN: conv 3->6 k5, ReLU, max-pool
 //                2, conv 6->16 k5, ReLU, max-pool 2, flatten, 400->120->84->10.
 //   resnet-fast  after Keller Jordan's airbench94 (itself from hlb-CIFAR10): a
-//                frozen 2x2 patch-whitening conv (init_whitening), GELU, three
+//                2x2 patch-whitening conv (init_whitening; frozen weight, a
+//                bias trained for the recipe's first epochs), GELU, three
 //                conv groups (conv 3x3, max-pool 2, BN, GELU, conv 3x3, BN,
 //                GELU) of widths 64/256/256, max-pool 3 (global on the 3x3
-//                map), Flatten, Linear without bias, Scale(1/9).
+//                map), Flatten, Linear without bias, Scale(1/9); the convs
+//                start as partial identities (init_dirac). Its recipe is
+//                airbench94's (docs/models.md).
 #pragma once
 
 #include <cstdint>
@@ -241,7 +244,7 @@ ParameterSplit split_parameters(nn::Module& model);
 //   Dropout           p 0.5
 //   Flatten           start_dim 1, end_dim -1
 //   Scale             factor
-//   PatchWhitening    in 3, kernel 2
+//   PatchWhitening    in 3, kernel 2, bias false
 //   Residual          layers (a non-empty list); shortcut (a list) optional
 // A malformed file throws a tandem::Error naming the layer (its index path and
 // type) and the field: unknown type, unknown or missing field, wrong JSON type,

@@ -53,8 +53,8 @@ PatchWhiteningImpl::PatchWhiteningImpl(int64_t in_channels, int64_t kernel, bool
 }
 void PatchWhiteningImpl::pretty_print(std::ostream& os) const {
   os << "PatchWhitening(" << options.in_channels() << ", " << options.out_channels()
-     << ", kernel_size=" << options.kernel_size() << ", frozen"
-     << (options.bias() ? ", bias" : "") << ")";
+     << ", kernel_size=" << options.kernel_size() << ", frozen" << (options.bias() ? ", bias" : "")
+     << ")";
 }
 
 int set_whitening_bias_trainable(nn::Module& model, bool trainable) {

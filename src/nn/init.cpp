@@ -117,8 +117,8 @@ Tensor xavier_normal_(Tensor t, double gain, Generator* gen) {
 
 Tensor dirac_(Tensor t, int64_t groups) {
   check_init("dirac_", t);
-  TANDEM_CHECK(t.dim() >= 3 && t.dim() <= 5,
-               "dirac_: needs a conv weight of 3 to 5 dims, got ", shape_str(t.sizes()));
+  TANDEM_CHECK(t.dim() >= 3 && t.dim() <= 5, "dirac_: needs a conv weight of 3 to 5 dims, got ",
+               shape_str(t.sizes()));
   TANDEM_CHECK(groups > 0 && t.size(0) % groups == 0, "dirac_: dim 0 (", t.size(0),
                ") must be divisible by groups ", groups);
   const int64_t out_per_group = t.size(0) / groups, in = t.size(1);

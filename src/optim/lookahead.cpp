@@ -89,8 +89,7 @@ void Lookahead::resume(int64_t steps_done, int64_t steps_per_epoch) {
                " and ", steps_per_epoch);
   // The first due step: the first multiple of `every` in epoch start_epoch or later.
   const int64_t first_in_start = options_.start_epoch * steps_per_epoch + 1;
-  const int64_t first_due =
-      (first_in_start + options_.every - 1) / options_.every * options_.every;
+  const int64_t first_due = (first_in_start + options_.every - 1) / options_.every * options_.every;
   if (!started_ && first_due <= steps_done) start();
 }
 

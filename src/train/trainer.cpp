@@ -2,8 +2,8 @@
 // checkpoints and exact resumption. Everything here is written with public
 // ops, so it runs unchanged on the CPU and on CUDA.
 #include <chrono>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -169,9 +169,7 @@ Tensor translate_reflect(const Tensor& images, int64_t dy, int64_t dx) {
 }
 
 Tensor tta_logits(nn::Module& model, const Tensor& images, TestTimeAugment tta) {
-  auto mirror_mean = [&](const Tensor& x) {
-    return (model(x) + model(flip_horizontal(x))) * 0.5;
-  };
+  auto mirror_mean = [&](const Tensor& x) { return (model(x) + model(flip_horizontal(x))) * 0.5; };
   switch (tta) {
     case TestTimeAugment::None:
       return model(images);
@@ -465,10 +463,9 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
       check_finite_parameters(*model_, epoch_, last_checkpoint_path());
       s.val_loss = s.val_accuracy = std::numeric_limits<double>::quiet_NaN();
       if (val != nullptr) {
-        const EvalResult v =
-            evaluate(*model_, *val, options_.num_classes,
-                     test_time_augment(options_.tta_flip, options_.tta_translate), 0,
-                     options_.on_val_step);
+        const EvalResult v = evaluate(*model_, *val, options_.num_classes,
+                                      test_time_augment(options_.tta_flip, options_.tta_translate),
+                                      0, options_.on_val_step);
         s.val_loss = v.loss;
         s.val_accuracy = v.accuracy;
         if (!std::isfinite(v.loss)) {

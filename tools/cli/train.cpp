@@ -129,7 +129,8 @@ Settings settings_from_config(const json& config, const std::string& where) {
     s.alternating_flip = j.value("alternating_flip", false);
     const std::string padding = j.value("translate_padding", std::string("zeros"));
     if (padding != "zeros" && padding != "reflect") {
-      throw UsageError(where + ": settings.translate_padding must be \"zeros\" or \"reflect\", got \"" +
+      throw UsageError(where +
+                       ": settings.translate_padding must be \"zeros\" or \"reflect\", got \"" +
                        padding + "\"");
     }
     s.translate_reflect = padding == "reflect";
@@ -306,8 +307,8 @@ Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
     const bool recipe_optimizer = s.optimizer == r.optimizer;
     // Another optimizer than the recipe's starts from that optimizer's defaults.
     // The recipe's lr follows the batch size when it says so (airbench's lr per example).
-    const double default_lr =
-        recipe_optimizer ? models::lr_for_batch(r, s.batch_size) : (s.optimizer == "sgd" ? 0.01 : 1e-3);
+    const double default_lr = recipe_optimizer ? models::lr_for_batch(r, s.batch_size)
+                                               : (s.optimizer == "sgd" ? 0.01 : 1e-3);
     s.lr = args.lr.value_or(default_lr);
     s.momentum =
         args.momentum.value_or(recipe_optimizer ? r.momentum : (s.optimizer == "sgd" ? 0.9 : 0.0));
@@ -469,8 +470,7 @@ td::data::LoaderOptions loader_options(const Settings& s, const td::Device& devi
   o.normalize = {s.mean, s.std};
   if (training) {
     o.augment = {s.augment_translate, s.augment_flip, 0};
-    o.augment.padding =
-        s.translate_reflect ? td::data::PadMode::Reflect : td::data::PadMode::Zeros;
+    o.augment.padding = s.translate_reflect ? td::data::PadMode::Reflect : td::data::PadMode::Zeros;
     o.augment.alternating_flip = s.augment_flip && s.alternating_flip;
   }
   o.device = device;
@@ -981,8 +981,8 @@ int run_train(const TrainArgs& args) {
   std::unique_ptr<optim::Optimizer> opt = make_optimizer(s, *net);
   std::unique_ptr<optim::Lookahead> lookahead;
   if (s.lookahead) {
-    lookahead = std::make_unique<optim::Lookahead>(optim::lookahead_tensors(*net),
-                                                   s.lookahead_options);
+    lookahead =
+        std::make_unique<optim::Lookahead>(optim::lookahead_tensors(*net), s.lookahead_options);
   }
 
   td::data::DataLoader train_loader(train_set, loader_options(s, device, true, args.workers));
@@ -1186,8 +1186,8 @@ int run_eval(const EvalArgs& args) {
     j["tta_translate"] = s.tta_flip && s.tta_translate;
     std::cout << j.dump(2) << "\n";
   } else {
-    std::cout << "checkpoint: " << args.checkpoint << " (model " << s.model
-              << tta_words(s) << ")\n";
+    std::cout << "checkpoint: " << args.checkpoint << " (model " << s.model << tta_words(s)
+              << ")\n";
     print_test_result(r, classes);
   }
   return kExitOk;
