@@ -287,6 +287,12 @@ TEST(Lookahead, CudaMatchesCpu) {
   run_lookahead(gpu, b, 0, 2, 5, &r2);
   ASSERT_TRUE(gpu[0].is_cuda());
   expect_close(gpu[0].cpu(), cpu[0], {1e-6, 1e-6});
+  // The averaging never waits on the device (a training step stays sync-free).
+  const uint64_t syncs = cuda::host_sync_count();
+  b.update(0.3);
+  b.after_step(12, 2, 20);
+  b.end_epoch();
+  EXPECT_EQ(cuda::host_sync_count(), syncs);
 }
 
 // ---- alternating flip, reflect translation ----------------------------------------------
