@@ -307,8 +307,10 @@ Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
     const bool recipe_optimizer = s.optimizer == r.optimizer;
     // Another optimizer than the recipe's starts from that optimizer's defaults.
     // The recipe's lr follows the batch size when it says so (airbench's lr per example).
-    const double default_lr = recipe_optimizer ? models::lr_for_batch(r, s.batch_size)
-                                               : (s.optimizer == "sgd" ? 0.01 : 1e-3);
+    // (A batch size below 1 is refused below, with its option's name.)
+    const double default_lr = !recipe_optimizer   ? (s.optimizer == "sgd" ? 0.01 : 1e-3)
+                              : s.batch_size >= 1 ? models::lr_for_batch(r, s.batch_size)
+                                                  : r.lr;
     s.lr = args.lr.value_or(default_lr);
     s.momentum =
         args.momentum.value_or(recipe_optimizer ? r.momentum : (s.optimizer == "sgd" ? 0.9 : 0.0));
