@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tests of the `tandem` command-line tool (tools/cli/), run on the built binary.
 
-    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|safety|messages|threads|train|model_json|bench|info|ux|dist|e2e|check]
+    python3 tests/test_cli.py --tandem build/cpu/tools/tandem [--only errors|safety|messages|threads|train|resnet_fast|model_json|bench|info|ux|dist|e2e|check]
 
 Runs are small (synthetic CIFAR-shaped sets of a few hundred images, lenet or
 mlp, 1-3 epochs) so that the whole file takes well under a minute on a CPU.
@@ -630,6 +630,42 @@ class Train(unittest.TestCase):
             rc, out, err = run("eval", "--checkpoint", os.path.join(run_dir, "best.safetensors"), "--model", "mlp")
             self.assertEqual(rc, 2, out + err)
             self.assertIn("does not match", err)
+
+
+class ResnetFastRecipe(unittest.TestCase):
+    """resnet-fast takes airbench94's recipe: all training images by default, --val-split still holds some out."""
+
+    def test_defaults_then_val_split(self):
+        rc, out, err = run("train", "--model", "resnet-fast", "--synthetic", "64", "--print-config")
+        self.assertEqual(rc, 0, out + err)
+        s = json.loads(out)["settings"]
+        self.assertEqual(s["val_split"], 0)
+        self.assertEqual(s["lr"], 1.5)
+        self.assertTrue(s["drop_last"] and s["dirac_init"] and s["alternating_flip"] and s["tta_translate"])
+        self.assertEqual(s["translate_padding"], "reflect")
+        self.assertEqual(s["whitening_bias_epochs"], 3)
+        self.assertEqual(s["lookahead"], {"start_epoch": 3, "every": 5, "decay_base": 0.95, "decay_pow": 3.0})
+        # airbench's lr is per example: half the batch, half the lr (unless --lr is given).
+        rc, out, err = run("train", "--model", "resnet-fast", "--synthetic", "64", "--batch-size", "512",
+                           "--print-config")
+        self.assertEqual(json.loads(out)["settings"]["lr"], 0.75)
+        rc, out, err = run("train", "--model", "resnet-fast", "--synthetic", "64", "--batch-size", "512",
+                           "--lr", "0.3", "--print-config")
+        self.assertEqual(json.loads(out)["settings"]["lr"], 0.3)
+        with tempfile.TemporaryDirectory() as tmp:
+            run_dir = os.path.join(tmp, "run")
+            rc, out, err = run("train", "--model", "resnet-fast", "--device", "cpu", "--synthetic", "96",
+                               "--batch-size", "16", "--val-split", "32", "--epochs", "1", "--limit-batches", "2",
+                               "--out", run_dir)
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn("32 training / 32 validation / 24 test images", out)
+            self.assertIn("dirac: the convolutions start as partial identities", out)
+            with open(os.path.join(run_dir, "metrics.csv")) as f:
+                rows = list(csv.DictReader(f))
+            self.assertTrue(0 <= float(rows[0]["val_accuracy"]) <= 1)
+            with open(os.path.join(run_dir, "results.json")) as f:
+                results = json.load(f)
+            self.assertIn("flip + translate TTA", results["evaluated"])
 
 
 class ModelJson(unittest.TestCase):
@@ -1323,6 +1359,7 @@ class EndToEnd(unittest.TestCase):
 
 
 GROUPS = {"errors": Errors, "safety": Safety, "messages": Messages, "threads": Threads, "train": Train,
+          "resnet_fast": ResnetFastRecipe,
           "model_json": ModelJson, "bench": Bench, "info": Info, "ux": Ux, "dist": Dist,
           "e2e": EndToEnd, "check": Check}
 

@@ -45,12 +45,13 @@ TEST(ModelPresets, ForwardShapesAndParameterCounts) {
   nn::Sequential mlp = models::mlp();
   EXPECT_EQ(count_params(*mlp, false), 3072 * 200 + 200 + 200 * 10 + 10);
 
-  // Frozen: the whitening filters and the BatchNorm weights.
+  // Frozen: the whitening filters and the BatchNorm weights; the whitening
+  // bias (24) trains (for the recipe's first epochs).
   nn::Sequential fast = models::resnet_fast();
   const int64_t convs = 24 * 64 * 9 + 64 * 64 * 9 + 64 * 256 * 9 + 256 * 256 * 9 * 3;
   const int64_t bn_channels = 2 * (64 + 256 + 256);
-  EXPECT_EQ(count_params(*fast, true), convs + bn_channels + 256 * 10);
-  EXPECT_EQ(count_params(*fast, false), 24 * 12 + convs + 2 * bn_channels + 256 * 10);
+  EXPECT_EQ(count_params(*fast, true), 24 + convs + bn_channels + 256 * 10);
+  EXPECT_EQ(count_params(*fast, false), 24 * 12 + 24 + convs + 2 * bn_channels + 256 * 10);
   EXPECT_FALSE(fast[0]->parameters()[0].requires_grad());
 }
 
@@ -156,7 +157,8 @@ TEST(ModelPresets, SplitParameters) {
   nn::Sequential fast = models::resnet_fast(small);
   const models::ParameterSplit s = models::split_parameters(*fast);
   EXPECT_EQ(s.batchnorm_biases.size(), 4u);  // two BatchNorms per group
-  EXPECT_EQ(s.others.size(), 5u);            // four convs and the linear (whitening frozen)
+  // The whitening bias, four convs and the linear (the whitening filters are frozen).
+  EXPECT_EQ(s.others.size(), 6u);
   for (const Tensor& p : s.batchnorm_biases) EXPECT_EQ(p.dim(), 1);
   nn::Sequential lenet = models::lenet();
   EXPECT_TRUE(models::split_parameters(*lenet).batchnorm_biases.empty());

@@ -128,16 +128,26 @@ struct Normalize {
 // CIFAR-10's usual training statistics.
 Normalize cifar10_normalize();
 
+// How a random crop pads the image: with zeros (black, pixel value 0 before
+// normalisation) or by reflection about the border pixels (numpy's and
+// PyTorch's 'reflect': row -1 is row 1), which needs padding < the size.
+enum class PadMode : int8_t { Zeros, Reflect };
+
 // Training augmentation, applied per sample in this order: random crop of the
-// original size from the image zero-padded by `crop_padding` pixels on every
-// side (padding is black, i.e. pixel value 0 before normalisation), random
-// horizontal flip with probability 1/2, then cutout: a `cutout` x `cutout`
-// square (clipped at the borders) around a random centre set to 0 after
-// normalisation. 0 / false turns each off.
+// original size from the image padded by `crop_padding` pixels on every side
+// (`padding`), random horizontal flip with probability 1/2, then cutout: a
+// `cutout` x `cutout` square (clipped at the borders) around a random centre
+// set to 0 after normalisation. 0 / false turns each off.
+// With alternating_flip (and horizontal_flip), the flips alternate as in
+// airbench: epoch 0 flips a random half of the images, and every later epoch
+// flips exactly the images the epoch before did not (image i is flipped in
+// epoch e when its epoch-0 draw XOR (e odd) says so).
 struct Augment {
   int64_t crop_padding = 0;
   bool horizontal_flip = false;
   int64_t cutout = 0;
+  PadMode padding = PadMode::Zeros;
+  bool alternating_flip = false;
 };
 
 enum class LoaderMode {

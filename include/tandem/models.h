@@ -12,10 +12,13 @@
 //   lenet        the PyTorch CIFAR-10 tutorial CNN: conv 3->6 k5, ReLU, max-pool
 //                2, conv 6->16 k5, ReLU, max-pool 2, flatten, 400->120->84->10.
 //   resnet-fast  after Keller Jordan's airbench94 (itself from hlb-CIFAR10): a
-//                frozen 2x2 patch-whitening conv (init_whitening), GELU, three
+//                2x2 patch-whitening conv (init_whitening; frozen weight, a
+//                bias trained for the recipe's first epochs), GELU, three
 //                conv groups (conv 3x3, max-pool 2, BN, GELU, conv 3x3, BN,
 //                GELU) of widths 64/256/256, max-pool 3 (global on the 3x3
-//                map), Flatten, Linear without bias, Scale(1/9).
+//                map), Flatten, Linear without bias, Scale(1/9); the convs
+//                start as partial identities (init_dirac). Its recipe is
+//                airbench94's (docs/models.md).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +28,7 @@
 
 #include "tandem/nn/conv.h"
 #include "tandem/nn/modules.h"
+#include "tandem/optim/lookahead.h"
 #include "tandem/tensor.h"
 
 namespace tandem {
@@ -43,12 +47,14 @@ class ScaleImpl : public nn::Module {
 TANDEM_MODULE(Scale);
 
 // A Conv2d from `in_channels` to 2 * in_channels * kernel^2 channels, kernel
-// `kernel`, no padding, no bias, whose weight is frozen (requires_grad false)
-// and meant to be set by init_whitening from training images. Until then it
-// holds Conv2d's default random initialisation.
+// `kernel`, no padding, whose weight is frozen (requires_grad false) and meant
+// to be set by init_whitening from training images. Until then it holds
+// Conv2d's default random initialisation. With `bias`, the layer has a bias,
+// initialised to 0 and trained (airbench trains it for the first epochs, then
+// freezes it: set_whitening_bias_trainable).
 class PatchWhiteningImpl : public nn::Conv2dImpl {
  public:
-  PatchWhiteningImpl(int64_t in_channels = 3, int64_t kernel = 2);
+  PatchWhiteningImpl(int64_t in_channels = 3, int64_t kernel = 2, bool with_bias = false);
   void pretty_print(std::ostream& os) const override;
 };
 TANDEM_MODULE(PatchWhitening);
@@ -77,6 +83,12 @@ void init_whitening(nn::Conv2dImpl& conv, const Tensor& images, const WhiteningO
 // many there were.
 int init_whitening(nn::Module& model, const Tensor& images, const WhiteningOptions& opts = {});
 
+// Sets requires_grad of the bias of every PatchWhitening layer of `model`
+// (airbench: trained in the first Recipe::whitening_bias_epochs epochs, then
+// frozen; an optimizer skips a parameter that gets no gradient, so it stays
+// in the optimizer's groups). Returns how many biases there were.
+int set_whitening_bias_trainable(nn::Module& model, bool trainable);
+
 // Eigen-decomposition of a symmetric n x n matrix (row-major, float64) by
 // cyclic Jacobi rotations: eigenvalues in descending order and the matching
 // unit eigenvectors as the rows of `vectors` (row-major n x n). Exposed for
@@ -101,6 +113,11 @@ struct ResnetFastOptions {
   double batchnorm_momentum = 0.4;
   double batchnorm_eps = 1e-12;
   int64_t num_classes = 10;
+  // airbench: the whitening conv has a bias (0 at first, trained for the
+  // recipe's whitening_bias_epochs).
+  bool whitening_bias = true;
+  // airbench: the convs start as partial identities (init_dirac).
+  bool dirac_init = true;
 };
 
 // What make() passes on to each preset (each reads only its own part).
@@ -116,6 +133,14 @@ nn::Sequential lenet(int64_t num_classes = 10);
 // train), as in airbench. BN statistics and parameters are float32 like the
 // rest of the net (tandem has no half precision).
 nn::Sequential resnet_fast(const ResnetFastOptions& opts = {});
+
+// airbench's dirac initialisation: in every Conv2d of `model` with groups 1
+// (PatchWhitening layers left out), the first min(in, out) filters become
+// the identity (nn::init::dirac_), an implicit residual; the other filters
+// keep their values. Returns how many convs it changed. resnet_fast() applies
+// it (ResnetFastOptions::dirac_init); a model built from JSON gets it from
+// the recipe (Recipe::dirac_init), since JSON carries no parameter values.
+int init_dirac(nn::Module& model);
 
 // "mlp", "lenet", "resnet-fast".
 std::vector<std::string> preset_names();
@@ -150,11 +175,33 @@ struct Recipe {
   double warmup_fraction = 0.0;  // WarmupLinear: where the peak is, in [0, 1)
   double start_factor = 1.0;     // WarmupLinear: lr factor at step 0
   double end_factor = 1.0;       // WarmupLinear: lr factor at the last step
+  // > 0: `lr` is tuned for this batch size and another batch size scales it
+  // linearly (airbench fixes the lr per example; with the mean-reduced loss
+  // the weight decay then needs no scaling).
+  int64_t lr_batch_size = 0;
+  bool drop_last = false;  // an epoch's last partial batch is left out (airbench's loader)
   double label_smoothing = 0.0;
   bool augment_flip = false;  // random horizontal flip
-  int64_t augment_translate =
-      0;                  // random translation by up to this many pixels (reflect pad + crop)
+  // With augment_flip: the first epoch flips a random half, each later epoch
+  // exactly the images the epoch before did not (airbench's alternating flip).
+  bool augment_alternating_flip = false;
+  // Random translation by up to this many pixels: a random crop of the image
+  // padded by this much, reflect padding (airbench) or zeros.
+  int64_t augment_translate = 0;
+  bool translate_reflect = true;
   bool tta_flip = false;  // average the logits of the image and its mirror at test time
+  // With tta_flip: also the views translated by one pixel up-left and
+  // down-right (reflect padding), weighted as airbench's tta_level 2.
+  bool tta_translate = false;
+  // Lookahead (periodic weight averaging, optim::Lookahead) with these options.
+  bool lookahead = false;
+  optim::LookaheadOptions lookahead_options;
+  bool dirac_init = false;  // init_dirac on a fresh model
+  // > 0: the PatchWhitening biases train for this many epochs, then freeze.
+  int64_t whitening_bias_epochs = 0;
+  // Training images held out for validation by default: -1 a tenth, 0 none
+  // (train on the whole training set).
+  int64_t val_split = -1;
   std::vector<double> mean = {0.5, 0.5, 0.5};
   std::vector<double> std = {0.5, 0.5, 0.5};
   std::string notes;  // where the numbers come from
@@ -166,6 +213,9 @@ Recipe recipe(const std::string& name);
 // The lr factor of `recipe`'s schedule at `step` of `total_steps` (in [0, 1]
 // of the base lr), for trainers that set the lr themselves.
 double schedule_factor(const Recipe& recipe, int64_t step, int64_t total_steps);
+// The recipe's lr at `batch_size`: recipe.lr, scaled by batch_size /
+// lr_batch_size when that is set.
+double lr_for_batch(const Recipe& recipe, int64_t batch_size);
 
 // The trainable parameters (requires_grad) of `model`, split into the biases
 // of BatchNorm layers and all others, for two optimizer groups.
@@ -194,7 +244,7 @@ ParameterSplit split_parameters(nn::Module& model);
 //   Dropout           p 0.5
 //   Flatten           start_dim 1, end_dim -1
 //   Scale             factor
-//   PatchWhitening    in 3, kernel 2
+//   PatchWhitening    in 3, kernel 2, bias false
 //   Residual          layers (a non-empty list); shortcut (a list) optional
 // A malformed file throws a tandem::Error naming the layer (its index path and
 // type) and the field: unknown type, unknown or missing field, wrong JSON type,

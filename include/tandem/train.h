@@ -30,6 +30,7 @@
 #include "tandem/error.h"
 #include "tandem/nn/module.h"
 #include "tandem/optim.h"
+#include "tandem/optim/lookahead.h"
 #include "tandem/optim/lr_scheduler.h"
 #include "tandem/tensor.h"
 
@@ -68,14 +69,35 @@ struct EvalResult {
   std::vector<double> per_class_accuracy() const;  // NaN for a class with no samples
 };
 
+// Test-time augmentation: the logits averaged over views of each image.
+enum class TestTimeAugment : int8_t {
+  None,
+  Flip,  // (f(x) + f(mirror x)) / 2
+  // airbench94's tta_level 2: Flip's logits of x (weight 1/2) and of x
+  // translated by one pixel up-left and down-right (weight 1/4 each; reflect
+  // padding), i.e. 6 views weighted 1/4, 1/4, 1/8, 1/8, 1/8, 1/8.
+  FlipTranslate,
+};
+TestTimeAugment test_time_augment(bool flip, bool translate);  // translate implies flip
+// The logits of `model` for `images` ([N, C, H, W], H and W >= 2) under
+// `tta`, in the model's current mode (evaluate() runs it in eval mode
+// without gradients).
+Tensor tta_logits(nn::Module& model, const Tensor& images, TestTimeAugment tta);
+// The images translated by (dy, dx) pixels, |dy| and |dx| below the size,
+// with reflect padding: out[y][x] = in[reflect(y - dy)][reflect(x - dx)].
+Tensor translate_reflect(const Tensor& images, int64_t dy, int64_t dx);
+
 // Evaluates `model` (in eval mode, without gradients; its training flag is
-// restored afterwards) over one pass of `loader` (epoch `epoch` of its order).
-// With tta_flip, the logits are the mean of the image's and its horizontal
-// mirror's.
+// restored afterwards) over one pass of `loader` (epoch `epoch` of its order),
+// with test-time augmentation `tta` (tta_flip: TestTimeAugment::Flip).
 // `on_batch(done, total)`, when set, is called after each batch (for progress).
 // With `group` (a data-parallel run; each rank's loader an unpadded shard),
 // the sums (loss, correct, samples, confusion) are all-reduced over the ranks,
 // so every rank returns the figures of the whole set.
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
+                    TestTimeAugment tta, int64_t epoch = 0,
+                    const std::function<void(int64_t, int64_t)>& on_batch = {},
+                    dist::ProcessGroup* group = nullptr);
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
                     bool tta_flip = false, int64_t epoch = 0,
                     const std::function<void(int64_t, int64_t)>& on_batch = {},
@@ -120,6 +142,14 @@ struct TrainerOptions {
   // steps on CUDA. Each epoch's last step is always read.
   int64_t read_every = 0;
   bool tta_flip = false;       // evaluation with the mirrored image too
+  bool tta_translate = false;  // with tta_flip: and the 1-pixel translations (FlipTranslate)
+  // Lookahead (optim/lookahead.h) driven by its schedule: after_step after
+  // every optimizer step, end_epoch after every epoch, resume on a resumed
+  // run. Not owned; null: none.
+  optim::Lookahead* lookahead = nullptr;
+  // Called at the start of every epoch (0-based), before its first step: a
+  // recipe's per-epoch changes (freezing the whitening bias).
+  std::function<void(int64_t)> on_epoch_start;
   std::string checkpoint_dir;  // "": no checkpoints
   // > 0: early stopping; fit() ends once this many epochs in a row have not
   // improved the best validation accuracy (stopped_early() says so).

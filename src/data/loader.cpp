@@ -336,8 +336,17 @@ DataLoader::DataLoader(ImageDataset dataset, LoaderOptions options)
                  "DataLoader: LoaderMode::DeviceResident needs a CUDA device, got device ",
                  options.device.str());
   }
-  m.params = detail::AugmentParams{static_cast<int32_t>(a.crop_padding), a.horizontal_flip ? 1 : 0,
-                                   static_cast<int32_t>(a.cutout)};
+  TANDEM_CHECK(a.padding != PadMode::Reflect || a.crop_padding < std::min(m.height, m.width),
+               "DataLoader: reflect padding needs augment.crop_padding below the image size (",
+               std::min(m.height, m.width), "), got ", a.crop_padding);
+  TANDEM_CHECK(!a.alternating_flip || a.horizontal_flip,
+               "DataLoader: augment.alternating_flip needs augment.horizontal_flip");
+  const int32_t flip = !a.horizontal_flip   ? detail::kNoFlip
+                       : a.alternating_flip ? detail::kAlternatingFlip
+                                            : detail::kRandomFlip;
+  m.params =
+      detail::AugmentParams{static_cast<int32_t>(a.crop_padding), flip,
+                            static_cast<int32_t>(a.cutout), a.padding == PadMode::Reflect ? 1 : 0};
   m.lut.resize(static_cast<size_t>(m.channels * 256));
   for (int64_t c = 0; c < m.channels; ++c)
     for (int v = 0; v < 256; ++v) {

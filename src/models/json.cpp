@@ -252,9 +252,11 @@ const std::vector<LayerKind>& layer_kinds() {
        {"kernel", "stride", "padding"},
        [](const Fields& f) { return nn::MaxPool2d(pool_options<nn::MaxPool2dOptions>(f)).ptr(); }},
       {"PatchWhitening",
-       {"in", "kernel"},
+       {"in", "kernel", "bias"},
        [](const Fields& f) {
-         return PatchWhitening(f.integer("in", 3, 1), f.integer("kernel", 2, 1)).ptr();
+         return PatchWhitening(f.integer("in", 3, 1), f.integer("kernel", 2, 1),
+                               f.boolean("bias", false))
+             .ptr();
        }},
       {"ReLU", {}, [](const Fields&) { return nn::ReLU().ptr(); }},
       {"Residual", {"layers", "shortcut"}, build_residual},
@@ -335,6 +337,7 @@ Json layer_json(const nn::Module& m, const std::string& where) {
     const Size2 k = w->options.kernel_size();
     if (k.h != k.w) TANDEM_FAIL("to_json: ", where, ": PatchWhitening with a non-square kernel");
     put_if("kernel", k.h != 2, k.h);
+    put_if("bias", w->options.bias(), true);
   } else if (auto* c = dynamic_cast<const nn::Conv2dImpl*>(&m)) {
     const nn::Conv2dOptions& o = c->options;
     j["type"] = "Conv2d";

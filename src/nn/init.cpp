@@ -2,7 +2,9 @@
 // NoGradGuard, so parameters that require grad can be (re)initialised.
 #include "tandem/nn/init.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/checks.h"
 #include "tandem/autograd.h"
@@ -111,6 +113,27 @@ Tensor xavier_normal_(Tensor t, double gain, Generator* gen) {
   const auto fans = calculate_fan_in_and_fan_out(t);
   return normal_(t, 0.0, gain * std::sqrt(2.0 / static_cast<double>(fans.first + fans.second)),
                  gen);
+}
+
+Tensor dirac_(Tensor t, int64_t groups) {
+  check_init("dirac_", t);
+  TANDEM_CHECK(t.dim() >= 3 && t.dim() <= 5, "dirac_: needs a conv weight of 3 to 5 dims, got ",
+               shape_str(t.sizes()));
+  TANDEM_CHECK(groups > 0 && t.size(0) % groups == 0, "dirac_: dim 0 (", t.size(0),
+               ") must be divisible by groups ", groups);
+  const int64_t out_per_group = t.size(0) / groups, in = t.size(1);
+  const int64_t receptive = t.numel() / std::max<int64_t>(t.size(0) * in, 1);
+  // The centre of the kernel window, as an offset into its k... elements.
+  int64_t centre = 0;
+  for (int64_t d = 2; d < t.dim(); ++d) centre = centre * t.size(d) + t.size(d) / 2;
+  std::vector<double> values(static_cast<size_t>(t.numel()), 0.0);
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t d = 0; d < std::min(out_per_group, in); ++d) {
+      const int64_t row = g * out_per_group + d;
+      values[static_cast<size_t>((row * in + d) * receptive + centre)] = 1.0;
+    }
+  }
+  return fill_from(t, from_vector(values, t.sizes()).to(t.device(), t.dtype()));
 }
 
 void normal_weights_(Module& m, double weight_scale, Generator* gen) {

@@ -3,6 +3,7 @@
 // ops, so it runs unchanged on the CPU and on CUDA.
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -142,8 +143,58 @@ std::vector<double> EvalResult::per_class_accuracy() const {
   return out;
 }
 
+TestTimeAugment test_time_augment(bool flip, bool translate) {
+  if (translate) return TestTimeAugment::FlipTranslate;
+  return flip ? TestTimeAugment::Flip : TestTimeAugment::None;
+}
+
+Tensor translate_reflect(const Tensor& images, int64_t dy, int64_t dx) {
+  TANDEM_CHECK(images.dim() == 4, "translate_reflect: expected images [N, C, H, W], got ",
+               shape_str(images.sizes()));
+  const int64_t h = images.size(2), w = images.size(3);
+  TANDEM_CHECK(std::abs(dy) < h && std::abs(dx) < w, "translate_reflect: shift (", dy, ", ", dx,
+               ") must be below the image size ", h, "x", w);
+  // Source row/column of each output one: i - shift, reflected into [0, n).
+  auto source = [&](int64_t n, int64_t shift) {
+    std::vector<int64_t> idx(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t j = i - shift;
+      j = j < 0 ? -j : (j >= n ? 2 * (n - 1) - j : j);
+      idx[static_cast<size_t>(i)] = j;
+    }
+    return from_vector(idx, {n}).to(images.device());
+  };
+  Tensor out = dy == 0 ? images : index_select(images, 2, source(h, dy));
+  return dx == 0 ? out : index_select(out, 3, source(w, dx));
+}
+
+Tensor tta_logits(nn::Module& model, const Tensor& images, TestTimeAugment tta) {
+  auto mirror_mean = [&](const Tensor& x) { return (model(x) + model(flip_horizontal(x))) * 0.5; };
+  switch (tta) {
+    case TestTimeAugment::None:
+      return model(images);
+    case TestTimeAugment::Flip:
+      return mirror_mean(images);
+    case TestTimeAugment::FlipTranslate: {
+      const Tensor shifted = (mirror_mean(translate_reflect(images, 1, 1)) +
+                              mirror_mean(translate_reflect(images, -1, -1))) *
+                             0.5;
+      return (mirror_mean(images) + shifted) * 0.5;
+    }
+  }
+  TANDEM_FAIL("tta_logits: unknown TestTimeAugment");
+}
+
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes, bool tta_flip,
                     int64_t epoch, const std::function<void(int64_t, int64_t)>& on_batch,
+                    dist::ProcessGroup* group) {
+  return evaluate(model, loader, num_classes, test_time_augment(tta_flip, false), epoch, on_batch,
+                  group);
+}
+
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
+                    TestTimeAugment tta, int64_t epoch,
+                    const std::function<void(int64_t, int64_t)>& on_batch,
                     dist::ProcessGroup* group) {
   TANDEM_CHECK(num_classes > 0, "evaluate: num_classes must be positive, got ", num_classes);
   const bool was_training = model.is_training();
@@ -158,8 +209,7 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
     loader.start_epoch(epoch);
     data::Batch b;
     while (loader.next(&b)) {
-      Tensor logits = model(b.images);
-      if (tta_flip) logits = (logits + model(flip_horizontal(b.images))) * 0.5;
+      Tensor logits = tta_logits(model, b.images, tta);
       TANDEM_CHECK(logits.dim() == 2 && logits.size(1) == num_classes, "evaluate: the model gives ",
                    shape_str(logits.sizes()), " for a batch of ", b.labels.numel(),
                    "; expected [N, ", num_classes, "]");
@@ -337,6 +387,7 @@ EpochStats Trainer::train_epoch(data::DataLoader& train) {
       ++steps_read;
     }
   };
+  if (options_.on_epoch_start) options_.on_epoch_start(epoch_);
   train.start_epoch(epoch_);
   data::Batch b;
   while (train.next(&b)) {
@@ -351,6 +402,9 @@ EpochStats Trainer::train_epoch(data::DataLoader& train) {
     optimizer_.step();
     if (scheduler_ != nullptr && options_.scheduler_step == SchedulerStep::PerBatch) {
       scheduler_->step();
+    }
+    if (options_.lookahead != nullptr) {
+      options_.lookahead->after_step(epoch_ * steps + step + 1, epoch_, options_.epochs * steps);
     }
     {
       NoGradGuard no_grad;
@@ -375,6 +429,7 @@ EpochStats Trainer::train_epoch(data::DataLoader& train) {
     ++step;
   }
   if (figures) read_figures();
+  if (options_.lookahead != nullptr) options_.lookahead->end_epoch();
   if (ddp_) {  // the epoch's figures over all ranks
     Tensor sums = from_vector(
         std::vector<double>{loss_sum, static_cast<double>(correct), static_cast<double>(seen)});
@@ -427,6 +482,9 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
   if (options_.group && options_.group->size() > 1 && !ddp_) {
     ddp_ = std::make_unique<dist::DataParallel>(model_, options_.group, options_.data_parallel);
   }
+  if (options_.lookahead != nullptr && epoch_ > 0) {
+    options_.lookahead->resume(epoch_ * train.num_batches(), train.num_batches());
+  }
   while (epoch_ < options_.epochs) {
     const auto t0 = Clock::now();
     const History before = history_;
@@ -436,8 +494,9 @@ const History& Trainer::fit(data::DataLoader& train, data::DataLoader* val) {
       check_finite_parameters(*model_, epoch_, last_checkpoint_path());
       s.val_loss = s.val_accuracy = std::numeric_limits<double>::quiet_NaN();
       if (val != nullptr) {
-        const EvalResult v = evaluate(*model_, *val, options_.num_classes, options_.tta_flip, 0,
-                                      options_.on_val_step, options_.group.get());
+        const EvalResult v = evaluate(*model_, *val, options_.num_classes,
+                                      test_time_augment(options_.tta_flip, options_.tta_translate),
+                                      0, options_.on_val_step, options_.group.get());
         s.val_loss = v.loss;
         s.val_accuracy = v.accuracy;
         if (!std::isfinite(v.loss)) {

@@ -46,6 +46,12 @@ struct Settings {
   double label_smoothing = 0;
   bool augment_flip = false, tta_flip = false;
   int64_t augment_translate = 0;
+  // airbench's recipe elements (models::Recipe); a config.json without them
+  // (written before they existed) reads as the run it was: all off.
+  bool alternating_flip = false, translate_reflect = false, tta_translate = false;
+  bool drop_last = false, dirac_init = false, lookahead = false;
+  optim::LookaheadOptions lookahead_options;
+  int64_t whitening_bias_epochs = 0;
   std::vector<double> mean, std;
   uint64_t seed = 0;
   DataArgs data;
@@ -75,6 +81,17 @@ json to_json(const Settings& s) {
           {"augment_flip", s.augment_flip},
           {"augment_translate", s.augment_translate},
           {"tta_flip", s.tta_flip},
+          {"alternating_flip", s.alternating_flip},
+          {"translate_padding", s.translate_reflect ? "reflect" : "zeros"},
+          {"tta_translate", s.tta_translate},
+          {"drop_last", s.drop_last},
+          {"dirac_init", s.dirac_init},
+          {"whitening_bias_epochs", s.whitening_bias_epochs},
+          {"lookahead", s.lookahead ? json{{"start_epoch", s.lookahead_options.start_epoch},
+                                           {"every", s.lookahead_options.every},
+                                           {"decay_base", s.lookahead_options.decay_base},
+                                           {"decay_pow", s.lookahead_options.decay_pow}}
+                                    : json()},
           {"mean", s.mean},
           {"std", s.std},
           {"seed", s.seed},
@@ -109,6 +126,26 @@ Settings settings_from_config(const json& config, const std::string& where) {
     s.augment_flip = j.at("augment_flip").get<bool>();
     s.augment_translate = j.at("augment_translate").get<int64_t>();
     s.tta_flip = j.at("tta_flip").get<bool>();
+    s.alternating_flip = j.value("alternating_flip", false);
+    const std::string padding = j.value("translate_padding", std::string("zeros"));
+    if (padding != "zeros" && padding != "reflect") {
+      throw UsageError(where +
+                       ": settings.translate_padding must be \"zeros\" or \"reflect\", got \"" +
+                       padding + "\"");
+    }
+    s.translate_reflect = padding == "reflect";
+    s.tta_translate = j.value("tta_translate", false);
+    s.drop_last = j.value("drop_last", false);
+    s.dirac_init = j.value("dirac_init", false);
+    s.whitening_bias_epochs = j.value("whitening_bias_epochs", int64_t{0});
+    const json la = j.value("lookahead", json());
+    s.lookahead = !la.is_null();
+    if (s.lookahead) {
+      s.lookahead_options.start_epoch = la.at("start_epoch").get<int64_t>();
+      s.lookahead_options.every = la.at("every").get<int64_t>();
+      s.lookahead_options.decay_base = la.at("decay_base").get<double>();
+      s.lookahead_options.decay_pow = la.at("decay_pow").get<double>();
+    }
     s.mean = j.at("mean").get<std::vector<double>>();
     s.std = j.at("std").get<std::vector<double>>();
     s.seed = j.at("seed").get<uint64_t>();
@@ -139,6 +176,15 @@ Settings settings_from_config(const json& config, const std::string& where) {
     throw UsageError(where + " is not a tandem run configuration: " + e.what());
   }
   return s;
+}
+
+train::TestTimeAugment test_time_augment(const Settings& s) {
+  return train::test_time_augment(s.tta_flip, s.tta_flip && s.tta_translate);
+}
+
+std::string tta_words(const Settings& s) {
+  if (!s.tta_flip) return "";
+  return s.tta_translate ? ", flip + translate TTA" : ", flip TTA";
 }
 
 void check_range(bool ok, const std::string& what) {
@@ -180,6 +226,7 @@ Settings config_settings(const TrainArgs& args) {
   if (args.seed) s.seed = *args.seed;
   if (args.no_augment) {
     s.augment_flip = false;
+    s.alternating_flip = false;
     s.augment_translate = 0;
   }
   if (args.data.synthetic > 0 || !args.data.data.empty()) s.data = args.data;
@@ -259,7 +306,11 @@ Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
     s.optimizer = args.optimizer.value_or(r.optimizer);
     const bool recipe_optimizer = s.optimizer == r.optimizer;
     // Another optimizer than the recipe's starts from that optimizer's defaults.
-    const double default_lr = recipe_optimizer ? r.lr : (s.optimizer == "sgd" ? 0.01 : 1e-3);
+    // The recipe's lr follows the batch size when it says so (airbench's lr per example).
+    // (A batch size below 1 is refused below, with its option's name.)
+    const double default_lr = !recipe_optimizer   ? (s.optimizer == "sgd" ? 0.01 : 1e-3)
+                              : s.batch_size >= 1 ? models::lr_for_batch(r, s.batch_size)
+                                                  : r.lr;
     s.lr = args.lr.value_or(default_lr);
     s.momentum =
         args.momentum.value_or(recipe_optimizer ? r.momentum : (s.optimizer == "sgd" ? 0.9 : 0.0));
@@ -283,14 +334,22 @@ Settings resolve_settings(const TrainArgs& args, const td::Device& device) {
     }
     s.label_smoothing = args.label_smoothing.value_or(r.label_smoothing);
     s.augment_flip = r.augment_flip && !args.no_augment;
+    s.alternating_flip = s.augment_flip && r.augment_alternating_flip;
     s.augment_translate = args.no_augment ? 0 : r.augment_translate;
+    s.translate_reflect = r.translate_reflect;
     s.tta_flip = r.tta_flip;
+    s.tta_translate = r.tta_translate;
+    s.drop_last = r.drop_last;
+    s.dirac_init = r.dirac_init;
+    s.whitening_bias_epochs = r.whitening_bias_epochs;
+    s.lookahead = r.lookahead;
+    s.lookahead_options = r.lookahead_options;
     s.mean = r.mean;
     s.std = r.std;
     s.seed = args.seed.value_or(0);
     s.data = args.data;
     s.data.seed = s.seed;
-    s.val_split = args.val_split.value_or(-1);  // -1: a tenth of the training set
+    s.val_split = args.val_split.value_or(r.val_split);  // -1: a tenth of the training set
   }
   apply_run_options(args, &s);
 
@@ -408,9 +467,14 @@ td::data::LoaderOptions loader_options(const Settings& s, const td::Device& devi
   td::data::LoaderOptions o;
   o.batch_size = training ? s.batch_size : std::max<int64_t>(s.batch_size, 256);
   o.shuffle = training;
+  o.drop_last = training && s.drop_last;
   o.seed = s.seed;
   o.normalize = {s.mean, s.std};
-  if (training) o.augment = {s.augment_translate, s.augment_flip, 0};
+  if (training) {
+    o.augment = {s.augment_translate, s.augment_flip, 0};
+    o.augment.padding = s.translate_reflect ? td::data::PadMode::Reflect : td::data::PadMode::Zeros;
+    o.augment.alternating_flip = s.augment_flip && s.alternating_flip;
+  }
   o.device = device;
   o.mode =
       device.is_cuda() ? td::data::LoaderMode::DeviceResident : td::data::LoaderMode::HostPrefetch;
@@ -787,7 +851,7 @@ json test_best_checkpoint(const train::Trainer& trainer, const Settings& s,
     td::load(*best, path);
     best->to(device);
     td::data::DataLoader loader(test_set, loader_options(s, device, false, workers));
-    r = train::evaluate(*best, loader, static_cast<int64_t>(classes.size()), s.tta_flip);
+    r = train::evaluate(*best, loader, static_cast<int64_t>(classes.size()), test_time_augment(s));
   }
   char line[160];
   std::snprintf(line, sizeof line,
@@ -959,6 +1023,9 @@ int run_train(const TrainArgs& args) {
   td::manual_seed(s.seed);
   td::nn::Sequential net = td::models::from_json(s.model_json);
   if (args.resume.empty()) {
+    if (s.dirac_init && td::models::init_dirac(*net) > 0) {
+      std::cout << "dirac: the convolutions start as partial identities\n";
+    }
     td::models::WhiteningOptions w;
     w.mean = s.mean;
     w.std = s.std;
@@ -968,6 +1035,11 @@ int run_train(const TrainArgs& args) {
   }
   net->to(device);
   std::unique_ptr<optim::Optimizer> opt = make_optimizer(s, *net);
+  std::unique_ptr<optim::Lookahead> lookahead;
+  if (s.lookahead) {
+    lookahead =
+        std::make_unique<optim::Lookahead>(optim::lookahead_tensors(*net), s.lookahead_options);
+  }
 
   // Each rank's shard: the global batch split, evaluation sets unpadded.
   const auto shard = [&](td::data::LoaderOptions o, bool training) {
@@ -1019,6 +1091,15 @@ int run_train(const TrainArgs& args) {
   topt.label_smoothing = s.label_smoothing;
   topt.scheduler_step = train::SchedulerStep::PerBatch;
   topt.tta_flip = s.tta_flip;
+  topt.tta_translate = s.tta_translate;
+  topt.lookahead = lookahead.get();
+  if (s.whitening_bias_epochs > 0) {
+    // airbench: the whitening bias trains in the first epochs only (the
+    // optimizer skips it once it gets no gradient).
+    topt.on_epoch_start = [&net, &s](int64_t epoch) {
+      td::models::set_whitening_bias_trainable(*net, epoch < s.whitening_bias_epochs);
+    };
+  }
   topt.checkpoint_dir = out;
   topt.on_step = [&progress, writer](const train::StepInfo& i) {
     if (writer) progress.on_step(i);
@@ -1080,7 +1161,7 @@ int run_train(const TrainArgs& args) {
   td::data::DataLoader test_loader(cifar.test,
                                    shard(loader_options(s, device, false, args.workers), false));
   const train::EvalResult test =
-      train::evaluate(*net, test_loader, classes_count, s.tta_flip, 0, {}, group.get());
+      train::evaluate(*net, test_loader, classes_count, test_time_augment(s), 0, {}, group.get());
   if (!writer) return kExitOk;
   const std::vector<std::string> classes = class_names(cifar.test);
   td::plot::confusion_matrix(out + "/confusion.svg", test.confusion, classes,
@@ -1095,8 +1176,7 @@ int run_train(const TrainArgs& args) {
   results["best_val_accuracy"] = nullable(trainer.history().best_val_accuracy);
   results["train_seconds"] = train_seconds;
   results["world_size"] = world;
-  results["evaluated"] =
-      "the model after the last epoch" + std::string(s.tta_flip ? ", flip TTA" : "");
+  results["evaluated"] = "the model after the last epoch" + tta_words(s);
   results["evaluated_checkpoint"] = "last";
   results["stopped_early"] = trainer.stopped_early();
   results["best_checkpoint"] =
@@ -1134,13 +1214,17 @@ int run_eval(const EvalArgs& args) {
       s.mean = r.mean;
       s.std = r.std;
       s.tta_flip = r.tta_flip;
+      s.tta_translate = r.tta_translate;
     }
   } else if (!have_config) {
     throw UsageError("--checkpoint " + args.checkpoint +
                      ": no config.json next to it, so the model is "
                      "unknown; give --model (a preset or a JSON model file)");
   }
-  if (args.tta) s.tta_flip = *args.tta;
+  if (args.tta) {
+    s.tta_flip = *args.tta;
+    if (!*args.tta) s.tta_translate = false;
+  }
   if (args.data.synthetic > 0 || !args.data.data.empty() || !have_config) {
     s.data = args.data;
     s.data.seed = s.seed;  // a synthetic set as the run made it
@@ -1173,15 +1257,16 @@ int run_eval(const EvalArgs& args) {
   td::data::DataLoader loader(cifar.test, loader_options(s, device, false, 2));
   const std::vector<std::string> classes = class_names(cifar.test);
   const train::EvalResult r =
-      train::evaluate(*net, loader, static_cast<int64_t>(classes.size()), s.tta_flip);
+      train::evaluate(*net, loader, static_cast<int64_t>(classes.size()), test_time_augment(s));
   if (args.json_output) {
     json j = result_json(r, classes);
     j["checkpoint"] = args.checkpoint;
     j["tta_flip"] = s.tta_flip;
+    j["tta_translate"] = s.tta_flip && s.tta_translate;
     std::cout << j.dump(2) << "\n";
   } else {
-    std::cout << "checkpoint: " << args.checkpoint << " (model " << s.model
-              << (s.tta_flip ? ", flip TTA" : "") << ")\n";
+    std::cout << "checkpoint: " << args.checkpoint << " (model " << s.model << tta_words(s)
+              << ")\n";
     print_test_result(r, classes);
   }
   return kExitOk;
@@ -1297,9 +1382,11 @@ void add_eval(CLI::App& app) {
   add_device_option(cmd, &a->device, "auto, cpu or cuda");
   cmd->add_option("--batch-size", a->batch_size, "evaluation batch size")->capture_default_str();
   CLI::Option* tta = cmd->add_flag_callback(
-      "--tta", [a] { a->tta = true; }, "average with the mirrored image (flip TTA)");
+      "--tta", [a] { a->tta = true; },
+      "test-time augmentation: the mirrored image, and the 1-pixel translations where the "
+      "run's recipe has them (resnet-fast)");
   cmd->add_flag_callback(
-         "--no-tta", [a] { a->tta = false; }, "no flip TTA")
+         "--no-tta", [a] { a->tta = false; }, "no test-time augmentation")
       ->excludes(tta);
   cmd->add_flag("--json", a->json_output, "print the result as JSON");
   add_threads_option(cmd, &a->threads);

@@ -38,6 +38,13 @@ Tensor kaiming_normal_(Tensor t, double a = 0.0, FanMode mode = FanMode::FanIn,
 // Glorot & Bengio: std = gain * sqrt(2 / (fan_in + fan_out)).
 Tensor xavier_uniform_(Tensor t, double gain = 1.0, Generator* gen = nullptr);
 Tensor xavier_normal_(Tensor t, double gain = 1.0, Generator* gen = nullptr);
+// PyTorch's dirac_: a conv weight [out, in / groups, k...] (3 to 5 dims) set
+// to the identity: zeros, except weight[g * out_per_group + d][d][centre] = 1
+// for d < min(out_per_group, in / groups), so the convolution copies its first
+// input channels (of each group) to its first output channels. Applied to the
+// leading rows of a weight (`w.slice(0, 0, w.size(1))`, an alias), it gives
+// airbench's partial identity initialisation.
+Tensor dirac_(Tensor t, int64_t groups = 1);
 
 // The classic course initialisation: every parameter named "weight" drawn
 // from N(0, weight_scale^2), every "bias" set to zero, in m and its children.
