@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/conv_chunk.h"
-#include "core/cuda_runtime.h"
+#include "core/cuda_services.h"
 #include "test_util.h"
 
 namespace {
