@@ -18,7 +18,7 @@
 #endif
 
 #include "core/conv_chunk.h"
-#include "core/cuda_runtime.h"
+#include "core/cuda_services.h"
 #include "test_util.h"
 
 namespace {

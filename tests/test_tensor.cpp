@@ -823,3 +823,17 @@ TEST(FastDivmodTest, SixtyFourBitFallbackAndRangeChecks) {
 }
 
 }  // namespace
+
+// Every unary op of op_list.h has its method form (x.rsqrt() is rsqrt(x)),
+// generated from the list: each agrees bit for bit with its function on random
+// positive inputs (rsqrt, log and sqrt need them).
+TEST(TensorMethods, EveryUnaryOpHasItsMethodForm) {
+  const Tensor x = tt::random_tensor({3, 5}, tandem::kFloat32, 0.25, 2.0);
+#define TANDEM_CHECK_METHOD_(name, Enum)         \
+  {                                              \
+    SCOPED_TRACE(#name);                         \
+    tt::expect_equal(x.name(), tandem::name(x)); \
+  }
+  TANDEM_UNARY_OPS(TANDEM_CHECK_METHOD_)
+#undef TANDEM_CHECK_METHOD_
+}

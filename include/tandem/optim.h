@@ -127,46 +127,51 @@ class Optimizer {
   std::unordered_map<const TensorImpl*, OptimizerParamState> state_;
 };
 
-// libtorch's chained options: SGDOptions(0.1).momentum(0.9).nesterov(true).
-class SGDOptions : public OptimizerOptions {
+// The options of one optimizer, Derived, in libtorch's chained form
+// (SGDOptions(0.1).momentum(0.9).nesterov(true)): the learning rate and what
+// every options class needs; each option of Derived is a TANDEM_OPTIM_ARG.
+template <typename Derived>
+class OptionsBase : public OptimizerOptions {
  public:
-  explicit SGDOptions(double lr) : lr_(lr) {}
-  SGDOptions& lr(double v) {
+  explicit OptionsBase(double lr) : lr_(lr) {}
+  Derived& lr(double v) {
     lr_ = v;
-    return *this;
-  }
-  SGDOptions& momentum(double v) {
-    momentum_ = v;
-    return *this;
-  }
-  SGDOptions& dampening(double v) {
-    dampening_ = v;
-    return *this;
-  }
-  SGDOptions& weight_decay(double v) {
-    weight_decay_ = v;
-    return *this;
-  }
-  SGDOptions& nesterov(bool v) {
-    nesterov_ = v;
-    return *this;
+    return self();
   }
   double lr() const { return lr_; }
-  double momentum() const { return momentum_; }
-  double dampening() const { return dampening_; }
-  double weight_decay() const { return weight_decay_; }
-  bool nesterov() const { return nesterov_; }
-
-  std::unique_ptr<OptimizerOptions> clone() const override;
+  std::unique_ptr<OptimizerOptions> clone() const override {
+    return std::make_unique<Derived>(static_cast<const Derived&>(*this));
+  }
   double get_lr() const override { return lr_; }
   void set_lr(double v) override { lr_ = v; }
 
+ protected:
+  Derived& self() { return static_cast<Derived&>(*this); }
+
  private:
   double lr_;
-  double momentum_ = 0.0;
-  double dampening_ = 0.0;
-  double weight_decay_ = 0.0;
-  bool nesterov_ = false;
+};
+
+// One option of an options class: the chained setter name(v), the getter
+// name() and the field, initialised to `init`.
+#define TANDEM_OPTIM_ARG(T, name, init)     \
+ public:                                    \
+  auto& name(T v) {                         \
+    name##_ = v;                            \
+    return this->self();                    \
+  }                                         \
+  const T& name() const { return name##_; } \
+                                            \
+ private:                                   \
+  T name##_ = init
+
+class SGDOptions : public OptionsBase<SGDOptions> {
+ public:
+  explicit SGDOptions(double lr) : OptionsBase(lr) {}
+  TANDEM_OPTIM_ARG(double, momentum, 0.0);
+  TANDEM_OPTIM_ARG(double, dampening, 0.0);
+  TANDEM_OPTIM_ARG(double, weight_decay, 0.0);
+  TANDEM_OPTIM_ARG(bool, nesterov, false);
 };
 
 // Stochastic gradient descent as in PyTorch:
@@ -192,43 +197,16 @@ class SGD : public Optimizer {
 
 // Options of Adam and AdamW (AdamWOptions differs only in its default
 // weight_decay, 1e-2 instead of 0).
+using AdamBetas = std::tuple<double, double>;
 template <typename Derived>
-class AdamOptionsBase : public OptimizerOptions {
+class AdamOptionsBase : public OptionsBase<Derived> {
  public:
-  explicit AdamOptionsBase(double lr, double weight_decay) : lr_(lr), weight_decay_(weight_decay) {}
-  Derived& lr(double v) { return set(lr_, v); }
-  Derived& betas(const std::tuple<double, double>& v) {
-    betas_ = v;
-    return static_cast<Derived&>(*this);
-  }
-  Derived& eps(double v) { return set(eps_, v); }
-  Derived& weight_decay(double v) { return set(weight_decay_, v); }
-  Derived& amsgrad(bool v) {
-    amsgrad_ = v;
-    return static_cast<Derived&>(*this);
-  }
-  double lr() const { return lr_; }
-  const std::tuple<double, double>& betas() const { return betas_; }
-  double eps() const { return eps_; }
-  double weight_decay() const { return weight_decay_; }
-  bool amsgrad() const { return amsgrad_; }
-
-  std::unique_ptr<OptimizerOptions> clone() const override {
-    return std::make_unique<Derived>(static_cast<const Derived&>(*this));
-  }
-  double get_lr() const override { return lr_; }
-  void set_lr(double v) override { lr_ = v; }
-
- private:
-  Derived& set(double& field, double v) {
-    field = v;
-    return static_cast<Derived&>(*this);
-  }
-  double lr_;
-  std::tuple<double, double> betas_{0.9, 0.999};
-  double eps_ = 1e-8;
-  double weight_decay_;
-  bool amsgrad_ = false;
+  explicit AdamOptionsBase(double lr, double weight_decay)
+      : OptionsBase<Derived>(lr), weight_decay_(weight_decay) {}
+  TANDEM_OPTIM_ARG(AdamBetas, betas, AdamBetas(0.9, 0.999));
+  TANDEM_OPTIM_ARG(double, eps, 1e-8);
+  TANDEM_OPTIM_ARG(double, weight_decay, 0.0);
+  TANDEM_OPTIM_ARG(bool, amsgrad, false);
 };
 
 class AdamOptions : public AdamOptionsBase<AdamOptions> {
@@ -270,40 +248,14 @@ class AdamW : public Optimizer {
   void check_options(const OptimizerOptions& options) const override;
 };
 
-class RMSpropOptions : public OptimizerOptions {
+class RMSpropOptions : public OptionsBase<RMSpropOptions> {
  public:
-  explicit RMSpropOptions(double lr = 1e-2) : lr_(lr) {}
-  RMSpropOptions& lr(double v) { return set(lr_, v); }
-  RMSpropOptions& alpha(double v) { return set(alpha_, v); }
-  RMSpropOptions& eps(double v) { return set(eps_, v); }
-  RMSpropOptions& weight_decay(double v) { return set(weight_decay_, v); }
-  RMSpropOptions& momentum(double v) { return set(momentum_, v); }
-  RMSpropOptions& centered(bool v) {
-    centered_ = v;
-    return *this;
-  }
-  double lr() const { return lr_; }
-  double alpha() const { return alpha_; }
-  double eps() const { return eps_; }
-  double weight_decay() const { return weight_decay_; }
-  double momentum() const { return momentum_; }
-  bool centered() const { return centered_; }
-
-  std::unique_ptr<OptimizerOptions> clone() const override;
-  double get_lr() const override { return lr_; }
-  void set_lr(double v) override { lr_ = v; }
-
- private:
-  RMSpropOptions& set(double& field, double v) {
-    field = v;
-    return *this;
-  }
-  double lr_;
-  double alpha_ = 0.99;
-  double eps_ = 1e-8;
-  double weight_decay_ = 0.0;
-  double momentum_ = 0.0;
-  bool centered_ = false;
+  explicit RMSpropOptions(double lr = 1e-2) : OptionsBase(lr) {}
+  TANDEM_OPTIM_ARG(double, alpha, 0.99);
+  TANDEM_OPTIM_ARG(double, eps, 1e-8);
+  TANDEM_OPTIM_ARG(double, weight_decay, 0.0);
+  TANDEM_OPTIM_ARG(double, momentum, 0.0);
+  TANDEM_OPTIM_ARG(bool, centered, false);
 };
 
 // RMSprop as in PyTorch:
@@ -324,34 +276,13 @@ class RMSprop : public Optimizer {
   void check_options(const OptimizerOptions& options) const override;
 };
 
-class AdagradOptions : public OptimizerOptions {
+class AdagradOptions : public OptionsBase<AdagradOptions> {
  public:
-  explicit AdagradOptions(double lr = 1e-2) : lr_(lr) {}
-  AdagradOptions& lr(double v) { return set(lr_, v); }
-  AdagradOptions& lr_decay(double v) { return set(lr_decay_, v); }
-  AdagradOptions& weight_decay(double v) { return set(weight_decay_, v); }
-  AdagradOptions& initial_accumulator_value(double v) { return set(initial_accumulator_value_, v); }
-  AdagradOptions& eps(double v) { return set(eps_, v); }
-  double lr() const { return lr_; }
-  double lr_decay() const { return lr_decay_; }
-  double weight_decay() const { return weight_decay_; }
-  double initial_accumulator_value() const { return initial_accumulator_value_; }
-  double eps() const { return eps_; }
-
-  std::unique_ptr<OptimizerOptions> clone() const override;
-  double get_lr() const override { return lr_; }
-  void set_lr(double v) override { lr_ = v; }
-
- private:
-  AdagradOptions& set(double& field, double v) {
-    field = v;
-    return *this;
-  }
-  double lr_;
-  double lr_decay_ = 0.0;
-  double weight_decay_ = 0.0;
-  double initial_accumulator_value_ = 0.0;
-  double eps_ = 1e-10;
+  explicit AdagradOptions(double lr = 1e-2) : OptionsBase(lr) {}
+  TANDEM_OPTIM_ARG(double, lr_decay, 0.0);
+  TANDEM_OPTIM_ARG(double, weight_decay, 0.0);
+  TANDEM_OPTIM_ARG(double, initial_accumulator_value, 0.0);
+  TANDEM_OPTIM_ARG(double, eps, 1e-10);
 };
 
 // Adagrad as in PyTorch (t = the parameter's step count, from 1):
@@ -371,3 +302,5 @@ class Adagrad : public Optimizer {
 
 }  // namespace optim
 }  // namespace tandem
+
+#undef TANDEM_OPTIM_ARG

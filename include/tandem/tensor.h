@@ -19,6 +19,7 @@
 #include "tandem/device.h"
 #include "tandem/dtype.h"
 #include "tandem/error.h"
+#include "tandem/op_list.h"
 
 namespace tandem {
 
@@ -290,15 +291,10 @@ class Tensor {
   Tensor argmax() const;
   Tensor argmax(int64_t dim, bool keepdim = false) const;
   Tensor matmul(const Tensor& other) const;
-  Tensor relu() const;
-  Tensor sigmoid() const;
-  Tensor tanh() const;
-  Tensor exp() const;
-  Tensor log() const;
-  Tensor sqrt() const;
-  Tensor square() const;
-  Tensor abs() const;
-  Tensor neg() const;
+  // x.relu(), x.exp(), ...: every unary op of op_list.h.
+#define TANDEM_UNARY_METHOD_(name, Enum) Tensor name() const;
+  TANDEM_UNARY_OPS(TANDEM_UNARY_METHOD_)
+#undef TANDEM_UNARY_METHOD_
   Tensor pow(double exponent) const;
   Tensor clamp(double lo, double hi) const;
 

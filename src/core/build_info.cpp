@@ -9,7 +9,7 @@
 
 #include <sstream>
 
-#include "core/cuda_runtime.h"
+#include "core/cuda_services.h"
 #include "tandem/config.h"
 
 // OpenBLAS's own queries. Declared here rather than taken from cblas.h, which

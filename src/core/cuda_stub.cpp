@@ -1,5 +1,5 @@
 // CPU-only builds (TANDEM_CUDA=OFF): the functions of include/tandem/cuda.h and
-// src/core/cuda_runtime.h without CUDA. Queries report no devices, the allocator
+// src/core/cuda_services.h without CUDA. Queries report no devices, the allocator
 // statistics are zero, the switches keep their value (so code that sets them
 // runs unchanged), and anything that needs a device throws a tandem::Error
 // saying CUDA support was not built.
@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "core/cuda_runtime.h"
+#include "core/cuda_services.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"
 

@@ -1,6 +1,6 @@
 // Storage allocation: the host caching allocator (64-byte aligned,
 // src/core/host_allocator.cpp), pinned host memory or the CUDA caching allocator.
-#include "core/cuda_runtime.h"
+#include "core/cuda_services.h"
 #include "core/host_allocator.h"
 #include "tandem/tensor.h"
 

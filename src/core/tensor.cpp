@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "core/checks.h"
-#include "core/cuda_runtime.h"
+#include "core/cuda_services.h"
 #include "core/tensor_internal.h"
 
 namespace tandem {

@@ -1,5 +1,5 @@
 // The caching device allocator, the pinned host allocator and the host <->
-// device copies (src/core/cuda_runtime.h), plus the statistics of include/tandem/cuda.h.
+// device copies (src/core/cuda_services.h), plus the statistics of include/tandem/cuda.h.
 //
 // Device memory: requests are rounded (512 B steps below 1 MiB, 2 MiB steps
 // above) and served from a per-device pool of freed blocks, best fit, keyed by
@@ -41,7 +41,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/cuda_runtime.h"
+#include "core/cuda_services.h"
 #include "core/format_bytes.h"
 #include "cuda/cuda_utils.h"
 #include "tandem/cuda.h"

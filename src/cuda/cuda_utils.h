@@ -30,7 +30,7 @@
 #include <utility>
 
 #include "core/convert.h"
-#include "core/cuda_runtime.h"
+#include "core/cuda_services.h"
 #include "core/fast_divmod.h"
 #include "core/visit_word.h"
 #include "tandem/cuda.h"

@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/cuda_runtime.h"
+#include "core/cuda_services.h"
 #include "cuda/cuda_utils.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"

@@ -192,11 +192,63 @@ ModulePtr build_residual(const Fields& f) {
   return nn::Residual(main, build_layers(sc, f.where() + " > shortcut ")).ptr();
 }
 
+// ---- Writing helpers ------------------------------------------------------------------
+
+Json size_json(const Size2& s) { return s.h == s.w ? Json(s.h) : Json::array({s.h, s.w}); }
+
+// j[key] = v when the value differs from the field's default (reading's default).
+void put_if(Json& j, const char* key, bool differs, const Json& v) {
+  if (differs) j[key] = v;
+}
+
+Json layers_json(const nn::Module& model, const std::string& prefix);
+
+using Writer = std::function<bool(const nn::Module&, Json&, const std::string& where)>;
+
+// A writer for modules of class M: write(m, j, where) adds m's fields to j
+// (whose "type" is set); false when the module is not an M.
+template <typename M, typename Write>
+Writer writes(Write write) {
+  return [write](const nn::Module& m, Json& j, const std::string& where) {
+    const auto* typed = dynamic_cast<const M*>(&m);
+    if (typed == nullptr) return false;
+    write(*typed, j, where);
+    return true;
+  };
+}
+
+// A layer with no fields.
+template <typename M>
+Writer writes_type() {
+  return writes<M>([](const M&, Json&, const std::string&) {});
+}
+
+// ---- The layer table: each type's fields, how to read it and how to write it -------
+
 struct LayerKind {
   const char* type;
   std::vector<std::string> fields;
   std::function<ModulePtr(const Fields&)> build;
+  Writer write;
 };
+
+void write_batch_norm(const nn::BatchNormImplBase& bn, Json& j, const std::string&) {
+  const nn::BatchNormOptions& o = bn.options;
+  j["features"] = o.num_features();
+  put_if(j, "eps", o.eps() != 1e-5, o.eps());
+  put_if(j, "momentum", o.momentum() != 0.1, o.momentum());
+  put_if(j, "affine", !o.affine(), false);
+  put_if(j, "track_running_stats", !o.track_running_stats(), false);
+  put_if(j, "train_weight", o.affine() && !bn.weight.requires_grad(), false);
+}
+
+// MaxPool2d's and AvgPool2d's common fields.
+template <typename Options>
+void write_pool(const Options& o, Json& j) {
+  j["kernel"] = size_json(o.kernel_size());
+  if (o.stride()) j["stride"] = size_json(*o.stride());
+  put_if(j, "padding", !(o.padding() == Size2(0)), size_json(o.padding()));
+}
 
 const std::vector<LayerKind>& layer_kinds() {
   static const std::vector<LayerKind> kinds = {
@@ -204,69 +256,130 @@ const std::vector<LayerKind>& layer_kinds() {
        {"output"},
        [](const Fields& f) {
          return nn::AdaptiveAvgPool2d(f.size2("output", std::nullopt, 1)).ptr();
-       }},
+       },
+       writes<nn::AdaptiveAvgPool2dImpl>(
+           [](const nn::AdaptiveAvgPool2dImpl& m, Json& j, const std::string&) {
+             j["output"] = size_json(m.output_size);
+           })},
       {"AvgPool2d",
        {"kernel", "stride", "padding", "count_include_pad"},
        [](const Fields& f) {
          auto o = pool_options<nn::AvgPool2dOptions>(f);
          o.count_include_pad(f.boolean("count_include_pad", true));
          return nn::AvgPool2d(o).ptr();
-       }},
+       },
+       writes<nn::AvgPool2dImpl>([](const nn::AvgPool2dImpl& m, Json& j, const std::string&) {
+         write_pool(m.options, j);
+         put_if(j, "count_include_pad", !m.options.count_include_pad(), false);
+       })},
       {"BatchNorm1d",
        {"features", "eps", "momentum", "affine", "track_running_stats", "train_weight"},
-       [](const Fields& f) { return build_batch_norm(f, false); }},
+       [](const Fields& f) { return build_batch_norm(f, false); },
+       writes<nn::BatchNorm1dImpl>(write_batch_norm)},
       {"BatchNorm2d",
        {"features", "eps", "momentum", "affine", "track_running_stats", "train_weight"},
-       [](const Fields& f) { return build_batch_norm(f, true); }},
+       [](const Fields& f) { return build_batch_norm(f, true); },
+       writes<nn::BatchNorm2dImpl>(write_batch_norm)},
       {"Conv2d",
        {"in", "out", "kernel", "stride", "padding", "dilation", "groups", "bias"},
-       build_conv},
+       build_conv,
+       [](const nn::Module& m, Json& j, const std::string&) {
+         const auto* c = dynamic_cast<const nn::Conv2dImpl*>(&m);
+         // A PatchWhitening is a Conv2d too; its own row writes it.
+         if (c == nullptr || dynamic_cast<const PatchWhiteningImpl*>(&m) != nullptr) return false;
+         const nn::Conv2dOptions& o = c->options;
+         j["in"] = o.in_channels();
+         j["out"] = o.out_channels();
+         j["kernel"] = size_json(o.kernel_size());
+         put_if(j, "stride", !(o.stride() == Size2(1)), size_json(o.stride()));
+         put_if(j, "padding", !(o.padding() == Size2(0)), size_json(o.padding()));
+         put_if(j, "dilation", !(o.dilation() == Size2(1)), size_json(o.dilation()));
+         put_if(j, "groups", o.groups() != 1, o.groups());
+         put_if(j, "bias", !o.bias(), false);
+         return true;
+       }},
       {"Dropout",
        {"p"},
        [](const Fields& f) {
          const double p = f.number("p", 0.5);
          if (!(p >= 0.0 && p < 1.0)) f.fail("field 'p' must be in [0, 1), got ", p);
          return nn::Dropout(p).ptr();
-       }},
+       },
+       writes<nn::DropoutImpl>([](const nn::DropoutImpl& m, Json& j, const std::string&) {
+         put_if(j, "p", m.p != 0.5, m.p);
+       })},
       {"Flatten",
        {"start_dim", "end_dim"},
        [](const Fields& f) {
          return nn::Flatten(f.integer("start_dim", 1, INT64_MIN),
                             f.integer("end_dim", -1, INT64_MIN))
              .ptr();
-       }},
+       },
+       writes<nn::FlattenImpl>([](const nn::FlattenImpl& m, Json& j, const std::string&) {
+         put_if(j, "start_dim", m.start_dim != 1, m.start_dim);
+         put_if(j, "end_dim", m.end_dim != -1, m.end_dim);
+       })},
       {"GELU",
        {"approximate"},
        [](const Fields& f) {
          const bool tanh = f.choice("approximate", "none", {"none", "tanh"}) == "tanh";
          return nn::GELU(tanh ? GeluApproximation::Tanh : GeluApproximation::None).ptr();
-       }},
+       },
+       writes<nn::GELUImpl>([](const nn::GELUImpl& m, Json& j, const std::string&) {
+         put_if(j, "approximate", m.approximate == GeluApproximation::Tanh, "tanh");
+       })},
       {"Linear",
        {"in", "out", "bias"},
        [](const Fields& f) {
          return nn::Linear(f.integer("in", std::nullopt, 1), f.integer("out", std::nullopt, 1),
                            f.boolean("bias", true))
              .ptr();
-       }},
+       },
+       writes<nn::LinearImpl>([](const nn::LinearImpl& m, Json& j, const std::string&) {
+         j["in"] = m.in_features;
+         j["out"] = m.out_features;
+         put_if(j, "bias", !m.bias.defined(), false);
+       })},
       {"MaxPool2d",
        {"kernel", "stride", "padding"},
-       [](const Fields& f) { return nn::MaxPool2d(pool_options<nn::MaxPool2dOptions>(f)).ptr(); }},
+       [](const Fields& f) { return nn::MaxPool2d(pool_options<nn::MaxPool2dOptions>(f)).ptr(); },
+       writes<nn::MaxPool2dImpl>([](const nn::MaxPool2dImpl& m, Json& j, const std::string&) {
+         write_pool(m.options, j);
+       })},
       {"PatchWhitening",
        {"in", "kernel", "bias"},
        [](const Fields& f) {
          return PatchWhitening(f.integer("in", 3, 1), f.integer("kernel", 2, 1),
                                f.boolean("bias", false))
              .ptr();
-       }},
-      {"ReLU", {}, [](const Fields&) { return nn::ReLU().ptr(); }},
-      {"Residual", {"layers", "shortcut"}, build_residual},
+       },
+       writes<PatchWhiteningImpl>(
+           [](const PatchWhiteningImpl& m, Json& j, const std::string& where) {
+             put_if(j, "in", m.options.in_channels() != 3, m.options.in_channels());
+             const Size2 k = m.options.kernel_size();
+             if (k.h != k.w) {
+               TANDEM_FAIL("to_json: ", where, ": PatchWhitening with a non-square kernel");
+             }
+             put_if(j, "kernel", k.h != 2, k.h);
+             put_if(j, "bias", m.options.bias(), true);
+           })},
+      {"ReLU", {}, [](const Fields&) { return nn::ReLU().ptr(); }, writes_type<nn::ReLUImpl>()},
+      {"Residual",
+       {"layers", "shortcut"},
+       build_residual,
+       writes<nn::ResidualImpl>([](const nn::ResidualImpl& m, Json& j, const std::string& where) {
+         j["layers"] = layers_json(*m.body, where + " > ");
+         if (m.shortcut) j["shortcut"] = layers_json(*m.shortcut, where + " > shortcut ");
+       })},
       {"Scale",
        {"factor"},
        [](const Fields& f) {
          const double factor = f.number("factor", std::nullopt);
          if (!std::isfinite(factor)) f.fail("field 'factor' must be finite, got ", factor);
          return Scale(factor).ptr();
-       }},
+       },
+       writes<ScaleImpl>(
+           [](const ScaleImpl& m, Json& j, const std::string&) { j["factor"] = m.factor; })},
       {"Sequential",
        {"layers"},
        [](const Fields& f) -> ModulePtr {
@@ -274,9 +387,16 @@ const std::vector<LayerKind>& layer_kinds() {
          if (!list.is_array())
            f.fail("field 'layers' must be a list of layers, got ", describe(list));
          return build_layers(list, f.where() + " > ").ptr();
-       }},
-      {"Sigmoid", {}, [](const Fields&) { return nn::Sigmoid().ptr(); }},
-      {"Tanh", {}, [](const Fields&) { return nn::Tanh().ptr(); }},
+       },
+       writes<nn::SequentialImpl>(
+           [](const nn::SequentialImpl& m, Json& j, const std::string& where) {
+             j["layers"] = layers_json(m, where + " > ");
+           })},
+      {"Sigmoid",
+       {},
+       [](const Fields&) { return nn::Sigmoid().ptr(); },
+       writes_type<nn::SigmoidImpl>()},
+      {"Tanh", {}, [](const Fields&) { return nn::Tanh().ptr(); }, writes_type<nn::TanhImpl>()},
   };
   return kinds;
 }
@@ -322,89 +442,15 @@ nn::Sequential build_layers(const Json& list, const std::string& prefix) {
 
 // ---- Writing --------------------------------------------------------------------------
 
-Json size_json(const Size2& s) { return s.h == s.w ? Json(s.h) : Json::array({s.h, s.w}); }
-
-Json layers_json(const nn::Module& model, const std::string& prefix);
-
+// The row of the table that writes m (a Conv2d's, not a PatchWhitening's).
 Json layer_json(const nn::Module& m, const std::string& where) {
-  Json j;
-  auto put_if = [&](const char* key, bool differs, const Json& v) {
-    if (differs) j[key] = v;
-  };
-  if (auto* w = dynamic_cast<const PatchWhiteningImpl*>(&m)) {
-    j["type"] = "PatchWhitening";
-    put_if("in", w->options.in_channels() != 3, w->options.in_channels());
-    const Size2 k = w->options.kernel_size();
-    if (k.h != k.w) TANDEM_FAIL("to_json: ", where, ": PatchWhitening with a non-square kernel");
-    put_if("kernel", k.h != 2, k.h);
-    put_if("bias", w->options.bias(), true);
-  } else if (auto* c = dynamic_cast<const nn::Conv2dImpl*>(&m)) {
-    const nn::Conv2dOptions& o = c->options;
-    j["type"] = "Conv2d";
-    j["in"] = o.in_channels();
-    j["out"] = o.out_channels();
-    j["kernel"] = size_json(o.kernel_size());
-    put_if("stride", !(o.stride() == Size2(1)), size_json(o.stride()));
-    put_if("padding", !(o.padding() == Size2(0)), size_json(o.padding()));
-    put_if("dilation", !(o.dilation() == Size2(1)), size_json(o.dilation()));
-    put_if("groups", o.groups() != 1, o.groups());
-    put_if("bias", !o.bias(), false);
-  } else if (auto* bn = dynamic_cast<const nn::BatchNormImplBase*>(&m)) {
-    const nn::BatchNormOptions& o = bn->options;
-    j["type"] = m.type_name();
-    j["features"] = o.num_features();
-    put_if("eps", o.eps() != 1e-5, o.eps());
-    put_if("momentum", o.momentum() != 0.1, o.momentum());
-    put_if("affine", !o.affine(), false);
-    put_if("track_running_stats", !o.track_running_stats(), false);
-    put_if("train_weight", o.affine() && !bn->weight.requires_grad(), false);
-  } else if (auto* g = dynamic_cast<const nn::GELUImpl*>(&m)) {
-    j["type"] = "GELU";
-    put_if("approximate", g->approximate == GeluApproximation::Tanh, "tanh");
-  } else if (dynamic_cast<const nn::ReLUImpl*>(&m) || dynamic_cast<const nn::TanhImpl*>(&m) ||
-             dynamic_cast<const nn::SigmoidImpl*>(&m)) {
-    j["type"] = m.type_name();
-  } else if (auto* mp = dynamic_cast<const nn::MaxPool2dImpl*>(&m)) {
-    j["type"] = "MaxPool2d";
-    j["kernel"] = size_json(mp->options.kernel_size());
-    if (mp->options.stride()) j["stride"] = size_json(*mp->options.stride());
-    put_if("padding", !(mp->options.padding() == Size2(0)), size_json(mp->options.padding()));
-  } else if (auto* ap = dynamic_cast<const nn::AvgPool2dImpl*>(&m)) {
-    j["type"] = "AvgPool2d";
-    j["kernel"] = size_json(ap->options.kernel_size());
-    if (ap->options.stride()) j["stride"] = size_json(*ap->options.stride());
-    put_if("padding", !(ap->options.padding() == Size2(0)), size_json(ap->options.padding()));
-    put_if("count_include_pad", !ap->options.count_include_pad(), false);
-  } else if (auto* aap = dynamic_cast<const nn::AdaptiveAvgPool2dImpl*>(&m)) {
-    j["type"] = "AdaptiveAvgPool2d";
-    j["output"] = size_json(aap->output_size);
-  } else if (auto* lin = dynamic_cast<const nn::LinearImpl*>(&m)) {
-    j["type"] = "Linear";
-    j["in"] = lin->in_features;
-    j["out"] = lin->out_features;
-    put_if("bias", !lin->bias.defined(), false);
-  } else if (auto* d = dynamic_cast<const nn::DropoutImpl*>(&m)) {
-    j["type"] = "Dropout";
-    put_if("p", d->p != 0.5, d->p);
-  } else if (auto* fl = dynamic_cast<const nn::FlattenImpl*>(&m)) {
-    j["type"] = "Flatten";
-    put_if("start_dim", fl->start_dim != 1, fl->start_dim);
-    put_if("end_dim", fl->end_dim != -1, fl->end_dim);
-  } else if (auto* s = dynamic_cast<const ScaleImpl*>(&m)) {
-    j["type"] = "Scale";
-    j["factor"] = s->factor;
-  } else if (auto* r = dynamic_cast<const nn::ResidualImpl*>(&m)) {
-    j["type"] = "Residual";
-    j["layers"] = layers_json(*r->body, where + " > ");
-    if (r->shortcut) j["shortcut"] = layers_json(*r->shortcut, where + " > shortcut ");
-  } else if (dynamic_cast<const nn::SequentialImpl*>(&m)) {
-    j["type"] = "Sequential";
-    j["layers"] = layers_json(m, where + " > ");
-  } else {
-    TANDEM_FAIL("to_json: ", where, ": a ", m.type_name(),
-                " layer cannot be written as JSON; supported types: ", layer_type_names());
+  for (const LayerKind& k : layer_kinds()) {
+    Json j;
+    j["type"] = k.type;
+    if (k.write(m, j, where)) return j;
   }
-  return j;
+  TANDEM_FAIL("to_json: ", where, ": a ", m.type_name(),
+              " layer cannot be written as JSON; supported types: ", layer_type_names());
 }
 
 // A Sequential as its list of layers; any other module as a list of one.

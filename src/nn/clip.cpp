@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "core/checks.h"
+#include "core/device_groups.h"
 #include "ops/foreach.h"
 #include "tandem/autograd.h"
 #include "tandem/ops.h"
@@ -20,29 +21,16 @@ namespace nn {
 namespace utils {
 namespace {
 
-// The defined gradients, split by (device, dtype) in first-seen order.
-std::vector<std::pair<Device, std::vector<Tensor>>> grads_by_device_dtype(
-    const std::vector<Tensor>& parameters) {
-  std::vector<std::pair<Device, std::vector<Tensor>>> parts;
-  std::vector<DType> dtypes;
+// The defined, non-empty gradients, split by (device, dtype) in first-seen order.
+std::vector<std::vector<Tensor>> grads_by_device_dtype(const std::vector<Tensor>& parameters) {
+  std::vector<Tensor> grads;
   for (const Tensor& p : parameters) {
     TANDEM_CHECK(p.defined(), "clip_grad_norm_: a parameter is an undefined tensor");
     const Tensor g = p.grad();
-    if (!g.defined() || g.numel() == 0) continue;
-    size_t i = 0;
-    while (i < parts.size() && !(parts[i].first == g.device() && dtypes[i] == g.dtype())) ++i;
-    if (i == parts.size()) {
-      parts.emplace_back(g.device(), std::vector<Tensor>{});
-      dtypes.push_back(g.dtype());
-    }
-    parts[i].second.push_back(g);
+    if (g.defined() && g.numel() > 0) grads.push_back(g);
   }
-  return parts;
+  return detail::group_by_device_dtype(grads, [](const Tensor& g) -> const Tensor& { return g; });
 }
-
-}  // namespace
-
-namespace {
 
 void check_clip_args(double max_norm, double norm_type) {
   TANDEM_CHECK(max_norm >= 0.0, "clip_grad_norm_: max_norm must be >= 0, got ", max_norm);
@@ -52,13 +40,12 @@ void check_clip_args(double max_norm, double norm_type) {
 
 // The total norm of the gradients in `parts` (float64, 0-d, on the first
 // part's device), nothing read back.
-Tensor total_norm(const std::vector<std::pair<Device, std::vector<Tensor>>>& parts,
-                  double norm_type) {
+Tensor total_norm(const std::vector<std::vector<Tensor>>& parts, double norm_type) {
   const bool is_inf = std::isinf(norm_type);
-  const Device home = parts.front().first;
+  const Device home = parts.front().front().device();
   Tensor total;
   for (const auto& part : parts) {
-    Tensor acc = detail::foreach_norm_partial(part.second, norm_type).reshape({});
+    Tensor acc = detail::foreach_norm_partial(part, norm_type).reshape({});
     if (acc.device() != home) acc = acc.to(home);
     if (!total.defined()) {
       total = acc;
@@ -71,17 +58,16 @@ Tensor total_norm(const std::vector<std::pair<Device, std::vector<Tensor>>>& par
 }
 
 // Multiplies every gradient by min(1, max_norm / (total + 1e-6)), on the device.
-void scale_by_clip_factor(const std::vector<std::pair<Device, std::vector<Tensor>>>& parts,
-                          const Tensor& total, double max_norm) {
+void scale_by_clip_factor(const std::vector<std::vector<Tensor>>& parts, const Tensor& total,
+                          double max_norm) {
   const Tensor factor = (max_norm / (total + 1e-6)).clamp(-INFINITY, 1.0);
   for (const auto& part : parts) {
-    const Tensor f = factor.to(part.first, part.second.front().dtype());
-    for (Tensor g : part.second) g.mul_(f);  // a handle: scales the gradient itself
+    const Tensor f = factor.to(part.front().device(), part.front().dtype());
+    for (Tensor g : part) g.mul_(f);  // a handle: scales the gradient itself
   }
 }
 
-std::vector<std::pair<Device, std::vector<Tensor>>> checked_grads(
-    const std::vector<Tensor>& parameters) {
+std::vector<std::vector<Tensor>> checked_grads(const std::vector<Tensor>& parameters) {
   auto parts = grads_by_device_dtype(parameters);
   if (parts.empty()) return parts;
   // Positions are the parameters'; a parameter without a gradient is skipped.

@@ -6,7 +6,7 @@
 
 #include "core/backend.h"
 #include "core/checks.h"
-#include "core/cuda_runtime.h"
+#include "core/cuda_services.h"
 #include "tandem/error.h"
 #include "tandem/tensor.h"
 

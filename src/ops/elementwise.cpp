@@ -321,15 +321,10 @@ Tensor& Tensor::addcdiv_(const Tensor& t1, const Tensor& t2, double value) {
 }
 
 // ---- Method forms -------------------------------------------------------------------
-Tensor Tensor::relu() const { return tandem::relu(*this); }
-Tensor Tensor::sigmoid() const { return tandem::sigmoid(*this); }
-Tensor Tensor::tanh() const { return tandem::tanh(*this); }
-Tensor Tensor::exp() const { return tandem::exp(*this); }
-Tensor Tensor::log() const { return tandem::log(*this); }
-Tensor Tensor::sqrt() const { return tandem::sqrt(*this); }
-Tensor Tensor::square() const { return tandem::square(*this); }
-Tensor Tensor::abs() const { return tandem::abs(*this); }
-Tensor Tensor::neg() const { return tandem::neg(*this); }
+#define TANDEM_DEFINE_UNARY_METHOD_(name, Enum) \
+  Tensor Tensor::name() const { return tandem::name(*this); }
+TANDEM_UNARY_OPS(TANDEM_DEFINE_UNARY_METHOD_)
+#undef TANDEM_DEFINE_UNARY_METHOD_
 Tensor Tensor::pow(double exponent) const { return tandem::pow(*this, exponent); }
 Tensor Tensor::clamp(double lo, double hi) const { return tandem::clamp(*this, lo, hi); }
 

@@ -15,21 +15,21 @@ namespace {
 
 template <typename O>
 void check_adam_options(const std::string& who, const OptimizerOptions& options) {
-  const O& o = internal::options_as<O>(options, who);
-  internal::check_non_negative(who, "lr", o.lr());
-  internal::check_non_negative(who, "eps", o.eps());
-  internal::check_unit_interval(who, "beta1", std::get<0>(o.betas()));
-  internal::check_unit_interval(who, "beta2", std::get<1>(o.betas()));
-  internal::check_non_negative(who, "weight_decay", o.weight_decay());
+  const O& o = detail::options_as<O>(options, who);
+  detail::check_non_negative(who, "lr", o.lr());
+  detail::check_non_negative(who, "eps", o.eps());
+  detail::check_unit_interval(who, "beta1", std::get<0>(o.betas()));
+  detail::check_unit_interval(who, "beta2", std::get<1>(o.betas()));
+  detail::check_non_negative(who, "weight_decay", o.weight_decay());
 }
 
 // The slot of one Adam/AdamW parameter (t = its step count, already counted):
 // the moments, and the bias corrections as lr / bc1 and sqrt(bc2).
 template <typename O>
 void fill_adam_slot(const O& o, const Tensor& p, OptimizerParamState& st, FusedSlot& slot) {
-  slot.state[0] = internal::buffer(st, "exp_avg", p, 0.0);
-  slot.state[1] = internal::buffer(st, "exp_avg_sq", p, 0.0);
-  if (o.amsgrad()) slot.state[2] = internal::buffer(st, "max_exp_avg_sq", p, 0.0);
+  slot.state[0] = detail::buffer(st, "exp_avg", p, 0.0);
+  slot.state[1] = detail::buffer(st, "exp_avg_sq", p, 0.0);
+  if (o.amsgrad()) slot.state[2] = detail::buffer(st, "max_exp_avg_sq", p, 0.0);
   const auto t = static_cast<double>(st.step);
   slot.scalar0 = o.lr() / (1.0 - std::pow(std::get<0>(o.betas()), t));
   slot.scalar1 = std::sqrt(1.0 - std::pow(std::get<1>(o.betas()), t));
@@ -57,7 +57,7 @@ void Adam::check_options(const OptimizerOptions& options) const {
 }
 
 Adam::Adam(std::vector<Tensor> params, const AdamOptions& options)
-    : Adam(internal::one_group(std::move(params)), options) {}
+    : Adam(detail::one_group(std::move(params)), options) {}
 
 Adam::Adam(std::vector<OptimizerParamGroup> groups, const AdamOptions& defaults)
     : Optimizer({}, defaults.clone()) {
@@ -74,7 +74,7 @@ void AdamW::check_options(const OptimizerOptions& options) const {
 }
 
 AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& options)
-    : AdamW(internal::one_group(std::move(params)), options) {}
+    : AdamW(detail::one_group(std::move(params)), options) {}
 
 AdamW::AdamW(std::vector<OptimizerParamGroup> groups, const AdamWOptions& defaults)
     : Optimizer({}, defaults.clone()) {

@@ -14,9 +14,11 @@
 #include "tandem/tensor.h"
 
 namespace tandem {
+namespace detail {
 
-namespace optim {
-namespace internal {
+using optim::OptimizerOptions;
+using optim::OptimizerParamGroup;
+using optim::OptimizerParamState;
 
 // Runs run(device, slots of that device and dtype) for each (device, dtype) of
 // `slots`, in first-seen order (a group may mix devices and dtypes).
@@ -53,12 +55,14 @@ const O& options_as(const OptimizerOptions& options, const std::string& who) {
   return *o;
 }
 
-}  // namespace internal
+}  // namespace detail
+
+namespace optim {
 
 template <typename O, typename Fill, typename Launch>
 void Optimizer::fused_step(const Fill& fill, const Launch& launch) {
   check_step();
-  internal::check_params_distinct(name(), groups_);
+  detail::check_params_distinct(name(), groups_);
   NoGradGuard no_grad;
   // Every group's slots first, so that no gradient is read after a launch
   // has written to its bytes.
@@ -76,13 +80,13 @@ void Optimizer::fused_step(const Fill& fill, const Launch& launch) {
       if (p.numel() > 0) group_slots[gi].push_back(slot);
     }
   }
-  internal::copy_overlapping_grads(group_slots);
+  detail::copy_overlapping_grads(group_slots);
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const auto& o = static_cast<const O&>(groups_[gi].options());
-    internal::for_each_device_dtype(
+    detail::for_each_device_dtype(
         group_slots[gi],
         [&](Device dev, const std::vector<FusedSlot>& part) { launch(dev, part, o); });
-    internal::mark_written(group_slots[gi]);
+    detail::mark_written(group_slots[gi]);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "core/checks.h"
+#include "core/device_groups.h"
 #include "optim/fused.h"
 #include "tandem/autograd.h"
 #include "tandem/optim.h"
@@ -98,7 +99,7 @@ void Optimizer::check_step() const {
     check_options(g.options());  // set_lr or add_param_group may have changed them
     for (const Tensor& p : g.params()) {
       const Tensor grad = p.grad();
-      if (grad.defined()) internal::check_grad(name(), p, grad);
+      if (grad.defined()) detail::check_grad(name(), p, grad);
     }
   }
 }
@@ -198,22 +199,15 @@ void Optimizer::load_state_dict(const OptimizerState& state) {
   state_ = std::move(fresh);
 }
 
-namespace internal {
+}  // namespace optim
+
+namespace detail {
 
 void for_each_device_dtype(const std::vector<FusedSlot>& slots,
                            const std::function<void(Device, const std::vector<FusedSlot>&)>& run) {
-  std::vector<std::pair<std::pair<Device, DType>, std::vector<FusedSlot>>> parts;
-  for (const FusedSlot& s : slots) {
-    const auto key = std::make_pair(s.param.device(), s.param.dtype());
-    auto it = parts.begin();
-    while (it != parts.end() && it->first != key) ++it;
-    if (it == parts.end()) {
-      parts.emplace_back(key, std::vector<FusedSlot>{});
-      it = parts.end() - 1;
-    }
-    it->second.push_back(s);
-  }
-  for (const auto& part : parts) run(part.first.first, part.second);
+  const auto groups =
+      group_by_device_dtype(slots, [](const FusedSlot& s) -> const Tensor& { return s.param; });
+  for (const auto& part : groups) run(part.front().param.device(), part);
 }
 
 std::vector<OptimizerParamGroup> one_group(std::vector<Tensor> params) {
@@ -233,8 +227,8 @@ void check_unit_interval(const std::string& who, const char* option, double v) {
 void check_grad(const std::string& who, const Tensor& param, const Tensor& grad) {
   TANDEM_CHECK(grad.sizes() == param.sizes() && grad.dtype() == param.dtype() &&
                    grad.device() == param.device(),
-               who, ": the gradient (", ::tandem::detail::describe(grad),
-               ") does not match its parameter (", ::tandem::detail::describe(param), ")");
+               who, ": the gradient (", describe(grad), ") does not match its parameter (",
+               describe(param), ")");
 }
 
 Tensor& buffer(OptimizerParamState& st, const char* key, const Tensor& param, double init) {
@@ -248,7 +242,7 @@ void check_params_distinct(const std::string& who, const std::vector<OptimizerPa
   for (const auto& g : groups)
     for (const Tensor& p : g.params())
       if (p.grad().defined()) written.push_back(p);
-  ::tandem::detail::check_no_overlap_in_list(who.c_str(), written, "parameter");
+  check_no_overlap_in_list(who.c_str(), written, "parameter");
 }
 
 void copy_overlapping_grads(std::vector<std::vector<FusedSlot>>& groups) {
@@ -266,7 +260,7 @@ void copy_overlapping_grads(std::vector<std::vector<FusedSlot>>& groups) {
       const auto it = written.find(s.grad.impl()->storage.get());
       if (it == written.end()) continue;
       for (const Tensor& w : it->second) {
-        if (::tandem::detail::overlaps(w, s.grad)) {
+        if (overlaps(w, s.grad)) {
           s.grad = s.grad.detach().clone();
           break;
         }
@@ -283,6 +277,5 @@ void mark_written(const std::vector<FusedSlot>& slots) {
   }
 }
 
-}  // namespace internal
-}  // namespace optim
+}  // namespace detail
 }  // namespace tandem

@@ -9,23 +9,19 @@
 namespace tandem {
 namespace optim {
 
-std::unique_ptr<OptimizerOptions> SGDOptions::clone() const {
-  return std::make_unique<SGDOptions>(*this);
-}
-
 void SGD::check_options(const OptimizerOptions& options) const {
-  const auto& o = internal::options_as<SGDOptions>(options, name());
-  internal::check_non_negative(name(), "lr", o.lr());
-  internal::check_non_negative(name(), "momentum", o.momentum());
-  internal::check_non_negative(name(), "dampening", o.dampening());
-  internal::check_non_negative(name(), "weight_decay", o.weight_decay());
+  const auto& o = detail::options_as<SGDOptions>(options, name());
+  detail::check_non_negative(name(), "lr", o.lr());
+  detail::check_non_negative(name(), "momentum", o.momentum());
+  detail::check_non_negative(name(), "dampening", o.dampening());
+  detail::check_non_negative(name(), "weight_decay", o.weight_decay());
   TANDEM_CHECK(!o.nesterov() || (o.momentum() > 0.0 && o.dampening() == 0.0),
                "SGD: nesterov needs momentum > 0 and dampening = 0, got momentum ", o.momentum(),
                " and dampening ", o.dampening());
 }
 
 SGD::SGD(std::vector<Tensor> params, const SGDOptions& options)
-    : SGD(internal::one_group(std::move(params)), options) {}
+    : SGD(detail::one_group(std::move(params)), options) {}
 
 SGD::SGD(std::vector<OptimizerParamGroup> groups, const SGDOptions& defaults)
     : Optimizer({}, defaults.clone()) {
@@ -39,7 +35,7 @@ void SGD::step() {
         if (o.momentum() != 0.0) {
           // The first step copies d into the buffer (PyTorch's clone of d).
           const bool first = st.buffers.count("momentum_buffer") == 0;
-          slot.state[0] = internal::buffer(st, "momentum_buffer", p, 0.0);
+          slot.state[0] = detail::buffer(st, "momentum_buffer", p, 0.0);
           slot.scalar0 = first ? 1.0 : 0.0;
         }
       },

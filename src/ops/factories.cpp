@@ -1,4 +1,4 @@
-// Tensor factories and host-buffer conversions (arange, which computes, is
+// Tensor factories and host-buffer conversions (arange is in
 // src/ops/tensor_methods.cpp).
 #include <cstring>
 
