@@ -22,7 +22,9 @@ RANK = {
     "ops": 3,  # public ops: checks, allocation, backend switch, recording
     "nn": 4,
     "optim": 5,
-    "data": 6,
+    "dist": 5,  # process groups, DataParallel, SyncBatchNorm (over nn, autograd, ops)
+    "data": 6,  # the loader shards through dist::shard_indices
+    "check": 6,  # the op registry: records over ops, nn and the optimizers
     "models": 6,
     "plot": 6,
     "serialize": 7,  # checkpoints of modules and optimizers
@@ -43,6 +45,8 @@ DIRS = [
     ("src/ops/", "ops"),
     ("src/nn/", "nn"),
     ("src/optim/", "optim"),
+    ("src/dist/", "dist"),
+    ("src/check/", "check"),
     ("src/data/", "data"),
     ("src/models/", "models"),
     ("src/plot/", "plot"),
@@ -69,6 +73,8 @@ PUBLIC = {
     "tandem/nn/": "nn",
     "tandem/optim.h": "optim",
     "tandem/optim/": "optim",
+    "tandem/dist.h": "dist",
+    "tandem/check.h": "check",
     "tandem/data.h": "data",
     "tandem/models.h": "models",
     "tandem/plot.h": "plot",
