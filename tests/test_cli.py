@@ -1084,7 +1084,7 @@ def write_cifar_bin_dir(d, train_per_file=20, test=20, seed=1):
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def write_png(path, chw):
+def write_png_chw(path, chw):
     """An 8-bit RGB PNG of a 3x32x32 planar image (standard library only)."""
     import zlib
     rows = b"".join(b"\x00" + bytes(chw[c * 1024 + y * 32 + x] for x in range(32) for c in range(3))
@@ -1318,7 +1318,7 @@ class EndToEnd(unittest.TestCase):
                 os.makedirs(os.path.join(tree, split, cls))
                 for j in range(per_class):
                     img = learnable_images(1, 1000 * k + 10 * j + (split == "test"))[0][1]
-                    write_png(os.path.join(tree, split, cls, f"{j:04d}.png"), img)
+                    write_png_chw(os.path.join(tree, split, cls, f"{j:04d}.png"), img)
                     want[split].append((k, img))
         archive = os.path.join(self.dir, "tree.tar.gz")
         with tarfile.open(archive, "w:gz") as t:

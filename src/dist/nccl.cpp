@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "dist/group.h"
+#include "tandem/config.h"
 #include "tandem/cuda.h"
 #include "tandem/error.h"
 #include "tandem/ops.h"
@@ -26,7 +27,10 @@
 #else
 #define TANDEM_DIST_CUDA 0
 #endif
-#if TANDEM_DIST_CUDA && __has_include(<nccl.h>)
+// The emulated CUDA device (TANDEM_CUDA=EMU) runs kernels on the CPU; NCCL's
+// own kernels need a real GPU, so that build has no NCCL backend and its GPU
+// runs take the Gloo path through pinned host buffers.
+#if TANDEM_DIST_CUDA && __has_include(<nccl.h>) && !TANDEM_CUDA_EMULATED
 #define TANDEM_NCCL_HEADER 1
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -306,19 +310,25 @@ BackendInfo nccl_info() {
   return b;
 }
 
-#else  // no CUDA backend or no nccl.h
+#else  // no CUDA backend, no nccl.h, or the emulated device
+
+namespace {
+const char* no_nccl_reason() {
+  if (!TANDEM_DIST_CUDA) return "no CUDA backend in this build";
+  if (TANDEM_CUDA_EMULATED) return "the emulated CUDA device cannot run NCCL, which needs a GPU";
+  return "nccl.h was not found";
+}
+}  // namespace
 
 std::shared_ptr<ProcessGroup> make_nccl_group(std::shared_ptr<Rendezvous>) {
-  TANDEM_FAIL("dist: the NCCL backend is not in this build (",
-              TANDEM_DIST_CUDA ? "nccl.h was not found" : "no CUDA backend",
+  TANDEM_FAIL("dist: the NCCL backend is not in this build (", no_nccl_reason(),
               "); GPU training goes through Gloo with pinned host buffers");
 }
 
 BackendInfo nccl_info() {
   BackendInfo b;
   b.name = "nccl";
-  b.detail = TANDEM_DIST_CUDA ? "not built (nccl.h was not found)"
-                              : "not built (no CUDA backend in this build)";
+  b.detail = std::string("not built (") + no_nccl_reason() + ")";
   return b;
 }
 
