@@ -207,13 +207,17 @@ class GlooGroup : public ProcessGroup {
       return comm_->submit([this, op, t, fn]() mutable { guarded(op, [&] { fn(t); }); });
     }
     const cuda::Stream stream = cuda::current_stream(t.device().index());
-    return comm_->submit([this, op, t, fn, stream]() mutable {
+    // The data only: a parameter (requires grad) is staged and written back
+    // through a detached alias of its storage, outside autograd.
+    Tensor data = t.detach();
+    return comm_->submit([this, op, data, fn, stream]() mutable {
       cuda::StreamGuard guard(stream);
-      Tensor host = empty(t.sizes(), TensorOptions(t.dtype()).pinned_memory(true));
-      host.copy_(t);
+      Tensor host = empty(data.sizes(), TensorOptions(data.dtype()).pinned_memory(true));
+      host.copy_(data);
       stream.synchronize();
       guarded(op, [&] { fn(host); });
-      t.copy_(host);
+      data.copy_(host);
+      stream.synchronize();  // the write-back is done before the work counts as done
     });
   }
   static std::shared_ptr<Work> comm_done() {

@@ -148,6 +148,7 @@ int run_train(const TrainArgs& args);
 struct DistSetup {
   bool launch = false;  // this process starts --nproc ranks and waits
   int world = 1, rank = 0, local_rank = 0;
+  int local_world = 1;  // ranks on this machine (LOCAL_WORLD_SIZE)
   td::dist::InitOptions init;
 };
 DistSetup dist_setup(const TrainArgs& args);

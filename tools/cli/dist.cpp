@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -63,6 +64,11 @@ DistSetup dist_setup(const TrainArgs& args) {
   d.world = init.world_size;
   d.rank = init.rank;
   if (const char* lr = std::getenv("LOCAL_RANK")) d.local_rank = std::atoi(lr);
+  // torchrun's LOCAL_WORLD_SIZE: the ranks on this machine (at least this one's).
+  d.local_world = d.local_rank + 1;
+  if (const char* lw = std::getenv("LOCAL_WORLD_SIZE")) {
+    d.local_world = std::max(d.local_world, std::atoi(lw));
+  }
   return d;
 }
 
@@ -98,6 +104,7 @@ int launch_ranks(std::vector<std::string> argv, int n, bool split_cores,
     env.push_back("TANDEM_LAUNCHED=1");
     env.push_back("RANK=" + std::to_string(r));
     env.push_back("LOCAL_RANK=" + std::to_string(r));
+    env.push_back("LOCAL_WORLD_SIZE=" + std::to_string(n));
     env.push_back("WORLD_SIZE=" + std::to_string(n));
     env.push_back("TANDEM_RENDEZVOUS=" + rendezvous);
     if (split_cores) env.push_back("OMP_NUM_THREADS=" + std::to_string(threads));

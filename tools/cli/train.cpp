@@ -913,7 +913,18 @@ int run_train(const TrainArgs& args) {
   if (dsetup.rank > 0) std::cout.rdbuf(&null_buffer);
   std::string why;
   td::Device device = resolve_device(args.device, &why);
-  if (device.is_cuda() && dsetup.world > 1) device = td::Device(td::kCUDA, dsetup.local_rank);
+  // One GPU per local rank; with more local ranks than GPUs they share them
+  // round-robin (NCCL refuses two ranks on one GPU, so those runs use Gloo).
+  bool gpus_shared = false;
+  if (device.is_cuda() && dsetup.world > 1) {
+    const int gpus = std::max(1, td::cuda::device_count());
+    gpus_shared = dsetup.local_world > gpus;
+    device = td::Device(td::kCUDA, dsetup.local_rank % gpus);
+    if (gpus_shared) {
+      why += "; " + std::to_string(dsetup.local_world) + " ranks share " + std::to_string(gpus) +
+             " GPU" + (gpus == 1 ? "" : "s");
+    }
+  }
   if (device.is_cpu()) {
     const int threads = omp_get_max_threads();
     why += "; " + std::to_string(threads) + " CPU thread" + (threads == 1 ? "" : "s") +
@@ -966,7 +977,10 @@ int run_train(const TrainArgs& args) {
   std::shared_ptr<td::dist::ProcessGroup> group;
   td::dist::Backend backend = td::dist::Backend::Gloo;
   if (dsetup.world > 1) {
-    if (device.is_cuda()) {
+    if (device.is_cuda() && gpus_shared) {
+      std::cout << "dist: ranks share a GPU, which NCCL refuses: GPU gradients go through Gloo "
+                << "with pinned host buffers\n";
+    } else if (device.is_cuda()) {
       for (const auto& b : td::dist::backends()) {
         if (b.name != "nccl") continue;
         if (b.available) {
