@@ -534,7 +534,8 @@ TEST(WhiteningBias, TrainsForItsEpochsThenStaysFrozen) {
   // The bias survives a JSON round trip; old files (no "bias") have none.
   const std::string text = models::to_json(*net);
   EXPECT_NE(text.find("\"bias\": true"), std::string::npos) << text;
-  auto* back = dynamic_cast<models::PatchWhiteningImpl*>((*models::from_json(text))[0].get());
+  const auto read_back = models::from_json(text);  // keeps the layers alive
+  auto* back = dynamic_cast<models::PatchWhiteningImpl*>((*read_back)[0].get());
   ASSERT_NE(back, nullptr);
   EXPECT_TRUE(back->bias.defined());
   auto old = models::from_json(R"({"layers": [{"type": "PatchWhitening"}]})");
