@@ -83,7 +83,21 @@ InitOptions options_from_env() {
 
 std::vector<BackendInfo> backends() { return {detail::gloo_info(), detail::nccl_info()}; }
 
+namespace {
+// A peer that dies closes its sockets, and writing to one raises SIGPIPE,
+// whose default action ends this rank without a word. Ignored (unless the
+// program installed a handler of its own), the write fails with EPIPE and
+// becomes the error that names the dead rank.
+void ignore_sigpipe() {
+  struct sigaction current {};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+    ::signal(SIGPIPE, SIG_IGN);
+  }
+}
+}  // namespace
+
 std::shared_ptr<ProcessGroup> ProcessGroup::create(const InitOptions& options, Backend backend) {
+  ignore_sigpipe();
   TANDEM_CHECK(options.world_size >= 1 && options.rank >= 0 && options.rank < options.world_size,
                "dist: rank ", options.rank, " is not in [0, world size ", options.world_size, ")");
   TANDEM_CHECK(options.world_size == 1 || !options.rendezvous.empty(), "dist: a group of ",
