@@ -92,7 +92,8 @@ class ProcessGroup {
   // may run concurrently with this one's: SyncBatchNorm beside DDP's buckets).
   virtual std::shared_ptr<ProcessGroup> new_group(const std::string& name) = 0;
 
-  virtual void all_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum) = 0;
+  // In place, on every rank: all_reduce_async(t, op)->wait().
+  void all_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum);
   // Gloo: on the group's communication thread; NCCL: on its stream.
   virtual std::shared_ptr<Work> all_reduce_async(Tensor t, ReduceOp op = ReduceOp::Sum) = 0;
   virtual void broadcast(Tensor& t, int root = 0) = 0;

@@ -96,6 +96,8 @@ void ignore_sigpipe() {
 }
 }  // namespace
 
+void ProcessGroup::all_reduce(Tensor& t, ReduceOp op) { all_reduce_async(t, op)->wait(); }
+
 std::shared_ptr<ProcessGroup> ProcessGroup::create(const InitOptions& options, Backend backend) {
   ignore_sigpipe();
   TANDEM_CHECK(options.world_size >= 1 && options.rank >= 0 && options.rank < options.world_size,

@@ -96,8 +96,6 @@ class GlooGroup : public ProcessGroup {
     return std::make_shared<GlooGroup>(rv_->sub(name));
   }
 
-  void all_reduce(Tensor& t, ReduceOp op) override { all_reduce_async(t, op)->wait(); }
-
   std::shared_ptr<Work> all_reduce_async(Tensor t, ReduceOp op) override {
     check(t, "all_reduce");
     return run("all_reduce", t, [this, op](Tensor& host) {

@@ -205,7 +205,6 @@ class NcclGroup : public ProcessGroup {
     return std::make_shared<NcclGroup>(rv_->sub(name));
   }
 
-  void all_reduce(Tensor& t, ReduceOp op) override { all_reduce_async(t, op)->wait(); }
   std::shared_ptr<Work> all_reduce_async(Tensor t, ReduceOp op) override {
     check(t, "all_reduce");
     return enqueue(t, [&](cudaStream_t s) {
