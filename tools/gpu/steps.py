@@ -59,7 +59,7 @@ def execute(cmd, limit, env=None, log=None, out=None):
     """Runs cmd for at most limit seconds (then TERM to its process group, KILL
     10 s later) and returns its exit status, 124 when it ran out of time. Its
     output goes to the file object out, or else to the console and, appended,
-    to the file log."""
+    to the file log. A signal's death is 128 + its number, as in a shell."""
     sys.stdout.flush()
     p = subprocess.Popen([str(a) for a in cmd], env=env, start_new_session=True,
                          stdout=out if out else subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -90,7 +90,7 @@ def execute(cmd, limit, env=None, log=None, out=None):
         rc = p.wait()
     finally:
         timer.cancel()
-    return 124 if expired.is_set() else rc
+    return 124 if expired.is_set() else 128 - rc if rc < 0 else rc
 
 
 def now_utc():
