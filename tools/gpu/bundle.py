@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from steps import ROOT, git_commit
+from steps import ROOT, file_match, git_commit
 
 NAME = "tandem-gpu-bundle"
 # CUDA's own libraries come from the GPU machine (its toolkit or the nvidia-*
@@ -55,9 +55,7 @@ def sh(*cmd, **kw):
 
 
 def cache(build_dir, key):
-    with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
-        m = re.search(rf"^{re.escape(key)}:[A-Z]*=(.*)$", f.read(), re.M)
-    return m.group(1) if m else ""
+    return file_match(rf"^{re.escape(key)}:[A-Z]*=(.*)$", os.path.join(build_dir, "CMakeCache.txt"))
 
 
 def stage_elf(src, dest_dir, runpath):
@@ -187,42 +185,26 @@ def write_ctest_list(build, stage):
 
 
 def write_manifest(build, stage):
-    def header(name):
-        try:
-            with open(os.path.join(cache(build, "TANDEM_CUDNN_INCLUDE_DIR"), "cudnn_version.h")) as f:
-                m = re.search(rf"^#define {name}  *([0-9]+)", f.read(), re.M)
-            return m.group(1) if m else ""
-        except OSError:
-            return ""
-
-    compiler = ""
-    for p in glob.glob(f"{build}/CMakeFiles/*/CMakeCUDACompiler.cmake"):
-        with open(p) as f:
-            m = re.search(r'^set\(CMAKE_CUDA_COMPILER_VERSION "(.*)"\)', f.read(), re.M)
-        compiler = compiler or (f"nvcc {m.group(1)}" if m else "")
-    os_name = ""
-    if os.path.exists("/etc/os-release"):
-        with open("/etc/os-release") as f:
-            m = re.search(r'^PRETTY_NAME="?([^"\n]*)', f.read(), re.M)
-        os_name = m.group(1) if m else ""
-    glibcxx = ""
-    if os.path.exists(f"{stage}/lib/fallback/libstdc++.so.6"):
-        with open(f"{stage}/lib/fallback/libstdc++.so.6", "rb") as f:
-            vs = set(re.findall(rb"(?<![\x20-\x7e])GLIBCXX_([0-9][0-9.]*)\x00", f.read()))
-        if vs:
-            glibcxx = "GLIBCXX_" + max(vs, key=lambda v: [int(x) for x in v.split(b".") if x]).decode()
+    cudnn_h = os.path.join(cache(build, "TANDEM_CUDNN_INCLUDE_DIR"), "cudnn_version.h")
+    compilers = glob.glob(f"{build}/CMakeFiles/*/CMakeCUDACompiler.cmake")
+    nvcc = file_match(r'^set\(CMAKE_CUDA_COMPILER_VERSION "(.*)"\)', compilers[0]) if compilers else ""
+    # The newest C++ runtime version the packed libstdc++ provides.
+    glibcxx = re.findall(r"\x00GLIBCXX_([0-9][0-9.]*)\x00",
+                         file_match(r"(.*)", f"{stage}/lib/fallback/libstdc++.so.6", re.S))
     rows = [("commit", git_commit(ROOT, ["--untracked-files=no"])),
-            ("built", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())), ("built_on", os_name),
+            ("built", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            ("built_on", file_match(r'^PRETTY_NAME="?([^"\n]*)', "/etc/os-release")),
             ("cuda_architectures", cache(build, "CMAKE_CUDA_ARCHITECTURES")),
-            ("cuda_compiler", compiler),
-            ("cudnn_headers", ".".join(header(n) for n in ("CUDNN_MAJOR", "CUDNN_MINOR",
-                                                            "CUDNN_PATCHLEVEL"))),
-            ("build_type", cache(build, "CMAKE_BUILD_TYPE")), ("libstdcxx", glibcxx)]
+            ("cuda_compiler", f"nvcc {nvcc}" if nvcc else ""),
+            ("cudnn_headers", ".".join(file_match(rf"^#define {n}  *([0-9]+)", cudnn_h) for n in (
+                "CUDNN_MAJOR", "CUDNN_MINOR", "CUDNN_PATCHLEVEL"))),
+            ("build_type", cache(build, "CMAKE_BUILD_TYPE")),
+            ("libstdcxx", "GLIBCXX_" + max(glibcxx, key=lambda v: [int(x) for x in v.split(".")
+                                                                   if x]) if glibcxx else "")]
     with open(f"{stage}/MANIFEST", "w") as f:
         f.writelines(f"{k}\t{v}\n" for k, v in rows)
     files = sorted(os.path.relpath(os.path.join(d, n), stage) for d, _, ns in os.walk(stage)
-                   for n in ns if os.path.isfile(os.path.join(d, n)) and
-                   not os.path.islink(os.path.join(d, n)))
+                   for n in ns if not os.path.islink(os.path.join(d, n)))
     with open(f"{stage}/MANIFEST.files", "w") as f:
         f.writelines(f"{os.path.getsize(os.path.join(stage, p))}\t./{p}\n" for p in files)
 

@@ -1,32 +1,52 @@
 """`gpu.py check`: the whole GPU check on a machine with a GPU and a toolchain.
-Versions (nvidia-smi, nvcc, the version probe compiled here), a build for this
-GPU's architecture, ctest with TANDEM_REQUIRE_CUDA=1, compute-sanitizer, the
-benchmarks and the report (steps.py)."""
+
+steps (each prints the exact commands it runs):
+  info       GPU name, driver, CUDA runtime/toolkit, cuBLAS, cuDNN versions
+             (nvidia-smi, nvcc and the version probe compiled with nvcc);
+             without a usable GPU it says so and exits 2 right here
+  build      configure + build build/gpu-check for this GPU's architecture
+             (TANDEM_CUDA=ON, CMAKE_CUDA_ARCHITECTURES from nvidia-smi's
+             compute_cap), then where libtandem.so's CUDA libraries come from
+  tests      ctest over the whole suite with TANDEM_REQUIRE_CUDA=1; fails on any
+             failed or skipped test (except GPU_CHECK_ALLOWED_SKIPS)
+  sanitizer  compute-sanitizer memcheck over the GPU test cases, racecheck and
+             synccheck over the custom-kernel test cases; any report fails
+  bench      every tandem_bench_* in <build>/benchmarks, JSON into the report
+  report     <report>/gpu-report.md and .json from whatever the report
+             directory holds (earlier partial runs included)
+
+environment (time limits in seconds):
+  GPU_CHECK_TIMEOUT_BUILD=3600      configure + build
+  GPU_CHECK_TIMEOUT_TESTS=1800      the whole ctest run
+  GPU_CHECK_TIMEOUT_SANITIZER=900   one compute-sanitizer run (one binary, one tool)
+  GPU_CHECK_SANITIZER_BUDGET=2400   all sanitizer runs together; runs that no
+                                    longer fit are reported as not run (a failure)
+  GPU_CHECK_TIMEOUT_BENCH=900       one benchmark binary
+  GPU_CHECK_BENCH_ARGS              extra Google Benchmark flags for every binary
+  GPU_CHECK_CUDA_ARCH               override the detected CMAKE_CUDA_ARCHITECTURES
+  GPU_CHECK_CMAKE_ARGS              extra configure arguments (split on spaces)
+  GPU_CHECK_ALLOWED_SKIPS           regex of tests allowed to skip on a GPU (default:
+                                    the CudaPresent entries of tests/expected_skips.h)
+  GPU_CHECK_SANITIZER_EXCLUDE       gtest patterns left out of every sanitizer run
+                                    (default *OutOfMemory*: its failing cudaMalloc is
+                                    an API error to the sanitizer)
+  CUDA_HOME (default /usr/local/cuda), CUDNN_ROOT (a cuDNN outside the toolkit)"""
 
 import glob
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 
-from steps import ROOT, TIMED_OUT, Harness, git_commit, ldd_where, print_ldd, show_cmd
+from steps import ROOT, TIMED_OUT, Harness, execute, file_match, git_commit, output, show_cmd
 
 LIB_LINES = r"cudart|cublas|cudnn|libcuda\.|openblas|gomp|not found"
 
 
 def cache_value(build_dir, key):
     """A value from the build's CMakeCache.txt, or ""."""
-    try:
-        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
-            for ln in f:
-                m = re.match(re.escape(key) + r":[A-Z]*=(.*)", ln)
-                if m:
-                    return m.group(1)
-    except OSError:
-        pass
-    return ""
+    return file_match(rf"^{re.escape(key)}:[A-Z]*=(.*)$", os.path.join(build_dir, "CMakeCache.txt"))
 
 
 def find_cudnn(cuda_home):
@@ -34,11 +54,9 @@ def find_cudnn(cuda_home):
     a pip wheel's (nvidia-cudnn-cu13, next to PyTorch); (None, None) if none."""
     dirs = [os.environ["CUDNN_ROOT"]] if os.environ.get("CUDNN_ROOT") else []
     dirs += [cuda_home, "/usr", "/usr/local"]
-    p = subprocess.run([sys.executable, "-c",
-                        "import nvidia.cudnn as m; print(list(m.__path__)[0])"],
-                       capture_output=True, text=True)
-    if p.returncode == 0 and p.stdout.strip():
-        dirs.append(p.stdout.strip())
+    rc, wheel = output([sys.executable, "-c", "import nvidia.cudnn as m; print(list(m.__path__)[0])"])
+    if rc == 0 and wheel.strip():
+        dirs.append(wheel.strip())
     for d in dirs:
         inc = next((i for i in (f"{d}/include", f"{d}/include/x86_64-linux-gnu")
                     if os.path.isfile(f"{i}/cudnn.h")), None)
@@ -55,18 +73,13 @@ def find_cudnn(cuda_home):
     return None, None
 
 
-def header_define(path, name):
-    try:
-        with open(path) as f:
-            m = re.search(rf"^#define {name}  *([0-9]+)", f.read(), re.M)
-    except OSError:
+def header_version(path, *names):
+    """One define's value (CUDART_VERSION), or for (major, minor, patch) defines
+    major*10000 + minor*100 + patch; None when the header lacks them."""
+    v = [file_match(rf"^#define {n}  *([0-9]+)", path) for n in names]
+    if not v[0] or (len(v) > 1 and not v[1]):
         return None
-    return int(m.group(1)) if m else None
-
-
-def header_version(path, major, minor, patch):
-    ma, mi, pa = (header_define(path, n) for n in (major, minor, patch))
-    return ma * 10000 + mi * 100 + (pa or 0) if ma is not None and mi is not None else None
+    return int(v[0]) if len(v) == 1 else int(v[0]) * 10000 + int(v[1]) * 100 + int(v[2] or 0)
 
 
 def info(h, build_dir):
@@ -89,11 +102,7 @@ def info(h, build_dir):
             cmd += ["-DPROBE_CUDNN", f"-I{inc}", lib, "-Xlinker",
                     f"-rpath={os.path.dirname(lib)}"]
         print(show_cmd(cmd))
-        try:
-            ok = subprocess.run(cmd, timeout=300).returncode == 0
-        except subprocess.TimeoutExpired:
-            ok = False
-        if ok:
+        if execute(cmd, 300) == 0:
             h.run_probe(probe)
         else:
             h.warn("the version probe did not compile; library versions are taken from the "
@@ -103,7 +112,7 @@ def info(h, build_dir):
         for key, v in (
                 ("cublas_header", header_version(f"{inc_dir}/cublas_api.h", "CUBLAS_VER_MAJOR",
                                                  "CUBLAS_VER_MINOR", "CUBLAS_VER_PATCH")),
-                ("cudart_header", header_define(f"{inc_dir}/cuda_runtime_api.h", "CUDART_VERSION")),
+                ("cudart_header", header_version(f"{inc_dir}/cuda_runtime_api.h", "CUDART_VERSION")),
                 ("cudnn_header", inc and header_version(f"{inc}/cudnn_version.h", "CUDNN_MAJOR",
                                                         "CUDNN_MINOR", "CUDNN_PATCHLEVEL"))):
             if v:
@@ -116,7 +125,7 @@ def show_libraries(h, build_dir):
     """Where libtandem.so's libraries come from (ldd) into the console and
     device.tsv; False when it is missing or a library is not found."""
     libs = sorted(p for p in glob.glob(f"{build_dir}/libtandem.so*") +
-                  glob.glob(f"{build_dir}/*/libtandem.so*") if os.path.isfile(p))
+                  glob.glob(f"{build_dir}/*/libtandem.so*") if not os.path.islink(p))
     if not libs:
         print(f"libtandem.so: not found under {build_dir}")
         return False
@@ -128,14 +137,10 @@ def show_libraries(h, build_dir):
     print(f"  TANDEM_CUDNN_LIBRARY={c('TANDEM_CUDNN_LIBRARY')}")
     print(f"libraries {libs[0]} loads (ldd):")
     print(show_cmd(["ldd", libs[0]]))
-    out = print_ldd(libs[0], LIB_LINES)
     h.put("build_dir", build_dir)
     h.put("build_type", c("CMAKE_BUILD_TYPE"))
     h.put("cuda_architectures", c("CMAKE_CUDA_ARCHITECTURES"))
-    for name in ("cudart", "cublas", "cublasLt", "cudnn", "openblas"):
-        where = ldd_where(out, name)
-        if where:
-            h.put(f"lib_{name}", where)
+    out = h.libraries(libs[0], LIB_LINES, ("cudart", "cublas", "cublasLt", "cudnn", "openblas"))
     if "not found" in out:
         h.warn("libtandem.so has libraries the loader cannot find (above)")
         return False
@@ -183,12 +188,7 @@ def existing_build(h, build_dir):
               file=sys.stderr)
         h.finish_step("build", "FAIL", f"no build at {build_dir}", start)
         return False
-    try:
-        with open(f"{build_dir}/include/tandem/config.h") as f:
-            cuda = "TANDEM_WITH_CUDA 1" in f.read()
-    except OSError:
-        cuda = False
-    if not cuda:
+    if not file_match(r"(TANDEM_WITH_CUDA 1)", f"{build_dir}/include/tandem/config.h"):
         h.warn(f"{build_dir} was built without the CUDA backend: every GPU test will fail")
     made_in = cache_value(build_dir, "CMAKE_CACHEFILE_DIR")
     if made_in and os.path.realpath(made_in) != build_dir:

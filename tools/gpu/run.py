@@ -1,6 +1,27 @@
 """`gpu.py run` (the bundle's run.sh): checks the prebuilt tandem on this
-machine's GPU within a time budget, building nothing. Each step is capped by
-its share of --budget; what the budget cuts off is recorded as NOT RUN."""
+machine's GPU within a time budget, building nothing.
+
+steps, in this order, each capped by its share of the budget (what the
+budget cuts off is recorded as NOT RUN, never as passed):
+  info       nvidia-smi, the version probe (CUDA runtime, driver, cuBLAS, cuDNN:
+             compiled-against and loaded), the libraries found; without a
+             usable GPU it says so and exits 2 right here
+  tests      every GoogleTest binary with TANDEM_REQUIRE_CUDA=1 (a skipped GPU
+             test fails) and TANDEM_SYNC_DEBUG=1, in parallel; then the
+             examples' smoke runs                                  (40%)
+  async      the GPU test cases again without TANDEM_SYNC_DEBUG    (10%)
+  sanitizer  compute-sanitizer memcheck over the GPU cases, racecheck and
+             synccheck over our kernels' cases                     (25%)
+  bench      every benchmark's CUDA cases, short                   (15%)
+  train      only with CIFAR-10 in the bundle (bundle --cifar10) or --cifar10:
+             `tandem train --model resnet-fast --device cuda` and `tandem bench
+             train`, with what the budget has left, at most --train-seconds
+  report     gpu-report.md + gpu-report.json
+
+libraries: the bundle's own (lib/), CUDA's from the toolkit (CUDA_HOME,
+/usr/local/cuda) and from the nvidia-* Python wheels (cuDNN lives there), the
+driver's; lib/fallback (libstdc++, libgcc_s) only when the machine's own C++
+runtime is older than the one tandem was built with."""
 
 import glob
 import json
@@ -9,13 +30,11 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from xml.sax.saxutils import quoteattr
 
-import steps
-from steps import EXIT_NO_TOOL, GPU_FILTER, ROOT, TIMED_OUT, Harness, execute, ldd, ldd_where
+from steps import EXIT_NO_TOOL, GPU_FILTER, ROOT, TIMED_OUT, Harness, execute, output, tsv_value
 
 BUNDLE = ROOT  # run.sh sits at the top of the unpacked bundle, tools/gpu/ below it
 RESERVE = 15  # seconds kept for the report
@@ -34,35 +53,23 @@ for p in sys.path:
 
 
 def tee_console(path):
-    """Copies everything written to stdout and stderr (by this process and its
-    children) into path as well; returns the function that stops it."""
+    """Sends stdout and stderr, this process's and its children's, through `tee
+    path` as well; returns the function that stops it."""
     sys.stdout.flush()
-    sys.stderr.flush()
-    r, w = os.pipe()
+    tee = subprocess.Popen(["tee", path], stdin=subprocess.PIPE)
     saved = os.dup(1), os.dup(2)
-    log = open(path, "wb")
-
-    def pump():
-        while True:
-            data = os.read(r, 65536)
-            if not data:
-                break
-            os.write(saved[0], data)
-            log.write(data)
-        log.close()
-
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
-    os.dup2(w, 1)
-    os.dup2(w, 2)
-    os.close(w)
+    for fd in (1, 2):
+        os.dup2(tee.stdin.fileno(), fd)
 
     def stop():
         sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        t.join(5)
+        for fd in (1, 2):
+            os.dup2(saved[fd - 1], fd)
+        tee.stdin.close()
+        try:
+            tee.wait(5)  # (a process left behind may still hold the pipe)
+        except subprocess.TimeoutExpired:
+            pass
 
     return stop
 
@@ -93,12 +100,7 @@ class BundleRun:
         return min(self.args.budget * percent // 100, self.left())
 
     def manifest(self, key):
-        try:
-            with open(os.path.join(BUNDLE, "MANIFEST")) as f:
-                return next((ln.rstrip("\n").split("\t", 1)[1] for ln in f
-                             if ln.startswith(key + "\t")), "")
-        except OSError:
-            return ""
+        return tsv_value(os.path.join(BUNDLE, "MANIFEST"), key)
 
     # ---- step 1: info ----
 
@@ -107,28 +109,19 @@ class BundleRun:
         bundle's lib/fallback only when this machine's C++ runtime is older."""
         h = self.h
         h.section("libraries")
-        dirs = []
-
-        def add(d):
-            if d and os.path.isdir(d) and d not in dirs:
-                dirs.append(d)
-
-        for d in (os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "lib64"),
-                  "/usr/local/cuda/lib64", "/usr/local/cuda/lib",
-                  "/usr/local/cuda/targets/x86_64-linux/lib"):
-            add(d)
+        dirs = [os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "lib64"),
+                "/usr/local/cuda/lib64", "/usr/local/cuda/lib",
+                "/usr/local/cuda/targets/x86_64-linux/lib"]
         for py in ("python3", "/opt/torch/.venv/bin/python3"):
             if shutil.which(py):
-                p = subprocess.run([py, "-c", WHEEL_DIRS], capture_output=True, text=True)
-                for d in p.stdout.splitlines():
-                    add(d)
-        add("/usr/local/nvidia/lib64")
-        add("/usr/local/nvidia/lib")
+                dirs += output([py, "-c", WHEEL_DIRS])[1].splitlines()  # (an error is no folder)
+        dirs += ["/usr/local/nvidia/lib64", "/usr/local/nvidia/lib"]
+        dirs = [d for i, d in enumerate(dirs) if os.path.isdir(d) and d not in dirs[:i]]
         old = os.environ.get("LD_LIBRARY_PATH")
         os.environ["LD_LIBRARY_PATH"] = ":".join(dirs + ([old] if old else []))
         lib = (glob.glob(os.path.join(BUNDLE, "lib", "libtandem.so.*.*")) or [""])[0]
         if re.search(r"(GLIBCXX|CXXABI|GCC)_[0-9.]+' not found|lib(stdc\+\+|gcc_s)[^ ]* => not found",
-                     ldd(lib)):
+                     output(["ldd", lib])[1]):
             print("C++ runtime: this machine's is older than tandem's; using the bundle's "
                   "lib/fallback")
             os.environ["LD_LIBRARY_PATH"] = os.path.join(BUNDLE, "lib", "fallback") + ":" + \
@@ -137,17 +130,13 @@ class BundleRun:
             print("C++ runtime: this machine's")
         print(f"LD_LIBRARY_PATH={os.environ['LD_LIBRARY_PATH']}")
         print("libtandem's libraries (ldd):")
-        out = steps.print_ldd(lib, r"cudart|cublas|cudnn|libcuda\.|openblas|gomp|stdc\+\+|not found")
         h.put("lib_search_path", os.environ["LD_LIBRARY_PATH"])
-        for name in ("cudart", "cublas", "cublasLt", "cudnn", "openblas", "stdc++"):
-            where = ldd_where(out, name)
-            if where:
-                h.put(f"lib_{name}", where)
+        out = h.libraries(lib, r"cudart|cublas|cudnn|libcuda\.|openblas|gomp|stdc\+\+|not found",
+                          ("cudart", "cublas", "cublasLt", "cudnn", "openblas", "stdc++"))
         # Every symbol bound now: a cuDNN or cuBLAS older than the headers tandem was
         # built with shows here as an undefined symbol, not as a crash mid-test.
-        p = subprocess.run(["ldd", "-r", lib], capture_output=True, text=True,
-                           env=dict(os.environ, LD_BIND_NOW="1"))
-        undefined = [ln for ln in (p.stdout + p.stderr).splitlines() if "undefined symbol" in ln]
+        undefined = [ln for ln in output(["ldd", "-r", lib], env=dict(os.environ, LD_BIND_NOW="1"))[
+            1].splitlines() if "undefined symbol" in ln]
         for ln in undefined[:20]:
             print("  " + ln)
         missing = [ln.split()[0] for ln in out.splitlines() if "not found" in ln]

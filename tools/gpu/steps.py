@@ -65,44 +65,66 @@ def execute(cmd, limit, env=None, log=None, out=None):
                          stdout=out if out else subprocess.PIPE, stderr=subprocess.STDOUT)
     expired = threading.Event()
 
-    def kill():
+    def kill():  # TERM, KILL 10 s later; then KILL whatever of the group is left
         expired.set()
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 0)):
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
             try:
                 os.killpg(p.pid, sig)
-            except OSError:
-                return
-            try:
-                p.wait(wait)
-                return
+                p.wait(grace)
             except subprocess.TimeoutExpired:
                 pass
+            except OSError:
+                return
 
     timer = threading.Timer(limit, kill)
     timer.start()
     try:
         if not out:
-            with open(log, "a") if log else open(os.devnull, "w") as lf:
+            with p.stdout, open(log or os.devnull, "a") as lf:
                 for line in iter(p.stdout.readline, b""):
-                    text = line.decode(errors="replace")
-                    sys.stdout.write(text)
-                    lf.write(text)
+                    sys.stdout.write(line.decode(errors="replace"))
+                    lf.write(line.decode(errors="replace"))
         rc = p.wait()
     finally:
         timer.cancel()
     return 124 if expired.is_set() else 128 - rc if rc < 0 else rc
 
 
+def output(cmd, timeout=60, env=None):
+    """(exit status, stdout + stderr) of a short command; 124 when it timed out."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        return p.returncode, p.stdout + p.stderr
+    except subprocess.TimeoutExpired:
+        return 124, ""
+    except OSError as e:
+        return 127, f"{e}\n"
+
+
+def tsv_value(path, key):
+    """The (first) value of key in a file of key<TAB>value lines, or ""."""
+    return next((ln[1] for ln in report.read_tsv(path) if len(ln) > 1 and ln[0] == key), "")
+
+
+def file_match(pattern, path, flags=re.M):
+    """The first group of pattern in the file at path, or ""."""
+    try:
+        with open(path, errors="replace") as f:
+            m = re.search(pattern, f.read(), flags)
+    except OSError:
+        return ""
+    return m.group(1) if m else ""
+
+
+def append(path, line, echo=False):
+    if echo:
+        print(line)
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
 def now_utc():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def positive_env(name, default):
-    """A positive whole number from the environment; ValueError names a bad one."""
-    v = os.environ.get(name, str(default))
-    if not re.fullmatch(r"[1-9][0-9]*", v):
-        raise ValueError(f"{name} must be a positive number of seconds, not '{v}'")
-    return int(v)
 
 
 class Harness:
@@ -134,16 +156,10 @@ class Harness:
 
     def run_logged(self, log, limit, cmd, env=None):
         """execute() with the command shown and the output also appended to log."""
-        line = show_cmd(cmd)
-        print(line)
-        with open(log, "a") as f:
-            f.write(line + "\n")
+        append(log, show_cmd(cmd), echo=True)
         rc = execute(cmd, limit, env=env, log=log)
         if rc in TIMED_OUT:
-            msg = f"{self.name}: TIMED OUT after {limit} s: {cmd[0]}"
-            print(msg)
-            with open(log, "a") as f:
-                f.write(msg + "\n")
+            append(log, f"{self.name}: TIMED OUT after {limit} s: {cmd[0]}", echo=True)
         return rc
 
     def finish_step(self, name, status, detail, start):
@@ -167,18 +183,10 @@ class Harness:
         self.finish_step(name, "NOT RUN", why, time.monotonic())
 
     def put(self, key, value):
-        with open(os.path.join(self.dir, "device.tsv"), "a") as f:
-            f.write(f"{key}\t{value}\n")
+        append(os.path.join(self.dir, "device.tsv"), f"{key}\t{value}")
 
     def device(self, key):
-        """A value already in device.tsv (the first), or ""."""
-        path = os.path.join(self.dir, "device.tsv")
-        with open(path) as f:
-            for ln in f:
-                k, _, v = ln.rstrip("\n").partition("\t")
-                if k == key:
-                    return v
-        return ""
+        return tsv_value(os.path.join(self.dir, "device.tsv"), key)
 
     def init(self, source, commit):
         os.makedirs(self.dir, exist_ok=True)
@@ -210,8 +218,7 @@ class Harness:
             print(f"nvcc: not found (CUDA_HOME={self.cuda_home})")
             self.put("nvcc", "not found")
             return
-        out = subprocess.run([self.nvcc, "--version"], capture_output=True, text=True).stdout
-        rel = re.search(r"release ([0-9.]+), (V[0-9.]+)", out)
+        rel = re.search(r"release ([0-9.]+), (V[0-9.]+)", output([self.nvcc, "--version"])[1])
         print(f"nvcc: {self.nvcc} ({'release %s, %s' % rel.groups() if rel else ''})")
         self.put("nvcc", self.nvcc)
         self.put("toolkit_version", rel.group(1) if rel else "")
@@ -229,11 +236,7 @@ class Harness:
                  "clocks.max.memory,pci.bus_id")
         cmd = ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"]
         print(show_cmd(cmd))
-        try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-            rc, out = p.returncode, p.stdout + p.stderr
-        except subprocess.TimeoutExpired:
-            rc, out = 124, ""
+        rc, out = output(cmd)
         print(out, end="")
         rows = [ln for ln in out.splitlines() if ln[:1].isdigit()]
         if rc != 0 or not rows:
@@ -256,21 +259,17 @@ class Harness:
         """The version probe's key/value lines into device.tsv; a runtime that
         sees no device clears gpu_ok."""
         print(show_cmd([probe]))
-        try:
-            p = subprocess.run([probe], capture_output=True, text=True, timeout=60)
-            rc, out = p.returncode, p.stdout + p.stderr
-        except (OSError, subprocess.TimeoutExpired) as e:
-            rc, out = 124, str(e) + "\n"
+        rc, out = output([probe])
         print(out, end="")
         if rc != 0:
             self.warn(f"the version probe failed (exit status {rc})")
             return
         self.probe_ok = True
         kv = [ln for ln in out.splitlines() if re.match(r"[a-z0-9_]+\t", ln)]
-        with open(os.path.join(self.dir, "device.tsv"), "a") as f:
-            f.writelines(ln + "\n" for ln in kv)
+        for ln in kv:
+            self.put(*ln.split("\t", 1))
         print("probe's libraries:")
-        print_ldd(probe, r"cudart|cublas|cudnn|libcuda\.|not found")
+        self.libraries(probe, r"cudart|cublas|cudnn|libcuda\.|not found")
         if self.gpu_ok and "runtime_devices\t0" in kv:
             err = next((ln.split("\t", 1)[1] for ln in kv if ln.startswith("runtime_error\t")),
                        "")
@@ -291,6 +290,21 @@ class Harness:
         self.put("gpu", "yes")
         caps = " ".join("sm_" + c for c in self.compute_caps)
         self.finish_step("info", "PASS", f"{self.device('gpu0_name')}, {caps}", start)
+
+    def libraries(self, lib, pattern, record=()):
+        """Prints the lines of `ldd lib` that match pattern, records where each
+        library named in record comes from (lib_NAME in device.tsv) and returns
+        ldd's output."""
+        out = output(["ldd", lib])[1]
+        for ln in out.splitlines():
+            if re.search(pattern, ln):
+                print("  " + ln)
+        for name in record:
+            where = [f[2] for f in map(str.split, out.splitlines())
+                     if len(f) >= 3 and f[0].startswith(f"lib{name}.")]
+            if where:
+                self.put(f"lib_{name}", where[0])
+        return out
 
     # ---- the tests ----
 
@@ -454,49 +468,14 @@ def executables(folder, pattern):
 
 def count_cases(binary, gtest_filter, env):
     """How many test cases the filter selects in a gtest binary."""
-    try:
-        out = subprocess.run([binary, "--gtest_list_tests", f"--gtest_filter={gtest_filter}"],
-                             capture_output=True, text=True, env=env, timeout=60).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
+    out = output([binary, "--gtest_list_tests", f"--gtest_filter={gtest_filter}"], env=env)[1]
     return sum(1 for ln in out.splitlines() if ln.startswith("  "))
-
-
-def ldd(path, env=None):
-    p = subprocess.run(["ldd", path], capture_output=True, text=True, env=env)
-    return p.stdout + p.stderr
-
-
-def print_ldd(path, pattern, out=None):
-    """Prints the lines of ldd's output that match pattern; returns the output."""
-    out = ldd(path) if out is None else out
-    for ln in out.splitlines():
-        if re.search(pattern, ln):
-            print("  " + ln)
-    return out
-
-
-def ldd_where(ldd_out, lib):
-    """Where ldd found lib<lib>.*, or None."""
-    for ln in ldd_out.splitlines():
-        f = ln.split()
-        if len(f) >= 3 and f[0].startswith(f"lib{lib}."):
-            return f[2]
-    return None
 
 
 def git_commit(root, porcelain_args=()):
     """The short commit of root, with a note when the tree has changes."""
-    def git(*a):
-        try:
-            p = subprocess.run(["git", "-C", root] + list(a), capture_output=True, text=True)
-        except OSError:
-            return None
-        return p.stdout.strip() if p.returncode == 0 else None
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if not commit:
+    rc, commit = output(["git", "-C", root, "rev-parse", "--short", "HEAD"])
+    if rc:
         return "unknown"
-    if git("status", "--porcelain", *porcelain_args):
-        commit += " (with uncommitted changes)"
-    return commit
+    rc, changes = output(["git", "-C", root, "status", "--porcelain"] + list(porcelain_args))
+    return commit.strip() + (" (with uncommitted changes)" if rc == 0 and changes.strip() else "")
