@@ -64,7 +64,7 @@ def build_parser():
         "to pack, default build/ci)"))),
         ("--skip-build", dict(action="store_true", help="use the build as it is, no (re)build")))
     jobs = parent(("--jobs", dict(type=positive, default=os.environ.get("JOBS") or
-                                  str(os.cpu_count() or 1), metavar="N",
+                                  str(len(os.sched_getaffinity(0))), metavar="N",
                                   help="build (and ctest) parallelism (default: JOBS or nproc)")))
     out = parent(("--out", dict(metavar="DIR", help=(
         "where the results go (bundle: the archive, default build/gpu-bundle; run: gpu-report.md"

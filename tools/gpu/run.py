@@ -205,7 +205,7 @@ class BundleRun:
                 junit_file(xml, f"{name} (crashed: exit status {rc})", f"no results; see {name}.log")
             print(f"  {name}: exit status {rc}")
 
-        with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 8)) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(os.sched_getaffinity(0)), 8)) as pool:
             list(pool.map(one, sorted(glob.glob(os.path.join(BUNDLE, "bin", "tandem_test_*")))))
 
     def tests(self):
