@@ -4,7 +4,7 @@
 // (parameterised: "Prefix/Suite.Name/param"); WHEN is a tt::SkipWhen
 // (tests/test_util.h). A test skips only through TANDEM_SKIP_IF(WHEN, ...),
 // and only where an entry here matches it: any other skip fails. Read by
-// tests/test_util.h (compiled into every test program), tools/gpu-lib.sh (the
+// tests/test_util.h (compiled into every test program), tools/gpu/steps.py (the
 // GPU check's report allows the CudaPresent entries, and nothing else) and
 // tests/test_expected_skips.py (ctest expected_skips: each entry names a test
 // that has a TANDEM_SKIP_IF for it, each TANDEM_SKIP_IF has an entry, and no

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# ctest gpu_bundle: packs the GPU bundle from this build (tools/gpu-bundle.sh
-# --skip-build), unpacks it elsewhere and runs its run.sh in a clean
+# ctest gpu_bundle: packs the GPU bundle from this build (python3
+# tools/gpu/gpu.py bundle --skip-build), unpacks it elsewhere and runs its run.sh in a clean
 # environment. On a machine without a GPU run.sh must find every library,
 # write its results and exit 2 ("no usable GPU") after the info step.
 #   tests/gpu_bundle_test.sh SOURCE_DIR BUILD_DIR WORK_DIR
@@ -26,10 +26,10 @@ fail() {
   exit 1
 }
 
-"$src/tools/gpu-bundle.sh" --skip-build --build-dir "$build" --out "$work/out" --jobs 2 \
+python3 "$src/tools/gpu/gpu.py" bundle --skip-build --build-dir "$build" --out "$work/out" --jobs 2 \
   >"$work/bundle.log" 2>&1 || {
   cat "$work/bundle.log"
-  fail "gpu-bundle.sh failed"
+  fail "gpu.py bundle failed"
 }
 tail -n 4 "$work/bundle.log"
 archive="$work/out/tandem-gpu-bundle.tar.xz"
@@ -39,13 +39,16 @@ archive="$work/out/tandem-gpu-bundle.tar.xz"
 mkdir -p "$work/unpacked"
 tar -xJf "$archive" -C "$work/unpacked"
 b="$work/unpacked/tandem-gpu-bundle"
-for f in run.sh MANIFEST tests.tsv tools/gpu-lib.sh tools/gpu_report.py bin/tandem_gpu_probe \
+for f in run.sh MANIFEST tests.tsv tools/gpu/gpu.py tools/gpu/steps.py tools/gpu/run.py tools/gpu/report.py \
+  bin/tandem_gpu_probe \
   bin/tandem_test_cuda lib/fallback/libstdc++.so.6 tests/safetensors_ref.py tests/expected_skips.h \
   tests/data/safetensors; do
   [[ -e $b/$f ]] || fail "the bundle lacks $f"
 done
 ls "$b"/lib/libopenblas* >/dev/null 2>&1 || fail "the bundle lacks OpenBLAS"
 grep -q 'example_' "$b/tests.tsv" || fail "tests.tsv lists no examples"
+grep -q 'tools/gpu/gpu.py" run' "$b/run.sh" || fail "run.sh does not start tools/gpu/gpu.py run"
+env -i PATH=/usr/bin:/bin bash "$b/run.sh" --help | grep -q -- '--budget' || fail "run.sh --help failed"
 # Nothing points back into this build tree.
 if grep -rl --binary-files=text "$build" "$b/bin" "$b/lib" >/dev/null 2>&1; then
   fail "packed files still name the build tree $build: $(grep -rl --binary-files=text "$build" "$b/bin" "$b/lib" | head -n 3)"

@@ -11,13 +11,12 @@ and the places that skip agree.
 - nothing skips another way: GTEST_SKIP only inside test_skip.h's macro, no
   ctest SKIP_RETURN_CODE / SKIP_REGULAR_EXPRESSION, no `exit 77` in a test
   script;
-- the GPU check's report (tools/gpu-lib.sh) allows exactly the CudaPresent
+- the GPU check's report (tools/gpu/steps.py) allows exactly the CudaPresent
   entries.
 At run time the macro itself fails a skip that the list does not hold.
 """
 import os
 import re
-import subprocess
 import sys
 
 ENTRY = re.compile(r'^TANDEM_EXPECTED_SKIP\("([^"]+)", *(\w+), *"([^"]+)"\)\s*$')
@@ -148,21 +147,22 @@ def main():
                     errors.append(f"{rel}: exit 77 (a ctest skip)")
 
     # The GPU report's allowed skips are the CudaPresent entries.
-    gpu_lib = os.path.join(root, "tools", "gpu-lib.sh")
-    env = {k: v for k, v in os.environ.items() if k != "GPU_CHECK_ALLOWED_SKIPS"}
-    out = subprocess.run(["bash", "-c", 'source "$1"; printf %s "$allowed_skips"', "-", gpu_lib],
-                         capture_output=True, text=True, env=env)
-    allowed = re.compile(out.stdout) if out.stdout else None
+    sys.path.insert(0, os.path.join(root, "tools", "gpu"))
+    import steps
+    regex = steps.expected_gpu_skips(list_path)
+    allowed = re.compile(regex) if regex else None
     for pattern, when, _, n in entries:
         if pattern == "*":
             continue
         for t in [t for t in names if matches(pattern, t)]:
             ok = bool(allowed and allowed.search(t))
             if ok != (when == "CudaPresent"):
-                errors.append(f"tools/gpu-lib.sh's allowed skips ({out.stdout!r}) "
+                errors.append(f"tools/gpu/steps.py's allowed skips ({regex!r}) "
                               f"{'allow' if ok else 'do not allow'} {t} ({when})")
     if allowed and allowed.search("SomeSuite.SomeOtherTest"):
-        errors.append(f"tools/gpu-lib.sh allows every skip ({out.stdout!r})")
+        errors.append(f"tools/gpu/steps.py allows every skip ({regex!r})")
+    if not regex and any(w == "CudaPresent" for _, w, _, _ in entries):
+        errors.append("tools/gpu/steps.py allows no skip, though the list has CudaPresent entries")
 
     for e in errors:
         print("FAIL:", e)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Tests of tools/gpu_report.py (the report of tools/gpu-check.sh) on synthetic
-results, and of gpu-check.sh's argument handling. Run by ctest (gpu_report);
+"""Tests of the GPU harness (tools/gpu/gpu.py): the report on synthetic results,
+the steps it shares between check and run (steps.tsv, time limits, budgets,
+filters), and every command's argument handling. Run by ctest (gpu_report);
 standard library only.
 
 The synthetic benchmark JSON uses the case names our benchmark programs
@@ -8,19 +9,23 @@ print (benchmarks/README.md), with random figures, so the report's ratios are
 checked against values computed here.
 """
 
+import argparse
+import contextlib
+import io
 import json
 import os
 import random
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPORT_PY = os.path.join(ROOT, "tools", "gpu_report.py")
-GPU_CHECK = os.path.join(ROOT, "tools", "gpu-check.sh")
-GPU_BUNDLE = os.path.join(ROOT, "tools", "gpu-bundle.sh")
-BUNDLE_RUN = os.path.join(ROOT, "tools", "gpu-bundle-run.sh")
+GPU_PY = os.path.join(ROOT, "tools", "gpu", "gpu.py")
+sys.path.insert(0, os.path.dirname(GPU_PY))
+import run as bundle_run  # noqa: E402
+import steps  # noqa: E402
 
 
 def run(*args, **kw):
@@ -70,7 +75,7 @@ class JunitTest(unittest.TestCase):
             with open(junit, "w") as f:
                 f.write(JUNIT)
             out = os.path.join(d, "tests.json")
-            r = run(sys.executable, REPORT_PY, "junit", junit, "--allowed-skips",
+            r = run(sys.executable, GPU_PY, "junit", junit, "--allowed-skips",
                     r"^ErrorTest\.CudaTensorWithoutADevice$", "--out", out)
             self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
             res = json.loads(read(out))
@@ -90,7 +95,7 @@ class JunitTest(unittest.TestCase):
             with open(junit, "w") as f:
                 f.write('<testsuite><testcase name="A.b" status="run"/>'
                         '<testcase name="A.c" status="run"/></testsuite>')
-            r = run(sys.executable, REPORT_PY, "junit", junit)
+            r = run(sys.executable, GPU_PY, "junit", junit)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertIn("2 tests: 2 passed, 0 failed", r.stdout)
 
@@ -124,7 +129,7 @@ class GtestXmlTest(unittest.TestCase):
             with open(bad, "w") as f:
                 f.write("<testsuites><testsu")  # a binary killed mid-write
             out = os.path.join(d, "tests.json")
-            r = run(sys.executable, REPORT_PY, "junit", a, b, bad, "--out", out)
+            r = run(sys.executable, GPU_PY, "junit", a, b, bad, "--out", out)
             self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
             res = json.loads(read(out))
             self.assertEqual(res["total"], 5)
@@ -182,7 +187,7 @@ class ReportTest(unittest.TestCase):
             f.write("tool\tbinary\tstatus\terrors\tseconds\tcases\tlog\n"
                     "memcheck\ttandem_test_cuda\tPASS\t0\t10\t40\tx.log\n"
                     "racecheck\ttandem_test_optim\tFAIL (sanitizer errors)\t3\t20\t5\ty.log\n")
-        r = run(sys.executable, REPORT_PY, "report", self.dir)
+        r = run(sys.executable, GPU_PY, "report", self.dir)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.report = json.loads(read(os.path.join(self.dir, "gpu-report.json")))
         self.md = read(os.path.join(self.dir, "gpu-report.md"))
@@ -248,7 +253,7 @@ class ReportTest(unittest.TestCase):
 class EmptyReportTest(unittest.TestCase):
     def test_nothing_measured_says_so(self):
         with tempfile.TemporaryDirectory() as d:
-            r = run(sys.executable, REPORT_PY, "report", d)
+            r = run(sys.executable, GPU_PY, "report", d)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             md = read(os.path.join(d, "gpu-report.md"))
             self.assertIn("not run (no benchmark JSON", md)
@@ -257,43 +262,141 @@ class EmptyReportTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "tandem_bench_ops.json"), "w") as f:
                 f.write('{"benchmarks": [')  # truncated
-            r = run(sys.executable, REPORT_PY, "bench-errors", d)
+            r = run(sys.executable, GPU_PY, "bench-errors", d)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(r.stdout.strip(), "1")
 
 
-class GpuCheckArgumentsTest(unittest.TestCase):
-    def test_help_and_bad_usage(self):
-        r = run("bash", GPU_CHECK, "--help")
+class ArgumentsTest(unittest.TestCase):
+    COMMANDS = ("check", "bundle", "run", "report", "junit", "bench-errors")
+
+    def test_every_command_has_help(self):
+        r = run(sys.executable, GPU_PY, "--help")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("compute-sanitizer", r.stdout)
-        r = run("bash", GPU_CHECK, "--no-such-option")
-        self.assertEqual(r.returncode, 64)
-        self.assertIn("unknown option '--no-such-option'", r.stderr)
-        r = run("bash", GPU_CHECK, "--only", "tests,nonsense")
-        self.assertEqual(r.returncode, 64)
-        self.assertIn("unknown step 'nonsense'", r.stderr)
-        r = run("bash", GPU_CHECK, "--jobs", "zero")
-        self.assertEqual(r.returncode, 64)
+        for c in self.COMMANDS:
+            self.assertIn(c, r.stdout)
+            h = run(sys.executable, GPU_PY, c, "--help")
+            self.assertEqual(h.returncode, 0, c + h.stderr)
+            self.assertIn(f"usage: gpu.py {c}", h.stdout)
+        self.assertIn("compute-sanitizer", run(sys.executable, GPU_PY, "check", "-h").stdout)
+        self.assertIn("--skip-build", run(sys.executable, GPU_PY, "bundle", "-h").stdout)
+        self.assertIn("--budget", run(sys.executable, GPU_PY, "run", "-h").stdout)
+
+    def usage_error(self, *args, says=None, env=None):
+        r = run(sys.executable, GPU_PY, *args, env=env)
+        self.assertEqual(r.returncode, 64, f"{args}: {r.stdout}{r.stderr}")
+        self.assertIn("usage: gpu.py", r.stderr)
+        if says:
+            self.assertIn(says, r.stderr)
+
+    def test_bad_usage_exits_64(self):
+        self.usage_error()
+        self.usage_error("no-such-command")
+        for c in ("check", "bundle", "run"):
+            self.usage_error(c, "--no-such-option", says="--no-such-option")
+        self.usage_error("check", "--only", "tests,nonsense", says="unknown step 'nonsense'")
+        self.usage_error("check", "--only", "train", says="unknown step 'train'")
+        self.usage_error("check", "--jobs", "zero", says="--jobs")
+        self.usage_error("check", env=dict(os.environ, GPU_CHECK_TIMEOUT_TESTS="-1"),
+                         says="GPU_CHECK_TIMEOUT_TESTS must be a positive number")
+        self.usage_error("run", "--budget", "soon", says="must be a positive number of seconds")
+        self.usage_error("run", "--budget", "-5", says="must be a positive number of seconds")
+        self.usage_error("run", "--budget", "0", says="--budget")
+        self.usage_error("run", "--train-seconds", "-1", says="--train-seconds")
+        self.usage_error("run", "--only", "tests,nonsense", says="unknown step 'nonsense'")
+        self.usage_error("run", "--only", "build", says="unknown step 'build'")
+        self.usage_error("bundle", "--max-mib", "0", says="--max-mib")
+        self.usage_error("bundle", "--cifar10", os.path.join(ROOT, "no-such-file"),
+                         says="--cifar10: no file")
+        self.usage_error("report")
+        self.usage_error("junit")
+
+    def test_check_without_a_gpu_exits_2_after_the_info_step(self):
+        with tempfile.TemporaryDirectory() as d:
+            fake = os.path.join(d, "bin")
+            os.makedirs(fake)
+            smi = os.path.join(fake, "nvidia-smi")
+            with open(smi, "w") as f:
+                f.write("#!/bin/sh\necho 'No devices were found'\nexit 6\n")
+            os.chmod(smi, 0o755)
+            env = dict(os.environ, PATH=fake + ":/usr/bin:/bin", CUDA_HOME=os.path.join(d, "none"))
+            r = run(sys.executable, GPU_PY, "check", "--build-dir", os.path.join(d, "build"),
+                    "--report-dir", os.path.join(d, "report"), env=env)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn("NO GPU: nvidia-smi lists no usable GPU (exit status 6)", r.stdout)
+            tsv = read(os.path.join(d, "report", "steps.tsv")).split("\t")
+            self.assertEqual(tsv[:2], ["info", "NO GPU"])
+            self.assertIn("gpu\tnone: nvidia-smi lists no usable GPU",
+                          read(os.path.join(d, "report", "device.tsv")))
 
 
-class BundleArgumentsTest(unittest.TestCase):
-    def test_help_and_bad_usage(self):
-        for script in (GPU_BUNDLE, BUNDLE_RUN):
-            r = run("bash", script, "--help")
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertIn("--budget" if script == BUNDLE_RUN else "--skip-build", r.stdout)
-            r = run("bash", script, "--no-such-option")
-            self.assertEqual(r.returncode, 64, r.stdout + r.stderr)
-            self.assertIn("unknown option '--no-such-option'", r.stderr)
-        r = run("bash", BUNDLE_RUN, "--budget", "soon")
-        self.assertEqual(r.returncode, 64)
-        self.assertIn("--budget must be a positive number", r.stderr)
-        r = run("bash", BUNDLE_RUN, "--only", "tests,nonsense")
-        self.assertEqual(r.returncode, 64)
-        self.assertIn("unknown step 'nonsense'", r.stderr)
-        r = run("bash", GPU_BUNDLE, "--max-mib", "0")
-        self.assertEqual(r.returncode, 64)
+class StepsTest(unittest.TestCase):
+    """The shared steps in-process; their console output is kept out of the way."""
+
+    def setUp(self):
+        quiet = contextlib.redirect_stdout(io.StringIO())
+        quiet.__enter__()
+        self.addCleanup(quiet.__exit__, None, None, None)
+
+    def test_a_step_replaces_its_earlier_line_and_keeps_the_others(self):
+        with tempfile.TemporaryDirectory() as d:
+            h = steps.Harness("t", d)
+            h.finish_step("bench", "FAIL", "first\ttry", time.monotonic())
+            h.finish_step("tests", "PASS", "x", time.monotonic())
+            h.finish_step("bench", "PASS", "second", time.monotonic())
+            lines = [ln.split("\t") for ln in read(os.path.join(d, "steps.tsv")).splitlines()]
+            self.assertEqual([ln[:3] for ln in lines], [["tests", "PASS", "x"],
+                                                        ["bench", "PASS", "second"]])
+            self.assertEqual(list(h.steps), ["tests", "bench"])
+            # Only the steps of this invocation decide the exit status.
+            self.assertEqual(h.report_and_summary(["sanitizer"]), 0)
+            h.skip_step("sanitizer", "the budget left 3 s")
+            self.assertEqual(h.report_and_summary([]), 1)
+            self.assertIn("NOT RUN", read(os.path.join(d, "gpu-report.md")))
+
+    def test_a_command_past_its_limit_is_killed_and_says_timed_out(self):
+        with tempfile.TemporaryDirectory() as d:
+            log = os.path.join(d, "log")
+            t = time.monotonic()
+            rc = steps.execute(["sh", "-c", "echo started; sleep 30"], 1, log=log)
+            self.assertEqual(rc, 124)
+            self.assertLess(time.monotonic() - t, 15)
+            self.assertIn("started", read(log))
+            n = random.randint(1, 100)
+            self.assertEqual(steps.execute(["sh", "-c", f"exit {n}"], 10, log=log), n)
+            self.assertEqual(steps.execute(["sh", "-c", "kill -9 $$"], 10, log=log), 137)
+
+    def test_sanitizer_filters(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.environ.pop("GPU_CHECK_SANITIZER_EXCLUDE", None)
+            h = steps.Harness("t", d)
+            self.assertEqual(h.make_filter("*Cuda*"), "*Cuda*-*OutOfMemory*")
+            h.quick = True
+            self.assertEqual(h.make_filter("A.*"), "A.*-*OutOfMemory*:" + steps.QUICK_EXCLUDE)
+            h.sanitizer_exclude, h.quick = "", False
+            self.assertEqual(h.make_filter("A.*"), "A.*")
+
+    def test_allowed_gpu_skips_are_the_cudapresent_entries(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "expected_skips.h")
+            with open(path, "w") as f:
+                f.write('TANDEM_EXPECTED_SKIP("*", NoCuda, "any CUDA test without a device")\n'
+                        'TANDEM_EXPECTED_SKIP("A.B*", CudaPresent, "only without a device")\n'
+                        'TANDEM_EXPECTED_SKIP("C.D", Asan, "not under ASan")\n')
+            self.assertEqual(steps.expected_gpu_skips(path), r"^(A\.B.*)$")
+            self.assertEqual(steps.expected_gpu_skips(os.path.join(d, "none.h")), "")
+
+    def test_a_step_the_budget_has_no_room_for_is_not_run(self):
+        with tempfile.TemporaryDirectory() as d:
+            args = argparse.Namespace(report_dir=d, quick=False, budget=random.randint(16, 49),
+                                      bench_cpu=False)
+            r = bundle_run.BundleRun(args)
+            r.tests()  # 40% of under 50 s: under the 20 s a test run needs
+            r.sanitizer()
+            lines = read(os.path.join(d, "steps.tsv")).splitlines()
+            self.assertEqual([ln.split("\t")[:2] for ln in lines],
+                             [["tests", "NOT RUN"], ["sanitizer", "NOT RUN"]])
+            self.assertEqual(r.h.report_and_summary(["tests"]), 1)
 
 
 if __name__ == "__main__":

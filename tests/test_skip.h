@@ -16,7 +16,7 @@
 // reason; any other skip is a failure that names the missing entry. A skip for
 // NoCuda is a failure under TANDEM_REQUIRE_CUDA=1 (tools/test.sh --gpu and the
 // GPU check), so a GPU run cannot pass by skipping. The GPU check's report
-// allows exactly the CudaPresent entries (tools/gpu-lib.sh reads the list), and
+// allows exactly the CudaPresent entries (tools/gpu/steps.py reads the list), and
 // ctest expected_skips holds the list and the TANDEM_SKIP_IF sites together.
 namespace tt {
 

@@ -28,8 +28,8 @@ packages=(
   curl                 # downloading CIFAR-10 (prepare_cifar10)
   nlohmann-json3-dev   # checkpoint headers (safetensors JSON, JSON model files)
   clang                # the libFuzzer target of the checkpoint parser (tools/fuzz.sh)
-  python3              # tools/gpu_report.py and its test
-  patchelf             # tools/gpu-bundle.sh: RUNPATHs of the packed binaries
+  python3              # the GPU harness (tools/gpu/gpu.py) and its test
+  patchelf             # tools/gpu/gpu.py bundle: RUNPATHs of the packed binaries
   xz-utils             # .tar.xz image archives (tar runs xz); the GPU bundle archive
   libcli11-dev         # command-line parsing of the tandem tool (tools/cli)
   libgloo-dev          # collectives of tandem::dist on CPUs (Gloo, TCP transport; src/dist)

@@ -1,30 +1,15 @@
-#!/usr/bin/env python3
-"""The report of tools/gpu-check.sh (Python 3 standard library only).
-
-  gpu_report.py junit FILE... [--allowed-skips REGEX] [--out tests.json]
-      Counts the JUnit results of ctest (--output-junit) or of GoogleTest
-      binaries (--gtest_output=xml), several files together. Exit 1 when any
-      test failed or any test skipped whose name does not match REGEX (on a
-      GPU machine a skipped GPU test means it did not run); a file that cannot
-      be read counts as a failure.
-  gpu_report.py bench-errors DIR
-      Prints how many benchmark cases in DIR/*.json reported an error.
-  gpu_report.py report REPORT_DIR
-      Writes REPORT_DIR/gpu-report.md and gpu-report.json from what the report
-      directory holds: device.tsv, steps.tsv, tests.json, sanitizer.tsv and
-      bench/*.json (Google Benchmark JSON). Every benchmark section says "not
-      measured" when no benchmark of that kind exists.
+"""The GPU check's results: JUnit counting, benchmark errors and the report
+(gpu-report.md + gpu-report.json). Python 3 standard library only; the
+commands are `gpu.py junit`, `gpu.py bench-errors` and `gpu.py report`.
 
 Benchmark names follow benchmarks/README.md: <op>/<device>/<size>/<timer>,
 device "cpu" or "cuda" (or e.g. "cudnn_direct" for a direct library call).
 """
 
-import argparse
 import glob
 import json
 import os
 import re
-import sys
 import xml.etree.ElementTree as ET
 
 TIME_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
@@ -86,8 +71,12 @@ def parse_junit(paths, allowed_skips):
     }
 
 
-def cmd_junit(args):
-    res = parse_junit(args.file, args.allowed_skips)
+def junit(files, allowed_skips="", out=None):
+    """Counts the JUnit results of ctest (--output-junit) or of GoogleTest binaries
+    (--gtest_output=xml), several files together, prints them and writes them to
+    out (tests.json). A failed test, or a skip whose name allowed_skips (a regex)
+    does not match, makes the result not ok; an unreadable file is a failure."""
+    res = parse_junit(files, allowed_skips)
     print("tests: " + res["summary"])
     for n in res["failed"][:50]:
         print(f"  FAILED  {n}")
@@ -95,10 +84,10 @@ def cmd_junit(args):
         print(f"  SKIPPED {s['name']}  {s['reason']}")
     for s in res["allowed_skips"]:
         print(f"  skipped (allowed) {s['name']}  {s['reason']}")
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             json.dump(res, f, indent=1)
-    return 0 if res["ok"] else 1
+    return res
 
 
 # ---- Google Benchmark JSON --------------------------------------------------------
@@ -135,12 +124,12 @@ def errored(b):
     return bool(b.get("error_occurred")) or bool(b.get("skipped")) and bool(b.get("error_message"))
 
 
-def cmd_bench_errors(args):
-    loaded = load_benchmarks(args.dir)
+def bench_errors(bench_dir):
+    """How many benchmark cases in bench_dir/*.json reported an error (an
+    unreadable file counts as one)."""
+    loaded = load_benchmarks(bench_dir)
     n = sum(1 for _, _, runs in loaded for b in runs if errored(b))
-    n += sum(1 for _, ctx, _ in loaded if "load_error" in ctx)  # unreadable JSON
-    print(n)
-    return 0
+    return n + sum(1 for _, ctx, _ in loaded if "load_error" in ctx)
 
 
 class Bench:
@@ -382,8 +371,10 @@ def fmt_version(v, style):
     return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
 
 
-def cmd_report(args):
-    rd = args.report_dir
+def write_report(rd):
+    """Writes rd/gpu-report.md and gpu-report.json from what the report directory
+    holds: device.tsv, steps.tsv, tests.json, sanitizer.tsv and bench/*.json.
+    Every benchmark section says "not measured" when nothing of its kind ran."""
     device = {k: v for k, v in (ln[:2] for ln in read_tsv(os.path.join(rd, "device.tsv"))
                                if len(ln) >= 2)}
     steps = [{"step": s[0], "status": s[1], "detail": s[2] if len(s) > 2 else "",
@@ -422,7 +413,6 @@ def cmd_report(args):
     with open(os.path.join(rd, "gpu-report.md"), "w") as f:
         f.write(md)
     print(f"wrote {os.path.join(rd, 'gpu-report.md')} and gpu-report.json")
-    return 0
 
 
 def table(header, rows):
@@ -577,23 +567,3 @@ def render_markdown(r):
         L.append("")
         L.append("Batch sizes may differ between devices; the images/s speedup is the fair one.")
     return "\n".join(L) + "\n"
-
-
-def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    j = sub.add_parser("junit")
-    j.add_argument("file", nargs="+")
-    j.add_argument("--allowed-skips", default="")
-    j.add_argument("--out")
-    e = sub.add_parser("bench-errors")
-    e.add_argument("dir")
-    r = sub.add_parser("report")
-    r.add_argument("report_dir")
-    args = p.parse_args(argv)
-    return {"junit": cmd_junit, "bench-errors": cmd_bench_errors, "report": cmd_report}[
-        args.cmd](args)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,8 +1,8 @@
 // tandem_gpu_probe: prints, one "key<TAB>value" per line, the CUDA runtime, driver,
 // cuBLAS and cuDNN versions (compiled-against and loaded) and the devices the
 // runtime sees. Built by CMake with the CUDA backend (tools/CMakeLists.txt),
-// packed into the GPU bundle (tools/gpu-bundle.sh), and compiled with nvcc by
-// tools/gpu-check.sh before it builds anything. No tandem code: it must run
+// packed into the GPU bundle (tools/gpu/gpu.py bundle), and compiled with nvcc
+// by `tools/gpu/gpu.py check` before it builds anything. No tandem code: it must run
 // even when libtandem.so cannot load.
 #include <cublas_api.h>
 #include <cuda_runtime.h>
