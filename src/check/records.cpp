@@ -156,6 +156,32 @@ void elementwise(std::vector<OpRecord>& out) {
        [](const In& x) { return isfinite(log(x[0])); },
        [](const A& x) { return ref::map(x[0], [](double p) { return p > 0 ? 1.0 : 0.0; }); })
       .differentiable = false;
+  // all_finite (a bool on the host) as a uint8 scalar on the input's device.
+  auto all_finite_case = [&](const std::string& name, InputSpec i, std::function<Tensor(Tensor)> f,
+                             std::function<bool(double)> finite) -> OpRecord& {
+    OpRecord& r = t.add(
+        "all_finite", name, TC::Exact, {std::move(i)},
+        [f](const In& x) {
+          return full({}, all_finite(f(x[0])) ? 1.0 : 0.0,
+                      TensorOptions(kUInt8).device(x[0].device()));
+        },
+        [finite](const A& x) {
+          return Array{{}, {std::all_of(x[0].v.begin(), x[0].v.end(), finite) ? 1.0 : 0.0}};
+        });
+    r.differentiable = false;
+    return r;
+  };
+  const auto any = [](double) { return true; };
+  all_finite_case("all_finite", in({7, 33}), [](Tensor x) { return x; }, any);
+  all_finite_case("all_finite_empty", in({0, 3}), [](Tensor x) { return x; }, any);
+  all_finite_case(
+      "all_finite_nan", nonzero({5, 7}, 0.2, 2.0), [](Tensor x) { return log(x); },
+      [](double p) { return p > 0; });
+  // A few hundred infinities among 2^18 values (x / 0 where x > 1.49).
+  all_finite_case(
+      "all_finite_inf_large", in({1 << 18}),
+      [](Tensor x) { return where(gt(x, 1.49), x / 0.0, x); }, [](double p) { return p <= 1.49; })
+      .quick = false;
 }
 
 void reductions(std::vector<OpRecord>& out) {
@@ -578,6 +604,37 @@ void copies(std::vector<OpRecord>& out) {
       [](const A& x) { return x[0]; });
 }
 
+// The slicing cases (slicing.cpp): one record each, every dtype; the pieces
+// of a call returning several are flattened and concatenated.
+void slicing(std::vector<OpRecord>& out) {
+  Table t{out, "slice"};
+  for (const SliceCase& c : slice_cases()) {
+    const SliceCase* sc = &c;
+    size_t out_numel = 0;
+    for (const SlicePiece& p : c.pieces) out_numel += static_cast<size_t>(ref::numel(p.shape));
+    OpRecord& r = t.add(
+        c.op, c.record, TC::Exact, {in(c.input, -9.0, 200.0)},
+        [sc](const In& x) {
+          std::vector<Tensor> pieces = sc->fn(x[0]);
+          if (pieces.size() == 1) return pieces[0];
+          for (Tensor& p : pieces) p = p.flatten();
+          return cat(pieces);
+        },
+        [sc](const A& x) {
+          Array y{{}, {}};
+          for (const SlicePiece& p : sc->pieces) {
+            const std::vector<double> v = slice_reference(x[0].v, sc->input, p);
+            y.v.insert(y.v.end(), v.begin(), v.end());
+          }
+          y.shape = sc->pieces.size() == 1 ? sc->pieces[0].shape : Shape{int64_t(y.v.size())};
+          return y;
+        });
+    r.dtypes = all_dtypes();
+    r.quick = c.quick;
+    r.differentiable = out_numel > 0;
+  }
+}
+
 // Random ops: moments of 20000 draws against the distribution's.
 void random_ops(std::vector<OpRecord>& out) {
   Table t{out, "random"};
@@ -614,6 +671,38 @@ void random_ops(std::vector<OpRecord>& out) {
     Generator g(47);
     return dropout(x[0] * 0.0 + 1.0, 0.4, true, &g);
   });
+  stat("dropout_mask", 1.0, 0.3 / 0.7, [opts](const In& x) {
+    Generator g(48);
+    return dropout_mask(x[0].sizes(), 0.3, opts(x[0]), &g);
+  });
+  // x in [-1.5, 1.5) through dropout: mean 0, variance E[x^2] E[m^2] =
+  // 0.75 / (1 - p). Differentiable: the same mask on every call (a fixed
+  // generator), so the CUDA backward is held against the CPU's.
+  for (double p : {0.1, 0.75}) {
+    const std::string name = p == 0.1 ? "dropout_p0_1" : "dropout_p0_75";
+    t.add("dropout", name, TC::Statistical, {in({20000})},
+          [p](const In& x) {
+            Generator g(49);
+            return dropout(x[0], p, true, &g);
+          },
+          [p](const A&) {
+            return Array{{2}, {0.0, 0.75 / (1.0 - p)}};
+          });
+  }
+  // p = 0 and evaluation mode are the identity (exact, and its gradient is 1).
+  t.add(
+      "dropout", "dropout_p0", TC::Exact, {in({7, 33})},
+      [](const In& x) { return dropout(x[0], 0.0, true); }, [](const A& x) { return x[0]; });
+  t.add(
+      "dropout", "dropout_eval", TC::Exact, {in({7, 33})},
+      [](const In& x) { return dropout(x[0], 0.5, false); }, [](const A& x) { return x[0]; });
+  t.add(
+       "dropout_mask", "dropout_mask_p0", TC::Exact, {constant(in({5, 7}))},
+       [](const In& x) {
+         return dropout_mask(x[0].sizes(), 0.0, TensorOptions(x[0].dtype()).device(x[0].device()));
+       },
+       [](const A& x) { return ref::full(x[0].shape, 1.0); })
+      .differentiable = false;
 }
 
 // The fused optimizer steps, through optim::*: three steps with one gradient.
@@ -727,6 +816,7 @@ const std::vector<OpRecord>& op_records() {
     conv_pool_bn(r);
     indexing(r);
     copies(r);
+    slicing(r);
     random_ops(r);
     optimizer_steps(r);
     return r;

@@ -246,6 +246,11 @@ const char* tol_class_name(TolClass c) {
   return "?";
 }
 
+const std::vector<DType>& all_dtypes() {
+  static const std::vector<DType> all = {kFloat32, kFloat64, kInt32, kInt64, kUInt8};
+  return all;
+}
+
 Tolerance tolerance(TolClass c, DType dt, Against against) {
   const Tolerance b = base(dt);
   const bool dev = against == Against::Device;
@@ -298,13 +303,19 @@ std::vector<Tensor> draw_inputs(const OpRecord& r, DType dt, uint64_t seed) {
       for (double k : s.kinks)
         if (std::fabs(x - k) < kKinkMargin) x = x < k ? k - kKinkMargin : k + kKinkMargin;
     }
+    if (!is_floating(dt)) {  // integers in [lo, hi]; uint8 cut to [0, 255]
+      const double lo = std::ceil(dt == kUInt8 ? std::max(s.lo, 0.0) : s.lo);
+      const double hi = std::floor(dt == kUInt8 ? std::min(s.hi, 255.0) : s.hi);
+      std::uniform_int_distribution<int64_t> ui(static_cast<int64_t>(lo),
+                                                 static_cast<int64_t>(std::max(lo, hi)));
+      for (double& x : v) x = double(ui(rng));
+    }
     Tensor t;
     if (dt == kFloat32) {
       t = from_vector<float>(std::vector<float>(v.begin(), v.end()), {n + pad});
     } else {
-      TANDEM_CHECK(dt == kFloat64, "check: records run in float32 or float64, not ",
-                   dtype_name(dt));
       t = from_vector<double>(v, {n + pad});
+      if (dt != kFloat64) t = t.to(dt);  // integral values: exact
     }
     if (pad) t = t.narrow(0, pad, n);  // an offset into the storage
     out.push_back(t.view(s.shape));
@@ -352,7 +363,7 @@ std::vector<CheckRow> check_record(const OpRecord& r, const CheckOptions& o) {
       if (r.differentiable && dt == kFloat64) backward_gradcheck(r, o, rows);
     } else {
       forward_vs_cpu(r, dt, o, rows);
-      if (r.differentiable) backward_vs_cpu(r, dt, o, rows);
+      if (r.differentiable && is_floating(dt)) backward_vs_cpu(r, dt, o, rows);
     }
   }
   return rows;
