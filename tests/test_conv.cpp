@@ -1088,8 +1088,6 @@ TEST(ConvCuda, BatchNormLargeMeanSmallSpreadMatchesCpu) {
   tt::expect_close(wg.grad(), w.grad(), tol);
 }
 
-
-
 TEST(ConvCuda, PoolingTiesAndNaNMatchCpu) {
   TANDEM_SKIP_WITHOUT_CUDA();
   const Device gpu(kCUDA);

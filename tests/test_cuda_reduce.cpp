@@ -46,7 +46,7 @@ class VarSoftmaxParity : public CudaParamTest<DType> {};
 TEST_P(VarSoftmaxParity, SoftmaxOverDimZeroRoutesMinusInfinity) {
   const DType dt = GetParam();
   const Tol tol = tt::scaled(tt::default_tol(dt), 4.0);  // expf/logf on both sides
-// Column 0: -inf in its first 5000 entries (whole chunks); column 1: all
+  // Column 0: -inf in its first 5000 entries (whole chunks); column 1: all
   // -inf (NaN on both devices); column 2: finite, with a large spread.
   const int64_t rows = 20011;
   std::vector<double> v = tt::to_doubles(tt::random_tensor({rows, 3}, dt, -50, 50));

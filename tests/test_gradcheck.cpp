@@ -18,8 +18,8 @@ namespace {
 using namespace tandem;  // NOLINT
 using tt::GradCase;
 
-// A registry record's inputs: its specs, the domain cut to [-2, 2] (finite
-// differences of exp(20) say little), a seed from the name.
+// A registry record's inputs: its specs, the domain cut to [-2, 2] where it
+// overlaps it (finite differences of exp(20) say little), a seed from the name.
 std::vector<Tensor> draw_record_inputs(const tandem::check::OpRecord& rec, DType dt) {
   tandem::check::OpRecord r = rec;
   for (tandem::check::InputSpec& s : r.inputs)

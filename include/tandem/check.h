@@ -190,7 +190,7 @@ struct CheckRow {
 };
 
 struct CheckOptions {
-  Device device = Device(kCPU);  // CUDA: against the CPU; CPU: against float64
+  Device device = Device(kCPU);              // CUDA: against the CPU; CPU: against float64
   std::vector<DType> dtypes = all_dtypes();  // those a record lists run
   std::string pattern;  // a record runs when its op or name contains this (empty: all)
   bool quick = false;   // only records marked quick, backward in float64 only

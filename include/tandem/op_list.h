@@ -76,9 +76,9 @@
 #define TANDEM_MATMUL_OPS(X) X(mm) X(bmm) X(matmul) X(linear)
 #define TANDEM_CONV_OPS(X) \
   X(conv2d) X(max_pool2d) X(avg_pool2d) X(adaptive_avg_pool2d) X(batch_norm)
-#define TANDEM_INDEX_OPS(X)                                                                 \
-  X(where) X(isfinite) X(all_finite) X(index_select) X(gather) X(scatter_add) X(index_add) \
-  X(one_hot)
+#define TANDEM_INDEX_OPS(X) \
+  X(where)                  \
+  X(isfinite) X(all_finite) X(index_select) X(gather) X(scatter_add) X(index_add) X(one_hot)
 #define TANDEM_RANDOM_OPS(X) \
   X(rand) X(randn) X(randint) X(uniform) X(normal) X(dropout) X(dropout_mask)
 #define TANDEM_COPY_OPS(X) X(cat) X(stack) X(permute) X(transpose) X(clone) X(view)

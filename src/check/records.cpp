@@ -173,8 +173,10 @@ void elementwise(std::vector<OpRecord>& out) {
     return r;
   };
   const auto any = [](double) { return true; };
-  all_finite_case("all_finite", in({7, 33}), [](Tensor x) { return x; }, any);
-  all_finite_case("all_finite_empty", in({0, 3}), [](Tensor x) { return x; }, any);
+  all_finite_case(
+      "all_finite", in({7, 33}), [](Tensor x) { return x; }, any);
+  all_finite_case(
+      "all_finite_empty", in({0, 3}), [](Tensor x) { return x; }, any);
   all_finite_case(
       "all_finite_nan", nonzero({5, 7}, 0.2, 2.0), [](Tensor x) { return log(x); },
       [](double p) { return p > 0; });
@@ -226,11 +228,11 @@ std::vector<ShapeDims> shape_dims(const std::vector<std::pair<Shape, std::vector
     for (size_t i = 0; i < dims.size(); ++i) {
       const int64_t d = dims[i];
       const bool keep = with_keepdim && d != ref::kAll && i % 2 == 1;
-      std::string name = shape_name(shape) + "_" +
-                         (d == ref::kAll ? std::string("all")
-                                         : (d < 0 ? "dimneg" + std::to_string(-d)
-                                                  : "dim" + std::to_string(d))) +
-                         (keep ? "_keepdim" : "");
+      std::string name =
+          shape_name(shape) + "_" +
+          (d == ref::kAll ? std::string("all")
+                          : (d < 0 ? "dimneg" + std::to_string(-d) : "dim" + std::to_string(d))) +
+          (keep ? "_keepdim" : "");
       r.push_back({name, shape, d, keep});
     }
   return r;
@@ -310,10 +312,10 @@ void reductions(std::vector<OpRecord>& out) {
                                  : OpFn([op, dim, keepdim](const In& x) {
                                      return reduce_named(op, x[0], dim, keepdim);
                                    });
-      OpRecord& r = t.add(
-          k.name, k.name + ("_" + sd.name), k.tol,
-          {in(sd.shape, -1.0, k.tol == TC::Accumulate ? 255.0 : 3.0)}, fn,
-          [f, dim, keepdim](const A& x) { return ref::reduce(x[0], dim, keepdim, f); });
+      OpRecord& r =
+          t.add(k.name, k.name + ("_" + sd.name), k.tol,
+                {in(sd.shape, -1.0, k.tol == TC::Accumulate ? 255.0 : 3.0)}, fn,
+                [f, dim, keepdim](const A& x) { return ref::reduce(x[0], dim, keepdim, f); });
       r.differentiable = diff && ref::numel(sd.shape) > 0;
       r.quick = ref::numel(sd.shape) < 100000;
       if (op != ReduceOp::Mean) r.dtypes = all_dtypes();
@@ -399,8 +401,8 @@ void softmax_and_losses(std::vector<OpRecord>& out) {
                                          {{3, 30011, 2}, {0, 1}}},
                                         false))
     for (bool log : {false, true}) {
-      OpRecord& r = sm(log, std::string(log ? "log_softmax_" : "softmax_") + sd.name, sd.shape,
-                       sd.dim);
+      OpRecord& r =
+          sm(log, std::string(log ? "log_softmax_" : "softmax_") + sd.name, sd.shape, sd.dim);
       r.inputs[0].lo = -5.0;
       r.inputs[0].hi = 5.0;
       r.quick = ref::numel(sd.shape) < 5000;
@@ -408,7 +410,8 @@ void softmax_and_losses(std::vector<OpRecord>& out) {
     }
   // Logits of magnitude 1e4: the max subtracted first, no overflow.
   for (bool log : {false, true}) {
-    OpRecord& r = sm(log, log ? "log_softmax_magnitude_1e4" : "softmax_magnitude_1e4", {8, 1000}, 1);
+    OpRecord& r =
+        sm(log, log ? "log_softmax_magnitude_1e4" : "softmax_magnitude_1e4", {8, 1000}, 1);
     r.inputs[0].lo = -1e4;
     r.inputs[0].hi = 1e4;
     r.quick = false;
@@ -540,11 +543,19 @@ void matmuls(std::vector<OpRecord>& out) {
   mat("mm", "mm_256x512x96", {256, 512}, {512, 96}).quick = false;
   mat("bmm", "bmm_k33", {3, m, k}, {3, k, n});
   mat("bmm", "bmm_empty_batch", {0, 2, 3}, {0, 3, 4}).differentiable = false;
-  const std::vector<std::pair<Shape, Shape>> forms = {
-      {{k}, {k}},           {{m, k}, {k}},           {{k}, {k, n}},  {{m, k}, {k, n}},
-      {{3, m, k}, {k, n}},  {{2, 3, m, k}, {k, n}},  {{3, m, k}, {3, k, n}},
-      {{m, k}, {3, k, n}},  {{k}, {3, k, n}},        {{1, m, k}, {3, k, n}},
-      {{m, k}, {2, 3, k, n}}, {{3, m, k}, {1, k, n}}, {{2, 3, m, k}, {2, 3, k, n}}};
+  const std::vector<std::pair<Shape, Shape>> forms = {{{k}, {k}},
+                                                      {{m, k}, {k}},
+                                                      {{k}, {k, n}},
+                                                      {{m, k}, {k, n}},
+                                                      {{3, m, k}, {k, n}},
+                                                      {{2, 3, m, k}, {k, n}},
+                                                      {{3, m, k}, {3, k, n}},
+                                                      {{m, k}, {3, k, n}},
+                                                      {{k}, {3, k, n}},
+                                                      {{1, m, k}, {3, k, n}},
+                                                      {{m, k}, {2, 3, k, n}},
+                                                      {{3, m, k}, {1, k, n}},
+                                                      {{2, 3, m, k}, {2, 3, k, n}}};
   for (const auto& f : forms) {
     std::string name = "matmul_k33";
     for (const Shape* s : {&f.first, &f.second}) {
@@ -595,7 +606,8 @@ void conv_pool_bn(std::vector<OpRecord>& out) {
   conv("conv2d_groups4_stride2", {2, 8, 10, 10}, {16, 2, 3, 3}, true, 2, 1, 1, 4);
   conv("conv2d_5x5_stride3_pad2", {1, 3, 13, 12}, {5, 3, 5, 5}, false, 3, 2, 1, 1);
   // A CIFAR-sized layer without bias, small weights.
-  OpRecord& cifar = conv("conv2d_cifar_no_bias", {8, 16, 32, 32}, {32, 16, 3, 3}, false, 1, 1, 1, 1);
+  OpRecord& cifar =
+      conv("conv2d_cifar_no_bias", {8, 16, 32, 32}, {32, 16, 3, 3}, false, 1, 1, 1, 1);
   cifar.inputs[1].lo = -0.1;
   cifar.inputs[1].hi = 0.1;
   cifar.quick = false;
@@ -634,10 +646,10 @@ void conv_pool_bn(std::vector<OpRecord>& out) {
     const char* name;
     Size2 k, s, p;
   };
-  for (const Window& w : {Window{"k3x2_s2x3_p1", {3, 2}, {2, 3}, {1, 1}},
-                          Window{"k5x3_s1x2_p2x0", {5, 3}, {1, 2}, {2, 0}},
-                          Window{"k2_s2", {2, 2}, {2, 2}, {0, 0}},
-                          Window{"k7x1_s3x1_p3x0", {7, 1}, {3, 1}, {3, 0}}}) {
+  for (const Window& w :
+       {Window{"k3x2_s2x3_p1", {3, 2}, {2, 3}, {1, 1}},
+        Window{"k5x3_s1x2_p2x0", {5, 3}, {1, 2}, {2, 0}}, Window{"k2_s2", {2, 2}, {2, 2}, {0, 0}},
+        Window{"k7x1_s3x1_p3x0", {7, 1}, {3, 1}, {3, 0}}}) {
     pool(std::string("max_pool2d_odd_") + w.name, {3, 5, 17, 13}, P::Max, w.k, w.s, w.p);
     pool(std::string("avg_pool2d_odd_include_") + w.name, {3, 5, 17, 13}, P::AvgIncludePad, w.k,
          w.s, w.p);
@@ -1080,14 +1092,15 @@ void random_ops(std::vector<OpRecord>& out) {
   // generator), so the CUDA backward is held against the CPU's.
   for (double p : {0.1, 0.75}) {
     const std::string name = p == 0.1 ? "dropout_p0_1" : "dropout_p0_75";
-    t.add("dropout", name, TC::Statistical, {in({20000})},
-          [p](const In& x) {
-            Generator g(49);
-            return dropout(x[0], p, true, &g);
-          },
-          [p](const A&) {
-            return Array{{2}, {0.0, 0.75 / (1.0 - p)}};
-          });
+    t.add(
+        "dropout", name, TC::Statistical, {in({20000})},
+        [p](const In& x) {
+          Generator g(49);
+          return dropout(x[0], p, true, &g);
+        },
+        [p](const A&) {
+          return Array{{2}, {0.0, 0.75 / (1.0 - p)}};
+        });
   }
   // p = 0 and evaluation mode are the identity (exact, and its gradient is 1).
   t.add(

@@ -320,7 +320,7 @@ std::vector<Tensor> draw_inputs(const OpRecord& r, DType dt, uint64_t seed) {
       const double lo = std::ceil(dt == kUInt8 ? std::max(s.lo, 0.0) : s.lo);
       const double hi = std::floor(dt == kUInt8 ? std::min(s.hi, 255.0) : s.hi);
       std::uniform_int_distribution<int64_t> ui(static_cast<int64_t>(lo),
-                                                 static_cast<int64_t>(std::max(lo, hi)));
+                                                static_cast<int64_t>(std::max(lo, hi)));
       for (double& x : v) x = double(ui(rng));
     }
     Tensor t;

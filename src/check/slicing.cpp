@@ -54,18 +54,21 @@ std::vector<SliceCase> make_cases() {
       {{{all(2), all(3), range(2, 30), range(2, 30)}, {2, 3, 28, 28}, false}});
   // slice: negative and clamped ends, steps, empty results, dim 0 aliases.
   add("slice", "slice_negative_clamped", "slice(-1, -3, 100)", {4, 7},
-      one([](const Tensor& x) { return x.slice(-1, -3, 100); }), {{{all(4), {4, 5, 6}}, {4, 3}, false}});
+      one([](const Tensor& x) { return x.slice(-1, -3, 100); }),
+      {{{all(4), {4, 5, 6}}, {4, 3}, false}});
   add("slice", "slice_clamped_start", "slice(0, -100, 2)", {5, 3},
       one([](const Tensor& x) { return x.slice(0, -100, 2); }), {{{{0, 1}, all(3)}, {2, 3}, true}});
   add("slice", "slice_negative_ends", "slice(0, -4, -1)", {6, 2},
-      one([](const Tensor& x) { return x.slice(0, -4, -1); }), {{{{2, 3, 4}, all(2)}, {3, 2}, true}});
+      one([](const Tensor& x) { return x.slice(0, -4, -1); }),
+      {{{{2, 3, 4}, all(2)}, {3, 2}, true}});
   add("slice", "slice_step3", "slice(1, 1, None, 3)", {3, 8},
       one([](const Tensor& x) { return x.slice(1, 1, std::nullopt, 3); }),
       {{{all(3), {1, 4, 7}}, {3, 3}, false}});
   add("slice", "slice_empty", "slice(0, 4, 2)", {5, 3},
       one([](const Tensor& x) { return x.slice(0, 4, 2); }), {{{{}, all(3)}, {0, 3}, false}});
   add("slice", "slice_step2_dim0", "slice(0, 1, 5, 2)", {6, 2},
-      one([](const Tensor& x) { return x.slice(0, 1, 5, 2); }), {{{{1, 3}, all(2)}, {2, 2}, false}});
+      one([](const Tensor& x) { return x.slice(0, 1, 5, 2); }),
+      {{{{1, 3}, all(2)}, {2, 2}, false}});
   add("slice", "slice_dim0", "slice(0, 1, 3)", {5, 3, 2},
       one([](const Tensor& x) { return x.slice(0, 1, 3); }),
       {{{{1, 2}, all(3), all(2)}, {2, 3, 2}, true}});
@@ -96,7 +99,9 @@ std::vector<SliceCase> make_cases() {
        {{all(2), {4, 5}}, {2, 2}, false}});
   add("chunk", "chunk_empty_dim", "chunk(3) of an empty dim", {0, 2},
       [](const Tensor& x) { return x.chunk(3); },
-      {{{{}, all(2)}, {0, 2}, false}, {{{}, all(2)}, {0, 2}, false}, {{{}, all(2)}, {0, 2}, false}});
+      {{{{}, all(2)}, {0, 2}, false},
+       {{{}, all(2)}, {0, 2}, false},
+       {{{}, all(2)}, {0, 2}, false}});
   add("chunk", "chunk_dim0", "chunk(2, 0)", {5, 2}, [](const Tensor& x) { return x.chunk(2, 0); },
       {{{{0, 1, 2}, all(2)}, {3, 2}, true}, {{{3, 4}, all(2)}, {2, 2}, true}});
   add("split", "split_last_dim", "split(3, 2)", {2, 3, 8},
@@ -105,7 +110,9 @@ std::vector<SliceCase> make_cases() {
        {{all(2), all(3), {3, 4, 5}}, {2, 3, 3}, false},
        {{all(2), all(3), {6, 7}}, {2, 3, 2}, false}});
   add("split_with_sizes", "split_with_sizes_zero", "split_with_sizes({1, 0, 4}, 1)", {3, 5, 2},
-      [](const Tensor& x) { return x.split_with_sizes({1, 0, 4}, 1); },
+      [](const Tensor& x) {
+        return x.split_with_sizes({1, 0, 4}, 1);
+      },
       {{{all(3), {0}, all(2)}, {3, 1, 2}, false},
        {{all(3), {}, all(2)}, {3, 0, 2}, false},
        {{all(3), {1, 2, 3, 4}, all(2)}, {3, 4, 2}, false}});
@@ -114,8 +121,9 @@ std::vector<SliceCase> make_cases() {
        {{all(2), {1}, all(4)}, {2, 4}, false},
        {{all(2), {2}, all(4)}, {2, 4}, false}});
   // index: Ellipsis, None, integers, negative ends, steps.
-  add("index", "index_ellipsis_int", "index({Ellipsis, 1})", {2, 3, 4},
-      one([](const Tensor& x) { return x.index({Ellipsis, 1}); }),
+  add("index", "index_ellipsis_int", "index({Ellipsis, 1})", {2, 3, 4}, one([](const Tensor& x) {
+        return x.index({Ellipsis, 1});
+      }),
       {{{all(2), all(3), {1}}, {2, 3}, false}});
   add("index", "index_none_ellipsis_step", "index({None, 1, Ellipsis, Slice(None, None, 2), None})",
       {3, 4, 5, 6}, one([](const Tensor& x) {
@@ -123,13 +131,19 @@ std::vector<SliceCase> make_cases() {
       }),
       {{{{1}, all(4), all(5), {0, 2, 4}}, {1, 4, 5, 3, 1}, false}});
   add("index", "index_negative_int", "index({-1, Slice(1, 3)})", {3, 4, 5},
-      one([](const Tensor& x) { return x.index({-1, Slice(1, 3)}); }),
+      one([](const Tensor& x) {
+        return x.index({-1, Slice(1, 3)});
+      }),
       {{{{2}, {1, 2}, all(5)}, {2, 5}, true}});
   add("index", "index_negative_slices", "index({Slice(-2, None), Slice(None, -1)})", {4, 5},
-      one([](const Tensor& x) { return x.index({Slice(-2, None), Slice(None, -1)}); }),
+      one([](const Tensor& x) {
+        return x.index({Slice(-2, None), Slice(None, -1)});
+      }),
       {{{{2, 3}, {0, 1, 2, 3}}, {2, 4}, false}});
   add("index", "index_ints_and_steps", "index({1, Slice(), 2, Slice(0, 7, 3)})", {3, 4, 5, 7},
-      one([](const Tensor& x) { return x.index({1, Slice(), 2, Slice(0, 7, 3)}); }),
+      one([](const Tensor& x) {
+        return x.index({1, Slice(), 2, Slice(0, 7, 3)});
+      }),
       {{{{1}, all(4), {2}, {0, 3, 6}}, {4, 3}, false}});
   add("index", "index_nothing", "index({})", {2, 3},
       one([](const Tensor& x) { return x.index({}); }), {{{all(2), all(3)}, {2, 3}, true}});
