@@ -4,7 +4,7 @@
 // the CPU one. Unary and binary ops come from their records, every other
 // family from the op registry (tandem/check.h), so a new op is checked
 // without anyone adding it here; what stays written here are the forms no
-// record covers (alpha, scalar-first, slicing records, dropout).
+// record covers (alpha, scalar-first, dropout).
 #pragma once
 
 #include <algorithm>
@@ -14,7 +14,6 @@
 
 #include "op_cases.h"
 #include "op_records.h"
-#include "slice_records.h"
 #include "test_util.h"
 
 namespace tt {
@@ -102,20 +101,6 @@ inline std::vector<GradCase> grad_cases() {
   cases.push_back({"scalar_div_tensor", {{{3, 4}, Draw::AwayFromZero}}, [](const In& x) {
                      return 2.0 / x[0];
                    }});
-  // Every slicing record with elements to check (a small enough input; the
-  // pieces flattened, weighted apart and joined into one output).
-  for (const SliceRecord& rec : slice_records()) {
-    size_t out_numel = 0;
-    for (const SlicePiece& p : rec.pieces) out_numel += static_cast<size_t>(numel_of(p.shape));
-    if (out_numel == 0 || numel_of(rec.input) > 10000) continue;
-    cases.push_back({"slicing " + rec.name, {{rec.input}}, [fn = rec.fn](const In& x) {
-                       std::vector<Tensor> parts;
-                       const std::vector<Tensor> pieces = fn(x[0]);
-                       for (size_t i = 0; i < pieces.size(); ++i)
-                         parts.push_back(pieces[i].flatten() * static_cast<double>(i + 1));
-                       return cat(parts, 0);
-                     }});
-  }
   cases.push_back({"dropout", {{{4, 6}}}, [](const In& x) {
                      Generator gen(1234);  // the same mask on every call
                      return dropout(x[0], 0.4, true, &gen);

@@ -846,6 +846,13 @@ class Check(unittest.TestCase):
         self.assertTrue(rows)
         self.assertEqual({r["dtype"] for r in rows}, {"float64"})
         self.assertTrue(all("conv2d_stride" in r["op"] or "max_pool" in r["op"] for r in rows), rows)
+        # Integer dtypes: the records that list them (slicing), forward only.
+        rc, out, err = run("check", "--ops", "slice", "--dtype", "uint8", "--json")
+        self.assertEqual(rc, 0, out + err)
+        rows = json.loads(out)["rows"]
+        self.assertGreater(len(rows), 10)
+        self.assertEqual({r["dtype"] for r in rows}, {"uint8"})
+        self.assertFalse([r for r in rows if "backward" in r["check"]], rows)
 
     def test_usage_errors(self):
         for args, needle in ((["--dtype", "int8"], "--dtype"), (["--device", "tpu"], "--device"),

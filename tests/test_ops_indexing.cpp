@@ -1,10 +1,11 @@
 // Shape and indexing ops on the CPU against naive references: the slicing
-// records (slice_records.h: slice, narrow, select, chunk, split, unbind,
-// index; values, shapes, aliasing and gradients), cat and stack on
+// cases of the op registry (tandem/check.h: the shapes and aliasing of their
+// pieces, exact gradients; their values are registry records), cat and stack on
 // dims 0, 1 and last, index_select (dims 0, 1, last; int32 and int64 indices),
 // gather, one_hot, and the adjoints scatter_add / index_add (repeated indices,
 // every error message, CUDA against CPU where a device is present).
 #include <gtest/gtest.h>
+#include <tandem/check.h>
 #include <tandem/tandem.h>
 
 #include <limits>
@@ -12,7 +13,6 @@
 #include <tuple>
 #include <vector>
 
-#include "slice_records.h"
 #include "test_util.h"
 
 namespace {
@@ -100,34 +100,35 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CatStackTest,
                            return std::string(tandem::dtype_name(param_info.param));
                          });
 
-// ---- Slicing (slice_records.h) -------------------------------------------------------
+// ---- Slicing (the registry's slice cases, tandem/check.h) --------------------------------
+// Their values and gradients are registry records (test_registry.cpp,
+// gradcheck); here what a record's one output cannot say: each piece's shape,
+// dtype and aliasing, and the exact gradient of the cases too large for
+// finite differences.
 
 bool shares_storage(const Tensor& a, const Tensor& b) {
   return a.impl()->storage == b.impl()->storage;
 }
 
-class SliceRecordTest : public ::testing::TestWithParam<DType> {};
+class SliceCaseTest : public ::testing::TestWithParam<DType> {};
 
-TEST_P(SliceRecordTest, PicksTheHandWrittenIndices) {
+TEST_P(SliceCaseTest, PiecesHaveTheirShapesAndAliasing) {
   const DType dt = GetParam();
-  for (const tt::SliceRecord& rec : tt::slice_records()) {
-    SCOPED_TRACE(rec.name);
-    const Tensor x = tt::random_tensor(rec.input, dt, -9, 200);
-    const auto xv = tt::to_doubles(x);
-    const std::vector<Tensor> pieces = rec.fn(x);
-    ASSERT_EQ(pieces.size(), rec.pieces.size());
+  for (const tandem::check::SliceCase& c : tandem::check::slice_cases()) {
+    SCOPED_TRACE(c.call);
+    const Tensor x = tt::random_tensor(c.input, dt, -9, 200);
+    const std::vector<Tensor> pieces = c.fn(x);
+    ASSERT_EQ(pieces.size(), c.pieces.size());
     for (size_t i = 0; i < pieces.size(); ++i) {
       SCOPED_TRACE("piece " + std::to_string(i));
-      const tt::SlicePiece& p = rec.pieces[i];
-      EXPECT_EQ(pieces[i].sizes(), p.shape);
+      EXPECT_EQ(pieces[i].sizes(), c.pieces[i].shape);
       EXPECT_EQ(pieces[i].dtype(), dt);
-      expect_close(pieces[i], Ref{p.shape, tt::slice_reference(xv, rec.input, p)}, tt::exact());
-      EXPECT_EQ(shares_storage(pieces[i], x), p.aliases);
+      EXPECT_EQ(shares_storage(pieces[i], x), c.pieces[i].aliases);
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, SliceRecordTest,
+INSTANTIATE_TEST_SUITE_P(Dtypes, SliceCaseTest,
                          ::testing::Values(tandem::kFloat32, tandem::kFloat64, tandem::kInt64,
                                            tandem::kInt32, tandem::kUInt8),
                          [](const ::testing::TestParamInfo<DType>& param_info) {
@@ -137,10 +138,10 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, SliceRecordTest,
 // The gradient of sum_i sum(piece_i * w_i) is w_i at the picked positions and
 // zero elsewhere: a scatter into zeros, checked by an index loop.
 TEST(SliceTest, BackwardScattersIntoZeros) {
-  for (const tt::SliceRecord& rec : tt::slice_records()) {
-    SCOPED_TRACE(rec.name);
-    Tensor x = tt::random_tensor(rec.input, tandem::kFloat64).set_requires_grad(true);
-    const std::vector<Tensor> pieces = rec.fn(x);
+  for (const tandem::check::SliceCase& c : tandem::check::slice_cases()) {
+    SCOPED_TRACE(c.call);
+    Tensor x = tt::random_tensor(c.input, tandem::kFloat64).set_requires_grad(true);
+    const std::vector<Tensor> pieces = c.fn(x);
     Tensor loss = tandem::zeros({}, tandem::kFloat64);
     std::vector<double> expected(static_cast<size_t>(x.numel()), 0.0);
     for (size_t i = 0; i < pieces.size(); ++i) {
@@ -150,14 +151,14 @@ TEST(SliceTest, BackwardScattersIntoZeros) {
       // input's flat indices.
       std::vector<double> flat(expected.size());
       for (size_t k = 0; k < flat.size(); ++k) flat[k] = static_cast<double>(k);
-      const auto from = tt::slice_reference(flat, rec.input, rec.pieces[i]);
+      const auto from = tandem::check::slice_reference(flat, c.input, c.pieces[i]);
       const auto wv = tt::to_doubles(w);
       ASSERT_EQ(from.size(), wv.size());
       for (size_t k = 0; k < from.size(); ++k) expected[static_cast<size_t>(from[k])] += wv[k];
     }
     if (!loss.requires_grad()) continue;  // every piece empty
     loss.backward();
-    expect_close(x.grad(), Ref{rec.input, expected}, tt::exact());
+    expect_close(x.grad(), Ref{c.input, expected}, tt::exact());
   }
 }
 

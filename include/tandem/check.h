@@ -50,7 +50,9 @@ Tolerance tolerance(TolClass c, DType dt, Against against);
 Tolerance backward_tolerance(TolClass c, DType dt);
 
 // One input of a record. Floating inputs are drawn uniformly from [lo, hi),
-// moved at least kink_margin away from every kink; index inputs are fixed.
+// moved at least kink_margin away from every kink; index inputs are fixed. In
+// an integer dtype (records that list one) the draws are integers in [lo, hi]
+// (uint8: cut to [0, 255]).
 struct InputSpec {
   Shape shape;
   double lo = -1.5, hi = 1.5;
@@ -83,6 +85,8 @@ struct OpRecord {
   bool quick = true;  // in `tandem check --quick` (the larger variants are not)
   std::vector<DType> dtypes = {kFloat32, kFloat64};
 };
+// Every dtype (the slicing, copy and index records list them all).
+const std::vector<DType>& all_dtypes();
 
 // Every record, in family order (built once).
 const std::vector<OpRecord>& op_records();
@@ -133,10 +137,43 @@ const std::vector<BinaryRecord>& binary_records();
 Tensor call_binary(BinaryOp op, const Tensor& a, const Tensor& b);
 Tensor call_binary_scalar(BinaryOp op, const Tensor& a, double s);
 
+// ---- Slicing: the cases behind the "slice" family's records ------------------------
+
+// One result of a slicing call: the input indices it picks in each dim of the
+// input, outermost first (its elements are the cartesian product in row-major
+// order), its shape (dims dropped by integer indices, added by None), and
+// whether it shares the input's storage (the dense-range rule of tensor.h).
+struct SlicePiece {
+  std::vector<std::vector<int64_t>> picks;
+  Shape shape;
+  bool aliases = false;
+};
+// One call of slice, narrow, select, chunk, split, split_with_sizes, unbind or
+// index, its reference written out by hand as the indices each piece picks
+// (Python's / libtorch's meaning worked out in the case: negative and clamped
+// ends, steps, Ellipsis, None). Its record (family "slice", named `record`)
+// calls `fn` and joins the pieces (one piece: as it is; several: flattened
+// and concatenated); the shapes and aliasing of the pieces are checked by the
+// tests from this table (tests/test_ops_indexing.cpp, test_cuda_indexing.cpp).
+struct SliceCase {
+  std::string op;      // slice, narrow, select, chunk, split, ..., index
+  std::string record;  // the record's name, e.g. "slice_neg_start_clamped_end"
+  std::string call;    // the call as written, e.g. "slice(-1, -3, 100)"
+  Shape input;
+  std::function<std::vector<Tensor>(const Tensor&)> fn;
+  std::vector<SlicePiece> pieces;
+  bool quick = true;
+};
+const std::vector<SliceCase>& slice_cases();
+// The float64 reference of one piece: x's values (row-major, of shape `input`)
+// at the picked indices.
+std::vector<double> slice_reference(const std::vector<double>& x, const Shape& input,
+                                    const SlicePiece& p);
+
 // ---- Running records ---------------------------------------------------------------
 
-// Inputs of a record on the CPU in dtype dt (float inputs; index inputs int64),
-// drawn from seed. `dtype` of an index input is always int64.
+// Inputs of a record on the CPU in dtype dt (index inputs: int64), drawn from
+// seed.
 std::vector<Tensor> draw_inputs(const OpRecord& r, DType dt, uint64_t seed);
 Array to_array(const Tensor& t);  // any tensor, any device, as float64 values
 
@@ -153,8 +190,8 @@ struct CheckRow {
 };
 
 struct CheckOptions {
-  Device device = Device(kCPU);  // CUDA: against the CPU; CPU: against float64
-  std::vector<DType> dtypes = {kFloat32, kFloat64};
+  Device device = Device(kCPU);              // CUDA: against the CPU; CPU: against float64
+  std::vector<DType> dtypes = all_dtypes();  // those a record lists run
   std::string pattern;  // a record runs when its op or name contains this (empty: all)
   bool quick = false;   // only records marked quick, backward in float64 only
   uint64_t seed = 1234;

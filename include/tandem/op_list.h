@@ -77,10 +77,14 @@
 #define TANDEM_CONV_OPS(X) \
   X(conv2d) X(max_pool2d) X(avg_pool2d) X(adaptive_avg_pool2d) X(batch_norm)
 #define TANDEM_INDEX_OPS(X) \
-  X(where) X(isfinite) X(index_select) X(gather) X(scatter_add) X(index_add) X(one_hot)
-#define TANDEM_RANDOM_OPS(X) X(rand) X(randn) X(randint) X(uniform) X(normal) X(dropout)
-#define TANDEM_COPY_OPS(X) \
-  X(cat) X(stack) X(permute) X(transpose) X(clone) X(view) X(slice) X(select) X(narrow)
+  X(where)                  \
+  X(isfinite) X(all_finite) X(index_select) X(gather) X(scatter_add) X(index_add) X(one_hot)
+#define TANDEM_RANDOM_OPS(X) \
+  X(rand) X(randn) X(randint) X(uniform) X(normal) X(dropout) X(dropout_mask)
+#define TANDEM_COPY_OPS(X) X(cat) X(stack) X(permute) X(transpose) X(clone) X(view)
+// Tensor::slice and its spellings (an alias when one dense range, else a copy).
+#define TANDEM_SLICE_OPS(X) \
+  X(slice) X(select) X(narrow) X(chunk) X(split) X(split_with_sizes) X(unbind) X(index)
 // The fused optimizer steps (src/core/optim_decls.inc), run through optim::*.
 #define TANDEM_OPTIM_OPS(X) X(sgd_step) X(adam_step) X(rmsprop_step) X(adagrad_step)
 // clang-format off
@@ -92,6 +96,7 @@
   TANDEM_INDEX_OPS(X) \
   TANDEM_RANDOM_OPS(X) \
   TANDEM_COPY_OPS(X) \
+  TANDEM_SLICE_OPS(X) \
   TANDEM_OPTIM_OPS(X)
 // clang-format on
 

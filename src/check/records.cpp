@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 
 #include "check/reference.h"
 
@@ -156,6 +157,101 @@ void elementwise(std::vector<OpRecord>& out) {
        [](const In& x) { return isfinite(log(x[0])); },
        [](const A& x) { return ref::map(x[0], [](double p) { return p > 0 ? 1.0 : 0.0; }); })
       .differentiable = false;
+  // all_finite (a bool on the host) as a uint8 scalar on the input's device.
+  auto all_finite_case = [&](const std::string& name, InputSpec i, std::function<Tensor(Tensor)> f,
+                             std::function<bool(double)> finite) -> OpRecord& {
+    OpRecord& r = t.add(
+        "all_finite", name, TC::Exact, {std::move(i)},
+        [f](const In& x) {
+          return full({}, all_finite(f(x[0])) ? 1.0 : 0.0,
+                      TensorOptions(kUInt8).device(x[0].device()));
+        },
+        [finite](const A& x) {
+          return Array{{}, {std::all_of(x[0].v.begin(), x[0].v.end(), finite) ? 1.0 : 0.0}};
+        });
+    r.differentiable = false;
+    return r;
+  };
+  const auto any = [](double) { return true; };
+  all_finite_case(
+      "all_finite", in({7, 33}), [](Tensor x) { return x; }, any);
+  all_finite_case(
+      "all_finite_empty", in({0, 3}), [](Tensor x) { return x; }, any);
+  all_finite_case(
+      "all_finite_nan", nonzero({5, 7}, 0.2, 2.0), [](Tensor x) { return log(x); },
+      [](double p) { return p > 0; });
+  // A few hundred infinities among 2^18 values (x / 0 where x > 1.49).
+  all_finite_case(
+      "all_finite_inf_large", in({1 << 18}),
+      [](Tensor x) { return where(gt(x, 1.49), x / 0.0, x); }, [](double p) { return p <= 1.49; })
+      .quick = false;
+}
+
+// The named reduction (tandem::sum(x), tandem::argmax(x, dim, keepdim), ...).
+Tensor reduce_named(ReduceOp op, const Tensor& x) {
+  switch (op) {
+#define TANDEM_CHECK_CALL_(name, Enum) \
+  case ReduceOp::Enum:                 \
+    return name(x);
+    TANDEM_REDUCE_OPS(TANDEM_CHECK_CALL_)
+#undef TANDEM_CHECK_CALL_
+  }
+  return Tensor();
+}
+Tensor reduce_named(ReduceOp op, const Tensor& x, int64_t dim, bool keepdim) {
+  switch (op) {
+#define TANDEM_CHECK_CALL_(name, Enum) \
+  case ReduceOp::Enum:                 \
+    return name(x, dim, keepdim);
+    TANDEM_REDUCE_OPS(TANDEM_CHECK_CALL_)
+#undef TANDEM_CHECK_CALL_
+  }
+  return Tensor();
+}
+
+// A shape and the dim reduced (ref::kAll: everything), for the sweeps.
+struct ShapeDims {
+  std::string name;
+  Shape shape;
+  int64_t dim;
+  bool keepdim;
+};
+std::string shape_name(const Shape& s) {
+  std::string n;
+  for (size_t i = 0; i < s.size(); ++i) n += (i ? "x" : "") + std::to_string(s[i]);
+  return s.empty() ? "0d" : n;
+}
+std::vector<ShapeDims> shape_dims(const std::vector<std::pair<Shape, std::vector<int64_t>>>& cases,
+                                  bool with_keepdim) {
+  std::vector<ShapeDims> r;
+  for (const auto& [shape, dims] : cases)
+    for (size_t i = 0; i < dims.size(); ++i) {
+      const int64_t d = dims[i];
+      const bool keep = with_keepdim && d != ref::kAll && i % 2 == 1;
+      std::string name =
+          shape_name(shape) + "_" +
+          (d == ref::kAll ? std::string("all")
+                          : (d < 0 ? "dimneg" + std::to_string(-d) : "dim" + std::to_string(d))) +
+          (keep ? "_keepdim" : "");
+      r.push_back({name, shape, d, keep});
+    }
+  return r;
+}
+// Scalars, size-1 and odd dims, empty rows, and the long and tall shapes of
+// the CUDA reduction kernels (whole-tensor CUB, one block per row, columns).
+std::vector<ShapeDims> reduce_shape_dims() {
+  constexpr int64_t all = ref::kAll;
+  return shape_dims({{{}, {all}},
+                     {{7}, {all, -1}},
+                     {{1}, {0, 0}},
+                     {{3, 7, 5}, {0, 1, 2, -1}},
+                     {{1, 33}, {0, 1}},
+                     {{4, 1, 6}, {2, 1, 0}},
+                     {{0, 3}, {1}},
+                     {{1000003}, {all, 0}},
+                     {{1000, 1001}, {0, 1, all}},
+                     {{3, 70000}, {1, 0}}},
+                    true);
 }
 
 void reductions(std::vector<OpRecord>& out) {
@@ -205,6 +301,25 @@ void reductions(std::vector<OpRecord>& out) {
     dim_case("_offset", {3, 5}, 1, false).inputs[0].offset_view = true;
     dim_case("_all_large", {1 << 18}, ref::kAll, false).quick = false;
     dim_case("_dim1_large", {16, 1001, 3}, 1, false).quick = false;
+    // Shapes x dims through the named functions (sum(x, dim, keepdim), ...),
+    // every dtype (mean: floating). Sums on [-1, 255] (uint8's range: long
+    // integer sums; floats add without cancellation); the selections on
+    // [-1, 3], where integers tie often (argmax and argmin pick the first).
+    for (const ShapeDims& sd : reduce_shape_dims()) {
+      const int64_t dim = sd.dim;
+      const bool keepdim = sd.keepdim;
+      OpFn fn = dim == ref::kAll ? OpFn([op](const In& x) { return reduce_named(op, x[0]); })
+                                 : OpFn([op, dim, keepdim](const In& x) {
+                                     return reduce_named(op, x[0], dim, keepdim);
+                                   });
+      OpRecord& r =
+          t.add(k.name, k.name + ("_" + sd.name), k.tol,
+                {in(sd.shape, -1.0, k.tol == TC::Accumulate ? 255.0 : 3.0)}, fn,
+                [f, dim, keepdim](const A& x) { return ref::reduce(x[0], dim, keepdim, f); });
+      r.differentiable = diff && ref::numel(sd.shape) > 0;
+      r.quick = ref::numel(sd.shape) < 100000;
+      if (op != ReduceOp::Mean) r.dtypes = all_dtypes();
+    }
   }
   t.add(
        "sum", "sum_empty_dim0", TC::Accumulate, {in({0, 3})},
@@ -224,6 +339,30 @@ void reductions(std::vector<OpRecord>& out) {
         return ref::reduce(x[0], 1, true,
                            [](const std::vector<double>& v) { return ref::variance(v, false); });
       });
+  // var over shapes x dims, biased and unbiased in turn.
+  constexpr int64_t all = ref::kAll;
+  const std::vector<ShapeDims> var_cases = shape_dims({{{7}, {all, all, -1}},
+                                                       {{3, 7, 5}, {all, 0, 1, 2, -1}},
+                                                       {{2, 33}, {1, 0}},
+                                                       {{1000003}, {all, 0}}},
+                                                      true);
+  for (size_t i = 0; i < var_cases.size(); ++i) {
+    const ShapeDims& sd = var_cases[i];
+    const int64_t dim = sd.dim;
+    const bool keepdim = sd.keepdim, unbiased = i % 2 == 0;
+    const std::string name = "var_" + sd.name + (unbiased ? "_unbiased" : "_biased");
+    t.add(
+         "var", name, TC::Accumulate, {in(sd.shape, -1.0, 1.0)},
+         [=](const In& x) {
+           return dim == all ? var(x[0], unbiased) : var(x[0], dim, unbiased, keepdim);
+         },
+         [=](const A& x) {
+           return ref::reduce(x[0], dim, keepdim, [unbiased](const std::vector<double>& v) {
+             return ref::variance(v, unbiased);
+           });
+         })
+        .quick = ref::numel(sd.shape) < 100000;
+  }
 }
 
 void softmax_and_losses(std::vector<OpRecord>& out) {
@@ -242,6 +381,41 @@ void softmax_and_losses(std::vector<OpRecord>& out) {
   sm(true, "log_softmax_dim1", {2, 4, 3}, 1);
   sm(false, "softmax_large", {64, 1001}, 1).quick = false;
   sm(true, "log_softmax_large", {64, 1001}, 1).quick = false;
+  // Shapes x dims on [-5, 5): rows of one element, empty, long rows (one
+  // block per row), and tall narrow ones over dim 0 (columns split in chunks
+  // whose max and sum-exp combine by the log-sum-exp rule).
+  for (const ShapeDims& sd : shape_dims({{{7}, {0}},
+                                         {{1}, {-1}},
+                                         {{3, 7, 5}, {0, 1, 2}},
+                                         {{4, 33}, {0, -1}},
+                                         {{2, 1, 3}, {0, 1, 2}},
+                                         {{0, 5}, {0, 1}},
+                                         {{64, 1000}, {0, 1}},
+                                         {{3, 4097}, {0, 1}},
+                                         {{1000003}, {0}},
+                                         {{100003, 3}, {0, 1}},
+                                         {{4097, 1}, {0, 1}},
+                                         {{4097, 2}, {0}},
+                                         {{65, 1, 2}, {0, 1}},
+                                         {{2049, 5, 3}, {0, 1}},
+                                         {{3, 30011, 2}, {0, 1}}},
+                                        false))
+    for (bool log : {false, true}) {
+      OpRecord& r =
+          sm(log, std::string(log ? "log_softmax_" : "softmax_") + sd.name, sd.shape, sd.dim);
+      r.inputs[0].lo = -5.0;
+      r.inputs[0].hi = 5.0;
+      r.quick = ref::numel(sd.shape) < 5000;
+      r.differentiable = ref::numel(sd.shape) > 0;
+    }
+  // Logits of magnitude 1e4: the max subtracted first, no overflow.
+  for (bool log : {false, true}) {
+    OpRecord& r =
+        sm(log, log ? "log_softmax_magnitude_1e4" : "softmax_magnitude_1e4", {8, 1000}, 1);
+    r.inputs[0].lo = -1e4;
+    r.inputs[0].hi = 1e4;
+    r.quick = false;
+  }
 
   t.family = "loss";
   // Per-row cross-entropy with label smoothing ls, from log-probabilities.
@@ -360,6 +534,44 @@ void matmuls(std::vector<OpRecord>& out) {
       "linear", "linear_3d_no_bias", TC::Gemm, {in({2, 5, 4}), in({3, 4})},
       [](const In& x) { return linear(x[0], x[1]); },
       [](const A& x) { return ref::linear(x[0], x[1], nullptr); });
+  // An odd inner size (k = 33: off every blocking), every matmul form, the
+  // larger mm shapes of cuBLAS's tiles.
+  const int64_t m = 7, k = 33, n = 5;
+  mat("mm", "mm_k33", {m, k}, {k, n});
+  mat("mm", "mm_1x1x1", {1, 1}, {1, 1});
+  mat("mm", "mm_65x129x67", {65, 129}, {129, 67}).quick = false;
+  mat("mm", "mm_256x512x96", {256, 512}, {512, 96}).quick = false;
+  mat("bmm", "bmm_k33", {3, m, k}, {3, k, n});
+  mat("bmm", "bmm_empty_batch", {0, 2, 3}, {0, 3, 4}).differentiable = false;
+  const std::vector<std::pair<Shape, Shape>> forms = {{{k}, {k}},
+                                                      {{m, k}, {k}},
+                                                      {{k}, {k, n}},
+                                                      {{m, k}, {k, n}},
+                                                      {{3, m, k}, {k, n}},
+                                                      {{2, 3, m, k}, {k, n}},
+                                                      {{3, m, k}, {3, k, n}},
+                                                      {{m, k}, {3, k, n}},
+                                                      {{k}, {3, k, n}},
+                                                      {{1, m, k}, {3, k, n}},
+                                                      {{m, k}, {2, 3, k, n}},
+                                                      {{3, m, k}, {1, k, n}},
+                                                      {{2, 3, m, k}, {2, 3, k, n}}};
+  for (const auto& f : forms) {
+    std::string name = "matmul_k33";
+    for (const Shape* s : {&f.first, &f.second}) {
+      name += "_";
+      for (size_t i = 0; i < s->size(); ++i) name += (i ? "x" : "") + std::to_string((*s)[i]);
+    }
+    mat("matmul", name, f.first, f.second);
+  }
+  t.add(
+      "linear", "linear_3d_k33", TC::Gemm, {in({2, 9, k}), in({n, k}), in({n})},
+      [](const In& x) { return linear(x[0], x[1], x[2]); },
+      [](const A& x) { return ref::linear(x[0], x[1], &x[2]); });
+  t.add(
+      "linear", "linear_3d_k33_no_bias", TC::Gemm, {in({2, 9, k}), in({n, k})},
+      [](const In& x) { return linear(x[0], x[1]); },
+      [](const A& x) { return ref::linear(x[0], x[1], nullptr); });
 }
 
 void conv_pool_bn(std::vector<OpRecord>& out) {
@@ -382,6 +594,23 @@ void conv_pool_bn(std::vector<OpRecord>& out) {
        2);
   conv("conv2d_chw_1x1", {3, 5, 4}, {2, 3, 1, 1}, true, 1, 0, 1, 1);
   conv("conv2d_large", {8, 16, 32, 32}, {32, 16, 3, 3}, true, 1, 1, 1, 1).quick = false;
+  // Odd shapes of every kind: stride, padding, dilation, groups, depthwise,
+  // 1x1, one pixel, a kernel as large as the image.
+  conv("conv2d_3x2_kernel", {2, 3, 7, 6}, {4, 3, 3, 2}, true, 1, 0, 1, 1);
+  conv("conv2d_stride2_pad1", {1, 2, 8, 8}, {3, 2, 3, 3}, true, 2, 1, 1, 1);
+  conv("conv2d_dilation_groups_3", {3, 4, 9, 7}, {6, 2, 3, 2}, false, {1, 2}, {2, 1}, {2, 1}, 2);
+  conv("conv2d_depthwise", {1, 6, 5, 5}, {6, 1, 3, 3}, true, 1, 1, 1, 6);
+  conv("conv2d_1x1", {2, 5, 6, 11}, {7, 5, 1, 1}, true, 1, 0, 1, 1);
+  conv("conv2d_one_pixel", {1, 1, 1, 1}, {2, 1, 1, 1}, true, 1, 0, 1, 1);
+  conv("conv2d_kernel_is_image", {2, 3, 4, 4}, {2, 3, 4, 4}, true, 1, 0, 1, 1);
+  conv("conv2d_groups4_stride2", {2, 8, 10, 10}, {16, 2, 3, 3}, true, 2, 1, 1, 4);
+  conv("conv2d_5x5_stride3_pad2", {1, 3, 13, 12}, {5, 3, 5, 5}, false, 3, 2, 1, 1);
+  // A CIFAR-sized layer without bias, small weights.
+  OpRecord& cifar =
+      conv("conv2d_cifar_no_bias", {8, 16, 32, 32}, {32, 16, 3, 3}, false, 1, 1, 1, 1);
+  cifar.inputs[1].lo = -0.1;
+  cifar.inputs[1].hi = 0.1;
+  cifar.quick = false;
 
   t.family = "pool";
   using P = ref::Pool;
@@ -411,6 +640,29 @@ void conv_pool_bn(std::vector<OpRecord>& out) {
   };
   adaptive("adaptive_avg_pool2d", {2, 3, 7, 5}, {3, 2});
   adaptive("adaptive_avg_pool2d_global", {2, 3, 4, 5}, 1);
+  // Odd planes (17 x 13) with uneven kernels, strides and pads, every kind;
+  // adaptive pooling to sizes that do and do not divide the plane.
+  struct Window {
+    const char* name;
+    Size2 k, s, p;
+  };
+  for (const Window& w :
+       {Window{"k3x2_s2x3_p1", {3, 2}, {2, 3}, {1, 1}},
+        Window{"k5x3_s1x2_p2x0", {5, 3}, {1, 2}, {2, 0}}, Window{"k2_s2", {2, 2}, {2, 2}, {0, 0}},
+        Window{"k7x1_s3x1_p3x0", {7, 1}, {3, 1}, {3, 0}}}) {
+    pool(std::string("max_pool2d_odd_") + w.name, {3, 5, 17, 13}, P::Max, w.k, w.s, w.p);
+    pool(std::string("avg_pool2d_odd_include_") + w.name, {3, 5, 17, 13}, P::AvgIncludePad, w.k,
+         w.s, w.p);
+    pool(std::string("avg_pool2d_odd_exclude_") + w.name, {3, 5, 17, 13}, P::AvgExcludePad, w.k,
+         w.s, w.p);
+  }
+  for (Size2 o : {Size2(5, 4), Size2(1, 1), Size2(17, 13), Size2(3, 7)})
+    adaptive("adaptive_avg_pool2d_odd_" + std::to_string(o.h) + "x" + std::to_string(o.w),
+             {3, 5, 17, 13}, o);
+  // CIFAR-sized planes.
+  pool("avg_pool2d_cifar", {8, 16, 32, 32}, P::AvgIncludePad, 3, Size2(2), 1).quick = false;
+  adaptive("adaptive_avg_pool2d_cifar_global", {8, 16, 32, 32}, 1);
+  out.back().quick = false;
 
   t.family = "batch_norm";
   t.add(
@@ -434,6 +686,58 @@ void conv_pool_bn(std::vector<OpRecord>& out) {
        [](const In& x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); },
        [](const A& x) { return ref::batch_norm(x[0], nullptr, nullptr, &x[1], &x[2], 1e-5); })
       .quick = false;
+  // Training with running statistics: the output, then the updated running
+  // mean and variance (momentum 0.1, unbiased variance), in one tensor (not
+  // differentiable: the statistics are buffers); and the output alone, whose
+  // backward is checked. BatchNorm1d shapes: channel counts off the
+  // 32-channel tile, tall inputs (rows split over blocks); a large mean (x in
+  // [98, 103)).
+  auto bn_running = [&](const std::string& name, Shape xs, double lo, double hi, bool affine,
+                        bool stats) -> OpRecord& {
+    const int64_t c = xs[1];
+    std::vector<InputSpec> ins = {in(std::move(xs), lo, hi), constant(in({c})),
+                                  constant(positive({c}))};
+    if (affine) {
+      ins.push_back(in({c}, 0.5, 1.5));
+      ins.push_back(in({c}));
+    }
+    OpRecord& r = t.add(
+        "batch_norm", name + (stats ? "_running_stats" : ""), TC::Accumulate, ins,
+        [affine, stats](const In& x) {
+          Tensor rm = x[1].clone(), rv = x[2].clone();
+          const Tensor y = batch_norm(x[0], rm, rv, affine ? x[3] : Tensor(),
+                                      affine ? x[4] : Tensor(), true, 0.1, 1e-5);
+          return stats ? cat({y.flatten(), rm, rv}) : y;
+        },
+        [affine, stats](const A& x) {
+          Array y = ref::batch_norm(x[0], nullptr, nullptr, affine ? &x[3] : nullptr,
+                                    affine ? &x[4] : nullptr, 1e-5);
+          if (!stats) return y;
+          const int64_t n = x[0].shape[0], nc = x[0].shape[1];
+          const int64_t hw = ref::numel(x[0].shape) / (n * nc);
+          for (int64_t pass = 0; pass < 2; ++pass)
+            for (int64_t ch = 0; ch < nc; ++ch) {
+              std::vector<double> v;
+              for (int64_t i = 0; i < n; ++i)
+                for (int64_t j = 0; j < hw; ++j) v.push_back(x[0].v[(i * nc + ch) * hw + j]);
+              y.v.push_back(pass == 0 ? 0.9 * x[1].v[ch] + 0.1 * ref::mean(v)
+                                      : 0.9 * x[2].v[ch] + 0.1 * ref::variance(v, true));
+            }
+          y.shape = {int64_t(y.v.size())};
+          return y;
+        });
+    r.differentiable = !stats;
+    r.quick = ref::numel(r.inputs[0].shape) < 5000;
+    return r;
+  };
+  for (bool stats : {true, false}) {
+    bn_running("batch_norm1d_3x33", {3, 33}, 98.0, 103.0, true, stats);
+    bn_running("batch_norm1d_2x1", {2, 1}, 98.0, 103.0, true, stats);
+    bn_running("batch_norm1d_1000x37", {1000, 37}, 98.0, 103.0, true, stats);
+    bn_running("batch_norm1d_40961x5", {40961, 5}, 98.0, 103.0, true, stats);
+    bn_running("batch_norm1d_257x100", {257, 100}, 98.0, 103.0, true, stats);
+  }
+  bn_running("batch_norm2d_cifar", {8, 16, 32, 32}, -1.5, 1.5, false, true);
 }
 
 void indexing(std::vector<OpRecord>& out) {
@@ -470,6 +774,140 @@ void indexing(std::vector<OpRecord>& out) {
          return y;
        })
       .differentiable = false;
+}
+
+// n integers in [lo, hi], fixed by seed (index inputs are fixed in a record).
+std::vector<int64_t> fixed_ints(int64_t n, int64_t lo, int64_t hi, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> u(lo, hi);
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  for (int64_t& x : v) x = u(rng);
+  return v;
+}
+
+// The index ops at odd sizes (7 x 13 x 11: quotients and remainders off the
+// powers of two of the FastDivmod paths), each dim, int32 and int64 indices
+// (the record's int64 index converted in the call), every dtype; a million
+// indices into a small table; one_hot of both label dtypes into every dtype.
+void indexing_sweeps(std::vector<OpRecord>& out) {
+  Table t{out, "index"};
+  uint64_t seed = 100;
+  for (DType it : {kInt32, kInt64}) {
+    const std::string is = it == kInt32 ? "_i32" : "_i64";
+    auto idx = [it](const Tensor& i) { return it == kInt64 ? i : i.to(kInt32); };
+    const Shape xs = {7, 13, 11};
+    for (int64_t dim : {0, 1, 2}) {
+      const std::string ds = "_dim" + std::to_string(dim);
+      const int64_t size = xs[size_t(dim)];
+      Shape gs = xs;
+      gs[size_t(dim)] = 5;  // fewer entries than x along dim
+      const std::vector<int64_t> gi = fixed_ints(ref::numel(gs), 0, size - 1, ++seed);
+      const std::vector<int64_t> si = fixed_ints(9, 0, size - 1, ++seed);
+      Shape ss = xs;
+      ss[size_t(dim)] = 9;
+      t.add(
+           "gather", "gather_odd" + ds + is, TC::Exact, {in(xs, -9.0, 9.0), index(gi, gs)},
+           [=](const In& x) { return gather(x[0], dim, idx(x[1])); },
+           [=](const A& x) { return ref::gather(x[0], dim, x[1]); })
+          .dtypes = all_dtypes();
+      t.add(
+           "index_select", "index_select_odd" + ds + is, TC::Exact,
+           {in(xs, -9.0, 9.0), index(si, {9})},
+           [=](const In& x) { return index_select(x[0], dim, idx(x[1])); },
+           [=](const A& x) { return ref::index_select(x[0], dim, ints(x[1])); })
+          .dtypes = all_dtypes();
+      // Repeated indices: atomics add in any order.
+      t.add(
+          "scatter_add", "scatter_add_odd" + ds + is, TC::Accumulate,
+          {in(xs), index(gi, gs), in(gs)},
+          [=](const In& x) { return scatter_add(x[0], dim, idx(x[1]), x[2]); },
+          [=](const A& x) { return ref::scatter_add(x[0], dim, x[1], x[2]); });
+      t.add(
+          "index_add", "index_add_odd" + ds + is, TC::Accumulate, {in(xs), index(si, {9}), in(ss)},
+          [=](const In& x) { return index_add(x[0], dim, idx(x[1]), x[2]); },
+          [=](const A& x) { return ref::index_add(x[0], dim, ints(x[1]), x[2]); });
+    }
+    t.add(
+         "index_select", "index_select_dimneg1" + is, TC::Exact,
+         {in({5, 7, 3}), index(fixed_ints(9, 0, 2, ++seed), {9})},
+         [=](const In& x) { return index_select(x[0], -1, idx(x[1])); },
+         [=](const A& x) { return ref::index_select(x[0], -1, ints(x[1])); })
+        .dtypes = all_dtypes();
+    OpRecord& many = t.add(
+        "index_select", "index_select_million" + is, TC::Exact,
+        {in({50, 3}), index(fixed_ints(1000003, 0, 49, ++seed), {1000003})},
+        [=](const In& x) { return index_select(x[0], 0, idx(x[1])); },
+        [=](const A& x) { return ref::index_select(x[0], 0, ints(x[1])); });
+    many.dtypes = all_dtypes();
+    many.quick = false;
+    many.differentiable = false;  // finite differences: 300 calls on a million indices
+    // one_hot into the record's dtype (the second input only carries it).
+    t.add(
+         "one_hot", "one_hot_into_dtype" + is, TC::Exact,
+         {index(fixed_ints(33, 0, 9, ++seed), {3, 11}), constant(in({1}))},
+         [=](const In& x) {
+           return one_hot(idx(x[0]), 10, TensorOptions(x[1].dtype()).device(x[0].device()));
+         },
+         [](const A& x) {
+           Array y = ref::full({3, 11, 10}, 0.0);
+           for (size_t i = 0; i < x[0].v.size(); ++i) y.v[i * 10 + size_t(x[0].v[i])] = 1.0;
+           return y;
+         })
+        .dtypes = all_dtypes();
+    out.back().differentiable = false;
+  }
+}
+
+// cat of pieces (one empty) on each dim, stack on each dim, general permutes
+// at odd sizes, every dtype.
+void copy_sweeps(std::vector<OpRecord>& out) {
+  Table t{out, "copy"};
+  for (int64_t dim : {0, 1, 2, -1}) {
+    std::vector<InputSpec> ins;
+    for (int64_t len : {2, 1, 0, 5}) {
+      Shape s{3, 4, 5};
+      s[size_t(dim < 0 ? dim + 3 : dim)] = len;
+      ins.push_back(in(s, -9.0, 9.0));
+      ins.back().requires_grad = len > 0;
+    }
+    t.add(
+         "cat", "cat_4_pieces_dim" + (dim < 0 ? "neg1" : std::to_string(dim)), TC::Exact, ins,
+         [dim](const In& x) { return cat(x, dim); },
+         [dim](const A& x) { return ref::cat(x, dim < 0 ? dim + 3 : dim); })
+        .dtypes = all_dtypes();
+  }
+  t.add(
+       "cat", "cat_1d", TC::Exact, {in({7}), in({33})}, [](const In& x) { return cat(x); },
+       [](const A& x) { return ref::cat(x, 0); })
+      .dtypes = all_dtypes();
+  OpRecord& big = t.add(
+      "cat", "cat_large", TC::Exact, {in({1000003}, -9.0, 9.0), in({1000003}, -9.0, 9.0)},
+      [](const In& x) { return cat(x); }, [](const A& x) { return ref::cat(x, 0); });
+  big.dtypes = all_dtypes();
+  big.quick = false;
+  for (int64_t dim : {0, 1, 2, 3, -1}) {
+    const int64_t d = dim < 0 ? dim + 4 : dim;
+    t.add(
+         "stack", "stack_3_dim" + (dim < 0 ? "neg1" : std::to_string(dim)), TC::Exact,
+         {in({2, 5, 4}, -9.0, 9.0), in({2, 5, 4}, -9.0, 9.0), in({2, 5, 4}, -9.0, 9.0)},
+         [dim](const In& x) { return stack(x, dim); },
+         [d](const A& x) {
+           std::vector<Array> ys = x;
+           for (Array& y : ys) y.shape.insert(y.shape.begin() + d, 1);
+           return ref::cat(ys, d);
+         })
+        .dtypes = all_dtypes();
+  }
+  for (const std::vector<int64_t>& order : std::vector<std::vector<int64_t>>{
+           {0, 2, 1, 3}, {3, 1, 2, 0}, {2, 0, 3, 1}, {1, 3, 0, 2}, {3, 2, 1, 0}, {0, 3, 2, 1}}) {
+    std::string name = "permute_odd";
+    for (int64_t o : order) name += "_" + std::to_string(o);
+    t.add(
+         "permute", name, TC::Exact, {in({3, 5, 7, 11}, -9.0, 9.0)},
+         [order](const In& x) { return x[0].permute(order); },
+         [order](const A& x) { return ref::permute(x[0], order); })
+        .dtypes = all_dtypes();
+  }
 }
 
 void copies(std::vector<OpRecord>& out) {
@@ -578,6 +1016,37 @@ void copies(std::vector<OpRecord>& out) {
       [](const A& x) { return x[0]; });
 }
 
+// The slicing cases (slicing.cpp): one record each, every dtype; the pieces
+// of a call returning several are flattened and concatenated.
+void slicing(std::vector<OpRecord>& out) {
+  Table t{out, "slice"};
+  for (const SliceCase& c : slice_cases()) {
+    const SliceCase* sc = &c;
+    size_t out_numel = 0;
+    for (const SlicePiece& p : c.pieces) out_numel += static_cast<size_t>(ref::numel(p.shape));
+    OpRecord& r = t.add(
+        c.op, c.record, TC::Exact, {in(c.input, -9.0, 200.0)},
+        [sc](const In& x) {
+          std::vector<Tensor> pieces = sc->fn(x[0]);
+          if (pieces.size() == 1) return pieces[0];
+          for (Tensor& p : pieces) p = p.flatten();
+          return cat(pieces);
+        },
+        [sc](const A& x) {
+          Array y{{}, {}};
+          for (const SlicePiece& p : sc->pieces) {
+            const std::vector<double> v = slice_reference(x[0].v, sc->input, p);
+            y.v.insert(y.v.end(), v.begin(), v.end());
+          }
+          y.shape = sc->pieces.size() == 1 ? sc->pieces[0].shape : Shape{int64_t(y.v.size())};
+          return y;
+        });
+    r.dtypes = all_dtypes();
+    r.quick = c.quick;
+    r.differentiable = out_numel > 0;
+  }
+}
+
 // Random ops: moments of 20000 draws against the distribution's.
 void random_ops(std::vector<OpRecord>& out) {
   Table t{out, "random"};
@@ -614,6 +1083,39 @@ void random_ops(std::vector<OpRecord>& out) {
     Generator g(47);
     return dropout(x[0] * 0.0 + 1.0, 0.4, true, &g);
   });
+  stat("dropout_mask", 1.0, 0.3 / 0.7, [opts](const In& x) {
+    Generator g(48);
+    return dropout_mask(x[0].sizes(), 0.3, opts(x[0]), &g);
+  });
+  // x in [-1.5, 1.5) through dropout: mean 0, variance E[x^2] E[m^2] =
+  // 0.75 / (1 - p). Differentiable: the same mask on every call (a fixed
+  // generator), so the CUDA backward is held against the CPU's.
+  for (double p : {0.1, 0.75}) {
+    const std::string name = p == 0.1 ? "dropout_p0_1" : "dropout_p0_75";
+    t.add(
+        "dropout", name, TC::Statistical, {in({20000})},
+        [p](const In& x) {
+          Generator g(49);
+          return dropout(x[0], p, true, &g);
+        },
+        [p](const A&) {
+          return Array{{2}, {0.0, 0.75 / (1.0 - p)}};
+        });
+  }
+  // p = 0 and evaluation mode are the identity (exact, and its gradient is 1).
+  t.add(
+      "dropout", "dropout_p0", TC::Exact, {in({7, 33})},
+      [](const In& x) { return dropout(x[0], 0.0, true); }, [](const A& x) { return x[0]; });
+  t.add(
+      "dropout", "dropout_eval", TC::Exact, {in({7, 33})},
+      [](const In& x) { return dropout(x[0], 0.5, false); }, [](const A& x) { return x[0]; });
+  t.add(
+       "dropout_mask", "dropout_mask_p0", TC::Exact, {constant(in({5, 7}))},
+       [](const In& x) {
+         return dropout_mask(x[0].sizes(), 0.0, TensorOptions(x[0].dtype()).device(x[0].device()));
+       },
+       [](const A& x) { return ref::full(x[0].shape, 1.0); })
+      .differentiable = false;
 }
 
 // The fused optimizer steps, through optim::*: three steps with one gradient.
@@ -726,7 +1228,10 @@ const std::vector<OpRecord>& op_records() {
     matmuls(r);
     conv_pool_bn(r);
     indexing(r);
+    indexing_sweeps(r);
     copies(r);
+    copy_sweeps(r);
+    slicing(r);
     random_ops(r);
     optimizer_steps(r);
     return r;

@@ -111,6 +111,7 @@ double variance(const std::vector<double>& v, bool unbiased) {
   return s / (double(v.size()) - (unbiased ? 1.0 : 0.0));
 }
 std::vector<double> log_softmax(const std::vector<double>& v) {
+  if (v.empty()) return {};  // an empty row (a [0, 5] tensor over dim 0)
   const double m = *std::max_element(v.begin(), v.end());
   double s = 0.0;
   for (double x : v) s += std::exp(x - m);

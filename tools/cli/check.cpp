@@ -17,7 +17,7 @@ namespace {
 struct CheckArgs {
   std::string device = "auto";
   std::string ops;
-  std::string dtype;  // empty: float32 and float64
+  std::string dtype;  // empty: every dtype
   bool quick = false;
   bool json_output = false;
 };
@@ -69,8 +69,10 @@ tolerance (atol + rtol * |expected|) and the verdict. Exit 0 when all pass,
   cmd->add_option("--ops", a.ops,
                   "only records whose op, name or family contains one of these "
                   "(comma-separated, e.g. conv,softmax)");
-  cmd->add_option("--dtype", a.dtype, "float32 or float64 (default: both)")
-      ->check(CLI::IsMember({"float32", "float64"}));
+  cmd->add_option("--dtype", a.dtype,
+                  "float32, float64, int32, int64 or uint8 (default: every dtype a record "
+                  "lists; integer dtypes: the slicing records)")
+      ->check(CLI::IsMember({"float32", "float64", "int32", "int64", "uint8"}));
   cmd->add_flag("--quick", a.quick, "the small records only (about 30 s on a GPU)");
   cmd->add_flag("--json", a.json_output, "the rows and a summary as JSON");
   run_when_parsed(cmd, [] { return run_check_command(); });
@@ -84,7 +86,9 @@ int run_check_command() {
   ck::CheckOptions o;
   o.pattern = a.ops;
   o.quick = a.quick;
-  if (!a.dtype.empty()) o.dtypes = {a.dtype == "float32" ? td::kFloat32 : td::kFloat64};
+  if (!a.dtype.empty())
+    for (td::DType dt : ck::all_dtypes())
+      if (a.dtype == td::dtype_name(dt)) o.dtypes = {dt};
   std::string note;
   if (a.device != "cpu") {
     if (td::cuda::is_available()) {
