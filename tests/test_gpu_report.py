@@ -376,6 +376,24 @@ class StepsTest(unittest.TestCase):
             h.sanitizer_exclude, h.quick = "", False
             self.assertEqual(h.make_filter("A.*"), "A.*")
 
+    def test_every_sanitizer_pattern_names_tests_that_exist(self):
+        # A renamed or deleted test must not leave a pattern of the kernel
+        # tests that selects nothing (its kernels would silently lose racecheck
+        # and synccheck). GPU_FILTER's patterns are broad on purpose.
+        import fnmatch
+        import glob
+        import re
+        names = set()
+        for path in glob.glob(os.path.join(ROOT, "tests", "**", "*.cpp"), recursive=True):
+            with open(path, encoding="utf-8") as f:
+                names.update(f"{a}.{b}" for a, b in
+                             re.findall(r"^TEST(?:_F|_P)?\(\s*(\w+),\s*(\w+)\)", f.read(), re.M))
+        self.assertGreater(len(names), 500)
+        for pattern in steps.KERNEL_FILTER.split(":"):
+            with self.subTest(pattern=pattern):
+                self.assertTrue(any(fnmatch.fnmatchcase(n, pattern) for n in names),
+                                f"no test in tests/ matches the sanitizer pattern {pattern}")
+
     def test_allowed_gpu_skips_are_the_cudapresent_entries(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "expected_skips.h")
