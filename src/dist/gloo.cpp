@@ -82,6 +82,14 @@ class GlooGroup : public ProcessGroup {
       GlooStore store(*rv_);
       ctx->connectFullMesh(store, dev);
       ctx_ = ctx;
+      // No rank leaves until every rank has connected: a rank that dropped
+      // the group at once (an unused group) would otherwise close sockets a
+      // slower rank is still connecting, and that rank's connect would fail.
+      const std::string connected = rv_->prefix() + "/gloo_connected/";
+      rv_->store().set(connected + std::to_string(rank_), "1");
+      for (int r = 0; r < size_; ++r)
+        rv_->store().get(connected + std::to_string(r), rv_->timeout(),
+                         "rank " + std::to_string(r) + "'s connection to the group");
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {

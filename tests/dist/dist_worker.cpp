@@ -194,6 +194,25 @@ void trainer(const std::shared_ptr<dist::ProcessGroup>& pg, const std::string& d
             << " train_loss " << h3.epochs[2].train_loss << "\n";
 }
 
+// Groups made and dropped at once, as `tandem train` did with an unused
+// SyncBatchNorm group: a rank must not close its connections while another
+// is still connecting (its connect would fail), so a group is whole once
+// every rank's constructor has returned. Then the first group still works.
+void dropped_groups(dist::ProcessGroup& pg) {
+  for (int i = 0; i < 40; ++i) {
+    auto g = pg.new_group("dropped" + std::to_string(i));
+    if (i % 10 == 9) {
+      Tensor t = ones({3});
+      g->all_reduce(t);
+      expect(t[0].item<double>() == pg.size(), "all_reduce on a new group");
+    }
+  }
+  Tensor t = full({2}, static_cast<double>(pg.rank() + 1));
+  pg.all_reduce(t);
+  expect(t[1].item<double>() == pg.size() * (pg.size() + 1) / 2.0, "all_reduce after the groups");
+  std::cout << "OK dropped_groups rank " << pg.rank() << "\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -218,8 +237,11 @@ int main(int argc, char** argv) {
       trainer(pg, argv[2]);
     } else if (scenario == "overlap") {
       overlap(pg);
+    } else if (scenario == "dropped_groups") {
+      dropped_groups(*pg);
     } else {
-      std::cerr << "usage: tandem_dist_worker collectives|equiv MODEL B|die|overlap\n";
+      std::cerr
+          << "usage: tandem_dist_worker collectives|equiv MODEL B|die|overlap|dropped_groups\n";
       return 2;
     }
     pg->barrier();

@@ -1066,8 +1066,13 @@ int run_train(const TrainArgs& args) {
     return o;
   };
   if (group && !args.no_sync_batchnorm) {
-    const int64_t n_bn = td::dist::convert_sync_batchnorm(*net, group->new_group("syncbn"));
-    if (n_bn > 0) std::cout << "dist: SyncBatchNorm in " << n_bn << " layer(s)\n";
+    // A second communicator only for a net with batch norm.
+    bool has_bn = false;
+    net->apply([&](td::nn::Module& m) { has_bn = has_bn || m.as<td::nn::BatchNormImplBase>(); });
+    if (has_bn) {
+      const int64_t n_bn = td::dist::convert_sync_batchnorm(*net, group->new_group("syncbn"));
+      std::cout << "dist: SyncBatchNorm in " << n_bn << " layer(s)\n";
+    }
   }
   td::data::DataLoader train_loader(train_set,
                                     shard(loader_options(s, device, true, args.workers), true));
