@@ -78,8 +78,9 @@ fi
 jobs="${JOBS:-$(nproc)}"
 # The CPU-only build's test programs when a CUDA build runs too (see above).
 cpu_subset="tandem_test_errors;tandem_test_build_info;tandem_test_tensor;tandem_test_data;tandem_test_serialize"
-# What the emulated device runs under ASan + UBSan (--asan): every kernel.
-emu_asan_subset="tandem_test_cuda;tandem_test_emu;tandem_test_emu_libs"
+# What the emulated device runs under ASan + UBSan (--asan): every kernel (the
+# op registry's CUDA cases and the kernel tests beside it).
+emu_asan_subset="tandem_test_cuda;tandem_test_registry;tandem_test_emu;tandem_test_emu_libs"
 
 if [[ $run_setup -eq 1 ]]; then
   "$root/tools/setup.sh"
@@ -147,8 +148,9 @@ for preset in "${presets[@]}"; do
       configure_args=(-DTANDEM_TESTS_ONLY=)
     fi
   elif [[ $preset == emu-asan ]]; then
-    # Every kernel runs in tandem_test_cuda; the emulator's own tests and its
-    # libraries' tests complete the cover.
+    # Every kernel runs in tandem_test_registry (every op record on the
+    # device) and tandem_test_cuda (the kernel tests beside the registry);
+    # the emulator's own tests and its libraries' tests complete the cover.
     configure_args=("-DTANDEM_TESTS_ONLY=$emu_asan_subset")
   elif [[ $preset == cpu ]]; then
     if [[ $run_cuda -eq 1 ]]; then
