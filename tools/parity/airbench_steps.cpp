@@ -23,8 +23,10 @@ namespace {
 using namespace tandem;
 
 void dump_state(const nn::Module& net, const std::string& prefix, TensorList& out) {
-  for (const auto& [name, t] : net.named_parameters()) out.emplace_back(prefix + name, t.detach().clone());
-  for (const auto& [name, t] : net.named_buffers()) out.emplace_back(prefix + name, t.detach().clone());
+  for (const auto& [name, t] : net.named_parameters())
+    out.emplace_back(prefix + name, t.detach().clone());
+  for (const auto& [name, t] : net.named_buffers())
+    out.emplace_back(prefix + name, t.detach().clone());
 }
 
 // The names of optim::lookahead_tensors(net), in its order.
@@ -90,11 +92,11 @@ int run(int argc, char** argv) {
                                                       .momentum(r.momentum)
                                                       .nesterov(r.nesterov)
                                                       .weight_decay(r.weight_decay / scale)));
-  optim::SGD opt(std::move(groups), optim::SGDOptions(lr)
-                                        .momentum(r.momentum)
-                                        .nesterov(r.nesterov)
-                                        .weight_decay(r.weight_decay));
-  const auto peak = static_cast<int64_t>(std::floor(r.warmup_fraction * static_cast<double>(total)));
+  optim::SGD opt(
+      std::move(groups),
+      optim::SGDOptions(lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(r.weight_decay));
+  const auto peak =
+      static_cast<int64_t>(std::floor(r.warmup_fraction * static_cast<double>(total)));
   optim::PiecewiseLinearLR sched(opt, {0, peak, total}, {r.start_factor, 1.0, r.end_factor});
   optim::LookaheadOptions lo = r.lookahead_options;
   lo.start_epoch = 0;  // a short run: average from the first due step
