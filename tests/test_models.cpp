@@ -97,27 +97,56 @@ TEST(ModelPresets, Errors) {
                "PatchWhitening: in_channels and kernel must be positive");
 }
 
+// models::make_sgd: the BatchNorm biases in a second group at lr x scale and
+// weight decay / scale, every trainable parameter once; one group at scale 1.
+// models::make_warmup_linear: the lr factors of schedule_factor at each step.
+TEST(Models, RecipeOptimizerAndSchedule) {
+  nn::Sequential net = models::make("resnet-fast");
+  const models::ParameterSplit split = models::split_parameters(*net);
+  ASSERT_FALSE(split.batchnorm_biases.empty());
+  const auto opts = optim::SGDOptions(0.3).momentum(0.85).nesterov(true).weight_decay(2e-3);
+  const auto two = models::make_sgd(*net, opts, 64.0);
+  ASSERT_EQ(two->param_groups().size(), 2u);
+  EXPECT_EQ(two->param_groups()[0].params().size(), split.others.size());
+  const auto& bn = two->param_groups()[1];
+  ASSERT_EQ(bn.params().size(), split.batchnorm_biases.size());
+  for (size_t i = 0; i < bn.params().size(); ++i)
+    EXPECT_TRUE(bn.params()[i].is_same(split.batchnorm_biases[i])) << i;
+  const auto& bn_opts = static_cast<const optim::SGDOptions&>(bn.options());
+  EXPECT_DOUBLE_EQ(bn_opts.lr(), 0.3 * 64.0);
+  EXPECT_DOUBLE_EQ(bn_opts.weight_decay(), 2e-3 / 64.0);
+  EXPECT_DOUBLE_EQ(bn_opts.momentum(), 0.85);
+  EXPECT_TRUE(bn_opts.nesterov());
+  const auto one = models::make_sgd(*net, opts, 1.0);
+  ASSERT_EQ(one->param_groups().size(), 1u);
+  EXPECT_EQ(one->param_groups()[0].params().size(),
+            split.others.size() + split.batchnorm_biases.size());
+
+  const models::Recipe r = models::recipe("resnet-fast");
+  const int64_t total = 97;
+  const auto sched =
+      models::make_warmup_linear(*two, total, r.warmup_fraction, r.start_factor, r.end_factor);
+  for (int64_t step = 0; step <= total; ++step) {
+    const double f = models::schedule_factor(r, step, total);
+    EXPECT_NEAR(sched->get_last_lr()[0], 0.3 * f, 1e-12) << step;
+    EXPECT_NEAR(sched->get_last_lr()[1], 0.3 * 64.0 * f, 1e-10) << step;
+    sched->step();
+  }
+}
+
 // A few SGD steps on one fixed batch with the recipe's optimizer settings
 // (two groups for the BatchNorm biases): the loss must fall and frozen
 // parameters must not move.
 double train_steps(nn::Sequential& net, const models::Recipe& r, int steps, double lr_scale) {
   const Tensor x = tt::random_tensor({6, 3, 32, 32}, kFloat32);
   const Tensor y = from_vector<int64_t>({0, 3, 9, 1, 3, 7});
-  models::ParameterSplit split = models::split_parameters(*net);
-  const double lr = r.lr * lr_scale;
-  auto opts = [&](double scale) {
-    return optim::SGDOptions(lr * scale)
-        .momentum(r.momentum)
-        .nesterov(r.nesterov)
-        .weight_decay(r.weight_decay / scale);
-  };
-  std::vector<optim::OptimizerParamGroup> groups;
-  groups.emplace_back(split.others, std::make_unique<optim::SGDOptions>(opts(1.0)));
-  if (!split.batchnorm_biases.empty()) {
-    groups.emplace_back(split.batchnorm_biases,
-                        std::make_unique<optim::SGDOptions>(opts(r.batchnorm_bias_lr_scale)));
-  }
-  optim::SGD sgd(std::move(groups), opts(1.0));
+  const auto sgd_made = models::make_sgd(*net,
+                                         optim::SGDOptions(r.lr * lr_scale)
+                                             .momentum(r.momentum)
+                                             .nesterov(r.nesterov)
+                                             .weight_decay(r.weight_decay),
+                                         r.batchnorm_bias_lr_scale);
+  optim::SGD& sgd = *sgd_made;
   double first = 0.0, last = 0.0;
   for (int i = 0; i < steps; ++i) {
     sgd.zero_grad();

@@ -22,13 +22,16 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "tandem/nn/conv.h"
 #include "tandem/nn/modules.h"
+#include "tandem/optim.h"
 #include "tandem/optim/lookahead.h"
+#include "tandem/optim/lr_scheduler.h"
 #include "tandem/tensor.h"
 
 namespace tandem {
@@ -224,6 +227,25 @@ struct ParameterSplit {
   std::vector<Tensor> others;
 };
 ParameterSplit split_parameters(nn::Module& model);
+
+// A recipe's SGD over `model` (as `tandem train` makes it): split_parameters'
+// others with `options`, then, when batchnorm_bias_lr_scale != 1 and the
+// model has any, the BatchNorm biases in a group of their own at lr x scale
+// and weight decay / scale (airbench's: the decay per step stays the
+// others'). At scale 1 the BatchNorm biases join the one group, last.
+std::unique_ptr<optim::SGD> make_sgd(nn::Module& model, const optim::SGDOptions& options,
+                                     double batchnorm_bias_lr_scale);
+
+// Schedule::WarmupLinear over total_steps as an LRScheduler stepped once per
+// step: the lr factor goes from start_factor at step 0 to 1 at step
+// floor(warmup_fraction x total_steps), then to end_factor at total_steps,
+// linearly (schedule_factor's values); without the warm-up when that peak
+// falls on step 0 or total_steps.
+std::unique_ptr<optim::PiecewiseLinearLR> make_warmup_linear(optim::Optimizer& optimizer,
+                                                             int64_t total_steps,
+                                                             double warmup_fraction,
+                                                             double start_factor,
+                                                             double end_factor);
 
 // ---- JSON model files -----------------------------------------------------------------
 //

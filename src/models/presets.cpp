@@ -289,5 +289,39 @@ ParameterSplit split_parameters(nn::Module& model) {
   return split;
 }
 
+std::unique_ptr<optim::SGD> make_sgd(nn::Module& model, const optim::SGDOptions& options,
+                                     double batchnorm_bias_lr_scale) {
+  ParameterSplit split = split_parameters(model);
+  const double scale = batchnorm_bias_lr_scale;
+  std::vector<optim::OptimizerParamGroup> groups;
+  if (scale == 1.0 || split.batchnorm_biases.empty()) {
+    split.others.insert(split.others.end(), split.batchnorm_biases.begin(),
+                        split.batchnorm_biases.end());
+    groups.emplace_back(split.others);
+  } else {
+    groups.emplace_back(split.others);
+    auto bn = std::make_unique<optim::SGDOptions>(options);
+    bn->lr(options.get_lr() * scale).weight_decay(options.weight_decay() / scale);
+    groups.emplace_back(split.batchnorm_biases, std::move(bn));
+  }
+  return std::make_unique<optim::SGD>(std::move(groups), options);
+}
+
+std::unique_ptr<optim::PiecewiseLinearLR> make_warmup_linear(optim::Optimizer& optimizer,
+                                                             int64_t total_steps,
+                                                             double warmup_fraction,
+                                                             double start_factor,
+                                                             double end_factor) {
+  const auto peak =
+      static_cast<int64_t>(std::floor(warmup_fraction * static_cast<double>(total_steps)));
+  if (peak > 0 && peak < total_steps) {
+    return std::make_unique<optim::PiecewiseLinearLR>(
+        optimizer, std::vector<int64_t>{0, peak, total_steps},
+        std::vector<double>{start_factor, 1.0, end_factor});
+  }
+  return std::make_unique<optim::PiecewiseLinearLR>(optimizer, std::vector<int64_t>{0, total_steps},
+                                                    std::vector<double>{1.0, end_factor});
+}
+
 }  // namespace models
 }  // namespace tandem

@@ -414,34 +414,23 @@ void check_resume_conflicts(const TrainArgs& args, const Settings& saved, const 
 }
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const Settings& s, td::nn::Module& net) {
-  models::ParameterSplit split = models::split_parameters(net);
-  const double scale = s.bn_bias_lr_scale;
-  std::vector<optim::OptimizerParamGroup> groups;
-  if (scale == 1.0) {
-    split.others.insert(split.others.end(), split.batchnorm_biases.begin(),
-                        split.batchnorm_biases.end());
-    split.batchnorm_biases.clear();
-  }
-  groups.emplace_back(split.others);
   if (s.optimizer == "sgd") {
-    const auto opts = optim::SGDOptions(s.lr)
-                          .momentum(s.momentum)
-                          .nesterov(s.nesterov)
-                          .weight_decay(s.weight_decay);
-    if (!split.batchnorm_biases.empty()) {
-      groups.emplace_back(split.batchnorm_biases, std::make_unique<optim::SGDOptions>(
-                                                      optim::SGDOptions(s.lr * scale)
-                                                          .momentum(s.momentum)
-                                                          .nesterov(s.nesterov)
-                                                          .weight_decay(s.weight_decay / scale)));
-    }
-    return std::make_unique<optim::SGD>(std::move(groups), opts);
+    return models::make_sgd(net,
+                            optim::SGDOptions(s.lr)
+                                .momentum(s.momentum)
+                                .nesterov(s.nesterov)
+                                .weight_decay(s.weight_decay),
+                            s.bn_bias_lr_scale);
   }
+  // Adam and AdamW: one group (the BatchNorm-bias scale is the SGD recipes').
+  models::ParameterSplit split = models::split_parameters(net);
+  split.others.insert(split.others.end(), split.batchnorm_biases.begin(),
+                      split.batchnorm_biases.end());
   if (s.optimizer == "adam") {
-    return std::make_unique<optim::Adam>(std::move(groups),
+    return std::make_unique<optim::Adam>(split.others,
                                          optim::AdamOptions(s.lr).weight_decay(s.weight_decay));
   }
-  return std::make_unique<optim::AdamW>(std::move(groups),
+  return std::make_unique<optim::AdamW>(split.others,
                                         optim::AdamWOptions(s.lr).weight_decay(s.weight_decay));
 }
 
@@ -449,15 +438,8 @@ std::unique_ptr<optim::LRScheduler> make_scheduler(const Settings& s, optim::Opt
                                                    int64_t total_steps) {
   if (s.schedule == "cosine") return std::make_unique<optim::CosineAnnealingLR>(opt, total_steps);
   if (s.schedule == "warmup-linear") {
-    const int64_t peak =
-        static_cast<int64_t>(std::floor(s.warmup_fraction * static_cast<double>(total_steps)));
-    if (peak > 0 && peak < total_steps) {
-      return std::make_unique<optim::PiecewiseLinearLR>(
-          opt, std::vector<int64_t>{0, peak, total_steps},
-          std::vector<double>{s.start_factor, 1.0, s.end_factor});
-    }
-    return std::make_unique<optim::PiecewiseLinearLR>(opt, std::vector<int64_t>{0, total_steps},
-                                                      std::vector<double>{1.0, s.end_factor});
+    return models::make_warmup_linear(opt, total_steps, s.warmup_fraction, s.start_factor,
+                                      s.end_factor);
   }
   return nullptr;
 }

@@ -74,16 +74,28 @@ def airbench_net():
     return net
 
 
+def normalize(images, dtype=torch.float32):
+    """uint8 images to airbench's normalised input."""
+    x = images.to(dtype) / 255
+    return (x - torch.tensor(MEAN, dtype=dtype).view(1, 3, 1, 1)) / torch.tensor(
+        STD, dtype=dtype).view(1, 3, 1, 1)
+
+
+def whitening_filters(x, eps=5e-4):
+    """airbench's whitening weight from normalised images x: the eigenvectors of
+    the 2x2 patches' covariance scaled by 1/sqrt(eigenvalue + eps), largest
+    first, then their negations: 24 filters of shape 3x2x2 (float64 inside)."""
+    patches = x.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
+    values, vectors = torch.linalg.eigh(patches.T @ patches / patches.shape[0])
+    order = values.argsort(descending=True)
+    filters = vectors[:, order].T / torch.sqrt(values[order] + eps)[:, None]
+    return torch.cat([filters, -filters]).reshape(24, 3, 2, 2).float()
+
+
 def check_init(d):
     """Whitening filters and dirac rows against airbench's formulas; returns failures."""
     fails = []
-    x = d["white_images"].double() / 255
-    x = (x - torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(
-        STD, dtype=torch.float64).view(1, 3, 1, 1)
-    patches = x.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
-    values, vectors = torch.linalg.eigh(patches.T @ patches / patches.shape[0])
-    order = values.argsort(descending=True)
-    filters = (vectors[:, order].T / torch.sqrt(values[order] + 5e-4)[:, None]).float()
+    filters = whitening_filters(normalize(d["white_images"], torch.float64)).reshape(24, 12)[:12]
     got = d["init.0.weight"].reshape(24, 12)
     worst = 0.0
     for k in range(12):

@@ -1,9 +1,8 @@
 // tandem_airbench_steps: resnet-fast's first training steps on fixed batches
 // of real CIFAR-10, wired as `tandem train --model resnet-fast` wires them
-// (models::recipe, the two SGD groups of tools/cli/train.cpp's make_optimizer,
-// PiecewiseLinearLR, optim::Lookahead, the whitening bias frozen after a
-// step), every parameter and buffer written after each step to one
-// safetensors file. tools/parity/airbench_ref.py replays the same steps in
+// (models::recipe, models::make_sgd's two groups, models::make_warmup_linear,
+// optim::Lookahead, the whitening bias frozen after a step), every parameter and buffer written
+// after each step to one safetensors file. tools/parity/airbench_ref.py replays the same steps in
 // PyTorch as airbench94 does and compares (docs/models.md, "Parity with
 // airbench94"). Batches are un-augmented: the loader is checked elsewhere.
 //
@@ -14,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 
 #include "tandem/tandem.h"
@@ -82,22 +82,16 @@ int run(int argc, char** argv) {
   dump.emplace_back("images", x_all);
   dump.emplace_back("labels", y_all);
 
-  // make_optimizer (tools/cli/train.cpp) for the recipe.
-  const double lr = models::lr_for_batch(r, n), scale = r.batchnorm_bias_lr_scale;
-  const models::ParameterSplit split = models::split_parameters(*net);
-  std::vector<optim::OptimizerParamGroup> groups;
-  groups.emplace_back(split.others);
-  groups.emplace_back(split.batchnorm_biases, std::make_unique<optim::SGDOptions>(
-                                                  optim::SGDOptions(lr * scale)
-                                                      .momentum(r.momentum)
-                                                      .nesterov(r.nesterov)
-                                                      .weight_decay(r.weight_decay / scale)));
-  optim::SGD opt(
-      std::move(groups),
-      optim::SGDOptions(lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(r.weight_decay));
-  const auto peak =
-      static_cast<int64_t>(std::floor(r.warmup_fraction * static_cast<double>(total)));
-  optim::PiecewiseLinearLR sched(opt, {0, peak, total}, {r.start_factor, 1.0, r.end_factor});
+  // The optimizer and schedule as tools/cli/train.cpp makes them for the recipe.
+  const std::unique_ptr<optim::SGD> opt =
+      models::make_sgd(*net,
+                       optim::SGDOptions(models::lr_for_batch(r, n))
+                           .momentum(r.momentum)
+                           .nesterov(r.nesterov)
+                           .weight_decay(r.weight_decay),
+                       r.batchnorm_bias_lr_scale);
+  const auto sched =
+      models::make_warmup_linear(*opt, total, r.warmup_fraction, r.start_factor, r.end_factor);
   optim::LookaheadOptions lo = r.lookahead_options;
   lo.start_epoch = 0;  // a short run: average from the first due step
   lo.every = every;
@@ -107,14 +101,14 @@ int run(int argc, char** argv) {
   net->train();
   for (int64_t s = 0; s < steps; ++s) {
     models::set_whitening_bias_trainable(*net, s < freeze_after);
-    opt.zero_grad();
+    opt->zero_grad();
     const int64_t b = s % 4;
     const Tensor logits = (*net)(x_all.slice(0, b * n, (b + 1) * n));
     const Tensor loss = cross_entropy(logits, y_all.slice(0, b * n, (b + 1) * n), Reduction::Mean,
                                       r.label_smoothing);
     loss.backward();
-    opt.step();
-    sched.step();
+    opt->step();
+    sched->step();
     lookahead.after_step(s + 1, 0, total);
     losses.push_back(loss.item<double>());
     std::printf("step %lld: loss %.7f\n", static_cast<long long>(s + 1), losses.back());
@@ -123,7 +117,7 @@ int run(int argc, char** argv) {
     // What the next step starts from besides the weights: the momentum
     // buffers and the lookahead average (the replay checks each step alone).
     for (const auto& [name, p] : net->named_parameters()) {
-      const Tensor buf = opt.momentum_buffer(p);
+      const Tensor buf = opt->momentum_buffer(p);
       if (buf.defined()) dump.emplace_back(tag + "momentum." + name, buf.clone());
     }
     if (lookahead.started()) {

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from airbench_ref import MEAN, STD, airbench_net, schedule  # noqa: E402
+from airbench_ref import airbench_net, normalize, schedule, whitening_filters  # noqa: E402
 
 
 def read_split(directory, names):
@@ -46,21 +46,6 @@ def read_split(directory, names):
     labels = torch.from_numpy(rec[:, 0].astype(np.int64))
     images = torch.from_numpy(rec[:, 1:].reshape(-1, 3, 32, 32).copy())
     return images, labels
-
-
-def normalize(images):
-    x = images.float() / 255
-    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-
-
-def whitening_filters(x, eps=5e-4):
-    """The 2x2 patch covariance's eigenvectors scaled by 1/sqrt(eigenvalue + eps),
-    largest first, each with its negation: 24 filters of shape 3x2x2."""
-    patches = x.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
-    values, vectors = torch.linalg.eigh(patches.T @ patches / patches.shape[0])
-    order = values.argsort(descending=True)
-    filters = vectors[:, order].T / torch.sqrt(values[order] + eps)[:, None]
-    return torch.cat([filters, -filters]).reshape(24, 3, 2, 2).float()
 
 
 def random_flip(x):
